@@ -1,0 +1,1 @@
+rm -f words/*.count filelist report.txt

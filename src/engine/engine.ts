@@ -1,0 +1,828 @@
+/**
+ * The redo engine: decides what is out of date, runs the rules that make
+ * targets, and records what each build depended on.
+ *
+ * One engine process serves a whole build. .do files run in shell workers
+ * and ask for their dependencies over a socket (see worker.ts), so nested
+ * builds are scheduled here, with the job slots of jobserver.ts, and not
+ * by starting more redo processes. Other redo processes working on the same
+ * tree are kept off our targets by the locks of locks.ts.
+ *
+ * A target is up to date when every dependency it recorded last time still
+ * has the identity it had then: a content hash for files (found through a
+ * stat signature when the file was not touched), the stamp for stamped
+ * targets, and the build sequence for targets that write nothing.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type * as netTypes from 'node:net';
+import { net } from './lazy.ts';
+import { State, statSig, sameSig, hashFile, type Dep, type Sig, type TargetRecord } from './state.ts';
+import { findRule, type DoFile, type Lookup } from './dofile.ts';
+import { JobServer, inheritedJobServer } from './jobserver.ts';
+import { Locks, isAlive } from './locks.ts';
+import { WorkerPool, MessageParser, type JobSpec } from './worker.ts';
+import type { Rule, BuildContext } from './rules.ts';
+import { RuleError } from './rules.ts';
+import { Log } from './log.ts';
+
+export const STATE_DIR = '.redo';
+
+/** bin/ of this installation, holding the redo-* commands */
+export const BIN_DIR = path.resolve(import.meta.dirname, '../../bin');
+
+export interface EngineOptions {
+  jobs?: number; // -j; 0 or undefined: 1, or the make jobserver we run under
+  keepGoing?: boolean; // -k
+  xtrace?: boolean; // -x
+  verbose?: boolean; // -v
+  debug?: boolean; // -d
+  rules?: Rule[];
+  /** directory whose .redo holds the state; found upward from cwd if unset */
+  base?: string;
+  /** directory paths are printed relative to (the user's cwd) */
+  startDir?: string;
+  log?: Log;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Result {
+  ok: boolean;
+  id: string; // identity for dependents
+  status: number; // exit status of a failed build
+}
+
+interface Job {
+  id: number;
+  target: string; // base-relative
+  depth: number;
+  deps: Dep[];
+  seen: Set<string>; // dependency keys already recorded
+  stamp: string | null;
+  parent: Job | null;
+  rule: string; // the .do file (base-relative) or builtin:NAME
+}
+
+export class BuildError extends Error {
+  readonly status: number;
+  constructor(msg: string, status = 1) {
+    super(msg);
+    this.status = status;
+  }
+}
+
+/** Find the directory holding .redo, from `start` upward; else `start`. */
+export function findBase(start: string): string {
+  for (let d = start; ; ) {
+    if (fs.statSync(path.join(d, STATE_DIR), { throwIfNoEntry: false })?.isDirectory()) return d;
+    const up = path.dirname(d);
+    if (up === d) return start;
+    d = up;
+  }
+}
+
+const OK_SOURCE = (id: string): Result => ({ ok: true, id, status: 0 });
+
+export class Engine {
+  readonly base: string;
+  private readonly basePrefix: string;
+  readonly stateDir: string;
+  readonly state: State;
+  readonly log: Log;
+  private readonly opts: EngineOptions;
+  private readonly rules: Rule[];
+  private readonly locks: Locks;
+  private readonly env: NodeJS.ProcessEnv;
+  private jobserver: JobServer | null = null;
+  private pool: WorkerPool | null = null;
+  private server: netTypes.Server | null = null;
+  private sockDir = '';
+  private readonly memo = new Map<string, Result | Promise<Result>>();
+  private readonly built = new Set<string>();
+  private readonly jobs = new Map<number, Job>();
+  /** target -> targets it is waiting for, to find cycles */
+  private readonly waits = new Map<string, Set<string>>();
+  private nextJob = 1;
+  private readonly shebangs = new Map<string, string[]>();
+  /** counts ended jobs: anything cached about the file system before one
+   * ended must be checked again */
+  private epoch = 0;
+  private readonly listings = new Map<string, { names: Set<string> | null; epoch: number; sig: Sig | null; asked: number }>();
+  private stopping = false;
+  firstFailure = 0;
+
+  constructor(opts: EngineOptions = {}) {
+    this.opts = opts;
+    this.env = opts.env ?? process.env;
+    this.base = path.resolve(opts.base ?? findBase(process.cwd()));
+    this.basePrefix = this.base === '/' ? '/' : this.base + '/';
+    this.stateDir = path.join(this.base, STATE_DIR);
+    this.rules = opts.rules ?? [];
+    this.log = opts.log ?? new Log(opts.startDir ?? process.cwd(), this.base);
+    this.state = new State(this.stateDir);
+    this.locks = new Locks(this.stateDir);
+    this.state.load();
+  }
+
+  get slots(): number {
+    return this.jobserver?.slots ?? this.opts.jobs ?? 1;
+  }
+
+  // ---- paths ----
+
+  rel(abs: string): string {
+    const r = path.relative(this.base, abs);
+    return r === '' ? '.' : r;
+  }
+
+  abs(rel: string): string {
+    // rel is normalised already: joining is enough, and cheaper than resolve
+    return rel === '.' ? this.base : rel.startsWith('../') || rel === '..' ? path.resolve(this.base, rel) : this.basePrefix + rel;
+  }
+
+  // ---- public entry points ----
+
+  /** `redo` (force) or `redo-ifchange` on targets given as paths from cwd. */
+  async build(targets: string[], force: boolean, cwd = process.cwd()): Promise<number> {
+    const rels = targets.map((t) => this.relFrom(cwd, t));
+    const results = await Promise.all(rels.map((t) => this.ensure(t, force, null)));
+    const failed = results.find((r) => !r.ok);
+    return failed ? failed.status || 1 : 0;
+  }
+
+  /** Stop workers, fold our journal into the snapshot, drop our locks. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    this.pool?.stop();
+    this.jobserver?.close();
+    this.locks.releaseAll();
+    if (this.server) {
+      await new Promise<void>((r) => this.server!.close(() => r()));
+      fs.rmSync(this.sockDir, { recursive: true, force: true });
+    }
+    if (fs.existsSync(this.stateDir)) {
+      try {
+        this.state.compact(isAlive);
+      } catch (e) {
+        this.log.warn(`could not compact state: ${(e as Error).message}`);
+      }
+    }
+    this.state.close();
+  }
+
+  /** redo-flush-cache: forget what this run has checked and built. */
+  flush(): void {
+    for (const [t, p] of this.memo) if (!(p instanceof Promise)) this.memo.delete(t);
+    this.built.clear();
+    this.shebangs.clear();
+    this.state.refresh();
+  }
+
+  /** Base-relative path of `arg` given relative to `cwd`. The common case,
+   * a plain name below the base, is sliced rather than resolved. */
+  private relFrom(cwd: string, arg: string): string {
+    if (arg.includes('\n')) throw new BuildError(`${JSON.stringify(arg)}: target names cannot contain a newline`, 2);
+    if (arg[0] !== '/' && !/(^|\/)\.\.?(\/|$)|\/\//.test(arg) && !arg.endsWith('/')) {
+      const abs = cwd === '/' ? '/' + arg : cwd + '/' + arg;
+      if (abs.startsWith(this.basePrefix)) return abs.slice(this.basePrefix.length);
+    }
+    return this.rel(path.resolve(cwd, arg));
+  }
+
+  // ---- deciding ----
+
+  /**
+   * Make `t` up to date (or build it, if `force`). The answer is immediate
+   * when nothing needs building, which keeps a no-op run free of promises.
+   */
+  ensure(t: string, force: boolean, from: Job | null): Result | Promise<Result> {
+    const prior = this.memo.get(t);
+    if (prior !== undefined) {
+      if (!(prior instanceof Promise)) {
+        if (!force || this.built.has(t)) return prior;
+      } else {
+        const cycle = from ? this.cycleThrough(from.target, t) : null;
+        if (cycle) return this.fail(t, `dependency cycle: ${cycle.map((c) => this.log.show(c)).join(' -> ')}`, 1);
+        if (!force || this.built.has(t)) return this.waitFor(from, t, prior);
+      }
+      // `redo t` after t was only checked in this run: build it now
+      const p = Promise.resolve(prior).then(() => (this.built.has(t) ? prior : this.examine(t, true, from)));
+      return this.remember(t, p, from);
+    }
+    const r = this.examine(t, force, from);
+    if (!(r instanceof Promise)) {
+      this.memo.set(t, r);
+      return r;
+    }
+    return this.remember(t, r, from);
+  }
+
+  private remember(t: string, p: Promise<Result>, from: Job | null): Promise<Result> {
+    this.memo.set(t, p);
+    void p.then((r) => {
+      if (this.memo.get(t) === p) this.memo.set(t, r);
+    });
+    return this.waitFor(from, t, p);
+  }
+
+  private waitFor(from: Job | null, t: string, p: Promise<Result>): Promise<Result> {
+    if (!from) return p;
+    let w = this.waits.get(from.target);
+    if (!w) this.waits.set(from.target, (w = new Set()));
+    w.add(t);
+    return p.finally(() => w.delete(t));
+  }
+
+  /** If `to` (transitively) waits for `from`, the path from→to→…→from. */
+  private cycleThrough(from: string, to: string): string[] | null {
+    if (from === to) return [from, to];
+    const seen = new Set<string>();
+    const walk = (n: string, trail: string[]): string[] | null => {
+      if (n === from) return trail;
+      if (seen.has(n)) return null;
+      seen.add(n);
+      for (const m of this.waits.get(n) ?? []) {
+        const r = walk(m, [...trail, m]);
+        if (r) return r;
+      }
+      return null;
+    };
+    return walk(to, [from, to]);
+  }
+
+  private examine(t: string, force: boolean, from: Job | null): Result | Promise<Result> {
+    const abs = this.abs(t);
+    const st = fs.statSync(abs, { throwIfNoEntry: false });
+    const rec = this.state.targets.get(t);
+    if (rec) {
+      const hand = this.modifiedByHand(t, abs, rec, st);
+      if (hand) return hand;
+      if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st)) return this.rebuild(t, abs, st, from);
+      const changed = this.depsChanged(rec);
+      if (changed === false) return OK_SOURCE(rec.id);
+      if (changed === true) return this.rebuild(t, abs, st, from);
+      return changed.then((c) => (c ? this.rebuild(t, abs, st, from) : OK_SOURCE(rec.id)));
+    }
+    if (st) {
+      if (this.state.intents.has(t)) return this.make(t, this.lookup(abs, t), from);
+      if (isMarkedGenerated(st)) {
+        // redo made it, but its record is lost (state deleted or damaged)
+        const lookup = this.lookup(abs, t);
+        if (lookup.found) return this.make(t, lookup, from);
+      }
+      if (force) {
+        const lookup = this.lookup(abs, t);
+        if (lookup.found && this.mayClaim(abs, lookup)) return this.make(t, lookup, from);
+        if (lookup.found) {
+          this.log.warn(`${this.log.show(t)}: exists and was not made by redo; not overwriting it (remove it to rebuild)`);
+        }
+      }
+      return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
+    }
+    const lookup = this.lookup(abs, t);
+    if (!lookup.found) return this.fail(t, `no rule to make ${this.log.show(t)} (no .do file and no such file)`, 1);
+    return this.make(t, lookup, from);
+  }
+
+  private rebuild(t: string, abs: string, st: fs.Stats | undefined, from: Job | null): Result | Promise<Result> {
+    const lookup = this.lookup(abs, t);
+    if (!lookup.found) {
+      if (st) {
+        // its .do is gone: what is left is a source now
+        this.state.forgetTarget(t);
+        return OK_SOURCE('h:' + this.state.fileHash(t, abs, st));
+      }
+      return this.fail(t, `no rule to make ${this.log.show(t)} (its .do file is gone)`, 1);
+    }
+    return this.make(t, lookup, from);
+  }
+
+  /** A file that exists but was not made by redo is taken over only when a
+   * .do names it exactly: a default.do must not clobber a source. */
+  private mayClaim(abs: string, lookup: Lookup): boolean {
+    const f = lookup.found!;
+    return f.kind === 'builtin' || path.basename(f.dofile) === path.basename(abs) + '.do';
+  }
+
+  private modifiedByHand(t: string, abs: string, rec: TargetRecord, st: fs.Stats | undefined): Result | null {
+    if (!st || this.state.intents.has(t)) return null;
+    if (rec.out === 'd') return null;
+    if (rec.out === 'f') {
+      if (st.isDirectory()) return null;
+      if (sameSig(st, rec.sig)) return null;
+      const h = hashFile(abs);
+      if ((rec.oh ?? rec.id.slice(2)) === h) return null;
+      this.log.warn(`${this.log.show(t)}: modified by hand since redo made it; not overwriting it (remove it to rebuild)`);
+      return OK_SOURCE('h:' + h);
+    }
+    // made nothing last time, but something is there now
+    this.log.warn(`${this.log.show(t)}: created by hand since redo last ran its rule; not overwriting it (remove it to rebuild)`);
+    return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
+  }
+
+  /** Has any dependency of `rec` changed? Synchronous until a dependency
+   * needs building; then the rest is checked once it is built. */
+  private depsChanged(rec: TargetRecord, from = 0): boolean | Promise<boolean> {
+    const deps = rec.deps;
+    for (let i = from; i < deps.length; i++) {
+      const d = deps[i]!;
+      if (d.k === 'a') return true;
+      if (d.k === 'n') {
+        if (this.exists(this.abs(d.p))) return this.why(rec, d.p, 'now exists');
+        continue;
+      }
+      if (d.p.startsWith('builtin:')) {
+        const rule = this.rules.find((r) => `builtin:${r.name}` === d.p);
+        if (!rule || rule.version !== d.id) return this.why(rec, d.p, 'is a new version');
+        continue;
+      }
+      const pending = this.memo.get(d.p);
+      if (pending instanceof Promise && this.cycleThrough(rec.t, d.p)) return true; // stale record; the rule decides
+      const r = this.ensure(d.p, false, null);
+      if (r instanceof Promise) {
+        return this.waitFor(this.jobFor(rec.t), d.p, r).then((res) =>
+          !res.ok || res.id !== d.id ? this.why(rec, d.p, 'changed') : this.depsChanged(rec, i + 1),
+        );
+      }
+      if (!r.ok || r.id !== d.id) return this.why(rec, d.p, 'changed');
+    }
+    return false;
+  }
+
+  /**
+   * Does `abs` exist? A directory asked about often is listed once instead
+   * of being asked once a name (2000 ifcreate checks become one readdir).
+   * A listing stays good while no job ends; after one, it is kept if the
+   * directory's mtime and ctime show nothing was added or removed.
+   */
+  private exists(abs: string): boolean {
+    const slash = abs.lastIndexOf('/');
+    const dir = abs.slice(0, slash);
+    const name = abs.slice(slash + 1);
+    let l = this.listings.get(dir);
+    if (!l) this.listings.set(dir, (l = { names: null, epoch: this.epoch, sig: null, asked: 0 }));
+    if (l.epoch !== this.epoch) {
+      l.epoch = this.epoch;
+      l.asked = 0;
+      if (l.names) {
+        const st = fs.statSync(dir, { throwIfNoEntry: false });
+        if (!st || !l.sig || !sameSig(st, l.sig)) l.names = null;
+      }
+    }
+    if (l.names) return l.names.has(name);
+    if (++l.asked < 8) return fs.existsSync(abs);
+    const st = fs.statSync(dir, { throwIfNoEntry: false });
+    try {
+      l.names = new Set(st ? fs.readdirSync(dir) : []);
+    } catch {
+      l.names = new Set();
+    }
+    // a directory changed within the timestamp granularity may change again unseen
+    l.sig = st && Date.now() - Math.max(st.mtimeMs, st.ctimeMs) > 50 ? statSig(st) : null;
+    return l.names.has(name);
+  }
+
+  private why(rec: TargetRecord, dep: string, what: string): true {
+    if (this.opts.debug) this.log.debug(`${this.log.show(rec.t)}: rebuild, ${this.log.show(dep)} ${what}`);
+    return true;
+  }
+
+  /** A stand-in job so that dependency checks take part in cycle finding. */
+  private jobFor(t: string): Job {
+    return { id: 0, target: t, depth: 0, deps: [], seen: new Set(), stamp: null, parent: null, rule: '' };
+  }
+
+  private lookup(abs: string, t: string): Lookup {
+    return findRule(abs, this.rules, t);
+  }
+
+  private fail(t: string, msg: string, status: number): Result {
+    this.log.error(msg);
+    this.noteFailure(status);
+    void t;
+    return { ok: false, id: '', status };
+  }
+
+  private noteFailure(status: number): void {
+    if (!this.firstFailure) this.firstFailure = status || 1;
+  }
+
+  // ---- building ----
+
+  private async make(t: string, lookup: Lookup, from: Job | null): Promise<Result> {
+    if (this.firstFailure && !this.opts.keepGoing) return { ok: false, id: '', status: this.firstFailure };
+    const abs = this.abs(t);
+    const waited = await this.locks.lock(t, (pid) =>
+      this.log.info(`${this.log.show(t)}: waiting for redo process ${pid}, which is building it`),
+    );
+    try {
+      if (waited) {
+        // someone else built it while we waited: look again
+        this.state.refresh();
+        const rec = this.state.targets.get(t);
+        if (rec && !this.state.intents.has(t) && !(await this.depsChanged(rec))) {
+          this.built.add(t);
+          return OK_SOURCE(rec.id);
+        }
+      }
+      const job: Job = {
+        id: this.nextJob++,
+        target: t,
+        depth: from ? from.depth + 1 : 0,
+        deps: [],
+        seen: new Set(),
+        stamp: null,
+        parent: from,
+        rule: lookup.found!.kind === 'do' ? this.rel(lookup.found!.dofile) : `builtin:${lookup.found!.rule.name}`,
+      };
+      this.jobs.set(job.id, job);
+      this.built.add(t);
+      try {
+        return await this.runJob(job, abs, lookup);
+      } finally {
+        this.jobs.delete(job.id);
+      }
+    } finally {
+      this.locks.unlock(t);
+    }
+  }
+
+  private async runJob(job: Job, abs: string, lookup: Lookup): Promise<Result> {
+    const found = lookup.found!;
+    const t = job.target;
+    const dir = path.dirname(abs);
+    const tmp3 = path.join(dir, `${path.basename(abs)}.redo.tmp`);
+    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+      return this.fail(t, `${this.log.show(t)}: directory ${this.log.show(this.rel(dir))} does not exist`, 1);
+    }
+    for (const m of lookup.missing) this.addDep(job, { k: 'n', p: this.rel(m) });
+    if (found.kind === 'do') {
+      const dofile = this.rel(found.dofile);
+      const st = fs.statSync(found.dofile);
+      this.addDep(job, { k: 'c', p: dofile, id: 'h:' + this.state.fileHash(dofile, found.dofile, st) });
+    } else {
+      this.addDep(job, { k: 'c', p: `builtin:${found.rule.name}`, id: found.rule.version });
+    }
+    this.state.markBuilding(t);
+    rmTmp(tmp3); // left by a crash
+    this.log.start(t, job.depth);
+
+    let ran: { status: number; out: string | null; done: () => void };
+    const slots = this.jobSlots();
+    await slots.acquire();
+    try {
+      if (found.kind === 'do') {
+        ran = await this.runDo(job, found, tmp3);
+      } else {
+        ran = { status: await this.runBuiltin(job, found.rule, abs, tmp3), out: null, done: () => {} };
+      }
+    } finally {
+      slots.release();
+      this.epoch++;
+    }
+    try {
+      if (ran.status !== 0) {
+        rmTmp(tmp3);
+        this.log.failed(t, ran.status);
+        this.noteFailure(ran.status);
+        return { ok: false, id: '', status: ran.status };
+      }
+      return this.commit(job, abs, tmp3, ran.out);
+    } finally {
+      ran.done();
+    }
+  }
+
+  private jobSlots(): JobServer {
+    if (!this.jobserver) {
+      const inh = this.opts.jobs ? null : inheritedJobServer(this.env.MAKEFLAGS);
+      this.jobserver = inh ? new JobServer(inh.slots, inh) : new JobServer(this.opts.jobs ?? 1);
+    }
+    return this.jobserver;
+  }
+
+  /** Move the output into place and record what it was made from. */
+  private commit(job: Job, abs: string, tmp3: string, stdout: string | null): Result {
+    const t = job.target;
+    const st3 = fs.lstatSync(tmp3, { throwIfNoEntry: false });
+    const stOut = stdout ? fs.statSync(stdout, { throwIfNoEntry: false }) : undefined;
+    const wroteStdout = stOut !== undefined && stOut.size > 0;
+    if (st3 && wroteStdout) {
+      rmTmp(tmp3);
+      this.log.failed(t, 207, 'wrote to both $3 and stdout');
+      this.noteFailure(207);
+      return { ok: false, id: '', status: 207 };
+    }
+    let out: 'f' | 'd' | 'n' = 'n';
+    let sig: Sig | null = null;
+    let oh: string | undefined;
+    const seqId = () => 'r:' + this.state.nextSeq();
+    let id: string;
+    if (st3 || wroteStdout) {
+      const isDir = st3?.isDirectory() ?? false;
+      if (isDir) {
+        fs.rmSync(abs, { recursive: true, force: true });
+      } else {
+        const old = fs.lstatSync(abs, { throwIfNoEntry: false });
+        if (old?.isDirectory()) fs.rmSync(abs, { recursive: true, force: true });
+      }
+      if (st3) fs.renameSync(tmp3, abs);
+      else moveInto(stdout!, abs, tmp3);
+      let st = fs.statSync(abs, { throwIfNoEntry: false });
+      if (st && !isDir && st.isFile() && !st3?.isSymbolicLink()) {
+        markGenerated(abs, st);
+        st = fs.statSync(abs);
+      }
+      if (isDir) {
+        out = 'd';
+        id = seqId();
+      } else if (st) {
+        out = 'f';
+        sig = statSig(st);
+        oh = hashFile(abs);
+        id = 'h:' + oh;
+      } else {
+        id = seqId(); // a dangling symlink
+      }
+    } else {
+      // wrote nothing: there is no target file (a previous one is removed)
+      const old = fs.lstatSync(abs, { throwIfNoEntry: false });
+      if (old && !old.isDirectory()) fs.rmSync(abs, { force: true });
+      id = seqId();
+    }
+    if (job.stamp !== null) id = 's:' + job.stamp;
+    else oh = undefined; // the id holds it
+    const rec: Omit<TargetRecord, 'seq'> = {
+      t,
+      rule: job.rule,
+      deps: job.deps,
+      out,
+      sig,
+      id,
+    };
+    if (oh) rec.oh = oh;
+    this.state.recordTarget(rec);
+    return { ok: true, id, status: 0 };
+  }
+
+  private addDep(job: Job, d: Dep): void {
+    const key = d.k === 'a' ? 'a' : `${d.k}:${d.p}`;
+    if (job.seen.has(key)) {
+      if (d.k === 'c') {
+        // the newest identity wins (a target rebuilt after a flush)
+        const i = job.deps.findIndex((x) => x.k === 'c' && x.p === d.p);
+        if (i >= 0) job.deps[i] = d;
+      }
+      return;
+    }
+    job.seen.add(key);
+    job.deps.push(d);
+  }
+
+  private async runDo(job: Job, found: DoFile, tmp3: string) {
+    await this.ensureServer();
+    if (!this.pool) {
+      const js = this.jobSlots();
+      this.pool = new WorkerPool(() => this.childEnv(), js.childFds, path.join(this.stateDir, 'tmp'));
+    }
+    const argv = this.interpreter(found.dofile);
+    const spec: JobSpec = {
+      dir: found.dir,
+      job: job.id,
+      depth: job.depth,
+      argv,
+      script: path.basename(found.dofile),
+      args: [found.arg1, found.arg2, path.relative(found.dir, tmp3)],
+      shellFlags: 'e' + (this.opts.xtrace ? 'x' : '') + (this.opts.verbose ? 'v' : ''),
+    };
+    return this.pool.run(spec, { onRequest: (cmd, cwd, args) => this.request(job, cmd, cwd, args) });
+  }
+
+  /** The #! command line of a .do file, or null to run it with sh -e.
+   * Read once a run: the .do's content hash is checked anyway. */
+  private interpreter(dofile: string): string[] | null {
+    let argv = this.shebangs.get(dofile);
+    if (argv === undefined) {
+      const first = readFirstLine(dofile);
+      argv = first.startsWith('#!') ? first.slice(2).trim().split(/\s+/).filter(Boolean) : [];
+      this.shebangs.set(dofile, argv);
+    }
+    return argv.length ? argv : null;
+  }
+
+  private async runBuiltin(job: Job, rule: Rule, abs: string, tmp3: string): Promise<number> {
+    const ctx: BuildContext = {
+      target: abs,
+      rel: job.target,
+      out: tmp3,
+      jobs: this.slots,
+      ifchange: async (paths) => {
+        const rc = await this.request(job, 'ifchange', this.base, paths);
+        if (rc !== 0) throw new RuleError(`dependencies of ${this.log.show(job.target)} failed`, rc);
+      },
+      ifcreate: (paths) => {
+        for (const p of paths) this.addDep(job, { k: 'n', p: this.rel(path.resolve(this.base, p)) });
+      },
+      always: () => this.addDep(job, { k: 'a' }),
+      stamp: (v) => {
+        job.stamp = v;
+      },
+      log: (line) => this.log.note(job.target, job.depth, line),
+    };
+    try {
+      await rule.build(ctx);
+      return 0;
+    } catch (e) {
+      if (e instanceof RuleError) {
+        this.log.error(`${this.log.show(job.target)}: ${e.message}`);
+        return e.status;
+      }
+      this.log.error(`${this.log.show(job.target)}: ${(e as Error).stack ?? e}`);
+      return 1;
+    }
+  }
+
+  /** A request from a running job (its .do or a real redo-* command). */
+  async request(job: Job | null, cmd: string, cwd: string, args: string[]): Promise<number> {
+    const slots = this.jobSlots();
+    switch (cmd) {
+      case 'ifchange':
+      case 'redo': {
+        let rels: string[];
+        try {
+          rels = args.map((a) => this.relFrom(cwd, a));
+        } catch (e) {
+          this.log.error((e as Error).message);
+          return 2;
+        }
+        const force = cmd === 'redo';
+        // a blocked job gives its slot to the builds it waits for
+        if (job) slots.release();
+        let results: Result[];
+        try {
+          results = await Promise.all(rels.map((t) => this.ensure(t, force, job)));
+        } finally {
+          if (job) await slots.acquire(true);
+        }
+        if (job && !force) {
+          rels.forEach((t, i) => {
+            if (results[i]!.ok) this.addDep(job, { k: 'c', p: t, id: results[i]!.id });
+          });
+        }
+        const bad = results.find((r) => !r.ok);
+        return bad ? bad.status || 1 : 0;
+      }
+      case 'ifcreate': {
+        for (const a of args) {
+          const abs = path.resolve(cwd, a);
+          if (fs.existsSync(abs)) {
+            this.log.error(`redo-ifcreate: ${this.log.show(this.rel(abs))} already exists`);
+            return 1;
+          }
+          if (job) this.addDep(job, { k: 'n', p: this.rel(abs) });
+        }
+        return 0;
+      }
+      case 'always':
+        if (job) this.addDep(job, { k: 'a' });
+        return 0;
+      case 'stamp':
+        if (job) job.stamp = args[0] ?? '';
+        return 0;
+      case 'flush':
+        this.flush();
+        return 0;
+      default:
+        this.log.error(`unknown request ${JSON.stringify(cmd)}`);
+        return 2;
+    }
+  }
+
+  // ---- the socket for real redo-* commands run from jobs ----
+
+  private async ensureServer(): Promise<void> {
+    if (this.server) return;
+    this.sockDir = fs.mkdtempSync(path.join(os.tmpdir(), 'redo-'));
+    const sock = path.join(this.sockDir, 'engine.sock');
+    const server = net().createServer((conn) => {
+      const parser = new MessageParser();
+      let job: Job | null = null;
+      conn.on('data', (d: Buffer) => {
+        for (const msg of parser.push(d)) {
+          if (msg[0] === 'J') {
+            job = this.jobs.get(Number(msg[1])) ?? null;
+          } else if (msg[0] === 'Q') {
+            const [, cmd, cwd, , ...args] = msg;
+            this.request(job, cmd!, cwd!, args).then(
+              (rc) => conn.write(`${rc}\n`),
+              () => conn.write('1\n'),
+            );
+          }
+        }
+      });
+      conn.on('error', () => conn.destroy());
+    });
+    server.unref();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(sock, () => resolve());
+    });
+    this.server = server;
+    this.env.REDO_ENGINE = sock;
+  }
+
+  private childEnv(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...this.env };
+    env.REDO_ENGINE = path.join(this.sockDir, 'engine.sock');
+    env.REDO_BASE = this.base;
+    // the real redo-* commands, for .do files run by other interpreters and
+    // for redo-stamp, whichever way the user started redo
+    if (!(env.PATH ?? '').split(':').includes(BIN_DIR)) env.PATH = `${BIN_DIR}:${env.PATH ?? '/usr/bin:/bin'}`;
+    const mf = this.jobSlots().makeflags(this.env.MAKEFLAGS);
+    if (mf !== undefined) env.MAKEFLAGS = mf;
+    return env;
+  }
+
+  /** Used by redo-ood: would `t` be rebuilt? Builds nothing. */
+  isOutOfDate(t: string, memo = new Map<string, boolean>()): boolean {
+    const known = memo.get(t);
+    if (known !== undefined) return known;
+    memo.set(t, false); // cycles: assume fine while we look
+    const rec = this.state.targets.get(t);
+    const abs = this.abs(t);
+    let ood = false;
+    if (!rec) {
+      ood = !fs.existsSync(abs);
+    } else if (this.state.intents.has(t) || (rec.out !== 'n' && !fs.existsSync(abs))) {
+      ood = true;
+    } else {
+      for (const d of rec.deps) {
+        if (d.k === 'a') ood = true;
+        else if (d.k === 'n') ood = fs.existsSync(this.abs(d.p));
+        else if (d.p.startsWith('builtin:')) {
+          const rule = this.rules.find((r) => `builtin:${r.name}` === d.p);
+          ood = !rule || rule.version !== d.id;
+        } else {
+          const dr = this.state.targets.get(d.p);
+          if (dr) ood = this.isOutOfDate(d.p, memo) || dr.id !== d.id;
+          else {
+            const st = fs.statSync(this.abs(d.p), { throwIfNoEntry: false });
+            ood = !st || (st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(d.p, this.abs(d.p), st)) !== d.id;
+          }
+        }
+        if (ood) break;
+      }
+    }
+    memo.set(t, ood);
+    return ood;
+  }
+}
+
+/**
+ * Files redo makes carry a mark in their mtime: the microseconds are set to
+ * GENERATED_US. When the state directory is lost, a marked file with a rule
+ * is known to be an output and is rebuilt, while a file without the mark is
+ * a source and is never overwritten (a default.do may match sources).
+ */
+const GENERATED_US = 777;
+
+function markGenerated(abs: string, st: fs.Stats): void {
+  const secs = Math.floor(st.mtimeMs / 1000);
+  fs.utimesSync(abs, st.atime, secs + GENERATED_US / 1e6);
+}
+
+export function isMarkedGenerated(st: fs.Stats): boolean {
+  return st.isFile() && Math.round((st.mtimeMs % 1000) * 1000) === GENERATED_US;
+}
+
+/** Rename `from` onto `to`; across file systems, copy next to `to` first
+ * (as `via`) so that the target still appears in one step. */
+function moveInto(from: string, to: string, via: string): void {
+  try {
+    fs.renameSync(from, to);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    fs.copyFileSync(from, via);
+    fs.renameSync(via, to);
+    fs.rmSync(from, { force: true });
+  }
+}
+
+function rmTmp(p: string): void {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  if (st) fs.rmSync(p, { recursive: st.isDirectory(), force: true });
+}
+
+function readFirstLine(file: string): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(256);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    const s = buf.toString('utf8', 0, n);
+    const nl = s.indexOf('\n');
+    return nl < 0 ? s : s.slice(0, nl);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Cross-process target locks, so two redo processes never build one target
+ * at once. Node has no flock(2): a lock is a symlink whose text is the
+ * owner's pid, made atomically by symlink(2) (one system call to take, one
+ * to drop); a lock whose owner is dead is stale and taken over.
+ *
+ * Locks live in memory-backed /dev/shm when there is one, keyed by the
+ * tree's state directory: taking and dropping 2000 locks on a journalled
+ * disk costs a build of 2000 small targets a fifth of its time.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { crypto } from './lazy.ts';
+
+export function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function lockDir(stateDir: string): string {
+  const shm = '/dev/shm';
+  try {
+    fs.accessSync(shm, fs.constants.W_OK);
+    const real = fs.realpathSync(path.dirname(stateDir));
+    const key = crypto().createHash('sha1').update(path.join(real, path.basename(stateDir))).digest('hex').slice(0, 16);
+    const uid = process.getuid?.() ?? 0;
+    return path.join(shm, `redo-${uid}-${key}`);
+  } catch {
+    return path.join(stateDir, 'lock');
+  }
+}
+
+export class Locks {
+  private readonly dir: string;
+  private readonly held = new Set<string>();
+
+  constructor(stateDir: string) {
+    this.dir = lockDir(stateDir);
+  }
+
+  private file(target: string): string {
+    return path.join(this.dir, crypto().createHash('sha1').update(target).digest('hex'));
+  }
+
+  /** Try once. Returns true if taken, else the pid holding it. */
+  tryLock(target: string): true | number {
+    const f = this.file(target);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        fs.symlinkSync(String(process.pid), f);
+        this.held.add(f);
+        return true;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') {
+          fs.mkdirSync(this.dir, { recursive: true });
+          continue;
+        }
+        if (code !== 'EEXIST') throw e;
+      }
+      let owner: number;
+      try {
+        owner = Number(fs.readlinkSync(f));
+      } catch {
+        continue; // released meanwhile
+      }
+      if (owner === process.pid) return owner;
+      if (Number.isNaN(owner) || isAlive(owner)) {
+        if (!Number.isNaN(owner)) return owner;
+        // being written right now: look again
+        continue;
+      }
+      // stale: its owner died without unlocking
+      fs.rmSync(f, { force: true });
+    }
+    return -1;
+  }
+
+  /** Wait until the lock is ours, polling with backoff. */
+  async lock(target: string, onWait: (pid: number) => void): Promise<boolean> {
+    let delay = 5;
+    let told = false;
+    for (;;) {
+      const r = this.tryLock(target);
+      if (r === true) return told;
+      if (r === process.pid) throw new Error(`internal: ${target} locked twice by one process`);
+      if (!told && r > 0) {
+        onWait(r);
+        told = true;
+      }
+      await new Promise((res) => setTimeout(res, delay));
+      delay = Math.min(delay * 2, 200);
+    }
+  }
+
+  unlock(target: string): void {
+    const f = this.file(target);
+    if (this.held.delete(f)) fs.rmSync(f, { force: true });
+  }
+
+  releaseAll(): void {
+    for (const f of this.held) fs.rmSync(f, { force: true });
+    this.held.clear();
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Built-in rules: TypeScript functions that make targets, checked, locked and
+ * recorded exactly like .do files. The package tree registers its rules
+ * (.pkghash, .closure, .pkg.tar.gz …) through this interface.
+ */
+
+/** What a built-in rule can do while it builds, the same calls a .do makes. */
+export interface BuildContext {
+  /** target path, absolute */
+  readonly target: string;
+  /** target path relative to the engine's base directory */
+  readonly rel: string;
+  /** temporary output path (absolute), renamed onto the target on success */
+  readonly out: string;
+  /** job slots the engine was given, for rules that run parallel tools */
+  readonly jobs: number;
+  /** redo-ifchange: make these up to date and depend on them (absolute or base-relative) */
+  ifchange(paths: string[]): Promise<void>;
+  /** redo-ifcreate: rebuild if any of these comes into existence */
+  ifcreate(paths: string[]): void;
+  /** redo-always */
+  always(): void;
+  /** redo-stamp: dependents rebuild only when this value changes */
+  stamp(value: string): void;
+  /** a line for the user, shown under the target */
+  log(line: string): void;
+}
+
+export interface Rule {
+  /** shown in logs and recorded; changing it rebuilds what the rule made */
+  readonly name: string;
+  /** bump to rebuild every target the rule made */
+  readonly version: string;
+  /** does this rule make the target? (path relative to base, and absolute) */
+  matches(rel: string, abs: string): boolean;
+  /** write the output to ctx.out (file or directory), or nothing */
+  build(ctx: BuildContext): Promise<void>;
+}
+
+/** Thrown by a rule to fail with a message and exit status, not a stack. */
+export class RuleError extends Error {
+  readonly status: number;
+  constructor(message: string, status = 1) {
+    super(message);
+    this.status = status;
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * Shell workers: long-lived /bin/sh processes that run .do files for the
+ * engine, so that a build forks a small shell, not Node (a Node spawn costs
+ * ~1.5 ms; a dash subshell a fifth of that).
+ *
+ * A worker waits for a newline on fd 9 (a socket to the engine), then runs
+ * the job the engine wrote to its job file (dash reads a socket a byte at a
+ * time, a file in blocks: a job line of 100 bytes would cost 100 reads), and reports `D\0<status>\0` on fd 9. Each job runs in a subshell with
+ * its stdout sent to the worker's own output file, truncated for each job:
+ * when a job writes to stdout the engine renames that file onto the target,
+ * and when it does not (most .do files write $3) no file was created. Inside it `redo-ifchange`,
+ * `redo-ifcreate`, `redo-always`, `redo` and `redo-flush-cache` are aliases
+ * for a shell function that writes the request to fd 9 and reads the
+ * answer: no process is started for the hot call. .do files run by another
+ * interpreter (#!) use the real commands, which reach the engine through
+ * the unix socket named by $REDO_ENGINE.
+ *
+ * Messages from a worker: NUL-terminated fields,
+ *   Q cmd cwd n arg1 … argn     a request from the running job
+ *   D status                    the job has ended
+ * To a worker: one line of shell (a job), or "<status>\n" answering Q.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { childProcess } from './lazy.ts';
+import type { Socket } from 'node:net';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
+
+export const CHANNEL_FD = 9;
+
+const WORKER_SCRIPT = `exec </dev/null
+_redo_call() {
+  _redo_c=$1; shift
+  printf '%s\\0' Q "$_redo_c" "$PWD" $# "$@" >&${CHANNEL_FD} || return 99
+  IFS= read -r _redo_rc <&${CHANNEL_FD} || return 99
+  return "$_redo_rc"
+}
+alias redo='_redo_call redo' redo-ifchange='_redo_call ifchange' redo-ifcreate='_redo_call ifcreate' redo-always='_redo_call always' redo-flush-cache='_redo_call flush'
+_redo_do() {
+  ( cd "$1" || exit 201; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$7"; _redo_f=$5 _redo_s=$6; shift 6; set -$_redo_f; . "$_redo_s"
+  ) >"$2"
+  printf '%s\\0' D $? >&${CHANNEL_FD}
+}
+_redo_exec() {
+  ( cd "$1" || exit 201; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$5"; shift 5; exec "$@"
+  ) >"$2"
+  printf '%s\\0' D $? >&${CHANNEL_FD}
+}
+_redo_jobfile=$1
+while IFS= read -r _redo_go <&${CHANNEL_FD}; do . "$_redo_jobfile"; done
+`;
+
+export function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface JobSpec {
+  dir: string; // working directory
+  job: number; // $REDO_JOB: names the job to the engine
+  depth: number; // $REDO_DEPTH
+  argv: string[] | null; // interpreter command line, or null to source `script` in sh
+  script: string; // the .do file (path relative to dir or absolute)
+  args: [string, string, string];
+  shellFlags: string; // e.g. "e", "ex", "ev"
+}
+
+export interface JobHandlers {
+  onRequest(cmd: string, cwd: string, args: string[]): Promise<number>;
+}
+
+export class Worker {
+  readonly proc: ChildProcess;
+  private readonly chan: Socket;
+  private readonly parser = new MessageParser();
+  private handlers: JobHandlers | null = null;
+  private finish: ((status: number) => void) | null = null;
+  private dead = false;
+
+  /** receives the stdout of each job */
+  readonly out: string;
+  private readonly jobFile: string;
+  private readonly jobFd: number;
+
+  constructor(env: NodeJS.ProcessEnv, jobFds: [number, number] | null, out: string) {
+    this.out = out;
+    const stdio: Array<'ignore' | 'inherit' | 'pipe' | number> = ['ignore', 2, 'inherit'];
+    while (stdio.length < CHANNEL_FD) stdio.push('ignore');
+    if (jobFds) {
+      stdio[JOBSERVER_R] = jobFds[0];
+      stdio[JOBSERVER_W] = jobFds[1];
+    }
+    stdio.push('pipe');
+    this.jobFile = out + '.job';
+    this.jobFd = fs.openSync(this.jobFile, 'w');
+    this.proc = childProcess().spawn('/bin/sh', ['-c', WORKER_SCRIPT, 'redo-worker', this.jobFile], { stdio, env });
+    this.chan = (this.proc.stdio as unknown as Socket[])[CHANNEL_FD]!;
+    this.chan.on('data', (d: Buffer) => this.onData(d));
+    this.chan.on('error', () => this.onExit());
+    this.proc.on('exit', () => this.onExit());
+  }
+
+  get busy(): boolean {
+    return this.finish !== null;
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  run(spec: JobSpec, handlers: JobHandlers): Promise<number> {
+    if (this.busy) throw new Error('internal: worker busy');
+    this.handlers = handlers;
+    // one line (callers refuse names with newlines)
+    const head = [spec.dir, this.out, String(spec.job), String(spec.depth)];
+    const words = spec.argv
+      ? ['_redo_exec', ...head, spec.args[0], ...spec.argv, spec.script, ...spec.args]
+      : ['_redo_do', ...head, spec.shellFlags, spec.script.includes('/') ? spec.script : './' + spec.script, ...spec.args];
+    // written over the last job in place, never truncated (ext4 flushes a
+    // file rewritten after truncation on close); `return` ends the job
+    const text = words.map((w, i) => (i === 0 || /^[\w./-]+$/.test(w) ? w : shQuote(w))).join(' ') + '\nreturn\n';
+    fs.writeSync(this.jobFd, text, 0);
+    return new Promise((resolve) => {
+      this.finish = resolve;
+      this.chan.write('\n');
+    });
+  }
+
+  private onData(d: Buffer): void {
+    for (const msg of this.parser.push(d)) {
+      if (msg[0] === 'D') {
+        const f = this.finish;
+        this.finish = null;
+        this.handlers = null;
+        f?.(Number(msg[1]));
+      } else if (msg[0] === 'Q') {
+        const [, cmd, cwd, , ...args] = msg;
+        const h = this.handlers;
+        if (!h) {
+          this.chan.write('98\n');
+          continue;
+        }
+        h.onRequest(cmd!, cwd!, args).then(
+          (rc) => this.chan.write(`${rc}\n`),
+          () => this.chan.write('1\n'),
+        );
+      }
+    }
+  }
+
+  private onExit(): void {
+    if (this.dead) return;
+    this.dead = true;
+    const f = this.finish;
+    this.finish = null;
+    f?.(255);
+  }
+
+  stop(): void {
+    fs.closeSync(this.jobFd);
+    if (!this.dead) {
+      this.chan.end();
+      this.chan.destroy();
+      this.proc.kill('SIGTERM');
+      this.dead = true;
+    }
+  }
+}
+
+/** Workers are made on demand and reused; a nested build needs one more. */
+export class WorkerPool {
+  private idle: Worker[] = [];
+  private all = new Set<Worker>();
+
+  private readonly env: () => NodeJS.ProcessEnv;
+  private readonly jobFds: [number, number] | null;
+  private readonly outDir: string;
+  private made = 0;
+
+  constructor(env: () => NodeJS.ProcessEnv, jobFds: [number, number] | null, outDir: string) {
+    this.env = env;
+    this.jobFds = jobFds;
+    this.outDir = outDir;
+  }
+
+  /** Run a job; `out` is the file holding what it wrote to stdout. Call
+   * `done()` once that file has been used: the worker is reused after. */
+  async run(spec: JobSpec, handlers: JobHandlers): Promise<{ status: number; out: string; done: () => void }> {
+    let w = this.idle.pop();
+    while (w && !w.alive) w = this.idle.pop();
+    if (!w) {
+      fs.mkdirSync(this.outDir, { recursive: true });
+      w = new Worker(this.env(), this.jobFds, path.join(this.outDir, `out.${process.pid}.${this.made++}`));
+      this.all.add(w);
+    }
+    const worker = w;
+    let status: number;
+    try {
+      status = await worker.run(spec, handlers);
+    } catch (e) {
+      this.give(worker);
+      throw e;
+    }
+    return { status, out: worker.out, done: () => this.give(worker) };
+  }
+
+  private give(w: Worker): void {
+    if (w.alive) this.idle.push(w);
+    else this.all.delete(w);
+  }
+
+  stop(): void {
+    for (const w of this.all) {
+      w.stop();
+      fs.rmSync(w.out, { force: true });
+      fs.rmSync(w.out + '.job', { force: true });
+    }
+    this.all.clear();
+    this.idle = [];
+  }
+}
+
+/**
+ * Splits the byte stream from a worker or a client into messages of
+ * NUL-terminated fields: `D status`, `J jobid`, `Q cmd cwd n arg…`.
+ */
+export class MessageParser {
+  private buf: Buffer = Buffer.alloc(0);
+
+  *push(d: Buffer): Generator<string[]> {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    for (;;) {
+      const msg = this.parseOne();
+      if (!msg) return;
+      yield msg;
+    }
+  }
+
+  private parseOne(): string[] | null {
+    let pos = 0;
+    const take = (): string | null => {
+      const z = this.buf.indexOf(0, pos);
+      if (z < 0) return null;
+      const s = this.buf.toString('utf8', pos, z);
+      pos = z + 1;
+      return s;
+    };
+    const kind = take();
+    if (kind === null) return null;
+    const fields = [kind];
+    const fixed = kind === 'Q' ? 3 : 1;
+    for (let i = 0; i < fixed; i++) {
+      const f = take();
+      if (f === null) return null;
+      fields.push(f);
+    }
+    if (kind === 'Q') {
+      const n = Number(fields[3]);
+      for (let i = 0; i < n; i++) {
+        const f = take();
+        if (f === null) return null;
+        fields.push(f);
+      }
+    }
+    this.buf = this.buf.subarray(pos);
+    return fields;
+  }
+}

@@ -1,0 +1,394 @@
+/**
+ * The redo engine as a user meets it: bin/redo* run on small trees.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { scratch, write, read, exists, run, start, runsOf } from './helpers.ts';
+
+describe('redo', function () {
+  let dir: string;
+  let cleanup: () => void;
+  beforeEach(() => ({ dir, cleanup } = scratch()));
+  afterEach(() => cleanup());
+
+  describe('running .do files', () => {
+    it('makes a target from what TARGET.do prints on stdout', () => {
+      write(dir, { 'hello.do': 'echo hello world' });
+      const r = run(dir, 'redo', ['hello']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(dir, 'hello'), 'hello world\n');
+    });
+
+    it('makes a target from what the .do writes to $3', () => {
+      write(dir, { 'out.do': 'printf data >"$3"' });
+      assert.equal(run(dir, 'redo', ['out']).status, 0);
+      assert.equal(read(dir, 'out'), 'data');
+    });
+
+    it('refuses a .do that writes both stdout and $3, keeping the old target', () => {
+      write(dir, { 'both.do': 'echo a; echo b >"$3"', both: 'old' });
+      const r = run(dir, 'redo', ['both']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /both: wrote to both \$3 and stdout/);
+      assert.equal(read(dir, 'both'), 'old');
+    });
+
+    it('builds `all` when redo is given no target', () => {
+      write(dir, { 'all.do': 'echo built-all >&2' });
+      const r = run(dir, 'redo');
+      assert.equal(r.status, 0);
+      assert.match(r.stderr, /built-all/);
+    });
+
+    it('passes $1, $2, $3 and runs in the .do file\'s directory', () => {
+      write(dir, {
+        'sub/default.txt.do': 'echo "1=$1 2=$2 3=$3 pwd=$(basename "$PWD")"',
+      });
+      assert.equal(run(dir, 'redo', ['sub/x.txt']).status, 0);
+      assert.equal(read(dir, 'sub/x.txt'), '1=x.txt 2=x 3=x.txt.redo.tmp pwd=sub\n');
+    });
+
+    it('finds default.do in a parent directory and passes paths relative to it', () => {
+      write(dir, { 'default.o.do': 'echo "1=$1 2=$2"', 'a/b/.keep': '' });
+      assert.equal(run(path.join(dir, 'a'), 'redo', ['b/f.o']).status, 0);
+      assert.equal(read(dir, 'a/b/f.o'), '1=a/b/f.o 2=a/b/f\n');
+    });
+
+    it('prefers TARGET.do, then the longest default.EXT.do, then default.do', () => {
+      write(dir, {
+        'default.do': 'echo default',
+        'default.c.do': 'echo default.c',
+        'default.b.c.do': 'echo default.b.c',
+        'x.b.c.do': 'echo exact',
+      });
+      run(dir, 'redo', ['x.b.c', 'y.b.c', 'y.c', 'y']);
+      assert.equal(read(dir, 'x.b.c'), 'exact\n');
+      assert.equal(read(dir, 'y.b.c'), 'default.b.c\n');
+      assert.equal(read(dir, 'y.c'), 'default.c\n');
+      assert.equal(read(dir, 'y'), 'default\n');
+    });
+
+    it('runs .do files with sh -e: a failing command stops the script', () => {
+      write(dir, { 'x.do': 'false\necho not-reached >&2' });
+      const r = run(dir, 'redo', ['x']);
+      assert.notEqual(r.status, 0);
+      assert.doesNotMatch(r.stderr, /not-reached/);
+    });
+
+    it('runs a .do with #! by its interpreter', () => {
+      write(dir, { '!py.do': '#!/usr/bin/env python3\nimport sys\nopen(sys.argv[3], "w").write("from python\\n")\n' });
+      assert.equal(run(dir, 'redo', ['py']).status, 0, run(dir, 'redo', ['py']).stderr);
+      assert.equal(read(dir, 'py'), 'from python\n');
+    });
+
+    it('creates no target when the .do writes nothing, and removes an old one', () => {
+      write(dir, { 'maybe.do': 'if [ -e flag ]; then echo yes; fi' });
+      write(dir, { flag: '' });
+      run(dir, 'redo', ['maybe']);
+      assert.equal(read(dir, 'maybe'), 'yes\n');
+      fs.rmSync(path.join(dir, 'flag'));
+      assert.equal(run(dir, 'redo', ['maybe']).status, 0);
+      assert.equal(exists(dir, 'maybe'), false);
+    });
+
+    it('makes a directory target from $3', () => {
+      write(dir, { 'd.do': 'mkdir "$3"; echo x >"$3/file"' });
+      assert.equal(run(dir, 'redo', ['d']).status, 0);
+      assert.equal(read(dir, 'd/file'), 'x\n');
+      assert.equal(run(dir, 'redo', ['d']).status, 0, 'rebuilding over a directory');
+    });
+
+    it('handles names with spaces and non-ASCII characters', () => {
+      write(dir, { 'my file.txt.do': 'redo-ifchange "ünï cödé.src"; cat "ünï cödé.src"', 'ünï cödé.src': 'ok\n' });
+      assert.equal(run(dir, 'redo-ifchange', ['my file.txt']).status, 0);
+      assert.equal(read(dir, 'my file.txt'), 'ok\n');
+      write(dir, { 'ünï cödé.src': 'changed\n' });
+      run(dir, 'redo-ifchange', ['my file.txt']);
+      assert.equal(read(dir, 'my file.txt'), 'changed\n');
+    });
+  });
+
+  describe('deciding what is out of date', () => {
+    const counted = (name: string, body: string) => `echo ${name} >>"${'$'}{RUNS:-runs.log}"\n${body}`;
+
+    it('rebuilds only when a dependency\'s content changed', () => {
+      write(dir, { 'out.do': counted('out', 'redo-ifchange in; cat in'), in: 'v1\n' });
+      run(dir, 'redo-ifchange', ['out']);
+      run(dir, 'redo-ifchange', ['out']);
+      assert.deepEqual(runsOf(dir), ['out'], 'second run is a no-op');
+      const now = new Date(Date.now() + 5000);
+      fs.utimesSync(path.join(dir, 'in'), now, now);
+      run(dir, 'redo-ifchange', ['out']);
+      assert.deepEqual(runsOf(dir), ['out'], 'a touch changes no content');
+      write(dir, { in: 'v2\n' });
+      run(dir, 'redo-ifchange', ['out']);
+      assert.deepEqual(runsOf(dir), ['out', 'out']);
+      assert.equal(read(dir, 'out'), 'v2\n');
+    });
+
+    it('rebuilds dependents through a chain of targets, and not when a rebuilt target is unchanged', () => {
+      write(dir, {
+        'top.do': counted('top', 'redo-ifchange mid; cat mid'),
+        'mid.do': counted('mid', 'redo-ifchange src; head -n1 src'),
+        src: 'a\nb\n',
+      });
+      run(dir, 'redo-ifchange', ['top']);
+      write(dir, { src: 'a\nc\n' }); // mid's output stays "a"
+      run(dir, 'redo-ifchange', ['top']);
+      assert.deepEqual(runsOf(dir), ['top', 'mid', 'mid']);
+      write(dir, { src: 'z\n' });
+      run(dir, 'redo-ifchange', ['top']);
+      assert.deepEqual(runsOf(dir), ['top', 'mid', 'mid', 'mid', 'top']);
+      assert.equal(read(dir, 'top'), 'z\n');
+    });
+
+    it('redo rebuilds even when up to date', () => {
+      write(dir, { 'x.do': counted('x', 'echo x') });
+      run(dir, 'redo', ['x']);
+      run(dir, 'redo', ['x']);
+      assert.deepEqual(runsOf(dir), ['x', 'x']);
+    });
+
+    it('rebuilds when the .do file changes', () => {
+      write(dir, { 'x.do': 'echo one' });
+      run(dir, 'redo-ifchange', ['x']);
+      write(dir, { 'x.do': 'echo two' });
+      run(dir, 'redo-ifchange', ['x']);
+      assert.equal(read(dir, 'x'), 'two\n');
+    });
+
+    it('rebuilds when a more specific .do file appears', () => {
+      write(dir, { 'default.do': 'echo generic' });
+      run(dir, 'redo-ifchange', ['x']);
+      write(dir, { 'x.do': 'echo specific' });
+      run(dir, 'redo-ifchange', ['x']);
+      assert.equal(read(dir, 'x'), 'specific\n');
+    });
+
+    it('redo-ifcreate rebuilds the target once the file exists', () => {
+      write(dir, { 'x.do': counted('x', 'redo-ifcreate later; echo x') });
+      run(dir, 'redo-ifchange', ['x']);
+      run(dir, 'redo-ifchange', ['x']);
+      assert.deepEqual(runsOf(dir), ['x']);
+      write(dir, { later: '' });
+      run(dir, 'redo-ifchange', ['x']);
+      assert.deepEqual(runsOf(dir), ['x', 'x']);
+    });
+
+    it('redo-always rebuilds the target on every run, once a run', () => {
+      write(dir, {
+        'a.do': counted('a', 'redo-always; echo a'),
+        'b.do': 'redo-ifchange a a; redo-ifchange a',
+      });
+      run(dir, 'redo-ifchange', ['b']);
+      run(dir, 'redo-ifchange', ['a']);
+      assert.deepEqual(runsOf(dir), ['a', 'a']);
+    });
+
+    it('redo-stamp: dependents rebuild only when the stamp changes', () => {
+      write(dir, {
+        'ver.do': counted('ver', 'redo-always; cat version >"$3"; redo-stamp <"$3"'),
+        'use.do': counted('use', 'redo-ifchange ver; cat ver'),
+        version: '1\n',
+      });
+      run(dir, 'redo-ifchange', ['use']);
+      run(dir, 'redo-ifchange', ['use']);
+      assert.deepEqual(runsOf(dir), ['use', 'ver', 'ver']);
+      write(dir, { version: '2\n' });
+      run(dir, 'redo-ifchange', ['use']);
+      assert.deepEqual(runsOf(dir), ['use', 'ver', 'ver', 'ver', 'use']);
+    });
+
+    it('rebuilds a target whose output was deleted', () => {
+      write(dir, { 'x.do': 'echo x' });
+      run(dir, 'redo-ifchange', ['x']);
+      fs.rmSync(path.join(dir, 'x'));
+      run(dir, 'redo-ifchange', ['x']);
+      assert.equal(read(dir, 'x'), 'x\n');
+    });
+
+    it('does not overwrite a target modified by hand, and says so', () => {
+      write(dir, { 'x.do': 'redo-ifchange in; cat in', in: 'a\n' });
+      run(dir, 'redo-ifchange', ['x']);
+      write(dir, { x: 'mine\n', in: 'b\n' });
+      const r = run(dir, 'redo-ifchange', ['x']);
+      assert.equal(r.status, 0);
+      assert.match(r.stderr, /x: modified by hand/);
+      assert.equal(read(dir, 'x'), 'mine\n');
+    });
+
+    it('treats an existing file that redo did not make as a source, even if a default.do matches', () => {
+      write(dir, { 'default.do': 'echo generated', 'hand.txt': 'precious\n', 'use.do': 'redo-ifchange hand.txt; cat hand.txt' });
+      assert.equal(run(dir, 'redo-ifchange', ['use']).status, 0);
+      assert.equal(read(dir, 'hand.txt'), 'precious\n');
+      assert.equal(read(dir, 'use'), 'precious\n');
+    });
+  });
+
+  describe('failures', () => {
+    it('passes on the exit status and names the target; keeps the old target and its deps', () => {
+      write(dir, { 'x.do': 'redo-ifchange in; if grep -q bad in; then exit 42; fi; cat in', in: 'good\n' });
+      assert.equal(run(dir, 'redo-ifchange', ['x']).status, 0);
+      write(dir, { in: 'bad\n' });
+      const r = run(dir, 'redo-ifchange', ['x']);
+      assert.equal(r.status, 42);
+      assert.match(r.stderr, /x: exit 42/);
+      assert.equal(read(dir, 'x'), 'good\n');
+      assert.equal(exists(dir, 'x.redo.tmp'), false);
+      write(dir, { in: 'good again\n' });
+      assert.equal(run(dir, 'redo-ifchange', ['x']).status, 0);
+      assert.equal(read(dir, 'x'), 'good again\n');
+    });
+
+    it('a failing dependency fails its dependents', () => {
+      write(dir, { 'top.do': 'redo-ifchange bad; echo top', 'bad.do': 'exit 3' });
+      const r = run(dir, 'redo', ['top']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /bad: exit 3/);
+      assert.equal(exists(dir, 'top'), false);
+    });
+
+    it('says there is no rule when neither the file nor a .do exists', () => {
+      const r = run(dir, 'redo-ifchange', ['nothing']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /no rule to make nothing/);
+    });
+
+    it('-k keeps building other targets after one fails', () => {
+      write(dir, { 'bad.do': 'exit 1', 'good.do': 'echo good' });
+      const r = run(dir, 'redo', ['-k', 'bad', 'good']);
+      assert.notEqual(r.status, 0);
+      assert.equal(read(dir, 'good'), 'good\n');
+    });
+
+    it('reports a dependency cycle by name instead of hanging', () => {
+      write(dir, { 'a.do': 'redo-ifchange b', 'b.do': 'redo-ifchange a' });
+      const r = run(dir, 'redo', ['a']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /dependency cycle: (a -> b -> a|b -> a -> b)/);
+    });
+
+    it('gives a usage error with exit status 2 for an unknown option', () => {
+      const r = run(dir, 'redo', ['--bogus']);
+      assert.equal(r.status, 2);
+      assert.match(r.stderr, /unknown option --bogus/);
+    });
+
+    it('says redo-ifcreate and redo-always belong in a .do', () => {
+      const r = run(dir, 'redo-always');
+      assert.equal(r.status, 3);
+      assert.match(r.stderr, /must be run from a \.do file/);
+    });
+  });
+
+  describe('state', () => {
+    it('rebuilds, not trusts, outputs whose state directory was deleted', () => {
+      write(dir, { 'default.o.do': 'redo-ifchange "$2.c"; cat "$2.c"', 'f.c': 'one\n' });
+      run(dir, 'redo-ifchange', ['f.o']);
+      fs.rmSync(path.join(dir, '.redo'), { recursive: true });
+      write(dir, { 'f.c': 'two\n' });
+      assert.equal(run(dir, 'redo-ifchange', ['f.o']).status, 0);
+      assert.equal(read(dir, 'f.o'), 'two\n');
+    });
+
+    it('rebuilds, not trusts, outputs whose state is corrupted', () => {
+      write(dir, { 'default.o.do': 'redo-ifchange "$2.c"; cat "$2.c"', 'f.c': 'one\n' });
+      run(dir, 'redo-ifchange', ['f.o']);
+      for (const f of walk(path.join(dir, '.redo'))) if (!f.includes('/tmp/')) fs.writeFileSync(f, '{garbage\n\u0000\n');
+      write(dir, { 'f.c': 'two\n' });
+      assert.equal(run(dir, 'redo-ifchange', ['f.o']).status, 0);
+      assert.equal(read(dir, 'f.o'), 'two\n');
+    });
+
+    it('lists targets, sources and out-of-date targets relative to the current directory', () => {
+      write(dir, { 'sub/x.do': 'redo-ifchange y.src; cat y.src', 'sub/y.src': '1\n' });
+      run(dir, 'redo-ifchange', ['sub/x']);
+      assert.equal(run(dir, 'redo-targets').stdout, 'sub/x\n');
+      assert.equal(run(path.join(dir, 'sub'), 'redo-sources').stdout, 'x.do\ny.src\n');
+      assert.equal(run(dir, 'redo-ood').stdout, '');
+      write(dir, { 'sub/y.src': '2\n' });
+      assert.equal(run(dir, 'redo-ood').stdout, 'sub/x\n');
+    });
+
+    it('redo-whichdo lists the candidates up to the .do that exists', () => {
+      write(dir, { 'default.o.do': '', 'a/.keep': '' });
+      const r = run(dir, 'redo-whichdo', ['a/x.o']);
+      assert.equal(r.status, 0);
+      assert.equal(r.stdout, 'a/x.o.do\na/default.o.do\na/default.do\ndefault.o.do\n');
+      const none = run(dir, 'redo-whichdo', ['a/x.zz']);
+      assert.equal(none.status, 1);
+    });
+  });
+
+  describe('parallel builds', () => {
+    // each .do waits until the other has started: only a parallel build ends
+    const meet = (me: string, other: string) =>
+      `touch started.${me}; n=0; while [ ! -e started.${other} ]; do n=$((n+1)); [ $n -lt 300 ] || exit 9; sleep 0.05; done; echo ${me}`;
+
+    it('-j2 runs two builds at once', () => {
+      write(dir, { 'a.do': meet('a', 'b'), 'b.do': meet('b', 'a'), 'all.do': 'redo-ifchange a b' });
+      const r = run(dir, 'redo', ['-j2', 'all']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(dir, 'a') + read(dir, 'b'), 'a\nb\n');
+    });
+
+    it('gives make the jobserver, so make -j in a .do shares redo\'s slots', () => {
+      write(dir, {
+        Makefile: 'all: p q\np:\n\t@echo "$(MAKEFLAGS)" >flags\nq:\n\t@true\n',
+        'm.do': 'make -s >&2; cat flags',
+      });
+      const r = run(dir, 'redo', ['-j3', 'm']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(read(dir, 'm'), /--jobserver-auth=\d+,\d+/);
+      assert.doesNotMatch(r.stderr, /jobserver unavailable/);
+    });
+
+    it('two redo processes never build one target twice', async () => {
+      write(dir, {
+        'slow.do': 'echo run >>runs.log; sleep 1; echo done',
+        'a.do': 'redo-ifchange slow; echo a',
+        'b.do': 'redo-ifchange slow; echo b',
+      });
+      const [ra, rb] = await Promise.all([start(dir, 'redo', ['a']), start(dir, 'redo', ['b'])]);
+      assert.equal(ra.status, 0, ra.stderr);
+      assert.equal(rb.status, 0, rb.stderr);
+      assert.deepEqual(runsOf(dir), ['run']);
+    });
+
+    it('real redo-* commands reach the running build from any interpreter', () => {
+      write(dir, {
+        '!py.do': '#!/usr/bin/env python3\nimport subprocess, sys\nsubprocess.check_call(["redo-ifchange", "dep"])\nprint(open("dep").read().strip() + "!")\n',
+        'dep.do': 'echo dep',
+      });
+      const r = run(dir, 'redo-ifchange', ['py']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(dir, 'py'), 'dep!\n');
+      write(dir, { 'dep.do': 'echo dep2' });
+      run(dir, 'redo-ifchange', ['py']);
+      assert.equal(read(dir, 'py'), 'dep2!\n', 'the dependency was recorded');
+    });
+  });
+
+  describe('output', () => {
+    it('prints one line a target, indented by depth', () => {
+      write(dir, { 'all.do': 'redo-ifchange sub/a', 'sub/a.do': 'redo-ifchange b; echo a', 'sub/b.do': 'echo b' });
+      const r = run(dir, 'redo');
+      assert.equal(r.stderr, 'redo  all\nredo    sub/a\nredo      sub/b\n');
+    });
+
+    it('--help describes the command', () => {
+      const r = run(dir, 'redo-ifchange', ['--help']);
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, /^usage: redo-ifchange/);
+    });
+  });
+});
+
+function* walk(d: string): Generator<string> {
+  for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+    const p = path.join(d, e.name);
+    if (e.isDirectory()) yield* walk(p);
+    else yield p;
+  }
+}
