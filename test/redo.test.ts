@@ -214,7 +214,7 @@ describe('redo', function () {
       write(dir, { x: 'mine\n', in: 'b\n' });
       const r = run(dir, 'redo-ifchange', ['x']);
       assert.equal(r.status, 0);
-      assert.match(r.stderr, /x: modified by hand/);
+      assert.match(r.stderr, /x - you modified it; skipping/);
       assert.equal(read(dir, 'x'), 'mine\n');
     });
 
@@ -255,8 +255,10 @@ describe('redo', function () {
       assert.match(r.stderr, /no rule to make nothing/);
     });
 
-    it('-k keeps building other targets after one fails', () => {
+    it('stops at the first failure, but -k keeps building other targets', () => {
       write(dir, { 'bad.do': 'exit 1', 'good.do': 'echo good' });
+      assert.notEqual(run(dir, 'redo', ['bad', 'good']).status, 0);
+      assert.equal(exists(dir, 'good'), false);
       const r = run(dir, 'redo', ['-k', 'bad', 'good']);
       assert.notEqual(r.status, 0);
       assert.equal(read(dir, 'good'), 'good\n');
@@ -367,6 +369,96 @@ describe('redo', function () {
       write(dir, { 'dep.do': 'echo dep2' });
       run(dir, 'redo-ifchange', ['py']);
       assert.equal(read(dir, 'py'), 'dep2!\n', 'the dependency was recorded');
+    });
+  });
+
+  describe('semantics other redo implementations share', () => {
+    it('passes the environment of the asking .do on to the .do it builds', () => {
+      write(dir, {
+        'top.do': 'PREFIX=/a/b redo-ifchange p; export FLAVOUR=mint; redo-ifchange f; cat p f',
+        'p.do': 'echo "prefix=$PREFIX"',
+        'f.do': 'echo "flavour=$FLAVOUR"',
+      });
+      assert.equal(run(dir, 'redo', ['top']).status, 0);
+      assert.equal(read(dir, 'top'), 'prefix=/a/b\nflavour=mint\n');
+    });
+
+    it('runs the rule of `redo X` every time it is asked, even twice in one run', () => {
+      write(dir, {
+        'count.do': 'echo run >>runs.log',
+        'a.do': 'redo count',
+        'b.do': 'redo count',
+        'all.do': 'redo-ifchange a b',
+      });
+      assert.equal(run(dir, 'redo', ['all']).status, 0);
+      assert.deepEqual(runsOf(dir), ['run', 'run']);
+    });
+
+    it('a nested redo -jN runs its targets in parallel even under -j1', () => {
+      const meet = (me: string, other: string) =>
+        `touch started.${me}; n=0; while [ ! -e started.${other} ]; do n=$((n+1)); [ $n -lt 300 ] || exit 9; sleep 0.05; done`;
+      write(dir, { 'p1.do': meet('p1', 'p2'), 'p2.do': meet('p2', 'p1'), 'all.do': 'redo -j2 p1 p2' });
+      const r = run(dir, 'redo', ['-j1', 'all']);
+      assert.equal(r.status, 0, r.stderr);
+    });
+
+    it('redo-ifchange with no targets inside a .do builds nothing', () => {
+      write(dir, { 'x.do': 'redo-ifchange; redo-ifcreate; redo; echo x', 'all.do': 'echo all-ran >>runs.log' });
+      assert.equal(run(dir, 'redo', ['x']).status, 0);
+      assert.deepEqual(runsOf(dir), []);
+    });
+
+    it('resolves .. physically, through symlinked directories', () => {
+      write(dir, { 'top/y/static': 'deep\n', 'top/static': 'shallow\n', 'top/y/show.do': 'redo-ifchange ../static; cat ../static' });
+      fs.symlinkSync('.', path.join(dir, 'top/y/x'));
+      const deep = path.join(dir, 'top/y/x/x/x');
+      write(dir, { 'top/y/use.do': 'redo-ifchange "$(pwd)/../static"; cat ../static' });
+      assert.equal(run(deep, 'redo-ifchange', ['../static']).status, 0, 'top/static, not top/y/x/x/static');
+      assert.equal(run(deep, 'redo-ifchange', ['show']).status, 0);
+      assert.equal(read(dir, 'top/y/show'), 'shallow\n');
+    });
+
+    it('lets a .do create the directory its target goes in', () => {
+      write(dir, { 'default.txt.do': 'mkdir -p "$(dirname "$1")"; echo made >"$3"' });
+      assert.equal(run(dir, 'redo-ifchange', ['new/deep/x.txt']).status, 0);
+      assert.equal(read(dir, 'new/deep/x.txt'), 'made\n');
+    });
+
+    it('accepts a directory made in place as the target, and leaves it be', () => {
+      write(dir, { 'made.do': 'echo run >>runs.log; rm -rf "$1"; mkdir "$1"' });
+      assert.equal(run(dir, 'redo-ifchange', ['made']).status, 0);
+      write(dir, { 'made/outfile': 'x' });
+      const r = run(dir, 'redo-ifchange', ['made']);
+      assert.equal(r.status, 0);
+      assert.equal(r.stderr, '');
+      assert.deepEqual(runsOf(dir), ['run']);
+    });
+
+    it('refuses a .do that writes the target itself instead of $3 (exit 206)', () => {
+      write(dir, { 'bad.do': 'echo oops >"$1"' });
+      const r = run(dir, 'redo', ['bad']);
+      assert.equal(r.status, 206);
+      assert.match(r.stderr, /bad: the \.do wrote to \$1/);
+    });
+
+    it('a target whose .do is deleted becomes a source', () => {
+      write(dir, { 'gen.do': 'echo gen', 'use.do': 'redo-ifchange gen; cat gen' });
+      run(dir, 'redo-ifchange', ['use']);
+      fs.rmSync(path.join(dir, 'gen.do'));
+      const r = run(dir, 'redo-ifchange', ['use']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(run(dir, 'redo-ifchange', ['use']).stderr, '', 'quiet once it is a source');
+      assert.match(run(dir, 'redo-sources').stdout, /^gen$/m);
+    });
+
+    it('redo-flush-cache makes the running build look again, retrying what failed', () => {
+      write(dir, {
+        'maybe.do': '[ ! -e want-fail ]; echo ok',
+        'all.do': 'touch want-fail; ! redo-ifchange maybe; rm want-fail; redo-flush-cache; redo-ifchange maybe',
+      });
+      const r = run(dir, 'redo', ['all']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(dir, 'maybe'), 'ok\n');
     });
   });
 

@@ -130,7 +130,7 @@ async function ask(sock: string, job: string, cmd: string, args: string[]): Prom
     const conn = net().createConnection(sock);
     let reply = '';
     conn.on('connect', () => {
-      const fields = ['J', job, 'Q', cmd, process.cwd(), String(args.length), ...args];
+      const fields = ['J', job, 'Q', cmd, process.cwd(), String(args.length), ...args, JSON.stringify(process.env)];
       conn.write(fields.map((f) => f + '\0').join(''));
     });
     conn.on('data', (d) => {
@@ -194,6 +194,9 @@ async function main(cmd: string, argv: string[]): Promise<number> {
   const sock = process.env.REDO_ENGINE;
   const job = process.env.REDO_JOB ?? '0';
 
+  if (['redo-targets', 'redo-sources', 'redo-ood', 'redo-always', 'redo-flush-cache'].includes(cmd) && flags.args.length) {
+    throw new UsageError('takes no arguments');
+  }
   switch (cmd) {
     case 'redo-targets':
       return listFromState('targets');

@@ -22,7 +22,7 @@ import { State, statSig, sameSig, hashFile, type Dep, type Sig, type TargetRecor
 import { findRule, type DoFile, type Lookup } from './dofile.ts';
 import { JobServer, inheritedJobServer } from './jobserver.ts';
 import { Locks, isAlive } from './locks.ts';
-import { WorkerPool, MessageParser, type JobSpec } from './worker.ts';
+import { WorkerPool, MessageParser, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError } from './rules.ts';
 import { Log } from './log.ts';
@@ -38,6 +38,7 @@ export interface EngineOptions {
   xtrace?: boolean; // -x
   verbose?: boolean; // -v
   debug?: boolean; // -d
+  shuffle?: boolean; // --shuffle: build in random order, to find missing dependencies
   rules?: Rule[];
   /** directory whose .redo holds the state; found upward from cwd if unset */
   base?: string;
@@ -51,6 +52,7 @@ export interface Result {
   ok: boolean;
   id: string; // identity for dependents
   status: number; // exit status of a failed build
+  missing?: true; // no file and no rule, and nobody was told yet
 }
 
 interface Job {
@@ -62,6 +64,13 @@ interface Job {
   stamp: string | null;
   parent: Job | null;
   rule: string; // the .do file (base-relative) or builtin:NAME
+  /** environment changes this job runs with, relative to the engine's */
+  env: Map<string, string | null>;
+  /** its environment as it started (`export -p`), to see what it changes */
+  envBase: string | null;
+  /** the request this job is asking in: once one of its targets fails, the
+   * others not yet started are not started (unless -k) */
+  batch?: { failed: boolean };
 }
 
 export class BuildError extends Error {
@@ -83,6 +92,7 @@ export function findBase(start: string): string {
 }
 
 const OK_SOURCE = (id: string): Result => ({ ok: true, id, status: 0 });
+const NO_ENV: Map<string, string | null> = new Map();
 
 export class Engine {
   readonly base: string;
@@ -104,6 +114,8 @@ export class Engine {
   /** target -> targets it is waiting for, to find cycles */
   private readonly waits = new Map<string, Set<string>>();
   private nextJob = 1;
+  private readonly topBatch = { failed: false };
+  private readonly realDirs = new Map<string, string>();
   private readonly shebangs = new Map<string, string[]>();
   /** counts ended jobs: anything cached about the file system before one
    * ended must be checked again */
@@ -115,7 +127,7 @@ export class Engine {
   constructor(opts: EngineOptions = {}) {
     this.opts = opts;
     this.env = opts.env ?? process.env;
-    this.base = path.resolve(opts.base ?? findBase(process.cwd()));
+    this.base = fs.realpathSync(path.resolve(opts.base ?? findBase(process.cwd())));
     this.basePrefix = this.base === '/' ? '/' : this.base + '/';
     this.stateDir = path.join(this.base, STATE_DIR);
     this.rules = opts.rules ?? [];
@@ -146,7 +158,8 @@ export class Engine {
   /** `redo` (force) or `redo-ifchange` on targets given as paths from cwd. */
   async build(targets: string[], force: boolean, cwd = process.cwd()): Promise<number> {
     const rels = targets.map((t) => this.relFrom(cwd, t));
-    const results = await Promise.all(rels.map((t) => this.ensure(t, force, null)));
+    if (this.opts.shuffle) shuffle(rels);
+    const results = await Promise.all(rels.map((t) => this.noting(this.topBatch, this.ensure(t, force, null))));
     const failed = results.find((r) => !r.ok);
     return failed ? failed.status || 1 : 0;
   }
@@ -176,18 +189,49 @@ export class Engine {
     for (const [t, p] of this.memo) if (!(p instanceof Promise)) this.memo.delete(t);
     this.built.clear();
     this.shebangs.clear();
+    this.realDirs.clear();
     this.state.refresh();
   }
 
   /** Base-relative path of `arg` given relative to `cwd`. The common case,
    * a plain name below the base, is sliced rather than resolved. */
   private relFrom(cwd: string, arg: string): string {
+    if (arg === '') throw new BuildError('an empty target name', 2);
     if (arg.includes('\n')) throw new BuildError(`${JSON.stringify(arg)}: target names cannot contain a newline`, 2);
-    if (arg[0] !== '/' && !/(^|\/)\.\.?(\/|$)|\/\//.test(arg) && !arg.endsWith('/')) {
-      const abs = cwd === '/' ? '/' + arg : cwd + '/' + arg;
-      if (abs.startsWith(this.basePrefix)) return abs.slice(this.basePrefix.length);
+    const rcwd = this.realDir(cwd);
+    let abs: string;
+    if (!arg.includes('/') && arg !== '.' && arg !== '..') {
+      abs = rcwd === '/' ? '/' + arg : rcwd + '/' + arg;
+    } else {
+      // `..` is resolved physically, as the shell's cd -P would: through a
+      // symlinked directory it leads to the link target's parent
+      const joined = arg[0] === '/' ? arg : rcwd + '/' + arg;
+      const trimmed = joined.replace(/\/+$/, '') || '/';
+      const slash = trimmed.lastIndexOf('/');
+      const name = trimmed.slice(slash + 1);
+      const dir = this.realDir(trimmed.slice(0, slash) || '/');
+      abs = name === '..' ? path.dirname(dir) : name === '.' || name === '' ? dir : dir === '/' ? '/' + name : dir + '/' + name;
     }
-    return this.rel(path.resolve(cwd, arg));
+    return abs.startsWith(this.basePrefix) ? abs.slice(this.basePrefix.length) : this.rel(abs);
+  }
+
+  /** The physical path of a directory (symlinks resolved), remembered for the run. */
+  private realDir(d: string): string {
+    const known = this.realDirs.get(d);
+    if (known !== undefined) return known;
+    let real: string;
+    try {
+      real = fs.realpathSync(d);
+      this.realDirs.set(d, real);
+    } catch {
+      // not there (yet): resolve what exists, the rest by name
+      const parent = path.dirname(d);
+      if (parent === d) return d;
+      const name = path.basename(d);
+      const rp = this.realDir(parent);
+      real = name === '..' ? path.dirname(rp) : name === '.' ? rp : path.join(rp, name);
+    }
+    return real;
   }
 
   // ---- deciding ----
@@ -196,21 +240,21 @@ export class Engine {
    * Make `t` up to date (or build it, if `force`). The answer is immediate
    * when nothing needs building, which keeps a no-op run free of promises.
    */
-  ensure(t: string, force: boolean, from: Job | null): Result | Promise<Result> {
+  ensure(t: string, force: boolean, from: Job | null, quiet = false): Result | Promise<Result> {
     const prior = this.memo.get(t);
     if (prior !== undefined) {
       if (!(prior instanceof Promise)) {
-        if (!force || this.built.has(t)) return prior;
+        // a quiet "no rule" answer is asked again when someone wants the message
+        if (!force && !(prior.missing && !quiet)) return prior;
       } else {
         const cycle = from ? this.cycleThrough(from.target, t) : null;
-        if (cycle) return this.fail(t, `dependency cycle: ${cycle.map((c) => this.log.show(c)).join(' -> ')}`, 1);
-        if (!force || this.built.has(t)) return this.waitFor(from, t, prior);
+        if (cycle) return this.fail(t, `dependency cycle: ${cycle.map((c) => this.log.show(c)).join(' -> ')}`, 208);
+        if (!force) return this.waitFor(from, t, prior);
+        // `redo t` runs t's rule every time it is asked, after any build of t under way
+        return this.remember(t, prior.then(() => this.examine(t, true, from)), from);
       }
-      // `redo t` after t was only checked in this run: build it now
-      const p = Promise.resolve(prior).then(() => (this.built.has(t) ? prior : this.examine(t, true, from)));
-      return this.remember(t, p, from);
     }
-    const r = this.examine(t, force, from);
+    const r = this.examine(t, force, from, quiet);
     if (!(r instanceof Promise)) {
       this.memo.set(t, r);
       return r;
@@ -251,7 +295,7 @@ export class Engine {
     return walk(to, [from, to]);
   }
 
-  private examine(t: string, force: boolean, from: Job | null): Result | Promise<Result> {
+  private examine(t: string, force: boolean, from: Job | null, quiet = false): Result | Promise<Result> {
     const abs = this.abs(t);
     const st = fs.statSync(abs, { throwIfNoEntry: false });
     const rec = this.state.targets.get(t);
@@ -275,13 +319,16 @@ export class Engine {
         const lookup = this.lookup(abs, t);
         if (lookup.found && this.mayClaim(abs, lookup)) return this.make(t, lookup, from);
         if (lookup.found) {
-          this.log.warn(`${this.log.show(t)}: exists and was not made by redo; not overwriting it (remove it to rebuild)`);
+          this.log.warn(`${this.log.show(t)}: exists and not marked as generated; not redoing (remove it to rebuild)`);
         }
       }
       return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
     }
     const lookup = this.lookup(abs, t);
-    if (!lookup.found) return this.fail(t, `no rule to make ${this.log.show(t)} (no .do file and no such file)`, 1);
+    if (!lookup.found) {
+      if (quiet) return { ok: false, id: '', status: 1, missing: true };
+      return this.fail(t, `no rule to make ${this.log.show(t)} (no .do file and no such file)`, 1);
+    }
     return this.make(t, lookup, from);
   }
 
@@ -291,6 +338,7 @@ export class Engine {
       if (st) {
         // its .do is gone: what is left is a source now
         this.state.forgetTarget(t);
+        this.log.info(`${this.log.show(t)}: its .do file is gone; it is a source now`);
         return OK_SOURCE('h:' + this.state.fileHash(t, abs, st));
       }
       return this.fail(t, `no rule to make ${this.log.show(t)} (its .do file is gone)`, 1);
@@ -313,11 +361,11 @@ export class Engine {
       if (sameSig(st, rec.sig)) return null;
       const h = hashFile(abs);
       if ((rec.oh ?? rec.id.slice(2)) === h) return null;
-      this.log.warn(`${this.log.show(t)}: modified by hand since redo made it; not overwriting it (remove it to rebuild)`);
+      this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`);
       return OK_SOURCE('h:' + h);
     }
     // made nothing last time, but something is there now
-    this.log.warn(`${this.log.show(t)}: created by hand since redo last ran its rule; not overwriting it (remove it to rebuild)`);
+    this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`);
     return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
   }
 
@@ -339,7 +387,8 @@ export class Engine {
       }
       const pending = this.memo.get(d.p);
       if (pending instanceof Promise && this.cycleThrough(rec.t, d.p)) return true; // stale record; the rule decides
-      const r = this.ensure(d.p, false, null);
+      // quiet: a dependency that is gone without a rule just means "changed"
+      const r = this.ensure(d.p, false, null, true);
       if (r instanceof Promise) {
         return this.waitFor(this.jobFor(rec.t), d.p, r).then((res) =>
           !res.ok || res.id !== d.id ? this.why(rec, d.p, 'changed') : this.depsChanged(rec, i + 1),
@@ -390,7 +439,7 @@ export class Engine {
 
   /** A stand-in job so that dependency checks take part in cycle finding. */
   private jobFor(t: string): Job {
-    return { id: 0, target: t, depth: 0, deps: [], seen: new Set(), stamp: null, parent: null, rule: '' };
+    return { id: 0, target: t, depth: 0, deps: [], seen: new Set(), stamp: null, parent: null, rule: '', env: NO_ENV, envBase: null };
   }
 
   private lookup(abs: string, t: string): Lookup {
@@ -411,7 +460,8 @@ export class Engine {
   // ---- building ----
 
   private async make(t: string, lookup: Lookup, from: Job | null): Promise<Result> {
-    if (this.firstFailure && !this.opts.keepGoing) return { ok: false, id: '', status: this.firstFailure };
+    const batch = from ? from.batch : this.topBatch;
+    if (batch?.failed && !this.opts.keepGoing) return { ok: false, id: '', status: 1 };
     const abs = this.abs(t);
     const waited = await this.locks.lock(t, (pid) =>
       this.log.info(`${this.log.show(t)}: waiting for redo process ${pid}, which is building it`),
@@ -435,6 +485,8 @@ export class Engine {
         stamp: null,
         parent: from,
         rule: lookup.found!.kind === 'do' ? this.rel(lookup.found!.dofile) : `builtin:${lookup.found!.rule.name}`,
+        env: from?.env ?? NO_ENV,
+        envBase: null,
       };
       this.jobs.set(job.id, job);
       this.built.add(t);
@@ -453,9 +505,6 @@ export class Engine {
     const t = job.target;
     const dir = path.dirname(abs);
     const tmp3 = path.join(dir, `${path.basename(abs)}.redo.tmp`);
-    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
-      return this.fail(t, `${this.log.show(t)}: directory ${this.log.show(this.rel(dir))} does not exist`, 1);
-    }
     for (const m of lookup.missing) this.addDep(job, { k: 'n', p: this.rel(m) });
     if (found.kind === 'do') {
       const dofile = this.rel(found.dofile);
@@ -464,19 +513,27 @@ export class Engine {
     } else {
       this.addDep(job, { k: 'c', p: `builtin:${found.rule.name}`, id: found.rule.version });
     }
-    this.state.markBuilding(t);
-    rmTmp(tmp3); // left by a crash
-    this.log.start(t, job.depth);
-
     let ran: { status: number; out: string | null; done: () => void };
     const slots = this.jobSlots();
     await slots.acquire();
+    const batch = job.parent ? job.parent.batch : this.topBatch;
+    if (batch?.failed && !this.opts.keepGoing) {
+      // another target of the same request failed while this one waited
+      slots.release();
+      return { ok: false, id: '', status: 1 };
+    }
+    this.state.markBuilding(t);
+    rmTmp(tmp3); // left by a crash
+    const before = fs.lstatSync(abs, { throwIfNoEntry: false });
+    this.log.start(t, job.depth);
     try {
       if (found.kind === 'do') {
         ran = await this.runDo(job, found, tmp3);
       } else {
         ran = { status: await this.runBuiltin(job, found.rule, abs, tmp3), out: null, done: () => {} };
       }
+      // before the slot goes to a sibling waiting for it
+      if (ran.status !== 0 && batch) batch.failed = true;
     } finally {
       slots.release();
       this.epoch++;
@@ -488,7 +545,7 @@ export class Engine {
         this.noteFailure(ran.status);
         return { ok: false, id: '', status: ran.status };
       }
-      return this.commit(job, abs, tmp3, ran.out);
+      return this.commit(job, abs, tmp3, ran.out, before);
     } finally {
       ran.done();
     }
@@ -503,17 +560,21 @@ export class Engine {
   }
 
   /** Move the output into place and record what it was made from. */
-  private commit(job: Job, abs: string, tmp3: string, stdout: string | null): Result {
+  private commit(job: Job, abs: string, tmp3: string, stdout: string | null, before: fs.Stats | undefined): Result {
     const t = job.target;
     const st3 = fs.lstatSync(tmp3, { throwIfNoEntry: false });
     const stOut = stdout ? fs.statSync(stdout, { throwIfNoEntry: false }) : undefined;
     const wroteStdout = stOut !== undefined && stOut.size > 0;
-    if (st3 && wroteStdout) {
+    const refuse = (status: number, why: string): Result => {
       rmTmp(tmp3);
-      this.log.failed(t, 207, 'wrote to both $3 and stdout');
-      this.noteFailure(207);
-      return { ok: false, id: '', status: 207 };
-    }
+      this.log.failed(t, status, why);
+      this.noteFailure(status);
+      return { ok: false, id: '', status };
+    };
+    if (st3 && wroteStdout) return refuse(207, 'wrote to both $3 and stdout');
+    const now = fs.lstatSync(abs, { throwIfNoEntry: false });
+    const touched = now && !now.isDirectory() && (!before || !sameSig(now, statSig(before)));
+    if (touched) return refuse(206, 'the .do wrote to $1 (the target) itself; write to $3 or stdout');
     let out: 'f' | 'd' | 'n' = 'n';
     let sig: Sig | null = null;
     let oh: string | undefined;
@@ -527,8 +588,12 @@ export class Engine {
         const old = fs.lstatSync(abs, { throwIfNoEntry: false });
         if (old?.isDirectory()) fs.rmSync(abs, { recursive: true, force: true });
       }
-      if (st3) fs.renameSync(tmp3, abs);
-      else moveInto(stdout!, abs, tmp3);
+      try {
+        if (st3) fs.renameSync(tmp3, abs);
+        else moveInto(stdout!, abs, tmp3);
+      } catch (e) {
+        return refuse(209, `cannot put the output in place: ${(e as Error).message}`);
+      }
       let st = fs.statSync(abs, { throwIfNoEntry: false });
       if (st && !isDir && st.isFile() && !st3?.isSymbolicLink()) {
         markGenerated(abs, st);
@@ -545,10 +610,13 @@ export class Engine {
       } else {
         id = seqId(); // a dangling symlink
       }
+    } else if (now?.isDirectory()) {
+      // the .do made (or kept) the target as a directory of its own
+      out = 'd';
+      id = seqId();
     } else {
       // wrote nothing: there is no target file (a previous one is removed)
-      const old = fs.lstatSync(abs, { throwIfNoEntry: false });
-      if (old && !old.isDirectory()) fs.rmSync(abs, { force: true });
+      if (now) fs.rmSync(abs, { force: true });
       id = seqId();
     }
     if (job.stamp !== null) id = 's:' + job.stamp;
@@ -584,7 +652,7 @@ export class Engine {
     await this.ensureServer();
     if (!this.pool) {
       const js = this.jobSlots();
-      this.pool = new WorkerPool(() => this.childEnv(), js.childFds, path.join(this.stateDir, 'tmp'));
+      this.pool = new WorkerPool(() => this.childEnv(), () => js.childFds, path.join(this.stateDir, 'tmp'));
     }
     const argv = this.interpreter(found.dofile);
     const spec: JobSpec = {
@@ -595,8 +663,14 @@ export class Engine {
       script: path.basename(found.dofile),
       args: [found.arg1, found.arg2, path.relative(found.dir, tmp3)],
       shellFlags: 'e' + (this.opts.xtrace ? 'x' : '') + (this.opts.verbose ? 'v' : ''),
+      envScript: envScript(job.env),
     };
-    return this.pool.run(spec, { onRequest: (cmd, cwd, args) => this.request(job, cmd, cwd, args) });
+    return this.pool.run(spec, {
+      onRequest: (cmd, cwd, args, env) => this.request(job, cmd, cwd, args, env),
+      onEnv: (env) => {
+        job.envBase = env;
+      },
+    });
   }
 
   /** The #! command line of a .do file, or null to run it with sh -e.
@@ -644,25 +718,35 @@ export class Engine {
   }
 
   /** A request from a running job (its .do or a real redo-* command). */
-  async request(job: Job | null, cmd: string, cwd: string, args: string[]): Promise<number> {
+  async request(job: Job | null, cmd: string, cwd: string, args: string[], env?: string): Promise<number> {
     const slots = this.jobSlots();
     switch (cmd) {
       case 'ifchange':
       case 'redo': {
         let rels: string[];
+        let flags: RequestFlags;
         try {
-          rels = args.map((a) => this.relFrom(cwd, a));
+          flags = parseRequestFlags(args);
+          rels = flags.targets.map((a) => this.relFrom(cwd, a));
         } catch (e) {
           this.log.error((e as Error).message);
           return 2;
         }
+        if (flags.shuffle || this.opts.shuffle) shuffle(rels);
         const force = cmd === 'redo';
+        // a nested -jN asks for more parallelism below this point
+        const extra = flags.jobs && flags.jobs > slots.slots ? flags.jobs - slots.slots : 0;
+        if (extra) slots.grow(extra);
+        // builds started for this request get its environment
+        const batch = { failed: false };
+        const asker = job ? { ...(env !== undefined ? this.withEnv(job, env) : job), batch } : null;
         // a blocked job gives its slot to the builds it waits for
         if (job) slots.release();
         let results: Result[];
         try {
-          results = await Promise.all(rels.map((t) => this.ensure(t, force, job)));
+          results = await Promise.all(rels.map((t) => this.noting(batch, this.ensure(t, force, asker))));
         } finally {
+          if (extra) slots.shrink(extra);
           if (job) await slots.acquire(true);
         }
         if (job && !force) {
@@ -699,6 +783,41 @@ export class Engine {
     }
   }
 
+  /** Mark the batch failed as soon as one of its targets fails. */
+  private noting(batch: { failed: boolean }, r: Result | Promise<Result>): Result | Promise<Result> {
+    if (!(r instanceof Promise)) {
+      if (!r.ok) batch.failed = true;
+      return r;
+    }
+    return r.then((res) => {
+      if (!res.ok) batch.failed = true;
+      return res;
+    });
+  }
+
+  /** `job` as the asker of a request made with environment `env`: the same
+   * job when nothing changed (the usual case: one string comparison). */
+  private withEnv(job: Job, env: string): Job {
+    let changes: Map<string, string | null>;
+    if (env.startsWith('{')) {
+      // a real redo-* command: its whole environment, as JSON
+      let given: Record<string, string>;
+      try {
+        given = JSON.parse(env) as Record<string, string>;
+      } catch {
+        return job;
+      }
+      const base = new Map<string, string | null>(Object.entries(this.childEnv()) as Array<[string, string]>);
+      changes = envChanges(base, new Map(Object.entries(given)));
+      for (const k of ['REDO_ENGINE', 'REDO_BASE', 'REDO', 'REDO_STARTDIR']) changes.delete(k);
+    } else {
+      if (job.envBase === null || env === job.envBase) return job;
+      changes = new Map([...job.env, ...envChanges(parseExports(job.envBase), parseExports(env))]);
+    }
+    if (changes.size === 0 && job.env.size === 0) return job;
+    return { ...job, env: changes };
+  }
+
   // ---- the socket for real redo-* commands run from jobs ----
 
   private async ensureServer(): Promise<void> {
@@ -714,7 +833,8 @@ export class Engine {
             job = this.jobs.get(Number(msg[1])) ?? null;
           } else if (msg[0] === 'Q') {
             const [, cmd, cwd, , ...args] = msg;
-            this.request(job, cmd!, cwd!, args).then(
+            const env = args.pop();
+            this.request(job, cmd!, cwd!, args, env).then(
               (rc) => conn.write(`${rc}\n`),
               () => conn.write('1\n'),
             );
@@ -736,6 +856,8 @@ export class Engine {
     const env: NodeJS.ProcessEnv = { ...this.env };
     env.REDO_ENGINE = path.join(this.sockDir, 'engine.sock');
     env.REDO_BASE = this.base;
+    env.REDO = path.join(BIN_DIR, 'redo');
+    env.REDO_STARTDIR = this.opts.startDir ?? process.cwd();
     // the real redo-* commands, for .do files run by other interpreters and
     // for redo-stamp, whichever way the user started redo
     if (!(env.PATH ?? '').split(':').includes(BIN_DIR)) env.PATH = `${BIN_DIR}:${env.PATH ?? '/usr/bin:/bin'}`;
@@ -806,6 +928,42 @@ function moveInto(from: string, to: string, via: string): void {
     fs.copyFileSync(from, via);
     fs.renameSync(via, to);
     fs.rmSync(from, { force: true });
+  }
+}
+
+interface RequestFlags {
+  targets: string[];
+  jobs?: number;
+  shuffle?: boolean;
+}
+
+/** Flags a nested `redo -j4 --shuffle x` passes with its targets. Flags
+ * that only shape the top-level run (-k, -x, -v, -d) are accepted and left
+ * to it. */
+export function parseRequestFlags(args: string[]): RequestFlags {
+  const f: RequestFlags = { targets: [] };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      f.targets.push(...args.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') f.targets.push(a);
+    else if (a === '--shuffle') f.shuffle = true;
+    else if (a === '-j' || a === '--jobs') f.jobs = Number(args[++i]);
+    else if (a.startsWith('--jobs=')) f.jobs = Number(a.slice(7));
+    else if (/^-[kxvd]*j\d*$/.test(a)) f.jobs = Number(a.slice(a.indexOf('j') + 1) || args[++i]);
+    else if (/^-[kxvd]+$/.test(a) || a === '--keep-going' || a === '--debug') continue;
+    else throw new BuildError(`unknown option ${a}`, 2);
+    if (f.jobs !== undefined && !(Number.isInteger(f.jobs) && f.jobs > 0)) throw new BuildError(`-j needs a positive whole number`, 2);
+  }
+  return f;
+}
+
+function shuffle<T>(xs: T[]): void {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
   }
 }
 

@@ -21,9 +21,11 @@ export const JOBSERVER_R = 7;
 export const JOBSERVER_W = 8;
 
 export class JobServer {
-  readonly slots: number;
+  slots: number;
+  /** slots given back by shrink() that are still in use: dropped on release */
+  private debt = 0;
   /** fds to give jobs at JOBSERVER_R / JOBSERVER_W (blocking), or null */
-  readonly childFds: [number, number] | null = null;
+  childFds: [number, number] | null = null;
   private pollFd = -1; // our own non-blocking read/write end
   private implicitFree = true;
   private held: number[] = []; // token bytes taken from the pipe
@@ -39,7 +41,10 @@ export class JobServer {
       this.inherited = true;
       return;
     }
-    if (slots <= 1) return;
+    if (slots > 1) this.makePipe(slots - 1);
+  }
+
+  private makePipe(tokens: number): void {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redo-js-'));
     const fifo = path.join(dir, 'fifo');
     try {
@@ -52,7 +57,32 @@ export class JobServer {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
-    fs.writeSync(this.pollFd, Buffer.alloc(slots - 1, 0x2b));
+    fs.writeSync(this.pollFd, Buffer.alloc(tokens, 0x2b));
+  }
+
+  /** More slots, for a nested `redo -jN` with N above ours. Jobs started
+   * from now on (and make in them) can use them. */
+  grow(n: number): void {
+    if (n <= 0) return;
+    this.slots += n;
+    if (this.pollFd < 0) this.makePipe(n);
+    else fs.writeSync(this.pollFd, Buffer.alloc(n, 0x2b));
+    while (this.waiting.length > 0 && this.tryTake()) this.waiting.shift()!.resolve();
+  }
+
+  /** Undo a grow(): slots in use are dropped as they come back. */
+  shrink(n: number): void {
+    this.slots -= n;
+    this.debt += n;
+    const b = Buffer.alloc(1);
+    while (this.debt > 0 && this.pollFd >= 0) {
+      try {
+        if (fs.readSync(this.pollFd, b, 0, 1, null) !== 1) break;
+      } catch {
+        break;
+      }
+      this.debt--;
+    }
   }
 
   private inherited = false;
@@ -77,6 +107,11 @@ export class JobServer {
   }
 
   release(): void {
+    if (this.debt > 0 && this.held.length > 0) {
+      this.held.pop();
+      this.debt--;
+      return;
+    }
     const next = this.waiting.shift();
     if (next) {
       next.resolve(); // hand the slot over directly
@@ -101,7 +136,7 @@ export class JobServer {
     }
     // every token is with us: the pipe is empty, and reading it would only
     // raise EAGAIN (an exception apiece)
-    if (this.pollFd < 0 || this.held.length >= this.slots - 1) return false;
+    if (this.pollFd < 0 || this.held.length >= this.slots - 1 + this.debt) return false;
     const b = Buffer.alloc(1);
     try {
       if (fs.readSync(this.pollFd, b, 0, 1, null) === 1) {

@@ -51,7 +51,13 @@ export interface FileRecord {
   seq: number;
 }
 
-type AnyRecord = TargetRecord | IntentRecord | FileRecord;
+/** `t` is no longer a target: its .do is gone and its output is a source. */
+export interface ForgetRecord {
+  x: string;
+  seq: number;
+}
+
+type AnyRecord = TargetRecord | IntentRecord | FileRecord | ForgetRecord;
 
 export class StateError extends Error {}
 
@@ -234,6 +240,9 @@ export class State {
       const old = this.targets.get(rec.b);
       if (old && old.seq > rec.seq) return;
       this.intents.set(rec.b, rec.seq);
+    } else if ('x' in rec && typeof rec.x === 'string') {
+      const old = this.targets.get(rec.x);
+      if (old && old.seq < rec.seq) this.targets.delete(rec.x);
     } else if ('f' in rec && typeof rec.f === 'string') {
       const old = this.files.get(rec.f);
       if (old && old.seq > rec.seq) return;
@@ -304,6 +313,7 @@ export class State {
   /** Forget a target entirely (its output is gone and it is a source now). */
   forgetTarget(t: string): void {
     this.targets.delete(t);
+    this.append({ x: t, seq: this.nextSeq() });
   }
 
   /**

@@ -16,7 +16,11 @@
  * the unix socket named by $REDO_ENGINE.
  *
  * Messages from a worker: NUL-terminated fields,
- *   Q cmd cwd n arg1 … argn     a request from the running job
+ *   E env                       the job's environment as it starts (`export -p`)
+ *   Q cmd cwd n arg1 … argn env a request from the running job, with its
+ *                               environment then: a .do that exports a
+ *                               variable before `redo-ifchange x` passes it
+ *                               on to x's .do, as separate processes would
  *   D status                    the job has ended
  * To a worker: one line of shell (a job), or "<status>\n" answering Q.
  */
@@ -32,18 +36,20 @@ export const CHANNEL_FD = 9;
 const WORKER_SCRIPT = `exec </dev/null
 _redo_call() {
   _redo_c=$1; shift
-  printf '%s\\0' Q "$_redo_c" "$PWD" $# "$@" >&${CHANNEL_FD} || return 99
+  { printf '%s\\0' Q "$_redo_c" "$PWD" $# "$@"; export -p; printf '\\0'; } >&${CHANNEL_FD} || return 99
   IFS= read -r _redo_rc <&${CHANNEL_FD} || return 99
   return "$_redo_rc"
 }
 alias redo='_redo_call redo' redo-ifchange='_redo_call ifchange' redo-ifcreate='_redo_call ifcreate' redo-always='_redo_call always' redo-flush-cache='_redo_call flush'
 _redo_do() {
-  ( cd "$1" || exit 201; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$7"; _redo_f=$5 _redo_s=$6; shift 6; set -$_redo_f; . "$_redo_s"
+  ( cd "$1" || exit 201; eval "$_redo_env"; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$7"
+    { printf 'E\\0'; export -p; printf '\\0'; } >&${CHANNEL_FD}
+    _redo_f=$5 _redo_s=$6; shift 6; set -$_redo_f; . "$_redo_s"
   ) >"$2"
   printf '%s\\0' D $? >&${CHANNEL_FD}
 }
 _redo_exec() {
-  ( cd "$1" || exit 201; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$5"; shift 5; exec "$@"
+  ( cd "$1" || exit 201; eval "$_redo_env"; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$5"; shift 5; exec "$@"
   ) >"$2"
   printf '%s\\0' D $? >&${CHANNEL_FD}
 }
@@ -63,10 +69,12 @@ export interface JobSpec {
   script: string; // the .do file (path relative to dir or absolute)
   args: [string, string, string];
   shellFlags: string; // e.g. "e", "ex", "ev"
+  envScript: string; // shell run first: exports and unsets that differ from the worker's environment
 }
 
 export interface JobHandlers {
-  onRequest(cmd: string, cwd: string, args: string[]): Promise<number>;
+  onRequest(cmd: string, cwd: string, args: string[], env: string): Promise<number>;
+  onEnv(env: string): void;
 }
 
 export class Worker {
@@ -118,7 +126,10 @@ export class Worker {
       : ['_redo_do', ...head, spec.shellFlags, spec.script.includes('/') ? spec.script : './' + spec.script, ...spec.args];
     // written over the last job in place, never truncated (ext4 flushes a
     // file rewritten after truncation on close); `return` ends the job
-    const text = words.map((w, i) => (i === 0 || /^[\w./-]+$/.test(w) ? w : shQuote(w))).join(' ') + '\nreturn\n';
+    const text =
+      `_redo_env=${shQuote(spec.envScript)}\n` +
+      words.map((w, i) => (i === 0 || /^[\w./-]+$/.test(w) ? w : shQuote(w))).join(' ') +
+      '\nreturn\n';
     fs.writeSync(this.jobFd, text, 0);
     return new Promise((resolve) => {
       this.finish = resolve;
@@ -133,14 +144,17 @@ export class Worker {
         this.finish = null;
         this.handlers = null;
         f?.(Number(msg[1]));
+      } else if (msg[0] === 'E') {
+        this.handlers?.onEnv(msg[1]!);
       } else if (msg[0] === 'Q') {
-        const [, cmd, cwd, , ...args] = msg;
+        const [, cmd, cwd, , ...rest] = msg;
+        const env = rest.pop()!;
         const h = this.handlers;
         if (!h) {
           this.chan.write('98\n');
           continue;
         }
-        h.onRequest(cmd!, cwd!, args).then(
+        h.onRequest(cmd!, cwd!, rest, env).then(
           (rc) => this.chan.write(`${rc}\n`),
           () => this.chan.write('1\n'),
         );
@@ -173,11 +187,11 @@ export class WorkerPool {
   private all = new Set<Worker>();
 
   private readonly env: () => NodeJS.ProcessEnv;
-  private readonly jobFds: [number, number] | null;
+  private readonly jobFds: () => [number, number] | null;
   private readonly outDir: string;
   private made = 0;
 
-  constructor(env: () => NodeJS.ProcessEnv, jobFds: [number, number] | null, outDir: string) {
+  constructor(env: () => NodeJS.ProcessEnv, jobFds: () => [number, number] | null, outDir: string) {
     this.env = env;
     this.jobFds = jobFds;
     this.outDir = outDir;
@@ -190,7 +204,7 @@ export class WorkerPool {
     while (w && !w.alive) w = this.idle.pop();
     if (!w) {
       fs.mkdirSync(this.outDir, { recursive: true });
-      w = new Worker(this.env(), this.jobFds, path.join(this.outDir, `out.${process.pid}.${this.made++}`));
+      w = new Worker(this.env(), this.jobFds(), path.join(this.outDir, `out.${process.pid}.${this.made++}`));
       this.all.add(w);
     }
     const worker = w;
@@ -222,7 +236,7 @@ export class WorkerPool {
 
 /**
  * Splits the byte stream from a worker or a client into messages of
- * NUL-terminated fields: `D status`, `J jobid`, `Q cmd cwd n arg…`.
+ * NUL-terminated fields: `D status`, `E env`, `J jobid`, `Q cmd cwd n arg… env`.
  */
 export class MessageParser {
   private buf: Buffer = Buffer.alloc(0);
@@ -255,7 +269,7 @@ export class MessageParser {
       fields.push(f);
     }
     if (kind === 'Q') {
-      const n = Number(fields[3]);
+      const n = Number(fields[3]) + 1; // the arguments, then the environment
       for (let i = 0; i < n; i++) {
         const f = take();
         if (f === null) return null;
@@ -265,4 +279,74 @@ export class MessageParser {
     this.buf = this.buf.subarray(pos);
     return fields;
   }
+}
+
+/** Variables a job's environment always differs in, which are not passed on. */
+const OWN_VARS = new Set(['PWD', 'OLDPWD', 'SHLVL', '_', 'REDO_JOB', 'REDO_DEPTH', 'REDO_TARGET']);
+
+/** Parse `export -p` output (dash, bash --posix): name → value, or null for
+ * a variable exported without a value. */
+export function parseExports(text: string): Map<string, string | null> {
+  const vars = new Map<string, string | null>();
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    if (text.startsWith('export ', i)) i += 7;
+    else if (text.startsWith('declare -x ', i)) i += 11;
+    const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(text.slice(i, i + 256));
+    if (!m) {
+      const nl = text.indexOf('\n', i);
+      i = nl < 0 ? n : nl + 1;
+      continue;
+    }
+    const name = m[0];
+    i += name.length;
+    if (text[i] !== '=') {
+      vars.set(name, null);
+      i = text.indexOf('\n', i) < 0 ? n : text.indexOf('\n', i) + 1;
+      continue;
+    }
+    i++;
+    let value = '';
+    while (i < n && text[i] !== '\n') {
+      const c = text[i]!;
+      if (c === "'") {
+        const end = text.indexOf("'", i + 1);
+        value += text.slice(i + 1, end < 0 ? n : end);
+        i = end < 0 ? n : end + 1;
+      } else if (c === '"') {
+        i++;
+        while (i < n && text[i] !== '"') {
+          if (text[i] === '\\' && i + 1 < n) i++;
+          value += text[i++];
+        }
+        i++;
+      } else if (c === '\\' && i + 1 < n) {
+        value += text[i + 1];
+        i += 2;
+      } else {
+        value += c;
+        i++;
+      }
+    }
+    i++;
+    vars.set(name, value);
+  }
+  return vars;
+}
+
+/** What `now` sets or unsets compared with `base`, ignoring the variables
+ * every job has of its own. */
+export function envChanges(base: Map<string, string | null>, now: Map<string, string | null>): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  for (const [k, v] of now) if (!OWN_VARS.has(k) && v !== null && base.get(k) !== v) out.set(k, v);
+  for (const [k, v] of base) if (!OWN_VARS.has(k) && v !== null && !now.has(k)) out.set(k, null);
+  return out;
+}
+
+/** Shell that applies `changes`: `export A='x'; unset B`. */
+export function envScript(changes: Map<string, string | null>): string {
+  const parts: string[] = [];
+  for (const [k, v] of changes) parts.push(v === null ? `unset ${k}` : `export ${k}=${shQuote(v)}`);
+  return parts.join('; ');
 }
