@@ -249,6 +249,20 @@ describe('redo', function () {
       assert.equal(exists(dir, 'top'), false);
     });
 
+    it('names an unreadable dependency instead of crashing', function () {
+      if (process.getuid?.() === 0) {
+        // root reads anything: make the "file" a dangling path inside a file instead
+        write(dir, { 'x.do': 'redo-ifchange notadir/file', notadir: '' });
+      } else {
+        write(dir, { 'x.do': 'redo-ifchange secret', secret: 'x' });
+        fs.chmodSync(path.join(dir, 'secret'), 0);
+      }
+      const r = run(dir, 'redo', ['x']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /(notadir\/file|secret)/);
+      assert.doesNotMatch(r.stderr, /at .*\.js:\d+/, 'no stack trace');
+    });
+
     it('says there is no rule when neither the file nor a .do exists', () => {
       const r = run(dir, 'redo-ifchange', ['nothing']);
       assert.notEqual(r.status, 0);

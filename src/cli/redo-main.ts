@@ -22,7 +22,7 @@ export const EXIT = {
 } as const;
 
 const HELP: Record<string, string> = {
-  redo: `usage: redo [-j N] [-k] [-x] [-v] [-d] [TARGET...]
+  redo: `usage: redo [-j N] [-k] [-x] [-v] [-d] [--shuffle] [TARGET...]
 Build each TARGET (default: all), even if it is up to date.
 
   -j N, --jobs N   run up to N builds at once (shared with make via the jobserver)
@@ -30,9 +30,10 @@ Build each TARGET (default: all), even if it is up to date.
   -x               run .do files with sh -x (print each command)
   -v               run .do files with sh -v (print each line as read)
   -d, --debug      say why each target is rebuilt
+  --shuffle        build in random order (shows missing dependencies)
   -h, --help       this text
 `,
-  'redo-ifchange': `usage: redo-ifchange [-j N] [-k] [-x] [-v] [-d] TARGET...
+  'redo-ifchange': `usage: redo-ifchange [-j N] [-k] [-x] [-v] [-d] [--shuffle] TARGET...
 Build each TARGET if it is out of date; inside a .do, also record that the
 target being built depends on it.
 `,
@@ -66,6 +67,7 @@ and including the one that exists. Exit status 1 if none exists.
 
 interface Flags {
   jobs?: number;
+  shuffle: boolean;
   keepGoing: boolean;
   xtrace: boolean;
   verbose: boolean;
@@ -76,7 +78,7 @@ interface Flags {
 class UsageError extends Error {}
 
 function parseFlags(cmd: string, argv: string[]): Flags {
-  const f: Flags = { keepGoing: false, xtrace: false, verbose: false, debug: false, args: [] };
+  const f: Flags = { shuffle: false, keepGoing: false, xtrace: false, verbose: false, debug: false, args: [] };
   const takesFlags = cmd === 'redo' || cmd === 'redo-ifchange';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -97,6 +99,7 @@ function parseFlags(cmd: string, argv: string[]): Flags {
     } else if (a.startsWith('--jobs=')) {
       f.jobs = parseJobs(a.slice(7));
     } else if (a === '--keep-going') f.keepGoing = true;
+    else if (a === '--shuffle') f.shuffle = true;
     else if (a === '--debug') f.debug = true;
     else if (/^-[kxvdj]/.test(a)) {
       // bundled short flags: -kx, -j4
@@ -225,7 +228,8 @@ async function main(cmd: string, argv: string[]): Promise<number> {
   const targets = flags.args.length ? flags.args : cmd === 'redo' ? ['all'] : [];
   if (targets.length === 0) return EXIT.ok;
   if (sock) {
-    const rc = await ask(sock, job, cmd === 'redo' ? 'redo' : 'ifchange', targets);
+    const passed = [...(flags.jobs ? [`-j${flags.jobs}`] : []), ...(flags.shuffle ? ['--shuffle'] : []), '--', ...targets];
+    const rc = await ask(sock, job, cmd === 'redo' ? 'redo' : 'ifchange', passed);
     if (rc !== null) return rc;
     // the engine that started us is gone: build on our own
   }
@@ -235,6 +239,7 @@ async function main(cmd: string, argv: string[]): Promise<number> {
     xtrace: flags.xtrace,
     verbose: flags.verbose,
     debug: flags.debug,
+    shuffle: flags.shuffle,
     rules: await loadRules(),
     startDir: process.cwd(),
     log: new Log(process.cwd(), findBase(process.cwd())),

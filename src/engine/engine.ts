@@ -254,7 +254,16 @@ export class Engine {
         return this.remember(t, prior.then(() => this.examine(t, true, from)), from);
       }
     }
-    const r = this.examine(t, force, from, quiet);
+    let r: Result | Promise<Result>;
+    try {
+      r = this.examine(t, force, from, quiet);
+    } catch (e) {
+      // an unreadable file, a vanished directory: say which, do not crash
+      r = this.fail(t, `${this.log.show(t)}: ${(e as Error).message}`, 1);
+    }
+    if (r instanceof Promise) {
+      r = r.catch((e: unknown) => this.fail(t, `${this.log.show(t)}: ${(e as Error).message}`, 1));
+    }
     if (!(r instanceof Promise)) {
       this.memo.set(t, r);
       return r;
@@ -302,7 +311,8 @@ export class Engine {
     if (rec) {
       const hand = this.modifiedByHand(t, abs, rec, st);
       if (hand) return hand;
-      if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st)) return this.rebuild(t, abs, st, from);
+      if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st) || (rec.out === 'f' && st && !sameSig(st, rec.sig)))
+        return this.rebuild(t, abs, st, from);
       const changed = this.depsChanged(rec);
       if (changed === false) return OK_SOURCE(rec.id);
       if (changed === true) return this.rebuild(t, abs, st, from);
@@ -361,6 +371,8 @@ export class Engine {
       if (sameSig(st, rec.sig)) return null;
       const h = hashFile(abs);
       if ((rec.oh ?? rec.id.slice(2)) === h) return null;
+      // redo's mark: redo wrote it and crashed before recording it
+      if (isMarkedGenerated(st)) return null;
       this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`);
       return OK_SOURCE('h:' + h);
     }
@@ -463,6 +475,7 @@ export class Engine {
     const batch = from ? from.batch : this.topBatch;
     if (batch?.failed && !this.opts.keepGoing) return { ok: false, id: '', status: 1 };
     const abs = this.abs(t);
+    this.locks.register();
     const waited = await this.locks.lock(t, (pid) =>
       this.log.info(`${this.log.show(t)}: waiting for redo process ${pid}, which is building it`),
     );
@@ -496,6 +509,7 @@ export class Engine {
         this.jobs.delete(job.id);
       }
     } finally {
+      if (this.locks.othersAlive()) this.state.flush();
       this.locks.unlock(t);
     }
   }
@@ -522,7 +536,6 @@ export class Engine {
       slots.release();
       return { ok: false, id: '', status: 1 };
     }
-    this.state.markBuilding(t);
     rmTmp(tmp3); // left by a crash
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
     this.log.start(t, job.depth);
@@ -540,6 +553,8 @@ export class Engine {
     }
     try {
       if (ran.status !== 0) {
+        // it failed: the next run builds it again, whatever its dependencies say
+        this.state.markFailed(t);
         rmTmp(tmp3);
         this.log.failed(t, ran.status);
         this.noteFailure(ran.status);
@@ -588,17 +603,17 @@ export class Engine {
         const old = fs.lstatSync(abs, { throwIfNoEntry: false });
         if (old?.isDirectory()) fs.rmSync(abs, { recursive: true, force: true });
       }
+      const from = st3 ? tmp3 : stdout!;
+      const stFrom = st3 ?? stOut!;
+      // marked before it takes the target's name: see markGenerated
+      if (stFrom.isFile()) markGenerated(from, stFrom);
       try {
         if (st3) fs.renameSync(tmp3, abs);
         else moveInto(stdout!, abs, tmp3);
       } catch (e) {
         return refuse(209, `cannot put the output in place: ${(e as Error).message}`);
       }
-      let st = fs.statSync(abs, { throwIfNoEntry: false });
-      if (st && !isDir && st.isFile() && !st3?.isSymbolicLink()) {
-        markGenerated(abs, st);
-        st = fs.statSync(abs);
-      }
+      const st = fs.statSync(abs, { throwIfNoEntry: false });
       if (isDir) {
         out = 'd';
         id = seqId();

@@ -98,6 +98,34 @@ export class Locks {
     }
   }
 
+  /** Say that this process works on the tree, for othersAlive(). */
+  register(): void {
+    if (this.registered) return;
+    fs.mkdirSync(this.dir, { recursive: true });
+    const me = path.join(this.dir, `engine.${process.pid}`);
+    fs.rmSync(me, { force: true });
+    fs.symlinkSync(String(process.pid), me);
+    this.registered = true;
+  }
+
+  /** Is another redo process working on this tree? It decides whether our
+   * records must reach the disk before we let go of a target, so that a
+   * process waiting for it sees them. (One readdir of a small in-memory
+   * directory; a process that registers between this look and the unlock
+   * may build the target a second time, never wrongly.) */
+  othersAlive(): boolean {
+    for (const n of fs.readdirSync(this.dir)) {
+      if (!n.startsWith('engine.')) continue;
+      const pid = Number(n.slice(7));
+      if (pid === process.pid) continue;
+      if (isAlive(pid)) return true;
+      fs.rmSync(path.join(this.dir, n), { force: true });
+    }
+    return false;
+  }
+
+  private registered = false;
+
   unlock(target: string): void {
     const f = this.file(target);
     if (this.held.delete(f)) fs.rmSync(f, { force: true });
@@ -106,5 +134,7 @@ export class Locks {
   releaseAll(): void {
     for (const f of this.held) fs.rmSync(f, { force: true });
     this.held.clear();
+    if (this.registered) fs.rmSync(path.join(this.dir, `engine.${process.pid}`), { force: true });
+    this.registered = false;
   }
 }

@@ -37,7 +37,7 @@ export interface TargetRecord {
   oh?: string; // digest of the output file when `id` is a stamp, to tell a hand edit from a touch
 }
 
-/** A build of `t` started and has not completed (or failed): rebuild it. */
+/** The last build of `t` failed: rebuild it whatever its dependencies say. */
 export interface IntentRecord {
   b: string;
   seq: number;
@@ -259,17 +259,23 @@ export class State {
   }
 
   /**
-   * Records wait in memory until the next intent is written, or the end:
-   * losing them to a crash only costs a rebuild, since the intent of every
-   * build whose output was renamed into place is already on disk.
+   * Records wait in memory and are written in batches: losing the last ones
+   * to a crash only costs rebuilds, since every output redo renames into
+   * place carries redo's mark (engine.ts, markGenerated) and a marked file
+   * whose record is missing or stale is rebuilt, not taken for a hand edit.
    */
-  private append(rec: AnyRecord, now = false): void {
+  private append(rec: AnyRecord): void {
     this.pending.push(JSON.stringify(rec));
-    if (now || this.pending.length >= 256) this.flush();
+    if (this.pending.length >= 256) this.flush();
   }
 
   flush(): void {
     if (this.pending.length === 0) return;
+    // the state directory was removed under us: start a new journal
+    if (this.journalFd >= 0 && !fs.existsSync(this.journalPath)) {
+      fs.closeSync(this.journalFd);
+      this.journalFd = -1;
+    }
     if (this.journalFd < 0) {
       const jdir = path.join(this.dir, 'journal');
       fs.mkdirSync(jdir, { recursive: true });
@@ -281,19 +287,11 @@ export class State {
     this.pending = [];
   }
 
-  /** The state directory was removed under us: say so, start a new journal. */
-  private ensureJournalAlive(): void {
-    if (this.journalFd >= 0 && !fs.existsSync(this.journalPath)) {
-      fs.closeSync(this.journalFd);
-      this.journalFd = -1;
-    }
-  }
-
-  markBuilding(t: string): void {
-    this.ensureJournalAlive();
+  /** The last build of `t` failed: rebuild it next time, whatever else. */
+  markFailed(t: string): void {
     const seq = this.nextSeq();
     this.intents.set(t, seq);
-    this.append({ b: t, seq }, true);
+    this.append({ b: t, seq });
   }
 
   recordTarget(rec: Omit<TargetRecord, 'seq'>): TargetRecord {
