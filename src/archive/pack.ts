@@ -1,0 +1,209 @@
+/**
+ * Packing DESTDIR into a package's output: a deterministic .tar.gz whose
+ * first entry is the manifest (manifest.ts).
+ *
+ * The same tree gives the same bytes wherever and whenever it was built:
+ * entries sorted bytewise by path, one fixed mtime, uid/gid 0 with no names,
+ * permission bits only, no atime/ctime, and gzip at a fixed level with no
+ * name or time in its header. The package's identity is the sha256 of the
+ * uncompressed tar, so a change of compressor never changes it.
+ *
+ * The manifest carries every file's sha256 but must come first, so files
+ * are hashed in a first streaming pass and written in a second, which
+ * hashes them again to catch a file changed in between. Setuid bits and
+ * special files have no place in a package and are refused.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Transform, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
+import * as tarStream from 'tar-stream';
+import { ArchiveError } from './errors.ts';
+import { MANIFEST_NAME, serializeManifest, type ManifestEntry } from './manifest.ts';
+
+export interface PackResult {
+  /** Of the uncompressed tar: the package's identity. */
+  sha256: string;
+  /** Compressed bytes. */
+  size: number;
+  compressedSha256: string;
+  /** Paths in the archive (files, directories and links), the manifest not counted. */
+  files: number;
+}
+
+interface Item extends ManifestEntry {
+  abs: string;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A name as a string, refusing bytes that would not survive the round trip. */
+function decodeName(raw: Buffer, where: string): string {
+  try {
+    return utf8.decode(raw);
+  } catch {
+    throw new ArchiveError(`cannot pack ${where}${raw.toString('latin1')}: name is not UTF-8`);
+  }
+}
+
+/** Every path below srcDir with its lstat, sorted bytewise so a directory precedes its contents. */
+async function walk(srcDir: string): Promise<{ rel: string; st: fs.BigIntStats }[]> {
+  const found: { rel: string; st: fs.BigIntStats; key: Buffer }[] = [];
+  const visit = async (rel: string): Promise<void> => {
+    for (const raw of await fs.promises.readdir(path.join(srcDir, rel), { encoding: 'buffer' })) {
+      const name = decodeName(raw, rel ? rel + '/' : '');
+      const p = rel ? `${rel}/${name}` : name;
+      if (p === MANIFEST_NAME) throw new ArchiveError(`cannot pack ${p}: the name is reserved for the archive's manifest`);
+      const st = await fs.promises.lstat(path.join(srcDir, p), { bigint: true });
+      found.push({ rel: p, st, key: Buffer.from(p) });
+      if (st.isDirectory()) await visit(p);
+    }
+  };
+  await visit('');
+  return found.sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+function special(st: fs.BigIntStats): string {
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isFIFO()) return 'a fifo';
+  if (st.isSocket()) return 'a socket';
+  return 'of an unknown type';
+}
+
+/** The manifest entries of srcDir; file hashes are left for hashFile. */
+async function collect(srcDir: string): Promise<Item[]> {
+  const firstLink = new Map<string, string>(); // dev:ino → the first path to it, in archive order
+  const items: Item[] = [];
+  for (const { rel, st } of await walk(srcDir)) {
+    const abs = path.join(srcDir, rel);
+    const mode = Number(st.mode) & 0o7777;
+    if (st.isDirectory()) {
+      items.push({ path: rel, abs, type: 'directory', mode: mode & 0o777, size: 0 });
+    } else if (st.isSymbolicLink()) {
+      const target = decodeName(await fs.promises.readlink(abs, { encoding: 'buffer' }), `${rel} -> `);
+      items.push({ path: rel, abs, type: 'symlink', mode: 0o777, size: 0, target });
+    } else if (st.isFile()) {
+      if (mode & 0o7000) {
+        throw new ArchiveError(`cannot pack ${rel}: mode ${mode.toString(8)} has a setuid, setgid or sticky bit, which a package may not carry`);
+      }
+      const inode = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1n ? firstLink.get(inode) : undefined;
+      if (first !== undefined) {
+        items.push({ path: rel, abs, type: 'link', mode, size: 0, target: first });
+      } else {
+        if (st.nlink > 1n) firstLink.set(inode, rel);
+        items.push({ path: rel, abs, type: 'file', mode, size: Number(st.size) });
+      }
+    } else {
+      throw new ArchiveError(`cannot pack ${rel}: it is ${special(st)}; a package holds only files, directories and links`);
+    }
+  }
+  return items;
+}
+
+/**
+ * Hashes a file, streamed, into item.sha256 and, if given, into a tar entry.
+ * Run again on an item already hashed, it checks the file is unchanged, so
+ * that the manifest describes exactly the bytes written.
+ */
+async function hashFile(item: Item, into: NodeJS.WritableStream = new Writable({ write: (_c, _e, done) => done() })): Promise<void> {
+  const changed = () => new ArchiveError(`cannot pack ${item.path}: it changed while being packed`);
+  const hash = createHash('sha256');
+  let size = 0;
+  const check = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      size += chunk.length;
+      done(size > item.size ? changed() : null, chunk);
+    },
+    // Before the tar entry ends, which would fail with a vaguer message.
+    flush: (done) => done(size < item.size ? changed() : null),
+  });
+  await pipeline(fs.createReadStream(item.abs), check, into);
+  const sha256 = hash.digest('hex');
+  if (item.sha256 === undefined) item.sha256 = sha256;
+  else if (sha256 !== item.sha256) throw changed();
+}
+
+// Added to a mode, they keep tar-stream from taking a mode of 0 for "unset"; the header keeps only the low 12 bits.
+const typeBits = { file: fs.constants.S_IFREG, directory: fs.constants.S_IFDIR, symlink: fs.constants.S_IFLNK, link: fs.constants.S_IFREG };
+
+function header(e: ManifestEntry, mtime: Date): Partial<tarStream.Header> & { name: string } {
+  return {
+    name: e.path,
+    type: e.type,
+    mode: typeBits[e.type] | e.mode,
+    size: e.type === 'file' ? e.size : 0,
+    linkname: e.target ?? '',
+    mtime,
+    uid: 0,
+    gid: 0,
+    uname: '',
+    gname: '',
+  };
+}
+
+async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer, mtime: Date): Promise<void> {
+  const manifestEntry: ManifestEntry = { path: MANIFEST_NAME, type: 'file', mode: 0o644, size: manifest.length };
+  await new Promise<void>((resolve, reject) => tar.entry(header(manifestEntry, mtime), manifest, (e) => (e ? reject(e) : resolve())));
+  for (const item of items) {
+    if (item.type === 'file') await hashFile(item, tar.entry(header(item, mtime)) as unknown as NodeJS.WritableStream);
+    else await new Promise<void>((resolve, reject) => tar.entry(header(item, mtime), (e) => (e ? reject(e) : resolve())));
+  }
+  tar.finalize();
+}
+
+/**
+ * Packs the contents of srcDir into outPath (a .tar.gz), replacing it only
+ * once the archive is complete. `mtime` (seconds, e.g. SOURCE_DATE_EPOCH)
+ * is given to every entry; it defaults to 0.
+ */
+export async function packDir(srcDir: string, outPath: string, opts: { mtime?: number } = {}): Promise<PackResult> {
+  if (opts.mtime !== undefined && !(Number.isSafeInteger(opts.mtime) && opts.mtime >= 0)) {
+    throw new TypeError(`packDir: mtime must be whole seconds since 1970, not ${opts.mtime}`);
+  }
+  const items = await collect(srcDir);
+  for (const item of items) if (item.type === 'file') await hashFile(item);
+  const manifest = Buffer.from(serializeManifest(items));
+  const mtime = new Date((opts.mtime ?? 0) * 1000);
+
+  const tmp = `${outPath}.tmp-${process.pid}`;
+  const tar = tarStream.pack();
+  const tarHash = createHash('sha256');
+  const gzHash = createHash('sha256');
+  let size = 0;
+  try {
+    await Promise.all([
+      pipeline(
+        tar as unknown as Readable, // a streamx stream, which Node's pipeline takes
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            tarHash.update(chunk);
+            yield chunk;
+          }
+        },
+        zlib.createGzip({ level: 6 }),
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            gzHash.update(chunk);
+            size += chunk.length;
+            yield chunk;
+          }
+        },
+        fs.createWriteStream(tmp),
+      ),
+      writeEntries(tar, items, manifest, mtime).catch((e: unknown) => {
+        tar.destroy(e as Error);
+        throw e;
+      }),
+    ]);
+    await fs.promises.rename(tmp, outPath);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true });
+    throw e;
+  }
+  return { sha256: tarHash.digest('hex'), size, compressedSha256: gzHash.digest('hex'), files: items.length };
+}
