@@ -1,0 +1,165 @@
+/**
+ * Running one package build in a bubblewrap sandbox.
+ *
+ * The build sees the closure's root (root.ts) read-only at /, and may write
+ * only to its working directory /home/build, to /destdir and to a fresh
+ * /tmp. It runs as the unprivileged user `build` on host `build`, in its
+ * own user, network, IPC, PID and UTS namespaces: no host path, no network
+ * (not even the host's loopback), no host processes. The environment is
+ * cleared and set to a fixed list, so a build depends on its inputs only.
+ * The engine's job slots reach make inside through the jobserver fds.
+ *
+ * --new-session keeps the build from the terminal (TIOCSTI could type into
+ * the user's shell); it costs nothing here, the jobserver being a pipe that
+ * knows nothing of sessions. --die-with-parent kills the build if the
+ * engine dies.
+ */
+import { spawn, type StdioOptions } from 'node:child_process';
+import * as fs from 'node:fs';
+import type { Socket } from 'node:net';
+import * as os from 'node:os';
+
+export const BUILD_UID = 1000;
+export const BUILD_HOME = '/home/build';
+
+/** What bwrap mounts over, so these must exist in a read-only root. */
+export const MOUNT_POINTS = {
+  dirs: ['dev', 'proc', 'tmp', 'home/build', 'destdir'],
+  files: ['etc/passwd', 'etc/group'],
+};
+
+const PASSWD = `root:x:0:0:root:/:/bin/sh\nbuild:x:${BUILD_UID}:${BUILD_UID}:build:${BUILD_HOME}:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n`;
+const GROUP = `root:x:0:\nbuild:x:${BUILD_UID}:\nnogroup:x:65534:\n`;
+
+export interface SandboxOptions {
+  root: string; // read-only at /
+  work: string; // read-write at /home/build, the working directory
+  destdir: string; // read-write at /destdir
+  argv: string[]; // e.g. ['/bin/sh', '-e', './build']
+  env?: Record<string, string>; // added to (or replacing) the fixed list, e.g. SOURCE_DATE_EPOCH
+  makeflags?: string; // the engine's MAKEFLAGS; only its jobserver flags go in
+  fds?: number[]; // passed at the same numbers; default: the fds makeflags names
+  /** fds to pass at other numbers: child fd → this process's fd (the engine
+   * holds its jobserver at arbitrary numbers; the build must see them where
+   * MAKEFLAGS says) */
+  fdMap?: Record<number, number>;
+  stdout?: 'inherit' | number;
+  stderr?: 'inherit' | number;
+  bwrap?: string; // the program, default `bwrap` from PATH
+}
+
+/** The jobserver part of MAKEFLAGS. The rest (-k, -s, `VAR=value`
+ * overrides …) is the user's and would make the output depend on how the
+ * engine was started. A `fifo:` jobserver names a host path the build
+ * cannot see, so it is dropped too. */
+export function jobserverOf(makeflags: string | undefined): { makeflags: string; fds: [number, number] } | null {
+  const words = (makeflags ?? '').split(/\s+/);
+  for (const w of words) {
+    const m = /^--jobserver-(?:auth|fds)=(\d+),(\d+)$/.exec(w);
+    if (!m) continue;
+    const j = words.find((x) => /^-j\d*$/.test(x)) ?? '-j';
+    return { makeflags: `${j} --jobserver-auth=${m[1]},${m[2]}`, fds: [Number(m[1]), Number(m[2])] };
+  }
+  return null;
+}
+
+export function sandboxEnv(opts: Pick<SandboxOptions, 'env' | 'makeflags'>): Record<string, string> {
+  const env: Record<string, string> = {
+    HOME: BUILD_HOME,
+    PATH: '/bin:/usr/bin',
+    TMPDIR: '/tmp',
+    DESTDIR: '/destdir',
+    SOURCE_DATE_EPOCH: '0',
+  };
+  const js = jobserverOf(opts.makeflags);
+  if (js) {
+    env.MAKEFLAGS = js.makeflags;
+    env.PKG_JOBSERVER = js.fds.join(',');
+  }
+  return { ...env, ...opts.env };
+}
+
+/** fds for passwd and group, above every fd the build is given */
+function dataFds(opts: SandboxOptions, covered: number[] = []): [number, number] {
+  const given = opts.fdMap ? Object.keys(opts.fdMap).map(Number) : (opts.fds ?? jobserverOf(opts.makeflags)?.fds ?? []);
+  const top = Math.max(2, ...given, ...covered);
+  return [top + 1, top + 2];
+}
+
+/** The arguments to bwrap (not including the program). `covered`: the
+ * inherited fds runSandboxed blanks, which passwd and group must not take. */
+export function bwrapArgs(opts: SandboxOptions, covered: number[] = []): string[] {
+  const [passwdFd, groupFd] = dataFds(opts, covered);
+  const args = [
+    '--unshare-user', '--unshare-net', '--unshare-ipc', '--unshare-pid', '--unshare-uts',
+    '--hostname', 'build',
+    '--uid', String(BUILD_UID), '--gid', String(BUILD_UID),
+    '--ro-bind', opts.root, '/',
+    '--dev', '/dev',
+    '--proc', '/proc',
+    '--tmpfs', '/tmp',
+    '--bind', opts.work, BUILD_HOME,
+    '--bind', opts.destdir, '/destdir',
+    '--ro-bind-data', String(passwdFd), '/etc/passwd',
+    '--ro-bind-data', String(groupFd), '/etc/group',
+    '--chdir', BUILD_HOME,
+    '--die-with-parent',
+    '--new-session',
+    '--clearenv',
+  ];
+  for (const [k, v] of Object.entries(sandboxEnv(opts))) args.push('--setenv', k, v);
+  return [...args, '--', ...opts.argv];
+}
+
+/** Fds this process holds without close-on-exec: left over from whoever
+ * started the engine, or make's jobserver. Spawn hands such fds on
+ * unasked, and an open directory would let the build out of its root, so
+ * the build gets /dev/null at those numbers instead. */
+function inheritedFds(): number[] {
+  const fds: number[] = [];
+  for (const name of fs.readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (fd < 3) continue;
+    try {
+      const flags = /^flags:\s*([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+      if (flags && (parseInt(flags[1]!, 8) & 0o2000000) === 0) fds.push(fd);
+    } catch {
+      /* the fd of readdir itself, closed by now */
+    }
+  }
+  return fds;
+}
+
+export function runSandboxed(opts: SandboxOptions): Promise<{ status: number; signal: string | null }> {
+  for (const p of [...MOUNT_POINTS.dirs, ...MOUNT_POINTS.files]) {
+    if (!fs.existsSync(`${opts.root}/${p}`))
+      return Promise.reject(new Error(`sandbox: ${opts.root} has no /${p} to mount on: make the root with assembleRoot()`));
+  }
+  const mapped = Object.entries(opts.fdMap ?? {}).map(([c, p]) => [Number(c), p] as const);
+  const given = opts.fdMap ? mapped.map(([c]) => c) : (opts.fds ?? jobserverOf(opts.makeflags)?.fds ?? []);
+  const covered = inheritedFds().filter((fd) => !given.includes(fd));
+  const [passwdFd, groupFd] = dataFds(opts, covered);
+  const devnull = covered.length > 0 ? fs.openSync('/dev/null', 'r') : -1;
+  // every index filled: spawn drops holes in the array and renumbers the rest
+  const stdio: Array<'ignore' | 'inherit' | 'pipe' | number> = Array(groupFd + 1).fill('ignore');
+  stdio[1] = opts.stdout ?? 'inherit';
+  stdio[2] = opts.stderr ?? 'inherit';
+  for (const fd of covered) stdio[fd] = devnull;
+  if (opts.fdMap) for (const [child, parent] of mapped) stdio[child] = parent;
+  else for (const fd of given) stdio[fd] = fd;
+  stdio[passwdFd] = stdio[groupFd] = 'pipe';
+  return new Promise((resolve, reject) => {
+    const child = spawn(opts.bwrap ?? 'bwrap', bwrapArgs(opts, covered), { stdio: stdio as StdioOptions });
+    if (devnull >= 0) fs.closeSync(devnull);
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new Error('bwrap not found: install bubblewrap (apt-get install bubblewrap)') : e),
+    );
+    child.on('close', (status, signal) =>
+      resolve({ status: status ?? 128 + (signal ? os.constants.signals[signal] : 0), signal }),
+    );
+    const pipes = child.stdio as unknown as Array<Socket | null>;
+    // bwrap reads both before the build starts; if it fails first, no matter
+    pipes[passwdFd]?.on('error', () => {}).end(PASSWD);
+    pipes[groupFd]?.on('error', () => {}).end(GROUP);
+  });
+}
