@@ -3,7 +3,6 @@
  * busybox httpd for the normal path, small node:http servers for faults.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -11,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { scratch, write } from './helpers.ts';
+import { scratch, write, busyboxHttpd } from './helpers.ts';
 import { peerpkgsHome } from '../src/fetch/home.ts';
 import { DistfileStore, HashMismatch } from '../src/fetch/store.ts';
 import { fetchDistfile, FetchError, type Distfile, type FetchOptions, type Source } from '../src/fetch/fetch.ts';
@@ -30,38 +29,6 @@ interface Server {
   url: string;
   requests: string[];
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.once('connect', () => (c.destroy(), resolve(true)));
-    c.once('error', () => resolve(false));
-  });
-}
-
-/** busybox httpd serving dir: a real web server for the normal path. */
-async function busybox(dir: string): Promise<Omit<Server, 'requests'>> {
-  const port = await freePort();
-  const p: ChildProcess = spawn('/usr/bin/busybox', ['httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', dir], { stdio: 'ignore' });
-  for (let i = 0; !(await canConnect(port)); i++) {
-    if (i > 100 || p.exitCode !== null) throw new Error('busybox httpd did not start');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const stop = async () => {
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill();
-    await exited;
-  };
-  return { url: `http://127.0.0.1:${port}`, stop };
 }
 
 /** A node:http server misbehaving as the handler says; records each request path. */
@@ -113,7 +80,7 @@ describe('fetch', function () {
     ({ dir, cleanup } = scratch());
     fs.mkdirSync(path.join(dir, 'www'));
     fs.writeFileSync(path.join(dir, 'www', 'foo-1.0.tar.gz'), DATA);
-    www = await busybox(path.join(dir, 'www'));
+    www = await busyboxHttpd(path.join(dir, 'www'));
   });
   after(async () => {
     await www.stop();

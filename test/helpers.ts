@@ -2,8 +2,9 @@
  * Test helpers: a scratch directory per test, and running the real
  * commands from bin/ (compiled by `npm run build`) as a user would.
  */
-import { spawnSync, spawn, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync, spawn, type SpawnSyncReturns, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -78,4 +79,38 @@ export function start(cwd: string, cmd: string, args: string[] = [], extra: Node
 export function runsOf(dir: string, log = 'runs.log'): string[] {
   const p = path.join(dir, log);
   return fs.existsSync(p) ? fs.readFileSync(p, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+/** A TCP port on loopback that nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export async function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.once('connect', () => (c.destroy(), resolve(true)));
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** busybox httpd (Debian's busybox-static) serving `dir`: a real web server. */
+export async function busyboxHttpd(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const p: ChildProcess = spawn('/usr/bin/busybox', ['httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', dir], { stdio: 'ignore' });
+  for (let i = 0; !(await canConnect(port)); i++) {
+    if (i > 100 || p.exitCode !== null) throw new Error('busybox httpd did not start (is busybox-static installed?)');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const stop = async () => {
+    if (p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill();
+    await exited;
+  };
+  return { url: `http://127.0.0.1:${port}`, stop };
 }

@@ -12,6 +12,7 @@ import { candidates } from '../engine/dofile.ts';
 import { State } from '../engine/state.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
+import { packageRules } from '../build/rules.ts';
 
 export const EXIT = {
   ok: 0,
@@ -158,7 +159,7 @@ async function listFromState(kind: 'targets' | 'sources' | 'ood'): Promise<numbe
     return r === '' ? '.' : r;
   };
   if (kind === 'ood') {
-    const engine = new Engine({ base, rules: await loadRules() });
+    const engine = new Engine({ base, rules: [...packageRules, ...(await loadRules())] });
     const memo = new Map<string, boolean>();
     for (const t of [...engine.state.targets.keys()].sort()) if (engine.isOutOfDate(t, memo)) out.push(show(t));
     engine.state.close();
@@ -240,7 +241,7 @@ async function main(cmd: string, argv: string[]): Promise<number> {
     verbose: flags.verbose,
     debug: flags.debug,
     shuffle: flags.shuffle,
-    rules: await loadRules(),
+    rules: [...packageRules, ...(await loadRules())],
     startDir: process.cwd(),
     log: new Log(process.cwd(), findBase(process.cwd())),
   });

@@ -20,7 +20,7 @@ import type * as netTypes from 'node:net';
 import { net } from './lazy.ts';
 import { State, statSig, sameSig, hashFile, type Dep, type Sig, type TargetRecord } from './state.ts';
 import { findRule, type DoFile, type Lookup } from './dofile.ts';
-import { JobServer, inheritedJobServer } from './jobserver.ts';
+import { JobServer, inheritedJobServer, JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 import { Locks, isAlive } from './locks.ts';
 import { WorkerPool, MessageParser, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
 import type { Rule, BuildContext } from './rules.ts';
@@ -538,7 +538,7 @@ export class Engine {
     }
     rmTmp(tmp3); // left by a crash
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
-    this.log.start(t, job.depth);
+    if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth);
     try {
       if (found.kind === 'do') {
         ran = await this.runDo(job, found, tmp3);
@@ -718,6 +718,12 @@ export class Engine {
         job.stamp = v;
       },
       log: (line) => this.log.note(job.target, job.depth, line),
+      jobserver: () => {
+        const js = this.jobSlots();
+        const makeflags = js.makeflags(undefined);
+        if (!js.childFds || !makeflags) return null;
+        return { makeflags, fds: { [JOBSERVER_R]: js.childFds[0], [JOBSERVER_W]: js.childFds[1] } };
+      },
     };
     try {
       await rule.build(ctx);

@@ -24,6 +24,10 @@ export interface BuildContext {
   stamp(value: string): void;
   /** a line for the user, shown under the target */
   log(line: string): void;
+  /** the jobserver for tools the rule runs (make -j shares the engine's
+   * slots): MAKEFLAGS as the tool should see it, and which of the engine's
+   * fds the tool must get at which numbers; null when running -j1 */
+  jobserver(): { makeflags: string; fds: Record<number, number> } | null;
 }
 
 export interface Rule {
@@ -31,6 +35,8 @@ export interface Rule {
   readonly name: string;
   /** bump to rebuild every target the rule made */
   readonly version: string;
+  /** no "redo  target" line when it runs (a rule run every time, cheaply) */
+  readonly quiet?: boolean;
   /** does this rule make the target? (path relative to base, and absolute) */
   matches(rel: string, abs: string): boolean;
   /** write the output to ctx.out (file or directory), or nothing */

@@ -132,7 +132,7 @@ function readScripts(dir: string): FileEntry[] {
   return out.sort((a, b) => byBytes(a.path, b.path));
 }
 
-function readFetch(file: string): FetchEntry[] {
+export function readFetch(file: string): FetchEntry[] {
   const text = readOptional(file);
   if (text === null) return [];
   const entries = parseRec(text, display(file)).map((rec) => fetchEntry(rec, file));

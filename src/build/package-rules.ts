@@ -1,0 +1,157 @@
+/**
+ * What the package rules do (loaded by rules.ts on first use).
+ *
+ *   .pkghash     the canonical hash of the package's inputs: recomputed every
+ *                run (cheap) and stamped, so dependents rebuild only when it
+ *                really changes, whatever file was added under files/
+ *   .closure     the transitive run-deps, one directory a line (relative)
+ *   .bclosure    the build closure: build-deps and their closures
+ *   .pkg.tar.gz  the build: sources fetched into the distfile store, the
+ *                build closure built and unpacked, the build script run in
+ *                a sandbox whose root is that closure, DESTDIR packed into
+ *                a deterministic archive whose identity is recorded beside it
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { RuleError, type BuildContext } from '../engine/rules.ts';
+import { PackageGraph } from '../tree/pkghash.ts';
+import { TreeError } from '../tree/errors.ts';
+import { DistfileStore } from '../fetch/store.ts';
+import { fetchAll } from '../fetch/fetchfile.ts';
+import { FetchError } from '../fetch/fetch.ts';
+import { peerpkgsHome } from '../fetch/home.ts';
+import { packDir } from '../archive/pack.ts';
+import { ArchiveError } from '../archive/errors.ts';
+import { assembleRoot, RootConflictError } from '../sandbox/root.ts';
+import { runSandboxed } from '../sandbox/bwrap.ts';
+import { OutputStore, recordSha256 } from './outputs.ts';
+import type { PackageTarget } from './rules.ts';
+
+/** One graph a run: packages are read once however many rules ask. */
+let graph: PackageGraph | null = null;
+let graphAt = 0;
+
+function packageGraph(): PackageGraph {
+  // a long-lived engine (or a test) must see edits: a graph lives 2 seconds
+  if (!graph || Date.now() - graphAt > 2000) {
+    graph = new PackageGraph();
+    graphAt = Date.now();
+  }
+  return graph;
+}
+
+/** Run a rule, turning the layers' errors into one-line rule failures. */
+export async function buildTarget(target: PackageTarget, ctx: BuildContext): Promise<void> {
+  const dir = path.dirname(ctx.target);
+  try {
+    switch (target) {
+      case '.pkghash':
+        return writePkghash(dir, ctx);
+      case '.closure':
+      case '.bclosure':
+        return await writeClosure(dir, target, ctx);
+      case '.pkg.tar.gz':
+        return await buildPackage(dir, ctx);
+    }
+  } catch (e) {
+    if (e instanceof TreeError || e instanceof RuleError) throw e;
+    if (e instanceof FetchError || e instanceof ArchiveError || e instanceof RootConflictError) {
+      throw new RuleError(e.message);
+    }
+    throw e;
+  }
+}
+
+function writePkghash(dir: string, ctx: BuildContext): void {
+  const hash = packageGraph().pkghash(dir);
+  ctx.always();
+  ctx.stamp(hash);
+  fs.writeFileSync(ctx.out, hash + '\n');
+}
+
+async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: BuildContext): Promise<void> {
+  await ctx.ifchange([path.join(dir, '.pkghash')]);
+  const g = packageGraph();
+  const dirs = which === '.closure' ? g.closure(dir) : g.bclosure(dir);
+  fs.writeFileSync(ctx.out, dirs.map((d) => path.relative(dir, d) + '\n').join(''));
+}
+
+let builds = 0;
+
+async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
+  await ctx.ifchange([path.join(dir, '.pkghash')]);
+  const g = packageGraph();
+  const pkg = g.load(dir);
+  if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
+  const deps = g.bclosure(dir);
+  // the build closure first, and the run closure too (the package is of no
+  // use without it), in parallel as the job slots allow
+  const needed = [...new Set([...deps, ...g.closure(dir)])];
+  await ctx.ifchange(needed.map((d) => path.join(d, '.pkg.tar.gz')));
+
+  const home = peerpkgsHome();
+  const store = new DistfileStore(home);
+  const sources = pkg.fetch.length
+    ? await fetchAll(pkg.fetch, { store })
+    : new Map<string, string>();
+
+  const outputs = new OutputStore(home);
+  const layers = [];
+  for (const d of deps) {
+    const u = await outputs.unpacked(path.join(d, '.pkg.tar.gz'));
+    layers.push({ dir: u.dir, id: u.sha256 });
+  }
+  const root = assembleRoot(home, layers);
+  ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
+
+  const work = path.join(home, 'build', `${pkg.name}.${process.pid}.${builds++}`);
+  fs.rmSync(work, { recursive: true, force: true });
+  const wd = path.join(work, 'home');
+  const dest = path.join(work, 'dest');
+  fs.mkdirSync(wd, { recursive: true });
+  fs.mkdirSync(dest);
+  for (const [file, stored] of sources) linkOrCopy(stored, path.join(wd, file));
+  for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path));
+  fs.copyFileSync(pkg.buildScript, path.join(wd, 'build'));
+  fs.chmodSync(path.join(wd, 'build'), 0o755);
+
+  const js = ctx.jobserver();
+  const first = fs.readFileSync(pkg.buildScript, 'utf8').split('\n', 1)[0] ?? '';
+  const argv = first.startsWith('#!') ? ['./build'] : ['/bin/sh', '-e', './build'];
+  const r = await runSandboxed({
+    root: root.root,
+    work: wd,
+    destdir: dest,
+    argv,
+    stdout: 2, // the build's chatter is not the target: it goes to the log
+    ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),
+  });
+  if (r.status !== 0) {
+    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`}); its files are kept in ${work}`, r.status || 1);
+  }
+  const packed = await packDir(dest, ctx.out);
+  // beside the target-to-be: the rename keeps the inode the record names
+  recordSha256(ctx.out, packed.sha256, ctx.target);
+  ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
+/** Distfiles are read-only in the store: a hardlink is safe and free. */
+function linkOrCopy(from: string, to: string): void {
+  fs.mkdirSync(path.dirname(to), { recursive: true });
+  try {
+    fs.linkSync(from, to);
+  } catch {
+    fs.copyFileSync(from, to);
+  }
+}
+
+function copyEntry(from: string, to: string): void {
+  fs.mkdirSync(path.dirname(to), { recursive: true });
+  const st = fs.lstatSync(from);
+  if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to);
+  else {
+    fs.copyFileSync(from, to);
+    fs.chmodSync(to, st.mode & 0o777);
+  }
+}

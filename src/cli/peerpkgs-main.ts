@@ -1,0 +1,319 @@
+/**
+ * `peerpkgs <command>`, and the p2pkgs-named entry points in bin/ that are
+ * links to it (build-packages-ifchange, do-fetch, new-package): argument
+ * parsing and what the user sees. The work is done in build/, tree/, fetch/.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Engine, findBase } from '../engine/engine.ts';
+import { Log } from '../engine/log.ts';
+import { loadRules } from '../engine/plugins.ts';
+import { packageRules, isPackageDir } from '../build/rules.ts';
+import { recordedSha256 } from '../build/outputs.ts';
+import { PackageGraph } from '../tree/pkghash.ts';
+import { readFetch } from '../tree/package.ts';
+import { TreeError } from '../tree/errors.ts';
+import { DistfileStore } from '../fetch/store.ts';
+import { fetchAll } from '../fetch/fetchfile.ts';
+import { FetchError } from '../fetch/fetch.ts';
+import { peerpkgsHome } from '../fetch/home.ts';
+import { readManifest, type ManifestEntry } from '../archive/manifest.ts';
+
+export const EXIT = {
+  ok: 0,
+  failed: 1, // a build failed (a failing build's own status is passed on instead)
+  usage: 2,
+  badTree: 4, // a package directory, dependency list or fetch file is wrong
+  fetch: 5, // a source could be had from no source
+  notReproducible: 6, // peerpkgs check: two builds differ
+  interrupted: 130,
+} as const;
+
+class UsageError extends Error {}
+
+const HELP = `usage: peerpkgs COMMAND [ARGS]
+
+  build [-j N] [-k] PKGDIR...    build what changed (also: build-packages-ifchange)
+  fetch [-o DIR] FETCHFILE       fetch one package's sources (also: do-fetch)
+  new PKGDIR                     make a new package from a template (also: new-package)
+  graph PKGDIR...                print the dependency tree
+  info PKGDIR...                 pkghash, closure, sources and output of a package
+  check [-j N] PKGDIR...         build again and compare, naming files that differ
+  distfiles add FILE...          put local files in the distfile store, by their sha256
+
+Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
+unpacked outputs and sandbox roots.
+Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
+failed, 6 not reproducible, 130 interrupted.
+`;
+
+const ALIASES: Record<string, string> = {
+  'build-packages-ifchange': 'build',
+  'do-fetch': 'fetch',
+  'new-package': 'new',
+};
+
+interface BuildFlags {
+  jobs?: number;
+  keepGoing: boolean;
+  args: string[];
+}
+
+function buildFlags(argv: string[]): BuildFlags {
+  const f: BuildFlags = { keepGoing: false, args: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const j = /^-j(\d*)$/.exec(a) ?? (a === '--jobs' ? ['', ''] : null);
+    if (j) {
+      const v = j[1] || argv[++i];
+      f.jobs = Number(v);
+      if (!Number.isInteger(f.jobs) || f.jobs < 1) throw new UsageError(`-j needs a positive whole number, not ${JSON.stringify(v ?? '')}`);
+    } else if (a === '-k' || a === '--keep-going') f.keepGoing = true;
+    else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
+    else f.args.push(a);
+  }
+  return f;
+}
+
+function packageDirs(args: string[]): string[] {
+  if (args.length === 0) throw new UsageError('name at least one package directory, e.g. ./pkg/make');
+  return args.map((a) => {
+    const dir = path.resolve(a);
+    if (!isPackageDir(dir)) throw new TreeError(`${a}: not a package directory (no build script or .pkg.tar.gz.do)`);
+    return dir;
+  });
+}
+
+async function engineFor(flags: BuildFlags): Promise<Engine> {
+  return new Engine({
+    jobs: flags.jobs,
+    keepGoing: flags.keepGoing,
+    rules: [...packageRules, ...(await loadRules())],
+    startDir: process.cwd(),
+    log: new Log(process.cwd(), findBase(process.cwd())),
+  });
+}
+
+async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
+  const engine = await engineFor(flags);
+  const stop = () => void engine.close().finally(() => process.exit(EXIT.interrupted));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await f(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+async function build(argv: string[]): Promise<number> {
+  const flags = buildFlags(argv);
+  const dirs = packageDirs(flags.args);
+  return withEngine(flags, (e) => e.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false));
+}
+
+async function fetchCmd(argv: string[]): Promise<number> {
+  let out: string | null = null;
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '-o') out = argv[++i] ?? null;
+    else args.push(argv[i]!);
+  }
+  if (args.length !== 1) throw new UsageError('name one fetch file');
+  const entries = readFetch(path.resolve(args[0]!));
+  const store = new DistfileStore(peerpkgsHome());
+  const got = await fetchAll(entries, { store });
+  for (const [file, stored] of got) {
+    if (out) {
+      // a copy, not a link: what is made of it must not share the store's inode
+      const dest = path.join(out, file);
+      const tmp = `${dest}.tmp-${process.pid}`;
+      fs.copyFileSync(stored, tmp, fs.constants.COPYFILE_FICLONE);
+      fs.chmodSync(tmp, 0o644);
+      fs.renameSync(tmp, dest);
+    }
+  }
+  return EXIT.ok;
+}
+
+const BUILD_TEMPLATE = `#!/bin/sh
+# Runs in the sandbox, in /home/build (the fetched sources and files/ are
+# here), with the build closure as its root. Install into $DESTDIR.
+set -eu
+mkdir -p "$DESTDIR/bin"
+`;
+
+function newPackage(argv: string[]): number {
+  if (argv.length !== 1) throw new UsageError('name the new package directory, e.g. ./pkg/hello');
+  const dir = path.resolve(argv[0]!);
+  if (fs.existsSync(dir)) throw new UsageError(`${argv[0]} already exists`);
+  const seed = path.join(path.dirname(dir), 'seed');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'build'), BUILD_TEMPLATE, { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, 'build-deps'), isPackageDir(seed) ? '../seed\n' : '');
+  fs.writeFileSync(path.join(dir, 'run-deps'), '');
+  fs.writeFileSync(
+    path.join(dir, 'fetch'),
+    '# One record a source file, records separated by blank lines:\n# url: https://example.org/hello-1.0.tar.gz\n# sha256: <64 hex digits>\n',
+  );
+  process.stdout.write(`${argv[0]}: edit build, build-deps, run-deps and fetch, then: bin/build-packages-ifchange ${argv[0]}\n`);
+  return EXIT.ok;
+}
+
+function rel(p: string): string {
+  return path.relative(process.cwd(), p) || '.';
+}
+
+function graphCmd(argv: string[]): number {
+  const g = new PackageGraph();
+  const lines: string[] = [];
+  const walk = (dir: string, depth: number, kind: string, seen: Set<string>) => {
+    const pkg = g.load(dir);
+    const again = seen.has(pkg.dir);
+    lines.push(`${'  '.repeat(depth)}${kind}${rel(pkg.dir)}${again ? ' (see above)' : ''}`);
+    if (again) return;
+    seen.add(pkg.dir);
+    for (const d of pkg.buildDeps) walk(d, depth + 1, 'build: ', seen);
+    for (const d of pkg.runDeps) walk(d, depth + 1, 'run: ', seen);
+  };
+  for (const dir of packageDirs(argv)) {
+    g.pkghash(dir); // refuses cycles, naming them
+    walk(dir, 0, '', new Set());
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  return EXIT.ok;
+}
+
+function infoCmd(argv: string[]): number {
+  const g = new PackageGraph();
+  const store = new DistfileStore(peerpkgsHome());
+  const out: string[] = [];
+  for (const dir of packageDirs(argv)) {
+    const pkg = g.load(dir);
+    out.push(`package:   ${rel(pkg.dir)}`);
+    out.push(`pkghash:   ${g.pkghash(dir)}`);
+    out.push(`closure:   ${g.closure(dir).map(rel).join(' ') || '(none)'}`);
+    out.push(`bclosure:  ${g.bclosure(dir).map(rel).join(' ') || '(none)'}`);
+    for (const f of pkg.fetch) {
+      out.push(`source:    ${f.file} ${f.sha256} ${store.has(f.sha256) ? '(in store)' : '(not fetched)'}`);
+      for (const u of f.urls) out.push(`             ${u}`);
+    }
+    const archive = path.join(dir, '.pkg.tar.gz');
+    const st = fs.statSync(archive, { throwIfNoEntry: false });
+    const sha = st ? recordedSha256(archive) : null;
+    out.push(st ? `output:    ${rel(archive)} ${st.size} bytes${sha ? `, sha256 ${sha}` : ''}` : 'output:    not built');
+    out.push('');
+  }
+  process.stdout.write(out.join('\n'));
+  return EXIT.ok;
+}
+
+/** What differs between two manifests, one line a path. */
+export function manifestDiff(a: ManifestEntry[], b: ManifestEntry[]): string[] {
+  const key = (e: ManifestEntry) => `${e.type} ${e.mode.toString(8)} ${e.size} ${e.sha256 ?? e.target ?? ''}`;
+  const am = new Map(a.map((e) => [e.path, e]));
+  const bm = new Map(b.map((e) => [e.path, e]));
+  const diffs: string[] = [];
+  for (const p of [...new Set([...am.keys(), ...bm.keys()])].sort()) {
+    const x = am.get(p);
+    const y = bm.get(p);
+    if (!x) diffs.push(`only in the second build: ${p}`);
+    else if (!y) diffs.push(`only in the first build: ${p}`);
+    else if (key(x) !== key(y)) diffs.push(`differs: ${p} (${key(x)} / ${key(y)})`);
+  }
+  return diffs;
+}
+
+async function check(argv: string[]): Promise<number> {
+  const flags = buildFlags(argv);
+  const dirs = packageDirs(flags.args);
+  return withEngine(flags, async (engine) => {
+    const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
+    const rc = await engine.build(targets, false);
+    if (rc !== 0) return rc;
+    const first = await Promise.all(targets.map((t) => readManifest(t)));
+    const firstSha = targets.map((t) => recordedSha256(t));
+    const rc2 = await engine.build(targets, true);
+    if (rc2 !== 0) return rc2;
+    let bad = 0;
+    for (let i = 0; i < targets.length; i++) {
+      const sha = recordedSha256(targets[i]!);
+      const diffs = manifestDiff(first[i]!, await readManifest(targets[i]!));
+      if (sha && sha === firstSha[i] && diffs.length === 0) {
+        process.stdout.write(`${rel(dirs[i]!)}: reproducible, output sha256 ${sha}\n`);
+      } else {
+        bad++;
+        process.stdout.write(`${rel(dirs[i]!)}: NOT reproducible: ${firstSha[i]} then ${sha}\n`);
+        for (const d of diffs.length ? diffs : ['(the files are the same; the archives differ)']) process.stdout.write(`  ${d}\n`);
+      }
+    }
+    return bad ? EXIT.notReproducible : EXIT.ok;
+  });
+}
+
+async function distfiles(argv: string[]): Promise<number> {
+  if (argv[0] !== 'add' || argv.length < 2) throw new UsageError('usage: peerpkgs distfiles add FILE...');
+  const store = new DistfileStore(peerpkgsHome());
+  for (const f of argv.slice(1)) {
+    const sha = await store.add(f);
+    process.stdout.write(`${sha}  ${f}\n`);
+  }
+  return EXIT.ok;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const name = path.basename(argv[0] ?? 'peerpkgs');
+  let cmd: string | undefined;
+  let args: string[];
+  if (ALIASES[name]) {
+    cmd = ALIASES[name];
+    args = argv.slice(1);
+  } else {
+    cmd = argv[1];
+    args = argv.slice(2);
+  }
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help' || args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(HELP);
+    return cmd ? EXIT.ok : EXIT.usage;
+  }
+  switch (cmd) {
+    case 'build':
+      return build(args);
+    case 'fetch':
+      return fetchCmd(args);
+    case 'new':
+      return newPackage(args);
+    case 'graph':
+      return graphCmd(args);
+    case 'info':
+      return infoCmd(args);
+    case 'check':
+      return check(args);
+    case 'distfiles':
+      return distfiles(args);
+    default:
+      throw new UsageError(`unknown command ${cmd}`);
+  }
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const name = path.basename(argv[0] ?? 'peerpkgs');
+  try {
+    process.exitCode = await main(argv);
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (e instanceof UsageError) {
+      process.stderr.write(`${name}: ${msg} (see ${name} --help)\n`);
+      process.exitCode = EXIT.usage;
+    } else if (e instanceof TreeError) {
+      process.stderr.write(`${name}: ${msg}\n`);
+      process.exitCode = EXIT.badTree;
+    } else if (e instanceof FetchError) {
+      process.stderr.write(`${name}: ${msg}\n`);
+      process.exitCode = EXIT.fetch;
+    } else {
+      process.stderr.write(`${name}: ${msg}\n`);
+      process.exitCode = EXIT.failed;
+    }
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * A seed for tests: Debian's busybox-static as a package tarball (bin/ with
+ * busybox and a link per applet), served over HTTP, and a package tree
+ * whose pkg/seed fetches it the way a real seed's .pkg.tar.gz.do does.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { packDir } from '../src/archive/pack.ts';
+import { write } from './helpers.ts';
+
+export const BUSYBOX = '/usr/bin/busybox';
+
+/** Pack busybox into `www/seed.tar.gz`; returns the sha256 of those bytes. */
+export async function makeSeedTarball(www: string): Promise<string> {
+  const root = path.join(www, '.seed-root');
+  fs.rmSync(root, { recursive: true, force: true });
+  fs.mkdirSync(path.join(root, 'bin'), { recursive: true });
+  fs.copyFileSync(BUSYBOX, path.join(root, 'bin/busybox'));
+  fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
+  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  for (const a of applets) if (a !== 'busybox') fs.symlinkSync('busybox', path.join(root, 'bin', a));
+  fs.mkdirSync(path.join(root, 'usr'));
+  fs.symlinkSync('../bin', path.join(root, 'usr/bin'));
+  const r = await packDir(root, path.join(www, 'seed.tar.gz'));
+  fs.rmSync(root, { recursive: true, force: true });
+  return r.compressedSha256;
+}
+
+/** pkg/seed: fetches the seed tarball instead of building it. */
+export function writeSeedPackage(tree: string, url: string, sha256: string): void {
+  write(tree, {
+    'pkg/seed/fetch': `url: ${url}/seed.tar.gz\nsha256: ${sha256}\n`,
+    'pkg/seed/.pkg.tar.gz.do': 'redo-ifchange fetch\ndo-fetch -o . fetch\nmv seed.tar.gz "$3"\n',
+  });
+}
+
+/** A package that installs one script, bin/NAME, printing `text`. */
+export function simplePackage(name: string, text: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    [`!pkg/${name}/build`]: `#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/bin"\nprintf '#!/bin/sh\\necho %s\\n' '${text}' >"$DESTDIR/bin/${name}"\nchmod 755 "$DESTDIR/bin/${name}"\n`,
+    [`pkg/${name}/build-deps`]: '../seed\n',
+    ...extra,
+  };
+}
