@@ -36,11 +36,17 @@ function lockDir(stateDir: string): string {
 }
 
 export class Locks {
-  private readonly dir: string;
+  private readonly stateDir: string;
+  private dirCache: string | null = null;
   private readonly held = new Set<string>();
 
   constructor(stateDir: string) {
-    this.dir = lockDir(stateDir);
+    this.stateDir = stateDir;
+  }
+
+  /** Worked out on first use: a no-op build takes no lock. */
+  private get dir(): string {
+    return (this.dirCache ??= lockDir(this.stateDir));
   }
 
   private file(target: string): string {
@@ -101,8 +107,8 @@ export class Locks {
   /** Say that this process works on the tree, for othersAlive(). */
   register(): void {
     if (this.registered) return;
-    fs.mkdirSync(this.dir, { recursive: true });
-    const me = path.join(this.dir, `engine.${process.pid}`);
+    fs.mkdirSync(this.enginesDir, { recursive: true });
+    const me = path.join(this.enginesDir, String(process.pid));
     fs.rmSync(me, { force: true });
     fs.symlinkSync(String(process.pid), me);
     this.registered = true;
@@ -114,14 +120,18 @@ export class Locks {
    * directory; a process that registers between this look and the unlock
    * may build the target a second time, never wrongly.) */
   othersAlive(): boolean {
-    for (const n of fs.readdirSync(this.dir)) {
-      if (!n.startsWith('engine.')) continue;
-      const pid = Number(n.slice(7));
+    // a directory of its own: the lock directory holds a lock per target asked for
+    for (const n of fs.readdirSync(this.enginesDir)) {
+      const pid = Number(n);
       if (pid === process.pid) continue;
       if (isAlive(pid)) return true;
-      fs.rmSync(path.join(this.dir, n), { force: true });
+      fs.rmSync(path.join(this.enginesDir, n), { force: true });
     }
     return false;
+  }
+
+  private get enginesDir(): string {
+    return path.join(this.dir, 'engines');
   }
 
   private registered = false;
@@ -134,7 +144,17 @@ export class Locks {
   releaseAll(): void {
     for (const f of this.held) fs.rmSync(f, { force: true });
     this.held.clear();
-    if (this.registered) fs.rmSync(path.join(this.dir, `engine.${process.pid}`), { force: true });
+    if (this.registered) {
+      fs.rmSync(path.join(this.enginesDir, String(process.pid)), { force: true });
+      // leave no empty directories behind in /dev/shm
+      for (const d of [this.enginesDir, this.dir]) {
+        try {
+          fs.rmdirSync(d);
+        } catch {
+          break; // another engine still works here
+        }
+      }
+    }
     this.registered = false;
   }
 }

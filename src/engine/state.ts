@@ -338,12 +338,23 @@ export class State {
       this.journalFd = -1;
     }
     const lock = path.join(this.dir, 'compact.lock');
-    let fd: number;
-    try {
-      fd = fs.openSync(lock, 'wx');
-    } catch {
-      return; // another engine is at it
+    let fd = -1;
+    for (let attempt = 0; fd < 0 && attempt < 2; attempt++) {
+      try {
+        fd = fs.openSync(lock, 'wx');
+      } catch {
+        // another engine is at it, unless it died doing it
+        let owner = NaN;
+        try {
+          owner = Number(fs.readFileSync(lock, 'utf8'));
+        } catch {
+          /* gone meanwhile */
+        }
+        if (owner && isAlive(owner)) return;
+        fs.rmSync(lock, { force: true });
+      }
     }
+    if (fd < 0) return;
     try {
       fs.writeSync(fd, String(process.pid));
       const journals = this.listJournals();
@@ -357,14 +368,13 @@ export class State {
       const pending = done.reduce((n, j) => n + size(j), 0);
       if (done.length === 0 || (done.length < 64 && pending < Math.max(256 << 10, size(path.join(this.dir, 'db')) / 3)))
         return;
-      // reload from disk so that records of other engines are kept too
-      const fresh = new State(this.dir);
-      fresh.readRecords(path.join(this.dir, 'db'), null);
-      for (const j of done) fresh.readRecords(j, null);
+      // what other engines wrote since we loaded; then memory holds the
+      // snapshot and every journal, and is written out as the new snapshot
+      this.refresh();
       const lines: string[] = [];
-      for (const r of fresh.targets.values()) lines.push(JSON.stringify(r));
-      for (const [b, seq] of fresh.intents) lines.push(JSON.stringify({ b, seq }));
-      for (const r of fresh.files.values()) lines.push(JSON.stringify(r));
+      for (const r of this.targets.values()) lines.push(JSON.stringify(r));
+      for (const [b, seq] of this.intents) lines.push(JSON.stringify({ b, seq }));
+      for (const r of this.files.values()) lines.push(JSON.stringify(r));
       const tmp = path.join(this.dir, `.db.${process.pid}.tmp`);
       fs.writeFileSync(tmp, lines.length ? lines.join('\n') + '\n' : '');
       fs.renameSync(tmp, path.join(this.dir, 'db'));
