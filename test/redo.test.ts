@@ -234,6 +234,7 @@ describe('redo', function () {
       const r = run(dir, 'redo-ifchange', ['x']);
       assert.equal(r.status, 42);
       assert.match(r.stderr, /x: exit 42/);
+      assert.match(r.stderr, /redo: failed: x \(exit 42\)\n$/, 'the last line names the failure');
       assert.equal(read(dir, 'x'), 'good\n');
       assert.equal(exists(dir, 'x.redo.tmp'), false);
       write(dir, { in: 'good again\n' });

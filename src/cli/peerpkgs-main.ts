@@ -100,7 +100,9 @@ async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>):
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    return await f(engine);
+    const rc = await f(engine);
+    engine.log.summary(engine.failures);
+    return rc;
   } finally {
     await engine.close();
   }

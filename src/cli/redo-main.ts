@@ -253,6 +253,7 @@ async function main(cmd: string, argv: string[]): Promise<number> {
   let rc: number;
   try {
     rc = await engine.build(targets, cmd === 'redo');
+    engine.log.summary(engine.failures);
   } finally {
     await engine.close();
   }

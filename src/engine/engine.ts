@@ -114,6 +114,8 @@ export class Engine {
   /** target -> targets it is waiting for, to find cycles */
   private readonly waits = new Map<string, Set<string>>();
   private nextJob = 1;
+  /** every target whose rule failed in this run, for the summary at the end */
+  readonly failures: Array<{ target: string; status: number }> = [];
   private readonly topBatch = { failed: false };
   private readonly realDirs = new Map<string, string>();
   private readonly shebangs = new Map<string, string[]>();
@@ -121,8 +123,6 @@ export class Engine {
    * ended must be checked again */
   private epoch = 0;
   private readonly listings = new Map<string, { names: Set<string> | null; epoch: number; sig: Sig | null; asked: number }>();
-  private stopping = false;
-  firstFailure = 0;
 
   constructor(opts: EngineOptions = {}) {
     this.opts = opts;
@@ -166,7 +166,6 @@ export class Engine {
 
   /** Stop workers, fold our journal into the snapshot, drop our locks. */
   async close(): Promise<void> {
-    this.stopping = true;
     this.pool?.stop();
     this.jobserver?.close();
     this.locks.releaseAll();
@@ -248,7 +247,7 @@ export class Engine {
         if (!force && !(prior.missing && !quiet)) return prior;
       } else {
         const cycle = from ? this.cycleThrough(from.target, t) : null;
-        if (cycle) return this.fail(t, `dependency cycle: ${cycle.map((c) => this.log.show(c)).join(' -> ')}`, 208);
+        if (cycle) return this.fail(`dependency cycle: ${cycle.map((c) => this.log.show(c)).join(' -> ')}`, 208);
         if (!force) return this.waitFor(from, t, prior);
         // `redo t` runs t's rule every time it is asked, after any build of t under way
         return this.remember(t, prior.then(() => this.examine(t, true, from)), from);
@@ -259,10 +258,10 @@ export class Engine {
       r = this.examine(t, force, from, quiet);
     } catch (e) {
       // an unreadable file, a vanished directory: say which, do not crash
-      r = this.fail(t, `${this.log.show(t)}: ${(e as Error).message}`, 1);
+      r = this.fail(`${this.log.show(t)}: ${(e as Error).message}`, 1);
     }
     if (r instanceof Promise) {
-      r = r.catch((e: unknown) => this.fail(t, `${this.log.show(t)}: ${(e as Error).message}`, 1));
+      r = r.catch((e: unknown) => this.fail(`${this.log.show(t)}: ${(e as Error).message}`, 1));
     }
     if (!(r instanceof Promise)) {
       this.memo.set(t, r);
@@ -337,7 +336,7 @@ export class Engine {
     const lookup = this.lookup(abs, t);
     if (!lookup.found) {
       if (quiet) return { ok: false, id: '', status: 1, missing: true };
-      return this.fail(t, `no rule to make ${this.log.show(t)} (no .do file and no such file)`, 1);
+      return this.fail(`no rule to make ${this.log.show(t)} (no .do file and no such file)`, 1);
     }
     return this.make(t, lookup, from);
   }
@@ -351,7 +350,7 @@ export class Engine {
         this.log.info(`${this.log.show(t)}: its .do file is gone; it is a source now`);
         return OK_SOURCE('h:' + this.state.fileHash(t, abs, st));
       }
-      return this.fail(t, `no rule to make ${this.log.show(t)} (its .do file is gone)`, 1);
+      return this.fail(`no rule to make ${this.log.show(t)} (its .do file is gone)`, 1);
     }
     return this.make(t, lookup, from);
   }
@@ -458,15 +457,9 @@ export class Engine {
     return findRule(abs, this.rules, t);
   }
 
-  private fail(t: string, msg: string, status: number): Result {
+  private fail(msg: string, status: number): Result {
     this.log.error(msg);
-    this.noteFailure(status);
-    void t;
     return { ok: false, id: '', status };
-  }
-
-  private noteFailure(status: number): void {
-    if (!this.firstFailure) this.firstFailure = status || 1;
   }
 
   // ---- building ----
@@ -557,7 +550,7 @@ export class Engine {
         this.state.markFailed(t);
         rmTmp(tmp3);
         this.log.failed(t, ran.status);
-        this.noteFailure(ran.status);
+        this.failures.push({ target: t, status: ran.status });
         return { ok: false, id: '', status: ran.status };
       }
       return this.commit(job, abs, tmp3, ran.out, before);
@@ -583,8 +576,8 @@ export class Engine {
     const refuse = (status: number, why: string): Result => {
       rmTmp(tmp3);
       this.log.failed(t, status, why);
-      this.noteFailure(status);
-      return { ok: false, id: '', status };
+      this.failures.push({ target: t, status });
+        return { ok: false, id: '', status };
     };
     if (st3 && wroteStdout) return refuse(207, 'wrote to both $3 and stdout');
     const now = fs.lstatSync(abs, { throwIfNoEntry: false });

@@ -42,6 +42,13 @@ export class Log {
     this.write(`${this.paint('31', 'redo ')} ${this.show(t)}: ${why ?? `exit ${status}`}\n`);
   }
 
+  /** The last word of a run that failed: which targets, with what status. */
+  summary(failures: ReadonlyArray<{ target: string; status: number }>): void {
+    if (failures.length === 0) return;
+    const list = failures.map((f) => `${this.show(f.target)} (exit ${f.status})`).join(', ');
+    this.write(`${this.paint('31', 'redo:')} failed: ${list}\n`);
+  }
+
   error(msg: string): void {
     this.write(`${this.paint('31', 'redo:')} ${msg}\n`);
   }
