@@ -182,15 +182,53 @@ export class Worker {
     f?.(255);
   }
 
+  /** End the worker and, if a job is running, everything it started: a
+   * .do's processes share our process group, and a redo killed by a signal
+   * (not by the terminal's ^C, which reaches them all) must not leave them. */
   stop(): void {
     fs.closeSync(this.jobFd);
     if (!this.dead) {
+      if (this.busy && this.proc.pid) for (const pid of descendants(this.proc.pid)) tryKill(pid);
       this.chan.end();
       this.chan.destroy();
       this.proc.kill('SIGTERM');
       this.dead = true;
     }
   }
+}
+
+function tryKill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    /* gone already */
+  }
+}
+
+/** Every process below `root`, from /proc (children before grandchildren). */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(name));
+      children.set(ppid, list);
+    } catch {
+      /* exited while we looked */
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(root);
+  return out;
 }
 
 /** Workers are made on demand and reused; a nested build needs one more. */
