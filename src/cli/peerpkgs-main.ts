@@ -18,6 +18,7 @@ import { fetchAll } from '../fetch/fetchfile.ts';
 import { FetchError } from '../fetch/fetch.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { readManifest, type ManifestEntry } from '../archive/manifest.ts';
+import type { Strategy, Settled } from '../export/merge.ts';
 
 export const EXIT = {
   ok: 0,
@@ -40,6 +41,18 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
   info PKGDIR...                 pkghash, closure, sources and output of a package
   check [-j N] PKGDIR...         build again and compare, naming files that differ
   distfiles add FILE...          put local files in the distfile store, by their sha256
+  venv [-o DIR] [-j N] [STRATEGY] PKGDIR...
+                                 build, then merge the packages and their run closures
+                                 into DIR (default ./venv); DIR/bin/venv-run CMD runs
+                                 CMD with DIR's top-level directories over the host's
+                                 (also: venv)
+  export tarball -o FILE [-j N] [STRATEGY] PKGDIR...
+                                 the same merge as one reproducible .tar.gz
+
+  STRATEGY, for a path two packages provide differently (default: an error):
+  --prefer-existing (the earlier package's), --prefer-new (the later one's),
+  --namespaced (each package's as PATH@PACKAGE). Packages are merged in the
+  order named, each after its run-deps.
 
 Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
 unpacked outputs and sandbox roots.
@@ -51,6 +64,7 @@ const ALIASES: Record<string, string> = {
   'build-packages-ifchange': 'build',
   'do-fetch': 'fetch',
   'new-package': 'new',
+  venv: 'venv',
 };
 
 interface BuildFlags {
@@ -263,6 +277,60 @@ async function distfiles(argv: string[]): Promise<number> {
   return EXIT.ok;
 }
 
+/** -o, the strategy flags, and the build's flags in the rest. */
+function exportFlags(argv: string[]): BuildFlags & { out: string | null; strategy: Strategy } {
+  let out: string | null = null;
+  let strategy: Strategy = 'error';
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-o') {
+      out = argv[++i] ?? null;
+      if (!out) throw new UsageError('-o needs a path');
+    } else if (a === '--prefer-existing' || a === '--prefer-new' || a === '--namespaced') {
+      strategy = a.slice(2) as Strategy;
+    } else rest.push(a);
+  }
+  return { ...buildFlags(rest), out, strategy };
+}
+
+function tellSettled(name: string, settled: Settled[]): void {
+  for (const c of settled) process.stderr.write(`${name}: ${c.path}: ${c.packages[0]} and ${c.packages[1]} differ; kept ${c.kept}\n`);
+}
+
+async function venvCmd(argv: string[]): Promise<number> {
+  const flags = exportFlags(argv);
+  const dirs = packageDirs(flags.args);
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    // imported here: no other command should pay for loading them
+    const [{ closureOutputs }, { makeVenv }] = await Promise.all([import('../export/closure.ts'), import('../export/venv.ts')]);
+    const packages = await closureOutputs(dirs, peerpkgsHome());
+    const v = await makeVenv({ dir: flags.out ?? 'venv', packages, strategy: flags.strategy });
+    tellSettled('venv', v.settled);
+    return EXIT.ok;
+  });
+}
+
+async function exportCmd(argv: string[]): Promise<number> {
+  if (argv[0] !== 'tarball') throw new UsageError('usage: peerpkgs export tarball -o FILE [-j N] [STRATEGY] PKGDIR...');
+  const flags = exportFlags(argv.slice(1));
+  if (!flags.out) throw new UsageError('export tarball: name the file to write with -o FILE');
+  const out = flags.out;
+  const dirs = packageDirs(flags.args);
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    const [{ closureOutputs }, { exportTarball }] = await Promise.all([import('../export/closure.ts'), import('../export/tarball.ts')]);
+    const packages = await closureOutputs(dirs, peerpkgsHome());
+    const t = await exportTarball({ out, packages, strategy: flags.strategy });
+    tellSettled('export', t.settled);
+    process.stdout.write(`${t.compressedSha256}  ${out}\n`);
+    return EXIT.ok;
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const name = path.basename(argv[0] ?? 'peerpkgs');
   let cmd: string | undefined;
@@ -293,6 +361,10 @@ async function main(argv: string[]): Promise<number> {
       return check(args);
     case 'distfiles':
       return distfiles(args);
+    case 'venv':
+      return venvCmd(args);
+    case 'export':
+      return exportCmd(args);
     default:
       throw new UsageError(`unknown command ${cmd}`);
   }

@@ -1,0 +1,48 @@
+/**
+ * Tarball export: a closure's merged outputs as one .tar.gz, for a machine
+ * without peerpkgs (`tar -xzf` it into a chroot or a container image).
+ *
+ * It is a peerpkgs archive like any package output (archive/pack.ts: led by
+ * a manifest, sorted, mtime 0, uid/gid 0, fixed gzip), so the same
+ * outputs give the same bytes on any machine, whatever directories the tree
+ * and $PEERPKGS_HOME are in and whatever the umask. The merge is written as
+ * a hardlink tree first, next to the output store so that linking works,
+ * and packed from there: its directory modes come from the packages (not
+ * the umask), and merge.ts keeps a package's own hardlinks as hardlinks
+ * even where it had to copy, so the archive's link entries do not depend
+ * on the filesystem either.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { packDir, type PackResult } from '../archive/pack.ts';
+import { planMerge, writeMerged, removeTree, type Output, type Settled, type Strategy } from './merge.ts';
+
+export interface TarballOptions {
+  /** The .tar.gz to write; replaced only once complete. */
+  out: string;
+  /** The closure's unpacked outputs, each after its run-deps. */
+  packages: Output[];
+  strategy?: Strategy;
+}
+
+export interface TarballResult extends PackResult {
+  settled: Settled[];
+}
+
+export async function exportTarball(opts: TarballOptions): Promise<TarballResult> {
+  const plan = planMerge(opts.packages, opts.strategy ?? 'error');
+  const out = path.resolve(opts.out);
+  const near = opts.packages.length > 0 ? path.dirname(opts.packages[0]!.dir) : path.dirname(out);
+  const tmp = fs.mkdtempSync(path.join(near, '.export-'));
+  // ^C makes the CLI exit while packing: the tree must not stay in the store
+  const onExit = () => removeTree(tmp);
+  process.once('exit', onExit);
+  try {
+    writeMerged(plan, tmp);
+    const packed = await packDir(tmp, out);
+    return { ...packed, settled: plan.settled };
+  } finally {
+    process.off('exit', onExit);
+    removeTree(tmp);
+  }
+}

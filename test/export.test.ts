@@ -1,0 +1,374 @@
+/**
+ * Venvs and tarball exports, as a user makes them: bin/venv and
+ * `peerpkgs export tarball` on a tree built on the busybox seed, and
+ * DIR/bin/venv-run under a real bwrap. The merge rules are also checked
+ * on hand-made outputs, where a case needs more packages than is worth
+ * building.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { scratch, write, read, run, userEnv, busyboxHttpd, BIN, type Run } from './helpers.ts';
+import { makeSeedTarball, writeSeedPackage } from './seed.ts';
+import { readManifest } from '../src/archive/manifest.ts';
+import { planMerge, writeMerged, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
+
+/** A package installing bin/NAME (a script echoing `text`) and whatever else `files` holds (path → content). */
+function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string> } = {}): Record<string, string> {
+  const files = { [`bin/${name}`]: `#!/bin/sh\necho ${opts.text ?? `hello from ${name}`}\n`, ...opts.files };
+  const lines = ['#!/bin/sh', 'set -e'];
+  for (const [p, text] of Object.entries(files)) {
+    lines.push(`mkdir -p "$DESTDIR/${path.dirname(p)}"`, `printf '%s' '${text}' >"$DESTDIR/${p}"`);
+    if (p.startsWith('bin/')) lines.push(`chmod 755 "$DESTDIR/${p}"`);
+  }
+  return {
+    [`!pkg/${name}/build`]: lines.join('\n') + '\n',
+    [`pkg/${name}/build-deps`]: '../seed\n',
+    [`pkg/${name}/run-deps`]: (opts.runDeps ?? []).map((d) => `../${d}\n`).join(''),
+  };
+}
+
+const X_C = '#!/bin/sh\necho x from c\n';
+const X_D = '#!/bin/sh\necho x from d\n';
+const COMMON = 'shared by c, d and e\n';
+
+describe('export', function () {
+  this.timeout(120_000);
+  let work: string;
+  let cleanup: () => void;
+  let www: { url: string; stop(): Promise<void> };
+  let seedSha: string;
+  let tree: string;
+  let home: string;
+
+  /** A tree with a (run-dep: seed), b (run-dep: a), and c, d, e that clash or agree on their files. */
+  function writeTree(at: string): void {
+    writeSeedPackage(at, www.url, seedSha);
+    write(at, pkg('a', { runDeps: ['seed'] }));
+    write(at, pkg('b', { runDeps: ['a'] }));
+    write(at, pkg('c', { runDeps: ['seed'], files: { 'bin/x': X_C, 'share/common': COMMON } }));
+    write(at, pkg('d', { runDeps: ['seed'], files: { 'bin/x': X_D, 'share/common': COMMON } }));
+    write(at, pkg('e', { files: { 'share/common': COMMON } }));
+  }
+
+  before(async () => {
+    ({ dir: work, cleanup } = scratch());
+    const wwwDir = path.join(work, 'www');
+    fs.mkdirSync(wwwDir);
+    seedSha = await makeSeedTarball(wwwDir);
+    www = await busyboxHttpd(wwwDir);
+    home = path.join(work, 'home');
+    tree = path.join(work, 'tree');
+    writeTree(tree);
+    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d', './pkg/e'], { PEERPKGS_HOME: home });
+    assert.equal(r.status, 0, r.stderr);
+  });
+  after(async () => {
+    await www.stop();
+    cleanup();
+  });
+
+  const venv = (...args: string[]): Run => run(tree, 'venv', args, { PEERPKGS_HOME: home });
+  const peerpkgs = (...args: string[]): Run => run(tree, 'peerpkgs', args, { PEERPKGS_HOME: home });
+  /** Runs `file` (e.g. a venv's venv-run) as the user would, from `cwd`. */
+  const exec = (cwd: string, file: string, args: string[], env: NodeJS.ProcessEnv = userEnv()): Run => {
+    const r = spawnSync(file, args, { cwd, env, encoding: 'utf8', timeout: 60_000 });
+    if (r.error) throw r.error;
+    return { status: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+  };
+  /** Where the output store unpacked a package: under the sha256 of its uncompressed archive. */
+  const outputOf = (name: string) => {
+    const tar = zlib.gunzipSync(fs.readFileSync(path.join(tree, `pkg/${name}/.pkg.tar.gz`)));
+    return path.join(home, 'outputs', createHash('sha256').update(tar).digest('hex'));
+  };
+  /** Temporary siblings a venv or export may have left next to `p`. */
+  const leftovers = (p: string) => fs.readdirSync(path.dirname(p)).filter((n) => n.startsWith(`.${path.basename(p)}.`));
+  const fresh = (name: string) => {
+    const d = path.join(work, name);
+    fs.rmSync(d, { recursive: true, force: true });
+    return d;
+  };
+
+  describe('bin/venv', () => {
+    let V: string;
+    before(() => {
+      V = fresh('venv-b');
+      const r = venv('-o', V, './pkg/b');
+      assert.equal(r.status, 0, r.stderr);
+    });
+
+    it('merges the package and its run closure as hardlinks of the unpacked outputs', () => {
+      for (const [name, file] of [['a', 'bin/a'], ['b', 'bin/b'], ['seed', 'bin/busybox']] as const) {
+        assert.equal(fs.statSync(path.join(V, file)).ino, fs.statSync(path.join(outputOf(name), file)).ino, file);
+      }
+      assert.equal(fs.readlinkSync(path.join(V, 'usr/bin')), '../bin');
+      assert.deepEqual(
+        read(V, '.peerpkgs-venv').split('\n').map((l) => l.split(' ')[0]),
+        ['peerpkgs-venv', 'seed', 'a', 'b', ''],
+        'the record lists the packages in merge order',
+      );
+    });
+
+    it('runs a command of the venv from another working directory, and keeps that directory', () => {
+      const cwd = fresh('elsewhere');
+      fs.mkdirSync(cwd);
+      const r = exec(cwd, path.join(V, 'bin/venv-run'), ['b']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'hello from b\n');
+      const w = exec(cwd, path.join(V, 'bin/venv-run'), ['sh', '-c', 'pwd; echo made >here']);
+      assert.equal(w.status, 0, w.stderr);
+      assert.equal(w.stdout, `${cwd}\n`);
+      assert.equal(read(cwd, 'here'), 'made\n', 'written to the host\'s directory');
+    });
+
+    it('puts the venv\'s top-level directories in place of the host\'s and keeps the rest of the host and the environment', () => {
+      const script = [
+        'test -x /bin/b || exit 11', // the venv's /bin
+        'test -L /usr/bin || exit 12', // the venv's /usr: the seed's usr/bin -> ../bin
+        'test ! -e /usr/lib || exit 13', // no host /usr behind it
+        `test -d ${work} || exit 14`, // the host's /tmp
+        'test -e /dev/null -a -e /proc/self/exe || exit 15',
+        'echo "$PATH $VENV_TEST"',
+      ].join('\n');
+      const env = userEnv({ VENV_TEST: 'kept' });
+      const r = exec(work, path.join(V, 'bin/venv-run'), ['sh', '-c', script], env);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `${env.PATH} kept\n`);
+    });
+
+    it('passes the arguments through as given', () => {
+      const args = ['a b', '', '*', '--bind', '-x', "it's"];
+      const r = exec(work, path.join(V, 'bin/venv-run'), ['sh', '-c', 'printf "%s|" "$@"', 'sh', ...args]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, args.map((a) => `${a}|`).join(''));
+    });
+
+    it('passes the exit status through', () => {
+      assert.equal(exec(work, path.join(V, 'bin/venv-run'), ['sh', '-c', 'exit 7']).status, 7);
+    });
+
+    it('reports a command killed by a signal as a shell does (128 + N)', () => {
+      const r = exec(work, path.join(V, 'bin/venv-run'), ['sh', '-c', 'kill -TERM $$']);
+      assert.equal(r.status, 143);
+    });
+
+    it('takes the command down with it when venv-run is killed', async () => {
+      const p = spawn(path.join(V, 'bin/venv-run'), ['sh', '-c', 'echo $$; exec sleep 60'], { cwd: work, env: userEnv() });
+      const pid = await new Promise<number>((resolve, reject) => {
+        p.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+        p.once('exit', () => reject(new Error('venv-run exited first')));
+      });
+      const exited = new Promise((r) => p.once('exit', (_code, signal) => r(signal)));
+      p.kill('SIGTERM');
+      assert.equal(await exited, 'SIGTERM');
+      const alive = () => {
+        try {
+          return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+        } catch {
+          return false;
+        }
+      };
+      for (let i = 0; alive() && i < 100; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(alive(), false, `the command (pid ${pid}) still runs`);
+    });
+
+    for (const shell of ['dash', 'bash']) {
+      it(`works when run by ${shell}`, () => {
+        const r = exec(work, `/bin/${shell}`, [path.join(V, 'bin/venv-run'), 'b']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout, 'hello from b\n');
+      });
+    }
+
+    it('works through a symlink to it and through a symlink to the venv', () => {
+      const links = fresh('links');
+      fs.mkdirSync(links);
+      fs.symlinkSync(path.join(V, 'bin/venv-run'), path.join(links, 'vr'));
+      fs.symlinkSync(path.relative(links, V), path.join(links, 'v'));
+      for (const file of ['vr', 'v/bin/venv-run']) {
+        const r = exec(links, `./${file}`, ['b']);
+        assert.equal(r.status, 0, `${file}: ${r.stderr}`);
+        assert.equal(r.stdout, 'hello from b\n', file);
+      }
+    });
+
+    it('says so when bwrap is missing', () => {
+      const r = exec(work, '/bin/sh', [path.join(V, 'bin/venv-run'), 'true'], { PATH: '/nonexistent' });
+      assert.equal(r.status, 127);
+      assert.match(r.stderr, /bwrap \(bubblewrap\) is not on PATH/);
+    });
+  });
+
+  describe('replacing a venv', () => {
+    it('a second bin/venv replaces the venv, leaving nothing beside it', () => {
+      const V = fresh('venv-again');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      const r = venv('-o', V, './pkg/a');
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(fs.existsSync(path.join(V, 'bin/a')));
+      assert.ok(!fs.existsSync(path.join(V, 'bin/b')));
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('a directory that is not a venv is left alone', () => {
+      const D = fresh('mine');
+      write(D, { 'notes.txt': 'mine' });
+      const r = venv('-o', D, './pkg/a');
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /mine exists and is not a venv/);
+      assert.deepEqual(fs.readdirSync(D), ['notes.txt']);
+    });
+  });
+
+  describe('conflicts', () => {
+    it('two packages providing one path differently is an error naming both and the path, leaving nothing', () => {
+      const V = fresh('venv-cd');
+      const r = venv('-o', V, './pkg/c', './pkg/d');
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /venv: c and d both provide bin\/x \(files with different content\)/);
+      assert.ok(!fs.existsSync(V));
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('a file two packages provide identically is no conflict', () => {
+      const V = fresh('venv-ce');
+      const r = venv('-o', V, './pkg/c', './pkg/e');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(V, 'share/common'), COMMON);
+    });
+
+    it('--prefer-existing keeps the earlier package\'s', () => {
+      const V = fresh('venv-existing');
+      const r = venv('--prefer-existing', '-o', V, './pkg/c', './pkg/d');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(V, 'bin/x'), X_C);
+      assert.equal(r.stderr, 'venv: bin/x: c and d differ; kept c\'s\n');
+    });
+
+    it('--prefer-new keeps the later package\'s', () => {
+      const V = fresh('venv-new');
+      const r = venv('--prefer-new', '-o', V, './pkg/c', './pkg/d');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(V, 'bin/x'), X_D);
+    });
+
+    it('--namespaced keeps each package\'s as PATH@PACKAGE, and none at PATH', () => {
+      const V = fresh('venv-ns');
+      const r = venv('--namespaced', '-o', V, './pkg/c', './pkg/d');
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(!fs.existsSync(path.join(V, 'bin/x')));
+      assert.equal(read(V, 'bin/x@c'), X_C);
+      assert.equal(read(V, 'bin/x@d'), X_D);
+      assert.equal(read(V, 'share/common'), COMMON, 'identical files are not namespaced');
+      assert.equal(exec(work, path.join(V, 'bin/venv-run'), ['x@d']).stdout, 'x from d\n');
+    });
+  });
+
+  describe('peerpkgs export tarball', () => {
+    it('writes the merged closure as a peerpkgs archive', async () => {
+      const T = fresh('t-closure.tar.gz');
+      const r = peerpkgs('export', 'tarball', '-o', T, './pkg/b');
+      assert.equal(r.status, 0, r.stderr);
+      const entries = new Map((await readManifest(T)).map((e) => [e.path, e]));
+      for (const p of ['bin/a', 'bin/b', 'bin/busybox']) assert.equal(entries.get(p)?.type, 'file', p);
+      assert.equal(entries.get('usr/bin')?.target, '../bin');
+      assert.ok(!entries.has('bin/venv-run'), 'a tarball is no venv');
+      const x = fresh('t-closure-x');
+      fs.mkdirSync(x);
+      assert.equal(spawnSync('tar', ['-xzf', T, '-C', x]).status, 0);
+      assert.equal(read(x, 'bin/b'), read(outputOf('b'), 'bin/b'));
+    });
+
+    it('gives the same bytes in a second run and from a tree built elsewhere', () => {
+      const t1 = fresh('t1.tar.gz');
+      const t2 = fresh('t2.tar.gz');
+      const t3 = fresh('t3.tar.gz');
+      const r1 = peerpkgs('export', 'tarball', '-o', t1, './pkg/b');
+      assert.equal(r1.status, 0, r1.stderr);
+      assert.equal(peerpkgs('export', 'tarball', '-o', t2, './pkg/b').status, 0);
+      // another tree, another store, exported under another umask
+      const other = fresh('other-tree');
+      writeTree(other);
+      const env = userEnv({ PEERPKGS_HOME: path.join(work, 'other-home') });
+      const b = run(other, 'build-packages-ifchange', ['./pkg/b'], env);
+      assert.equal(b.status, 0, b.stderr);
+      const o = spawnSync('/bin/sh', ['-c', 'umask 077 && exec "$0" "$@"', path.join(BIN, 'peerpkgs'), 'export', 'tarball', '-o', t3, './pkg/b'], {
+        cwd: other,
+        env,
+        encoding: 'utf8',
+      });
+      assert.equal(o.status, 0, o.stderr);
+      const bytes = fs.readFileSync(t1);
+      assert.ok(bytes.equals(fs.readFileSync(t2)), 'second run');
+      assert.ok(bytes.equals(fs.readFileSync(t3)), 'other tree');
+      assert.match(r1.stdout, /^[0-9a-f]{64} {2}.*t1\.tar\.gz\n$/);
+    });
+
+    it('follows the same conflict rules as venvs', async () => {
+      const T = fresh('t-cd.tar.gz');
+      const r = peerpkgs('export', 'tarball', '-o', T, './pkg/c', './pkg/d');
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /c and d both provide bin\/x/);
+      assert.ok(!fs.existsSync(T));
+      assert.equal(peerpkgs('export', 'tarball', '--namespaced', '-o', T, './pkg/c', './pkg/d').status, 0);
+      const paths = (await readManifest(T)).map((e) => e.path);
+      assert.ok(paths.includes('bin/x@c') && paths.includes('bin/x@d') && !paths.includes('bin/x'), paths.join(' '));
+    });
+  });
+
+  describe('merge plan', () => {
+    /** Hand-made outputs: name → { path: content, or '->target' for a symlink, or '/' for a directory }. */
+    const outputs = (spec: Record<string, Record<string, string>>): Output[] =>
+      Object.entries(spec).map(([name, files]) => {
+        const dir = fresh(`out-${name}`);
+        fs.mkdirSync(dir);
+        for (const [p, v] of Object.entries(files)) {
+          fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
+          if (v === '/') fs.mkdirSync(path.join(dir, p));
+          else if (v.startsWith('->')) fs.symlinkSync(v.slice(2), path.join(dir, p));
+          else fs.writeFileSync(path.join(dir, p), v);
+        }
+        return { name, dir, sha256: name };
+      });
+    const merged = (outs: Output[], strategy: Strategy): string[] => {
+      const into = fresh('merged');
+      fs.mkdirSync(into);
+      writeMerged(planMerge(outs, strategy), into);
+      const list: string[] = [];
+      const walk = (rel: string) => {
+        for (const n of fs.readdirSync(path.join(into, rel)).sort()) {
+          const p = rel ? `${rel}/${n}` : n;
+          const st = fs.lstatSync(path.join(into, p));
+          if (st.isDirectory()) walk(p);
+          else list.push(st.isSymbolicLink() ? `${p} -> ${fs.readlinkSync(path.join(into, p))}` : `${p}: ${read(into, p)}`);
+        }
+      };
+      walk('');
+      return list;
+    };
+
+    it('a directory and a symlink at one path conflict, and the loser\'s subtree goes with it', () => {
+      const outs = outputs({ s: { 'usr/bin': '->../bin' }, t: { 'usr/bin/tool': 'tool' } });
+      assert.throws(() => planMerge(outs), (e: unknown) => e instanceof MergeConflictError && e.path === 'usr/bin' && /a symlink and a directory/.test(e.message));
+      assert.deepEqual(merged(outs, 'prefer-existing'), ['usr/bin -> ../bin']);
+      assert.deepEqual(merged(outs, 'prefer-new'), ['usr/bin/tool: tool']);
+      assert.deepEqual(merged(outs, 'namespaced'), ['usr/bin@s -> ../bin', 'usr/bin@t/tool: tool']);
+    });
+
+    it('--namespaced gives every provider of a conflicting path its copy, later ones too', () => {
+      const outs = outputs({ p: { 'bin/x': '1' }, q: { 'bin/x': '1' }, r: { 'bin/x': '2' }, s: { 'bin/x': '3' } });
+      assert.deepEqual(merged(outs, 'namespaced'), ['bin/x@p: 1', 'bin/x@q: 1', 'bin/x@r: 2', 'bin/x@s: 3']);
+      assert.deepEqual(merged(outs, 'prefer-new'), ['bin/x: 3']);
+      assert.deepEqual(merged(outs, 'prefer-existing'), ['bin/x: 1']);
+    });
+
+    it('files differing only in mode conflict', () => {
+      const outs = outputs({ p: { 'bin/x': 'same' }, q: { 'bin/x': 'same' } });
+      fs.chmodSync(path.join(outs[1]!.dir, 'bin/x'), 0o755);
+      assert.throws(() => planMerge(outs), /p and q both provide bin\/x \(files with different modes\)/);
+    });
+  });
+});
