@@ -65,6 +65,9 @@ export class OutputStore {
       const dest = this.path(sha256);
       if (fs.existsSync(dest)) fs.rmSync(tmp, { recursive: true, force: true });
       else fs.renameSync(tmp, dest);
+      // an archive made by a .do (a seed) had no record: now it has, and is
+      // not unpacked again to learn what it is
+      if (!known) recordSha256(archive, sha256);
       return { dir: dest, sha256 };
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });

@@ -16,16 +16,10 @@ import * as path from 'node:path';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
-import { DistfileStore } from '../fetch/store.ts';
-import { fetchAll } from '../fetch/fetchfile.ts';
-import { FetchError } from '../fetch/fetch.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
-import { packDir } from '../archive/pack.ts';
-import { ArchiveError } from '../archive/errors.ts';
-import { assembleRoot, RootConflictError } from '../sandbox/root.ts';
-import { runSandboxed } from '../sandbox/bwrap.ts';
-import { OutputStore, recordSha256 } from './outputs.ts';
 import type { PackageTarget } from './rules.ts';
+// fetch, archive and sandbox are imported by the build itself: .pkghash runs
+// every time and must not pay for them
 
 /** One graph a run: packages are read once however many rules ask. */
 let graph: PackageGraph | null = null;
@@ -55,8 +49,9 @@ export async function buildTarget(target: PackageTarget, ctx: BuildContext): Pro
     }
   } catch (e) {
     if (e instanceof TreeError || e instanceof RuleError) throw e;
-    if (e instanceof FetchError || e instanceof ArchiveError || e instanceof RootConflictError) {
-      throw new RuleError(e.message);
+    // one line for errors that explain themselves; a stack for the rest
+    if (['FetchError', 'ArchiveError', 'RootConflictError', 'MergeError'].includes((e as Error).name)) {
+      throw new RuleError((e as Error).message);
     }
     throw e;
   }
@@ -79,6 +74,15 @@ async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: B
 let builds = 0;
 
 async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
+  const [{ DistfileStore }, { fetchAll }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
+    await Promise.all([
+      import('../fetch/store.ts'),
+      import('../fetch/fetchfile.ts'),
+      import('../archive/pack.ts'),
+      import('../sandbox/root.ts'),
+      import('../sandbox/bwrap.ts'),
+      import('./outputs.ts'),
+    ]);
   await ctx.ifchange([path.join(dir, '.pkghash')]);
   const g = packageGraph();
   const pkg = g.load(dir);
@@ -117,7 +121,9 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
 
   const js = ctx.jobserver();
   const first = fs.readFileSync(pkg.buildScript, 'utf8').split('\n', 1)[0] ?? '';
-  const argv = first.startsWith('#!') ? ['./build'] : ['/bin/sh', '-e', './build'];
+  // the umask is the engine's otherwise, and would change the output's modes
+  const run = first.startsWith('#!') ? 'exec ./build' : 'exec /bin/sh -e ./build';
+  const argv = ['/bin/sh', '-c', `umask 022 && ${run}`];
   const r = await runSandboxed({
     root: root.root,
     work: wd,

@@ -9,15 +9,11 @@ import { Engine, findBase } from '../engine/engine.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules, isPackageDir } from '../build/rules.ts';
-import { recordedSha256 } from '../build/outputs.ts';
-import { PackageGraph } from '../tree/pkghash.ts';
-import { readFetch } from '../tree/package.ts';
 import { TreeError } from '../tree/errors.ts';
-import { DistfileStore } from '../fetch/store.ts';
-import { fetchAll } from '../fetch/fetchfile.ts';
-import { FetchError } from '../fetch/fetch.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
-import { readManifest, type ManifestEntry } from '../archive/manifest.ts';
+import type { ManifestEntry } from '../archive/manifest.ts';
+// The rest is imported by the commands that use it: the archive and fetch
+// layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
 import type { Strategy, Settled } from '../export/merge.ts';
 
 export const EXIT = {
@@ -136,6 +132,9 @@ async function fetchCmd(argv: string[]): Promise<number> {
     else args.push(argv[i]!);
   }
   if (args.length !== 1) throw new UsageError('name one fetch file');
+  const { readFetch } = await import('../tree/package.ts');
+  const { DistfileStore } = await import('../fetch/store.ts');
+  const { fetchAll } = await import('../fetch/fetchfile.ts');
   const entries = readFetch(path.resolve(args[0]!));
   const store = new DistfileStore(peerpkgsHome());
   const got = await fetchAll(entries, { store });
@@ -180,7 +179,8 @@ function rel(p: string): string {
   return path.relative(process.cwd(), p) || '.';
 }
 
-function graphCmd(argv: string[]): number {
+async function graphCmd(argv: string[]): Promise<number> {
+  const { PackageGraph } = await import('../tree/pkghash.ts');
   const g = new PackageGraph();
   const lines: string[] = [];
   const walk = (dir: string, depth: number, kind: string, seen: Set<string>) => {
@@ -200,7 +200,10 @@ function graphCmd(argv: string[]): number {
   return EXIT.ok;
 }
 
-function infoCmd(argv: string[]): number {
+async function infoCmd(argv: string[]): Promise<number> {
+  const { PackageGraph } = await import('../tree/pkghash.ts');
+  const { DistfileStore } = await import('../fetch/store.ts');
+  const { recordedSha256 } = await import('../build/outputs.ts');
   const g = new PackageGraph();
   const store = new DistfileStore(peerpkgsHome());
   const out: string[] = [];
@@ -243,6 +246,8 @@ export function manifestDiff(a: ManifestEntry[], b: ManifestEntry[]): string[] {
 async function check(argv: string[]): Promise<number> {
   const flags = buildFlags(argv);
   const dirs = packageDirs(flags.args);
+  const { readManifest } = await import('../archive/manifest.ts');
+  const { recordedSha256 } = await import('../build/outputs.ts');
   return withEngine(flags, async (engine) => {
     const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
     const rc = await engine.build(targets, false);
@@ -269,6 +274,7 @@ async function check(argv: string[]): Promise<number> {
 
 async function distfiles(argv: string[]): Promise<number> {
   if (argv[0] !== 'add' || argv.length < 2) throw new UsageError('usage: peerpkgs distfiles add FILE...');
+  const { DistfileStore } = await import('../fetch/store.ts');
   const store = new DistfileStore(peerpkgsHome());
   for (const f of argv.slice(1)) {
     const sha = await store.add(f);
@@ -382,7 +388,7 @@ export async function run(argv: string[]): Promise<void> {
     } else if (e instanceof TreeError) {
       process.stderr.write(`${name}: ${msg}\n`);
       process.exitCode = EXIT.badTree;
-    } else if (e instanceof FetchError) {
+    } else if ((e as Error).name === 'FetchError') {
       process.stderr.write(`${name}: ${msg}\n`);
       process.exitCode = EXIT.fetch;
     } else {

@@ -1,0 +1,216 @@
+/**
+ * `bin/add-to-package-cache` and `peerpkgs key`: argument parsing and what
+ * the user sees. Publishing is cache/publish.ts, keys are cache/keys.ts.
+ *
+ * Both return an exit status (0 ok, 1 failed, 2 usage) and print their
+ * own errors; errors of the package tree (TreeError) are left to the
+ * caller, which maps them to their own status.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { recordedSha256 } from '../build/outputs.ts';
+import { peerpkgsHome } from '../fetch/home.ts';
+import { PackageGraph } from '../tree/pkghash.ts';
+import { display } from '../tree/errors.ts';
+import { addToCache, PublishError, type PublishPackage } from '../cache/publish.ts';
+import {
+  generateKey,
+  KeyError,
+  listSigningKeys,
+  loadSigningKey,
+  loadTrustedKeys,
+  parseTrustedKeys,
+  trustedKeysFile,
+  keysDir,
+  type SigningKey,
+} from '../cache/keys.ts';
+
+export interface CommandIO {
+  out(s: string): void;
+  err(s: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+const stdio: CommandIO = {
+  out: (s) => void process.stdout.write(s),
+  err: (s) => void process.stderr.write(s),
+  env: process.env,
+};
+
+class UsageError extends Error {}
+
+const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] PKGDIR...
+
+Copies the built outputs of each package and of its run closure into the
+cache directory DIR, as <pkghash>.tar.gz with a <pkghash>.info beside it
+(signed with the key NAME from $PEERPKGS_HOME/keys if given), skipping
+entries already there. Serve DIR over HTTP, or use it as file://DIR, in
+PKG_CACHE_URL.
+`;
+
+const KEY_HELP = `usage: peerpkgs key generate NAME     make a signing key in $PEERPKGS_HOME/keys
+       peerpkgs key list              signing keys and trusted keys
+       peerpkgs key trust KEY|FILE... trust public keys (ed25519:... or .pub files)
+
+A key is not trusted because it was made here: trust is listed in
+$PEERPKGS_HOME/trusted-keys and PKG_TRUSTED_KEYS.
+`;
+
+/** `add-to-package-cache -o DIR [--sign-key NAME] PKGDIR...` */
+export async function addToPackageCache(argv: string[], io: CommandIO = stdio): Promise<number> {
+  const prog = 'add-to-package-cache';
+  try {
+    let dir: string | undefined;
+    let signKeyName: string | undefined;
+    const args: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i]!;
+      const value = (flag: string) => {
+        const v = a.startsWith('--') && a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+        if (!v) throw new UsageError(`${flag} needs a value`);
+        return v;
+      };
+      if (a === '-h' || a === '--help') {
+        io.out(ADD_HELP);
+        return 0;
+      } else if (a === '-o' || a === '--output' || a.startsWith('--output=')) dir = value('-o');
+      else if (a === '--sign-key' || a.startsWith('--sign-key=')) signKeyName = value('--sign-key');
+      else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
+      else args.push(a);
+    }
+    if (!dir) throw new UsageError('name the cache directory with -o DIR');
+    if (args.length === 0) throw new UsageError('name at least one package directory, e.g. ./pkg/make');
+    const home = peerpkgsHome(io.env);
+    const key: SigningKey | undefined = signKeyName ? loadSigningKey(home, signKeyName) : undefined;
+
+    const g = new PackageGraph();
+    const dirs = new Set<string>();
+    for (const a of args) {
+      const pkg = g.load(a);
+      for (const d of g.closure(pkg.dir)) dirs.add(d);
+      dirs.add(pkg.dir);
+    }
+    const packages: PublishPackage[] = [];
+    const problems: string[] = [];
+    for (const d of dirs) {
+      const archive = path.join(d, '.pkg.tar.gz');
+      const pkghash = g.pkghash(d);
+      const rebuild = `run bin/build-packages-ifchange ./${display(d)}`;
+      if (!fs.existsSync(archive)) {
+        problems.push(`${display(archive)}: not built (${rebuild})`);
+        continue;
+      }
+      // the archive must be the build of these inputs, or it would be published under a pkghash it does not have
+      const built = readText(path.join(d, '.pkghash'));
+      if (built !== null && built !== pkghash) {
+        problems.push(`${display(archive)}: out of date, its inputs changed since it was built (${rebuild})`);
+        continue;
+      }
+      packages.push({ pkghash, name: g.load(d).name, archive, sha256: recordedSha256(archive) ?? undefined, closure: g.closure(d).map((c) => g.pkghash(c)) });
+    }
+    if (problems.length) {
+      for (const p of problems) io.err(`${prog}: ${p}\n`);
+      return 1;
+    }
+    const names = new Map(packages.map((p) => [p.pkghash, display(path.dirname(p.archive))]));
+    const r = await addToCache({ dir: path.resolve(dir), packages, signKey: key });
+    for (const h of r.added) io.out(`added ${names.get(h)} ${h}\n`);
+    for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h}\n`);
+    io.out(`${r.added.length} added, ${r.skipped.length} already in ${dir}${key ? `, signed by ${key.id} (${key.name})` : ', unsigned'}\n`);
+    return 0;
+  } catch (e) {
+    return failed(prog, e, io);
+  }
+}
+
+/** `peerpkgs key generate|list|trust` */
+export async function key(argv: string[], io: CommandIO = stdio): Promise<number> {
+  const prog = 'peerpkgs key';
+  try {
+    const [sub, ...args] = argv;
+    const home = peerpkgsHome(io.env);
+    switch (sub) {
+      case 'generate': {
+        if (args.length !== 1) throw new UsageError('name the key: peerpkgs key generate NAME');
+        const k = generateKey(home, args[0]!);
+        const pub = path.join(keysDir(home), `${k.name}.pub`);
+        io.out(
+          `made key ${k.name}: ${k.id}\n` +
+            `  private: ${path.join(keysDir(home), `${k.name}.key`)} (keep it secret)\n` +
+            `  public:  ${pub}\n` +
+            `it is not trusted yet, not even here; to trust it: peerpkgs key trust ${pub}\n` +
+            `sign with it: add-to-package-cache --sign-key ${k.name} -o DIR ./pkg/NAME\n`,
+        );
+        return 0;
+      }
+      case 'list': {
+        if (args.length) throw new UsageError('peerpkgs key list takes no arguments');
+        const names = listSigningKeys(home);
+        io.out(names.length ? 'signing keys:\n' : 'signing keys: none\n');
+        for (const n of names) {
+          const k = loadSigningKey(home, n);
+          io.out(`  ${k.name} ${k.id}\n`);
+        }
+        const trusted = loadTrustedKeys(home, io.env);
+        io.out(trusted.size ? 'trusted keys:\n' : `trusted keys: none (${trustedKeysFile(home)}, PKG_TRUSTED_KEYS)\n`);
+        for (const t of trusted.list()) io.out(`  ${t.id}${t.comment ? ` ${t.comment}` : ''} (${t.from})\n`);
+        return 0;
+      }
+      case 'trust': {
+        if (args.length === 0) throw new UsageError('name public keys (ed25519:...) or .pub files: peerpkgs key trust KEY|FILE...');
+        const file = trustedKeysFile(home);
+        const have = loadTrustedKeys(home, {});
+        const lines: string[] = [];
+        for (const a of args) {
+          const text = a.startsWith('ed25519:') ? a : fs.readFileSync(a, 'utf8');
+          for (const k of parseTrustedKeys(text, a.startsWith('ed25519:') ? 'argument' : a)) {
+            if (have.get(k.id) || lines.some((l) => l.startsWith(k.publicKey))) {
+              io.out(`already trusted: ${k.id}${k.comment ? ` ${k.comment}` : ''}\n`);
+              continue;
+            }
+            lines.push(`${k.publicKey}${k.comment ? ` ${k.comment}` : ''}\n`);
+            io.out(`trusted: ${k.id}${k.comment ? ` ${k.comment}` : ''}\n`);
+          }
+        }
+        if (lines.length) {
+          fs.mkdirSync(home, { recursive: true });
+          fs.appendFileSync(file, lines.join(''));
+        }
+        return 0;
+      }
+      case undefined:
+      case '-h':
+      case '--help':
+        io.out(KEY_HELP);
+        return sub ? 0 : 2;
+      default:
+        throw new UsageError(`unknown subcommand ${sub}`);
+    }
+  } catch (e) {
+    return failed(prog, e, io);
+  }
+}
+
+function readText(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+function failed(prog: string, e: unknown, io: CommandIO): number {
+  if (e instanceof UsageError) {
+    io.err(`${prog}: ${e.message} (see ${prog} --help)\n`);
+    return 2;
+  }
+  if (e instanceof KeyError || e instanceof PublishError) {
+    io.err(`${prog}: ${e.message}\n`);
+    return 1;
+  }
+  if ((e as NodeJS.ErrnoException)?.code && 'syscall' in (e as object)) {
+    io.err(`${prog}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  throw e;
+}
