@@ -350,6 +350,33 @@ describe('redo', function () {
       assert.equal(read(dir, 'a') + read(dir, 'b'), 'a\nb\n');
     });
 
+    it('-j1 runs one build at a time: a blocked .do lends its slot to its own dependencies only', () => {
+      write(dir, {
+        'all.do': 'redo first second',
+        'first.do': 'redo-ifchange child; [ ! -e second.started ] || exit 22',
+        'child.do': 'sleep 0.3',
+        'second.do': 'touch second.started',
+      });
+      const r = run(dir, 'redo', ['-j1', 'all']);
+      assert.equal(r.status, 0, r.stderr);
+    });
+
+    it('-j1 rebuilds a changed dependency found while checking, on the asking job\'s slot', function () {
+      this.timeout(20_000);
+      write(dir, {
+        'all.do': 'redo-ifchange use',
+        'use.do': 'redo-ifchange mid; cat mid',
+        'mid.do': 'redo-ifchange leaf; cat leaf',
+        'leaf.do': 'redo-ifchange src; cat src',
+        src: '1\n',
+      });
+      assert.equal(run(dir, 'redo', ['-j1', 'all']).status, 0);
+      write(dir, { src: '2\n' });
+      const r = run(dir, 'redo', ['-j1', 'all']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(dir, 'use'), '2\n');
+    });
+
     it('gives make the jobserver, so make -j in a .do shares redo\'s slots', () => {
       write(dir, {
         Makefile: 'all: p q\np:\n\t@echo "$(MAKEFLAGS)" >flags\nq:\n\t@true\n',

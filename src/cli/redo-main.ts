@@ -226,10 +226,17 @@ async function main(cmd: string, argv: string[]): Promise<number> {
   }
 
   // redo, redo-ifchange
-  const targets = flags.args.length ? flags.args : cmd === 'redo' ? ['all'] : [];
+  // only a redo the user runs defaults to `all`; inside a build, nothing
+  const targets = flags.args.length ? flags.args : cmd === 'redo' && !sock ? ['all'] : [];
   if (targets.length === 0) return EXIT.ok;
   if (sock) {
-    const passed = [...(flags.jobs ? [`-j${flags.jobs}`] : []), ...(flags.shuffle ? ['--shuffle'] : []), '--', ...targets];
+    const passed = [
+      ...(flags.jobs ? [`-j${flags.jobs}`] : []),
+      ...(flags.shuffle ? ['--shuffle'] : []),
+      ...(flags.keepGoing ? ['-k'] : []),
+      '--',
+      ...targets,
+    ];
     const rc = await ask(sock, job, cmd === 'redo' ? 'redo' : 'ifchange', passed);
     if (rc !== null) return rc;
     // the engine that started us is gone: build on our own

@@ -70,7 +70,9 @@ interface Job {
   envBase: string | null;
   /** the request this job is asking in: once one of its targets fails, the
    * others not yet started are not started (unless -k) */
-  batch?: { failed: boolean };
+  batch?: { failed: boolean; keepGoing: boolean };
+  /** the job whose lent slot this one runs on (0: a slot of its own) */
+  borrowed: number;
 }
 
 export class BuildError extends Error {
@@ -116,7 +118,7 @@ export class Engine {
   private nextJob = 1;
   /** every target whose rule failed in this run, for the summary at the end */
   readonly failures: Array<{ target: string; status: number }> = [];
-  private readonly topBatch = { failed: false };
+  private readonly topBatch: { failed: boolean; keepGoing: boolean };
   private readonly realDirs = new Map<string, string>();
   private readonly shebangs = new Map<string, string[]>();
   /** counts ended jobs: anything cached about the file system before one
@@ -135,6 +137,7 @@ export class Engine {
     this.state = new State(this.stateDir);
     this.locks = new Locks(this.stateDir);
     this.state.load();
+    this.topBatch = { failed: false, keepGoing: opts.keepGoing === true };
   }
 
   get slots(): number {
@@ -220,7 +223,8 @@ export class Engine {
     if (known !== undefined) return known;
     let real: string;
     try {
-      real = fs.realpathSync(d);
+      // realpath(3): plain fs.realpathSync drops `x/..` by name first
+      real = fs.realpathSync.native(d);
       this.realDirs.set(d, real);
     } catch {
       // not there (yet): resolve what exists, the rest by name
@@ -312,13 +316,12 @@ export class Engine {
       if (hand) return hand;
       if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st) || (rec.out === 'f' && st && !sameSig(st, rec.sig)))
         return this.rebuild(t, abs, st, from);
-      const changed = this.depsChanged(rec);
+      const changed = this.depsChanged(rec, from);
       if (changed === false) return OK_SOURCE(rec.id);
       if (changed === true) return this.rebuild(t, abs, st, from);
       return changed.then((c) => (c ? this.rebuild(t, abs, st, from) : OK_SOURCE(rec.id)));
     }
     if (st) {
-      if (this.state.intents.has(t)) return this.make(t, this.lookup(abs, t), from);
       if (isMarkedGenerated(st)) {
         // redo made it, but its record is lost (state deleted or damaged)
         const lookup = this.lookup(abs, t);
@@ -363,7 +366,7 @@ export class Engine {
   }
 
   private modifiedByHand(t: string, abs: string, rec: TargetRecord, st: fs.Stats | undefined): Result | null {
-    if (!st || this.state.intents.has(t)) return null;
+    if (!st) return null;
     if (rec.out === 'd') return null;
     if (rec.out === 'f') {
       if (st.isDirectory()) return null;
@@ -375,16 +378,17 @@ export class Engine {
       this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`);
       return OK_SOURCE('h:' + h);
     }
-    // made nothing last time, but something is there now
+    // made nothing last time, but something is there now: ours if marked
+    if (isMarkedGenerated(st)) return null;
     this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`);
     return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
   }
 
   /** Has any dependency of `rec` changed? Synchronous until a dependency
    * needs building; then the rest is checked once it is built. */
-  private depsChanged(rec: TargetRecord, from = 0): boolean | Promise<boolean> {
+  private depsChanged(rec: TargetRecord, asker: Job | null, start = 0, self?: Job): boolean | Promise<boolean> {
     const deps = rec.deps;
-    for (let i = from; i < deps.length; i++) {
+    for (let i = start; i < deps.length; i++) {
       const d = deps[i]!;
       if (d.k === 'a') return true;
       if (d.k === 'n') {
@@ -398,11 +402,15 @@ export class Engine {
       }
       const pending = this.memo.get(d.p);
       if (pending instanceof Promise && this.cycleThrough(rec.t, d.p)) return true; // stale record; the rule decides
-      // quiet: a dependency that is gone without a rule just means "changed"
-      const r = this.ensure(d.p, false, null, true);
+      // dependencies are built on behalf of whoever asked for rec.t (its
+      // slots, its environment, its place in the output); quiet: a
+      // dependency gone without a rule just means "changed"
+      self ??= this.standIn(rec.t, asker);
+      const r = this.ensure(d.p, false, self, true);
       if (r instanceof Promise) {
-        return this.waitFor(this.jobFor(rec.t), d.p, r).then((res) =>
-          !res.ok || res.id !== d.id ? this.why(rec, d.p, 'changed') : this.depsChanged(rec, i + 1),
+        const me = self;
+        return r.then((res) =>
+          !res.ok || res.id !== d.id ? this.why(rec, d.p, 'changed') : this.depsChanged(rec, asker, i + 1, me),
         );
       }
       if (!r.ok || r.id !== d.id) return this.why(rec, d.p, 'changed');
@@ -448,9 +456,22 @@ export class Engine {
     return true;
   }
 
-  /** A stand-in job so that dependency checks take part in cycle finding. */
-  private jobFor(t: string): Job {
-    return { id: 0, target: t, depth: 0, deps: [], seen: new Set(), stamp: null, parent: null, rule: '', env: NO_ENV, envBase: null };
+  /** `t` being checked for `asker`: the parent of what its check builds. */
+  private standIn(t: string, asker: Job | null): Job {
+    return {
+      id: 0,
+      target: t,
+      depth: asker ? asker.depth + 1 : 0,
+      deps: [],
+      seen: new Set(),
+      stamp: null,
+      parent: asker,
+      rule: '',
+      env: asker?.env ?? NO_ENV,
+      envBase: null,
+      batch: asker?.batch,
+      borrowed: 0,
+    };
   }
 
   private lookup(abs: string, t: string): Lookup {
@@ -466,7 +487,7 @@ export class Engine {
 
   private async make(t: string, lookup: Lookup, from: Job | null): Promise<Result> {
     const batch = from ? from.batch : this.topBatch;
-    if (batch?.failed && !this.opts.keepGoing) return { ok: false, id: '', status: 1 };
+    if (batch?.failed && !batch.keepGoing) return { ok: false, id: '', status: 1 };
     const abs = this.abs(t);
     this.locks.register();
     const waited = await this.locks.lock(t, (pid) =>
@@ -477,7 +498,7 @@ export class Engine {
         // someone else built it while we waited: look again
         this.state.refresh();
         const rec = this.state.targets.get(t);
-        if (rec && !this.state.intents.has(t) && !(await this.depsChanged(rec))) {
+        if (rec && !this.state.intents.has(t) && !(await this.depsChanged(rec, from))) {
           this.built.add(t);
           return OK_SOURCE(rec.id);
         }
@@ -493,6 +514,7 @@ export class Engine {
         rule: lookup.found!.kind === 'do' ? this.rel(lookup.found!.dofile) : `builtin:${lookup.found!.rule.name}`,
         env: from?.env ?? NO_ENV,
         envBase: null,
+        borrowed: 0,
       };
       this.jobs.set(job.id, job);
       this.built.add(t);
@@ -521,12 +543,11 @@ export class Engine {
       this.addDep(job, { k: 'c', p: `builtin:${found.rule.name}`, id: found.rule.version });
     }
     let ran: { status: number; out: string | null; done: () => void };
-    const slots = this.jobSlots();
-    await slots.acquire();
+    await this.acquireSlot(job);
     const batch = job.parent ? job.parent.batch : this.topBatch;
-    if (batch?.failed && !this.opts.keepGoing) {
+    if (batch?.failed && !batch.keepGoing) {
       // another target of the same request failed while this one waited
-      slots.release();
+      this.releaseSlot(job);
       return { ok: false, id: '', status: 1 };
     }
     rmTmp(tmp3); // left by a crash
@@ -541,7 +562,7 @@ export class Engine {
       // before the slot goes to a sibling waiting for it
       if (ran.status !== 0 && batch) batch.failed = true;
     } finally {
-      slots.release();
+      this.releaseSlot(job);
       this.epoch++;
     }
     try {
@@ -557,6 +578,90 @@ export class Engine {
     } finally {
       ran.done();
     }
+  }
+
+  // ---- job slots ----
+  //
+  // A job holds a slot (a jobserver token) while it runs. Blocked on
+  // redo-ifchange, it lends that slot to its own descendants, never to a
+  // sibling waiting in the queue: so -j1 runs one thing at a time, in
+  // depth-first order, as redo users expect.
+
+  /** slots lent by blocked jobs (by id) and not borrowed right now */
+  private readonly lent = new Map<number, number>();
+  private readonly slotWaiters: Array<{ job: Job; take: (lender: number) => void }> = [];
+  private readonly reclaimers = new Map<number, () => void>();
+
+  private lenderFor(job: Job): number {
+    for (let p = job.parent; p; p = p.parent) if ((this.lent.get(p.id) ?? 0) > 0) return p.id;
+    return 0;
+  }
+
+  private async acquireSlot(job: Job): Promise<void> {
+    const lender = this.lenderFor(job);
+    if (lender) {
+      this.lent.set(lender, this.lent.get(lender)! - 1);
+      job.borrowed = lender;
+      return;
+    }
+    // a lent slot may come back before a token: take whichever is first
+    await new Promise<void>((resolve) => {
+      let done = false;
+      const entry = {
+        job,
+        take: (from: number) => {
+          done = true;
+          job.borrowed = from;
+          resolve();
+        },
+      };
+      this.slotWaiters.push(entry);
+      void this.jobSlots()
+        .acquire()
+        .then(() => {
+          if (done) return this.jobSlots().release();
+          done = true;
+          this.slotWaiters.splice(this.slotWaiters.indexOf(entry), 1);
+          job.borrowed = 0;
+          resolve();
+        });
+    });
+  }
+
+  private releaseSlot(job: Job): void {
+    if (job.borrowed) this.giveBack(job.borrowed);
+    else this.jobSlots().release();
+    job.borrowed = 0;
+  }
+
+  private lendSlot(job: Job): void {
+    this.giveBack(job.id);
+  }
+
+  /** A slot lent by `lender` is free again: to a waiting descendant, or home. */
+  private giveBack(lender: number): void {
+    const i = this.slotWaiters.findIndex((w) => {
+      for (let p = w.job.parent; p; p = p.parent) if (p.id === lender) return true;
+      return false;
+    });
+    if (i >= 0) {
+      const [w] = this.slotWaiters.splice(i, 1);
+      w!.take(lender);
+      return;
+    }
+    this.lent.set(lender, (this.lent.get(lender) ?? 0) + 1);
+    this.reclaimers.get(lender)?.();
+  }
+
+  /** The blocked job resumes on the slot it lent, once it is back. */
+  private async reclaimSlot(job: Job): Promise<void> {
+    while (!((this.lent.get(job.id) ?? 0) > 0)) {
+      await new Promise<void>((r) => this.reclaimers.set(job.id, r));
+      this.reclaimers.delete(job.id);
+    }
+    const n = this.lent.get(job.id)! - 1;
+    if (n > 0) this.lent.set(job.id, n);
+    else this.lent.delete(job.id);
   }
 
   private jobSlots(): JobServer {
@@ -752,16 +857,16 @@ export class Engine {
         const extra = flags.jobs && flags.jobs > slots.slots ? flags.jobs - slots.slots : 0;
         if (extra) slots.grow(extra);
         // builds started for this request get its environment
-        const batch = { failed: false };
+        const batch = { failed: false, keepGoing: this.opts.keepGoing || flags.keepGoing === true };
         const asker = job ? { ...(env !== undefined ? this.withEnv(job, env) : job), batch } : null;
-        // a blocked job gives its slot to the builds it waits for
-        if (job) slots.release();
+        // a blocked job lends its slot to the builds it waits for
+        if (job?.id) this.lendSlot(job);
         let results: Result[];
         try {
           results = await Promise.all(rels.map((t) => this.noting(batch, this.ensure(t, force, asker))));
         } finally {
           if (extra) slots.shrink(extra);
-          if (job) await slots.acquire(true);
+          if (job?.id) await this.reclaimSlot(job);
         }
         if (job && !force) {
           rels.forEach((t, i) => {
@@ -798,7 +903,7 @@ export class Engine {
   }
 
   /** Mark the batch failed as soon as one of its targets fails. */
-  private noting(batch: { failed: boolean }, r: Result | Promise<Result>): Result | Promise<Result> {
+  private noting(batch: { failed: boolean; keepGoing: boolean }, r: Result | Promise<Result>): Result | Promise<Result> {
     if (!(r instanceof Promise)) {
       if (!r.ok) batch.failed = true;
       return r;
@@ -949,6 +1054,7 @@ interface RequestFlags {
   targets: string[];
   jobs?: number;
   shuffle?: boolean;
+  keepGoing?: boolean;
 }
 
 /** Flags a nested `redo -j4 --shuffle x` passes with its targets. Flags
@@ -966,8 +1072,13 @@ export function parseRequestFlags(args: string[]): RequestFlags {
     else if (a === '--shuffle') f.shuffle = true;
     else if (a === '-j' || a === '--jobs') f.jobs = Number(args[++i]);
     else if (a.startsWith('--jobs=')) f.jobs = Number(a.slice(7));
-    else if (/^-[kxvd]*j\d*$/.test(a)) f.jobs = Number(a.slice(a.indexOf('j') + 1) || args[++i]);
-    else if (/^-[kxvd]+$/.test(a) || a === '--keep-going' || a === '--debug') continue;
+    else if (/^-[kxvd]*j\d*$/.test(a)) {
+      if (a.includes('k')) f.keepGoing = true;
+      f.jobs = Number(a.slice(a.indexOf('j') + 1) || args[++i]);
+    } else if (a === '--keep-going') f.keepGoing = true;
+    else if (/^-[kxvd]+$/.test(a)) {
+      if (a.includes('k')) f.keepGoing = true;
+    } else if (a === '--debug') continue;
     else throw new BuildError(`unknown option ${a}`, 2);
     if (f.jobs !== undefined && !(Number.isInteger(f.jobs) && f.jobs > 0)) throw new BuildError(`-j needs a positive whole number`, 2);
   }
