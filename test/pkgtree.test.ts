@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { scratch, write, read, exists, run, busyboxHttpd, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
+import { startNginx } from './nginx.ts';
 
 describe('package tree', function () {
   this.timeout(120_000);
@@ -116,6 +117,46 @@ describe('package tree', function () {
     assert.match(info.stdout, /^pkghash: +[0-9a-f]{64}$/m);
     assert.match(info.stdout, /^closure: +pkg\/a$/m);
     assert.match(info.stdout, /^output: +not built$/m);
+  });
+
+  describe('binary caches', () => {
+    it('publishes signed packages that another machine substitutes instead of building', async () => {
+      write(dir, simplePackage('a', 'a'));
+      write(dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));
+      assert.equal(peerpkgs('key', 'generate', 'team').status, 0);
+      const cacheDir = path.join(dir, 'cache');
+      const pub = run(dir, 'add-to-package-cache', ['-o', cacheDir, '--sign-key', 'team', './pkg/b'], { PEERPKGS_HOME: home });
+      assert.equal(pub.status, 0, pub.stderr);
+      const nginx = await startNginx(cacheDir);
+      // another machine: a fresh home and a fresh copy of the tree
+      const other = scratch();
+      try {
+        for (const p of ['a', 'b', 'seed']) fs.cpSync(path.join(dir, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !['.pkg.tar.gz', '.pkg.tar.gz.sha256', '.pkghash'].includes(path.basename(f)) });
+        const env = {
+          PEERPKGS_HOME: path.join(other.dir, 'home'),
+          PKG_CACHE_URL: nginx.url,
+          PKG_TRUSTED_KEYS: path.join(home, 'keys/team.pub'),
+          PKG_FORCE_BINARY: 'yes',
+        };
+        const r = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], env);
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stderr, /b: substituted from http:\/\/127\.0\.0\.1:\d+/);
+        assert.match(r.stderr, /a: substituted from/);
+        assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
+        assert.equal(read(other.dir, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(dir, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
+        // signed by a key this machine does not trust: refused, and with
+        // PKG_FORCE_BINARY=yes that is an error naming the package
+        fs.rmSync(path.join(other.dir, '.redo'), { recursive: true });
+        for (const p of ['a', 'b']) fs.rmSync(path.join(other.dir, 'pkg', p, '.pkg.tar.gz'));
+        const refused = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], { ...env, PKG_TRUSTED_KEYS: '' });
+        assert.notEqual(refused.status, 0);
+        assert.match(refused.stderr, /no cache has a usable binary package/);
+        assert.match(refused.stderr, /ed25519:[0-9a-f]{16}/);
+      } finally {
+        other.cleanup();
+        await nginx.stop();
+      }
+    });
   });
 
   describe('errors name the file and line', () => {

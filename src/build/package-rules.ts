@@ -73,7 +73,57 @@ async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: B
 
 let builds = 0;
 
+/** The binary caches of this run (PKG_CACHE_URL), read once. */
+let caches: Promise<import('../cache/substitute.ts').CacheConfig | null> | null = null;
+
+function cacheSetup(home: string) {
+  caches ??= (async () => {
+    if (!(process.env.PKG_CACHE_URL ?? '').trim() && !/^y(es)?$/i.test(process.env.PKG_FORCE_BINARY ?? '')) return null;
+    const { cacheConfig } = await import('../cache/substitute.ts');
+    return cacheConfig(home);
+  })();
+  return caches;
+}
+
+/** Take the package from a binary cache if one has it (signed as required). */
+async function substituteFromCache(dir: string, ctx: BuildContext, home: string): Promise<boolean> {
+  const config = await cacheSetup(home);
+  if (!config) return false;
+  const g = packageGraph();
+  const pkg = g.load(dir);
+  const pkghash = g.pkghash(dir);
+  const { substitute, NoBinaryError } = await import('../cache/substitute.ts');
+  const { recordSha256 } = await import('./outputs.ts');
+  const r = await substitute({
+    pkghash,
+    name: pkg.name,
+    target: ctx.target,
+    caches: config.caches,
+    trusted: config.trusted,
+    outputsDir: path.join(home, 'outputs'),
+    closure: g.closure(dir).map((d) => g.pkghash(d)),
+    log: (line) => ctx.log(line),
+  });
+  if ('hit' in r) {
+    recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
+    fs.renameSync(r.hit.tmp, ctx.out);
+    ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
+    return true;
+  }
+  if (config.forceBinary) throw new RuleError(new NoBinaryError(pkg.name, pkghash, r.tried).message);
+  return false;
+}
+
 async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
+  await ctx.ifchange([path.join(dir, '.pkghash')]);
+  const g = packageGraph();
+  const pkg = g.load(dir);
+  const home = peerpkgsHome();
+  // the run closure first: the package is of no use without it, and a
+  // package from a cache needs nothing else
+  await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
+  if (await substituteFromCache(dir, ctx, home)) return;
+
   const [{ DistfileStore }, { fetchAll }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
     await Promise.all([
       import('../fetch/store.ts'),
@@ -83,17 +133,10 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
       import('../sandbox/bwrap.ts'),
       import('./outputs.ts'),
     ]);
-  await ctx.ifchange([path.join(dir, '.pkghash')]);
-  const g = packageGraph();
-  const pkg = g.load(dir);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
   const deps = g.bclosure(dir);
-  // the build closure first, and the run closure too (the package is of no
-  // use without it), in parallel as the job slots allow
-  const needed = [...new Set([...deps, ...g.closure(dir)])];
-  await ctx.ifchange(needed.map((d) => path.join(d, '.pkg.tar.gz')));
+  await ctx.ifchange(deps.map((d) => path.join(d, '.pkg.tar.gz')));
 
-  const home = peerpkgsHome();
   const store = new DistfileStore(home);
   const sources = pkg.fetch.length
     ? await fetchAll(pkg.fetch, { store })

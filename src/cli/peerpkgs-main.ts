@@ -44,6 +44,12 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  (also: venv)
   export tarball -o FILE [-j N] [STRATEGY] PKGDIR...
                                  the same merge as one reproducible .tar.gz
+  cache add -o DIR [--sign-key NAME] [-j N] PKGDIR...
+                                 build, then copy the packages and their run closures
+                                 into a binary cache directory with signed .info files
+                                 (also: add-to-package-cache)
+  key generate NAME | list | trust KEY|FILE...
+                                 signing keys and the keys trusted for caches
 
   STRATEGY, for a path two packages provide differently (default: an error):
   --prefer-existing (the earlier package's), --prefer-new (the later one's),
@@ -60,6 +66,7 @@ const ALIASES: Record<string, string> = {
   'build-packages-ifchange': 'build',
   'do-fetch': 'fetch',
   'new-package': 'new',
+  'add-to-package-cache': 'cache-add',
   venv: 'venv',
 };
 
@@ -272,6 +279,27 @@ async function check(argv: string[]): Promise<number> {
   });
 }
 
+/** Build the packages (as `build` does), then publish them. */
+async function cacheAdd(argv: string[]): Promise<number> {
+  const rest: string[] = [];
+  const passOn: string[] = [];
+  let jobs: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-o' || a === '--sign-key') passOn.push(a, argv[++i] ?? '');
+    else if (a === '-j') jobs = ['-j', argv[++i] ?? ''];
+    else if (/^-j\d+$/.test(a)) jobs = [a];
+    else if (a.startsWith('-')) passOn.push(a);
+    else rest.push(a);
+  }
+  if (rest.length) {
+    const rc = await build([...jobs, ...rest]);
+    if (rc !== 0) return rc;
+  }
+  const { addToPackageCache } = await import('./cache-commands.ts');
+  return addToPackageCache([...passOn, ...rest]);
+}
+
 async function distfiles(argv: string[]): Promise<number> {
   if (argv[0] !== 'add' || argv.length < 2) throw new UsageError('usage: peerpkgs distfiles add FILE...');
   const { DistfileStore } = await import('../fetch/store.ts');
@@ -367,6 +395,15 @@ async function main(argv: string[]): Promise<number> {
       return check(args);
     case 'distfiles':
       return distfiles(args);
+    case 'cache':
+      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] PKGDIR...');
+      return cacheAdd(args.slice(1));
+    case 'cache-add':
+      return cacheAdd(args);
+    case 'key': {
+      const { key } = await import('./cache-commands.ts');
+      return key(args);
+    }
     case 'venv':
       return venvCmd(args);
     case 'export':

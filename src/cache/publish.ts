@@ -1,0 +1,157 @@
+/**
+ * Publishing: built packages copied into a cache directory, in p2pkgs'
+ * layout, `<pkghash>.tar.gz` with its `<pkghash>.info` beside it, ready to
+ * be served over HTTP (any static server) or added to IPFS.
+ *
+ * An .info vouches for an archive, so an archive is read once while it is
+ * copied and both its compressed and uncompressed sha256 are computed:
+ * what is signed is what was checked, never what a record claims. Each
+ * file goes to a hidden temporary name and is renamed into place, the
+ * archive before its .info; readers look for the .info first, so they see
+ * a whole entry or none. An entry whose .info and archive are there is
+ * left alone, so publishing again is cheap and never changes what others
+ * have already fetched.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
+import { serializeInfo } from './info.ts';
+import type { SigningKey } from './keys.ts';
+
+export interface PublishPackage {
+  pkghash: string;
+  name: string;
+  /** the built archive, pkg/X/.pkg.tar.gz */
+  archive: string;
+  /** the output's identity as recorded (.pkg.tar.gz.sha256): checked against the archive; computed if absent */
+  sha256?: string;
+  /** pkghashes of the run closure */
+  closure: string[];
+}
+
+export interface AddOptions {
+  /** the cache directory (made if missing) */
+  dir: string;
+  packages: PublishPackage[];
+  /** signs each .info; without one the entries are unsigned */
+  signKey?: SigningKey;
+}
+
+/** An archive that is missing or not what its record says. */
+export class PublishError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PublishError';
+  }
+}
+
+/** Adds each package not yet in the cache; returns the pkghashes added and those already there. */
+export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[] }> {
+  const added: string[] = [];
+  const skipped: string[] = [];
+  fs.mkdirSync(opts.dir, { recursive: true });
+  const seen = new Set<string>();
+  for (const pkg of opts.packages) {
+    if (seen.has(pkg.pkghash)) continue;
+    seen.add(pkg.pkghash);
+    const tarFile = path.join(opts.dir, `${pkg.pkghash}.tar.gz`);
+    const infoFile = path.join(opts.dir, `${pkg.pkghash}.info`);
+    if (fs.existsSync(infoFile) && fs.existsSync(tarFile)) {
+      skipped.push(pkg.pkghash);
+      continue;
+    }
+    await addOne(pkg, tarFile, infoFile, opts.signKey);
+    added.push(pkg.pkghash);
+  }
+  return { added, skipped };
+}
+
+async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, key?: SigningKey): Promise<void> {
+  const tmp = (f: string) => path.join(path.dirname(f), `.${path.basename(f)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tarTmp = tmp(tarFile);
+  const infoTmp = tmp(infoFile);
+  try {
+    let input: fs.ReadStream;
+    try {
+      input = fs.createReadStream(pkg.archive);
+      await once(input, 'open');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new PublishError(`${pkg.archive}: not built`);
+      throw e;
+    }
+    const copied = await copyHashed(input, tarTmp);
+    if (pkg.sha256 !== undefined && copied.sha256 !== pkg.sha256) {
+      throw new PublishError(`${pkg.archive}: its uncompressed sha256 is ${copied.sha256}, but ${pkg.sha256} is recorded for it; rebuild it`);
+    }
+    const info = serializeInfo(
+      {
+        pkghash: pkg.pkghash,
+        name: pkg.name,
+        outputSha256: copied.sha256,
+        archiveSize: copied.size,
+        archiveSha256: copied.archiveSha256,
+        closure: pkg.closure,
+      },
+      key,
+    );
+    fs.writeFileSync(infoTmp, info, { flag: 'wx', mode: 0o644, flush: true });
+    fs.renameSync(tarTmp, tarFile);
+    fs.renameSync(infoTmp, infoFile);
+  } finally {
+    fs.rmSync(tarTmp, { force: true });
+    fs.rmSync(infoTmp, { force: true });
+  }
+}
+
+/** Resolves when `out` can take more, or is gone (destroyed after a failure elsewhere). */
+function drained(out: fs.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
+}
+
+/** Copies a .tar.gz to `to` in one pass, returning its size, its sha256 and that of its uncompressed tar. */
+async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: number; archiveSha256: string; sha256: string }> {
+  const out = fs.createWriteStream(to, { flags: 'wx', mode: 0o644, flush: true });
+  const gz = createHash('sha256');
+  const tar = createHash('sha256');
+  let size = 0;
+  try {
+    await once(out, 'open');
+    await pipeline(
+      input,
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          gz.update(chunk);
+          size += chunk.length;
+          if (!out.write(chunk)) await drained(out);
+          yield chunk;
+        }
+        out.end();
+        await once(out, 'close');
+      },
+      zlib.createGunzip(),
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          tar.update(chunk);
+          done();
+        },
+      }),
+    );
+  } catch (e) {
+    out.destroy();
+    if (e instanceof Error && !('syscall' in e)) throw new PublishError(`${input.path}: not a .tar.gz (${e.message})`);
+    throw e;
+  }
+  return { size, archiveSha256: gz.digest('hex'), sha256: tar.digest('hex') };
+}

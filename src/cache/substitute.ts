@@ -1,0 +1,251 @@
+/**
+ * Substitution: a package's output taken from a binary cache instead of
+ * being built, used exactly as a local build would be.
+ *
+ * For each cache in order: fetch `<pkghash>.info`, parse it and check who
+ * signed it against the cache's policy (keys.ts, info.ts); only then ask
+ * for `<pkghash>.tar.gz` and read it once, as a stream: each chunk is
+ * counted against the size the .info gives, hashed against its sha256,
+ * written to a temporary file beside the target, and gunzipped into a safe
+ * extraction (archive/extract.ts) that checks the uncompressed sha256. So
+ * a 1 GB package needs no more memory than a 10 kB one, and is read once.
+ *
+ * Nothing is kept unless everything matched: the temporary file and the
+ * temporary tree are removed on any failure, and the tree is renamed into
+ * `outputs/<sha256>` only at the end. A cache that fails (an error, not a
+ * miss) is named in a warning with the reason, and the next one is tried;
+ * when none has the package, the caller builds it (or, with
+ * PKG_FORCE_BINARY=yes, fails with NoBinaryError).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
+import { extract } from '../archive/extract.ts';
+import { ArchiveError } from '../archive/errors.ts';
+import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
+import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
+import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
+
+export interface SubstituteOptions {
+  pkghash: string;
+  /** the package's name, for messages */
+  name: string;
+  /** where the archive (pkg/X/.pkg.tar.gz) goes: it is written to a temporary name beside it */
+  target: string;
+  caches: Cache[];
+  trusted: TrustedKeys;
+  /** $PEERPKGS_HOME/outputs: the tree is unpacked into outputsDir/<sha256>, as OutputStore does */
+  outputsDir: string;
+  /** the pkghashes of the run closure, if known: an entry that says otherwise is refused */
+  closure?: string[];
+  log(line: string): void;
+}
+
+export interface Hit {
+  /** the output's identity: sha256 of the uncompressed archive */
+  sha256: string;
+  /** the verified archive, beside the target: the caller records its sha256 and renames it */
+  tmp: string;
+  /** the cache it came from, as PKG_CACHE_URL names it */
+  cache: string;
+  info: Info;
+  /** id of the trusted key that signed it, or null when taken unsigned */
+  signer: string | null;
+}
+
+export interface Tried {
+  cache: string;
+  /** 'not there' for a miss */
+  reason: string;
+}
+
+export type SubstituteResult = { hit: Hit } | { miss: string[]; tried: Tried[] };
+
+/** An entry whose bytes are not what its .info says, or which is inconsistent. */
+class EntryError extends Error {}
+
+const NOT_THERE = 'not there';
+
+export async function substitute(opts: SubstituteOptions): Promise<SubstituteResult> {
+  const tried: Tried[] = [];
+  for (const [i, cache] of opts.caches.entries()) {
+    try {
+      const hit = await fromCache(cache, opts);
+      if (hit) return { hit };
+      tried.push({ cache: cache.url, reason: NOT_THERE });
+    } catch (e) {
+      if (!(e instanceof CacheError || e instanceof InfoError || e instanceof EntryError || e instanceof ArchiveError)) throw e;
+      const next = opts.caches[i + 1];
+      opts.log(`warning: ${opts.name}: ${cache.url}: ${e.message}${next ? `; trying ${next.url}` : ''}`);
+      tried.push({ cache: cache.url, reason: e.message });
+    }
+  }
+  return { miss: tried.map((t) => t.cache), tried };
+}
+
+async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | null> {
+  const { pkghash } = opts;
+  const infoName = `${pkghash}.info`;
+  let info: Info;
+  try {
+    const got = await cache.get(infoName, { maxBytes: MAX_INFO_BYTES });
+    if (!got) return null;
+    info = parseInfo(await readAll(got, MAX_INFO_BYTES));
+  } catch (e) {
+    if (e instanceof InfoError) throw new InfoError(`${infoName}: ${e.message}`);
+    if (e instanceof CacheError) throw new CacheError(`${infoName}: ${e.message}`);
+    throw e;
+  }
+  if (info.pkghash !== pkghash) throw new EntryError(`${infoName}: it is the .info of pkghash ${info.pkghash}`);
+  if (opts.closure && info.closure.join(' ') !== opts.closure.join(' ')) {
+    throw new EntryError(`${infoName}: its closure (${info.closure.length} packages) is not the package's (${opts.closure.length})`);
+  }
+  let signer: string | null;
+  try {
+    signer = checkTrust(info, opts.trusted, cache.requireSignature)?.id ?? null;
+  } catch (e) {
+    if (e instanceof InfoError) throw new InfoError(`refusing ${infoName}: ${e.message}`);
+    throw e;
+  }
+  const tmp = `${opts.target}.cache-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await receive(cache, info, tmp, opts.outputsDir);
+  const comment = signer ? opts.trusted.get(signer)?.comment : '';
+  const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
+  opts.log(`${opts.name}: from ${cache.url}, ${by}, output ${info.outputSha256.slice(0, 16)}…`);
+  return { sha256: info.outputSha256, tmp, cache: cache.url, info, signer };
+}
+
+/** The one streaming pass: archive bytes checked, kept in `tmp`, and unpacked into outputsDir/<sha256>. */
+async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string): Promise<void> {
+  const name = `${info.pkghash}.tar.gz`;
+  const got = await cache.get(name, { maxBytes: info.archiveSize }).catch((e: unknown) => {
+    throw e instanceof CacheError ? new CacheError(`${name}: ${e.message}`) : e;
+  });
+  if (!got) throw new EntryError(`it has ${info.pkghash}.info but no ${name}`);
+  if (got.size !== undefined && got.size !== info.archiveSize) {
+    got.close();
+    throw new EntryError(`${name} is ${got.size} bytes, its .info says ${info.archiveSize}`);
+  }
+  const dest = path.join(outputsDir, info.outputSha256);
+  const unpackTo = path.join(outputsDir, `.unpack-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644, highWaterMark: 1 << 20 });
+  // the first failure of the bytes themselves: extraction reports it wrapped, or reports its consequence
+  let failure: Error | null = null;
+  const fail = (e: Error): Error => (failure ??= e);
+  const hash = createHash('sha256');
+  async function* checked(): AsyncGenerator<Buffer> {
+    let n = 0;
+    try {
+      for await (const chunk of got!.body) {
+        n += chunk.length;
+        if (n > info.archiveSize) throw new EntryError(`${name} is longer than the ${info.archiveSize} bytes its .info says`);
+        hash.update(chunk);
+        if (!out.write(chunk)) await drained(out);
+        yield chunk;
+      }
+      if (n < info.archiveSize) throw new EntryError(`${name} is truncated (got ${n} of ${info.archiveSize} bytes)`);
+      const sha = hash.digest('hex');
+      if (sha !== info.archiveSha256) throw new EntryError(`${name} has sha256 ${sha}, its .info says ${info.archiveSha256}`);
+      out.end();
+      await once(out, 'close');
+    } catch (e) {
+      throw fail(e instanceof CacheError ? new CacheError(`${name}: ${e.message}`) : (e as Error));
+    }
+  }
+  try {
+    await once(out, 'open');
+    fs.mkdirSync(outputsDir, { recursive: true });
+    if (fs.existsSync(dest)) {
+      // unpacked before (built here, or substituted for another package): check, but do not unpack again
+      const sha = await gunzippedSha256(Readable.from(checked()));
+      if (sha !== info.outputSha256) throw new EntryError(`${name} unpacks to sha256 ${sha}, its .info says ${info.outputSha256}`);
+    } else {
+      await extract(Readable.from(checked()), unpackTo, { expectSha256: info.outputSha256 });
+      if (fs.existsSync(dest)) await removeTree(unpackTo);
+      else fs.renameSync(unpackTo, dest);
+    }
+  } catch (e) {
+    got.close();
+    out.destroy();
+    await removeTree(unpackTo);
+    fs.rmSync(tmp, { force: true });
+    if (failure) throw failure;
+    if (e instanceof ArchiveError) throw new EntryError(`${name}: ${e.message.replace(/^cannot extract archive stream: /, '')}`);
+    throw e;
+  }
+}
+
+/** Resolves when `out` can take more, or is gone (abandoned after a failure elsewhere). */
+function drained(out: fs.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
+}
+
+async function gunzippedSha256(input: Readable): Promise<string> {
+  const hash = createHash('sha256');
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      done();
+    },
+  });
+  try {
+    await pipeline(input, zlib.createGunzip(), sink);
+  } catch (e) {
+    if (e instanceof Error && !('syscall' in e) && !(e instanceof CacheError) && !(e instanceof EntryError)) throw new ArchiveError(`cannot extract archive stream: ${e.message}`);
+    throw e;
+  }
+  return hash.digest('hex');
+}
+
+/** Removes a tree, even one with read-only directories in it (an unpacked output has them). */
+async function removeTree(dir: string): Promise<void> {
+  const writable = async (d: string): Promise<void> => {
+    await fs.promises.chmod(d, 0o700);
+    for (const e of await fs.promises.readdir(d, { withFileTypes: true })) if (e.isDirectory()) await writable(path.join(d, e.name));
+  };
+  await writable(dir).catch(() => {});
+  await fs.promises.rm(dir, { recursive: true, force: true });
+}
+
+/** PKG_FORCE_BINARY=yes: a package no cache has is an error, not a build. */
+export function forceBinary(env: NodeJS.ProcessEnv = process.env): boolean {
+  return /^(yes|y|1|true)$/i.test(env.PKG_FORCE_BINARY ?? '');
+}
+
+/** No cache had a usable binary package, and building was forbidden. */
+export class NoBinaryError extends Error {
+  readonly tried: Tried[];
+
+  constructor(name: string, pkghash: string, tried: Tried[]) {
+    const lines = [`${name}: no cache has a usable binary package (pkghash ${pkghash}), and PKG_FORCE_BINARY=yes forbids building it:`];
+    if (tried.length === 0) lines.push('  no caches: PKG_CACHE_URL is empty');
+    for (const t of tried) lines.push(`  ${t.cache}: ${t.reason}`);
+    lines.push('unset PKG_FORCE_BINARY to build it');
+    super(lines.join('\n'));
+    this.name = 'NoBinaryError';
+    this.tried = tried;
+  }
+}
+
+export interface CacheConfig {
+  caches: Cache[];
+  trusted: TrustedKeys;
+  forceBinary: boolean;
+}
+
+/** Everything substitution needs from the environment: PKG_CACHE_URL, trusted keys, PKG_FORCE_BINARY. */
+export function cacheConfig(home: string, env: NodeJS.ProcessEnv = process.env, options: CacheOptions = {}): CacheConfig {
+  return { caches: cachesFromEnv(env, options), trusted: loadTrustedKeys(home, env), forceBinary: forceBinary(env) };
+}

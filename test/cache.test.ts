@@ -1,0 +1,591 @@
+/**
+ * Binary package caches as a user meets them: packages published into a
+ * cache directory, served by nginx or read as file://, substituted for a
+ * build; and a server of ours that fails in the ways real ones do (500s,
+ * resets, truncated, altered and slow bodies), which must cost a warning
+ * and never leave a byte behind. Trust: what a key did not sign, or a key
+ * we do not trust signed, is never unpacked.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { packDir } from '../src/archive/pack.ts';
+import { recordSha256 } from '../src/build/outputs.ts';
+import { parseCacheUrls, CacheConfigError } from '../src/cache/backends.ts';
+import { InfoError, parseInfo, serializeInfo, checkTrust } from '../src/cache/info.ts';
+import { generateKey, KeyError, loadSigningKey, loadTrustedKeys, TrustedKeys, type SigningKey } from '../src/cache/keys.ts';
+import { addToCache, PublishError } from '../src/cache/publish.ts';
+import { substitute, forceBinary, NoBinaryError, cacheConfig, type SubstituteResult, type Hit } from '../src/cache/substitute.ts';
+import { addToPackageCache, key as keyCommand } from '../src/cli/cache-commands.ts';
+import { PackageGraph } from '../src/tree/pkghash.ts';
+import { scratch, write, freePort } from './helpers.ts';
+import { startNginx, type Nginx } from './nginx.ts';
+
+const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+
+interface Built {
+  pkghash: string;
+  name: string;
+  archive: string;
+  sha256: string;
+  closure: string[];
+}
+
+/** A package's output packed as the build packs it, under a made-up pkghash. */
+async function makePackage(dir: string, name: string, randomBytes = 300_000): Promise<Built> {
+  const dest = path.join(dir, `${name}-destdir`);
+  write(dest, {
+    [`!bin/${name}`]: `#!/bin/sh\necho hello from ${name}\n`,
+    [`share/${name}/README`]: `${name}, a test package\n`,
+  });
+  // incompressible, so the archive is many chunks on the wire
+  randomFile(path.join(dest, `share/${name}/data.bin`), randomBytes);
+  fs.symlinkSync('data.bin', path.join(dest, `share/${name}/link`));
+  const archive = path.join(dir, `${name}.pkg.tar.gz`);
+  const packed = await packDir(dest, archive);
+  return { pkghash: sha256(`pkghash of ${name}`), name, archive, sha256: packed.sha256, closure: [] };
+}
+
+function randomFile(file: string, bytes: number): void {
+  const fd = fs.openSync('/dev/urandom', 'r');
+  const buf = Buffer.alloc(bytes);
+  fs.readSync(fd, buf, 0, bytes, null);
+  fs.closeSync(fd);
+  fs.writeFileSync(file, buf);
+}
+
+/** Everything under dir, as relative paths (hidden and temporary files too). */
+function listAll(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).sort();
+}
+
+type Fault = (req: http.IncomingMessage, res: http.ServerResponse, data: Buffer) => void;
+
+/**
+ * A server the test controls: /MODE/NAME serves NAME from the signed cache
+ * as the fault MODE says; it records every request.
+ */
+async function faultServer(root: string, faults: Record<string, Fault>): Promise<{ url: string; requests: string[]; stop(): Promise<void> }> {
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const [, mode = '', name = ''] = (req.url ?? '').split('/');
+    const file = path.join(root, name);
+    const fault = faults[mode];
+    if (!fault || !fs.existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    fault(req, res, fs.readFileSync(file));
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    stop: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const half = (data: Buffer) => data.subarray(0, data.length >> 1);
+const isArchive = (req: http.IncomingMessage) => (req.url ?? '').endsWith('.tar.gz');
+const serve = (res: http.ServerResponse, data: Buffer) => res.writeHead(200, { 'content-length': data.length }).end(data);
+
+describe('binary package caches', function () {
+  this.timeout(60_000);
+  let top: { dir: string; cleanup: () => void };
+  let home: string;
+  let caches: string; // served by nginx: signed/, unsigned/, mallory/, tampered/
+  let hello: Built;
+  let other: Built;
+  let alice: SigningKey;
+  let mallory: SigningKey;
+  let trustAlice: TrustedKeys;
+  let nginx: Nginx;
+  let faults: Awaited<ReturnType<typeof faultServer>>;
+  // fresh for each test: where the archive goes and where outputs are unpacked
+  let work: string;
+  let targetDir: string;
+  let outputs: string;
+
+  before(async () => {
+    top = scratch();
+    home = path.join(top.dir, 'home');
+    caches = path.join(top.dir, 'caches');
+    alice = generateKey(home, 'alice');
+    mallory = generateKey(home, 'mallory');
+    trustAlice = loadTrustedKeys(home, { PKG_TRUSTED_KEYS: path.join(home, 'keys/alice.pub') });
+    hello = await makePackage(top.dir, 'hello');
+    other = await makePackage(top.dir, 'other', 1000);
+    await addToCache({ dir: path.join(caches, 'signed'), packages: [hello, other], signKey: alice });
+    await addToCache({ dir: path.join(caches, 'unsigned'), packages: [hello] });
+    await addToCache({ dir: path.join(caches, 'mallory'), packages: [hello], signKey: mallory });
+    // one byte changed in the middle of the archive, the length the same
+    fs.cpSync(path.join(caches, 'signed'), path.join(caches, 'tampered'), { recursive: true });
+    const tampered = path.join(caches, 'tampered', `${hello.pkghash}.tar.gz`);
+    const bytes = fs.readFileSync(tampered);
+    bytes[bytes.length >> 1]! ^= 0x01;
+    fs.writeFileSync(tampered, bytes);
+
+    nginx = await startNginx(caches);
+    const signed = path.join(caches, 'signed');
+    faults = await faultServer(signed, {
+      ok: (_req, res, data) => serve(res, data),
+      500: (_req, res) => res.writeHead(500, 'Internal Server Error').end('oops'),
+      reset: (req, res, data) => {
+        if (!isArchive(req)) return serve(res, data);
+        res.writeHead(200, { 'content-length': data.length });
+        res.write(half(data), () => setTimeout(() => res.socket?.resetAndDestroy(), 50));
+      },
+      truncated: (req, res, data) => {
+        if (!isArchive(req)) return serve(res, data);
+        res.writeHead(200, { 'content-length': data.length });
+        res.write(half(data), () => res.socket?.end());
+      },
+      // chunked, so that only the .info can tell the body is short
+      short: (req, res, data) => {
+        if (!isArchive(req)) return serve(res, data);
+        res.writeHead(200).end(half(data));
+      },
+      altered: (req, res, data) => {
+        if (!isArchive(req)) return serve(res, data);
+        const copy = Buffer.from(data);
+        copy[copy.length >> 1]! ^= 0x80;
+        serve(res, copy);
+      },
+      longer: (req, res, data) => serve(res, isArchive(req) ? Buffer.concat([data, Buffer.alloc(10)]) : data),
+      slow: (req, res, data) => {
+        if (!isArchive(req)) return serve(res, data);
+        res.writeHead(200, { 'content-length': data.length });
+        res.write(half(data)); // and then nothing, for ever
+      },
+      silent: () => {}, // accepts the connection, never answers
+      'no-archive': (req, res, data) => (isArchive(req) ? res.writeHead(404).end() : serve(res, data)),
+      // the .info of `other` under hello's name: a replayed, validly signed entry
+      'wrong-info': (req, res, data) =>
+        isArchive(req) ? serve(res, data) : serve(res, fs.readFileSync(path.join(signed, `${other.pkghash}.info`))),
+      // output-sha256 changed after signing, as an attacker would to slip in another archive
+      'altered-info': (req, res, data) => {
+        if (isArchive(req)) return serve(res, data);
+        serve(res, Buffer.from(data.toString().replace(/^output-sha256: .*$/m, `output-sha256: ${other.sha256}`)));
+      },
+      redirect: (req, res) => res.writeHead(302, { location: `${nginx.url}/signed/${path.basename(req.url ?? '')}` }).end(),
+    });
+  });
+
+  after(async () => {
+    await faults?.stop();
+    await nginx?.stop();
+    top?.cleanup();
+  });
+
+  beforeEach(() => {
+    work = fs.mkdtempSync(path.join(top.dir, 'work-'));
+    targetDir = path.join(work, 'pkg/hello');
+    outputs = path.join(work, 'outputs');
+    fs.mkdirSync(targetDir, { recursive: true });
+  });
+
+  afterEach(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  async function sub(urls: string, opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[] } = {}): Promise<{ r: SubstituteResult; log: string[] }> {
+    const log: string[] = [];
+    const pkg = opts.pkg ?? hello;
+    const r = await substitute({
+      pkghash: pkg.pkghash,
+      name: pkg.name,
+      target: path.join(targetDir, '.pkg.tar.gz'),
+      caches: parseCacheUrls(urls, { timeoutMs: 400 }),
+      trusted: opts.trusted ?? trustAlice,
+      outputsDir: outputs,
+      ...(opts.closure ? { closure: opts.closure } : {}),
+      log: (l) => log.push(l),
+    });
+    return { r, log };
+  }
+
+  function hitOf(r: SubstituteResult): Hit {
+    assert.ok('hit' in r, `expected a hit, got a miss: ${JSON.stringify(r)}`);
+    return r.hit;
+  }
+
+  /** The hit is whole: the archive's bytes, the unpacked files, and nothing else anywhere. */
+  function assertHello(hit: Hit): void {
+    assert.equal(hit.sha256, hello.sha256);
+    assert.equal(path.dirname(hit.tmp), targetDir);
+    assert.ok(fs.readFileSync(hit.tmp).equals(fs.readFileSync(hello.archive)), 'the archive is the published one');
+    const out = path.join(outputs, hello.sha256);
+    assert.equal(fs.readFileSync(path.join(out, 'bin/hello'), 'utf8'), '#!/bin/sh\necho hello from hello\n');
+    assert.equal(fs.statSync(path.join(out, 'bin/hello')).mode & 0o777, 0o755);
+    assert.equal(fs.readlinkSync(path.join(out, 'share/hello/link')), 'data.bin');
+    assert.equal(fs.statSync(path.join(out, 'share/hello/data.bin')).size, 300_000);
+    assert.deepEqual(fs.readdirSync(outputs), [hello.sha256], 'no temporary tree is left in outputs/');
+    assert.deepEqual(fs.readdirSync(targetDir), [path.basename(hit.tmp)], 'no temporary file is left beside the target');
+  }
+
+  function assertNothingKept(): void {
+    assert.deepEqual(listAll(outputs), [], 'nothing unpacked');
+    assert.deepEqual(listAll(targetDir), [], 'no archive kept');
+  }
+
+  describe('substitution', () => {
+    it('substitutes from a file:// cache: the archive beside the target, its files in outputs/<sha256>', async () => {
+      const { r, log } = await sub(`file://${caches}/signed`);
+      const hit = hitOf(r);
+      assertHello(hit);
+      assert.equal(hit.cache, `file://${caches}/signed`);
+      assert.equal(hit.signer, alice.id);
+      assert.match(log.join('\n'), new RegExp(`hello: from file://\\S+, signed by ${alice.id}`));
+    });
+
+    it('substitutes from an HTTP cache (nginx) whose entry a trusted key signed', async () => {
+      const hit = hitOf((await sub(`${nginx.url}/signed`)).r);
+      assertHello(hit);
+      assert.equal(hit.info.name, 'hello');
+    });
+
+    it('is a miss, naming the caches asked, when no cache has the package; a 404 is no warning', async () => {
+      fs.mkdirSync(path.join(work, 'empty'));
+      const urls = [`${nginx.url}/nothing-here`, `file://${work}/empty`];
+      const { r, log } = await sub(urls.join(' '));
+      assert.deepEqual(r, { miss: urls, tried: urls.map((cache) => ({ cache, reason: 'not there' })) });
+      assert.deepEqual(log, []);
+      assertNothingKept();
+    });
+
+    it('tries the caches in the order PKG_CACHE_URL gives', async () => {
+      const { r } = await sub(`${nginx.url}/nothing ${nginx.url}/signed file://${caches}/signed`);
+      assert.equal(hitOf(r).cache, `${nginx.url}/signed`);
+    });
+
+    it('follows redirects', async () => {
+      assertHello(hitOf((await sub(`${faults.url}/redirect`)).r));
+    });
+
+    it('checks the archive but does not unpack it again when outputs/<sha256> is already there', async () => {
+      assertHello(hitOf((await sub(`${nginx.url}/signed`)).r));
+      fs.rmSync(targetDir, { recursive: true });
+      fs.mkdirSync(targetDir);
+      const marker = path.join(outputs, hello.sha256, 'bin/hello');
+      const before = fs.statSync(marker).ino;
+      assertHello(hitOf((await sub(`${nginx.url}/signed`)).r));
+      assert.equal(fs.statSync(marker).ino, before, 'the unpacked tree is the one that was there');
+    });
+
+    const faultCases: Array<[string, string, RegExp]> = [
+      ['answers HTTP 500', '500', /\.info: HTTP 500 Internal Server Error/],
+      ['resets the connection mid-body', 'reset', /\.tar\.gz: connection reset; truncated \(got [1-9]\d* of \d+ bytes\)/],
+      ['closes the connection before the announced length', 'truncated', /\.tar\.gz: connection closed early; truncated \(got \d+ of \d+ bytes\)/],
+      ['ends a chunked body early', 'short', /\.tar\.gz is truncated \(got \d+ of \d+ bytes\)/],
+      ['sends an altered body of the right length', 'altered', /\.tar\.gz (has sha256 [0-9a-f]{64}, its \.info says [0-9a-f]{64}|: .*)/],
+      ['sends a body longer than the .info says', 'longer', /announces \d+ bytes, more than the \d+ expected/],
+      ['stalls mid-body', 'slow', /\.tar\.gz: timed out \(no data for 400 ms\)/],
+      ['never answers', 'silent', /\.info: timed out \(no data for 400 ms\)/],
+      ['has the .info but not the archive', 'no-archive', /it has [0-9a-f]{64}\.info but no [0-9a-f]{64}\.tar\.gz/],
+    ];
+    for (const [what, mode, reason] of faultCases) {
+      it(`warns, naming the cache and the reason, when a cache ${what}, and uses the next cache; nothing of it is kept`, async () => {
+        const bad = `${faults.url}/${mode}`;
+        const { r, log } = await sub(`${bad} ${nginx.url}/signed`);
+        const hit = hitOf(r);
+        assertHello(hit);
+        assert.equal(hit.cache, `${nginx.url}/signed`);
+        const warning = log.find((l) => l.startsWith('warning: '));
+        assert.ok(warning, log.join('\n'));
+        assert.ok(warning.startsWith(`warning: hello: ${bad}: `), warning);
+        assert.match(warning, reason);
+        assert.ok(warning.endsWith(`; trying ${nginx.url}/signed`), warning);
+      });
+    }
+
+    it('keeps nothing when the only cache fails mid-body, and reports a miss with the reason', async () => {
+      const { r } = await sub(`${faults.url}/reset`);
+      assert.ok('miss' in r);
+      assert.match(r.tried[0]!.reason, /connection reset/);
+      assertNothingKept();
+    });
+
+    it('warns of a file:// cache whose directory is not there, which a missing entry is not', async () => {
+      const { r, log } = await sub(`file://${work}/typo`);
+      assert.ok('miss' in r);
+      assert.deepEqual(log, [`warning: hello: file://${work}/typo: ${hello.pkghash}.info: ${work}/typo: no such directory`]);
+    });
+
+    it('does not ask a cache it could not reach again for every package', async () => {
+      const dead = `http://127.0.0.1:${await freePort()}`;
+      const caches = parseCacheUrls(dead);
+      const reasons: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = await substitute({ pkghash: hello.pkghash, name: 'hello', target: path.join(targetDir, '.pkg.tar.gz'), caches, trusted: trustAlice, outputsDir: outputs, log: () => {} });
+        assert.ok('miss' in r);
+        reasons.push(r.tried[0]!.reason);
+      }
+      assert.match(reasons[0]!, /connection refused$/);
+      assert.match(reasons[1]!, /connection refused \(earlier; not asked again for now\)$/);
+    });
+
+    it('refuses an entry whose .info is that of another package, or whose closure differs', async () => {
+      const { r, log } = await sub(`${faults.url}/wrong-info`);
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), new RegExp(`it is the \\.info of pkghash ${other.pkghash}`));
+      const { r: r2, log: log2 } = await sub(`${nginx.url}/signed`, { closure: [other.pkghash] });
+      assert.ok('miss' in r2);
+      assert.match(log2.join('\n'), /its closure \(0 packages\) is not the package's \(1\)/);
+      assertNothingKept();
+    });
+
+    it('PKG_FORCE_BINARY=yes makes a miss an error naming the package and the caches asked', async () => {
+      assert.equal(forceBinary({ PKG_FORCE_BINARY: 'yes' }), true);
+      assert.equal(forceBinary({}), false);
+      const { r } = await sub(`${nginx.url}/nothing ${faults.url}/500`);
+      assert.ok('miss' in r);
+      const e = new NoBinaryError('hello', hello.pkghash, r.tried);
+      assert.equal(
+        e.message,
+        `hello: no cache has a usable binary package (pkghash ${hello.pkghash}), and PKG_FORCE_BINARY=yes forbids building it:\n` +
+          `  ${nginx.url}/nothing: not there\n` +
+          `  ${faults.url}/500: ${hello.pkghash}.info: HTTP 500 Internal Server Error\n` +
+          'unset PKG_FORCE_BINARY to build it',
+      );
+    });
+  });
+
+  describe('trust', () => {
+    it('never unpacks a tampered archive (one byte changed, same length), even from a cache that takes unsigned entries', async () => {
+      const { r, log } = await sub(`file://${caches}/tampered`);
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), /warning: hello: file:\/\/\S+\/tampered: [0-9a-f]{64}\.tar\.gz/);
+      assertNothingKept();
+    });
+
+    it('refuses an .info altered after it was signed, before asking for its archive', async () => {
+      const before = faults.requests.length;
+      const { r, log } = await sub(`${faults.url}/altered-info`);
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), new RegExp(`refusing [0-9a-f]{64}\\.info: the signature by ${alice.id} \\(alice\\) does not verify`));
+      assert.deepEqual(faults.requests.slice(before), [`/altered-info/${hello.pkghash}.info`], 'the archive was never asked for');
+      assertNothingKept();
+    });
+
+    it('refuses an entry signed by a key it does not trust, naming that key and the trusted ones, and never fetches its archive', async () => {
+      const { r, log } = await sub(`${nginx.url}/mallory`);
+      assert.ok('miss' in r);
+      const warning = log.join('\n');
+      assert.match(warning, new RegExp(`signed by ${mallory.id}, which is not a trusted key \\(trusted: ${alice.id} \\(alice\\)\\)`));
+      assert.match(warning, /add its public key .* to \$PEERPKGS_HOME\/trusted-keys or PKG_TRUSTED_KEYS/);
+      assert.doesNotMatch(fs.readFileSync(nginx.accessLog, 'utf8'), /\/mallory\/[0-9a-f]{64}\.tar\.gz/);
+      assertNothingKept();
+    });
+
+    it('refuses unsigned entries from an HTTP cache unless its URL is marked #unsigned', async () => {
+      const { r, log } = await sub(`${nginx.url}/unsigned`);
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), /not signed, and this cache needs a signature by a trusted key \(trusted: ed25519:[0-9a-f]{16} \(alice\)\); mark the cache URL with #unsigned/);
+      assertNothingKept();
+      const relaxed = hitOf((await sub(`${nginx.url}/unsigned#unsigned`)).r);
+      assertHello(relaxed);
+      assert.equal(relaxed.signer, null);
+    });
+
+    it('takes unsigned entries from a file:// cache unless its URL is marked #signed', async () => {
+      assertHello(hitOf((await sub(`file://${caches}/unsigned`)).r));
+      fs.rmSync(work, { recursive: true });
+      fs.mkdirSync(targetDir, { recursive: true });
+      const { r, log } = await sub(`file://${caches}/unsigned#signed`);
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), /not signed/);
+    });
+
+    it('a cache marked #unsigned still refuses a signature by a trusted key that does not verify', async () => {
+      const { r, log } = await sub(`${faults.url}/altered-info#unsigned`);
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), /does not verify/);
+    });
+
+    it('trusts the keys in $PEERPKGS_HOME/trusted-keys and in PKG_TRUSTED_KEYS, as keys or .pub files', async () => {
+      const h = path.join(work, 'home2');
+      fs.mkdirSync(h);
+      assert.equal(loadTrustedKeys(h, {}).size, 0);
+      fs.writeFileSync(path.join(h, 'trusted-keys'), `# who signs our caches\n\n${alice.publicKey} alice@example.org\n`);
+      const fromFile = loadTrustedKeys(h, {});
+      assert.deepEqual(fromFile.list().map((k) => [k.id, k.comment]), [[alice.id, 'alice@example.org']]);
+      assertHello(hitOf((await sub(`${nginx.url}/mallory ${nginx.url}/signed`, { trusted: fromFile })).r));
+
+      const fromEnv = loadTrustedKeys(path.join(work, 'nowhere'), { PKG_TRUSTED_KEYS: `${alice.publicKey} ${path.join(home, 'keys/mallory.pub')}` });
+      assert.deepEqual(fromEnv.list().map((k) => k.id), [alice.id, mallory.id]);
+      assert.equal(fromEnv.get(mallory.id)?.comment, 'mallory');
+
+      assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: 'ed25519:nope' }), /PKG_TRUSTED_KEYS: not a public key/);
+      assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: '/no/such.pub' }), /PKG_TRUSTED_KEYS: \/no\/such\.pub: no such file/);
+      fs.appendFileSync(path.join(h, 'trusted-keys'), 'ssh-ed25519 AAAA bob\n');
+      assert.throws(() => loadTrustedKeys(h, {}), (e: Error) => e instanceof KeyError && /trusted-keys:4: not a public key/.test(e.message));
+    });
+
+    it('does not trust a key because it was generated here; keeps its private half 0600; never overwrites one', () => {
+      const h = path.join(work, 'home3');
+      const k = generateKey(h, 'builder');
+      assert.equal(loadTrustedKeys(h, {}).size, 0);
+      assert.equal(fs.statSync(path.join(h, 'keys/builder.key')).mode & 0o777, 0o600);
+      assert.equal(fs.statSync(path.join(h, 'keys')).mode & 0o777, 0o700);
+      assert.equal(fs.readFileSync(path.join(h, 'keys/builder.pub'), 'utf8'), `${k.publicKey} builder\n`);
+      assert.match(k.id, /^ed25519:[0-9a-f]{16}$/);
+      assert.equal(loadSigningKey(h, 'builder').id, k.id);
+      assert.throws(() => generateKey(h, 'builder'), /builder\.key already exists/);
+      assert.throws(() => loadSigningKey(h, 'nobody'), /no signing key nobody .*peerpkgs key generate nobody/);
+      assert.throws(() => generateKey(h, '../evil'), /invalid key name/);
+    });
+  });
+
+  describe('the .info and PKG_CACHE_URL', () => {
+    const fields = () => ({ pkghash: hello.pkghash, name: 'hello', outputSha256: hello.sha256, archiveSize: 123, archiveSha256: sha256('x'), closure: [other.pkghash] });
+
+    it('writes one canonical text, signed over the bytes before its signature line', () => {
+      const text = serializeInfo(fields(), alice);
+      const lines = text.split('\n');
+      assert.deepEqual(lines.slice(0, 8), [
+        'peerpkgs-info: 1',
+        `pkghash: ${hello.pkghash}`,
+        'name: "hello"',
+        `output-sha256: ${hello.sha256}`,
+        'archive-size: 123',
+        `archive-sha256: ${sha256('x')}`,
+        `closure: ${other.pkghash}`,
+        `key: ${alice.id}`,
+      ]);
+      assert.match(lines[8]!, /^signature: [A-Za-z0-9+/]{86}==$/);
+      const info = parseInfo(text);
+      assert.deepEqual({ ...info, signature: null, signed: null }, { ...fields(), keyId: alice.id, signature: null, signed: null });
+      assert.equal(checkTrust(info, trustAlice, true)?.id, alice.id);
+      assert.equal(serializeInfo({ ...fields(), closure: [] }).split('\n').slice(6).join('\n'), 'closure:\nkey: none\nsignature: none\n');
+    });
+
+    it('refuses a text that is not the canonical spelling of its fields', () => {
+      const text = serializeInfo(fields(), alice);
+      for (const bad of [
+        text.replace('archive-size: 123', 'archive-size: 0123'),
+        text.replace(`pkghash: ${hello.pkghash}`, `pkghash: ${hello.pkghash.toUpperCase()}`),
+        text.replace('name: "hello"\n', '').replace('closure:', 'name: "hello"\nclosure:'),
+        text.replace('peerpkgs-info: 1', 'peerpkgs-info: 2'),
+        text.slice(0, -1),
+      ]) {
+        assert.throws(() => parseInfo(bad), InfoError, bad);
+      }
+      assert.throws(() => parseInfo(text.replace('peerpkgs-info: 1', 'peerpkgs-info: 2')), /format "2" is not understood/);
+    });
+
+    it('reads PKG_CACHE_URL: space-separated URLs in order, each with its trust policy', () => {
+      const c = parseCacheUrls(`  file:///srv/c   http://h/c#unsigned\nhttps://h/d file:///mnt/shared#signed `);
+      assert.deepEqual(c.map((x) => [x.url, x.requireSignature]), [
+        ['file:///srv/c', false],
+        ['http://h/c#unsigned', false],
+        ['https://h/d', true],
+        ['file:///mnt/shared#signed', true],
+      ]);
+      assert.deepEqual(parseCacheUrls(''), []);
+      assert.throws(() => parseCacheUrls('./cache'), (e: Error) => e instanceof CacheConfigError && /not a URL \(for a directory write file:\/\/\/absolute\/path\)/.test(e.message));
+      assert.throws(() => parseCacheUrls('ftp://h/c'), /ftp:\/\/ caches are not supported \(supported: file:\/\/, http:\/\/, https:\/\/\)/);
+      assert.throws(() => parseCacheUrls('http://h/c#trusted'), /unknown fragment #trusted/);
+      const cfg = cacheConfig(home, { PKG_CACHE_URL: 'http://h/c', PKG_FORCE_BINARY: 'yes', PKG_TRUSTED_KEYS: alice.publicKey });
+      assert.deepEqual([cfg.caches.length, cfg.trusted.size, cfg.forceBinary], [1, 1, true]);
+    });
+  });
+
+  describe('publishing', () => {
+    it('writes <pkghash>.tar.gz and a signed <pkghash>.info that verifies and describes it, and no temporary files', async () => {
+      const dir = path.join(work, 'cache');
+      const r = await addToCache({ dir, packages: [hello, { ...other, closure: [hello.pkghash] }], signKey: alice });
+      assert.deepEqual(r, { added: [hello.pkghash, other.pkghash], skipped: [] });
+      assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`, `${other.pkghash}.info`, `${other.pkghash}.tar.gz`].sort());
+      const archive = fs.readFileSync(path.join(dir, `${other.pkghash}.tar.gz`));
+      assert.ok(archive.equals(fs.readFileSync(other.archive)));
+      const info = parseInfo(fs.readFileSync(path.join(dir, `${other.pkghash}.info`)));
+      assert.deepEqual(
+        [info.pkghash, info.name, info.outputSha256, info.archiveSize, info.archiveSha256, info.closure, info.keyId],
+        [other.pkghash, 'other', other.sha256, archive.length, sha256(archive), [hello.pkghash], alice.id],
+      );
+      assert.equal(checkTrust(info, trustAlice, true)?.id, alice.id);
+    });
+
+    it('skips entries already there, leaving them as they are', async () => {
+      const dir = path.join(work, 'cache');
+      await addToCache({ dir, packages: [hello], signKey: alice });
+      const info = path.join(dir, `${hello.pkghash}.info`);
+      const before = fs.statSync(info);
+      const r = await addToCache({ dir, packages: [hello, other], signKey: mallory });
+      assert.deepEqual(r, { added: [other.pkghash], skipped: [hello.pkghash] });
+      assert.equal(fs.statSync(info).ino, before.ino);
+      assert.equal(parseInfo(fs.readFileSync(info)).keyId, alice.id);
+    });
+
+    it('refuses an archive that is not what its record says, or missing, and writes nothing', async () => {
+      const dir = path.join(work, 'cache');
+      await assert.rejects(addToCache({ dir, packages: [{ ...hello, sha256: other.sha256 }], signKey: alice }), (e: Error) => e instanceof PublishError && /is [0-9a-f]{64}, but [0-9a-f]{64} is recorded for it; rebuild it/.test(e.message));
+      await assert.rejects(addToCache({ dir, packages: [{ ...hello, archive: path.join(work, 'nope.tar.gz') }] }), /nope\.tar\.gz: not built/);
+      const junk = path.join(work, 'junk.tar.gz');
+      fs.writeFileSync(junk, 'not gzip');
+      await assert.rejects(addToCache({ dir, packages: [{ ...hello, archive: junk, sha256: undefined as never }] }), /not a \.tar\.gz/);
+      assert.deepEqual(listAll(dir), []);
+    });
+
+    it('add-to-package-cache publishes packages with their run closures, signed, and names a package not built with the command that builds it', async () => {
+      const tree = path.join(work, 'tree');
+      write(tree, {
+        '!pkg/app/build': '#!/bin/sh\n',
+        'pkg/app/run-deps': '../lib\n',
+        '!pkg/lib/build': '#!/bin/sh\n',
+        '!pkg/tool/build': '#!/bin/sh\n',
+      });
+      const g = new PackageGraph();
+      for (const name of ['app', 'lib']) {
+        const d = path.join(tree, 'pkg', name);
+        const src = path.join(work, `${name}-dest`);
+        write(src, { [`bin/${name}`]: name });
+        const packed = await packDir(src, path.join(d, '.pkg.tar.gz'));
+        recordSha256(path.join(d, '.pkg.tar.gz'), packed.sha256);
+        fs.writeFileSync(path.join(d, '.pkghash'), g.pkghash(d) + '\n');
+      }
+      const out: string[] = [];
+      const err: string[] = [];
+      const io = { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s), env: { PEERPKGS_HOME: home } };
+      const dir = path.join(work, 'cache');
+      assert.equal(await addToPackageCache(['-o', dir, '--sign-key', 'alice', path.join(tree, 'pkg/app')], io), 0, err.join(''));
+      const app = g.pkghash(path.join(tree, 'pkg/app'));
+      const lib = g.pkghash(path.join(tree, 'pkg/lib'));
+      assert.deepEqual(listAll(dir), [`${app}.info`, `${app}.tar.gz`, `${lib}.info`, `${lib}.tar.gz`].sort());
+      assert.deepEqual(parseInfo(fs.readFileSync(path.join(dir, `${app}.info`))).closure, [lib]);
+      assert.match(out.join(''), /2 added, 0 already in .*, signed by ed25519:[0-9a-f]{16} \(alice\)/);
+
+      err.length = 0;
+      assert.equal(await addToPackageCache(['-o', dir, path.join(tree, 'pkg/tool')], io), 1);
+      assert.match(err.join(''), /^add-to-package-cache: \S*pkg\/tool\/\.pkg\.tar\.gz: not built \(run bin\/build-packages-ifchange \.\/\S*pkg\/tool\)\n$/);
+      err.length = 0;
+      assert.equal(await addToPackageCache([path.join(tree, 'pkg/app')], io), 2);
+      assert.match(err.join(''), /name the cache directory with -o DIR/);
+    });
+
+    it('peerpkgs key generate, trust and list', async () => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const h = path.join(work, 'home4');
+      const io = { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s), env: { PEERPKGS_HOME: h } };
+      assert.equal(await keyCommand(['generate', 'ci'], io), 0, err.join(''));
+      const id = loadSigningKey(h, 'ci').id;
+      assert.match(out.join(''), new RegExp(`made key ci: ${id}\n[^]*it is not trusted yet`));
+      assert.equal(await keyCommand(['generate', 'ci'], io), 1);
+      assert.match(err.join(''), /ci\.key already exists/);
+      assert.equal(await keyCommand(['trust', path.join(h, 'keys/ci.pub')], io), 0);
+      assert.equal(await keyCommand(['trust', path.join(h, 'keys/ci.pub')], io), 0);
+      assert.equal(loadTrustedKeys(h, {}).get(id)?.comment, 'ci');
+      assert.equal(fs.readFileSync(path.join(h, 'trusted-keys'), 'utf8').split('\n').filter(Boolean).length, 1, 'trusted once');
+      out.length = 0;
+      assert.equal(await keyCommand(['list'], io), 0);
+      assert.match(out.join(''), new RegExp(`signing keys:\n  ci ${id}\ntrusted keys:\n  ${id} ci \\(.*trusted-keys:1\\)\n`));
+    });
+  });
+});
