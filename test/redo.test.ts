@@ -143,6 +143,19 @@ describe('redo', function () {
       assert.equal(read(dir, 'top'), 'z\n');
     });
 
+    it('a target rebuilt to the same bytes keeps its file (inode and mtime)', () => {
+      write(dir, { 'x.do': 'echo same' });
+      run(dir, 'redo', ['x']);
+      const before = fs.statSync(path.join(dir, 'x'));
+      run(dir, 'redo', ['x']);
+      const after = fs.statSync(path.join(dir, 'x'));
+      assert.equal(after.ino, before.ino);
+      assert.equal(after.mtimeMs, before.mtimeMs);
+      write(dir, { 'x.do': 'echo different' });
+      run(dir, 'redo', ['x']);
+      assert.equal(read(dir, 'x'), 'different\n');
+    });
+
     it('redo rebuilds even when up to date', () => {
       write(dir, { 'x.do': counted('x', 'echo x') });
       run(dir, 'redo', ['x']);

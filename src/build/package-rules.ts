@@ -11,6 +11,7 @@
  *                a sandbox whose root is that closure, DESTDIR packed into
  *                a deterministic archive whose identity is recorded beside it
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
@@ -61,7 +62,14 @@ function writePkghash(dir: string, ctx: BuildContext): void {
   const hash = packageGraph().pkghash(dir);
   ctx.always();
   ctx.stamp(hash);
-  fs.writeFileSync(ctx.out, hash + '\n');
+  let old = '';
+  try {
+    old = fs.readFileSync(ctx.target, 'utf8');
+  } catch {
+    /* not made yet */
+  }
+  if (old === hash + '\n') ctx.keep();
+  else fs.writeFileSync(ctx.out, hash + '\n');
 }
 
 async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: BuildContext): Promise<void> {
@@ -179,10 +187,31 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`}); its files are kept in ${work}`, r.status || 1);
   }
   const packed = await packDir(dest, ctx.out);
-  // beside the target-to-be: the rename keeps the inode the record names
-  recordSha256(ctx.out, packed.sha256, ctx.target);
+  // The record names the file by inode: the new archive's, which the rename
+  // keeps; or, when the bytes are the same as the target's (the engine then
+  // keeps the old file), the target's
+  const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
+  recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
   fs.rmSync(work, { recursive: true, force: true });
+}
+
+function sameBytes(file: string, size: number, sha256: string): boolean {
+  const st = fs.statSync(file, { throwIfNoEntry: false });
+  if (!st || st.size !== size) return false;
+  return sha256File(file) === sha256;
+}
+
+function sha256File(file: string): string {
+  const h = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 16);
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
 }
 
 /** Distfiles are read-only in the store: a hardlink is safe and free. */

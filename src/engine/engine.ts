@@ -62,6 +62,8 @@ interface Job {
   deps: Dep[];
   seen: Set<string>; // dependency keys already recorded
   stamp: string | null;
+  /** a built-in rule said: the target as it stands is the output */
+  keep?: boolean;
   parent: Job | null;
   rule: string; // the .do file (base-relative) or builtin:NAME
   /** environment changes this job runs with, relative to the engine's */
@@ -693,7 +695,26 @@ export class Engine {
     let oh: string | undefined;
     const seqId = () => 'r:' + this.state.nextSeq();
     let id: string;
-    if (st3 || wroteStdout) {
+    const prev = this.state.targets.get(t);
+    const prevHash = prev?.out === 'f' ? (prev.oh ?? (prev.id.startsWith('h:') ? prev.id.slice(2) : '')) : '';
+    // the old output, untouched since it was recorded
+    const intact = prevHash !== '' && now?.isFile() === true && sameSig(now, prev!.sig);
+    if (!st3 && !wroteStdout && job.keep && now?.isFile()) {
+      // the rule says the target as it stands is its output
+      out = 'f';
+      sig = intact ? prev!.sig : statSig(now);
+      oh = intact ? prevHash : hashFile(abs);
+      id = 'h:' + oh;
+    } else if ((st3?.isFile() || (!st3 && wroteStdout)) && intact && (st3 ?? stOut)!.size === now!.size && ((st3 ?? stOut)!.mode & 0o7777) === (now!.mode & 0o7777) && hashFile(st3 ? tmp3 : stdout!) === prevHash) {
+      // the same bytes as before: keep the old file (and its mtime, and
+      // the cost of renaming over it, which journalled file systems make
+      // wait for the new data to reach the disk)
+      if (st3) rmTmp(tmp3);
+      out = 'f';
+      sig = prev!.sig;
+      oh = prevHash;
+      id = 'h:' + oh;
+    } else if (st3 || wroteStdout) {
       const isDir = st3?.isDirectory() ?? false;
       if (isDir) {
         fs.rmSync(abs, { recursive: true, force: true });
@@ -814,6 +835,9 @@ export class Engine {
       always: () => this.addDep(job, { k: 'a' }),
       stamp: (v) => {
         job.stamp = v;
+      },
+      keep: () => {
+        job.keep = true;
       },
       log: (line) => this.log.note(job.target, job.depth, line),
       jobserver: () => {

@@ -22,6 +22,9 @@ export interface BuildContext {
   always(): void;
   /** redo-stamp: dependents rebuild only when this value changes */
   stamp(value: string): void;
+  /** the target as it stands is this build's output: nothing to rename
+   * (for a rule that finds its output unchanged, cheaper than rewriting it) */
+  keep(): void;
   /** a line for the user, shown under the target */
   log(line: string): void;
   /** the jobserver for tools the rule runs (make -j shares the engine's
