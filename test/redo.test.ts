@@ -341,6 +341,13 @@ describe('redo', function () {
       assert.equal(run(dir, 'redo-ood').stdout, 'sub/x\n');
     });
 
+    it('redo-targets inside a build lists what the build has made so far', () => {
+      write(dir, { 'x.do': 'echo x', 'all.do': 'redo x; redo-targets >&2' });
+      const r = run(dir, 'redo', ['all']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /^x$/m);
+    });
+
     it('redo-whichdo lists the candidates up to the .do that exists', () => {
       write(dir, { 'default.o.do': '', 'a/.keep': '' });
       const r = run(dir, 'redo-whichdo', ['a/x.o']);

@@ -201,6 +201,8 @@ async function main(cmd: string, argv: string[]): Promise<number> {
   if (['redo-targets', 'redo-sources', 'redo-ood', 'redo-always', 'redo-flush-cache'].includes(cmd) && flags.args.length) {
     throw new UsageError('takes no arguments');
   }
+  // inside a build, what it has done so far must be on disk to be listed
+  if (sock && (cmd === 'redo-targets' || cmd === 'redo-sources' || cmd === 'redo-ood')) await ask(sock, job, 'sync', []);
   switch (cmd) {
     case 'redo-targets':
       return listFromState('targets');

@@ -920,6 +920,10 @@ export class Engine {
       case 'flush':
         this.flush();
         return 0;
+      case 'sync':
+        // redo-targets & co. read the state from disk: give them this run's
+        this.state.flush();
+        return 0;
       default:
         this.log.error(`unknown request ${JSON.stringify(cmd)}`);
         return 2;
