@@ -554,6 +554,28 @@ describe('redo', function () {
       assert.equal(r.stderr, 'redo  all\nredo    sub/a\nredo      sub/b\n');
     });
 
+    it('a .do that redirects the stderr of redo-ifchange gets the output of what it builds', () => {
+      write(dir, {
+        'all.do': 'redo-ifchange x 2>log',
+        'x.do': 'echo from-x >&2; redo-ifchange y; echo x',
+        '!y.do': '#!/bin/sh\necho from-y >&2\necho y\n',
+      });
+      const r = run(dir, 'redo', ['all']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stderr, 'redo  all\n');
+      assert.equal(read(dir, 'log'), 'redo    x\nfrom-x\nredo      y\nfrom-y\n');
+    });
+
+    it('a real redo-ifchange whose stderr is redirected gets the output too', () => {
+      write(dir, {
+        '!all.do': '#!/bin/sh\nredo-ifchange x 2>log\n',
+        'x.do': 'echo from-x >&2; echo x',
+      });
+      const r = run(dir, 'redo', ['all']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(dir, 'log'), 'redo    x\nfrom-x\n');
+    });
+
     it('--help describes the command', () => {
       const r = run(dir, 'redo-ifchange', ['--help']);
       assert.equal(r.status, 0);

@@ -134,7 +134,7 @@ async function ask(sock: string, job: string, cmd: string, args: string[]): Prom
     const conn = net().createConnection(sock);
     let reply = '';
     conn.on('connect', () => {
-      const fields = ['J', job, 'Q', cmd, process.cwd(), String(args.length), ...args, JSON.stringify(process.env)];
+      const fields = ['J', job, 'Q', cmd, process.cwd(), String(args.length), ...args, JSON.stringify(process.env), `/proc/${process.pid}/fd/2`];
       conn.write(fields.map((f) => f + '\0').join(''));
     });
     conn.on('data', (d) => {

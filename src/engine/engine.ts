@@ -70,6 +70,8 @@ interface Job {
   env: Map<string, string | null>;
   /** its environment as it started (`export -p`), to see what it changes */
   envBase: string | null;
+  /** where its stderr goes, if not the engine's: a /proc/PID/fd/2 path */
+  err?: string;
   /** the request this job is asking in: once one of its targets fails, the
    * others not yet started are not started (unless -k) */
   batch?: { failed: boolean; keepGoing: boolean };
@@ -314,7 +316,7 @@ export class Engine {
     const st = fs.statSync(abs, { throwIfNoEntry: false });
     const rec = this.state.targets.get(t);
     if (rec) {
-      const hand = this.modifiedByHand(t, abs, rec, st);
+      const hand = this.modifiedByHand(t, abs, rec, st, from?.err);
       if (hand) return hand;
       if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st) || (rec.out === 'f' && st && !sameSig(st, rec.sig)))
         return this.rebuild(t, abs, st, from);
@@ -333,7 +335,7 @@ export class Engine {
         const lookup = this.lookup(abs, t);
         if (lookup.found && this.mayClaim(abs, lookup)) return this.make(t, lookup, from);
         if (lookup.found) {
-          this.log.warn(`${this.log.show(t)}: exists and not marked as generated; not redoing (remove it to rebuild)`);
+          this.log.warn(`${this.log.show(t)}: exists and not marked as generated; not redoing (remove it to rebuild)`, from?.err);
         }
       }
       return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
@@ -367,7 +369,7 @@ export class Engine {
     return f.kind === 'builtin' || path.basename(f.dofile) === path.basename(abs) + '.do';
   }
 
-  private modifiedByHand(t: string, abs: string, rec: TargetRecord, st: fs.Stats | undefined): Result | null {
+  private modifiedByHand(t: string, abs: string, rec: TargetRecord, st: fs.Stats | undefined, to?: string): Result | null {
     if (!st) return null;
     if (rec.out === 'd') return null;
     if (rec.out === 'f') {
@@ -377,12 +379,12 @@ export class Engine {
       if ((rec.oh ?? rec.id.slice(2)) === h) return null;
       // redo's mark: redo wrote it and crashed before recording it
       if (isMarkedGenerated(st)) return null;
-      this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`);
+      this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`, to);
       return OK_SOURCE('h:' + h);
     }
     // made nothing last time, but something is there now: ours if marked
     if (isMarkedGenerated(st)) return null;
-    this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`);
+    this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`, to);
     return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
   }
 
@@ -471,6 +473,7 @@ export class Engine {
       rule: '',
       env: asker?.env ?? NO_ENV,
       envBase: null,
+      err: asker?.err,
       batch: asker?.batch,
       borrowed: 0,
     };
@@ -516,6 +519,7 @@ export class Engine {
         rule: lookup.found!.kind === 'do' ? this.rel(lookup.found!.dofile) : `builtin:${lookup.found!.rule.name}`,
         env: from?.env ?? NO_ENV,
         envBase: null,
+        err: from?.err,
         borrowed: 0,
       };
       this.jobs.set(job.id, job);
@@ -554,7 +558,7 @@ export class Engine {
     }
     rmTmp(tmp3); // left by a crash
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
-    if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth);
+    if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err);
     try {
       if (found.kind === 'do') {
         ran = await this.runDo(job, found, tmp3);
@@ -572,7 +576,7 @@ export class Engine {
         // it failed: the next run builds it again, whatever its dependencies say
         this.state.markFailed(t);
         rmTmp(tmp3);
-        this.log.failed(t, ran.status);
+        this.log.failed(t, ran.status, undefined, job.err);
         this.failures.push({ target: t, status: ran.status });
         return { ok: false, id: '', status: ran.status };
       }
@@ -682,7 +686,7 @@ export class Engine {
     const wroteStdout = stOut !== undefined && stOut.size > 0;
     const refuse = (status: number, why: string): Result => {
       rmTmp(tmp3);
-      this.log.failed(t, status, why);
+      this.log.failed(t, status, why, job.err);
       this.failures.push({ target: t, status });
         return { ok: false, id: '', status };
     };
@@ -798,9 +802,10 @@ export class Engine {
       args: [found.arg1, found.arg2, path.relative(found.dir, tmp3)],
       shellFlags: 'e' + (this.opts.xtrace ? 'x' : '') + (this.opts.verbose ? 'v' : ''),
       envScript: envScript(job.env),
+      err: job.err ?? '',
     };
     return this.pool.run(spec, {
-      onRequest: (cmd, cwd, args, env) => this.request(job, cmd, cwd, args, env),
+      onRequest: (cmd, cwd, args, env, err) => this.request(job, cmd, cwd, args, env, err),
       onEnv: (env) => {
         job.envBase = env;
       },
@@ -839,7 +844,7 @@ export class Engine {
       keep: () => {
         job.keep = true;
       },
-      log: (line) => this.log.note(job.target, job.depth, line),
+      log: (line) => this.log.note(job.depth, line, job.err),
       jobserver: () => {
         const js = this.jobSlots();
         const makeflags = js.makeflags(undefined);
@@ -861,7 +866,7 @@ export class Engine {
   }
 
   /** A request from a running job (its .do or a real redo-* command). */
-  async request(job: Job | null, cmd: string, cwd: string, args: string[], env?: string): Promise<number> {
+  async request(job: Job | null, cmd: string, cwd: string, args: string[], env?: string, err?: string): Promise<number> {
     const slots = this.jobSlots();
     switch (cmd) {
       case 'ifchange':
@@ -883,6 +888,7 @@ export class Engine {
         // builds started for this request get its environment
         const batch = { failed: false, keepGoing: this.opts.keepGoing || flags.keepGoing === true };
         const asker = job ? { ...(env !== undefined ? this.withEnv(job, env) : job), batch } : null;
+        if (asker && err && this.otherStderr(err, job!.err)) asker.err = err;
         // a blocked job lends its slot to the builds it waits for
         if (job?.id) this.lendSlot(job);
         let results: Result[];
@@ -928,6 +934,14 @@ export class Engine {
         this.log.error(`unknown request ${JSON.stringify(cmd)}`);
         return 2;
     }
+  }
+
+  /** Is `err` (a /proc/PID/fd/2) somewhere else than `current` (or ours)? */
+  private otherStderr(err: string, current: string | undefined): boolean {
+    const a = fs.statSync(err, { throwIfNoEntry: false });
+    if (!a) return false;
+    const b = current ? fs.statSync(current, { throwIfNoEntry: false }) : fs.fstatSync(2);
+    return !b || a.dev !== b.dev || a.ino !== b.ino;
   }
 
   /** Mark the batch failed as soon as one of its targets fails. */
@@ -980,8 +994,9 @@ export class Engine {
             job = this.jobs.get(Number(msg[1])) ?? null;
           } else if (msg[0] === 'Q') {
             const [, cmd, cwd, , ...args] = msg;
+            const err = args.pop();
             const env = args.pop();
-            this.request(job, cmd!, cwd!, args, env).then(
+            this.request(job, cmd!, cwd!, args, env, err).then(
               (rc) => conn.write(`${rc}\n`),
               () => conn.write('1\n'),
             );

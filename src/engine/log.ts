@@ -2,7 +2,12 @@
  * What the engine tells the user, on stderr: one line a target as it starts,
  * indented by depth, as redo prints it; failures with their exit status.
  * Paths are shown relative to the directory the user ran redo from.
+ *
+ * A line about a target built for a .do whose `redo-ifchange` had its stderr
+ * redirected goes where that stderr went (`to`, a /proc/PID/fd/2 path), as
+ * it would from a redo process started there.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export class Log {
@@ -29,17 +34,28 @@ export class Log {
     return r === '' ? '.' : r;
   }
 
-  start(t: string, depth: number): void {
-    this.write(`${this.paint('32', 'redo ')} ${'  '.repeat(depth)}${this.paint('1', this.show(t))}\n`);
+  private out(s: string, to?: string): void {
+    if (to) {
+      try {
+        fs.appendFileSync(to, s);
+        return;
+      } catch {
+        /* the redirected stderr is gone: ours will do */
+      }
+    }
+    this.write(s);
   }
 
-  note(t: string, depth: number, line: string): void {
-    this.write(`${this.paint('32', 'redo ')} ${'  '.repeat(depth + 1)}${line}\n`);
-    void t;
+  start(t: string, depth: number, to?: string): void {
+    this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth)}${this.paint('1', this.show(t))}\n`, to);
   }
 
-  failed(t: string, status: number, why?: string): void {
-    this.write(`${this.paint('31', 'redo ')} ${this.show(t)}: ${why ?? `exit ${status}`}\n`);
+  note(depth: number, line: string, to?: string): void {
+    this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth + 1)}${line}\n`, to);
+  }
+
+  failed(t: string, status: number, why?: string, to?: string): void {
+    this.out(`${this.paint('31', 'redo ')} ${this.show(t)}: ${why ?? `exit ${status}`}\n`, to);
   }
 
   /** The last word of a run that failed: which targets, with what status. */
@@ -53,8 +69,8 @@ export class Log {
     this.write(`${this.paint('31', 'redo:')} ${msg}\n`);
   }
 
-  warn(msg: string): void {
-    this.write(`${this.paint('33', 'redo:')} warning: ${msg}\n`);
+  warn(msg: string, to?: string): void {
+    this.out(`${this.paint('33', 'redo:')} warning: ${msg}\n`, to);
   }
 
   info(msg: string): void {

@@ -17,10 +17,13 @@
  *
  * Messages from a worker: NUL-terminated fields,
  *   E env                       the job's environment as it starts (`export -p`)
- *   Q cmd cwd n arg1 … argn env a request from the running job, with its
- *                               environment then: a .do that exports a
+ *   Q cmd cwd n arg1 … argn env err
+ *                               a request from the running job, with its
+ *                               environment then (a .do that exports a
  *                               variable before `redo-ifchange x` passes it
- *                               on to x's .do, as separate processes would
+ *                               on to x's .do, as separate processes would)
+ *                               and, if the call's stderr was redirected,
+ *                               where to (/proc/PID/fd/2): x's output goes there
  *   D status                    the job has ended
  * To a worker: one line of shell (a job), or "<status>\n" answering Q.
  */
@@ -32,6 +35,9 @@ import * as path from 'node:path';
 import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 
 export const CHANNEL_FD = 9;
+/** the job's stderr as it started, kept to tell when a .do redirects the
+ * stderr of a `redo-ifchange` (its output then goes there) */
+const ERR_FD = 6;
 
 /** Job files are rewritten for every job: memory-backed /dev/shm when
  * there is one, since on a journalled disk each rewrite costs a metadata
@@ -48,20 +54,26 @@ const JOB_DIR = (() => {
 const WORKER_SCRIPT = `exec </dev/null
 _redo_call() {
   _redo_c=$1; shift
-  { printf '%s\\0' Q "$_redo_c" "$PWD" $# "$@"; export -p; printf '\\0'; } >&${CHANNEL_FD} || return 99
+  _redo_e=
+  if ! [ /proc/self/fd/2 -ef /proc/self/fd/${ERR_FD} ]; then
+    IFS=' ' read -r _redo_p _redo_x </proc/self/stat && _redo_e=/proc/$_redo_p/fd/2
+  fi
+  { printf '%s\\0' Q "$_redo_c" "$PWD" $# "$@"; export -p; printf '\\0%s\\0' "$_redo_e"; } >&${CHANNEL_FD} || return 99
   IFS= read -r _redo_rc <&${CHANNEL_FD} || return 99
   return "$_redo_rc"
 }
 alias redo='_redo_call redo' redo-ifchange='_redo_call ifchange' redo-ifcreate='_redo_call ifcreate' redo-always='_redo_call always' redo-flush-cache='_redo_call flush'
 _redo_do() {
-  ( cd "$1" || exit 201; eval "$_redo_env"; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$7"
+  ( cd "$1" || exit 201; [ -z "$_redo_err" ] || exec 2>>"$_redo_err"; exec ${ERR_FD}>&2
+    eval "$_redo_env"; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$7"
     { printf 'E\\0'; export -p; printf '\\0'; } >&${CHANNEL_FD}
     _redo_f=$5 _redo_s=$6; shift 6; set -$_redo_f; . "$_redo_s"
   ) >"$2"
   printf '%s\\0' D $? >&${CHANNEL_FD}
 }
 _redo_exec() {
-  ( cd "$1" || exit 201; eval "$_redo_env"; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$5"; shift 5; exec "$@"
+  ( cd "$1" || exit 201; [ -z "$_redo_err" ] || exec 2>>"$_redo_err"
+    eval "$_redo_env"; export REDO_JOB="$3" REDO_DEPTH="$4" REDO_TARGET="$5"; shift 5; exec "$@"
   ) >"$2"
   printf '%s\\0' D $? >&${CHANNEL_FD}
 }
@@ -82,10 +94,11 @@ export interface JobSpec {
   args: [string, string, string];
   shellFlags: string; // e.g. "e", "ex", "ev"
   envScript: string; // shell run first: exports and unsets that differ from the worker's environment
+  err: string; // where the job's stderr goes ('' for the engine's own)
 }
 
 export interface JobHandlers {
-  onRequest(cmd: string, cwd: string, args: string[], env: string): Promise<number>;
+  onRequest(cmd: string, cwd: string, args: string[], env: string, err: string): Promise<number>;
   onEnv(env: string): void;
 }
 
@@ -139,7 +152,7 @@ export class Worker {
     // written over the last job in place, never truncated (ext4 flushes a
     // file rewritten after truncation on close); `return` ends the job
     const text =
-      `_redo_env=${shQuote(spec.envScript)}\n` +
+      `_redo_env=${shQuote(spec.envScript)} _redo_err=${shQuote(spec.err)}\n` +
       words.map((w, i) => (i === 0 || /^[\w./-]+$/.test(w) ? w : shQuote(w))).join(' ') +
       '\nreturn\n';
     fs.writeSync(this.jobFd, text, 0);
@@ -160,13 +173,14 @@ export class Worker {
         this.handlers?.onEnv(msg[1]!);
       } else if (msg[0] === 'Q') {
         const [, cmd, cwd, , ...rest] = msg;
+        const err = rest.pop()!;
         const env = rest.pop()!;
         const h = this.handlers;
         if (!h) {
           this.chan.write('98\n');
           continue;
         }
-        h.onRequest(cmd!, cwd!, rest, env).then(
+        h.onRequest(cmd!, cwd!, rest, env, err).then(
           (rc) => this.chan.write(`${rc}\n`),
           () => this.chan.write('1\n'),
         );
@@ -325,7 +339,7 @@ export class MessageParser {
       fields.push(f);
     }
     if (kind === 'Q') {
-      const n = Number(fields[3]) + 1; // the arguments, then the environment
+      const n = Number(fields[3]) + 2; // the arguments, then the environment and stderr
       for (let i = 0; i < n; i++) {
         const f = take();
         if (f === null) return null;
