@@ -23,6 +23,8 @@ export function isPackageDir(dir: string): boolean {
   return false;
 }
 
+let impl: Promise<typeof import('./package-rules.ts')> | null = null;
+
 function rule(target: PackageTarget, version: string): Rule {
   return {
     name: `pkg${target}`,
@@ -30,8 +32,9 @@ function rule(target: PackageTarget, version: string): Rule {
     quiet: target === '.pkghash', // recomputed every run
     matches: (_rel, abs) => path.basename(abs) === target && isPackageDir(path.dirname(abs)),
     async build(ctx: BuildContext) {
-      const impl = await import('./package-rules.ts');
-      await impl.buildTarget(target, ctx);
+      // once: every import() call resolves its specifier again
+      impl ??= import('./package-rules.ts');
+      await (await impl).buildTarget(target, ctx);
     },
   };
 }
