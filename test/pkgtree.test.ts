@@ -21,8 +21,9 @@ describe('package tree', function () {
   let seedSha: string;
   let home: string;
 
+  let shared: { dir: string; cleanup: () => void };
   before(async () => {
-    const w = scratch();
+    const w = (shared = scratch());
     const wwwDir = path.join(w.dir, 'www');
     fs.mkdirSync(wwwDir);
     seedSha = await makeSeedTarball(wwwDir);
@@ -32,6 +33,7 @@ describe('package tree', function () {
   });
   after(async () => {
     await www.stop();
+    shared.cleanup();
   });
   beforeEach(() => {
     ({ dir, cleanup } = scratch());
