@@ -62,6 +62,23 @@ describe('package tree', function () {
     assert.deepEqual(built(again), [], again.stderr);
   });
 
+  it('makes absolute symlinks in DESTDIR relative, so the output unpacks and serves a build', async () => {
+    // m build-depends on l and on the seed, which l builds on too: both
+    // are asked for in one run (a shared dependency, built once)
+    write(dir, {
+      '!pkg/l/build': '#!/bin/sh\nmkdir -p $DESTDIR/opt/l/bin\necho x >$DESTDIR/opt/l/bin/gcc\nln -s /opt/l/bin/gcc $DESTDIR/opt/l/bin/cc\nln -s / $DESTDIR/opt/l/root\n',
+      'pkg/l/build-deps': '../seed\n',
+      '!pkg/m/build': '#!/bin/sh\nmkdir -p $DESTDIR/share\ncat /opt/l/bin/cc >$DESTDIR/share/via-link\n',
+      'pkg/m/build-deps': '../l\n../seed\n',
+    });
+    const r = build('-j1', './pkg/m');
+    assert.equal(r.status, 0, r.stderr);
+    const links = (await readManifest(path.join(dir, 'pkg/l/.pkg.tar.gz'))).filter((e) => e.type === 'symlink');
+    assert.deepEqual(links.map((e) => `${e.path} -> ${e.target}`), ['opt/l/bin/cc -> gcc', 'opt/l/root -> ../..']);
+    const m = await readManifest(path.join(dir, 'pkg/m/.pkg.tar.gz'));
+    assert.equal(m.find((e) => e.path === 'share/via-link')?.size, 2);
+  });
+
   it('rebuilds what a change reaches and nothing else', () => {
     write(dir, simplePackage('a', 'a'));
     write(dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));

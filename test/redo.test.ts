@@ -27,11 +27,13 @@ describe('redo', function () {
     });
 
     it('refuses a .do that writes both stdout and $3, keeping the old target', () => {
-      write(dir, { 'both.do': 'echo a; echo b >"$3"', both: 'old' });
+      write(dir, { 'both.do': 'echo old' });
+      run(dir, 'redo', ['both']);
+      write(dir, { 'both.do': 'echo a; echo b >"$3"' });
       const r = run(dir, 'redo', ['both']);
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /both: wrote to both \$3 and stdout/);
-      assert.equal(read(dir, 'both'), 'old');
+      assert.equal(read(dir, 'both'), 'old\n');
     });
 
     it('builds `all` when redo is given no target', () => {
@@ -346,6 +348,18 @@ describe('redo', function () {
       const r = run(dir, 'redo', ['all']);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, /^x$/m);
+    });
+
+    it('a file made by hand where a target had failed is a source, listed as one', () => {
+      write(dir, { 'bork.do': 'exit 10' });
+      assert.equal(run(dir, 'redo-ifchange', ['bork']).status, 10);
+      write(dir, { bork: 'by hand\n' });
+      assert.equal(run(dir, 'redo-ifchange', ['bork']).status, 0);
+      assert.equal(read(dir, 'bork'), 'by hand\n');
+      assert.match(run(dir, 'redo-sources').stdout, /^bork$/m);
+      assert.doesNotMatch(run(dir, 'redo-targets').stdout, /^bork$/m);
+      assert.equal(run(dir, 'redo', ['bork']).status, 0, 'redo bork: not redoing a file redo did not make');
+      assert.equal(read(dir, 'bork'), 'by hand\n');
     });
 
     it('redo-whichdo lists the candidates up to the .do that exists', () => {

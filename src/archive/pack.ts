@@ -74,7 +74,7 @@ function special(st: fs.BigIntStats): string {
 }
 
 /** The manifest entries of srcDir; file hashes are left for hashFile. */
-async function collect(srcDir: string): Promise<Item[]> {
+async function collect(srcDir: string, relativeSymlinks: boolean): Promise<Item[]> {
   const firstLink = new Map<string, string>(); // dev:ino → the first path to it, in archive order
   const items: Item[] = [];
   for (const { rel, st } of await walk(srcDir)) {
@@ -83,7 +83,11 @@ async function collect(srcDir: string): Promise<Item[]> {
     if (st.isDirectory()) {
       items.push({ path: rel, abs, type: 'directory', mode: mode & 0o777, size: 0 });
     } else if (st.isSymbolicLink()) {
-      const target = decodeName(await fs.promises.readlink(abs, { encoding: 'buffer' }), `${rel} -> `);
+      let target = decodeName(await fs.promises.readlink(abs, { encoding: 'buffer' }), `${rel} -> `);
+      // an absolute link in a DESTDIR means the package's root: made relative
+      // it means the same wherever the tree is unpacked, and extraction
+      // accepts it (it refuses links that lead out of the tree)
+      if (relativeSymlinks && target.startsWith('/')) target = path.posix.relative('/' + path.posix.dirname(rel), target) || '.';
       items.push({ path: rel, abs, type: 'symlink', mode: 0o777, size: 0, target });
     } else if (st.isFile()) {
       if (mode & 0o7000) {
@@ -161,11 +165,11 @@ async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer
  * once the archive is complete. `mtime` (seconds, e.g. SOURCE_DATE_EPOCH)
  * is given to every entry; it defaults to 0.
  */
-export async function packDir(srcDir: string, outPath: string, opts: { mtime?: number } = {}): Promise<PackResult> {
+export async function packDir(srcDir: string, outPath: string, opts: { mtime?: number; relativeSymlinks?: boolean } = {}): Promise<PackResult> {
   if (opts.mtime !== undefined && !(Number.isSafeInteger(opts.mtime) && opts.mtime >= 0)) {
     throw new TypeError(`packDir: mtime must be whole seconds since 1970, not ${opts.mtime}`);
   }
-  const items = await collect(srcDir);
+  const items = await collect(srcDir, opts.relativeSymlinks === true);
   for (const item of items) if (item.type === 'file') await hashFile(item);
   const manifest = Buffer.from(serializeManifest(items));
   const mtime = new Date((opts.mtime ?? 0) * 1000);

@@ -186,7 +186,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   if (r.status !== 0) {
     throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`}); its files are kept in ${work}`, r.status || 1);
   }
-  const packed = await packDir(dest, ctx.out);
+  const packed = await packDir(dest, ctx.out, { relativeSymlinks: true });
   // The record names the file by inode: the new archive's, which the rename
   // keeps; or, when the bytes are the same as the target's (the engine then
   // keeps the old file), the target's

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { crypto, net } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
-import { Engine, BuildError, findBase, STATE_DIR } from '../engine/engine.ts';
+import { Engine, BuildError, findBase, STATE_DIR, isMarkedGenerated } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
 import { State } from '../engine/state.ts';
 import { Log } from '../engine/log.ts';
@@ -167,12 +167,20 @@ async function listFromState(kind: 'targets' | 'sources' | 'ood'): Promise<numbe
     const state = new State(path.join(base, STATE_DIR));
     state.load();
     if (kind === 'targets') {
-      for (const t of state.targets.keys()) if (fs.existsSync(path.resolve(base, t)) || state.targets.get(t)!.out === 'n') out.push(show(t));
+      // a target that made nothing is one until a build of it fails
+      for (const [t, r] of state.targets) {
+        if (fs.existsSync(path.resolve(base, t)) || (r.out === 'n' && !state.intents.has(t))) out.push(show(t));
+      }
     } else {
       const srcs = new Set<string>();
       for (const r of state.targets.values())
         for (const d of r.deps) if (d.k === 'c' && !d.p.startsWith('builtin:') && !state.targets.has(d.p)) srcs.add(d.p);
-      for (const s of srcs) out.push(show(s));
+      // a target that never built, replaced by a file made by hand
+      for (const t of state.intents.keys()) {
+        const st = state.targets.has(t) ? undefined : fs.statSync(path.resolve(base, t), { throwIfNoEntry: false });
+        if (st && !isMarkedGenerated(st)) srcs.add(t);
+      }
+      for (const s of srcs) if (fs.existsSync(path.resolve(base, s))) out.push(show(s));
     }
     state.close();
   }

@@ -331,12 +331,9 @@ export class Engine {
         const lookup = this.lookup(abs, t);
         if (lookup.found) return this.make(t, lookup, from);
       }
-      if (force) {
-        const lookup = this.lookup(abs, t);
-        if (lookup.found && this.mayClaim(abs, lookup)) return this.make(t, lookup, from);
-        if (lookup.found) {
-          this.log.warn(`${this.log.show(t)}: exists and not marked as generated; not redoing (remove it to rebuild)`, from?.err);
-        }
+      if (force && this.lookup(abs, t).found) {
+        // a file redo did not make is a source, whatever .do matches it
+        this.log.warn(`${this.log.show(t)}: exists and not marked as generated; not redoing (remove it to rebuild)`, from?.err);
       }
       return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
     }
@@ -360,13 +357,6 @@ export class Engine {
       return this.fail(`no rule to make ${this.log.show(t)} (its .do file is gone)`, 1);
     }
     return this.make(t, lookup, from);
-  }
-
-  /** A file that exists but was not made by redo is taken over only when a
-   * .do names it exactly: a default.do must not clobber a source. */
-  private mayClaim(abs: string, lookup: Lookup): boolean {
-    const f = lookup.found!;
-    return f.kind === 'builtin' || path.basename(f.dofile) === path.basename(abs) + '.do';
   }
 
   private modifiedByHand(t: string, abs: string, rec: TargetRecord, st: fs.Stats | undefined, to?: string): Result | null {
@@ -575,6 +565,9 @@ export class Engine {
       if (ran.status !== 0) {
         // it failed: the next run builds it again, whatever its dependencies say
         this.state.markFailed(t);
+        // a target whose file is gone and whose build failed is no target:
+        // a file put there by hand afterwards is a source
+        if (this.state.targets.has(t) && !fs.existsSync(abs)) this.state.forgetTarget(t);
         rmTmp(tmp3);
         this.log.failed(t, ran.status, undefined, job.err);
         this.failures.push({ target: t, status: ran.status });
@@ -589,24 +582,49 @@ export class Engine {
   // ---- job slots ----
   //
   // A job holds a slot (a jobserver token) while it runs. Blocked on
-  // redo-ifchange, it lends that slot to its own descendants, never to a
-  // sibling waiting in the queue: so -j1 runs one thing at a time, in
+  // redo-ifchange, it lends that slot to what it waits for: its own
+  // descendants, or a build it waits on that another job started. Never to
+  // a sibling waiting in the queue: so -j1 runs one thing at a time, in
   // depth-first order, as redo users expect.
 
-  /** slots lent by blocked jobs (by id) and not borrowed right now */
-  private readonly lent = new Map<number, number>();
+  /** slots lent by blocked jobs (by id), with how many are free right now */
+  private readonly lent = new Map<number, { target: string; free: number }>();
   private readonly slotWaiters: Array<{ job: Job; take: (lender: number) => void }> = [];
   private readonly reclaimers = new Map<number, () => void>();
 
+  /** May `job` run on the slot `lender` (blocked on `target`) lent? */
+  private mayBorrow(job: Job, lender: number, target: string): boolean {
+    for (let p = job.parent; p; p = p.parent) if (p.id === lender) return true;
+    return this.reaches(target, job.target);
+  }
+
+  /** Does `from` (transitively) wait for `to`? */
+  private reaches(from: string, to: string): boolean {
+    const seen = new Set<string>();
+    const stack = [from];
+    while (stack.length) {
+      const n = stack.pop()!;
+      for (const m of this.waits.get(n) ?? []) {
+        if (m === to) return true;
+        if (!seen.has(m)) {
+          seen.add(m);
+          stack.push(m);
+        }
+      }
+    }
+    return false;
+  }
+
   private lenderFor(job: Job): number {
-    for (let p = job.parent; p; p = p.parent) if ((this.lent.get(p.id) ?? 0) > 0) return p.id;
+    for (let p = job.parent; p; p = p.parent) if ((this.lent.get(p.id)?.free ?? 0) > 0) return p.id;
+    for (const [id, l] of this.lent) if (l.free > 0 && this.reaches(l.target, job.target)) return id;
     return 0;
   }
 
   private async acquireSlot(job: Job): Promise<void> {
     const lender = this.lenderFor(job);
     if (lender) {
-      this.lent.set(lender, this.lent.get(lender)! - 1);
+      this.lent.get(lender)!.free--;
       job.borrowed = lender;
       return;
     }
@@ -641,33 +659,30 @@ export class Engine {
   }
 
   private lendSlot(job: Job): void {
+    if (!this.lent.has(job.id)) this.lent.set(job.id, { target: job.target, free: 0 });
     this.giveBack(job.id);
   }
 
-  /** A slot lent by `lender` is free again: to a waiting descendant, or home. */
+  /** A slot lent by `lender` is free again: to a waiter it may go to, or home. */
   private giveBack(lender: number): void {
-    const i = this.slotWaiters.findIndex((w) => {
-      for (let p = w.job.parent; p; p = p.parent) if (p.id === lender) return true;
-      return false;
-    });
+    const l = this.lent.get(lender)!;
+    const i = this.slotWaiters.findIndex((w) => this.mayBorrow(w.job, lender, l.target));
     if (i >= 0) {
       const [w] = this.slotWaiters.splice(i, 1);
       w!.take(lender);
       return;
     }
-    this.lent.set(lender, (this.lent.get(lender) ?? 0) + 1);
+    l.free++;
     this.reclaimers.get(lender)?.();
   }
 
   /** The blocked job resumes on the slot it lent, once it is back. */
   private async reclaimSlot(job: Job): Promise<void> {
-    while (!((this.lent.get(job.id) ?? 0) > 0)) {
+    while (!((this.lent.get(job.id)?.free ?? 0) > 0)) {
       await new Promise<void>((r) => this.reclaimers.set(job.id, r));
       this.reclaimers.delete(job.id);
     }
-    const n = this.lent.get(job.id)! - 1;
-    if (n > 0) this.lent.set(job.id, n);
-    else this.lent.delete(job.id);
+    this.lent.delete(job.id);
   }
 
   private jobSlots(): JobServer {
@@ -889,14 +904,20 @@ export class Engine {
         const batch = { failed: false, keepGoing: this.opts.keepGoing || flags.keepGoing === true };
         const asker = job ? { ...(env !== undefined ? this.withEnv(job, env) : job), batch } : null;
         if (asker && err && this.otherStderr(err, job!.err)) asker.err = err;
-        // a blocked job lends its slot to the builds it waits for
-        if (job?.id) this.lendSlot(job);
         let results: Result[];
+        let lending = false;
         try {
-          results = await Promise.all(rels.map((t) => this.noting(batch, this.ensure(t, force, asker))));
+          const asked = rels.map((t) => this.noting(batch, this.ensure(t, force, asker)));
+          // a blocked job lends its slot to the builds it waits for (now
+          // that the waits are known: one may be a build another job started)
+          if (job?.id) {
+            this.lendSlot(job);
+            lending = true;
+          }
+          results = await Promise.all(asked);
         } finally {
           if (extra) slots.shrink(extra);
-          if (job?.id) await this.reclaimSlot(job);
+          if (lending) await this.reclaimSlot(job!);
         }
         if (job && !force) {
           rels.forEach((t, i) => {
