@@ -80,11 +80,15 @@ export function sameSig(st: fs.Stats, sig: Sig | null | undefined): boolean {
  * stat may change again without its mtime moving, so its hash is not cached. */
 const RACY_MS = 50;
 
+/** one read buffer for every hash: allocating 64 KB per file made a build
+ * of 2000 small targets hold tens of MB of garbage at its peak */
+let hashBuf: Buffer | null = null;
+
 export function hashFile(abs: string): string {
   const h = crypto().createHash('sha256');
   const fd = fs.openSync(abs, 'r');
   try {
-    const buf = Buffer.allocUnsafe(1 << 16);
+    const buf = (hashBuf ??= Buffer.allocUnsafe(1 << 16));
     for (;;) {
       const n = fs.readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
