@@ -16,30 +16,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { benchEnv, writePkgTree } from './trees.ts';
 
-const repo = path.resolve(import.meta.dirname, '../..');
 const N = Number(process.argv[2] ?? 20);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pkg-tree-'));
-const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${repo}/bin:${process.env.PATH}`, PEERPKGS_HOME: path.join(dir, 'home') };
-for (const k of Object.keys(env)) if (k.startsWith('REDO_') || k === 'MAKEFLAGS') delete env[k];
-
-function writeTree(): void {
-  const pkg = path.join(dir, 'tree/pkg');
-  fs.mkdirSync(path.join(pkg, 'seed'), { recursive: true });
-  fs.copyFileSync(path.join(repo, 'example/pkg/seed/.pkg.tar.gz.do'), path.join(pkg, 'seed/.pkg.tar.gz.do'));
-  for (let i = 1; i <= N; i++) {
-    const p = path.join(pkg, `p${i}`);
-    fs.mkdirSync(p);
-    fs.writeFileSync(
-      path.join(p, 'build'),
-      `#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/share/p${i}"\nfor f in $(seq 1 50); do echo "p${i} file $f" >"$DESTDIR/share/p${i}/$f"; done\n`,
-      { mode: 0o755 },
-    );
-    fs.writeFileSync(path.join(p, 'build-deps'), '../seed\n');
-    const runDeps = [i - 1, i - 2].filter((d) => d >= 1).map((d) => `../p${d}\n`);
-    fs.writeFileSync(path.join(p, 'run-deps'), runDeps.join(''));
-  }
-}
+const env = benchEnv(path.join(dir, 'home'));
 
 function timed(args: string[]): number {
   const t0 = process.hrtime.bigint();
@@ -54,7 +35,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-writeTree();
+writePkgTree(path.join(dir, 'tree'), N);
 const targets = [`./pkg/p${N}`];
 // the seed is the host's busybox, packed once: not part of the tree's build
 timed(['./pkg/seed']);

@@ -20,37 +20,19 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { benchEnv, writePkgTree, REPO } from './trees.ts';
 import { readManifest } from '../../src/archive/manifest.ts';
 import { closureOutputs } from '../../src/export/closure.ts';
 import { planMerge } from '../../src/export/merge.ts';
 import { makeVenv } from '../../src/export/venv.ts';
 
-const repo = path.resolve(import.meta.dirname, '../..');
+const repo = REPO;
 const N = Number(process.argv[2] ?? 20);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-venv-'));
 const tree = path.join(dir, 'tree');
 const home = path.join(dir, 'home');
-const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${repo}/bin:${process.env.PATH}`, PEERPKGS_HOME: home };
-for (const k of Object.keys(env)) if (k.startsWith('REDO_') || k === 'MAKEFLAGS') delete env[k];
+const env = benchEnv(home);
 
-/** The tree of pkg-tree.ts. */
-function writeTree(): void {
-  const pkg = path.join(tree, 'pkg');
-  fs.mkdirSync(path.join(pkg, 'seed'), { recursive: true });
-  fs.copyFileSync(path.join(repo, 'example/pkg/seed/.pkg.tar.gz.do'), path.join(pkg, 'seed/.pkg.tar.gz.do'));
-  for (let i = 1; i <= N; i++) {
-    const p = path.join(pkg, `p${i}`);
-    fs.mkdirSync(p);
-    fs.writeFileSync(
-      path.join(p, 'build'),
-      `#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/share/p${i}"\nfor f in $(seq 1 50); do echo "p${i} file $f" >"$DESTDIR/share/p${i}/$f"; done\n`,
-      { mode: 0o755 },
-    );
-    fs.writeFileSync(path.join(p, 'build-deps'), '../seed\n');
-    const runDeps = [i - 1, i - 2].filter((d) => d >= 1).map((d) => `../p${d}\n`);
-    fs.writeFileSync(path.join(p, 'run-deps'), runDeps.join(''));
-  }
-}
 
 function timed(cmd: string, args: string[]): number {
   const t0 = process.hrtime.bigint();
@@ -77,7 +59,7 @@ async function medianOf(n: number, f: () => Promise<number> | number): Promise<n
   return median(xs);
 }
 
-writeTree();
+writePkgTree(tree, N);
 const target = `./pkg/p${N}`;
 timed('build-packages-ifchange', ['./pkg/seed']);
 timed('build-packages-ifchange', ['-j2', target]);
