@@ -21,6 +21,7 @@ import * as zlib from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import { ArchiveError, asArchiveError } from './errors.ts';
 import { MANIFEST_NAME } from './manifest.ts';
+import { removeTree } from './files.ts';
 
 type Placed = { type: 'file' | 'directory' } | { type: 'symlink'; target: string };
 
@@ -154,16 +155,6 @@ async function place(tree: Tree, header: tarStream.Header, content: NodeJS.Reada
     default:
       throw refused(entry, `${header.type ?? 'unknown'} entries are not allowed`);
   }
-}
-
-/** Removes a tree, even one with read-only directories in it. */
-async function removeTree(dir: string): Promise<void> {
-  const writable = async (d: string): Promise<void> => {
-    await fs.promises.chmod(d, 0o700);
-    for (const e of await fs.promises.readdir(d, { withFileTypes: true })) if (e.isDirectory()) await writable(path.join(d, e.name));
-  };
-  await writable(dir).catch(() => {});
-  await fs.promises.rm(dir, { recursive: true, force: true });
 }
 
 /**

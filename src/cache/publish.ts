@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
+import { drained } from '../archive/files.ts';
 import { serializeInfo } from './info.ts';
 import type { SigningKey } from './keys.ts';
 
@@ -105,19 +106,6 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
     fs.rmSync(tarTmp, { force: true });
     fs.rmSync(infoTmp, { force: true });
   }
-}
-
-/** Resolves when `out` can take more, or is gone (destroyed after a failure elsewhere). */
-function drained(out: fs.WriteStream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      out.off('drain', done);
-      out.off('close', done);
-      resolve();
-    };
-    out.on('drain', done);
-    out.on('close', done);
-  });
 }
 
 /** Copies a .tar.gz to `to` in one pass, returning its size, its sha256 and that of its uncompressed tar. */

@@ -26,6 +26,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { extract } from '../archive/extract.ts';
 import { ArchiveError } from '../archive/errors.ts';
+import { drained, removeTree } from '../archive/files.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
@@ -179,19 +180,6 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
   }
 }
 
-/** Resolves when `out` can take more, or is gone (abandoned after a failure elsewhere). */
-function drained(out: fs.WriteStream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      out.off('drain', done);
-      out.off('close', done);
-      resolve();
-    };
-    out.on('drain', done);
-    out.on('close', done);
-  });
-}
-
 async function gunzippedSha256(input: Readable): Promise<string> {
   const hash = createHash('sha256');
   const sink = new Writable({
@@ -207,16 +195,6 @@ async function gunzippedSha256(input: Readable): Promise<string> {
     throw e;
   }
   return hash.digest('hex');
-}
-
-/** Removes a tree, even one with read-only directories in it (an unpacked output has them). */
-async function removeTree(dir: string): Promise<void> {
-  const writable = async (d: string): Promise<void> => {
-    await fs.promises.chmod(d, 0o700);
-    for (const e of await fs.promises.readdir(d, { withFileTypes: true })) if (e.isDirectory()) await writable(path.join(d, e.name));
-  };
-  await writable(dir).catch(() => {});
-  await fs.promises.rm(dir, { recursive: true, force: true });
 }
 
 /** PKG_FORCE_BINARY=yes: a package no cache has is an error, not a build. */

@@ -30,6 +30,7 @@
  * row are much faster than through the thread pool.
  */
 import * as fs from 'node:fs';
+import { sameContent } from '../archive/files.ts';
 import * as path from 'node:path';
 
 /** An unpacked package output (OutputStore's), by its package's name. */
@@ -193,25 +194,8 @@ function difference(a: Node, b: Node): string | null {
   const sb = fs.lstatSync(b.src);
   if (sa.dev === sb.dev && sa.ino === sb.ino) return null;
   if ((sa.mode & 0o7777) !== (sb.mode & 0o7777)) return 'files with different modes';
-  if (sa.size !== sb.size || !sameBytes(a.src, b.src)) return 'files with different content';
+  if (sa.size !== sb.size || !sameContent(a.src, b.src)) return 'files with different content';
   return null;
-}
-
-function sameBytes(a: string, b: string): boolean {
-  const fa = fs.openSync(a, 'r');
-  const fb = fs.openSync(b, 'r');
-  try {
-    const ba = Buffer.alloc(1 << 16);
-    const bb = Buffer.alloc(1 << 16);
-    for (;;) {
-      const n = fs.readSync(fa, ba);
-      if (n === 0) return true;
-      if (fs.readSync(fb, bb, 0, n, null) !== n || !ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
-    }
-  } finally {
-    fs.closeSync(fa);
-    fs.closeSync(fb);
-  }
 }
 
 function count(n: Node): number {

@@ -18,6 +18,7 @@
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import { sameContent } from '../archive/files.ts';
 import * as path from 'node:path';
 import { MOUNT_POINTS } from './bwrap.ts';
 
@@ -127,21 +128,7 @@ function sameFile(a: string, b: string): boolean {
   const sa = fs.lstatSync(a);
   const sb = fs.lstatSync(b);
   if (!sb.isFile() || sa.size !== sb.size || (sa.mode & 0o777) !== (sb.mode & 0o777)) return false;
-  if (sa.dev === sb.dev && sa.ino === sb.ino) return true;
-  const fa = fs.openSync(a, 'r');
-  const fb = fs.openSync(b, 'r');
-  try {
-    const ba = Buffer.alloc(1 << 16);
-    const bb = Buffer.alloc(1 << 16);
-    for (;;) {
-      const n = fs.readSync(fa, ba);
-      if (n === 0) return true;
-      if (fs.readSync(fb, bb, 0, n, null) !== n || !ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
-    }
-  } finally {
-    fs.closeSync(fa);
-    fs.closeSync(fb);
-  }
+  return (sa.dev === sb.dev && sa.ino === sb.ino) || sameContent(a, b);
 }
 
 /** The directories and files bwrap mounts over must exist in a read-only
