@@ -5,12 +5,9 @@
  * the order named, each after its own run-deps (PackageGraph.closure's
  * order), each package once, at its first place.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
-import { OutputStore, recordedSha256, type Unpacked } from '../build/outputs.ts';
+import { OutputStore } from '../build/outputs.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display } from '../tree/errors.ts';
 import type { Output } from './merge.ts';
@@ -37,25 +34,8 @@ export async function closureOutputs(dirs: string[], home: string, graph = new P
   for (const dir of closureOrder(dirs, graph)) {
     const archive = path.join(dir, '.pkg.tar.gz');
     if (!fs.existsSync(archive)) throw new Error(`${display(dir)} is not built: bin/build-packages-ifchange ${display(dir)}`);
-    const u = await unpacked(store, archive);
+    const u = await store.unpacked(archive);
     outputs.push({ name: graph.load(dir).name, dir: u.dir, sha256: u.sha256 });
   }
   return outputs;
-}
-
-/**
- * OutputStore.unpacked, but cheaper for an archive with no recorded
- * identity (a seed made by its .do): OutputStore learns the identity by
- * extracting the whole archive again, each time; hashing the uncompressed
- * stream finds the unpacked copy ten times faster (12 ms against 135 ms
- * for a busybox seed).
- */
-async function unpacked(store: OutputStore, archive: string): Promise<Unpacked> {
-  if (recordedSha256(archive) === null) {
-    const hash = createHash('sha256');
-    await pipeline(fs.createReadStream(archive), zlib.createGunzip(), hash);
-    const sha256 = hash.digest('hex');
-    if (fs.existsSync(store.path(sha256))) return { dir: store.path(sha256), sha256 };
-  }
-  return store.unpacked(archive);
 }
