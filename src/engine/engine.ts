@@ -115,7 +115,6 @@ export class Engine {
   private server: netTypes.Server | null = null;
   private sockDir = '';
   private readonly memo = new Map<string, Result | Promise<Result>>();
-  private readonly built = new Set<string>();
   private readonly jobs = new Map<number, Job>();
   /** target -> targets it is waiting for, to find cycles */
   private readonly waits = new Map<string, Set<string>>();
@@ -193,7 +192,6 @@ export class Engine {
   /** redo-flush-cache: forget what this run has checked and built. */
   flush(): void {
     for (const [t, p] of this.memo) if (!(p instanceof Promise)) this.memo.delete(t);
-    this.built.clear();
     this.shebangs.clear();
     this.realDirs.clear();
     this.state.refresh();
@@ -494,7 +492,6 @@ export class Engine {
         this.state.refresh();
         const rec = this.state.targets.get(t);
         if (rec && !this.state.intents.has(t) && !(await this.depsChanged(rec, from))) {
-          this.built.add(t);
           return OK_SOURCE(rec.id);
         }
       }
@@ -513,7 +510,6 @@ export class Engine {
         borrowed: 0,
       };
       this.jobs.set(job.id, job);
-      this.built.add(t);
       try {
         return await this.runJob(job, abs, lookup);
       } finally {

@@ -29,7 +29,7 @@ export class JobServer {
   private pollFd = -1; // our own non-blocking read/write end
   private implicitFree = true;
   private held: number[] = []; // token bytes taken from the pipe
-  private waiting: Array<{ urgent: boolean; resolve: () => void }> = [];
+  private waiting: Array<() => void> = [];
   private timer: NodeJS.Timeout | null = null;
 
   constructor(slots: number, inherited?: { r: number; w: number } | null) {
@@ -67,7 +67,7 @@ export class JobServer {
     this.slots += n;
     if (this.pollFd < 0) this.makePipe(n);
     else fs.writeSync(this.pollFd, Buffer.alloc(n, 0x2b));
-    while (this.waiting.length > 0 && this.tryTake()) this.waiting.shift()!.resolve();
+    while (this.waiting.length > 0 && this.tryTake()) this.waiting.shift()!();
   }
 
   /** Undo a grow(): slots in use are dropped as they come back. */
@@ -96,12 +96,11 @@ export class JobServer {
     return [...kept, `-j${this.slots}`, `--jobserver-auth=${JOBSERVER_R},${JOBSERVER_W}`].join(' ').trim();
   }
 
-  /** Take a slot. Urgent requests (a blocked job resuming) go first. */
-  acquire(urgent = false): Promise<void> {
+  /** Take a slot, in turn. */
+  acquire(): Promise<void> {
     if (this.tryTake()) return Promise.resolve();
     return new Promise((resolve) => {
-      if (urgent) this.waiting.unshift({ urgent, resolve });
-      else this.waiting.push({ urgent, resolve });
+      this.waiting.push(resolve);
       this.schedulePoll();
     });
   }
@@ -114,7 +113,7 @@ export class JobServer {
     }
     const next = this.waiting.shift();
     if (next) {
-      next.resolve(); // hand the slot over directly
+      next(); // hand the slot over directly
       return;
     }
     if (this.held.length > 0) {
@@ -155,7 +154,7 @@ export class JobServer {
     if (this.timer || this.pollFd < 0 || this.held.length >= this.slots - 1) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      while (this.waiting.length > 0 && this.tryTake()) this.waiting.shift()!.resolve();
+      while (this.waiting.length > 0 && this.tryTake()) this.waiting.shift()!();
       if (this.waiting.length > 0) this.schedulePoll();
     }, 3);
   }
