@@ -51,12 +51,13 @@ export function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return env;
 }
 
-export function run(cwd: string, cmd: string, args: string[] = [], extra: NodeJS.ProcessEnv = {}): Run {
+export function run(cwd: string, cmd: string, args: string[] = [], extra: NodeJS.ProcessEnv = {}, timeout = 120_000): Run {
   const r: SpawnSyncReturns<string> = spawnSync(path.join(BIN, cmd), args, {
     cwd,
     env: userEnv(extra),
     encoding: 'utf8',
-    timeout: 120_000,
+    timeout,
+    maxBuffer: 256 << 20, // builds of real packages say a lot
   });
   if (r.error) throw r.error;
   return { status: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };

@@ -22,7 +22,7 @@ export const EXIT = {
   usage: 2,
   badTree: 4, // a package directory, dependency list or fetch file is wrong
   fetch: 5, // a source could be had from no source
-  notReproducible: 6, // peerpkgs check: two builds differ
+  notReproducible: 6, // peerpkgs check: two builds differ; seed reproduce: two generations differ
   interrupted: 130,
 } as const;
 
@@ -50,6 +50,10 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  (also: add-to-package-cache)
   key generate NAME | list | trust KEY|FILE...
                                  signing keys and the keys trusted for caches
+  seed reproduce [-j N] [-o FILE]
+                                 rebuild the seed from the tree, then the tree with
+                                 that seed, and compare the two generations bit for
+                                 bit (see peerpkgs seed --help)
 
   STRATEGY, for a path two packages provide differently (default: an error):
   --prefer-existing (the earlier package's), --prefer-new (the later one's),
@@ -376,6 +380,11 @@ async function main(argv: string[]): Promise<number> {
     cmd = argv[1];
     args = argv.slice(2);
   }
+  if (cmd === 'seed' && (args.includes('--help') || args.includes('-h'))) {
+    const { SEED_HELP } = await import('./seed-commands.ts');
+    process.stdout.write(SEED_HELP);
+    return EXIT.ok;
+  }
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help' || args.includes('--help') || args.includes('-h')) {
     process.stdout.write(HELP);
     return cmd ? EXIT.ok : EXIT.usage;
@@ -408,6 +417,15 @@ async function main(argv: string[]): Promise<number> {
       return venvCmd(args);
     case 'export':
       return exportCmd(args);
+    case 'seed': {
+      const { seedCommand, SeedUsageError } = await import('./seed-commands.ts');
+      try {
+        return await seedCommand(args);
+      } catch (e) {
+        if (e instanceof SeedUsageError) throw new UsageError(e.message);
+        throw e;
+      }
+    }
     default:
       throw new UsageError(`unknown command ${cmd}`);
   }
