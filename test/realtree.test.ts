@@ -99,6 +99,16 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
     assert.equal(r.stdout.split(' ')[0], recorded());
   });
 
+  it('names a pinned package that has left the archive, and where snapshot.debian.org keeps it', () => {
+    const lock = fs.readFileSync(path.join(REPO, 'bootstrap/seed.lock'), 'utf8');
+    const gone = lock.replace(/^tcc \S+ \S+ \S+$/m, `tcc 0.9.26-1 ${'0'.repeat(64)} pool/main/t/tcc/tcc_0.9.26-1_amd64.deb`);
+    fs.writeFileSync(path.join(dir, 'gone.lock'), gone);
+    const r = bootstrap('make-seed', '--lock', 'gone.lock');
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, r.stderr);
+    assert.match(r.stderr, /^make-seed: tcc 0\.9\.26-1 is not in the archive any more .* get tcc_0\.9\.26-1_amd64\.deb \(sha256 0{64}\) from https:\/\/snapshot\.debian\.org\/binary\/tcc\/ into a directory DIR and run bootstrap\/make-seed --debs DIR$/m);
+  });
+
   it('imports the sources from Debian\'s archive, naming what no Debian tarball matches', () => {
     const r = bootstrap('import-sources', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/xz', './pkg/make');
     assert.equal(r.status, 0, r.stdout + r.stderr);
