@@ -82,6 +82,12 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
   const venvRun = (args: string[], input?: Buffer | string) =>
     spawnSync(path.join(dir, 'venv/bin/venv-run'), args, { cwd: dir, env: userEnv(), input, timeout: 60_000 });
 
+  it('says to run bootstrap/make-seed when the seed is not in the distfile store', () => {
+    const r = run(dir, 'build-packages-ifchange', ['./pkg/lua'], env);
+    assert.equal(r.status, 5);
+    assert.match(r.stderr, /^pkg\/seed: the seed is not in the distfile store: run bootstrap\/make-seed /m);
+  });
+
   it('makes the seed whose sha256 pkg/seed/fetch records, from the pinned Debian packages', () => {
     const r = bootstrap('make-seed', '-o', 'seed.tar.gz');
     assert.equal(r.status, 0, r.stderr);
