@@ -1,6 +1,7 @@
 # The example tree's seed: Debian's busybox-static from this machine, a
 # shell and core utilities, packed as a package (bin/busybox and a link per
-# applet). A stand-in until the reproducible seed of bootstrap/ exists.
+# applet): the example builds with nothing but this machine. The real tree's
+# seed, pkg/seed, is made reproducibly by bootstrap/make-seed.
 redo-ifchange /usr/bin/busybox
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT

@@ -1,0 +1,169 @@
+/**
+ * The real package tree on the real seed, as CI builds it every run:
+ * bootstrap/make-seed makes the seed from the pinned Debian packages (its
+ * sha256 must be the one pkg/seed/fetch records, on every machine),
+ * bootstrap/import-sources puts the sources from Debian's archive in the
+ * distfile store, and zlib, lua, pngcheck and pigz (both linked against
+ * zlib's libz.a), xz and make are built from source in the sandbox on that
+ * seed, with no download, and run from a venv. It needs a Debian machine (apt-get, dpkg-deb) with bubblewrap and
+ * Debian's archive; without them it is skipped, saying so, except with
+ * CI=true, where it fails instead.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { REPO, scratch, run, userEnv, type Run } from './helpers.ts';
+
+const OUTPUTS = new Set(['.pkghash', '.pkg.tar.gz', '.pkg.tar.gz.sha256', '.closure', '.bclosure', '.redo']);
+
+/** Why this machine cannot build the real tree, or null. */
+function unable(): string | null {
+  for (const tool of ['apt-get', 'dpkg-deb', 'bwrap']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed`;
+  }
+  if (process.getuid?.() !== 0) {
+    const r = spawnSync('apt-get', ['source', '--print-uris', '-qq', 'zlib'], { encoding: 'utf8', cwd: '/tmp' });
+    if (r.status !== 0) return 'apt has no deb-src lines, and only root may add them (bootstrap/import-sources does, as root)';
+  }
+  return null;
+}
+
+/** A PNG image: 4x4 grey; `broken` spoils its compressed data (the chunk's CRC still right), which only zlib finds. */
+function png(broken = false): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(4, 0);
+  ihdr.writeUInt32BE(4, 4);
+  ihdr[8] = 8; // bit depth; colour type 0, grey
+  const rows = Buffer.alloc(5 * 4, 0x80);
+  for (let y = 0; y < 4; y++) rows[y * 5] = 0; // filter: none
+  const idat = zlib.deflateSync(rows);
+  if (broken) idat[idat.length - 6]! ^= 0xff;
+  const signature = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
+  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]);
+}
+
+describe('the real package tree (pkg/) on the bootstrap seed', function () {
+  this.timeout(300_000);
+  let dir: string;
+  let cleanup: (() => void) | undefined;
+  let env: NodeJS.ProcessEnv;
+
+  before(function () {
+    const why = unable();
+    if (why) {
+      if (process.env.CI === 'true') throw new Error(`cannot build the real tree: ${why}; CI must (bootstrap/setup installs what it needs)`);
+      console.log(`      skipped: ${why} (CI=true never skips this)`);
+      this.skip();
+    }
+    ({ dir, cleanup } = scratch());
+    // the tree as checked out, without outputs a build in the checkout left
+    fs.cpSync(path.join(REPO, 'pkg'), path.join(dir, 'pkg'), { recursive: true, filter: (f) => !OUTPUTS.has(path.basename(f)) });
+    env = { PEERPKGS_HOME: path.join(dir, 'home') };
+  });
+  after(() => cleanup?.());
+
+  const bootstrap = (cmd: string, ...args: string[]): Run => {
+    const r = spawnSync(path.join(REPO, 'bootstrap', cmd), args, { cwd: dir, env: userEnv(env), encoding: 'utf8', timeout: 300_000 });
+    if (r.error) throw r.error;
+    return { status: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+  };
+  const recorded = () => /^sha256:\s*([0-9a-f]{64})$/m.exec(fs.readFileSync(path.join(dir, 'pkg/seed/fetch'), 'utf8'))![1];
+  const venvRun = (args: string[], input?: Buffer | string) =>
+    spawnSync(path.join(dir, 'venv/bin/venv-run'), args, { cwd: dir, env: userEnv(), input, timeout: 60_000 });
+
+  it('says to run bootstrap/make-seed when the seed is not in the distfile store', () => {
+    const r = run(dir, 'build-packages-ifchange', ['./pkg/lua'], env);
+    assert.equal(r.status, 5);
+    assert.match(r.stderr, /^pkg\/seed: the seed is not in the distfile store: run bootstrap\/make-seed /m);
+  });
+
+  it('makes the seed whose sha256 pkg/seed/fetch records, from the pinned Debian packages', () => {
+    const r = bootstrap('make-seed', '-o', 'seed.tar.gz');
+    assert.equal(r.status, 0, r.stderr);
+    const sha = createHash('sha256').update(fs.readFileSync(path.join(dir, 'seed.tar.gz'))).digest('hex');
+    assert.equal(sha, recorded(), 'the seed was not reproduced');
+    assert.equal(r.stdout, `${sha}  ${path.join(dir, 'seed.tar.gz')}\n`);
+    assert.ok(fs.existsSync(path.join(dir, 'home/distfiles', sha)), 'the seed is in the distfile store');
+  });
+
+  it('makes the same seed again from the .debs kept in the distfile store', () => {
+    const lock = fs.readFileSync(path.join(REPO, 'bootstrap/seed.lock'), 'utf8');
+    for (const [, sha] of lock.matchAll(/^\S+ \S+ ([0-9a-f]{64}) /gm)) assert.ok(fs.existsSync(path.join(dir, 'home/distfiles', sha!)));
+    const r = bootstrap('make-seed');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.split(' ')[0], recorded());
+  });
+
+  it('names a pinned package that has left the archive, and where snapshot.debian.org keeps it', () => {
+    const lock = fs.readFileSync(path.join(REPO, 'bootstrap/seed.lock'), 'utf8');
+    const gone = lock.replace(/^tcc \S+ \S+ \S+$/m, `tcc 0.9.26-1 ${'0'.repeat(64)} pool/main/t/tcc/tcc_0.9.26-1_amd64.deb`);
+    fs.writeFileSync(path.join(dir, 'gone.lock'), gone);
+    const r = bootstrap('make-seed', '--lock', 'gone.lock');
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, r.stderr);
+    assert.match(r.stderr, /^make-seed: tcc 0\.9\.26-1 is not in the archive any more .* get tcc_0\.9\.26-1_amd64\.deb \(sha256 0{64}\) from https:\/\/snapshot\.debian\.org\/binary\/tcc\/ into a directory DIR and run bootstrap\/make-seed --debs DIR$/m);
+  });
+
+  it('imports the sources from Debian\'s archive, naming what no Debian tarball matches', () => {
+    const r = bootstrap('import-sources', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    for (const line of [
+      /^pkg\/zlib: zlib_1\.2\.13\.dfsg\.orig\.tar\.bz2: imported from Debian's /m,
+      /^pkg\/lua: lua-5\.4\.4\.tar\.gz: imported from Debian's lua5\.4_5\.4\.4\.orig\.tar\.gz /m,
+      /^pkg\/pngcheck: pngcheck-3\.0\.3\.tar\.gz: imported from Debian's /m,
+      /^pkg\/xz: xz-5\.4\.1\.tar\.xz: imported from Debian's xz-utils_5\.4\.1\.orig\.tar\.xz /m,
+      /^pkg\/make: make-dfsg_4\.4\.1\.orig\.tar\.xz: NOT MATCHED \(Debian's make-dfsg 4\.3-4\.1 has make-dfsg_4\.3\.orig\.tar\.gz .*\): fetched from its urls$/m,
+      /^pkg\/pigz: pigz_2\.8\.orig\.tar\.xz: NOT MATCHED \(.*\): fetched from its urls$/m,
+    ]) assert.match(r.stdout, line);
+  });
+
+  it('builds zlib, lua, pngcheck, pigz, xz and make from source on the seed, with no download', () => {
+    const r = run(dir, 'build-packages-ifchange', ['-j2', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make'], env);
+    assert.equal(r.status, 0, r.stderr.slice(-4000));
+    for (const p of ['seed', 'zlib', 'lua', 'pngcheck', 'pigz', 'untar-v7', 'xz', 'make']) assert.match(r.stderr, new RegExp(`^redo +pkg/${p}/\\.pkg\\.tar\\.gz$`, 'm'));
+    assert.doesNotMatch(r.stderr, /^fetching /m, 'import-sources left nothing to download');
+  });
+
+  it('runs make, lua, xz, pigz and pngcheck from a venv of them', () => {
+    const v = run(dir, 'venv', ['-o', 'venv', './pkg/make', './pkg/lua', './pkg/xz', './pkg/pigz', './pkg/pngcheck'], env);
+    assert.equal(v.status, 0, v.stderr);
+    assert.match(venvRun(['make', '--version']).stdout.toString(), /^GNU Make 4\.4\.1$/m);
+    assert.equal(venvRun(['lua', '-e', 'print(1)']).stdout.toString(), '1\n');
+    assert.match(venvRun(['xz', '--version']).stdout.toString(), /^xz \(XZ Utils\) 5\.4\.1$/m);
+    const text = 'a line for xz\n'.repeat(1000);
+    const packed = venvRun(['xz', '-c'], text).stdout;
+    assert.ok(packed.length < text.length / 10);
+    assert.equal(venvRun(['xz', '-dc'], packed).stdout.toString(), text);
+    const gz = venvRun(['pigz', '-p', '2', '-c'], text).stdout;
+    assert.equal(zlib.gunzipSync(gz).toString(), text, 'another gzip reads what pigz wrote');
+    assert.equal(venvRun(['unpigz', '-c'], zlib.gzipSync(text)).stdout.toString(), text, 'unpigz reads what another gzip wrote');
+  });
+
+  it('pngcheck inflates image data with the zlib it was linked against', () => {
+    fs.writeFileSync(path.join(dir, 'good.png'), png());
+    fs.writeFileSync(path.join(dir, 'bad.png'), png(true));
+    const good = venvRun(['pngcheck', 'good.png']);
+    assert.equal(good.status, 0, good.stdout.toString());
+    assert.match(good.stdout.toString(), /^OK: good\.png \(4x4, 8-bit grayscale/);
+    const bad = venvRun(['pngcheck', 'bad.png']);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stdout.toString(), /zlib: inflate error/);
+  });
+
+  it('builds lua a second time to the same output (peerpkgs check)', () => {
+    const r = run(dir, 'peerpkgs', ['check', './pkg/lua'], env);
+    assert.equal(r.status, 0, r.stderr.slice(-4000));
+    assert.match(r.stdout, /^pkg\/lua: reproducible, output sha256 [0-9a-f]{64}$/m);
+  });
+});
