@@ -116,7 +116,8 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
   });
 
   it('imports the sources from Debian\'s archive, naming what no Debian tarball matches', () => {
-    const r = bootstrap('import-sources', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make');
+    // musl too: make links the tree's musl (pkg/make/build-deps)
+    const r = bootstrap('import-sources', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make', './pkg/musl');
     assert.equal(r.status, 0, r.stdout + r.stderr);
     for (const line of [
       /^pkg\/zlib: zlib_1\.2\.13\.dfsg\.orig\.tar\.bz2: imported from Debian's /m,
@@ -125,6 +126,7 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
       /^pkg\/xz: xz-5\.4\.1\.tar\.xz: imported from Debian's xz-utils_5\.4\.1\.orig\.tar\.xz /m,
       /^pkg\/make: make-dfsg_4\.4\.1\.orig\.tar\.xz: NOT MATCHED \(Debian's make-dfsg 4\.3-4\.1 has make-dfsg_4\.3\.orig\.tar\.gz .*\): fetched from its urls$/m,
       /^pkg\/pigz: pigz_2\.8\.orig\.tar\.xz: NOT MATCHED \(.*\): fetched from its urls$/m,
+      /^pkg\/musl: musl-1\.2\.3\.tar\.gz: imported from Debian's musl_1\.2\.3\.orig\.tar\.gz /m,
     ]) assert.match(r.stdout, line);
   });
 

@@ -28,9 +28,14 @@ ln -s ../bin "$DESTDIR/usr/bin"
   'pkg/shell/build-deps': '../seed\n',
 };
 
-/** Records the top of the root it was built in: generation 1's root has more. */
+/** Records the top of the root it was built in: generation 1's seed has more (share/, etc/). */
 const STAMP = {
-  '!pkg/stamp/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/share/stamp"\nls / >"$DESTDIR/share/stamp/root"\n',
+  '!pkg/stamp/build': `#!/bin/sh
+set -e
+mkdir -p "$DESTDIR/share/stamp"
+ls / >"$DESTDIR/share/stamp/root"
+if [ -d /share ]; then : >"$DESTDIR/share/stamp/built-on-a-stamped-seed"; fi
+`,
   'pkg/stamp/build-deps': '../seed\n',
 };
 
@@ -78,12 +83,25 @@ describe('seed reproduce', function () {
     const r = reproduce('-j2', '--components', 'shell,stamp');
     assert.equal(r.status, 6, r.stdout + r.stderr);
     assert.match(r.stdout, /^shell +identical$/m);
-    assert.match(r.stdout, /^stamp +DIFFERENT\n +generation 1 [0-9a-f]{64}\n +generation 2 [0-9a-f]{64}\n +share\/stamp\/root: content: \d+ \/ \d+ bytes/m);
+    // each file named, with what differs: a file only one generation has, where contents part
+    assert.match(
+      r.stdout,
+      /^stamp +DIFFERENT\n +generation 1 [0-9a-f]{64}\n +generation 2 [0-9a-f]{64}\n +share\/stamp\/built-on-a-stamped-seed: only in generation 2\n +share\/stamp\/root: content: \d+ \/ \d+ bytes, \d+ bytes differ, the first at offset 0x[0-9a-f]+$/m,
+    );
     assert.match(r.stdout, /^seed +DIFFERENT$/m);
     assert.match(r.stdout, /^ +share\/stamp\/root: content: /m);
     const kept = /^NOT reproduced: stamp differs between the generations; generation 2's tree is kept in (\S+)$/m.exec(r.stdout);
     assert.ok(kept, r.stdout);
     assert.ok(fs.existsSync(path.join(kept[1]!, 'pkg/stamp/.pkg.tar.gz')));
+  });
+
+  it('stops with the build\'s status when generation 1 cannot be built, leaving nothing behind', () => {
+    write(dir, SHELL);
+    fs.rmSync(path.join(dir, '../www/seed.tar.gz')); // the bootstrap seed is nowhere
+    const r = reproduce('--components', 'shell');
+    assert.equal(r.status, 5, r.stdout + r.stderr);
+    assert.match(r.stderr, /seed reproduce: the build of shell in \S+ failed$/m);
+    assert.deepEqual(fs.readdirSync(home).filter((f) => f.startsWith('reproduce-')), []);
   });
 
   it('refuses a component the tree does not have, as a bad tree', () => {

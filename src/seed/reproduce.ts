@@ -102,7 +102,13 @@ export async function reproduceSeed(opts: ReproduceOptions): Promise<ReproduceRe
 
   opts.log(`generation 1: ${components.join(', ')} built by the bootstrap seed (pkg/seed, ${records[0]!.sha256.slice(0, 16)}…)`);
   let t0 = performance.now();
-  const gen1 = await generation(opts, tree, undefined, components, path.join(work, `generation-1-${seedFile}`));
+  let gen1: Built;
+  try {
+    gen1 = await generation(opts, tree, undefined, components, path.join(work, `generation-1-${seedFile}`));
+  } catch (e) {
+    removeTree(work); // nothing in it yet worth keeping: the tree's own build keeps its files
+    throw e;
+  }
   const seed1Sha = await store.add(gen1.seed.file);
   const seed1 = { ...gen1.seed, file: store.path(seed1Sha) };
   fs.rmSync(gen1.seed.file);
