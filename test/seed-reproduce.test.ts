@@ -110,10 +110,14 @@ describe('seed reproduce', function () {
     assert.match(r.stderr, /pkg\/nosuch: no such package/);
   });
 
-  it('refuses unknown arguments, as a usage error', () => {
+  it('refuses unknown arguments, and an -o it could not write, as usage errors, before building', () => {
     const r = reproduce('--frobnicate');
     assert.equal(r.status, 2);
     assert.match(r.stderr, /unknown argument --frobnicate/);
+    const o = reproduce('-o', 'no/such/dir/seed.tar.gz');
+    assert.equal(o.status, 2);
+    assert.match(o.stderr, /-o no\/such\/dir\/seed\.tar\.gz: no directory no\/such\/dir to write it in/);
+    assert.ok(!fs.existsSync(home), 'nothing was built');
   });
 });
 

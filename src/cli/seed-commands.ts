@@ -67,6 +67,10 @@ export async function seedCommand(argv: string[]): Promise<number> {
   const f = flags(argv.slice(1));
   const tree = path.resolve(f.tree);
   if (!fs.existsSync(path.join(tree, 'pkg', 'seed'))) throw new SeedUsageError(`${f.tree}: holds no pkg/seed: name the directory of the package tree with --tree DIR`);
+  // found out now, not after minutes of building
+  if (f.out && !fs.statSync(path.dirname(path.resolve(f.out)), { throwIfNoEntry: false })?.isDirectory()) {
+    throw new SeedUsageError(`-o ${f.out}: no directory ${path.dirname(f.out)} to write it in`);
+  }
   const rules = [...packageRules, ...(await loadRules())];
   let current: Engine | null = null;
   const stop = () => void (current?.close() ?? Promise.resolve()).finally(() => process.exit(130));
