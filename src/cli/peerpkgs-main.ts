@@ -50,6 +50,14 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  (also: add-to-package-cache)
   key generate NAME | list | trust KEY|FILE...
                                  signing keys and the keys trusted for caches
+  mirrors import [--db FILE] P2PKGS-MIRRORS-FILE
+                                 add a p2pkgs mirrors/ipfs file to the mirror database
+  mirrors pin [--db FILE] FETCHFILE...
+                                 fetch, add to IPFS, pin and record each source
+                                 (also: ipfs-pin-fetch-file)
+  mirrors pin-all [--db FILE] [TREEDIR]
+                                 the same for every package of the tree
+                                 (also: ipfs-pin-all-fetch-files)
 
   STRATEGY, for a path two packages provide differently (default: an error):
   --prefer-existing (the earlier package's), --prefer-new (the later one's),
@@ -57,7 +65,10 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
   order named, each after its run-deps.
 
 Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
-unpacked outputs and sandbox roots.
+unpacked outputs and sandbox roots. PKG_MIRROR_DB names the source mirror
+database (default: mirrors/ipfs.csv beside the tree's pkg/); PKG_MIRROR_IPFS=no
+fetches from the urls only; PKG_MIRROR_TIMEOUT (seconds, default 20) gives up
+an IPFS transfer that brings no data.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 130 interrupted.
 `;
@@ -67,6 +78,8 @@ const ALIASES: Record<string, string> = {
   'do-fetch': 'fetch',
   'new-package': 'new',
   'add-to-package-cache': 'cache-add',
+  'ipfs-pin-fetch-file': 'mirrors-pin',
+  'ipfs-pin-all-fetch-files': 'mirrors-pin-all',
   venv: 'venv',
 };
 
@@ -142,9 +155,12 @@ async function fetchCmd(argv: string[]): Promise<number> {
   const { readFetch } = await import('../tree/package.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
   const { fetchAll } = await import('../fetch/fetchfile.ts');
-  const entries = readFetch(path.resolve(args[0]!));
-  const store = new DistfileStore(peerpkgsHome());
-  const got = await fetchAll(entries, { store });
+  const { fetchWithMirror } = await import('../mirrors/fetching.ts');
+  const fetchFile = path.resolve(args[0]!);
+  const entries = readFetch(fetchFile);
+  const home = peerpkgsHome();
+  const store = new DistfileStore(home);
+  const got = await fetchWithMirror(path.dirname(fetchFile), home, (sourcesFor) => fetchAll(entries, { store, sourcesFor }));
   for (const [file, stored] of got) {
     if (out) {
       // a copy, not a link: what is made of it must not share the store's inode
@@ -375,6 +391,11 @@ async function main(argv: string[]): Promise<number> {
   } else {
     cmd = argv[1];
     args = argv.slice(2);
+  }
+  // the mirror commands have their own help
+  if (cmd === 'mirrors' || cmd === 'mirrors-pin' || cmd === 'mirrors-pin-all') {
+    const { mirrorsCommand } = await import('./mirror-commands.ts');
+    return cmd === 'mirrors' ? mirrorsCommand(name, args[0], args.slice(1)) : mirrorsCommand(name, cmd.slice(8), args);
   }
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help' || args.includes('--help') || args.includes('-h')) {
     process.stdout.write(HELP);
