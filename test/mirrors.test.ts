@@ -128,6 +128,15 @@ describe('mirrors: the database', function () {
     assert.match(again.stdout, /0 records added, 3 already there/);
   });
 
+  it('peerpkgs info lists the IPFS mirrors of each source', function () {
+    write(dir, { '!pkg/x/build': '', 'pkg/x/fetch': `url: http://example.org/x.tar.gz\nsha256: ${SHA_A}\n` });
+    write(dir, { 'mirrors/ipfs.csv': `sha256,cid,url\n${SHA_A},${CID_1},http://example.org/x.tar.gz\n${SHA_B},${CID_2},http://example.org/y\n` });
+    const r = run(dir, 'peerpkgs', ['info', './pkg/x'], { PEERPKGS_HOME: path.join(dir, 'home') });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`source: +x\\.tar\\.gz ${SHA_A} \\(not fetched\\)\\n +ipfs://${CID_1}\\n +http://example\\.org/x\\.tar\\.gz\\n`));
+    assert.doesNotMatch(r.stdout, new RegExp(CID_2));
+  });
+
   it('peerpkgs mirrors import: a bad record is exit 4 naming file and line; usage mistakes exit 2', function () {
     write(dir, { 'pkg/README': '', bad: `source_url: http://x/a\nsha256: abc\ncid: ${CID_1}\n` });
     const r = run(dir, 'peerpkgs', ['mirrors', 'import', 'bad']);

@@ -34,7 +34,8 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
   fetch [-o DIR] FETCHFILE       fetch one package's sources (also: do-fetch)
   new PKGDIR                     make a new package from a template (also: new-package)
   graph PKGDIR...                print the dependency tree
-  info PKGDIR...                 pkghash, closure, sources and output of a package
+  info PKGDIR...                 pkghash, closure, sources (with their IPFS mirrors)
+                                 and output of a package
   check [-j N] PKGDIR...         build again and compare, naming files that differ
   distfiles add FILE...          put local files in the distfile store, by their sha256
   venv [-o DIR] [-j N] [STRATEGY] PKGDIR...
@@ -67,7 +68,7 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
 Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
 unpacked outputs and sandbox roots. PKG_MIRROR_DB names the source mirror
 database (default: mirrors/ipfs.csv beside the tree's pkg/); PKG_MIRROR_IPFS=no
-fetches from the urls only; PKG_MIRROR_TIMEOUT (seconds, default 20) gives up
+fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
 an IPFS transfer that brings no data.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 130 interrupted.
@@ -227,6 +228,7 @@ async function infoCmd(argv: string[]): Promise<number> {
   const { PackageGraph } = await import('../tree/pkghash.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
   const { recordedSha256 } = await import('../build/outputs.ts');
+  const { MirrorDb, mirrorDbPath } = await import('../mirrors/db.ts');
   const g = new PackageGraph();
   const store = new DistfileStore(peerpkgsHome());
   const out: string[] = [];
@@ -236,8 +238,11 @@ async function infoCmd(argv: string[]): Promise<number> {
     out.push(`pkghash:   ${g.pkghash(dir)}`);
     out.push(`closure:   ${g.closure(dir).map(rel).join(' ') || '(none)'}`);
     out.push(`bclosure:  ${g.bclosure(dir).map(rel).join(' ') || '(none)'}`);
+    const dbFile = pkg.fetch.length ? mirrorDbPath(dir) : null;
+    const mirrors = dbFile ? MirrorDb.load(dbFile) : null;
     for (const f of pkg.fetch) {
       out.push(`source:    ${f.file} ${f.sha256} ${store.has(f.sha256) ? '(in store)' : '(not fetched)'}`);
+      for (const r of mirrors?.lookup(f.sha256) ?? []) out.push(`             ipfs://${r.cid}`);
       for (const u of f.urls) out.push(`             ${u}`);
     }
     const archive = path.join(dir, '.pkg.tar.gz');

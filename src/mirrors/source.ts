@@ -4,8 +4,8 @@
  *
  * The node is the costly part (a libp2p stack, a repo, dials), so it is
  * started only when a source is opened: a distfile already in the store, or
- * one no CID is recorded for, never starts it. One node serves every fetch
- * of a run and is closed with the run.
+ * one no CID is recorded for, never starts it. Who passes the opener closes
+ * the node (fetching.ts: when the package's fetches are over).
  *
  * Bitswap does not fail when no peer has a block, it waits; so a transfer
  * that brings no data for a while (none at first, or a peer gone in the
@@ -21,14 +21,14 @@ import { MirrorDb, mirrorDbPath } from './db.ts';
 
 /** What the mirror needs of an IPFS node. */
 export interface MirrorNode {
-  /** The bytes of a UnixFS file; stops (throwing) when signal aborts. */
-  cat(cid: string, opts: { signal: AbortSignal }): AsyncIterable<Uint8Array>;
+  /** The bytes of a UnixFS file; stops (throwing) when signal aborts or nothing arrives for timeoutMs. */
+  cat(cid: string, opts: { signal: AbortSignal; timeoutMs: number }): AsyncIterable<Uint8Array>;
   /** The file's size, if the node can tell it cheaply. */
-  size?(cid: string, opts: { signal: AbortSignal }): Promise<number | undefined>;
+  size?(cid: string, opts: { signal: AbortSignal; timeoutMs: number }): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
-export const DEFAULT_IDLE_MS = 20_000;
+export const DEFAULT_IDLE_MS = 30_000;
 
 export interface IpfsMirrorOptions {
   /** the database file; read on the first lookup */
@@ -39,7 +39,7 @@ export interface IpfsMirrorOptions {
   idleMs?: number;
 }
 
-/** The IPFS mirror of one run: lookups, the lazily started node, and its closing. */
+/** The IPFS mirror of one run: lookups, and the node started on the first transfer (its opener closes it). */
 export class IpfsMirror {
   readonly dbFile: string;
   private readonly openNode: () => Promise<MirrorNode>;
@@ -53,11 +53,6 @@ export class IpfsMirror {
     this.idleMs = opts.idleMs ?? DEFAULT_IDLE_MS;
   }
 
-  /** Has the node been started? */
-  get started(): boolean {
-    return this.node !== null;
-  }
-
   /** One source per CID recorded for the distfile's sha256; none when there is none. */
   sourcesFor = (want: Distfile): Source[] => {
     this.db ??= MirrorDb.load(this.dbFile);
@@ -67,12 +62,6 @@ export class IpfsMirror {
   nodeNow(): Promise<MirrorNode> {
     this.node ??= this.openNode();
     return this.node;
-  }
-
-  async close(): Promise<void> {
-    const node = this.node;
-    this.node = null;
-    if (node) await node.then((n) => n.close(), () => undefined);
   }
 
   private source(cid: string): Source {
@@ -91,8 +80,9 @@ export class IpfsMirror {
     }
     const idle = new Idle(this.idleMs);
     try {
-      const size = node.size ? await idle.race(node.size(cid, { signal: idle.signal }), 0) : undefined;
-      const it = node.cat(cid, { signal: idle.signal })[Symbol.asyncIterator]();
+      const opts = { signal: idle.signal, timeoutMs: this.idleMs };
+      const size = node.size ? await idle.race(node.size(cid, opts), 0) : undefined;
+      const it = node.cat(cid, opts)[Symbol.asyncIterator]();
       // the first bytes before the transfer is announced: a CID nobody has fails here
       const first = await idle.race(it.next(), 0);
       return { size, body: body(first, it, idle) };
@@ -186,14 +176,15 @@ export interface MirrorSetup {
 /**
  * The IPFS mirror for a package's fetches, or null when there is none to
  * use: PKG_MIRROR_IPFS=no, or no database (no tree around the package and no
- * PKG_MIRROR_DB). PKG_MIRROR_TIMEOUT (seconds) bounds a silent transfer.
+ * PKG_MIRROR_DB). A transfer silent for PKG_IPFS_TIMEOUT seconds (the
+ * node's own bound on a block's wait) is given up.
  */
 export function ipfsMirrorFor(setup: MirrorSetup): IpfsMirror | null {
   const env = setup.env ?? process.env;
   if (OFF.test(env.PKG_MIRROR_IPFS ?? '')) return null;
   const dbFile = mirrorDbPath(setup.packageDir, env);
   if (!dbFile) return null;
-  const t = Number(env.PKG_MIRROR_TIMEOUT);
-  const idleMs = env.PKG_MIRROR_TIMEOUT && t > 0 ? t * 1000 : undefined;
+  const t = Number(env.PKG_IPFS_TIMEOUT);
+  const idleMs = env.PKG_IPFS_TIMEOUT && t > 0 ? Math.round(t * 1000) : undefined;
   return new IpfsMirror({ dbFile, open: setup.open, idleMs });
 }
