@@ -44,10 +44,15 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  (also: venv)
   export tarball -o FILE [-j N] [STRATEGY] PKGDIR...
                                  the same merge as one reproducible .tar.gz
-  cache add -o DIR [--sign-key NAME] [-j N] PKGDIR...
+  cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...
                                  build, then copy the packages and their run closures
                                  into a binary cache directory with signed .info files
-                                 (also: add-to-package-cache)
+                                 (also: add-to-package-cache); --ipfs adds DIR to IPFS,
+                                 --ipns KEY also publishes it under the IPNS key KEY
+  cache publish DIR [--ipns KEY] add a cache directory to IPFS (pinned), print ipfs://CID
+                                 (and ipns://NAME)
+  ipfs COMMAND                   the IPFS node: daemon, add, cat, get, ls, pin, publish,
+                                 resolve (see peerpkgs ipfs --help)
   key generate NAME | list | trust KEY|FILE...
                                  signing keys and the keys trusted for caches
 
@@ -59,7 +64,8 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
 Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
 unpacked outputs and sandbox roots.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
-failed, 6 not reproducible, 130 interrupted.
+failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
+130 interrupted.
 `;
 
 const ALIASES: Record<string, string> = {
@@ -286,7 +292,7 @@ async function cacheAdd(argv: string[]): Promise<number> {
   let jobs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '-o' || a === '--sign-key') passOn.push(a, argv[++i] ?? '');
+    if (a === '-o' || a === '--sign-key' || a === '--ipns') passOn.push(a, argv[++i] ?? '');
     else if (a === '-j') jobs = ['-j', argv[++i] ?? ''];
     else if (/^-j\d+$/.test(a)) jobs = [a];
     else if (a.startsWith('-')) passOn.push(a);
@@ -376,6 +382,15 @@ async function main(argv: string[]): Promise<number> {
     cmd = argv[1];
     args = argv.slice(2);
   }
+  // these parse their own --help
+  if (cmd === 'ipfs') {
+    const { ipfsCommand } = await import('./ipfs-commands.ts');
+    return ipfsCommand(args);
+  }
+  if (cmd === 'cache' && args[0] === 'publish') {
+    const { cachePublish } = await import('./ipfs-commands.ts');
+    return cachePublish(args.slice(1));
+  }
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help' || args.includes('--help') || args.includes('-h')) {
     process.stdout.write(HELP);
     return cmd ? EXIT.ok : EXIT.usage;
@@ -396,7 +411,7 @@ async function main(argv: string[]): Promise<number> {
     case 'distfiles':
       return distfiles(args);
     case 'cache':
-      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] PKGDIR...');
+      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
       return cacheAdd(args.slice(1));
     case 'cache-add':
       return cacheAdd(args);
