@@ -45,10 +45,15 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  (also: venv)
   export tarball -o FILE [-j N] [STRATEGY] PKGDIR...
                                  the same merge as one reproducible .tar.gz
-  cache add -o DIR [--sign-key NAME] [-j N] PKGDIR...
+  cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...
                                  build, then copy the packages and their run closures
                                  into a binary cache directory with signed .info files
-                                 (also: add-to-package-cache)
+                                 (also: add-to-package-cache); --ipfs adds DIR to IPFS,
+                                 --ipns KEY also publishes it under the IPNS key KEY
+  cache publish DIR [--ipns KEY] add a cache directory to IPFS (pinned), print ipfs://CID
+                                 (and ipns://NAME)
+  ipfs COMMAND                   the IPFS node: daemon, add, cat, get, ls, pin, publish,
+                                 resolve (see peerpkgs ipfs --help)
   key generate NAME | list | trust KEY|FILE...
                                  signing keys and the keys trusted for caches
   mirrors import [--db FILE] P2PKGS-MIRRORS-FILE
@@ -71,7 +76,8 @@ database (default: mirrors/ipfs.csv beside the tree's pkg/); PKG_MIRROR_IPFS=no
 fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
 an IPFS transfer that brings no data.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
-failed, 6 not reproducible, 130 interrupted.
+failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
+130 interrupted.
 `;
 
 const ALIASES: Record<string, string> = {
@@ -307,7 +313,7 @@ async function cacheAdd(argv: string[]): Promise<number> {
   let jobs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '-o' || a === '--sign-key') passOn.push(a, argv[++i] ?? '');
+    if (a === '-o' || a === '--sign-key' || a === '--ipns') passOn.push(a, argv[++i] ?? '');
     else if (a === '-j') jobs = ['-j', argv[++i] ?? ''];
     else if (/^-j\d+$/.test(a)) jobs = [a];
     else if (a.startsWith('-')) passOn.push(a);
@@ -402,6 +408,15 @@ async function main(argv: string[]): Promise<number> {
     const { mirrorsCommand } = await import('./mirror-commands.ts');
     return cmd === 'mirrors' ? mirrorsCommand(name, args[0], args.slice(1)) : mirrorsCommand(name, cmd.slice(8), args);
   }
+  // these parse their own --help
+  if (cmd === 'ipfs') {
+    const { ipfsCommand } = await import('./ipfs-commands.ts');
+    return ipfsCommand(args);
+  }
+  if (cmd === 'cache' && args[0] === 'publish') {
+    const { cachePublish } = await import('./ipfs-commands.ts');
+    return cachePublish(args.slice(1));
+  }
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help' || args.includes('--help') || args.includes('-h')) {
     process.stdout.write(HELP);
     return cmd ? EXIT.ok : EXIT.usage;
@@ -422,7 +437,7 @@ async function main(argv: string[]): Promise<number> {
     case 'distfiles':
       return distfiles(args);
     case 'cache':
-      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] PKGDIR...');
+      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
       return cacheAdd(args.slice(1));
     case 'cache-add':
       return cacheAdd(args);
