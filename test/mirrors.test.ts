@@ -4,10 +4,12 @@
  * loopback TCP, falling back to real HTTP servers.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { scratch, write, run } from './helpers.ts';
+import { BIN, scratch, write, run, userEnv, busyboxHttpd, freePort, type Run } from './helpers.ts';
+import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 import { addMirrorRecords, formatMirrorDb, mirrorDbPath, parseMirrorDb, readMirrorDb, type MirrorRecord } from '../src/mirrors/db.ts';
 import { parseP2pkgsMirrors } from '../src/mirrors/import.ts';
 import { TreeError } from '../src/tree/errors.ts';
@@ -152,3 +154,247 @@ describe('mirrors: the database', function () {
     assert.match(h.stdout, /mirrors pin-all/);
   });
 });
+
+interface Daemon {
+  addr: string;
+  stop(signal?: NodeJS.Signals): Promise<unknown>;
+}
+
+/** `peerpkgs ipfs daemon` on `home` in its own process, once it says it is ready. */
+async function startDaemon(home: string): Promise<Daemon> {
+  const proc: ChildProcess = spawn(path.join(BIN, 'peerpkgs'), ['ipfs', 'daemon'], { env: userEnv({ PEERPKGS_HOME: home }), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise((r) => proc.once('exit', r));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`the daemon did not get ready in 30 s:\n${out}`)), 30_000);
+    proc.stdout!.on('data', () => {
+      if (!/^ready$/m.test(out)) return;
+      clearTimeout(t);
+      resolve();
+    });
+    void exited.then((code) => {
+      clearTimeout(t);
+      reject(new Error(`the daemon exited (${code}):\n${out}`));
+    });
+  });
+  const addr = /^listening: (\S+)$/m.exec(out)![1]!;
+  return {
+    addr,
+    stop: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Start a command and call `onLine` with each line of its stderr as it comes. */
+function startWatching(cwd: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine: (line: string) => void): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(path.join(BIN, cmd), args, { cwd, env: userEnv(env) });
+    let stdout = '';
+    let stderr = '';
+    let partial = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      lines.forEach(onLine);
+    });
+    p.on('error', reject);
+    p.on('close', (status) => resolve({ status: status ?? 128, stdout, stderr }));
+  });
+}
+
+describe('mirrors: fetching from IPFS peers', function () {
+  this.timeout(120_000);
+  let shared: { dir: string; cleanup: () => void };
+  let www: { url: string; stop(): Promise<void> };
+  let wwwDir: string;
+  let seedSha: string;
+  let homeA: string;
+  let a: Daemon;
+  let dead: string; // a url nothing answers
+  const files: Record<string, { sha: string; cid: string }> = {};
+  let dir: string;
+  let cleanup: () => void;
+  let homes = 0;
+
+  // a peer's blocks live in its blockstore, one file a block: the leaves of
+  // a file added with kubo's defaults hold its 256 KiB chunks verbatim
+  const CHUNK = 256 * 1024;
+  const BIG_CHUNKS = 12;
+
+  before(async () => {
+    shared = scratch();
+    wwwDir = path.join(shared.dir, 'www');
+    fs.mkdirSync(wwwDir);
+    seedSha = await makeSeedTarball(wwwDir);
+    const content: Record<string, Buffer> = {
+      'small.bin': crypto.randomBytes(300 * 1024),
+      'other.bin': crypto.randomBytes(100 * 1024),
+      'big.bin': crypto.randomBytes(BIG_CHUNKS * CHUNK),
+      'pinme.bin': crypto.randomBytes(200 * 1024),
+    };
+    for (const [name, bytes] of Object.entries(content)) fs.writeFileSync(path.join(wwwDir, name), bytes);
+    www = await busyboxHttpd(wwwDir);
+    dead = `http://127.0.0.1:${await freePort()}`;
+    homeA = path.join(shared.dir, 'a');
+    for (const name of ['small.bin', 'other.bin', 'big.bin']) {
+      const r = run(shared.dir, 'peerpkgs', ['ipfs', 'add', '--pin', path.join(wwwDir, name)], { PEERPKGS_HOME: homeA });
+      assert.equal(r.status, 0, r.stderr);
+      files[name] = { sha: sha256(content[name]!), cid: r.stdout.trim() };
+    }
+    // peer A keeps only the first half of big.bin: a fetch of it gets going, then never ends
+    const big = content['big.bin']!;
+    const blocks = listFiles(path.join(homeA, 'ipfs/blocks'));
+    let removed = 0;
+    for (let i = BIG_CHUNKS / 2; i < BIG_CHUNKS; i++) {
+      const probe = big.subarray(i * CHUNK, i * CHUNK + 64);
+      for (const b of blocks) {
+        if (!fs.existsSync(b) || !fs.readFileSync(b).includes(probe)) continue;
+        fs.rmSync(b);
+        removed++;
+      }
+    }
+    assert.equal(removed, BIG_CHUNKS / 2, 'the leaves of the second half were found in the blockstore');
+    a = await startDaemon(homeA);
+  });
+  after(async () => {
+    await a?.stop();
+    await www?.stop();
+    shared?.cleanup();
+  });
+  beforeEach(() => {
+    ({ dir, cleanup } = scratch());
+    writeSeedPackage(dir, www.url, seedSha);
+  });
+  afterEach(() => cleanup());
+
+  /** A fresh machine: an empty PEERPKGS_HOME that dials A. */
+  const fresh = (more: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+    PEERPKGS_HOME: path.join(shared.dir, `home-${++homes}`),
+    PKG_IPFS_PEERS: a.addr,
+    PKG_IPFS_TIMEOUT: '3',
+    ...more,
+  });
+  const mirrorDb = (rows: Array<[string, string, string]>) =>
+    write(dir, { 'mirrors/ipfs.csv': `sha256,cid,url\n${rows.map((r) => r.join(',')).join('\n')}\n` });
+  const fetchFile = (pkg: string, file: string, sha: string, ...urls: string[]) =>
+    write(dir, { [`pkg/${pkg}/fetch`]: `${urls.map((u) => `url: ${u}`).join('\n')}\nfile: ${file}\nsha256: ${sha}\n` });
+  const stored = (env: NodeJS.ProcessEnv, sha: string) => fs.existsSync(path.join(env.PEERPKGS_HOME!, 'distfiles', sha));
+
+  it('builds a package whose urls are all dead from a peer, through the mirror database', function () {
+    const { sha, cid } = files['small.bin']!;
+    write(dir, {
+      '!pkg/x/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/share"\ncp x.bin "$DESTDIR/share/x.bin"\n',
+      'pkg/x/build-deps': '../seed\n',
+    });
+    fetchFile('x', 'x.bin', sha, `${dead}/x.tar.gz`);
+    mirrorDb([[sha, cid, 'http://example.org/x.tar.gz']]);
+    const env = fresh();
+    const r = run(dir, 'build-packages-ifchange', ['./pkg/x'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`fetching x\\.bin \\(300\\.0 KiB\\) from ipfs://${cid}`), 'progress, as for HTTP');
+    assert.match(r.stderr, /fetched x\.bin: 300\.0 KiB/);
+    assert.ok(stored(env, sha));
+    assert.ok(!r.stderr.includes(dead), 'the dead url was not needed');
+  });
+
+  it('starts no IPFS node when the sources are in the distfile store', function () {
+    const { sha, cid } = files['small.bin']!;
+    write(dir, { '!pkg/x/build': '#!/bin/sh\nmkdir -p "$DESTDIR/share"\ncp x.bin "$DESTDIR/share/"\n', 'pkg/x/build-deps': '../seed\n' });
+    fetchFile('x', 'x.bin', sha, `${dead}/x.tar.gz`);
+    mirrorDb([[sha, cid, 'http://example.org/x.tar.gz']]);
+    const env = fresh();
+    assert.equal(run(dir, 'peerpkgs', ['distfiles', 'add', path.join(wwwDir, 'small.bin')], env).status, 0);
+    const r = run(dir, 'build-packages-ifchange', ['./pkg/x'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /ipfs/);
+    assert.equal(fs.existsSync(path.join(env.PEERPKGS_HOME!, 'ipfs')), false, 'no node made its repository');
+  });
+
+  it('PKG_MIRROR_IPFS=no fetches from the urls only', function () {
+    const { sha, cid } = files['small.bin']!;
+    fetchFile('x', 'x.bin', sha, `${www.url}/small.bin`);
+    mirrorDb([[sha, cid, `${www.url}/small.bin`]]);
+    const env = fresh({ PKG_MIRROR_IPFS: 'no' });
+    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`fetching x\\.bin \\(300\\.0 KiB\\) from ${www.url}/small\\.bin`));
+    assert.doesNotMatch(r.stderr, /ipfs/);
+    assert.equal(fs.existsSync(path.join(env.PEERPKGS_HOME!, 'ipfs')), false);
+  });
+
+  it('rejects a mirror serving bytes of another sha256 and takes the url', function () {
+    const { sha } = files['small.bin']!;
+    const wrong = files['other.bin']!.cid;
+    fetchFile('x', 'x.bin', sha, `${www.url}/small.bin`);
+    mirrorDb([[sha, wrong, `${www.url}/small.bin`]]);
+    const env = fresh();
+    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`x\\.bin: ipfs://${wrong}: sha256 mismatch \\(got ${files['other.bin']!.sha}\\)`));
+    assert.match(r.stderr, new RegExp(`fetched x\\.bin: 300\\.0 KiB`));
+    assert.ok(stored(env, sha));
+  });
+
+  it('lists the mirror with the urls, each with why it failed, when none has the source', function () {
+    const { sha } = files['small.bin']!;
+    const wrong = files['other.bin']!.cid;
+    fetchFile('x', 'x.bin', sha, `${dead}/x.bin`);
+    mirrorDb([[sha, wrong, `${dead}/x.bin`]]);
+    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], fresh());
+    assert.equal(r.status, 5, r.stderr);
+    assert.match(r.stderr, new RegExp(`could not fetch x\\.bin \\(sha256 ${sha}\\):\\n  ipfs://${wrong}: sha256 mismatch \\(got [0-9a-f]{64}\\)\\n  ${dead}/x\\.bin: connection refused\\n`));
+  });
+
+  it('ipfs-pin-fetch-file records a row that a second, fresh node fetches through; ipfs-pin-all-fetch-files the whole tree', function () {
+    const sha = sha256(fs.readFileSync(path.join(wwwDir, 'pinme.bin')));
+    fs.copyFileSync(path.join(wwwDir, 'pinme.bin'), path.join(wwwDir, 'gone.bin'));
+    fetchFile('p', 'pinme.bin', sha, `${www.url}/gone.bin`);
+    // pinned into A, through its daemon
+    const pin = run(dir, 'ipfs-pin-fetch-file', ['pkg/p/fetch'], { PEERPKGS_HOME: homeA });
+    assert.equal(pin.status, 0, pin.stderr);
+    const rows = readMirrorDb(path.join(dir, 'mirrors/ipfs.csv'));
+    assert.equal(rows.length, 1);
+    assert.deepEqual({ ...rows[0], cid: '' }, { sha256: sha, cid: '', url: `${www.url}/gone.bin` });
+    assert.match(rows[0]!.cid, /^Qm/, "kubo's default: CIDv0");
+    assert.match(pin.stdout, new RegExp(`pinned pinme\\.bin \\(sha256 ${sha}\\) as /ipfs/${rows[0]!.cid}`));
+    fs.rmSync(path.join(wwwDir, 'gone.bin'));
+    const env = fresh();
+    const r = run(dir, 'do-fetch', ['pkg/p/fetch'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`fetching pinme\\.bin .*from ipfs://${rows[0]!.cid}`));
+    assert.ok(stored(env, sha));
+    // the whole tree: the seed's tarball is added, pinme.bin is not recorded twice
+    const all = run(dir, 'ipfs-pin-all-fetch-files', [], { PEERPKGS_HOME: homeA });
+    assert.equal(all.status, 0, all.stderr);
+    assert.deepEqual(readMirrorDb(path.join(dir, 'mirrors/ipfs.csv')).map((x) => x.sha256).sort(), [sha, seedSha].sort());
+  });
+
+  // last: it kills A
+  it('falls back to the url, saying why, when the peer goes away mid-transfer', async function () {
+    const { sha, cid } = files['big.bin']!;
+    fetchFile('x', 'big.bin', sha, `${www.url}/big.bin`);
+    mirrorDb([[sha, cid, `${www.url}/big.bin`]]);
+    const env = fresh();
+    let killed: Promise<unknown> | null = null;
+    const r = await startWatching(dir, 'do-fetch', ['pkg/x/fetch'], env, (line) => {
+      // the transfer is announced once its first bytes are in
+      if (line.includes(`from ipfs://${cid}`)) killed ??= a.stop('SIGKILL');
+    });
+    assert.ok(killed, `the transfer from the peer began:\n${r.stderr}`);
+    await killed;
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`big\\.bin: ipfs://${cid}: stalled after \\d+(\\.\\d)? [KM]iB \\(the peer went away or lacks the rest\\)`));
+    assert.match(r.stderr, new RegExp(`fetching big\\.bin \\(3\\.0 MiB\\) from ${www.url}/big\\.bin`));
+    assert.ok(stored(env, sha));
+  });
+});
+
+function listFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.join(d.parentPath, d.name));
+}

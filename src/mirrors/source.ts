@@ -112,7 +112,10 @@ async function* body(first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8A
 function asSourceError(e: unknown, got = 0): SourceError {
   if (e instanceof SourceError) return e;
   const why = (e as Error)?.message ?? String(e);
-  return new SourceError(got ? `failed after ${formatBytes(got)}: ${why}` : why, false);
+  if (!got) return new SourceError(why, false);
+  // blocks stopped coming part-way: the peer that had the first ones is gone, or has no more
+  const stalled = (e as Error)?.name === 'IpfsUnreachable';
+  return new SourceError(stalled ? `stalled after ${formatBytes(got)} (the peer went away or lacks the rest): ${why}` : `failed after ${formatBytes(got)}: ${why}`, false);
 }
 
 const IDLE = new Error('no data in time');
