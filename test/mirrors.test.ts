@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, scratch, write, run, userEnv, busyboxHttpd, freePort, type Run } from './helpers.ts';
+import { BIN, scratch, write, run, start, userEnv, busyboxHttpd, freePort, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 import { addMirrorRecords, formatMirrorDb, mirrorDbPath, parseMirrorDb, readMirrorDb, type MirrorRecord } from '../src/mirrors/db.ts';
 import { parseP2pkgsMirrors } from '../src/mirrors/import.ts';
@@ -128,6 +128,32 @@ describe('mirrors: the database', function () {
     assert.equal(rows.length, 3);
     const again = run(dir, 'peerpkgs', ['mirrors', 'import', 'p2pkgs-ipfs']);
     assert.match(again.stdout, /0 records added, 3 already there/);
+  });
+
+  it('a writer waits for the one holding the lock, then adds its rows to what that one wrote', async function () {
+    write(dir, { 'pkg/README': '', one: `source_url: http://x/1\nsha256: ${SHA_A}\ncid: ${CID_1}\n` });
+    const db = path.join(dir, 'mirrors/ipfs.csv');
+    fs.mkdirSync(path.join(dir, 'mirrors/.ipfs.csv.lock'), { recursive: true });
+    let done = false;
+    const importing = start(dir, 'peerpkgs', ['mirrors', 'import', 'one']).finally(() => (done = true));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(done, false, 'the import waits while the lock is held');
+    // what the holder writes before letting go
+    fs.writeFileSync(db, `sha256,cid,url\n${SHA_B},${CID_2},http://x/2\n`);
+    fs.rmdirSync(path.join(dir, 'mirrors/.ipfs.csv.lock'));
+    const r = await importing;
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readMirrorDb(db).map((x) => x.cid).sort(), [CID_1, CID_2].sort());
+  });
+
+  it('a malformed database stops a fetch that would use it, naming file and line', function () {
+    write(dir, {
+      'pkg/x/fetch': `url: http://127.0.0.1:1/x.tar.gz\nsha256: ${SHA_A}\n`,
+      'mirrors/ipfs.csv': `sha256,cid,url\n${SHA_A},${CID_1}\n`,
+    });
+    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], { PEERPKGS_HOME: path.join(dir, 'home') });
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stderr, /^do-fetch: mirrors\/ipfs\.csv:2: a row has 3 fields \(sha256,cid,url\), this one 2\n$/);
   });
 
   it('peerpkgs info lists the IPFS mirrors of each source', function () {
