@@ -4,12 +4,13 @@
  * loopback TCP, falling back to real HTTP servers.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, scratch, write, run, start, userEnv, busyboxHttpd, freePort, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
+import { startDaemon, type Daemon } from './ipfs-peer.ts';
 import { addMirrorRecords, formatMirrorDb, mirrorDbPath, parseMirrorDb, readMirrorDb, type MirrorRecord } from '../src/mirrors/db.ts';
 import { parseP2pkgsMirrors } from '../src/mirrors/import.ts';
 import { TreeError } from '../src/tree/errors.ts';
@@ -180,40 +181,6 @@ describe('mirrors: the database', function () {
     assert.match(h.stdout, /mirrors pin-all/);
   });
 });
-
-interface Daemon {
-  addr: string;
-  stop(signal?: NodeJS.Signals): Promise<unknown>;
-}
-
-/** `peerpkgs ipfs daemon` on `home` in its own process, once it says it is ready. */
-async function startDaemon(home: string): Promise<Daemon> {
-  const proc: ChildProcess = spawn(path.join(BIN, 'peerpkgs'), ['ipfs', 'daemon'], { env: userEnv({ PEERPKGS_HOME: home }), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise((r) => proc.once('exit', r));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the daemon did not get ready in 30 s:\n${out}`)), 30_000);
-    proc.stdout!.on('data', () => {
-      if (!/^ready$/m.test(out)) return;
-      clearTimeout(t);
-      resolve();
-    });
-    void exited.then((code) => {
-      clearTimeout(t);
-      reject(new Error(`the daemon exited (${code}):\n${out}`));
-    });
-  });
-  const addr = /^listening: (\S+)$/m.exec(out)![1]!;
-  return {
-    addr,
-    stop: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
-}
 
 /** Start a command and call `onLine` with each line of its stderr as it comes. */
 function startWatching(cwd: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine: (line: string) => void): Promise<Run> {
