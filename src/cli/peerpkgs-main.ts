@@ -456,6 +456,8 @@ async function main(argv: string[]): Promise<number> {
 
 export async function run(argv: string[]): Promise<void> {
   const name = path.basename(argv[0] ?? 'peerpkgs');
+  // the .do files a build runs (a seed's do-fetch) start in other directories
+  if (process.env.PKG_MIRROR_DB) process.env.PKG_MIRROR_DB = path.resolve(process.env.PKG_MIRROR_DB);
   try {
     process.exitCode = await main(argv);
   } catch (e) {
