@@ -18,7 +18,7 @@ interface Daemon {
   addr: string;
   proc: ChildProcess;
   output(): string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
 /** `peerpkgs ipfs daemon` on `home`, once it says it is ready. */
@@ -27,7 +27,7 @@ async function startDaemon(home: string, env: NodeJS.ProcessEnv = {}): Promise<D
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const exited = new Promise<number | string | null>((r) => proc.once('exit', (code, sig) => r(code ?? sig)));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`the daemon did not get ready in 30 s:\n${out}`)), 30_000);
     const check = () => {
