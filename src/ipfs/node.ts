@@ -183,7 +183,9 @@ export class LocalNode implements IpfsClient {
       if (e.type === 'directory') throw new IpfsError(`${p}: is a directory`);
       if (e.type === 'object') throw new IpfsError(`${p}: not a UnixFS file`);
       try {
-        for await (const chunk of e.content({ signal: wd.signal, blockReadConcurrency: 64 })) {
+        // blocks asked for ahead of the one being read: the sender reads all it
+        // was asked for before sending any, so a long want-list waits longer
+        for await (const chunk of e.content({ signal: wd.signal, blockReadConcurrency: 16 })) {
           wd.kick();
           yield chunk;
         }
@@ -418,6 +420,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   }
   const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
+  // bitswap's defaults: larger messages than its 2 MB stall a transfer, and
+  // other settings measured no faster on loopback (see test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
   const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString }, opts.serve ?? false);
