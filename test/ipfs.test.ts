@@ -11,6 +11,12 @@ import * as path from 'node:path';
 import { BIN, exists, read, run, scratch, userEnv, write, busyboxHttpd, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
 
+/** The CIDv1 form of a CID, as IPNS records carry it. */
+async function cidV1(cid: string): Promise<string> {
+  const { CID } = await import('multiformats/cid');
+  return CID.parse(cid).toV1().toString();
+}
+
 interface Daemon {
   home: string;
   peerId: string;
@@ -18,7 +24,7 @@ interface Daemon {
   addr: string;
   proc: ChildProcess;
   output(): string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
 /** `peerpkgs ipfs daemon` on `home`, once it says it is ready. */
@@ -27,7 +33,7 @@ async function startDaemon(home: string, env: NodeJS.ProcessEnv = {}): Promise<D
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const exited = new Promise<number | string | null>((r) => proc.once('exit', (code, sig) => r(code ?? sig)));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`the daemon did not get ready in 30 s:\n${out}`)), 30_000);
     const check = () => {
@@ -153,6 +159,31 @@ describe('IPFS', function () {
       assert.match(ipfs(b, ['ls', cid], peers).stdout, /^\S+ 8 README\n\S+ 0 link\n\S+ 0 sub\/\n$/);
       // B now has the blocks itself: no peer needed
       assert.equal(ipfs(b, ['cat', `${cid}/README`]).stdout, 'read me\n');
+    });
+
+    it('what B pinned stays readable when A is gone', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      write(s.dir, { 'd/one': '1\n', 'd/sub/two': '2\n' });
+      const cid = ipfs(a.home, ['add', 'd']).stdout.trim();
+      const b = path.join(s.dir, 'b');
+      const pinned = ipfs(b, ['pin', cid], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(pinned.status, 0, pinned.stderr);
+      assert.equal(pinned.stdout, `pinned ${cid}\n`);
+      await a.stop();
+      const offline = { PKG_IPFS_TIMEOUT: '2' };
+      assert.equal(ipfs(b, ['cat', `${cid}/sub/two`], offline).stdout, '2\n', 'fetched by the pin, not by this cat');
+      assert.equal(ipfs(b, ['cat', `${cid}/one`], offline).stdout, '1\n');
+    });
+
+    it('peerpkgs cache publish adds a cache directory, pinned, and names it as a PKG_CACHE_URL', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      write(s.dir, { 'cache/x.info': 'info\n', 'cache/.x.info.tmp-1': 'half-written' });
+      const r = run(s.dir, 'peerpkgs', ['cache', 'publish', 'cache', '--ipns', 'team'], { PEERPKGS_HOME: a.home });
+      assert.equal(r.status, 0, r.stderr);
+      const [, cid, name] = /^ipfs:\/\/(\w+)\nipns:\/\/(k51\w+)\n$/.exec(r.stdout) ?? [];
+      assert.ok(cid && name, r.stdout);
+      assert.equal(ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr }).stdout, `/ipfs/${await cidV1(cid)}\n`);
+      assert.equal(ipfs(a.home, ['ls', cid]).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[2]).join(' '), 'x.info', 'temporary files are not published');
     });
 
     it('a path missing from a reachable directory is "not found" (7); blocks nobody has are "unreachable" (8), naming the peers', async () => {

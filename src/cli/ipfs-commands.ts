@@ -148,7 +148,10 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       if (argv.length) throw new UsageError('daemon takes no arguments (configure it with PKG_IPFS_LISTEN and PKG_IPFS_PEERS)');
       const { runDaemon } = await import('../ipfs/daemon.ts');
       await runDaemon({ home: peerpkgsHome(io.env), env: io.env, out: (l) => io.out(`${l}\n`) });
-      return IPFS_EXIT.ok;
+      // libp2p keeps a 1 s timer after its listeners close; nothing is left to wait for
+      await new Promise((r) => process.stdout.write('', r));
+      process.exit(IPFS_EXIT.ok);
+      break;
     }
     case 'id': {
       if (argv.length) throw new UsageError('id takes no arguments');

@@ -119,6 +119,26 @@ async function handle(node: LocalNode, req: Http.IncomingMessage, res: Http.Serv
 
 /** Runs the daemon until SIGINT or SIGTERM; resolves once it has stopped cleanly. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  // listening before anything is printed: a signal sent as soon as the
+  // daemon says it is ready must stop it cleanly, not kill it
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => {
+    stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  try {
+    await serve(opts, stopped);
+  } finally {
+    stop();
+  }
+}
+
+async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void> {
   const paths = ipfsPaths(opts.home);
   fs.mkdirSync(paths.dir, { recursive: true });
   if (Buffer.byteLength(paths.socket) > 107) throw new IpfsError(`${paths.socket}: too long a path for a unix socket (set a shorter PEERPKGS_HOME)`);
@@ -131,7 +151,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     fs.rmSync(paths.socket, { force: true });
     opts.out(`removed a stale socket: ${paths.socket}`);
   }
-  const node = await startNode({ home: opts.home, env: opts.env, republish: true });
+  const node = await startNode({ home: opts.home, env: opts.env, serve: true });
   const server = http.createServer((req, res) => void handle(node, req, res));
   try {
     await new Promise<void>((resolve, reject) => {
@@ -153,15 +173,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   opts.out(`api: ${paths.socket}`);
   opts.out('ready');
 
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await stopped;
   server.close();
   server.closeAllConnections();
   await node.close();

@@ -40,10 +40,16 @@ type Node = Libp2p<{ fetch: Fetch; identify: unknown }>;
 export interface StartOptions {
   home: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * A node that serves (the daemon): it listens (PKG_IPFS_LISTEN, or
+   * loopback on any port), serves IPNS records and republishes its own.
+   * A command's node only dials out, unless PKG_IPFS_LISTEN is set: nobody
+   * could know its address, and a listener would hold the process ~1 s
+   * past its end (libp2p's address manager debounces its close).
+   */
+  serve?: boolean;
   /** overrides PKG_IPFS_LISTEN */
   listen?: string[];
-  /** start republishing IPNS records (the daemon does) */
-  republish?: boolean;
 }
 
 /** The private key in `file`, made (and written, 0600) on first use; two processes starting at once agree on one. */
@@ -177,7 +183,9 @@ export class LocalNode implements IpfsClient {
       if (e.type === 'directory') throw new IpfsError(`${p}: is a directory`);
       if (e.type === 'object') throw new IpfsError(`${p}: not a UnixFS file`);
       try {
-        for await (const chunk of e.content({ signal: wd.signal, blockReadConcurrency: 64 })) {
+        // blocks asked for ahead of the one being read: the sender reads all it
+        // was asked for before sending any, so a long want-list waits longer
+        for await (const chunk of e.content({ signal: wd.signal, blockReadConcurrency: 16 })) {
           wd.kick();
           yield chunk;
         }
@@ -355,6 +363,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   const env = opts.env ?? process.env;
   const settings = nodeSettings(env);
   if (opts.listen) settings.listen = opts.listen;
+  else if (!opts.serve && env.PKG_IPFS_LISTEN === undefined) settings.listen = [];
   const paths = ipfsPaths(opts.home);
   fs.mkdirSync(paths.dir, { recursive: true });
   const [
@@ -411,10 +420,12 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   }
   const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
+  // bitswap's defaults: larger messages than its 2 MB stall a transfer, and
+  // other settings measured no faster on loopback (see test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString }, opts.republish ?? false);
-  await node.serveIpns();
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString }, opts.serve ?? false);
+  if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {
     for (const f of await node.connect(settings.peers)) process.stderr.write(`ipfs: warning: could not connect to ${f.addr}: ${f.error}\n`);
   }
