@@ -152,7 +152,9 @@ describe('mirrors: the database', function () {
       'pkg/x/fetch': `url: http://127.0.0.1:1/x.tar.gz\nsha256: ${SHA_A}\n`,
       'mirrors/ipfs.csv': `sha256,cid,url\n${SHA_A},${CID_1}\n`,
     });
-    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], { PEERPKGS_HOME: path.join(dir, 'home') });
+    // a peer to ask (the database is read before any node is started)
+    const peer = '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWK8FrnF9uTjD8RTy81zkzvoz8dMfu8BLgEqftK32Po9kE';
+    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], { PEERPKGS_HOME: path.join(dir, 'home'), PKG_IPFS_PEERS: peer });
     assert.equal(r.status, 4, r.stderr);
     assert.match(r.stderr, /^do-fetch: mirrors\/ipfs\.csv:2: a row has 3 fields \(sha256,cid,url\), this one 2\n$/);
   });
@@ -307,6 +309,18 @@ describe('mirrors: fetching from IPFS peers', function () {
     assert.equal(r.status, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /ipfs/);
     assert.equal(fs.existsSync(path.join(env.PEERPKGS_HOME!, 'ipfs')), false, 'no node made its repository');
+  });
+
+  it('fetches from the urls at once, starting no node, when IPFS has no peer to ask', function () {
+    const { sha, cid } = files['small.bin']!;
+    fetchFile('x', 'x.bin', sha, `${www.url}/small.bin`);
+    mirrorDb([[sha, cid, `${www.url}/small.bin`]]);
+    const env = fresh({ PKG_IPFS_PEERS: '' });
+    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`fetching x\\.bin \\(300\\.0 KiB\\) from ${www.url}/small\\.bin`));
+    assert.doesNotMatch(r.stderr, /ipfs/);
+    assert.equal(fs.existsSync(path.join(env.PEERPKGS_HOME!, 'ipfs')), false);
   });
 
   it('PKG_MIRROR_IPFS=no fetches from the urls only', function () {

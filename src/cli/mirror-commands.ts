@@ -94,11 +94,12 @@ async function importCmd(f: Flags): Promise<number> {
 
 async function pinCmd(db: string | null, fetchFiles: string[]): Promise<number> {
   if (fetchFiles.length === 0) throw new Usage('name at least one fetch file, e.g. pkg/make/fetch');
-  const [{ DistfileStore }, { pinFetchFile }, { ipfsMirrorFor }, { openMirrorNode }] = await Promise.all([
+  const [{ DistfileStore }, { pinFetchFile }, { ipfsMirrorFor }, { openMirrorNode }, { ipfsHasPeers }] = await Promise.all([
     import('../fetch/store.ts'),
     import('../mirrors/pin.ts'),
     import('../mirrors/source.ts'),
     import('../mirrors/node.ts'),
+    import('../mirrors/fetching.ts'),
   ]);
   const home = peerpkgsHome();
   const store = new DistfileStore(home);
@@ -111,7 +112,7 @@ async function pinCmd(db: string | null, fetchFiles: string[]): Promise<number> 
       const fetchFile = path.resolve(ff);
       const dbFile = await dbFor(path.dirname(fetchFile), db);
       const env = db ? { ...process.env, PKG_MIRROR_DB: dbFile } : process.env;
-      const mirror = ipfsMirrorFor({ packageDir: path.dirname(fetchFile), open, env });
+      const mirror = ipfsHasPeers(home, env) ? ipfsMirrorFor({ packageDir: path.dirname(fetchFile), open, env }) : null;
       try {
         const added = await pinFetchFile(fetchFile, { store, dbFile, node: open, mirror, log: (l) => process.stdout.write(`${l}\n`) });
         if (added.length) process.stdout.write(`${display(dbFile)}: ${added.length} records added\n`);

@@ -6,9 +6,21 @@
  * one it did not use. It is the process's shared client (src/ipfs/shared.ts):
  * packages fetched at the same time, and the package caches, use one node.
  */
+import * as fs from 'node:fs';
 import type { Distfile, Source } from '../fetch/fetch.ts';
+import { ipfsPaths } from '../ipfs/config.ts';
 import type { MirrorNode } from './source.ts';
 import { ipfsMirrorFor } from './source.ts';
+
+/**
+ * Can IPFS reach anyone? The node has no DHT: it asks the peers named in
+ * PKG_IPFS_PEERS, or the daemon asks those it is connected to. With neither,
+ * every mirror transfer would wait out PKG_IPFS_TIMEOUT for nothing, so a
+ * tree whose database lists mirrors still builds from its urls at once.
+ */
+export function ipfsHasPeers(home: string, env: NodeJS.ProcessEnv): boolean {
+  return Boolean(env.PKG_IPFS_PEERS?.trim()) || fs.existsSync(ipfsPaths(home).socket);
+}
 
 export async function fetchWithMirror<T>(
   packageDir: string,
@@ -18,7 +30,7 @@ export async function fetchWithMirror<T>(
 ): Promise<T> {
   let node: Promise<MirrorNode> | null = null;
   const open = () => (node ??= import('./node.ts').then((m) => m.sharedMirrorNode(home, env)));
-  const mirror = ipfsMirrorFor({ packageDir, open, env });
+  const mirror = ipfsHasPeers(home, env) ? ipfsMirrorFor({ packageDir, open, env }) : null;
   try {
     return await fetch(mirror?.sourcesFor);
   } finally {
