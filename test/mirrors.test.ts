@@ -382,6 +382,27 @@ describe('mirrors: fetching from IPFS peers', function () {
     assert.deepEqual(readMirrorDb(path.join(dir, 'mirrors/ipfs.csv')).map((x) => x.sha256).sort(), [sha, seedSha].sort());
   });
 
+  it('ipfs-pin-fetch-file with no daemon pins into the home, which a daemon started later serves', async function () {
+    const sha = sha256(fs.readFileSync(path.join(wwwDir, 'pinme.bin')));
+    fetchFile('p', 'pinme.bin', sha, `${www.url}/pinme.bin`);
+    const homeP = path.join(shared.dir, `pinner-${++homes}`);
+    const pin = run(dir, 'ipfs-pin-fetch-file', ['pkg/p/fetch'], { PEERPKGS_HOME: homeP });
+    assert.equal(pin.status, 0, pin.stderr);
+    assert.match(pin.stderr, /which no daemon serves: run peerpkgs ipfs daemon so that peers can fetch from it/);
+    const [row] = readMirrorDb(path.join(dir, 'mirrors/ipfs.csv'));
+    const p = await startDaemon(homeP);
+    try {
+      fetchFile('p', 'pinme.bin', sha, `${dead}/pinme.bin`);
+      const env = fresh({ PKG_IPFS_PEERS: p.addr });
+      const r = run(dir, 'do-fetch', ['pkg/p/fetch'], env);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`fetching pinme\\.bin .*from ipfs://${row!.cid}`));
+      assert.ok(stored(env, sha));
+    } finally {
+      await p.stop();
+    }
+  });
+
   // last: it kills A
   it('falls back to the url, saying why, when the peer goes away mid-transfer', async function () {
     const { sha, cid } = files['big.bin']!;

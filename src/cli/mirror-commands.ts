@@ -7,6 +7,7 @@
  * (TreeError, exit 4) and a source no mirror or url had (FetchError, exit 5)
  * are left to the caller, which maps every command's errors alike.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { display } from '../tree/errors.ts';
@@ -61,9 +62,9 @@ export async function mirrorsCommand(prog: string, sub: string | undefined, argv
       case 'import':
         return await importCmd(f);
       case 'pin':
-        return await pinCmd(f.db, f.args);
+        return await pinCmd(prog, f.db, f.args);
       case 'pin-all':
-        return await pinAllCmd(f);
+        return await pinAllCmd(prog, f);
       default:
         throw new Usage(`unknown mirrors command ${sub}`);
     }
@@ -92,7 +93,7 @@ async function importCmd(f: Flags): Promise<number> {
   return 0;
 }
 
-async function pinCmd(db: string | null, fetchFiles: string[]): Promise<number> {
+async function pinCmd(prog: string, db: string | null, fetchFiles: string[]): Promise<number> {
   if (fetchFiles.length === 0) throw new Usage('name at least one fetch file, e.g. pkg/make/fetch');
   const [{ DistfileStore }, { pinFetchFile }, { ipfsMirrorFor }, { openMirrorNode }, { ipfsHasPeers }] = await Promise.all([
     import('../fetch/store.ts'),
@@ -103,6 +104,8 @@ async function pinCmd(db: string | null, fetchFiles: string[]): Promise<number> 
   ]);
   const home = peerpkgsHome();
   const store = new DistfileStore(home);
+  const { ipfsPaths } = await import('../ipfs/config.ts');
+  const daemon = fs.existsSync(ipfsPaths(home).socket);
   // one node for every fetch file, started when first needed
   let node: ReturnType<typeof openMirrorNode> | null = null;
   const open = () => (node ??= openMirrorNode(home));
@@ -118,12 +121,15 @@ async function pinCmd(db: string | null, fetchFiles: string[]): Promise<number> 
         if (added.length) process.stdout.write(`${display(dbFile)}: ${added.length} records added\n`);
       } catch (e) {
         if (e instanceof Usage || fetchFiles.length === 1) throw e;
-        process.stderr.write(`ipfs-pin-fetch-file: ${display(fetchFile)}: ${(e as Error).message}\n`);
+        process.stderr.write(`${prog}: ${display(fetchFile)}: ${(e as Error).message}\n`);
         failures.push(e);
       }
     }
   } finally {
     if (node) await (node as Promise<{ close(): Promise<void> }>).then((n) => n.close(), () => undefined);
+  }
+  if (node && !daemon) {
+    process.stderr.write(`${prog}: pinned in ${display(path.dirname(ipfsPaths(home).socket))}, which no daemon serves: run peerpkgs ipfs daemon so that peers can fetch from it\n`);
   }
   if (failures.length) {
     const e = new Error(`${failures.length} of ${fetchFiles.length} fetch files could not be pinned (see above)`);
@@ -134,7 +140,7 @@ async function pinCmd(db: string | null, fetchFiles: string[]): Promise<number> 
   return 0;
 }
 
-async function pinAllCmd(f: Flags): Promise<number> {
+async function pinAllCmd(prog: string, f: Flags): Promise<number> {
   if (f.args.length > 1) throw new Usage('name at most one tree directory');
   const [{ treeRoot }, { allFetchFiles }] = await Promise.all([import('../mirrors/db.ts'), import('../mirrors/pin.ts')]);
   const start = path.resolve(f.args[0] ?? '.');
@@ -145,5 +151,5 @@ async function pinAllCmd(f: Flags): Promise<number> {
     process.stdout.write(`${display(root)}: no package has a fetch file\n`);
     return 0;
   }
-  return pinCmd(f.db, files);
+  return pinCmd(prog, f.db, files);
 }
