@@ -70,7 +70,8 @@ export async function mirrorsCommand(prog: string, sub: string | undefined, argv
     }
   } catch (e) {
     if (!(e instanceof Usage)) throw e;
-    process.stderr.write(`${prog}: ${e.message} (see ${prog} --help)\n`);
+    const help = prog.startsWith('ipfs-pin-') ? `${prog} --help` : `${prog} mirrors --help`;
+    process.stderr.write(`${prog}: ${e.message} (see ${help})\n`);
     return 2;
   }
 }
