@@ -62,6 +62,8 @@ describe('ipfs add: CIDs as kubo makes them', () => {
       assert.equal(await cidOf('hello world', { cidVersion: 1, rawLeaves: false }), 'bafybeihykld7uyxzogax6vgyvag42y7464eywpf55gxi5qpoisibh3c5wa');
       // kubo test/sharness/t0114-gateway-subdomains/README.md, CIDv1 of `echo hello`
       assert.equal(await cidOf('hello\n', { cidVersion: 1 }), 'bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am');
+      // kubo 0.18.1, test/sharness/t0124-gateway-ipns-record/README.md, FILE_CID of `echo "Hello IPFS"`
+      assert.equal(await cidOf('Hello IPFS\n', { cidVersion: 1 }), 'bafkreidfdrlkeq4m4xnxuyx6iae76fdm4wgl5d4xzsb77ixhyqwumhz244');
     });
   });
 
