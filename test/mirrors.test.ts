@@ -283,18 +283,24 @@ describe('mirrors: fetching from IPFS peers', function () {
 
   it('builds a package whose urls are all dead from a peer, through the mirror database', function () {
     const { sha, cid } = files['small.bin']!;
+    const other = files['other.bin']!;
     write(dir, {
-      '!pkg/x/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/share"\ncp x.bin "$DESTDIR/share/x.bin"\n',
+      '!pkg/x/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/share"\ncp x.bin y.bin "$DESTDIR/share/"\n',
       'pkg/x/build-deps': '../seed\n',
+      // two sources, fetched at the same time through one node
+      'pkg/x/fetch': `url: ${dead}/x.tar.gz\nfile: x.bin\nsha256: ${sha}\n\nurl: ${dead}/y.tar.gz\nfile: y.bin\nsha256: ${other.sha}\n`,
     });
-    fetchFile('x', 'x.bin', sha, `${dead}/x.tar.gz`);
-    mirrorDb([[sha, cid, 'http://example.org/x.tar.gz']]);
+    mirrorDb([
+      [sha, cid, 'http://example.org/x.tar.gz'],
+      [other.sha, other.cid, 'http://example.org/y.tar.gz'],
+    ]);
     const env = fresh();
     const r = run(dir, 'build-packages-ifchange', ['./pkg/x'], env);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`fetching x\\.bin \\(300\\.0 KiB\\) from ipfs://${cid}`), 'progress, as for HTTP');
     assert.match(r.stderr, /fetched x\.bin: 300\.0 KiB/);
-    assert.ok(stored(env, sha));
+    assert.match(r.stderr, /fetched y\.bin: 100\.0 KiB/);
+    assert.ok(stored(env, sha) && stored(env, other.sha));
     assert.ok(!r.stderr.includes(dead), 'the dead url was not needed');
   });
 
