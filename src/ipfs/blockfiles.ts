@@ -30,14 +30,46 @@ export function blockFiles(dir: string, base32upper: Base32): { put(cid: CID, by
       }
       const file = path.join(sub, `${name}.data`);
       const tmp = `${file}.tmp-${process.pid}-${n++}`;
+      // synchronous: a 256 KiB write to the page cache takes less than
+      // handing it to libuv's thread pool and back (measured: adding twice as fast)
       try {
-        await fs.promises.writeFile(tmp, bytes);
-        await fs.promises.rename(tmp, file);
+        fs.writeFileSync(tmp, bytes);
+        fs.renameSync(tmp, file);
       } catch (e) {
-        await fs.promises.rm(tmp, { force: true });
+        fs.rmSync(tmp, { force: true });
         throw e;
       }
       return cid;
     },
   };
+}
+
+type Bytes = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+async function whole(val: Bytes): Promise<Uint8Array> {
+  if (val instanceof Uint8Array) return val;
+  const parts: Uint8Array[] = [];
+  for await (const p of val) parts.push(p);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+/**
+ * `store` (a blockstore-fs on `dir`) whose put and putMany write as above:
+ * what Helia stores as blocks arrive from peers goes the fast way too.
+ * Everything else (get, has, delete, listing) is blockstore-fs's own.
+ */
+export function withFastPut<T extends object>(store: T, dir: string, base32upper: Base32): T {
+  const writer = blockFiles(dir, base32upper);
+  const put = async (cid: CID, val: Bytes) => writer.put(cid, await whole(val));
+  async function* putMany(source: Iterable<{ cid: CID; bytes: Bytes }> | AsyncIterable<{ cid: CID; bytes: Bytes }>): AsyncGenerator<CID> {
+    for await (const { cid, bytes } of source) yield await put(cid, bytes);
+  }
+  return new Proxy(store, {
+    get(target, key) {
+      if (key === 'put') return put;
+      if (key === 'putMany') return putMany;
+      const v = Reflect.get(target, key, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
 }

@@ -7,10 +7,10 @@
  *   await ipfs.close();
  *
  * `openIpfs` talks to `peerpkgs ipfs daemon` over its unix socket
- * ($PEERPKGS_HOME/ipfs/api.sock) when one runs, and otherwise starts a
- * node in this process for as long as the client is open (it listens on
- * PKG_IPFS_LISTEN and dials PKG_IPFS_PEERS, as the daemon does). Either way
- * the same interface, the same errors:
+ * ($PEERPKGS_HOME/ipfs/api.sock) when one runs (and asks it to dial
+ * PKG_IPFS_PEERS), and otherwise starts a node in this process for as long
+ * as the client is open, which dials PKG_IPFS_PEERS (and listens only if
+ * PKG_IPFS_LISTEN is set). Either way the same interface, the same errors:
  *
  *   IpfsNotFound     the path is not in a directory that was reached
  *   IpfsUnreachable  blocks did not arrive from any connected peer in time

@@ -31,7 +31,7 @@ import { splitPath } from './client.ts';
 import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
-import { blockFiles } from './blockfiles.ts';
+import { blockFiles, withFastPut } from './blockfiles.ts';
 
 const VERSION = '0.1.0';
 const DEFAULT_LIFETIME_MS = 48 * 3600_000;
@@ -410,7 +410,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('multiformats/bases/base32'),
   ]);
   const privateKey = await loadIdentity(paths.identity);
-  const blockstore = new FsBlockstore(paths.blocks);
+  const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper);
   const datastore = new FsDatastore(paths.datastore);
   await blockstore.open();
   await datastore.open();

@@ -114,8 +114,8 @@ export class RemoteIpfs implements IpfsClient {
     return (await this.call<{ failed: { addr: string; error: string }[] }>('POST', 'connect', {}, JSON.stringify({ addrs }))).failed;
   }
 
-  id(): Promise<NodeId> {
-    return this.call('GET', 'id', {});
+  id(signal?: AbortSignal): Promise<NodeId> {
+    return this.call('GET', 'id', {}, undefined, signal);
   }
 
   async close(): Promise<void> {
@@ -127,11 +127,12 @@ export class RemoteIpfs implements IpfsClient {
 export async function connectDaemon(socket: string): Promise<RemoteIpfs | null> {
   const c = new RemoteIpfs(socket);
   try {
-    await c.id();
+    await c.id(AbortSignal.timeout(10_000));
     return c;
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'ENOTSOCK') return null;
+    if ((e as Error).message === 'interrupted') throw new IpfsError(`the IPFS daemon on ${socket} accepts connections but does not answer within 10 s (stop it, or remove the socket if no daemon runs)`);
     throw e;
   }
 }
