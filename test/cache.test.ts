@@ -489,7 +489,7 @@ describe('binary package caches', function () {
       ]);
       assert.deepEqual(parseCacheUrls(''), []);
       assert.throws(() => parseCacheUrls('./cache'), (e: Error) => e instanceof CacheConfigError && /not a URL \(for a directory write file:\/\/\/absolute\/path\)/.test(e.message));
-      assert.throws(() => parseCacheUrls('ftp://h/c'), /ftp:\/\/ caches are not supported \(supported: file:\/\/, http:\/\/, https:\/\/\)/);
+      assert.throws(() => parseCacheUrls('ftp://h/c'), /ftp:\/\/ caches are not supported \(supported: file:\/\/, http:\/\/, https:\/\/, ipfs:\/\/, ipns:\/\/\)/);
       assert.throws(() => parseCacheUrls('http://h/c#trusted'), /unknown fragment #trusted/);
       const cfg = cacheConfig(home, { PKG_CACHE_URL: 'http://h/c', PKG_FORCE_BINARY: 'yes', PKG_TRUSTED_KEYS: alice.publicKey });
       assert.deepEqual([cfg.caches.length, cfg.trusted.size, cfg.forceBinary], [1, 1, true]);

@@ -132,10 +132,11 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
   if (await substituteFromCache(dir, ctx, home)) return;
 
-  const [{ DistfileStore }, { fetchAll }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
+  const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
     await Promise.all([
       import('../fetch/store.ts'),
       import('../fetch/fetchfile.ts'),
+      import('../mirrors/fetching.ts'),
       import('../archive/pack.ts'),
       import('../sandbox/root.ts'),
       import('../sandbox/bwrap.ts'),
@@ -147,7 +148,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
 
   const store = new DistfileStore(home);
   const sources = pkg.fetch.length
-    ? await fetchAll(pkg.fetch, { store })
+    ? await fetchWithMirror(dir, home, (sourcesFor) => fetchAll(pkg.fetch, { store, sourcesFor }))
     : new Map<string, string>();
 
   const outputs = new OutputStore(home);

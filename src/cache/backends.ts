@@ -315,6 +315,32 @@ registerBackend('file:', (a) => new FileCache(a), false);
 registerBackend('http:', (a) => new HttpCache(a));
 registerBackend('https:', (a) => new HttpCache(a));
 
+/**
+ * ipfs://CID and ipns://NAME (ipfs-cache.ts), loaded with the first request
+ * to one, so that a build without them never loads the IPFS code.
+ */
+class LazyCache implements Cache {
+  readonly url: string;
+  readonly requireSignature: boolean;
+  private readonly args: BackendArgs;
+  private impl: Promise<Cache> | null = null;
+
+  constructor(args: BackendArgs) {
+    this.args = args;
+    this.url = args.spec;
+    this.requireSignature = args.requireSignature;
+    if (!args.url.host) throw new CacheConfigError(`PKG_CACHE_URL: ${args.spec}: name the ${args.url.protocol === 'ipns:' ? 'IPNS name (ipns://k51…)' : 'CID (ipfs://CID)'}`);
+  }
+
+  async get(name: string, opts?: GetOptions): Promise<Fetched | null> {
+    this.impl ??= import('./ipfs-cache.ts').then((m) => m.ipfsBackend(this.args));
+    return (await this.impl).get(name, opts);
+  }
+}
+
+registerBackend('ipfs:', (a) => new LazyCache(a));
+registerBackend('ipns:', (a) => new LazyCache(a));
+
 /** Reads a whole small file from a cache, refusing more than `max` bytes. */
 export async function readAll(f: Fetched, max: number): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -39,13 +39,16 @@ const stdio: CommandIO = {
 
 class UsageError extends Error {}
 
-const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] PKGDIR...
+const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR...
 
 Copies the built outputs of each package and of its run closure into the
 cache directory DIR, as <pkghash>.tar.gz with a <pkghash>.info beside it
 (signed with the key NAME from $PEERPKGS_HOME/keys if given), skipping
 entries already there. Serve DIR over HTTP, or use it as file://DIR, in
-PKG_CACHE_URL.
+PKG_CACHE_URL. With --ipfs, DIR is then added to IPFS (pinned) and
+ipfs://CID printed; with --ipns KEY also published under the IPNS key KEY
+(made on first use) and ipns://NAME printed: hand either to others for
+their PKG_CACHE_URL.
 `;
 
 const KEY_HELP = `usage: peerpkgs key generate NAME     make a signing key in $PEERPKGS_HOME/keys
@@ -62,6 +65,8 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
   try {
     let dir: string | undefined;
     let signKeyName: string | undefined;
+    let toIpfs = false;
+    let ipnsKey: string | undefined;
     const args: string[] = [];
     for (let i = 0; i < argv.length; i++) {
       const a = argv[i]!;
@@ -75,6 +80,8 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
         return 0;
       } else if (a === '-o' || a === '--output' || a.startsWith('--output=')) dir = value('-o');
       else if (a === '--sign-key' || a.startsWith('--sign-key=')) signKeyName = value('--sign-key');
+      else if (a === '--ipfs') toIpfs = true;
+      else if (a === '--ipns' || a.startsWith('--ipns=')) ipnsKey = value('--ipns');
       else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
       else args.push(a);
     }
@@ -117,6 +124,16 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
     for (const h of r.added) io.out(`added ${names.get(h)} ${h}\n`);
     for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h}\n`);
     io.out(`${r.added.length} added, ${r.skipped.length} already in ${dir}${key ? `, signed by ${key.id} (${key.name})` : ', unsigned'}\n`);
+    if (toIpfs || ipnsKey) {
+      // loaded here: only a publish to IPFS pays for the node
+      const { publishCacheDir } = await import('./ipfs-commands.ts');
+      try {
+        await publishCacheDir(dir, ipnsKey, undefined, { ...io, write: async (b) => io.out(Buffer.from(b).toString()) });
+      } catch (e) {
+        io.err(`${prog}: ${(e as Error).message}\n`);
+        return 1;
+      }
+    }
     return 0;
   } catch (e) {
     return failed(prog, e, io);

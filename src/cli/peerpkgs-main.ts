@@ -34,7 +34,8 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
   fetch [-o DIR] FETCHFILE       fetch one package's sources (also: do-fetch)
   new PKGDIR                     make a new package from a template (also: new-package)
   graph PKGDIR...                print the dependency tree
-  info PKGDIR...                 pkghash, closure, sources and output of a package
+  info PKGDIR...                 pkghash, closure, sources (with their IPFS mirrors)
+                                 and output of a package
   check [-j N] PKGDIR...         build again and compare, naming files that differ
   distfiles add FILE...          put local files in the distfile store, by their sha256
   venv [-o DIR] [-j N] [STRATEGY] PKGDIR...
@@ -44,16 +45,29 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  (also: venv)
   export tarball -o FILE [-j N] [STRATEGY] PKGDIR...
                                  the same merge as one reproducible .tar.gz
-  cache add -o DIR [--sign-key NAME] [-j N] PKGDIR...
+  cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...
                                  build, then copy the packages and their run closures
                                  into a binary cache directory with signed .info files
-                                 (also: add-to-package-cache)
+                                 (also: add-to-package-cache); --ipfs adds DIR to IPFS,
+                                 --ipns KEY also publishes it under the IPNS key KEY
+  cache publish DIR [--ipns KEY] add a cache directory to IPFS (pinned), print ipfs://CID
+                                 (and ipns://NAME)
+  ipfs COMMAND                   the IPFS node: daemon, add, cat, get, ls, pin, publish,
+                                 resolve (see peerpkgs ipfs --help)
   key generate NAME | list | trust KEY|FILE...
                                  signing keys and the keys trusted for caches
   seed reproduce [-j N] [-o FILE]
                                  rebuild the seed from the tree, then the tree with
                                  that seed, and compare the two generations bit for
                                  bit (see peerpkgs seed --help)
+  mirrors import [--db FILE] P2PKGS-MIRRORS-FILE
+                                 add a p2pkgs mirrors/ipfs file to the mirror database
+  mirrors pin [--db FILE] FETCHFILE...
+                                 fetch, add to IPFS, pin and record each source
+                                 (also: ipfs-pin-fetch-file)
+  mirrors pin-all [--db FILE] [TREEDIR]
+                                 the same for every package of the tree
+                                 (also: ipfs-pin-all-fetch-files)
 
   STRATEGY, for a path two packages provide differently (default: an error):
   --prefer-existing (the earlier package's), --prefer-new (the later one's),
@@ -61,9 +75,13 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
   order named, each after its run-deps.
 
 Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
-unpacked outputs and sandbox roots.
+unpacked outputs and sandbox roots. PKG_MIRROR_DB names the source mirror
+database (default: mirrors/ipfs.csv beside the tree's pkg/); PKG_MIRROR_IPFS=no
+fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
+an IPFS transfer that brings no data.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
-failed, 6 not reproducible, 130 interrupted.
+failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
+130 interrupted.
 `;
 
 const ALIASES: Record<string, string> = {
@@ -71,6 +89,8 @@ const ALIASES: Record<string, string> = {
   'do-fetch': 'fetch',
   'new-package': 'new',
   'add-to-package-cache': 'cache-add',
+  'ipfs-pin-fetch-file': 'mirrors-pin',
+  'ipfs-pin-all-fetch-files': 'mirrors-pin-all',
   venv: 'venv',
 };
 
@@ -146,9 +166,12 @@ async function fetchCmd(argv: string[]): Promise<number> {
   const { readFetch } = await import('../tree/package.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
   const { fetchAll } = await import('../fetch/fetchfile.ts');
-  const entries = readFetch(path.resolve(args[0]!));
-  const store = new DistfileStore(peerpkgsHome());
-  const got = await fetchAll(entries, { store });
+  const { fetchWithMirror } = await import('../mirrors/fetching.ts');
+  const fetchFile = path.resolve(args[0]!);
+  const entries = readFetch(fetchFile);
+  const home = peerpkgsHome();
+  const store = new DistfileStore(home);
+  const got = await fetchWithMirror(path.dirname(fetchFile), home, (sourcesFor) => fetchAll(entries, { store, sourcesFor }));
   for (const [file, stored] of got) {
     if (out) {
       // a copy, not a link: what is made of it must not share the store's inode
@@ -215,6 +238,7 @@ async function infoCmd(argv: string[]): Promise<number> {
   const { PackageGraph } = await import('../tree/pkghash.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
   const { recordedSha256 } = await import('../build/outputs.ts');
+  const { MirrorDb, mirrorDbPath } = await import('../mirrors/db.ts');
   const g = new PackageGraph();
   const store = new DistfileStore(peerpkgsHome());
   const out: string[] = [];
@@ -224,8 +248,11 @@ async function infoCmd(argv: string[]): Promise<number> {
     out.push(`pkghash:   ${g.pkghash(dir)}`);
     out.push(`closure:   ${g.closure(dir).map(rel).join(' ') || '(none)'}`);
     out.push(`bclosure:  ${g.bclosure(dir).map(rel).join(' ') || '(none)'}`);
+    const dbFile = pkg.fetch.length ? mirrorDbPath(dir) : null;
+    const mirrors = dbFile ? MirrorDb.load(dbFile) : null;
     for (const f of pkg.fetch) {
       out.push(`source:    ${f.file} ${f.sha256} ${store.has(f.sha256) ? '(in store)' : '(not fetched)'}`);
+      for (const r of mirrors?.lookup(f.sha256) ?? []) out.push(`             ipfs://${r.cid}`);
       for (const u of f.urls) out.push(`             ${u}`);
     }
     const archive = path.join(dir, '.pkg.tar.gz');
@@ -290,7 +317,7 @@ async function cacheAdd(argv: string[]): Promise<number> {
   let jobs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '-o' || a === '--sign-key') passOn.push(a, argv[++i] ?? '');
+    if (a === '-o' || a === '--sign-key' || a === '--ipns') passOn.push(a, argv[++i] ?? '');
     else if (a === '-j') jobs = ['-j', argv[++i] ?? ''];
     else if (/^-j\d+$/.test(a)) jobs = [a];
     else if (a.startsWith('-')) passOn.push(a);
@@ -385,6 +412,20 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(SEED_HELP);
     return EXIT.ok;
   }
+  // the mirror commands have their own help
+  if (cmd === 'mirrors' || cmd === 'mirrors-pin' || cmd === 'mirrors-pin-all') {
+    const { mirrorsCommand } = await import('./mirror-commands.ts');
+    return cmd === 'mirrors' ? mirrorsCommand(name, args[0], args.slice(1)) : mirrorsCommand(name, cmd.slice(8), args);
+  }
+  // these parse their own --help
+  if (cmd === 'ipfs') {
+    const { ipfsCommand } = await import('./ipfs-commands.ts');
+    return ipfsCommand(args);
+  }
+  if (cmd === 'cache' && args[0] === 'publish') {
+    const { cachePublish } = await import('./ipfs-commands.ts');
+    return cachePublish(args.slice(1));
+  }
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help' || args.includes('--help') || args.includes('-h')) {
     process.stdout.write(HELP);
     return cmd ? EXIT.ok : EXIT.usage;
@@ -405,7 +446,7 @@ async function main(argv: string[]): Promise<number> {
     case 'distfiles':
       return distfiles(args);
     case 'cache':
-      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] PKGDIR...');
+      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
       return cacheAdd(args.slice(1));
     case 'cache-add':
       return cacheAdd(args);
@@ -433,6 +474,8 @@ async function main(argv: string[]): Promise<number> {
 
 export async function run(argv: string[]): Promise<void> {
   const name = path.basename(argv[0] ?? 'peerpkgs');
+  // the .do files a build runs (a seed's do-fetch) start in other directories
+  if (process.env.PKG_MIRROR_DB) process.env.PKG_MIRROR_DB = path.resolve(process.env.PKG_MIRROR_DB);
   try {
     process.exitCode = await main(argv);
   } catch (e) {

@@ -2,7 +2,7 @@
  * The downloader: gets one distfile into the store, trusting no source.
  *
  * Order: the store, then the extra sources the caller passes (the IPFS
- * mirror, later), then each URL of the package in the order written. Every
+ * mirror), then each URL of the package in the order written. Every
  * source is a `Source`, so a new kind of mirror is a new object and not a
  * change here. A source that fails for a reason that may pass (HTTP 5xx,
  * reset, timeout, truncated body) is tried again after an exponential
@@ -85,6 +85,11 @@ export interface FetchOptions {
   progress?: Progress;
   /** tried before the URLs, in order */
   sources?: Source[];
+  /**
+   * Sources for this distfile (a mirror that knows it by its sha256), tried
+   * after `sources` and before the URLs; asked only when the store lacks it.
+   */
+  sourcesFor?: (want: Distfile) => Source[];
 }
 
 /** The path in the store of a distfile with the wanted hash, fetched if need be. */
@@ -93,7 +98,8 @@ export async function fetchDistfile(want: Distfile, opts: FetchOptions): Promise
   if (store.has(checkSha256(want.sha256))) return store.path(want.sha256);
   const tried: Failure['tried'] = [];
   const progress = opts.progress ?? progressFor();
-  for (const source of [...(opts.sources ?? []), ...want.urls.map(urlSource)]) {
+  const mirrors = opts.sourcesFor?.(want) ?? [];
+  for (const source of [...(opts.sources ?? []), ...mirrors, ...want.urls.map(urlSource)]) {
     const got = await withRetries(source, want, { ...opts, progress });
     if (typeof got === 'string') return got;
     tried.push({ source: source.describe(), reason: got.reason });

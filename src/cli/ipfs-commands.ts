@@ -1,0 +1,292 @@
+/**
+ * `peerpkgs ipfs …` and `peerpkgs cache publish`: argument parsing and what
+ * the user sees. The node, the daemon and the client are src/ipfs/.
+ *
+ * Exit statuses: 0 ok, 1 failed, 2 usage, 7 not found (the path is not in
+ * a directory that was reached), 8 unreachable (no connected peer had the
+ * blocks or the record in time), 130 interrupted.
+ */
+import { peerpkgsHome } from '../fetch/home.ts';
+import type { AddOptions, IpfsClient } from '../ipfs/client.ts';
+import { IpfsError, IpfsNotFound, IpfsUnreachable } from '../ipfs/errors.ts';
+
+export const IPFS_EXIT = { ok: 0, failed: 1, usage: 2, notFound: 7, unreachable: 8, interrupted: 130 } as const;
+
+export interface CommandIO {
+  out(s: string): void;
+  err(s: string): void;
+  /** raw bytes to stdout, honouring backpressure */
+  write(b: Uint8Array): Promise<void>;
+  env: NodeJS.ProcessEnv;
+}
+
+const stdio: CommandIO = {
+  out: (s) => void process.stdout.write(s),
+  err: (s) => void process.stderr.write(s),
+  write: (b) => new Promise((resolve) => (process.stdout.write(b) ? resolve() : process.stdout.once('drain', resolve))),
+  env: process.env,
+};
+
+class UsageError extends Error {}
+
+const HELP = `usage: peerpkgs ipfs COMMAND [ARGS]
+
+  daemon                   run a node: serve blocks and IPNS records to peers, and
+                           this command's API to local commands ($PEERPKGS_HOME/ipfs/api.sock)
+  id                       peer id, listen addresses (with /p2p/), connected peers
+  add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] PATH
+                           add a file or directory (as kubo's ipfs add -r); print its CID
+  cat CID[/PATH]           write a file to stdout
+  get CID[/PATH] -o PATH   write a file or directory to PATH (complete, or not at all)
+  ls CID[/PATH]            list a directory: CID, size, name (dirs end in /)
+  pin CID                  fetch and keep a whole DAG
+  publish CID --key NAME [--lifetime HOURS]
+                           point the IPNS name of key NAME (made on first use) at
+                           /ipfs/CID; print the name (k51…)
+  resolve NAME             print /ipfs/CID for an IPNS name, checked against its key
+  connect MULTIADDR...     dial peers (…/p2p/<peer id>)
+
+Without a running daemon each command starts a node for its own duration.
+Environment: PKG_IPFS_PEERS (multiaddrs to dial, each ending in /p2p/<peer id>),
+PKG_IPFS_LISTEN (default /ip4/127.0.0.1/tcp/0: loopback, any port),
+PKG_IPFS_TIMEOUT (seconds without progress before giving up; default 30).
+Exit status: 0 ok, 1 failed, 2 usage, 7 not found, 8 unreachable, 130 interrupted.
+`;
+
+const USAGE: Record<string, string> = {
+  daemon: 'peerpkgs ipfs daemon',
+  id: 'peerpkgs ipfs id',
+  add: 'peerpkgs ipfs add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] PATH',
+  cat: 'peerpkgs ipfs cat CID[/PATH]',
+  get: 'peerpkgs ipfs get CID[/PATH] -o PATH',
+  ls: 'peerpkgs ipfs ls CID[/PATH]',
+  pin: 'peerpkgs ipfs pin CID',
+  publish: 'peerpkgs ipfs publish CID --key NAME [--lifetime HOURS]',
+  resolve: 'peerpkgs ipfs resolve NAME',
+  connect: 'peerpkgs ipfs connect MULTIADDR...',
+};
+
+interface Parsed {
+  args: string[];
+  flags: Map<string, string | true>;
+}
+
+/** --flag, --flag VALUE, --flag=VALUE for the flags in `valued`; the rest positional. */
+function parse(argv: string[], valued: string[], bare: string[]): Parsed {
+  const flags = new Map<string, string | true>();
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      args.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') {
+      args.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (valued.includes(name)) {
+      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      if (v === undefined || v === '') throw new UsageError(`${name} needs a value`);
+      flags.set(name, v);
+    } else if (bare.includes(name) && eq < 0) flags.set(name, true);
+    else throw new UsageError(`unknown option ${a}`);
+  }
+  return { args, flags };
+}
+
+function one(p: Parsed, what: string): string {
+  if (p.args.length !== 1) throw new UsageError(`name one ${what}`);
+  return p.args[0]!;
+}
+
+function addOptions(p: Parsed): AddOptions {
+  const o: AddOptions = {};
+  const v = p.flags.get('--cid-version');
+  if (v !== undefined) {
+    if (v !== '0' && v !== '1') throw new UsageError('--cid-version must be 0 or 1');
+    o.cidVersion = Number(v) as 0 | 1;
+  }
+  if (p.flags.has('--raw-leaves')) o.rawLeaves = true;
+  if (p.flags.has('--pin')) o.pin = true;
+  if (p.flags.has('--hidden')) o.hidden = true;
+  const c = p.flags.get('--chunker');
+  if (c !== undefined) {
+    const m = /^size-(\d+)$/.exec(String(c));
+    if (!m) throw new UsageError('--chunker: only size-N is supported (e.g. size-262144)');
+    o.chunkSize = Number(m[1]);
+  }
+  return o;
+}
+
+async function withClient<T>(io: CommandIO, f: (c: IpfsClient) => Promise<T>): Promise<T> {
+  const { openIpfs } = await import('../ipfs/client.ts');
+  const client = await openIpfs({ home: peerpkgsHome(io.env), env: io.env });
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    void client.close().finally(() => process.exit(IPFS_EXIT.interrupted));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await f(client);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await client.close();
+  }
+}
+
+async function run(sub: string, argv: string[], io: CommandIO): Promise<number> {
+  switch (sub) {
+    case 'daemon': {
+      parse(argv, [], []);
+      if (argv.length) throw new UsageError('daemon takes no arguments (configure it with PKG_IPFS_LISTEN and PKG_IPFS_PEERS)');
+      const { runDaemon } = await import('../ipfs/daemon.ts');
+      await runDaemon({ home: peerpkgsHome(io.env), env: io.env, out: (l) => io.out(`${l}\n`) });
+      // libp2p keeps a 1 s timer after its listeners close; nothing is left to wait for
+      await new Promise((r) => process.stdout.write('', r));
+      process.exit(IPFS_EXIT.ok);
+      break;
+    }
+    case 'id': {
+      if (argv.length) throw new UsageError('id takes no arguments');
+      const id = await withClient(io, (c) => c.id());
+      io.out(`peer id: ${id.peerId}\n`);
+      for (const a of id.addrs) io.out(`listening: ${a.includes('/p2p/') ? a : `${a}/p2p/${id.peerId}`}\n`);
+      for (const p of id.peers) io.out(`connected: ${p}\n`);
+      return IPFS_EXIT.ok;
+    }
+    case 'add': {
+      const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden']);
+      const file = one(p, 'file or directory to add');
+      const opts = addOptions(p);
+      io.out(`${await withClient(io, (c) => c.addFile(file, opts))}\n`);
+      return IPFS_EXIT.ok;
+    }
+    case 'cat': {
+      const target = one(parse(argv, [], []), 'CID[/PATH]');
+      await withClient(io, async (c) => {
+        for await (const chunk of c.cat(target)) await io.write(chunk);
+      });
+      return IPFS_EXIT.ok;
+    }
+    case 'get': {
+      const p = parse(argv, ['-o', '--output'], []);
+      const target = one(p, 'CID[/PATH]');
+      const dest = (p.flags.get('-o') ?? p.flags.get('--output')) as string | undefined;
+      if (!dest) throw new UsageError('name where to write it with -o PATH');
+      const { getToPath } = await import('../ipfs/get.ts');
+      const kind = await withClient(io, (c) => getToPath(c, target, dest));
+      io.err(`saved ${kind === 'dir' ? 'directory' : kind} ${target} to ${dest}\n`);
+      return IPFS_EXIT.ok;
+    }
+    case 'ls': {
+      const target = one(parse(argv, [], []), 'CID[/PATH]');
+      for (const e of await withClient(io, (c) => c.ls(target))) io.out(`${e.cid} ${e.size} ${e.name}${e.type === 'dir' ? '/' : ''}\n`);
+      return IPFS_EXIT.ok;
+    }
+    case 'pin': {
+      const target = one(parse(argv, [], []), 'CID');
+      await withClient(io, (c) => c.pin(target));
+      io.out(`pinned ${target}\n`);
+      return IPFS_EXIT.ok;
+    }
+    case 'publish': {
+      const p = parse(argv, ['--key', '--lifetime'], []);
+      const cid = one(p, 'CID').replace(/^\/ipfs\//, '');
+      const key = p.flags.get('--key') as string | undefined;
+      if (!key) throw new UsageError('name the key to sign with: --key NAME (made on first use)');
+      let lifetimeMs: number | undefined;
+      if (p.flags.has('--lifetime')) {
+        const h = Number(p.flags.get('--lifetime'));
+        if (!Number.isFinite(h) || h <= 0) throw new UsageError('--lifetime takes a number of hours');
+        lifetimeMs = Math.round(h * 3600_000);
+      }
+      io.out(`${await withClient(io, (c) => c.publish(cid, key, { lifetimeMs }))}\n`);
+      return IPFS_EXIT.ok;
+    }
+    case 'resolve': {
+      const name = one(parse(argv, [], []), 'IPNS name (k51…)');
+      io.out(`/ipfs/${await withClient(io, (c) => c.resolve(name))}\n`);
+      return IPFS_EXIT.ok;
+    }
+    case 'connect': {
+      const p = parse(argv, [], []);
+      if (!p.args.length) throw new UsageError('name multiaddrs to dial, each ending in /p2p/<peer id>');
+      const failed = await withClient(io, (c) => c.connect(p.args));
+      for (const f of failed) io.err(`peerpkgs ipfs connect: ${f.addr}: ${f.error}\n`);
+      return failed.length ? IPFS_EXIT.failed : IPFS_EXIT.ok;
+    }
+    default:
+      throw new UsageError(`unknown command ${sub}`);
+  }
+}
+
+function fail(prog: string, e: unknown, io: CommandIO): number {
+  const msg = (e as Error)?.message ?? String(e);
+  if (e instanceof UsageError) {
+    io.err(`${prog}: ${msg} (see ${prog} --help)\n`);
+    return IPFS_EXIT.usage;
+  }
+  io.err(`${prog}: ${msg}\n`);
+  if (e instanceof IpfsNotFound) return IPFS_EXIT.notFound;
+  if (e instanceof IpfsUnreachable) return IPFS_EXIT.unreachable;
+  if (e instanceof IpfsError || (e as NodeJS.ErrnoException)?.code) return IPFS_EXIT.failed;
+  throw e;
+}
+
+/** `peerpkgs ipfs SUBCOMMAND ...` */
+export async function ipfsCommand(argv: string[], io: CommandIO = stdio): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '-h' || sub === '--help' || sub === 'help') {
+    io.out(HELP);
+    return sub ? IPFS_EXIT.ok : IPFS_EXIT.usage;
+  }
+  if (rest.includes('-h') || rest.includes('--help')) {
+    if (!USAGE[sub]) return fail('peerpkgs ipfs', new UsageError(`unknown command ${sub}`), io);
+    io.out(`usage: ${USAGE[sub]}\n`);
+    return IPFS_EXIT.ok;
+  }
+  try {
+    return await run(sub, rest, io);
+  } catch (e) {
+    return fail(`peerpkgs ipfs ${sub}`, e, io);
+  }
+}
+
+/** `peerpkgs cache publish DIR [--ipns KEY]`: the cache directory added (pinned); prints ipfs://CID and ipns://NAME. */
+export async function cachePublish(argv: string[], io: CommandIO = stdio): Promise<number> {
+  const prog = 'peerpkgs cache publish';
+  try {
+    const p = parse(argv, ['--ipns', '--cid-version'], ['--help', '-h']);
+    if (p.flags.has('--help') || p.flags.has('-h')) {
+      io.out('usage: peerpkgs cache publish DIR [--ipns KEY] [--cid-version 0|1]\n');
+      return IPFS_EXIT.ok;
+    }
+    const dir = one(p, 'cache directory');
+    const key = p.flags.get('--ipns') as string | undefined;
+    await publishCacheDir(dir, key, addOptions(p).cidVersion, io);
+    return IPFS_EXIT.ok;
+  } catch (e) {
+    return fail(prog, e, io);
+  }
+}
+
+/** Adds DIR to IPFS, pinned, and publishes it under KEY if given; prints the URLs to put in PKG_CACHE_URL. */
+export async function publishCacheDir(dir: string, key: string | undefined, cidVersion: 0 | 1 | undefined, io: CommandIO = stdio): Promise<{ cid: string; name?: string }> {
+  const fs = await import('node:fs');
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new IpfsError(`${dir}: not a directory`);
+  return withClient(io, async (c) => {
+    const cid = await c.addFile(dir, { pin: true, cidVersion });
+    io.out(`ipfs://${cid}\n`);
+    if (!key) return { cid };
+    const name = await c.publish(cid, key);
+    io.out(`ipns://${name}\n`);
+    return { cid, name };
+  });
+}

@@ -1,0 +1,182 @@
+/**
+ * `peerpkgs ipfs daemon`: one long-lived node that serves its blocks and
+ * IPNS records to peers and the API of protocol.ts to local commands on
+ * $PEERPKGS_HOME/ipfs/api.sock.
+ *
+ * It refuses to start when another daemon answers on the socket, and
+ * replaces a stale socket (one nobody answers on: a daemon that was
+ * killed). Once listening it writes its peer id and multiaddrs to
+ * $PEERPKGS_HOME/ipfs/addrs (temporary name, then rename) and prints them,
+ * so that others can put them in PKG_IPFS_PEERS. SIGINT and SIGTERM stop
+ * it cleanly: no new requests, the node closed, socket and addrs removed.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import type * as Http from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddOptions } from './client.ts';
+import { ipfsPaths } from './config.ts';
+import { IpfsError } from './errors.ts';
+import { startNode, type LocalNode } from './node.ts';
+import { encodeError, ERROR_TRAILER, statusOf } from './protocol.ts';
+import { connectDaemon } from './remote.ts';
+
+const http = createRequire(import.meta.url)('node:http') as typeof Http;
+
+export interface DaemonOptions {
+  home: string;
+  env?: NodeJS.ProcessEnv;
+  /** where the "ready" lines go */
+  out(line: string): void;
+}
+
+function addOptions(q: URLSearchParams): AddOptions {
+  const bool = (k: string) => (q.has(k) ? q.get(k) === 'true' : undefined);
+  const num = (k: string) => (q.has(k) ? Number(q.get(k)) : undefined);
+  return { cidVersion: num('cidVersion') as 0 | 1 | undefined, rawLeaves: bool('rawLeaves'), pin: bool('pin'), hidden: bool('hidden'), chunkSize: num('chunkSize') };
+}
+
+async function readBody(req: Http.IncomingMessage, max = 1 << 20): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > max) throw new IpfsError(`request body larger than ${max} bytes`);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function send(res: Http.ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+async function cat(node: LocalNode, q: URLSearchParams, res: Http.ServerResponse, signal: AbortSignal): Promise<void> {
+  const timeoutMs = q.has('timeoutMs') ? Number(q.get('timeoutMs')) : undefined;
+  const it = node.cat(q.get('path') ?? '', { signal, timeoutMs })[Symbol.asyncIterator]();
+  let next: IteratorResult<Uint8Array>;
+  try {
+    next = await it.next();
+  } catch (e) {
+    return send(res, statusOf(e), encodeError(e));
+  }
+  res.writeHead(200, { 'content-type': 'application/octet-stream', trailer: ERROR_TRAILER });
+  try {
+    while (!next.done) {
+      if (!res.write(next.value)) await new Promise((r) => res.once('drain', r));
+      if (res.destroyed) return void (await it.return?.());
+      next = await it.next();
+    }
+  } catch (e) {
+    res.addTrailers({ [ERROR_TRAILER]: encodeURIComponent(encodeError(e)) });
+  }
+  res.end();
+}
+
+async function handle(node: LocalNode, req: Http.IncomingMessage, res: Http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://daemon');
+  const q = url.searchParams;
+  const ac = new AbortController();
+  res.on('close', () => ac.abort(new Error('the client went away')));
+  const read = () => ({ signal: ac.signal, timeoutMs: q.has('timeoutMs') ? Number(q.get('timeoutMs')) : undefined });
+  const ok = (v: unknown) => send(res, 200, JSON.stringify(v));
+  try {
+    switch (`${req.method} ${url.pathname}`) {
+      case 'GET /v1/id':
+        return ok(await node.id());
+      case 'POST /v1/add':
+        return ok({ cid: await node.addFile(q.get('path') ?? '', addOptions(q)) });
+      case 'POST /v1/add-bytes':
+        return ok({ cid: await node.addBytes(req as AsyncIterable<Uint8Array>, addOptions(q)) });
+      case 'GET /v1/cat':
+        return await cat(node, q, res, ac.signal);
+      case 'GET /v1/stat':
+        return ok(await node.stat(q.get('path') ?? '', read()));
+      case 'GET /v1/ls':
+        return ok(await node.ls(q.get('path') ?? '', read()));
+      case 'POST /v1/pin':
+        await node.pin(q.get('cid') ?? '', read());
+        return ok({});
+      case 'POST /v1/publish': {
+        const lifetimeMs = q.has('lifetimeMs') ? Number(q.get('lifetimeMs')) : undefined;
+        return ok({ name: await node.publish(q.get('cid') ?? '', q.get('key') ?? '', { lifetimeMs }) });
+      }
+      case 'GET /v1/resolve':
+        return ok({ cid: await node.resolve(q.get('name') ?? '', read()) });
+      case 'POST /v1/connect': {
+        const { addrs } = JSON.parse(await readBody(req)) as { addrs: string[] };
+        return ok({ failed: await node.connect(addrs) });
+      }
+      default:
+        return send(res, 404, JSON.stringify({ kind: 'error', message: `no such API call: ${req.method} ${url.pathname}` }));
+    }
+  } catch (e) {
+    if (!res.headersSent) send(res, statusOf(e), encodeError(e));
+    else res.destroy();
+  }
+}
+
+/** Runs the daemon until SIGINT or SIGTERM; resolves once it has stopped cleanly. */
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  // listening before anything is printed: a signal sent as soon as the
+  // daemon says it is ready must stop it cleanly, not kill it
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => {
+    stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  try {
+    await serve(opts, stopped);
+  } finally {
+    stop();
+  }
+}
+
+async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void> {
+  const paths = ipfsPaths(opts.home);
+  fs.mkdirSync(paths.dir, { recursive: true });
+  if (Buffer.byteLength(paths.socket) > 107) throw new IpfsError(`${paths.socket}: too long a path for a unix socket (set a shorter PEERPKGS_HOME)`);
+  if (fs.existsSync(paths.socket)) {
+    const other = await connectDaemon(paths.socket).catch(() => null);
+    if (other) {
+      const id = await other.id();
+      throw new IpfsError(`a daemon already runs on ${paths.socket} (peer id ${id.peerId}); stop it first`);
+    }
+    fs.rmSync(paths.socket, { force: true });
+    opts.out(`removed a stale socket: ${paths.socket}`);
+  }
+  const node = await startNode({ home: opts.home, env: opts.env, serve: true });
+  const server = http.createServer((req, res) => void handle(node, req, res));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(paths.socket, () => resolve());
+    });
+  } catch (e) {
+    await node.close();
+    throw new IpfsError(`could not listen on ${paths.socket}: ${(e as Error).message}`);
+  }
+  fs.chmodSync(paths.socket, 0o600);
+  const id = await node.id();
+  const addrs = id.addrs.map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${id.peerId}`));
+  const tmp = `${paths.addrs}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  fs.writeFileSync(tmp, [id.peerId, ...addrs].join('\n') + '\n');
+  fs.renameSync(tmp, paths.addrs);
+  opts.out(`peer id: ${id.peerId}`);
+  for (const a of addrs) opts.out(`listening: ${a}`);
+  opts.out(`api: ${paths.socket}`);
+  opts.out('ready');
+
+  await stopped;
+  server.close();
+  server.closeAllConnections();
+  await node.close();
+  fs.rmSync(paths.socket, { force: true });
+  fs.rmSync(paths.addrs, { force: true });
+}

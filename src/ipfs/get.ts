@@ -1,0 +1,51 @@
+/**
+ * A file or directory from IPFS onto disk, as `ipfs get -o PATH`: written
+ * under a hidden temporary name beside PATH and renamed into place only
+ * when complete, so PATH is either what it was or the whole thing. Works
+ * with any IpfsClient (the daemon's or an in-process node).
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { IpfsClient, ReadOptions } from './client.ts';
+import { IpfsError } from './errors.ts';
+
+async function catTo(ipfs: IpfsClient, p: string, file: string, opts: ReadOptions): Promise<void> {
+  const out = fs.createWriteStream(file, { flags: 'wx', mode: 0o644 });
+  await pipeline(ipfs.cat(p, opts), out);
+}
+
+async function fetchTree(ipfs: IpfsClient, p: string, dir: string, opts: ReadOptions): Promise<void> {
+  fs.mkdirSync(dir);
+  for (const e of await ipfs.ls(p, opts)) {
+    if (e.name === '' || e.name === '.' || e.name === '..' || e.name.includes('/')) throw new IpfsError(`${p}: refusing an entry named ${JSON.stringify(e.name)}`);
+    const sub = `${p}/${e.name}`;
+    const to = path.join(dir, e.name);
+    if (e.type === 'dir') await fetchTree(ipfs, sub, to, opts);
+    else if (e.type === 'symlink') fs.symlinkSync(e.target ?? '', to);
+    else await catTo(ipfs, sub, to, opts);
+  }
+}
+
+/** Writes `p` (CID or CID/path) to `dest`; returns what it was. */
+export async function getToPath(ipfs: IpfsClient, p: string, dest: string, opts: ReadOptions = {}): Promise<'file' | 'dir' | 'symlink'> {
+  const target = path.resolve(dest);
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const st = await ipfs.stat(p, opts);
+  try {
+    if (st.type === 'dir') await fetchTree(ipfs, p, tmp, opts);
+    else if (st.type === 'symlink') fs.symlinkSync(st.target ?? '', tmp);
+    else await catTo(ipfs, p, tmp, opts);
+    try {
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EISDIR' || code === 'ENOTDIR') throw new IpfsError(`${dest}: exists and is in the way (remove it first)`);
+      throw e;
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return st.type;
+}

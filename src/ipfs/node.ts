@@ -1,0 +1,444 @@
+/**
+ * The IPFS node: Helia on a lean libp2p, with its state under
+ * $PEERPKGS_HOME/ipfs, as an IpfsClient. Used in-process by a command when
+ * no daemon runs, and by the daemon itself.
+ *
+ * The node is assembled from the parts it needs, not from createHelia's
+ * defaults (which bring WebRTC, WebSockets, UPnP, AutoTLS, a DHT, HTTP
+ * gateways and delegated routing, and take ~1 s to load): TCP, Noise,
+ * Yamux, identify, bitswap for blocks and libp2p-fetch for IPNS records
+ * (ipns-peers.ts). No DHT and no mDNS: peers are the ones named in
+ * PKG_IPFS_PEERS (or `ipfs connect`) and those that dial us; bitswap asks
+ * every connected peer. Only the Helia class is loaded from the `helia`
+ * package, not its index, which would load all of the above.
+ *
+ * State: blocks in blockstore-fs (one file a block), the datastore (pins,
+ * the keychain holding IPNS keys, IPNS records) in datastore-fs, the peer
+ * identity as a protobuf private key in `identity` (0600), made on first
+ * use. There is no garbage collection: blocks stay until the repo is
+ * removed; pins say what must be kept once there is one.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import type { Helia } from '@helia/interface';
+import type { Libp2p, PrivateKey } from '@libp2p/interface';
+import type { Fetch } from '@libp2p/fetch';
+import type { IPNS } from '@helia/ipns';
+import type { CID } from 'multiformats/cid';
+import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
+import type { AddOptions, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
+import { splitPath } from './client.ts';
+import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
+import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
+import { addBytes, addPath, toEntry } from './unixfs.ts';
+import { blockFiles, withFastPut } from './blockfiles.ts';
+
+const VERSION = '0.1.0';
+const DEFAULT_LIFETIME_MS = 48 * 3600_000;
+
+type Node = Libp2p<{ fetch: Fetch; identify: unknown }>;
+
+export interface StartOptions {
+  home: string;
+  env?: NodeJS.ProcessEnv;
+  /**
+   * A node that serves (the daemon): it listens (PKG_IPFS_LISTEN, or
+   * loopback on any port), serves IPNS records and republishes its own.
+   * A command's node only dials out, unless PKG_IPFS_LISTEN is set: nobody
+   * could know its address, and a listener would hold the process ~1 s
+   * past its end (libp2p's address manager debounces its close).
+   */
+  serve?: boolean;
+  /** overrides PKG_IPFS_LISTEN */
+  listen?: string[];
+}
+
+/** The private key in `file`, made (and written, 0600) on first use; two processes starting at once agree on one. */
+async function loadIdentity(file: string): Promise<PrivateKey> {
+  const keys = await import('@libp2p/crypto/keys');
+  try {
+    return keys.privateKeyFromProtobuf(fs.readFileSync(file));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new IpfsError(`${file}: not a private key (${(e as Error).message}); remove it to make a new identity`);
+  }
+  const key = await keys.generateKeyPair('Ed25519');
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  fs.writeFileSync(tmp, keys.privateKeyToProtobuf(key), { mode: 0o600, flush: true });
+  try {
+    fs.linkSync(tmp, file); // never replaces one another process made meanwhile
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    return keys.privateKeyFromProtobuf(fs.readFileSync(file));
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  return key;
+}
+
+/** An abort signal that fires when nothing has happened for `ms` (kick() says something did). */
+class Watchdog {
+  readonly signal: AbortSignal;
+  timedOut = false;
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout;
+  private readonly ms: number;
+
+  constructor(ms: number, parent?: AbortSignal) {
+    this.ms = ms;
+    this.signal = parent ? AbortSignal.any([this.controller.signal, parent]) : this.controller.signal;
+    this.timer = this.arm();
+  }
+
+  private arm(): NodeJS.Timeout {
+    return setTimeout(() => {
+      this.timedOut = true;
+      this.controller.abort(new Error('timed out'));
+    }, this.ms);
+  }
+
+  kick(): void {
+    clearTimeout(this.timer);
+    this.timer = this.arm();
+  }
+
+  done(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+function isNotFound(e: unknown): boolean {
+  const name = (e as Error)?.name;
+  return name === 'NotFoundError' || name === 'BadPathError';
+}
+
+export class LocalNode implements IpfsClient {
+  readonly helia: Helia & { libp2p: Node };
+  readonly libp2p: Node;
+  private readonly settings: NodeSettings;
+  private readonly mods: Mods;
+  private ipnsApi: IPNS | null = null;
+  private readonly republish: boolean;
+  private closed = false;
+  /** where added blocks go: straight to the files (blockfiles.ts) */
+  private readonly blockWriter: ReturnType<typeof blockFiles>;
+
+  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string) {
+    this.helia = helia;
+    this.blockWriter = blockFiles(blocksDir, mods.base32upper);
+    this.libp2p = helia.libp2p;
+    this.settings = settings;
+    this.mods = mods;
+    this.republish = republish;
+  }
+
+  private cid(s: string): CID {
+    try {
+      return this.mods.CID.parse(s);
+    } catch {
+      throw new IpfsError(`${s || '(empty)'}: not a CID`);
+    }
+  }
+
+  private peerList(): string {
+    const peers = this.libp2p.getConnections().map((c) => c.remotePeer.toString());
+    return peers.length ? [...new Set(peers)].join(' ') : 'none connected; name some in PKG_IPFS_PEERS';
+  }
+
+  private unreachable(what: string, ms: number): IpfsUnreachable {
+    return new IpfsUnreachable(`could not find ${what} on any connected peer within ${Math.round(ms / 100) / 10} s (peers: ${this.peerList()})`);
+  }
+
+  /** what an error during a read means, for `p` */
+  private readError(e: unknown, p: string, wd: Watchdog, ms: number): Error {
+    if (e instanceof IpfsError) return e;
+    if (wd.timedOut) return this.unreachable(p, ms);
+    if (isNotFound(e)) return new IpfsNotFound(`${p}: no such file or directory`);
+    if ((e as Error)?.name === 'AbortError') return new IpfsError(`${p}: interrupted`);
+    return new IpfsError(`${p}: ${(e as Error)?.message ?? String(e)}`);
+  }
+
+  private async entry(p: string, wd: Watchdog, ms: number): Promise<UnixFSEntry> {
+    const { cid, rest } = splitPath(p);
+    const root = this.cid(cid);
+    try {
+      return await this.mods.exporter.exporter(rest ? `${root}/${rest}` : root, this.helia.blockstore, { signal: wd.signal });
+    } catch (e) {
+      throw this.readError(e, p, wd, ms);
+    }
+  }
+
+  async addFile(file: string, opts: AddOptions = {}): Promise<string> {
+    const cid = await addPath(file, this.blockWriter, opts);
+    if (opts.pin) await this.pin(cid);
+    return cid;
+  }
+
+  async addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, opts: AddOptions = {}): Promise<string> {
+    const cid = await addBytes(data, this.blockWriter, opts);
+    if (opts.pin) await this.pin(cid);
+    return cid;
+  }
+
+  async *cat(p: string, opts: ReadOptions = {}): AsyncIterable<Uint8Array> {
+    const ms = opts.timeoutMs ?? this.settings.timeoutMs;
+    const wd = new Watchdog(ms, opts.signal);
+    try {
+      const e = await this.entry(p, wd, ms);
+      if (e.type === 'directory') throw new IpfsError(`${p}: is a directory`);
+      if (e.type === 'object') throw new IpfsError(`${p}: not a UnixFS file`);
+      try {
+        // blocks asked for ahead of the one being read: the sender reads all it
+        // was asked for before sending any, so a long want-list waits longer
+        for await (const chunk of e.content({ signal: wd.signal, blockReadConcurrency: 16 })) {
+          wd.kick();
+          yield chunk;
+        }
+      } catch (err) {
+        throw this.readError(err, p, wd, ms);
+      }
+    } finally {
+      wd.done();
+    }
+  }
+
+  async stat(p: string, opts: ReadOptions = {}): Promise<Entry> {
+    const ms = opts.timeoutMs ?? this.settings.timeoutMs;
+    const wd = new Watchdog(ms, opts.signal);
+    try {
+      return toEntry(await this.entry(p, wd, ms));
+    } finally {
+      wd.done();
+    }
+  }
+
+  async ls(p: string, opts: ReadOptions = {}): Promise<Entry[]> {
+    const ms = opts.timeoutMs ?? this.settings.timeoutMs;
+    const wd = new Watchdog(ms, opts.signal);
+    try {
+      const dir = await this.entry(p, wd, ms);
+      if (dir.type !== 'directory') throw new IpfsError(`${p}: not a directory`);
+      const out: Entry[] = [];
+      try {
+        const children = [];
+        for await (const c of dir.entries({ signal: wd.signal })) {
+          wd.kick();
+          children.push(c);
+        }
+        // the type of a dag-pb child is in its own block; a raw one is a file
+        for (let i = 0; i < children.length; i += 32) {
+          const batch = await Promise.all(
+            children.slice(i, i + 32).map(async (c) => {
+              if (c.cid.code === 0x55) return { name: c.name, cid: c.cid.toString(), size: Number(c.size), type: 'file' as const };
+              const e = await this.mods.exporter.exporter(c.cid, this.helia.blockstore, { signal: wd.signal });
+              wd.kick();
+              return { ...toEntry(e), name: c.name };
+            }),
+          );
+          out.push(...batch);
+        }
+      } catch (err) {
+        throw this.readError(err, p, wd, ms);
+      }
+      return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    } finally {
+      wd.done();
+    }
+  }
+
+  async pin(cidStr: string, opts: ReadOptions = {}): Promise<void> {
+    const cid = this.cid(splitPath(cidStr).cid);
+    if (await this.helia.pins.isPinned(cid)) return;
+    const ms = opts.timeoutMs ?? this.settings.timeoutMs;
+    const wd = new Watchdog(ms, opts.signal);
+    try {
+      for await (const _ of this.helia.pins.add(cid, { signal: wd.signal })) wd.kick();
+    } catch (e) {
+      if ((e as Error)?.name === 'AlreadyPinnedError') return;
+      throw this.readError(e, cidStr, wd, ms);
+    } finally {
+      wd.done();
+    }
+  }
+
+  private async ipns(): Promise<IPNS> {
+    if (this.ipnsApi) return this.ipnsApi;
+    const [ipns, { PeerIpnsRouting }, { Key }, { base32 }] = await Promise.all([
+      import('@helia/ipns'),
+      import('./ipns-peers.ts'),
+      import('interface-datastore'),
+      import('multiformats/bases/base32'),
+    ]);
+    const routing = new PeerIpnsRouting({ libp2p: this.libp2p, datastore: this.helia.datastore, keychain: this.helia.keychain, ipns, Key, base32 });
+    this.ipnsApi = ipns.ipns(this.helia, { routers: [routing] });
+    return this.ipnsApi;
+  }
+
+  /** Serve IPNS records to peers (and republish ours) from now on. */
+  async serveIpns(): Promise<void> {
+    const api = await this.ipns();
+    if (this.republish) (api as unknown as { start(): void }).start();
+  }
+
+  async publish(cidStr: string, keyName: string, opts: PublishOptions = {}): Promise<string> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(keyName)) throw new IpfsError(`${keyName}: not a key name (letters, digits, '.', '_', '-')`);
+    const cid = this.cid(splitPath(cidStr).cid);
+    const api = await this.ipns();
+    const r = await api.publish(keyName, cid, { lifetime: opts.lifetimeMs ?? DEFAULT_LIFETIME_MS });
+    const { base36 } = await import('multiformats/bases/base36');
+    return r.publicKey.toCID().toString(base36);
+  }
+
+  async resolve(name: string, opts: ReadOptions = {}): Promise<string> {
+    const n = name.replace(/^\/ipns\//, '').replace(/\/.*$/, '');
+    let key: CID;
+    try {
+      const { base36 } = await import('multiformats/bases/base36');
+      key = this.mods.CID.parse(n, n.startsWith('k') ? base36 : undefined);
+    } catch {
+      throw new IpfsError(`${name}: not an IPNS name (k51…)`);
+    }
+    const api = await this.ipns();
+    const ms = opts.timeoutMs ?? this.settings.timeoutMs;
+    const signal = opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms);
+    let value: string | null = null;
+    try {
+      for await (const r of api.resolve(key, { signal, nocache: true })) value = r.value;
+    } catch (e) {
+      const err = e as Error;
+      if (err.name === 'RecordsFailedValidationError') {
+        throw new IpfsError(`${name}: refused the record a peer sent: it is not validly signed by the name's key, or it has expired`);
+      }
+      if (err.name === 'RecordNotFoundError') throw new IpfsUnreachable(`${name}: no record for this name on any connected peer (peers: ${this.peerList()})`);
+      if (signal.aborted) throw new IpfsUnreachable(`${name}: no record within ${ms / 1000} s (peers: ${this.peerList()})`);
+      throw new IpfsError(`${name}: ${err.message}`);
+    }
+    if (!value?.startsWith('/ipfs/')) throw new IpfsError(`${name}: the record points at ${value ?? 'nothing'}, not /ipfs/CID`);
+    return value.slice('/ipfs/'.length).replace(/\/$/, '');
+  }
+
+  async connect(addrs: string[]): Promise<{ addr: string; error: string }[]> {
+    const failed: { addr: string; error: string }[] = [];
+    await Promise.all(
+      addrs.map(async (a) => {
+        try {
+          const ma = this.mods.multiaddr(a);
+          const id = ma.getComponents().findLast((c) => c.name === 'p2p')?.value;
+          if (id) {
+            // the connection manager redials a peer tagged keep-alive when it goes
+            const peerId = this.mods.peerIdFromString(id);
+            if (!peerId.equals(this.libp2p.peerId)) await this.libp2p.peerStore.merge(peerId, { multiaddrs: [ma], tags: { 'keep-alive': { value: 50 } } });
+            else return;
+          }
+          await this.libp2p.dial(ma, { signal: AbortSignal.timeout(10_000) });
+        } catch (e) {
+          failed.push({ addr: a, error: (e as Error).message });
+        }
+      }),
+    );
+    return failed;
+  }
+
+  async id(): Promise<NodeId> {
+    const peerId = this.libp2p.peerId.toString();
+    return {
+      peerId,
+      addrs: this.libp2p.getMultiaddrs().map((a) => a.toString()),
+      peers: [...new Set(this.libp2p.getConnections().map((c) => c.remoteAddr.toString()))],
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.helia.stop();
+    await this.libp2p.stop();
+  }
+}
+
+interface Mods {
+  CID: typeof import('multiformats/cid').CID;
+  exporter: typeof import('ipfs-unixfs-exporter');
+  multiaddr: typeof import('@multiformats/multiaddr').multiaddr;
+  peerIdFromString: typeof import('@libp2p/peer-id').peerIdFromString;
+  base32upper: typeof import('multiformats/bases/base32').base32upper;
+}
+
+/** Starts a node on the repo under `home`, dialling PKG_IPFS_PEERS; failed dials are warnings on stderr. */
+export async function startNode(opts: StartOptions): Promise<LocalNode> {
+  // bin/ starts Node with a 1 MB young generation (small heaps for redo);
+  // moving blocks makes MBs of short-lived buffers, collected over and over
+  // then: transfers measured 1.3-1.7× slower with it
+  (await import('node:v8')).setFlagsFromString('--max-semi-space-size=16');
+  const env = opts.env ?? process.env;
+  const settings = nodeSettings(env);
+  if (opts.listen) settings.listen = opts.listen;
+  else if (!opts.serve && env.PKG_IPFS_LISTEN === undefined) settings.listen = [];
+  const paths = ipfsPaths(opts.home);
+  fs.mkdirSync(paths.dir, { recursive: true });
+  const [
+    { createLibp2p },
+    { tcp },
+    { noise },
+    { yamux },
+    { identify },
+    { fetch },
+    { withBitswap },
+    { FsBlockstore },
+    { FsDatastore },
+    heliaMod,
+    { CID },
+    exporter,
+    { multiaddr },
+    { peerIdFromString },
+    { base32upper },
+  ] = await Promise.all([
+    import('libp2p'),
+    import('@libp2p/tcp'),
+    import('@libp2p/noise'),
+    import('@libp2p/yamux'),
+    import('@libp2p/identify'),
+    import('@libp2p/fetch'),
+    import('@helia/bitswap'),
+    import('blockstore-fs'),
+    import('datastore-fs'),
+    // the Helia class alone: the package's index loads the kitchen sink
+    import(new URL('./helia.js', import.meta.resolve('helia')).href) as Promise<{ Helia: new (init: object) => Helia }>,
+    import('multiformats/cid'),
+    import('ipfs-unixfs-exporter'),
+    import('@multiformats/multiaddr'),
+    import('@libp2p/peer-id'),
+    import('multiformats/bases/base32'),
+  ]);
+  const privateKey = await loadIdentity(paths.identity);
+  const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper);
+  const datastore = new FsDatastore(paths.datastore);
+  await blockstore.open();
+  await datastore.open();
+  let libp2p: Node;
+  try {
+    libp2p = (await createLibp2p({
+      privateKey,
+      addresses: { listen: settings.listen },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: { identify: identify(), fetch: fetch() },
+      start: false,
+    })) as unknown as Node;
+    await libp2p.start();
+  } catch (e) {
+    throw new IpfsError(`could not start the IPFS node on ${settings.listen.join(' ')}: ${(e as Error).message} (set PKG_IPFS_LISTEN)`);
+  }
+  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
+  Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
+  // bitswap's defaults: larger messages than its 2 MB stall a transfer, and
+  // other settings measured no faster on loopback (see test/bench/ipfs.ts)
+  withBitswap(helia as never, {});
+  await helia.start();
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks);
+  if (opts.serve) await node.serveIpns();
+  if (settings.peers.length) {
+    for (const f of await node.connect(settings.peers)) process.stderr.write(`ipfs: warning: could not connect to ${f.addr}: ${f.error}\n`);
+  }
+  return node;
+}

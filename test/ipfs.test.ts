@@ -1,0 +1,331 @@
+/**
+ * IPFS as a user meets it: `peerpkgs ipfs daemon` and the commands that
+ * use it, real nodes in separate processes talking over loopback TCP, and
+ * package caches shared over ipfs:// and ipns:// between two machines (two
+ * PEERPKGS_HOMEs) that a build substitutes from.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BIN, exists, read, run, scratch, userEnv, write, busyboxHttpd, type Run } from './helpers.ts';
+import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
+
+/** The CIDv1 form of a CID, as IPNS records carry it. */
+async function cidV1(cid: string): Promise<string> {
+  const { CID } = await import('multiformats/cid');
+  return CID.parse(cid).toV1().toString();
+}
+
+interface Daemon {
+  home: string;
+  peerId: string;
+  /** its multiaddr, with /p2p/, for PKG_IPFS_PEERS */
+  addr: string;
+  proc: ChildProcess;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | string | null>;
+}
+
+/** `peerpkgs ipfs daemon` on `home`, once it says it is ready. */
+async function startDaemon(home: string, env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+  const proc = spawn(path.join(BIN, 'peerpkgs'), ['ipfs', 'daemon'], { env: userEnv({ PEERPKGS_HOME: home, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | string | null>((r) => proc.once('exit', (code, sig) => r(code ?? sig)));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`the daemon did not get ready in 30 s:\n${out}`)), 30_000);
+    const check = () => {
+      if (/^ready$/m.test(out)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stdout!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(t);
+      reject(new Error(`the daemon exited (${code}):\n${out}`));
+    });
+  });
+  const peerId = /^peer id: (\S+)$/m.exec(out)![1]!;
+  const addr = /^listening: (\S+)$/m.exec(out)![1]!;
+  return {
+    home,
+    peerId,
+    addr,
+    proc,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+describe('IPFS', function () {
+  this.timeout(120_000);
+  let s: { dir: string; cleanup: () => void };
+  const daemons: Daemon[] = [];
+  beforeEach(() => (s = scratch()));
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.stop();
+    s.cleanup();
+  });
+  const daemon = async (home: string, env: NodeJS.ProcessEnv = {}) => {
+    const d = await startDaemon(home, env);
+    daemons.push(d);
+    return d;
+  };
+  const ipfs = (home: string, args: string[], env: NodeJS.ProcessEnv = {}): Run => run(s.dir, 'peerpkgs', ['ipfs', ...args], { PEERPKGS_HOME: home, ...env });
+
+  describe('the daemon', () => {
+    it('serves commands on its socket, prints and writes its addresses, and stops cleanly', async () => {
+      const home = path.join(s.dir, 'home');
+      const d = await daemon(home);
+      assert.match(d.addr, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo\w+$/);
+      assert.deepEqual(read(home, 'ipfs/addrs').trim().split('\n'), [d.peerId, d.addr]);
+      assert.ok(fs.statSync(path.join(home, 'ipfs/api.sock')).isSocket());
+      write(s.dir, { 'hello.txt': 'hello world\n' });
+      const r = ipfs(home, ['add', 'hello.txt']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o\n');
+      const id = ipfs(home, ['id']);
+      assert.match(id.stdout, new RegExp(`^peer id: ${d.peerId}$`, 'm'), 'the daemon answered, not a node of its own');
+      assert.equal(ipfs(home, ['cat', 'QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o']).stdout, 'hello world\n');
+      assert.equal(await d.stop('SIGTERM'), 0, d.output());
+      assert.ok(!exists(home, 'ipfs/api.sock'), 'socket removed');
+      assert.ok(!exists(home, 'ipfs/addrs'), 'addrs removed');
+      // the same identity next time
+      const again = await daemon(home);
+      assert.equal(again.peerId, d.peerId);
+      assert.equal(await again.stop('SIGINT'), 0, again.output());
+    });
+
+    it('replaces the stale socket of a daemon that was killed, and refuses to run twice', async () => {
+      const home = path.join(s.dir, 'home');
+      const killed = await daemon(home);
+      await killed.stop('SIGKILL');
+      assert.ok(exists(home, 'ipfs/api.sock'), 'a killed daemon leaves its socket');
+      // commands do not trip over it: they start a node of their own
+      write(s.dir, { 'f': 'x' });
+      assert.equal(ipfs(home, ['add', 'f']).status, 0);
+      const d = await daemon(home);
+      assert.match(d.output(), /removed a stale socket/);
+      const twice = spawn(path.join(BIN, 'peerpkgs'), ['ipfs', 'daemon'], { env: userEnv({ PEERPKGS_HOME: home }) });
+      let err = '';
+      twice.stderr.on('data', (b) => (err += b));
+      const code = await new Promise((r) => twice.once('exit', r));
+      assert.equal(code, 1);
+      assert.match(err, new RegExp(`a daemon already runs on \\S+api\\.sock \\(peer id ${d.peerId}\\)`));
+      assert.equal(ipfs(home, ['id']).status, 0, 'the first one still serves');
+    });
+
+    it('has help and usage errors', () => {
+      const home = path.join(s.dir, 'home');
+      const h = ipfs(home, ['--help']);
+      assert.equal(h.status, 0);
+      assert.match(h.stdout, /^usage: peerpkgs ipfs COMMAND/);
+      assert.match(ipfs(home, ['get', '--help']).stdout, /^usage: peerpkgs ipfs get CID\[\/PATH\] -o PATH\n$/);
+      const bad = ipfs(home, ['get', 'QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o']);
+      assert.equal(bad.status, 2);
+      assert.equal(bad.stderr, 'peerpkgs ipfs get: name where to write it with -o PATH (see peerpkgs ipfs get --help)\n');
+      assert.equal(ipfs(home, ['cat', 'not-a-cid']).stderr, 'peerpkgs ipfs cat: not-a-cid: not a CID\n');
+    });
+  });
+
+  describe('between two nodes', () => {
+    it('a directory added on A is fetched by B, which dials A from PKG_IPFS_PEERS', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      const big = Buffer.alloc(3 << 20);
+      for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+      write(s.dir, { 'tree/README': 'read me\n', 'tree/sub/deeper/x': 'x\n', 'tree/.hidden': 'not added' });
+      fs.writeFileSync(path.join(s.dir, 'tree/sub/big.bin'), big);
+      fs.symlinkSync('sub/deeper/x', path.join(s.dir, 'tree/link'));
+      const added = ipfs(a.home, ['add', '--pin', 'tree']);
+      assert.equal(added.status, 0, added.stderr);
+      const cid = added.stdout.trim();
+      const b = path.join(s.dir, 'b');
+      const peers = { PKG_IPFS_PEERS: a.addr };
+      const got = ipfs(b, ['get', cid, '-o', 'out'], peers);
+      assert.equal(got.status, 0, got.stderr);
+      assert.deepEqual(
+        (fs.readdirSync(path.join(s.dir, 'out'), { recursive: true }) as string[]).sort(),
+        ['README', 'link', 'sub', 'sub/big.bin', 'sub/deeper', 'sub/deeper/x'],
+      );
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out/sub/big.bin')).equals(big));
+      assert.equal(fs.readlinkSync(path.join(s.dir, 'out/link')), 'sub/deeper/x');
+      assert.equal(ipfs(b, ['cat', `${cid}/sub/deeper/x`], peers).stdout, 'x\n');
+      assert.match(ipfs(b, ['ls', cid], peers).stdout, /^\S+ 8 README\n\S+ 0 link\n\S+ 0 sub\/\n$/);
+      // B now has the blocks itself: no peer needed
+      assert.equal(ipfs(b, ['cat', `${cid}/README`]).stdout, 'read me\n');
+    });
+
+    it('what B pinned stays readable when A is gone', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      write(s.dir, { 'd/one': '1\n', 'd/sub/two': '2\n' });
+      const cid = ipfs(a.home, ['add', 'd']).stdout.trim();
+      const b = path.join(s.dir, 'b');
+      const pinned = ipfs(b, ['pin', cid], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(pinned.status, 0, pinned.stderr);
+      assert.equal(pinned.stdout, `pinned ${cid}\n`);
+      await a.stop();
+      const offline = { PKG_IPFS_TIMEOUT: '2' };
+      assert.equal(ipfs(b, ['cat', `${cid}/sub/two`], offline).stdout, '2\n', 'fetched by the pin, not by this cat');
+      assert.equal(ipfs(b, ['cat', `${cid}/one`], offline).stdout, '1\n');
+    });
+
+    it('peerpkgs cache publish adds a cache directory, pinned, and names it as a PKG_CACHE_URL', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      write(s.dir, { 'cache/x.info': 'info\n', 'cache/.x.info.tmp-1': 'half-written' });
+      const r = run(s.dir, 'peerpkgs', ['cache', 'publish', 'cache', '--ipns', 'team'], { PEERPKGS_HOME: a.home });
+      assert.equal(r.status, 0, r.stderr);
+      const [, cid, name] = /^ipfs:\/\/(\w+)\nipns:\/\/(k51\w+)\n$/.exec(r.stdout) ?? [];
+      assert.ok(cid && name, r.stdout);
+      assert.equal(ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr }).stdout, `/ipfs/${await cidV1(cid)}\n`);
+      assert.equal(ipfs(a.home, ['ls', cid]).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[2]).join(' '), 'x.info', 'temporary files are not published');
+    });
+
+    it('a path missing from a reachable directory is "not found" (7); blocks nobody has are "unreachable" (8), naming the peers', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      write(s.dir, { 'd/f': 'f\n' });
+      const cid = ipfs(a.home, ['add', 'd']).stdout.trim();
+      const b = path.join(s.dir, 'b');
+      const env = { PKG_IPFS_PEERS: a.addr, PKG_IPFS_TIMEOUT: '2' };
+      const missing = ipfs(b, ['cat', `${cid}/nothere`], env);
+      assert.equal(missing.status, 7, missing.stderr);
+      assert.equal(missing.stderr, `peerpkgs ipfs cat: ${cid}/nothere: no such file or directory\n`);
+      const nobody = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyka';
+      const gone = ipfs(b, ['cat', nobody], env);
+      assert.equal(gone.status, 8, gone.stderr);
+      assert.equal(gone.stderr, `peerpkgs ipfs cat: could not find ${nobody} on any connected peer within 2 s (peers: ${a.peerId})\n`);
+      assert.ok(!exists(s.dir, 'out'));
+      assert.equal(ipfs(b, ['get', nobody, '-o', 'out'], env).status, 8);
+      assert.deepEqual(fs.readdirSync(s.dir).filter((f) => f.includes('out')), [], 'nothing of a failed get is left');
+    });
+  });
+
+  describe('IPNS', () => {
+    it('a name published on A resolves on B, which takes the record from A', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      write(s.dir, { 'v1': 'version 1\n' });
+      const cid = ipfs(a.home, ['add', '--cid-version', '1', 'v1']).stdout.trim();
+      const pub = ipfs(a.home, ['publish', cid, '--key', 'team']);
+      assert.equal(pub.status, 0, pub.stderr);
+      const name = pub.stdout.trim();
+      assert.match(name, /^k51[0-9a-z]+$/);
+      assert.equal(ipfs(a.home, ['publish', cid, '--key', 'team']).stdout.trim(), name, 'the key is kept');
+      const r = ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `/ipfs/${cid}\n`);
+    });
+
+    it('refuses a record signed by another key than the name\'s', async () => {
+      const home = path.join(s.dir, 'a');
+      let a = await daemon(home);
+      write(s.dir, { 'good': 'good\n', 'evil': 'evil\n' });
+      const good = ipfs(home, ['add', 'good']).stdout.trim();
+      const evil = ipfs(home, ['add', 'evil']).stdout.trim();
+      const name = ipfs(home, ['publish', good, '--key', 'team']).stdout.trim();
+      ipfs(home, ['publish', evil, '--key', 'mallory']);
+      await a.stop();
+      // a peer that serves mallory's record under the team's name: its
+      // stored records are files named by routing key; swap them
+      const records = path.join(home, 'ipfs/datastore/peerpkgs-ipns');
+      const files = fs.readdirSync(records);
+      assert.equal(files.length, 2);
+      const bytes = files.map((f) => fs.readFileSync(path.join(records, f)));
+      fs.writeFileSync(path.join(records, files[0]!), bytes[1]!);
+      fs.writeFileSync(path.join(records, files[1]!), bytes[0]!);
+      a = await daemon(home);
+      const r = ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.stderr, `peerpkgs ipfs resolve: ${name}: refused the record a peer sent: it is not validly signed by the name's key, or it has expired\n`);
+    });
+  });
+
+  describe('package caches over IPFS', () => {
+    let seed: { www: { url: string; stop(): Promise<void> }; sha: string; dir: string; cleanup(): void };
+    before(async () => {
+      const w = scratch();
+      const wwwDir = path.join(w.dir, 'www');
+      fs.mkdirSync(wwwDir);
+      const sha = await makeSeedTarball(wwwDir);
+      seed = { www: await busyboxHttpd(wwwDir), sha, ...w };
+    });
+    after(async () => {
+      await seed.www.stop();
+      seed.cleanup();
+    });
+
+    /** A tree with a and b (b run-depends on a), built and published by A into `cache`, signed by `team`. */
+    function publishTree(homeA: string, extra: string[]): Run {
+      writeSeedPackage(path.join(s.dir, 'tree'), seed.www.url, seed.sha);
+      write(path.join(s.dir, 'tree'), simplePackage('a', 'a'));
+      write(path.join(s.dir, 'tree'), simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));
+      assert.equal(run(s.dir, 'peerpkgs', ['key', 'generate', 'team'], { PEERPKGS_HOME: homeA }).status, 0);
+      const pub = run(path.join(s.dir, 'tree'), 'add-to-package-cache', ['-o', path.join(s.dir, 'cache'), '--sign-key', 'team', ...extra, './pkg/b'], { PEERPKGS_HOME: homeA });
+      assert.equal(pub.status, 0, pub.stderr);
+      return pub;
+    }
+
+    /** Machine B: a fresh copy of the tree (no outputs) and a fresh home. */
+    function machineB(): string {
+      const b = path.join(s.dir, 'b-tree');
+      for (const p of ['a', 'b', 'seed']) {
+        fs.cpSync(path.join(s.dir, 'tree/pkg', p), path.join(b, 'pkg', p), { recursive: true, filter: (f) => !['.pkg.tar.gz', '.pkg.tar.gz.sha256', '.pkghash'].includes(path.basename(f)) });
+      }
+      return b;
+    }
+
+    it('B builds from A\'s cache published under IPNS, substituting every package', async () => {
+      const homeA = path.join(s.dir, 'a');
+      const a = await daemon(homeA);
+      const pub = publishTree(homeA, ['--ipns', 'team']);
+      const name = /^ipns:\/\/(k51\w+)$/m.exec(pub.stdout)?.[1];
+      assert.ok(name, pub.stdout);
+      assert.match(pub.stdout, /^ipfs:\/\/Qm\w+$/m);
+      const b = machineB();
+      const env = {
+        PEERPKGS_HOME: path.join(s.dir, 'b-home'),
+        PKG_CACHE_URL: `ipns://${name}`,
+        PKG_IPFS_PEERS: a.addr,
+        PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
+        PKG_FORCE_BINARY: 'yes',
+      };
+      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], env);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`b: substituted from ipns://${name} \\(signed by ed25519:[0-9a-f]{16}\\)`));
+      assert.match(r.stderr, /a: substituted from ipns:/);
+      assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
+      assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
+    });
+
+    it('an entry missing from a reachable ipfs:// directory is a miss; an unreachable root is a warning naming the cache', async () => {
+      const homeA = path.join(s.dir, 'a');
+      const a = await daemon(homeA);
+      const pub = publishTree(homeA, ['--ipfs']);
+      const cid = /^ipfs:\/\/(Qm\w+)$/m.exec(pub.stdout)![1]!;
+      const b = machineB();
+      // a package the cache does not have
+      write(b, simplePackage('c', 'c'));
+      const env = {
+        PEERPKGS_HOME: path.join(s.dir, 'b-home'),
+        PKG_IPFS_PEERS: a.addr,
+        PKG_IPFS_TIMEOUT: '2',
+        PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
+        PKG_FORCE_BINARY: 'yes',
+      };
+      const miss = run(b, 'build-packages-ifchange', ['./pkg/c'], { ...env, PKG_CACHE_URL: `ipfs://${cid}` });
+      assert.notEqual(miss.status, 0);
+      assert.match(miss.stderr, new RegExp(`c: no cache has a usable binary package[^\\n]*\\n\\s+ipfs://${cid}: not there`));
+      assert.doesNotMatch(miss.stderr, /warning/);
+      // a root nobody has, then the good cache: a warning naming the first, and the package from the second
+      const nobody = 'QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n';
+      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PKG_CACHE_URL: `ipfs://${nobody} ipfs://${cid}` });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`warning: b: ipfs://${nobody}: .*could not find ${nobody}/\\w+\\.info on any connected peer within 2 s \\(peers: ${a.peerId}\\).*; trying ipfs://${cid}`));
+      assert.match(r.stderr, new RegExp(`b: substituted from ipfs://${cid}`));
+    });
+  });
+});
