@@ -76,6 +76,15 @@ const cid = await addPath(file, blockFiles(blocks, base32upper));
 console.log(JSON.stringify({ s: Number(process.hrtime.bigint() - t0) / 1e9, cid }));
 `;
 
+/** the heap sizes bin/peerpkgs gives a build process with this PKG_CACHE_URL (read from it, so they cannot drift apart) */
+function heapFlags(url: string): string[] {
+  const wrapper = fs.readFileSync(peerpkgs, 'utf8');
+  const ipfs = /heap='([^']+)'/.exec(wrapper)?.[1];
+  const other = /^heap=(\S+)$/m.exec(wrapper)?.[1];
+  if (!ipfs || !other) throw new Error(`${peerpkgs}: no heap sizes found`);
+  return (/^(ipfs|ipns):/.test(url) ? ipfs : other).split(' ');
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -93,9 +102,9 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): { s: number
   return { s: Number(process.hrtime.bigint() - t0) / 1e9, stdout: r.stdout };
 }
 
-function child(script: string, args: string[], env: NodeJS.ProcessEnv = {}): { s: number; rssMB?: number } {
+function child(script: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): { s: number; rssMB?: number } {
   settle();
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`child failed (${r.status})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as { s: number; rssMB?: number };
 }
@@ -180,7 +189,7 @@ async function main(): Promise<void> {
         fs.rmSync(work, { recursive: true, force: true });
         fs.mkdirSync(homeB, { recursive: true });
         fs.copyFileSync(path.join(home, 'trusted-keys'), path.join(homeB, 'trusted-keys'));
-        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, PKG_IPFS_PEERS: a.addr });
+        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, PKG_IPFS_PEERS: a.addr }, heapFlags(url));
         if (!fs.existsSync(path.join(work, 'outputs', sha256, 'share/big/data0.bin'))) throw new Error(`${kind}: substitute unpacked nothing`);
         times[kind].push(r.s);
         rss = kind === 'ipfs' ? Math.max(rss, r.rssMB ?? 0) : rss;
