@@ -134,6 +134,25 @@ describe('IPFS', function () {
     });
   });
 
+  describe('add', () => {
+    it('--only-hash prints the CID add prints, stores nothing and starts no node', () => {
+      fs.writeFileSync(path.join(s.dir, 'big'), Buffer.alloc(3 * 262144 + 5, 7));
+      const home = path.join(s.dir, 'home');
+      for (const flag of ['-n', '--only-hash']) {
+        const r = ipfs(home, ['add', flag, 'big']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(fs.existsSync(path.join(home, 'ipfs')), false);
+      }
+      const hashed = ipfs(home, ['add', '-n', 'big']).stdout;
+      const added = ipfs(home, ['add', 'big']);
+      assert.equal(added.stdout, hashed);
+      assert.equal(ipfs(home, ['cat', hashed.trim()]).stdout, fs.readFileSync(path.join(s.dir, 'big'), 'utf8'));
+      const both = ipfs(home, ['add', '-n', '--pin', 'big']);
+      assert.equal(both.status, 2);
+      assert.match(both.stderr, /--pin and --only-hash: nothing is stored to pin/);
+    });
+  });
+
   describe('between two nodes', () => {
     it('a directory added on A is fetched by B, which dials A from PKG_IPFS_PEERS', async () => {
       const a = await daemon(path.join(s.dir, 'a'));

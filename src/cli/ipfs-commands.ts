@@ -34,8 +34,9 @@ const HELP = `usage: peerpkgs ipfs COMMAND [ARGS]
   daemon                   run a node: serve blocks and IPNS records to peers, and
                            this command's API to local commands ($PEERPKGS_HOME/ipfs/api.sock)
   id                       peer id, listen addresses (with /p2p/), connected peers
-  add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] PATH
+  add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] PATH
                            add a file or directory (as kubo's ipfs add -r); print its CID
+                           (--only-hash: only print it; nothing is stored, no node is started)
   cat CID[/PATH]           write a file to stdout
   get CID[/PATH] -o PATH   write a file or directory to PATH (complete, or not at all)
   ls CID[/PATH]            list a directory: CID, size, name (dirs end in /)
@@ -56,7 +57,7 @@ Exit status: 0 ok, 1 failed, 2 usage, 7 not found, 8 unreachable, 130 interrupte
 const USAGE: Record<string, string> = {
   daemon: 'peerpkgs ipfs daemon',
   id: 'peerpkgs ipfs id',
-  add: 'peerpkgs ipfs add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] PATH',
+  add: 'peerpkgs ipfs add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] PATH',
   cat: 'peerpkgs ipfs cat CID[/PATH]',
   get: 'peerpkgs ipfs get CID[/PATH] -o PATH',
   ls: 'peerpkgs ipfs ls CID[/PATH]',
@@ -162,9 +163,16 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       return IPFS_EXIT.ok;
     }
     case 'add': {
-      const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden']);
+      const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash']);
       const file = one(p, 'file or directory to add');
       const opts = addOptions(p);
+      if (p.flags.has('-n') || p.flags.has('--only-hash')) {
+        if (opts.pin) throw new UsageError('--pin and --only-hash: nothing is stored to pin');
+        const { addPath } = await import('../ipfs/unixfs.ts');
+        const nowhere = { put: async <T>(cid: T) => cid, putParts: async <T>(cid: T) => cid };
+        io.out(`${await addPath(file, nowhere, opts)}\n`);
+        return IPFS_EXIT.ok;
+      }
       io.out(`${await withClient(io, (c) => c.addFile(file, opts))}\n`);
       return IPFS_EXIT.ok;
     }

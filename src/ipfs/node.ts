@@ -32,6 +32,7 @@ import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
+import { noiseCrypto } from './noise-crypto.ts';
 
 const VERSION = '0.1.0';
 const DEFAULT_LIFETIME_MS = 48 * 3600_000;
@@ -365,10 +366,8 @@ interface Mods {
 
 /** Starts a node on the repo under `home`, dialling PKG_IPFS_PEERS; failed dials are warnings on stderr. */
 export async function startNode(opts: StartOptions): Promise<LocalNode> {
-  // bin/ starts Node with a 1 MB young generation (small heaps for redo);
-  // moving blocks makes MBs of short-lived buffers, collected over and over
-  // then: transfers measured 1.3-1.7× slower with it
-  (await import('node:v8')).setFlagsFromString('--max-semi-space-size=16');
+  // the heap sizes fit for moving blocks are given on the command line by
+  // bin/peerpkgs (V8 ignores them once running)
   const env = opts.env ?? process.env;
   const settings = nodeSettings(env);
   if (opts.listen) settings.listen = opts.listen;
@@ -379,6 +378,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     { createLibp2p },
     { tcp },
     { noise },
+    { defaultCrypto },
     { yamux },
     { identify },
     { fetch },
@@ -395,6 +395,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('libp2p'),
     import('@libp2p/tcp'),
     import('@libp2p/noise'),
+    import('@libp2p/noise/crypto'),
     import('@libp2p/yamux'),
     import('@libp2p/identify'),
     import('@libp2p/fetch'),
@@ -420,7 +421,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
       privateKey,
       addresses: { listen: settings.listen },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise({ crypto: noiseCrypto(defaultCrypto) })],
       streamMuxers: [yamux()],
       services: { identify: identify(), fetch: fetch() },
       start: false,
@@ -431,8 +432,10 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   }
   const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
-  // bitswap's defaults: larger messages than its 2 MB stall a transfer, and
-  // other settings measured no faster on loopback (see test/bench/ipfs.ts)
+  // bitswap's and yamux's defaults: message sizes (1-4 MB), want-list
+  // depths (16-128), send concurrency, want debounce and larger yamux
+  // windows all measured the same on loopback once the node stopped
+  // spending its time collecting garbage (test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
   const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks);

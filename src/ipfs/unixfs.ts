@@ -21,11 +21,13 @@ import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
 import type { Blockstore } from 'interface-blockstore';
 import type { AddOptions, Entry } from './client.ts';
 import { IpfsError } from './errors.ts';
+import { leafImporter, loadLeafMods, type LeafStore } from './leaves.ts';
 
 type Importer = typeof import('ipfs-unixfs-importer');
-type WritableStorage = Pick<Blockstore, 'put'>;
+/** a blockstore, or block files that also take a leaf as parts (blockfiles.ts; leaves are then written the fast way, leaves.ts) */
+type WritableStorage = Pick<Blockstore, 'put'> & Partial<LeafStore>;
 
-async function importerOptions(o: AddOptions): Promise<ImporterOptions> {
+async function importerOptions(o: AddOptions, store: WritableStorage): Promise<ImporterOptions> {
   const cidVersion = o.cidVersion ?? 0;
   if (cidVersion !== 0 && cidVersion !== 1) throw new IpfsError(`--cid-version must be 0 or 1, not ${String(cidVersion)}`);
   const opts: ImporterOptions = {
@@ -38,6 +40,10 @@ async function importerOptions(o: AddOptions): Promise<ImporterOptions> {
     if (!Number.isInteger(o.chunkSize) || o.chunkSize < 1 || o.chunkSize > 1 << 20) throw new IpfsError(`chunk size must be 1 to 1048576 bytes, not ${o.chunkSize}`);
     const { fixedSize } = await import('ipfs-unixfs-importer/chunker');
     opts.chunker = fixedSize({ chunkSize: o.chunkSize });
+  }
+  if (store.putParts) {
+    const leafStore = { putParts: store.putParts.bind(store) };
+    opts.bufferImporter = leafImporter(await loadLeafMods(), leafStore, { rawLeaves: opts.rawLeaves!, cidVersion });
   }
   return opts;
 }
@@ -63,7 +69,7 @@ async function* walk(dir: string, rel: string, hidden: boolean): AsyncGenerator<
 /** Adds a file or directory; returns the root CID. */
 export async function addPath(file: string, blockstore: WritableStorage, o: AddOptions = {}): Promise<string> {
   const importer: Importer = await import('ipfs-unixfs-importer');
-  const opts = await importerOptions(o);
+  const opts = await importerOptions(o, blockstore);
   let st: fs.Stats;
   try {
     st = await fs.promises.stat(file);
@@ -86,7 +92,7 @@ export async function addPath(file: string, blockstore: WritableStorage, o: AddO
 
 export async function addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, blockstore: WritableStorage, o: AddOptions = {}): Promise<string> {
   const importer: Importer = await import('ipfs-unixfs-importer');
-  const opts = await importerOptions(o);
+  const opts = await importerOptions(o, blockstore);
   const r = data instanceof Uint8Array ? await importer.importBytes(data, blockstore, opts) : await importer.importByteStream(data, blockstore, opts);
   return r.cid.toString();
 }

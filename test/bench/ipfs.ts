@@ -10,8 +10,10 @@
  * directory (one signed package of MB random data, as bench/cache.ts makes
  * it) is added to it, pinned. Each run, interleaved, with a fresh home for
  * B each time (so no block is local) and a sync before each step:
- *   - add: `peerpkgs ipfs add` of the package's .tar.gz through A's API,
- *     against sha256 of the same file by node:crypto in a fresh process;
+ *   - add: `peerpkgs ipfs add` of the package's .tar.gz (the command, and
+ *     the import alone in a process of its own), and the same with
+ *     --only-hash (nothing stored), against sha256 of the same file by
+ *     node:crypto in a fresh process;
  *   - ipfs substitute: substitute() with PKG_CACHE_URL=ipfs://CID in a
  *     child process whose node (B) dials A: its time includes starting B;
  *   - http substitute: the same call with the nginx URL;
@@ -65,16 +67,26 @@ h.digest('hex');
 console.log(JSON.stringify({ s: Number(process.hrtime.bigint() - t0) / 1e9 }));
 `;
 
-/** addPath into a fresh block directory as ipfs add writes it, timed around the call: the import itself, without starting a node. */
+/** addPath into a fresh block directory as ipfs add writes it (or, given '-', storing nothing as add --only-hash), timed around the call: the import itself, without starting a node. */
 const ADD = `
 const [file, blocks] = process.argv.slice(1);
 const { addPath } = await import(${JSON.stringify(path.join(repo, 'dist/ipfs/unixfs.js'))});
 const { blockFiles } = await import(${JSON.stringify(path.join(repo, 'dist/ipfs/blockfiles.js'))});
 const { base32upper } = await import('multiformats/bases/base32');
 const t0 = process.hrtime.bigint();
-const cid = await addPath(file, blockFiles(blocks, base32upper));
+const store = blocks === '-' ? { put: async (c) => c, putParts: async (c) => c } : blockFiles(blocks, base32upper);
+const cid = await addPath(file, store);
 console.log(JSON.stringify({ s: Number(process.hrtime.bigint() - t0) / 1e9, cid }));
 `;
+
+/** the heap sizes bin/peerpkgs gives a build process with this PKG_CACHE_URL (read from it, so they cannot drift apart) */
+function heapFlags(url: string): string[] {
+  const wrapper = fs.readFileSync(peerpkgs, 'utf8');
+  const ipfs = /heap='([^']+)'/.exec(wrapper)?.[1];
+  const other = /^heap=(\S+)$/m.exec(wrapper)?.[1];
+  if (!ipfs || !other) throw new Error(`${peerpkgs}: no heap sizes found`);
+  return (/^(ipfs|ipns):/.test(url) ? ipfs : other).split(' ');
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -93,9 +105,9 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): { s: number
   return { s: Number(process.hrtime.bigint() - t0) / 1e9, stdout: r.stdout };
 }
 
-function child(script: string, args: string[], env: NodeJS.ProcessEnv = {}): { s: number; rssMB?: number } {
+function child(script: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): { s: number; rssMB?: number } {
   settle();
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`child failed (${r.status})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as { s: number; rssMB?: number };
 }
@@ -156,20 +168,22 @@ async function main(): Promise<void> {
   const homeA = path.join(dir, 'a');
   const a = await startDaemon(homeA);
   const nginx = await startNginx(cacheDir);
-  const times = { add: [] as number[], importer: [] as number[], hash: [] as number[], ipfs: [] as number[], http: [] as number[], get: [] as number[] };
+  const times = { add: [] as number[], importer: [] as number[], onlyHash: [] as number[], onlyHashCmd: [] as number[], hash: [] as number[], ipfs: [] as number[], http: [] as number[], get: [] as number[] };
   let rss = 0;
   try {
     const cid = timed(peerpkgs, ['ipfs', 'add', '--pin', cacheDir], { PEERPKGS_HOME: homeA }).stdout.trim();
     const homeB = path.join(dir, 'b');
     const work = path.join(dir, 'work');
     for (let rep = 0; rep < reps; rep++) {
-      // adding: into a fresh repo each time, through A's API (A is not the one with the cache: a fresh daemon would cost a start)
+      // adding: into a fresh repo each time, where no daemon runs: the command starts a node of its own
       const homeAdd = path.join(dir, 'add');
       fs.rmSync(homeAdd, { recursive: true, force: true });
       times.add.push(timed(peerpkgs, ['ipfs', 'add', file], { PEERPKGS_HOME: homeAdd }).s);
       fs.rmSync(homeAdd, { recursive: true, force: true });
       times.importer.push(child(ADD, [file, path.join(homeAdd, 'blocks')]).s);
       fs.rmSync(homeAdd, { recursive: true, force: true });
+      times.onlyHash.push(child(ADD, [file, '-']).s);
+      times.onlyHashCmd.push(timed(peerpkgs, ['ipfs', 'add', '-n', file], { PEERPKGS_HOME: homeAdd }).s);
       times.hash.push(child(HASH, [file]).s);
 
       for (const [kind, url] of [
@@ -180,7 +194,7 @@ async function main(): Promise<void> {
         fs.rmSync(work, { recursive: true, force: true });
         fs.mkdirSync(homeB, { recursive: true });
         fs.copyFileSync(path.join(home, 'trusted-keys'), path.join(homeB, 'trusted-keys'));
-        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, PKG_IPFS_PEERS: a.addr });
+        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, PKG_IPFS_PEERS: a.addr }, heapFlags(url));
         if (!fs.existsSync(path.join(work, 'outputs', sha256, 'share/big/data0.bin'))) throw new Error(`${kind}: substitute unpacked nothing`);
         times[kind].push(r.s);
         rss = kind === 'ipfs' ? Math.max(rss, r.rssMB ?? 0) : rss;
@@ -205,12 +219,15 @@ async function main(): Promise<void> {
   row('sha256 of the file (node:crypto)', m.hash, times.hash);
   row('add: the import (into the block files)', m.importer, times.importer);
   row('add: peerpkgs ipfs add (starts a node)', m.add, times.add);
+  row('add --only-hash: the import (stores nothing)', m.onlyHash, times.onlyHash);
+  row('add --only-hash: peerpkgs ipfs add -n', m.onlyHashCmd, times.onlyHashCmd);
   row('substitute from http:// (nginx)', m.http, times.http);
   row('substitute from ipfs:// (node B <- daemon A)', m.ipfs, times.ipfs);
   row('peerpkgs ipfs get (node B <- daemon A)', m.get, times.get);
   console.log('');
   console.log(`ipfs substitute against http: ${(m.http / m.ipfs).toFixed(2)}× (target ≥ 0.50)`);
   console.log(`add against sha256: ${(m.hash / m.importer).toFixed(2)}× the import, ${(m.hash / m.add).toFixed(2)}× the command (target ≥ 0.80)`);
+  console.log(`add --only-hash against sha256: ${(m.hash / m.onlyHash).toFixed(2)}× the import, ${(m.hash / m.onlyHashCmd).toFixed(2)}× the command`);
   console.log(`peak RSS of the ipfs substitute process: ${rss.toFixed(0)} MB`);
   fs.rmSync(dir, { recursive: true, force: true });
 }
