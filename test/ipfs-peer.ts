@@ -7,32 +7,44 @@ import * as path from 'node:path';
 import { BIN, userEnv } from './helpers.ts';
 
 export interface Daemon {
+  home: string;
+  peerId: string;
+  /** its multiaddr, with /p2p/, for PKG_IPFS_PEERS */
   addr: string;
-  stop(signal?: NodeJS.Signals): Promise<unknown>;
+  proc: ChildProcess;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
 /** `peerpkgs ipfs daemon` on `home` in its own process, once it says it is ready. */
-export async function startDaemon(home: string): Promise<Daemon> {
-  const proc: ChildProcess = spawn(path.join(BIN, 'peerpkgs'), ['ipfs', 'daemon'], { env: userEnv({ PEERPKGS_HOME: home }), stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startDaemon(home: string, env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+  const proc = spawn(path.join(BIN, 'peerpkgs'), ['ipfs', 'daemon'], { env: userEnv({ PEERPKGS_HOME: home, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise((r) => proc.once('exit', r));
+  const exited = new Promise<number | string | null>((r) => proc.once('exit', (code, sig) => r(code ?? sig)));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`the daemon did not get ready in 30 s:\n${out}`)), 30_000);
-    proc.stdout!.on('data', () => {
-      if (!/^ready$/m.test(out)) return;
-      clearTimeout(t);
-      resolve();
-    });
+    const check = () => {
+      if (/^ready$/m.test(out)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stdout!.on('data', check);
     void exited.then((code) => {
       clearTimeout(t);
       reject(new Error(`the daemon exited (${code}):\n${out}`));
     });
   });
+  const peerId = /^peer id: (\S+)$/m.exec(out)![1]!;
   const addr = /^listening: (\S+)$/m.exec(out)![1]!;
   return {
+    home,
+    peerId,
     addr,
+    proc,
+    output: () => out,
     stop: async (signal = 'SIGTERM') => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       return exited;

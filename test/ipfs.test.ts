@@ -5,62 +5,17 @@
  * PEERPKGS_HOMEs) that a build substitutes from.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, exists, read, run, scratch, userEnv, write, busyboxHttpd, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
+import { startDaemon, type Daemon } from './ipfs-peer.ts';
 
 /** The CIDv1 form of a CID, as IPNS records carry it. */
 async function cidV1(cid: string): Promise<string> {
   const { CID } = await import('multiformats/cid');
   return CID.parse(cid).toV1().toString();
-}
-
-interface Daemon {
-  home: string;
-  peerId: string;
-  /** its multiaddr, with /p2p/, for PKG_IPFS_PEERS */
-  addr: string;
-  proc: ChildProcess;
-  output(): string;
-  stop(signal?: NodeJS.Signals): Promise<number | string | null>;
-}
-
-/** `peerpkgs ipfs daemon` on `home`, once it says it is ready. */
-async function startDaemon(home: string, env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
-  const proc = spawn(path.join(BIN, 'peerpkgs'), ['ipfs', 'daemon'], { env: userEnv({ PEERPKGS_HOME: home, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<number | string | null>((r) => proc.once('exit', (code, sig) => r(code ?? sig)));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the daemon did not get ready in 30 s:\n${out}`)), 30_000);
-    const check = () => {
-      if (/^ready$/m.test(out)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    proc.stdout!.on('data', check);
-    void exited.then((code) => {
-      clearTimeout(t);
-      reject(new Error(`the daemon exited (${code}):\n${out}`));
-    });
-  });
-  const peerId = /^peer id: (\S+)$/m.exec(out)![1]!;
-  const addr = /^listening: (\S+)$/m.exec(out)![1]!;
-  return {
-    home,
-    peerId,
-    addr,
-    proc,
-    output: () => out,
-    stop: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
 }
 
 describe('IPFS', function () {

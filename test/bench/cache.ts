@@ -28,6 +28,7 @@ import { packDir } from '../../src/archive/pack.ts';
 import { generateKey } from '../../src/cache/keys.ts';
 import { addToCache } from '../../src/cache/publish.ts';
 import { startNginx } from '../nginx.ts';
+import { substituteChild } from './substitute-child.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const dir = path.join(os.tmpdir(), 'bench-cache');
@@ -38,30 +39,7 @@ interface ChildResult {
   rssMB: number;
 }
 
-/**
- * The child: one substitution, timed from the call to its return, printed
- * with the process's peak RSS as JSON. It is plain JavaScript running the
- * compiled code in dist/, as bin/ does, because loading .ts files would
- * add Node's type stripper (some 30 MB) to the figure.
- */
-const CHILD = `
-const [url, home, work] = process.argv.slice(1);
-const dist = ${JSON.stringify(path.join(repo, 'dist/cache'))};
-const { parseCacheUrls } = await import(dist + '/backends.js');
-const { loadTrustedKeys } = await import(dist + '/keys.js');
-const { substitute } = await import(dist + '/substitute.js');
-const fs = await import('node:fs');
-const target = work + '/pkg/big/.pkg.tar.gz';
-fs.mkdirSync(work + '/pkg/big', { recursive: true });
-const t0 = process.hrtime.bigint();
-const r = await substitute({
-  pkghash: ${JSON.stringify(PKGHASH)}, name: 'big', target, caches: parseCacheUrls(url),
-  trusted: loadTrustedKeys(home), outputsDir: work + '/outputs', log: () => {},
-});
-const s = Number(process.hrtime.bigint() - t0) / 1e9;
-if (!('hit' in r)) throw new Error('substitute missed: ' + JSON.stringify(r));
-console.log(JSON.stringify({ s, rssMB: process.resourceUsage().maxRSS / 1024 }));
-`;
+const CHILD = substituteChild(repo, PKGHASH, { log: false });
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

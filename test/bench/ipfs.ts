@@ -31,31 +31,14 @@ import { packDir } from '../../src/archive/pack.ts';
 import { generateKey } from '../../src/cache/keys.ts';
 import { addToCache } from '../../src/cache/publish.ts';
 import { startNginx } from '../nginx.ts';
+import { substituteChild } from './substitute-child.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const dir = path.join(os.tmpdir(), 'bench-ipfs');
 const PKGHASH = 'c'.repeat(64);
 const peerpkgs = path.join(repo, 'bin/peerpkgs');
 
-const CHILD = `
-const [url, home, work] = process.argv.slice(1);
-const dist = ${JSON.stringify(path.join(repo, 'dist/cache'))};
-const { parseCacheUrls } = await import(dist + '/backends.js');
-const { loadTrustedKeys } = await import(dist + '/keys.js');
-const { substitute } = await import(dist + '/substitute.js');
-const fs = await import('node:fs');
-const target = work + '/pkg/big/.pkg.tar.gz';
-fs.mkdirSync(work + '/pkg/big', { recursive: true });
-const t0 = process.hrtime.bigint();
-const r = await substitute({
-  pkghash: ${JSON.stringify(PKGHASH)}, name: 'big', target, caches: parseCacheUrls(url),
-  trusted: loadTrustedKeys(home), outputsDir: work + '/outputs', log: (l) => console.error(l),
-});
-const s = Number(process.hrtime.bigint() - t0) / 1e9;
-if (!('hit' in r)) throw new Error('substitute missed: ' + JSON.stringify(r));
-console.log(JSON.stringify({ s, rssMB: process.resourceUsage().maxRSS / 1024 }));
-process.exit(0);
-`;
+const CHILD = substituteChild(repo, PKGHASH, { log: true });
 
 const HASH = `
 const { createHash } = await import('node:crypto');
