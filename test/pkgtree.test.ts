@@ -242,6 +242,20 @@ describe('package tree', function () {
       assert.equal(r.status, 0, r.stderr);
       assert.equal(read(dir, 'pkg/off/local.txt'), 'offline source\n');
     });
+
+    it('puts the sources into the -o directory, making it when it is not there, and refuses a file', () => {
+      const file = path.join(dir, 'local.txt');
+      fs.writeFileSync(file, 'to a new directory\n');
+      const sha = peerpkgs('distfiles', 'add', file).stdout.split(' ')[0]!;
+      write(dir, { 'pkg/o/fetch': `url: http://127.0.0.1:9/unreachable/local.txt\nsha256: ${sha}\n`, 'plain-file': 'x\n' });
+      const r = run(path.join(dir, 'pkg/o'), 'do-fetch', ['-o', 'new/sub', 'fetch'], { PEERPKGS_HOME: home });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(read(dir, 'pkg/o/new/sub/local.txt'), 'to a new directory\n');
+      const bad = run(path.join(dir, 'pkg/o'), 'do-fetch', ['-o', '../../plain-file', 'fetch'], { PEERPKGS_HOME: home });
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /-o \.\.\/\.\.\/plain-file: not a directory/);
+      assert.equal(read(dir, 'plain-file'), 'x\n');
+    });
   });
 
   describe('the sandbox refuses', () => {

@@ -159,10 +159,13 @@ async function fetchCmd(argv: string[]): Promise<number> {
   let out: string | null = null;
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '-o') out = argv[++i] ?? null;
-    else args.push(argv[i]!);
+    if (argv[i] === '-o') {
+      out = argv[++i] ?? null;
+      if (!out) throw new UsageError('-o needs a directory');
+    } else args.push(argv[i]!);
   }
   if (args.length !== 1) throw new UsageError('name one fetch file');
+  if (out && fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UsageError(`-o ${out}: not a directory`);
   const { readFetch } = await import('../tree/package.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
   const { fetchAll } = await import('../fetch/fetchfile.ts');
@@ -172,6 +175,8 @@ async function fetchCmd(argv: string[]): Promise<number> {
   const home = peerpkgsHome();
   const store = new DistfileStore(home);
   const got = await fetchWithMirror(path.dirname(fetchFile), home, (sourcesFor) => fetchAll(entries, { store, sourcesFor }));
+  // like mkdir -p, so that `do-fetch -o DIR` works on a fresh DIR
+  if (out) fs.mkdirSync(out, { recursive: true });
   for (const [file, stored] of got) {
     if (out) {
       // a copy, not a link: what is made of it must not share the store's inode
