@@ -34,11 +34,11 @@ const SHA256 = /^[0-9a-f]{64}$/;
 // check only; the IPFS node refuses what does not decode
 const CID = /^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,}|z[1-9A-HJ-NP-Za-km-z]{20,}|f[0-9a-f]{20,})$/;
 
-/** Why a record cannot be in the database, or null when it can. */
-export function recordProblem(r: MirrorRecord): string | null {
-  if (!SHA256.test(r.sha256)) return `sha256 must be 64 lowercase hex digits, not ${JSON.stringify(r.sha256)}`;
-  if (!CID.test(r.cid)) return `not an IPFS CID: ${JSON.stringify(r.cid)}`;
-  if (!URL.canParse(r.url)) return `not a url: ${JSON.stringify(r.url)}`;
+/** Why a record cannot be in the database, and the field at fault, or null when it can. */
+export function recordProblem(r: MirrorRecord): { field: keyof MirrorRecord; message: string } | null {
+  if (!SHA256.test(r.sha256)) return { field: 'sha256', message: `sha256 must be 64 lowercase hex digits, not ${JSON.stringify(r.sha256)}` };
+  if (!CID.test(r.cid)) return { field: 'cid', message: `not an IPFS CID: ${JSON.stringify(r.cid)}` };
+  if (!URL.canParse(r.url)) return { field: 'url', message: `not a url: ${JSON.stringify(r.url)}` };
   return null;
 }
 
@@ -72,7 +72,7 @@ export function parseMirrorDb(text: string, file: string): MirrorRecord[] {
     if (record.length !== HEADER.length) throw at(file, info.lines, `a row has ${HEADER.length} fields (sha256,cid,url), this one ${record.length}`);
     const r = { sha256: record[0]!, cid: record[1]!, url: record[2]! };
     const problem = recordProblem(r);
-    if (problem) throw at(file, info.lines, problem);
+    if (problem) throw at(file, info.lines, problem.message);
     return r;
   });
 }
@@ -109,7 +109,7 @@ export function formatMirrorDb(records: MirrorRecord[]): string {
 export async function addMirrorRecords(file: string, add: MirrorRecord[]): Promise<MirrorRecord[]> {
   for (const r of add) {
     const problem = recordProblem(r);
-    if (problem) throw new Error(`cannot record ${r.sha256} in ${display(file)}: ${problem}`);
+    if (problem) throw new Error(`cannot record ${r.sha256} in ${display(file)}: ${problem.message}`);
   }
   return withLock(file, () => {
     const old = readMirrorDb(file);

@@ -30,10 +30,7 @@ export function parseP2pkgsMirrors(text: string, file: string): MirrorRecord[] {
     const url = one(URL_FIELDS, 'source_url');
     const r = { sha256: sha256.value.trim(), cid: cid.value.trim(), url: url.value.trim() };
     const problem = recordProblem(r);
-    if (problem) {
-      const line = problem.startsWith('sha256') ? sha256.line : problem.startsWith('not an IPFS') ? cid.line : url.line;
-      throw at(file, line, problem);
-    }
+    if (problem) throw at(file, { sha256, cid, url }[problem.field].line, problem.message);
     return r;
   });
 }
