@@ -1,0 +1,128 @@
+/**
+ * Every PKG_* and PEERPKGS_* variable, read and validated in one place.
+ *
+ * Each variable has one reading everywhere: a yes/no flag accepts the same
+ * words wherever it is asked, and a bad value is the same one-line error
+ * (exit 2) whichever command meets it first, never silently ignored in one
+ * place and fatal in another. Layers take the values from here rather than
+ * from process.env. Only node: modules are imported, so that every layer
+ * may use it.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** A variable whose value does not parse: a usage error. */
+export class SettingsError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'SettingsError';
+  }
+}
+
+const GiB = 1024 ** 3;
+
+export interface Settings {
+  /** PEERPKGS_HOME: where all state lives, resolved to an absolute path */
+  home: string;
+  /** PKG_CACHE_URL: the binary caches, as written, in order */
+  cacheUrls: string[];
+  /** PKG_FORCE_BINARY: a package no cache has is an error, not a build */
+  forceBinary: boolean;
+  /** PKG_TRUSTED_KEYS: the keys caches must be signed by (the raw value; cache/keys.ts parses it) */
+  trustedKeys: string | undefined;
+  /** PKG_MIRROR_DB: the mirror database instead of the tree's mirrors/ipfs.csv */
+  mirrorDb: string | undefined;
+  /** PKG_MIRROR_IPFS: whether the IPFS mirror is asked for sources */
+  mirrorIpfs: boolean;
+  /** PKG_IPFS_PEERS: multiaddrs of peers (unset: none) */
+  ipfsPeers: string[];
+  /** PKG_IPFS_LISTEN: listen multiaddrs (unset: the node's default) */
+  ipfsListen: string[] | undefined;
+  /** PKG_IPFS_TIMEOUT: ms an IPFS transfer may bring no data (default 30 s) */
+  ipfsTimeoutMs: number;
+  /** PKG_SANDBOX_TMP_SIZE: bytes the sandbox's /tmp may hold */
+  sandboxTmpBytes: number;
+  /** PKG_MAX_DOWNLOAD_SIZE: bytes a source without a `size:` field may have */
+  maxDownloadBytes: number;
+  /** PKG_MAX_UNPACK_SIZE: bytes a cached package whose .info has no `size` may unpack to */
+  maxUnpackBytes: number;
+}
+
+export const DEFAULTS = {
+  ipfsTimeoutMs: 30_000,
+  sandboxTmpBytes: 4 * GiB,
+  maxDownloadBytes: 4 * GiB,
+  maxUnpackBytes: 16 * GiB,
+};
+
+/** yes/no, as every flag reads it. Unset or empty is `dflt`. */
+export function parseFlag(name: string, value: string | undefined, dflt: boolean): boolean {
+  if (value === undefined || value.trim() === '') return dflt;
+  const v = value.trim().toLowerCase();
+  if (['1', 'y', 'yes', 'true', 'on'].includes(v)) return true;
+  if (['0', 'n', 'no', 'false', 'off'].includes(v)) return false;
+  throw new SettingsError(`${name}=${value}: expected yes or no`);
+}
+
+/** A size in bytes: a number with an optional K, M, G or T (powers of 1024). */
+export function parseSize(name: string, value: string | undefined, dflt: number): number {
+  if (value === undefined || value.trim() === '') return dflt;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
+  if (!m) throw new SettingsError(`${name}=${value}: expected a size such as 512M or 4G`);
+  const bytes = Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+  if (bytes <= 0) throw new SettingsError(`${name}=${value}: must be more than 0`);
+  return bytes;
+}
+
+/** A positive number of seconds, as milliseconds. */
+export function parseSeconds(name: string, value: string | undefined, dfltMs: number): number {
+  if (value === undefined || value.trim() === '') return dfltMs;
+  const s = Number(value.trim());
+  if (!Number.isFinite(s) || s <= 0) throw new SettingsError(`${name}=${value}: expected a number of seconds`);
+  return Math.round(s * 1000);
+}
+
+function words(value: string | undefined): string[] {
+  return (value ?? '').split(/\s+/).filter(Boolean);
+}
+
+function readSettings(env: NodeJS.ProcessEnv): Settings {
+  return {
+    // resolved now: a relative value must not change meaning when a build cds
+    home: env.PEERPKGS_HOME ? path.resolve(env.PEERPKGS_HOME) : path.join(os.homedir(), '.cache', 'peerpkgs'),
+    cacheUrls: words(env.PKG_CACHE_URL),
+    forceBinary: parseFlag('PKG_FORCE_BINARY', env.PKG_FORCE_BINARY, false),
+    trustedKeys: env.PKG_TRUSTED_KEYS,
+    mirrorDb: env.PKG_MIRROR_DB || undefined,
+    mirrorIpfs: parseFlag('PKG_MIRROR_IPFS', env.PKG_MIRROR_IPFS, true),
+    ipfsPeers: words(env.PKG_IPFS_PEERS),
+    ipfsListen: env.PKG_IPFS_LISTEN !== undefined ? words(env.PKG_IPFS_LISTEN) : undefined,
+    ipfsTimeoutMs: parseSeconds('PKG_IPFS_TIMEOUT', env.PKG_IPFS_TIMEOUT, DEFAULTS.ipfsTimeoutMs),
+    sandboxTmpBytes: parseSize('PKG_SANDBOX_TMP_SIZE', env.PKG_SANDBOX_TMP_SIZE, DEFAULTS.sandboxTmpBytes),
+    maxDownloadBytes: parseSize('PKG_MAX_DOWNLOAD_SIZE', env.PKG_MAX_DOWNLOAD_SIZE, DEFAULTS.maxDownloadBytes),
+    maxUnpackBytes: parseSize('PKG_MAX_UNPACK_SIZE', env.PKG_MAX_UNPACK_SIZE, DEFAULTS.maxUnpackBytes),
+  };
+}
+
+let last: { key: string; value: Settings } | null = null;
+
+/** The settings of `env` (default: this process's), read once: asked again
+ * with the same variables, the same object comes back. */
+export function settings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const key = JSON.stringify(
+    Object.keys(env)
+      .filter((k) => k.startsWith('PKG_') || k.startsWith('PEERPKGS_'))
+      .sort()
+      .map((k) => [k, env[k]]),
+  );
+  if (last?.key !== key) last = { key, value: readSettings(env) };
+  return last.value;
+}
+
+export function formatSize(bytes: number): string {
+  for (const [unit, n] of [['T', 1024 ** 4], ['G', GiB], ['M', 1024 ** 2], ['K', 1024]] as const) {
+    if (bytes >= n && bytes % n === 0) return `${bytes / n}${unit}`;
+  }
+  return `${bytes} bytes`;
+}
