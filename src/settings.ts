@@ -45,8 +45,12 @@ export interface Settings {
   sandboxTmpBytes: number;
   /** PKG_MAX_DOWNLOAD_SIZE: bytes a source without a `size:` field may have */
   maxDownloadBytes: number;
-  /** PKG_MAX_UNPACK_SIZE: bytes a cached package whose .info has no `size` may unpack to */
+  /** PKG_MAX_UNPACK_SIZE: bytes a cached package whose .info has no `output-size` may unpack to */
   maxUnpackBytes: number;
+  /** PKG_DOWNLOAD_BASE_TIME: ms an HTTP download may take besides its bytes' share; the time for the answer to start */
+  downloadBaseMs: number;
+  /** PKG_DOWNLOAD_MIN_RATE: bytes a second below which a download is too slow to wait for */
+  downloadMinRate: number;
 }
 
 export const DEFAULTS = {
@@ -54,6 +58,8 @@ export const DEFAULTS = {
   sandboxTmpBytes: 4 * GiB,
   maxDownloadBytes: 4 * GiB,
   maxUnpackBytes: 16 * GiB,
+  downloadBaseMs: 60_000,
+  downloadMinRate: 32 * 1024,
 };
 
 /** yes/no, as every flag reads it. Unset or empty is `dflt`. */
@@ -102,6 +108,8 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     sandboxTmpBytes: parseSize('PKG_SANDBOX_TMP_SIZE', env.PKG_SANDBOX_TMP_SIZE, DEFAULTS.sandboxTmpBytes),
     maxDownloadBytes: parseSize('PKG_MAX_DOWNLOAD_SIZE', env.PKG_MAX_DOWNLOAD_SIZE, DEFAULTS.maxDownloadBytes),
     maxUnpackBytes: parseSize('PKG_MAX_UNPACK_SIZE', env.PKG_MAX_UNPACK_SIZE, DEFAULTS.maxUnpackBytes),
+    downloadBaseMs: parseSeconds('PKG_DOWNLOAD_BASE_TIME', env.PKG_DOWNLOAD_BASE_TIME, DEFAULTS.downloadBaseMs),
+    downloadMinRate: parseSize('PKG_DOWNLOAD_MIN_RATE', env.PKG_DOWNLOAD_MIN_RATE, DEFAULTS.downloadMinRate),
   };
 }
 

@@ -194,7 +194,7 @@ describe('package tree', function () {
 
     it('rejects an unknown field in a fetch record, so a misspelt file: is not ignored', () => {
       const a = pkg('app', { fetch: `url: https://a/x.tgz\nflie: y.tgz\nsha256: ${A}\n` });
-      throwsTree(() => loadPackage(a), `${a}/fetch:2: unknown field 'flie'; a fetch record has url, sha256 and file`);
+      throwsTree(() => loadPackage(a), `${a}/fetch:2: unknown field 'flie'; a fetch record has url, sha256, size and file`);
     });
   });
 
