@@ -30,6 +30,7 @@ import { drained, removeTree } from '../archive/files.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
+import { settings } from '../settings.ts';
 
 export interface SubstituteOptions {
   pkghash: string;
@@ -199,7 +200,7 @@ async function gunzippedSha256(input: Readable): Promise<string> {
 
 /** PKG_FORCE_BINARY=yes: a package no cache has is an error, not a build. */
 export function forceBinary(env: NodeJS.ProcessEnv = process.env): boolean {
-  return /^(yes|y|1|true)$/i.test(env.PKG_FORCE_BINARY ?? '');
+  return settings(env).forceBinary;
 }
 
 /** No cache had a usable binary package, and building was forbidden. */
