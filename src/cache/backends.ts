@@ -6,8 +6,11 @@
  * A backend only moves bytes and says which of three things happened: the
  * name is there (a stream), it is not (a miss: HTTP 404 or 410, ENOENT),
  * or asking failed (an error: 5xx, a reset, a timeout, a refused
- * connection). A miss is normal and silent; an error is worth a warning.
- * It checks nothing about the bytes: substitute.ts does, against the .info.
+ * connection, a deadline missed). A miss is normal and silent; an error is
+ * worth a warning. HTTP caches download through fetch/http.ts, so each
+ * request has the deadline and byte bound every download has; a cache that
+ * did not answer, or too slowly, is skipped for a while. It checks nothing
+ * about the bytes: substitute.ts does, against the .info.
  *
  * PKG_CACHE_URL is a space-separated list of URLs, tried in order. A URL
  * may end in a fragment that sets the cache's trust policy (a fragment is

@@ -79,7 +79,9 @@ Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
 unpacked outputs and sandbox roots. PKG_MIRROR_DB names the source mirror
 database (default: mirrors/ipfs.csv beside the tree's pkg/); PKG_MIRROR_IPFS=no
 fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
-an IPFS transfer that brings no data.
+an IPFS transfer that brings no data. Downloads are bounded by
+PKG_MAX_DOWNLOAD_SIZE, PKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE and
+PKG_MAX_UNPACK_SIZE (see the README); a variable that does not parse is exit 2.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
 130 interrupted.
