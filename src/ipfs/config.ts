@@ -12,7 +12,6 @@
  */
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
-import { IpfsError } from './errors.ts';
 
 export interface IpfsPaths {
   dir: string;
@@ -44,18 +43,8 @@ export interface NodeSettings {
   timeoutMs: number;
 }
 
-/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS and PKG_IPFS_TIMEOUT (read by settings.ts), the multiaddrs checked. */
+/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS and PKG_IPFS_TIMEOUT, as settings.ts read and checked them. */
 export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings {
   const s = settings(env);
-  const listen = s.ipfsListen ?? DEFAULT_LISTEN;
-  for (const a of listen) {
-    if (!a.startsWith('/')) throw new IpfsError(`PKG_IPFS_LISTEN: ${a} is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4001)`);
-  }
-  const peers = s.ipfsPeers;
-  for (const p of peers) {
-    if (!p.startsWith('/') || !/\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/.test(p)) {
-      throw new IpfsError(`PKG_IPFS_PEERS: ${p} is not a multiaddr ending in /p2p/<peer id> (the daemon prints its own: peerpkgs ipfs id)`);
-    }
-  }
-  return { listen, peers: [...peers], timeoutMs: s.ipfsTimeoutMs };
+  return { listen: [...(s.ipfsListen ?? DEFAULT_LISTEN)], peers: [...s.ipfsPeers], timeoutMs: s.ipfsTimeoutMs };
 }
