@@ -45,8 +45,12 @@ export interface Settings {
   sandboxTmpBytes: number;
   /** PKG_MAX_DOWNLOAD_SIZE: bytes a source without a `size:` field may have */
   maxDownloadBytes: number;
-  /** PKG_MAX_UNPACK_SIZE: bytes a cached package whose .info has no `size` may unpack to */
+  /** PKG_MAX_UNPACK_SIZE: bytes a cached package whose .info has no `output-size` may unpack to */
   maxUnpackBytes: number;
+  /** PKG_DOWNLOAD_BASE_TIME: ms an HTTP download may take besides its bytes' share; the time for the answer to start */
+  downloadBaseMs: number;
+  /** PKG_DOWNLOAD_MIN_RATE: bytes a second below which a download is too slow to wait for */
+  downloadMinRate: number;
 }
 
 export const DEFAULTS = {
@@ -54,6 +58,8 @@ export const DEFAULTS = {
   sandboxTmpBytes: 4 * GiB,
   maxDownloadBytes: 4 * GiB,
   maxUnpackBytes: 16 * GiB,
+  downloadBaseMs: 60_000,
+  downloadMinRate: 32 * 1024,
 };
 
 /** yes/no, as every flag reads it. Unset or empty is `dflt`. */
@@ -87,6 +93,18 @@ function words(value: string | undefined): string[] {
   return (value ?? '').split(/\s+/).filter(Boolean);
 }
 
+/** Multiaddrs, each checked as far as can be without the IPFS code: its form, and for a peer its /p2p/<peer id>. */
+function multiaddrs(name: string, value: string | undefined, peer: boolean): string[] {
+  const addrs = words(value);
+  for (const a of addrs) {
+    if (!a.startsWith('/')) throw new SettingsError(`${name}: ${a} is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4001)`);
+    if (peer && !/\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/.test(a)) {
+      throw new SettingsError(`${name}: ${a} is not a multiaddr ending in /p2p/<peer id> (the daemon prints its own: peerpkgs ipfs id)`);
+    }
+  }
+  return addrs;
+}
+
 function readSettings(env: NodeJS.ProcessEnv): Settings {
   return {
     // resolved now: a relative value must not change meaning when a build cds
@@ -96,12 +114,14 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     trustedKeys: env.PKG_TRUSTED_KEYS,
     mirrorDb: env.PKG_MIRROR_DB || undefined,
     mirrorIpfs: parseFlag('PKG_MIRROR_IPFS', env.PKG_MIRROR_IPFS, true),
-    ipfsPeers: words(env.PKG_IPFS_PEERS),
-    ipfsListen: env.PKG_IPFS_LISTEN !== undefined ? words(env.PKG_IPFS_LISTEN) : undefined,
+    ipfsPeers: multiaddrs('PKG_IPFS_PEERS', env.PKG_IPFS_PEERS, true),
+    ipfsListen: env.PKG_IPFS_LISTEN !== undefined ? multiaddrs('PKG_IPFS_LISTEN', env.PKG_IPFS_LISTEN, false) : undefined,
     ipfsTimeoutMs: parseSeconds('PKG_IPFS_TIMEOUT', env.PKG_IPFS_TIMEOUT, DEFAULTS.ipfsTimeoutMs),
     sandboxTmpBytes: parseSize('PKG_SANDBOX_TMP_SIZE', env.PKG_SANDBOX_TMP_SIZE, DEFAULTS.sandboxTmpBytes),
     maxDownloadBytes: parseSize('PKG_MAX_DOWNLOAD_SIZE', env.PKG_MAX_DOWNLOAD_SIZE, DEFAULTS.maxDownloadBytes),
     maxUnpackBytes: parseSize('PKG_MAX_UNPACK_SIZE', env.PKG_MAX_UNPACK_SIZE, DEFAULTS.maxUnpackBytes),
+    downloadBaseMs: parseSeconds('PKG_DOWNLOAD_BASE_TIME', env.PKG_DOWNLOAD_BASE_TIME, DEFAULTS.downloadBaseMs),
+    downloadMinRate: parseSize('PKG_DOWNLOAD_MIN_RATE', env.PKG_DOWNLOAD_MIN_RATE, DEFAULTS.downloadMinRate),
   };
 }
 

@@ -13,14 +13,15 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { packDir } from '../src/archive/pack.ts';
 import { recordSha256 } from '../src/build/outputs.ts';
-import { parseCacheUrls, CacheConfigError } from '../src/cache/backends.ts';
-import { InfoError, parseInfo, serializeInfo, checkTrust } from '../src/cache/info.ts';
+import { parseCacheUrls, cachesFromEnv, CacheConfigError } from '../src/cache/backends.ts';
+import { InfoError, parseInfo, serializeInfo, checkTrust, type InfoFields } from '../src/cache/info.ts';
 import { generateKey, KeyError, loadSigningKey, loadTrustedKeys, TrustedKeys, type SigningKey } from '../src/cache/keys.ts';
 import { addToCache, PublishError } from '../src/cache/publish.ts';
 import { substitute, forceBinary, NoBinaryError, cacheConfig, type SubstituteResult, type Hit } from '../src/cache/substitute.ts';
 import { addToPackageCache, key as keyCommand } from '../src/cli/cache-commands.ts';
 import { PackageGraph } from '../src/tree/pkghash.ts';
-import { scratch, write, freePort } from './helpers.ts';
+import { SettingsError, settings } from '../src/settings.ts';
+import { scratch, write, freePort, run } from './helpers.ts';
 import { startNginx, type Nginx } from './nginx.ts';
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
@@ -91,6 +92,17 @@ async function faultServer(root: string, faults: Record<string, Fault>): Promise
       await new Promise((r) => server.close(r));
     },
   };
+}
+
+/**
+ * Writes `bytes` one every 50 ms: never silent long enough for an idle
+ * timeout, never done. Stops by itself after 20 s, or when the socket closes.
+ */
+function drip(socket: import('node:net').Socket, write: (b: Buffer) => void, bytes: Buffer): void {
+  let i = 0;
+  const timer = setInterval(() => (i < bytes.length ? write(bytes.subarray(i, ++i)) : socket.end()), 50);
+  const stop = setTimeout(() => socket.destroy(), 20_000);
+  socket.on('close', () => (clearInterval(timer), clearTimeout(stop)));
 }
 
 const half = (data: Buffer) => data.subarray(0, data.length >> 1);
@@ -166,6 +178,18 @@ describe('binary package caches', function () {
         res.write(half(data)); // and then nothing, for ever
       },
       silent: () => {}, // accepts the connection, never answers
+      // the .info's status line, then a header a byte at a time, for ever
+      'drip-headers': (req, res, data) => {
+        if (isArchive(req)) return serve(res, data);
+        req.socket.write('HTTP/1.1 200 OK\r\nX-Slow: ');
+        drip(req.socket, (b) => req.socket.write(b), Buffer.alloc(10_000, 'a'));
+      },
+      // the archive's headers, then its body a byte at a time
+      'drip-body': (req, res, data) => {
+        if (!isArchive(req)) return serve(res, data);
+        res.writeHead(200, { 'content-length': data.length }).flushHeaders();
+        drip(req.socket, (b) => res.write(b), data);
+      },
       'no-archive': (req, res, data) => (isArchive(req) ? res.writeHead(404).end() : serve(res, data)),
       // the .info of `other` under hello's name: a replayed, validly signed entry
       'wrong-info': (req, res, data) =>
@@ -194,7 +218,7 @@ describe('binary package caches', function () {
 
   afterEach(() => fs.rmSync(work, { recursive: true, force: true }));
 
-  async function sub(urls: string, opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[] } = {}): Promise<{ r: SubstituteResult; log: string[] }> {
+  async function sub(urls: string, opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[]; maxUnpackBytes?: number } = {}): Promise<{ r: SubstituteResult; log: string[] }> {
     const log: string[] = [];
     const pkg = opts.pkg ?? hello;
     const r = await substitute({
@@ -205,6 +229,7 @@ describe('binary package caches', function () {
       trusted: opts.trusted ?? trustAlice,
       outputsDir: outputs,
       ...(opts.closure ? { closure: opts.closure } : {}),
+      ...(opts.maxUnpackBytes ? { maxUnpackBytes: opts.maxUnpackBytes } : {}),
       log: (l) => log.push(l),
     });
     return { r, log };
@@ -284,7 +309,7 @@ describe('binary package caches', function () {
       ['closes the connection before the announced length', 'truncated', /\.tar\.gz: connection closed early; truncated \(got \d+ of \d+ bytes\)/],
       ['ends a chunked body early', 'short', /\.tar\.gz is truncated \(got \d+ of \d+ bytes\)/],
       ['sends an altered body of the right length', 'altered', /\.tar\.gz (has sha256 [0-9a-f]{64}, its \.info says [0-9a-f]{64}|: .*)/],
-      ['sends a body longer than the .info says', 'longer', /announces \d+ bytes, more than the \d+ expected/],
+      ['sends a body longer than the .info says', 'longer', /announces \d+ bytes, more than the \d+ bytes expected/],
       ['stalls mid-body', 'slow', /\.tar\.gz: timed out \(no data for 400 ms\)/],
       ['never answers', 'silent', /\.info: timed out \(no data for 400 ms\)/],
       ['has the .info but not the archive', 'no-archive', /it has [0-9a-f]{64}\.info but no [0-9a-f]{64}\.tar\.gz/],
@@ -301,6 +326,33 @@ describe('binary package caches', function () {
         assert.ok(warning.startsWith(`warning: hello: ${bad}: `), warning);
         assert.match(warning, reason);
         assert.ok(warning.endsWith(`; trying ${nginx.url}/signed`), warning);
+      });
+    }
+
+    const dripCases: Array<[string, string, RegExp]> = [
+      ['drips the headers of its answer', 'drip-headers', /\.info: too slow: no answer in 0\.5 s \(PKG_DOWNLOAD_BASE_TIME\)/],
+      ['drips the body of its archive', 'drip-body', /\.tar\.gz: too slow: not done in [\d.]+ s, the time allowed for \d+ bytes \(PKG_DOWNLOAD_MIN_RATE\)/],
+    ];
+    for (const [what, mode, reason] of dripCases) {
+      it(`gives up on a cache that ${what}, never silent but too slow, with a warning, and does not ask it again for now`, async () => {
+        const bad = `${faults.url}/${mode}`;
+        // the deadline: 0.5 s, and the bytes at 1 MiB/s; the idle timeout never comes
+        const env = { PKG_CACHE_URL: `${bad} ${nginx.url}/signed`, PKG_DOWNLOAD_BASE_TIME: '0.5', PKG_DOWNLOAD_MIN_RATE: '1M' };
+        const caches = cachesFromEnv(env, { timeoutMs: 400 });
+        const once = async () => {
+          const log: string[] = [];
+          const target = path.join(targetDir, '.pkg.tar.gz');
+          const r = await substitute({ pkghash: hello.pkghash, name: 'hello', target, caches, trusted: trustAlice, outputsDir: outputs, log: (l) => log.push(l) });
+          return { hit: hitOf(r), warning: log.find((l) => l.startsWith(`warning: hello: ${bad}: `)) ?? log.join('\n') };
+        };
+        const first = await once();
+        assertHello(first.hit);
+        assert.match(first.warning, reason);
+        fs.rmSync(first.hit.tmp);
+        const asked = faults.requests.length;
+        const second = await once();
+        assert.match(second.warning, /too slow: .* \(earlier; not asked again for now\)/);
+        assert.equal(faults.requests.length, asked, 'the slow cache was not asked again');
       });
     }
 
@@ -353,6 +405,123 @@ describe('binary package caches', function () {
           `  ${faults.url}/500: ${hello.pkghash}.info: HTTP 500 Internal Server Error\n` +
           'unset PKG_FORCE_BINARY to build it',
       );
+    });
+  });
+
+  describe('decompression bombs', () => {
+    // 8 MiB of zeros, a few kB of gzip: signed by a trusted key all the same
+    let bomb: Built;
+    let bombs: string;
+    let tarBytes: number;
+
+    before(async () => {
+      const dest = path.join(top.dir, 'bomb-destdir');
+      fs.mkdirSync(dest);
+      fs.writeFileSync(path.join(dest, 'zeros'), Buffer.alloc(8 << 20));
+      const archive = path.join(top.dir, 'bomb.pkg.tar.gz');
+      const packed = await packDir(dest, archive);
+      bomb = { pkghash: sha256('pkghash of bomb'), name: 'bomb', archive, sha256: packed.sha256, closure: [] };
+      bombs = path.join(top.dir, 'bombs');
+      await addToCache({ dir: path.join(bombs, 'honest'), packages: [bomb], signKey: alice });
+      const { keyId: _k, signature: _s, signed: _d, ...fields } = parseInfo(fs.readFileSync(path.join(bombs, 'honest', `${bomb.pkghash}.info`)));
+      tarBytes = fields.outputSize!;
+      const entry = (name: string, f: InfoFields) => {
+        fs.mkdirSync(path.join(bombs, name));
+        fs.copyFileSync(archive, path.join(bombs, name, `${bomb.pkghash}.tar.gz`));
+        fs.writeFileSync(path.join(bombs, name, `${bomb.pkghash}.info`), serializeInfo(f, alice));
+      };
+      entry('lies', { ...fields, outputSize: 1 << 20 });
+      const { outputSize: _o, ...format1 } = fields;
+      entry('format1', format1);
+    });
+
+    it('publishes the uncompressed size in the .info, and an archive that keeps to it unpacks', async () => {
+      assert.ok(fs.statSync(bomb.archive).size < 100_000, 'a bomb: small compressed');
+      assert.ok(tarBytes > 8 << 20, `output-size ${tarBytes} is the tar's length`);
+      const hit = hitOf((await sub(`file://${bombs}/honest`, { pkg: bomb })).r);
+      assert.equal(fs.statSync(path.join(outputs, bomb.sha256, 'zeros')).size, 8 << 20);
+      assert.equal(hit.info.outputSize, tarBytes);
+    });
+
+    it('stops unpacking a signed archive at the output-size its .info gives, keeping nothing', async () => {
+      const { r, log } = await sub(`file://${bombs}/lies`, { pkg: bomb });
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), /warning: bomb: file:\S+: [0-9a-f]{64}\.tar\.gz: it unpacks to more than the 1048576 bytes its \.info gives as output-size$/m);
+      assertNothingKept();
+    });
+
+    it('bounds an .info without output-size (format 1) by PKG_MAX_UNPACK_SIZE', async () => {
+      const small = settings({ PKG_MAX_UNPACK_SIZE: '1M' }).maxUnpackBytes;
+      const { r, log } = await sub(`file://${bombs}/format1`, { pkg: bomb, maxUnpackBytes: small });
+      assert.ok('miss' in r);
+      assert.match(log.join('\n'), /\.tar\.gz: it unpacks to more than the 1M that PKG_MAX_UNPACK_SIZE allows an \.info without output-size$/m);
+      assertNothingKept();
+      const { r: r2 } = await sub(`file://${bombs}/format1`, { pkg: bomb, maxUnpackBytes: settings({ PKG_MAX_UNPACK_SIZE: '64M' }).maxUnpackBytes });
+      assert.equal(hitOf(r2).sha256, bomb.sha256);
+    });
+  });
+
+  describe('variables and trust lists, as the commands read them', () => {
+    let tree: string;
+    let h: string;
+    const build = (env: NodeJS.ProcessEnv) => run(tree, 'build-packages-ifchange', ['./pkg/solo'], { PEERPKGS_HOME: h, ...env });
+    const oneLine = (stderr: string, line: RegExp) => {
+      assert.match(stderr, line);
+      assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+    };
+
+    beforeEach(() => {
+      tree = path.join(work, 'tree');
+      h = path.join(work, 'home');
+      write(tree, { '!pkg/solo/build': '#!/bin/sh\nmkdir -p "$DESTDIR/share"\n' });
+      fs.mkdirSync(h);
+    });
+
+    it('PKG_FORCE_BINARY: each word means the same to the build as to substitution, and a bad one is exit 2', () => {
+      for (const word of ['1', 'y', 'yes', 'true', 'on', 'YES']) {
+        assert.equal(forceBinary({ PKG_FORCE_BINARY: word }), true, word);
+        // no cache at all: with the flag, that is a refusal, not a build
+        const r = build({ PKG_FORCE_BINARY: word });
+        assert.equal(r.status, 1, `${word}: ${r.stderr}`);
+        assert.match(r.stderr, /solo: no cache has a usable binary package/, word);
+      }
+      for (const word of ['0', 'n', 'no', 'false', 'off', '']) assert.equal(forceBinary({ PKG_FORCE_BINARY: word }), false, word);
+      assert.throws(() => forceBinary({ PKG_FORCE_BINARY: 'maybe' }), SettingsError);
+      const bad = build({ PKG_FORCE_BINARY: 'maybe' });
+      assert.equal(bad.status, 2);
+      assert.equal(bad.stderr, 'build-packages-ifchange: PKG_FORCE_BINARY=maybe: expected yes or no\n');
+    });
+
+    it('a bad PKG_IPFS_TIMEOUT is refused, in one line with exit 2, by the build and by peerpkgs ipfs', () => {
+      const line = 'PKG_IPFS_TIMEOUT=soon: expected a number of seconds\n';
+      const b = build({ PKG_IPFS_TIMEOUT: 'soon' });
+      assert.equal(b.status, 2);
+      assert.equal(b.stderr, `build-packages-ifchange: ${line}`);
+      const i = run(tree, 'peerpkgs', ['ipfs', 'id'], { PEERPKGS_HOME: h, PKG_IPFS_TIMEOUT: 'soon' });
+      assert.equal(i.status, 2);
+      assert.equal(i.stderr, `peerpkgs: ${line}`);
+    });
+
+    it('a trusted-keys file that does not parse is one line naming the file and line, exit 2, for the build and for peerpkgs key', () => {
+      fs.writeFileSync(path.join(h, 'trusted-keys'), `# ours\n${alice.publicKey} alice\n\x00\x01garbage\xff${'x'.repeat(500)}\n`);
+      fs.mkdirSync(path.join(work, 'empty-cache'));
+      const where = `${h}/trusted-keys:3: not a public key`;
+      const b = build({ PKG_CACHE_URL: `file://${work}/empty-cache` });
+      assert.equal(b.status, 2, b.stderr);
+      oneLine(b.stderr, new RegExp(`^\\S+: pkg/solo/\\.pkg\\.tar\\.gz: ${where} \\(want ed25519:<base64 of 32 bytes>, as in a \\.pub file\\): "[^"]+…"$`, 'm'));
+      const out: string[] = [];
+      const k = run(tree, 'peerpkgs', ['key', 'list'], { PEERPKGS_HOME: h });
+      out.push(k.stderr);
+      assert.equal(k.status, 2);
+      oneLine(k.stderr, new RegExp(`^peerpkgs key: ${where}`));
+    });
+
+    it('a .pub file\'s text in PKG_TRUSTED_KEYS is one line naming the variable and the word, exit 2', () => {
+      const pub = fs.readFileSync(path.join(home, 'keys/alice.pub'), 'utf8');
+      fs.mkdirSync(path.join(work, 'empty-cache'));
+      const b = build({ PKG_CACHE_URL: `file://${work}/empty-cache`, PKG_TRUSTED_KEYS: pub });
+      assert.equal(b.status, 2, b.stderr);
+      oneLine(b.stderr, /PKG_TRUSTED_KEYS, word 2: "alice": no such file \(give public keys, ed25519:<base64>, or paths to \.pub files; a \.pub file's comment cannot be given here\)$/m);
     });
   });
 
@@ -421,8 +590,8 @@ describe('binary package caches', function () {
       assert.deepEqual(fromEnv.list().map((k) => k.id), [alice.id, mallory.id]);
       assert.equal(fromEnv.get(mallory.id)?.comment, 'mallory');
 
-      assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: 'ed25519:nope' }), /PKG_TRUSTED_KEYS: not a public key/);
-      assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: '/no/such.pub' }), /PKG_TRUSTED_KEYS: \/no\/such\.pub: no such file/);
+      assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: 'ed25519:nope' }), /PKG_TRUSTED_KEYS, word 1: not a public key/);
+      assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: '/no/such.pub' }), /PKG_TRUSTED_KEYS, word 1: "\/no\/such\.pub": no such file/);
       fs.appendFileSync(path.join(h, 'trusted-keys'), 'ssh-ed25519 AAAA bob\n');
       assert.throws(() => loadTrustedKeys(h, {}), (e: Error) => e instanceof KeyError && /trusted-keys:4: not a public key/.test(e.message));
     });
@@ -443,26 +612,37 @@ describe('binary package caches', function () {
   });
 
   describe('the .info and PKG_CACHE_URL', () => {
-    const fields = () => ({ pkghash: hello.pkghash, name: 'hello', outputSha256: hello.sha256, archiveSize: 123, archiveSha256: sha256('x'), closure: [other.pkghash] });
+    const fields = () => ({ pkghash: hello.pkghash, name: 'hello', outputSha256: hello.sha256, outputSize: 10240, archiveSize: 123, archiveSha256: sha256('x'), closure: [other.pkghash] });
 
     it('writes one canonical text, signed over the bytes before its signature line', () => {
       const text = serializeInfo(fields(), alice);
       const lines = text.split('\n');
-      assert.deepEqual(lines.slice(0, 8), [
-        'peerpkgs-info: 1',
+      assert.deepEqual(lines.slice(0, 9), [
+        'peerpkgs-info: 2',
         `pkghash: ${hello.pkghash}`,
         'name: "hello"',
         `output-sha256: ${hello.sha256}`,
+        'output-size: 10240',
         'archive-size: 123',
         `archive-sha256: ${sha256('x')}`,
         `closure: ${other.pkghash}`,
         `key: ${alice.id}`,
       ]);
-      assert.match(lines[8]!, /^signature: [A-Za-z0-9+/]{86}==$/);
+      assert.match(lines[9]!, /^signature: [A-Za-z0-9+/]{86}==$/);
       const info = parseInfo(text);
       assert.deepEqual({ ...info, signature: null, signed: null }, { ...fields(), keyId: alice.id, signature: null, signed: null });
       assert.equal(checkTrust(info, trustAlice, true)?.id, alice.id);
-      assert.equal(serializeInfo({ ...fields(), closure: [] }).split('\n').slice(6).join('\n'), 'closure:\nkey: none\nsignature: none\n');
+      assert.equal(serializeInfo({ ...fields(), closure: [] }).split('\n').slice(7).join('\n'), 'closure:\nkey: none\nsignature: none\n');
+    });
+
+    it('reads format 1, which has no output-size', () => {
+      const { outputSize: _, ...v1 } = fields();
+      const text = serializeInfo(v1, alice);
+      assert.match(text, /^peerpkgs-info: 1\n/);
+      assert.doesNotMatch(text, /output-size/);
+      const info = parseInfo(text);
+      assert.equal(info.outputSize, undefined);
+      assert.equal(checkTrust(info, trustAlice, true)?.id, alice.id);
     });
 
     it('refuses a text that is not the canonical spelling of its fields', () => {
@@ -471,12 +651,14 @@ describe('binary package caches', function () {
         text.replace('archive-size: 123', 'archive-size: 0123'),
         text.replace(`pkghash: ${hello.pkghash}`, `pkghash: ${hello.pkghash.toUpperCase()}`),
         text.replace('name: "hello"\n', '').replace('closure:', 'name: "hello"\nclosure:'),
-        text.replace('peerpkgs-info: 1', 'peerpkgs-info: 2'),
+        text.replace('peerpkgs-info: 2', 'peerpkgs-info: 1'),
+        text.replace('output-size: 10240\n', ''),
+        text.replace('output-size: 10240', 'output-size: -1'),
         text.slice(0, -1),
       ]) {
         assert.throws(() => parseInfo(bad), InfoError, bad);
       }
-      assert.throws(() => parseInfo(text.replace('peerpkgs-info: 1', 'peerpkgs-info: 2')), /format "2" is not understood/);
+      assert.throws(() => parseInfo(text.replace('peerpkgs-info: 2', 'peerpkgs-info: 3')), /format "3" is not understood/);
     });
 
     it('reads PKG_CACHE_URL: space-separated URLs in order, each with its trust policy', () => {

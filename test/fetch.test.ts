@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { scratch, write, busyboxHttpd } from './helpers.ts';
+import { scratch, write, busyboxHttpd, start } from './helpers.ts';
 import { peerpkgsHome } from '../src/fetch/home.ts';
 import { DistfileStore, HashMismatch } from '../src/fetch/store.ts';
 import { fetchDistfile, FetchError, type Distfile, type FetchOptions, type Source } from '../src/fetch/fetch.ts';
@@ -46,6 +46,53 @@ async function serve(handler: (req: http.IncomingMessage, res: http.ServerRespon
     await new Promise((r) => server.close(r));
   };
   return { url: `http://127.0.0.1:${port}`, requests, stop };
+}
+
+/**
+ * A raw TCP server that sends `head` and then drips one byte of `drip` every
+ * 50 ms: never silent long enough for an idle timeout, never done. It stops
+ * by itself after 20 s, whoever is still listening.
+ */
+async function trickle(head: string, drip: Buffer): Promise<Server> {
+  const requests: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.once('data', (d) => requests.push(d.toString().split(' ')[1] ?? ''));
+    sock.on('error', () => {});
+    sock.write(head);
+    let i = 0;
+    const timer = setInterval(() => (i < drip.length ? sock.write(drip.subarray(i, ++i)) : sock.end()), 50);
+    const stop = setTimeout(() => sock.destroy(), 20_000);
+    sock.on('close', () => (clearInterval(timer), clearTimeout(stop), sockets.delete(sock)));
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address() as net.AddressInfo;
+  const stop = async () => {
+    for (const sock of sockets) sock.destroy();
+    await new Promise((r) => server.close(r));
+  };
+  return { url: `http://127.0.0.1:${port}`, requests, stop };
+}
+
+/**
+ * A server whose body does not end while the client reads: chunked, 16 kB at
+ * a time. It stops by itself after 32 MB or 20 s, so that a client without
+ * a bound fills no disk.
+ */
+async function endless(): Promise<Server> {
+  const chunk = Buffer.alloc(16 * 1024, 'y');
+  return serve((_req, res) => {
+    res.writeHead(200);
+    const until = Date.now() + 20_000;
+    let left = 2048;
+    const more = () => {
+      while (!res.destroyed && Date.now() < until && left-- > 0) if (!res.write(chunk)) return void res.once('drain', more);
+      res.end();
+    };
+    more();
+  });
 }
 
 describe('fetch', function () {
@@ -160,7 +207,7 @@ describe('fetch', function () {
       const s = await fault((_req, res) => res.writeHead(404).end());
       const e = await failure(fetchDistfile(want(`${s.url}/foo`), opts({ retries: 3 })));
       assert.equal(s.requests.length, 1);
-      assert.match(e.message, /\/foo: HTTP 404$/m);
+      assert.match(e.message, /\/foo: HTTP 404 Not Found$/m);
     });
 
     it('gives up on a server that stops sending, before or during the body, after the timeout', async () => {
@@ -256,8 +303,8 @@ describe('fetch', function () {
         e.message,
         [
           `could not fetch foo-1.0.tar.gz (sha256 ${DATA_SHA}):`,
-          `  ${s500.url}/foo: HTTP 500 (3 tries)`,
-          `  ${s404.url}/foo: HTTP 404`,
+          `  ${s500.url}/foo: HTTP 500 Internal Server Error (3 tries)`,
+          `  ${s404.url}/foo: HTTP 404 Not Found`,
           `  ${wrong}: sha256 mismatch (got ${sha256('wrong')})`,
           `  ${missing}: no such file`,
           `  ftp://example.org/foo: unsupported URL scheme ftp:`,
@@ -265,6 +312,70 @@ describe('fetch', function () {
         ].join('\n'),
       );
       assert.deepEqual(storeFiles(), []);
+    });
+  });
+
+  describe('bounds', () => {
+    const quick = { timeoutMs: 1000, retries: 0, deadline: { baseMs: 500, minRate: 1 << 20 } };
+    const track = async (s: Server) => (servers.push(s), s);
+
+    it('gives up on a server that drips its headers, never silent, when the base time is out', async () => {
+      const s = await track(await trickle('HTTP/1.1 200 OK\r\nX-Slow: ', Buffer.alloc(1000, 'a')));
+      const e = await failure(fetchDistfile(want(`${s.url}/a`), opts(quick)));
+      assert.match(e.message, /\/a: too slow: no answer in 0\.5 s \(PKG_DOWNLOAD_BASE_TIME\)$/m);
+      assert.deepEqual(storeFiles(), []);
+    });
+
+    it('gives up on a server that drips its body, never silent, when the time for its size is out, and takes the next source', async () => {
+      const s = await track(await trickle(`HTTP/1.1 200 OK\r\nContent-Length: ${DATA.length}\r\n\r\n`, DATA));
+      const notes: string[] = [];
+      const progress = new LineProgress({ write: (l: string) => void notes.push(l) });
+      await fetchDistfile(want(`${s.url}/b`, `${www.url}/foo-1.0.tar.gz`), opts({ ...quick, progress }));
+      // 0.5 s, and 262144 bytes at 1 MiB/s
+      assert.match(notes.join(''), /\/b: too slow: not done in 0\.8 s, the time allowed for 262144 bytes \(PKG_DOWNLOAD_MIN_RATE\)/);
+      assert.deepEqual(storeFiles(), [DATA_SHA]);
+    });
+
+    it('takes a distfile whose fetch record gives its size, and refuses one of another length, naming the url', async () => {
+      const url = `${www.url}/foo-1.0.tar.gz`;
+      const longer = await failure(fetchDistfile({ ...want(url), size: DATA.length - 1 }, opts()));
+      assert.match(longer.message, new RegExp(`${url}: the server announces 262144 bytes, more than the 262143 bytes its fetch record says$`, 'm'));
+      const shorter = await failure(fetchDistfile({ ...want(url), size: DATA.length + 1 }, opts()));
+      assert.match(shorter.message, new RegExp(`${url}: is 262144 bytes, its fetch record says 262145$`, 'm'));
+      // a file:// source is held to the same size
+      const file = pathToFileURL(path.join(dir, 'www', 'foo-1.0.tar.gz')).href;
+      const local = await failure(fetchDistfile({ ...want(file), size: 10 }, opts()));
+      assert.match(local.message, new RegExp(`${file}: is 262144 bytes, its fetch record says 10$`, 'm'));
+      assert.deepEqual(storeFiles(), []);
+      await fetchDistfile({ ...want(url), size: DATA.length }, opts());
+      assert.deepEqual(storeFiles(), [DATA_SHA]);
+    });
+
+    it('stops reading a body that never ends at the size its fetch record gives, keeping nothing', async () => {
+      const s = await track(await endless());
+      const e = await failure(fetchDistfile({ ...want(`${s.url}/endless`), size: 100_000 }, opts()));
+      assert.match(e.message, /\/endless: longer than the 100000 bytes its fetch record says$/m);
+      assert.deepEqual(storeFiles(), []);
+      assert.deepEqual(fs.readdirSync(store.dir), [], 'no temporary file left');
+    });
+
+    it('stops reading a body that never ends at PKG_MAX_DOWNLOAD_SIZE when its fetch record gives no size', async () => {
+      const s = await track(await endless());
+      const e = await failure(fetchDistfile(want(`${s.url}/endless`), opts({ maxBytes: 64 * 1024 })));
+      assert.match(e.message, /\/endless: longer than the 64K that PKG_MAX_DOWNLOAD_SIZE allows a source whose fetch record gives no size$/m);
+      assert.deepEqual(fs.readdirSync(store.dir), []);
+    });
+
+    it('do-fetch: PKG_MAX_DOWNLOAD_SIZE bounds a download (exit 5), and a bad value is a usage error (exit 2)', async () => {
+      const s = await track(await endless());
+      write(dir, { 'pkg/endless/fetch': `url: ${s.url}/endless.tar\nsha256: ${DATA_SHA}\n` });
+      const env = { PEERPKGS_HOME: home, PKG_MIRROR_IPFS: 'no' };
+      const r = await start(path.join(dir, 'pkg/endless'), 'do-fetch', ['fetch'], { ...env, PKG_MAX_DOWNLOAD_SIZE: '1M' });
+      assert.equal(r.status, 5, r.stderr);
+      assert.match(r.stderr, new RegExp(`${s.url}/endless\\.tar: longer than the 1M that PKG_MAX_DOWNLOAD_SIZE allows`));
+      const bad = await start(path.join(dir, 'pkg/endless'), 'do-fetch', ['fetch'], { ...env, PKG_MAX_DOWNLOAD_SIZE: 'lots' });
+      assert.equal(bad.status, 2);
+      assert.equal(bad.stderr, 'do-fetch: PKG_MAX_DOWNLOAD_SIZE=lots: expected a size such as 512M or 4G\n');
     });
   });
 
@@ -329,7 +440,7 @@ describe('fetch', function () {
         ),
       );
       assert.ok(store.has(DATA_SHA));
-      assert.match(e.message, /^could not fetch a\.tar .*:\n {2}http:\/\/.*\/a\.tar: HTTP 404\ncould not fetch b\.tar .*:\n {2}no sources: the package lists no url\n/);
+      assert.match(e.message, /^could not fetch a\.tar .*:\n {2}http:\/\/.*\/a\.tar: HTTP 404 Not Found\ncould not fetch b\.tar .*:\n {2}no sources: the package lists no url\n/);
       assert.match(e.message, /run: peerpkgs distfiles add \/path\/to\/a\.tar \/path\/to\/b\.tar$/);
     });
   });

@@ -236,8 +236,9 @@ describe('package tree', function () {
       fs.writeFileSync(file, 'offline source\n');
       const add = peerpkgs('distfiles', 'add', file);
       assert.equal(add.status, 0, add.stderr);
-      const sha = add.stdout.split(' ')[0]!;
-      write(dir, { 'pkg/off/fetch': `url: http://127.0.0.1:9/unreachable/local.txt\nsha256: ${sha}\n` });
+      // it prints the file's record, to which only the urls are added
+      assert.match(add.stdout, /^# local\.txt\nsha256: [0-9a-f]{64}\nsize: 15\n$/);
+      write(dir, { 'pkg/off/fetch': `${add.stdout}url: http://127.0.0.1:9/unreachable/local.txt\n` });
       const r = run(path.join(dir, 'pkg/off'), 'do-fetch', ['-o', '.', 'fetch'], { PEERPKGS_HOME: home });
       assert.equal(r.status, 0, r.stderr);
       assert.equal(read(dir, 'pkg/off/local.txt'), 'offline source\n');
@@ -246,7 +247,7 @@ describe('package tree', function () {
     it('puts the sources into the -o directory, making it when it is not there, and refuses a file', () => {
       const file = path.join(dir, 'local.txt');
       fs.writeFileSync(file, 'to a new directory\n');
-      const sha = peerpkgs('distfiles', 'add', file).stdout.split(' ')[0]!;
+      const sha = /^sha256: (\S+)$/m.exec(peerpkgs('distfiles', 'add', file).stdout)![1]!;
       write(dir, { 'pkg/o/fetch': `url: http://127.0.0.1:9/unreachable/local.txt\nsha256: ${sha}\n`, 'plain-file': 'x\n' });
       const r = run(path.join(dir, 'pkg/o'), 'do-fetch', ['-o', 'new/sub', 'fetch'], { PEERPKGS_HOME: home });
       assert.equal(r.status, 0, r.stderr);

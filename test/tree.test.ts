@@ -192,9 +192,20 @@ describe('package tree', function () {
       throwsTree(() => loadPackage(a), `${a}/fetch:4: file 'x.tgz' is already fetched by the record at line 1`);
     });
 
+    it('reads a fetch record\'s size, and rejects one that is not a byte count or is given twice, naming its line', () => {
+      const a = pkg('app', { fetch: `url: https://a/x.tgz\nsha256: ${A}\nsize: 1234\n\nurl: https://a/y.tgz\nsha256: ${B}\n` });
+      assert.deepEqual(loadPackage(a).fetch.map((f) => f.size), [1234, undefined]);
+      for (const bad of ['12k', '-1', '012', '1e3', '']) {
+        write(a, { fetch: `url: https://a/x.tgz\nsha256: ${A}\nsize: ${bad}\n` });
+        throwsTree(() => loadPackage(a), `${a}/fetch:3: size must be a number of bytes, not ${JSON.stringify(bad)}`);
+      }
+      write(a, { fetch: `url: https://a/x.tgz\nsize: 1\nsha256: ${A}\nsize: 1\n` });
+      throwsTree(() => loadPackage(a), `${a}/fetch:4: record has more than one size`);
+    });
+
     it('rejects an unknown field in a fetch record, so a misspelt file: is not ignored', () => {
       const a = pkg('app', { fetch: `url: https://a/x.tgz\nflie: y.tgz\nsha256: ${A}\n` });
-      throwsTree(() => loadPackage(a), `${a}/fetch:2: unknown field 'flie'; a fetch record has url, sha256 and file`);
+      throwsTree(() => loadPackage(a), `${a}/fetch:2: unknown field 'flie'; a fetch record has url, sha256, size and file`);
     });
   });
 
@@ -272,6 +283,11 @@ describe('package tree', function () {
       const [before, after] = around((app) =>
         write(app, { fetch: `url: https://mirror/extra.tgz\nurl: https://a/extra.tgz\nfile: extra.tgz\nsha256: ${B}\n\nurl: https://b/app-1.tgz\nurl: https://a/app-1.tgz\nsha256: ${A}\n` }),
       );
+      assert.equal(after, before);
+    });
+
+    it('does not change when a fetch record gives its size', () => {
+      const [before, after] = around((app) => write(app, { fetch: `url: https://a/app-1.tgz\nsha256: ${A}\nsize: 1234\n\nurl: https://a/extra.tgz\nsize: 0\nsha256: ${B}\n` }));
       assert.equal(after, before);
     });
 

@@ -157,17 +157,22 @@ async function place(tree: Tree, header: tarStream.Header, content: NodeJS.Reada
   }
 }
 
+/** What an archive may be: its uncompressed sha256, and a bound on its uncompressed bytes. */
+export interface ExtractOptions {
+  expectSha256?: string;
+  /** more uncompressed bytes are refused, as they come: a small .tar.gz may inflate a thousandfold */
+  maxBytes?: number;
+  /** what maxBytes is, for messages */
+  maxWhat?: string;
+}
+
 /**
  * Extracts a .tar.gz (a path or a stream) onto destDir, replacing what was
  * there only once the archive has been read whole and found safe and, if
  * expectSha256 is given, to have that sha256 (of the uncompressed tar).
  * Returns the sha256 of the uncompressed tar.
  */
-export async function extract(
-  source: string | NodeJS.ReadableStream,
-  destDir: string,
-  opts: { expectSha256?: string } = {},
-): Promise<{ sha256: string }> {
+export async function extract(source: string | NodeJS.ReadableStream, destDir: string, opts: ExtractOptions = {}): Promise<{ sha256: string }> {
   const what = typeof source === 'string' ? source : 'archive stream';
   const tree = new Tree(`${destDir}.tmp-${process.pid}`);
   await removeTree(tree.root); // left by a crash of an earlier run with our pid
@@ -178,12 +183,7 @@ export async function extract(
   const feeding = pipeline(
     input,
     zlib.createGunzip(),
-    async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        hash.update(chunk);
-        yield chunk;
-      }
-    },
+    boundedBytes(opts, (chunk) => hash.update(chunk)),
     tar as unknown as NodeJS.WritableStream, // a streamx stream, which Node's pipeline takes
   );
   feeding.catch(() => {}); // awaited below; this keeps an early failure from going unhandled
@@ -218,6 +218,26 @@ export async function extract(
     await removeTree(tree.root);
     throw asArchiveError(e, `cannot extract ${what}`);
   }
+}
+
+/**
+ * A pipeline stage that passes the uncompressed bytes on, showing each to
+ * `see`, and refuses more than `opts.maxBytes` of them. Shared by every
+ * reader of an archive from elsewhere, so a bomb stops at the bound whether
+ * it is unpacked or only hashed.
+ */
+export function boundedBytes(opts: ExtractOptions, see: (chunk: Buffer) => void): (chunks: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+  return async function* (chunks) {
+    let n = 0;
+    for await (const chunk of chunks) {
+      n += chunk.length;
+      if (opts.maxBytes !== undefined && n > opts.maxBytes) {
+        throw new ArchiveError(`it unpacks to more than ${opts.maxWhat ?? `${opts.maxBytes} bytes`}`);
+      }
+      see(chunk);
+      yield chunk;
+    }
+  };
 }
 
 /** Puts the finished tree at destDir, moving aside and removing whatever was there. */

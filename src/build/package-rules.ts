@@ -18,6 +18,7 @@ import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
+import { settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
@@ -54,6 +55,9 @@ export async function buildTarget(target: PackageTarget, ctx: BuildContext): Pro
     if (['FetchError', 'ArchiveError', 'RootConflictError', 'MergeError'].includes((e as Error).name)) {
       throw new RuleError((e as Error).message);
     }
+    // bad input that says its own status: a variable (settings.ts), a trust list
+    const exitCode = (e as { exitCode?: unknown }).exitCode;
+    if (typeof exitCode === 'number') throw new RuleError((e as Error).message, exitCode);
     throw e;
   }
 }
@@ -86,7 +90,8 @@ let caches: Promise<import('../cache/substitute.ts').CacheConfig | null> | null 
 
 function cacheSetup(home: string) {
   caches ??= (async () => {
-    if (!(process.env.PKG_CACHE_URL ?? '').trim() && !/^y(es)?$/i.test(process.env.PKG_FORCE_BINARY ?? '')) return null;
+    const s = settings();
+    if (!s.cacheUrls.length && !s.forceBinary) return null;
     const { cacheConfig } = await import('../cache/substitute.ts');
     return cacheConfig(home);
   })();

@@ -6,8 +6,11 @@
  * A backend only moves bytes and says which of three things happened: the
  * name is there (a stream), it is not (a miss: HTTP 404 or 410, ENOENT),
  * or asking failed (an error: 5xx, a reset, a timeout, a refused
- * connection). A miss is normal and silent; an error is worth a warning.
- * It checks nothing about the bytes: substitute.ts does, against the .info.
+ * connection, a deadline missed). A miss is normal and silent; an error is
+ * worth a warning. HTTP caches download through fetch/http.ts, so each
+ * request has the deadline and byte bound every download has; a cache that
+ * did not answer, or too slowly, is skipped for a while. It checks nothing
+ * about the bytes: substitute.ts does, against the .info.
  *
  * PKG_CACHE_URL is a space-separated list of URLs, tried in order. A URL
  * may end in a fragment that sets the cache's trust policy (a fragment is
@@ -20,17 +23,9 @@
  * #signed. Whatever the policy, every byte is checked against the .info.
  */
 import * as fs from 'node:fs';
-import type * as Http from 'node:http';
-import type * as Https from 'node:https';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-
-// Not `import 'node:http'`: an ES import reads every export of the module,
-// and node:http's WebSocket getter then loads undici, some 12 MB of memory
-// in every process that only wanted http.get. https is loaded on first use.
-const builtin = createRequire(import.meta.url);
-const httpGet = (url: URL): typeof Http.get =>
-  url.protocol === 'https:' ? (builtin('node:https') as typeof Https).get : (builtin('node:http') as typeof Http).get;
+import { errnoReason, httpGet, HttpError, type Deadline } from '../fetch/http.ts';
+import { settings } from '../settings.ts';
 
 /** Bytes of one cached file, as they arrive. */
 export interface Fetched {
@@ -43,7 +38,7 @@ export interface Fetched {
 }
 
 export interface GetOptions {
-  /** an upper bound the caller knows, beyond which reading is pointless */
+  /** an upper bound the caller knows, beyond which reading is pointless; an exact size gives the tightest deadline */
   maxBytes?: number;
 }
 
@@ -77,6 +72,8 @@ export interface CacheOptions {
   timeoutMs?: number;
   /** a cache that could not be reached, or did not answer, is skipped for this long afterwards */
   downForMs?: number;
+  /** how long a request may take, by its size (default: PKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE) */
+  deadline?: Deadline;
 }
 
 export interface BackendArgs {
@@ -90,7 +87,7 @@ export interface BackendArgs {
 
 export type Backend = (args: BackendArgs) => Cache;
 
-const DEFAULTS: Required<CacheOptions> = { timeoutMs: 30_000, downForMs: 60_000 };
+const DEFAULTS = { timeoutMs: 30_000, downForMs: 60_000 };
 
 const backends = new Map<string, { backend: Backend; signedByDefault: boolean }>();
 
@@ -100,8 +97,9 @@ export function registerBackend(scheme: string, backend: Backend, signedByDefaul
 }
 
 /** The caches of a PKG_CACHE_URL value, in order. */
-export function parseCacheUrls(value: string, options: CacheOptions = {}): Cache[] {
-  const opts = { ...DEFAULTS, ...options };
+export function parseCacheUrls(value: string, options: CacheOptions = {}, env: NodeJS.ProcessEnv = process.env): Cache[] {
+  const s = settings(env);
+  const opts = { ...DEFAULTS, deadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate }, ...options };
   return value
     .split(/\s+/)
     .filter(Boolean)
@@ -129,26 +127,11 @@ export function parseCacheUrls(value: string, options: CacheOptions = {}): Cache
 
 /** The caches PKG_CACHE_URL names (none when it is unset). */
 export function cachesFromEnv(env: NodeJS.ProcessEnv = process.env, options: CacheOptions = {}): Cache[] {
-  return parseCacheUrls(env.PKG_CACHE_URL ?? '', options);
+  return parseCacheUrls(settings(env).cacheUrls.join(' '), options, env);
 }
 
-const ERRNO_REASONS: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ECONNRESET: 'connection reset',
-  EPIPE: 'connection reset',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'host not found (DNS lookup failed)',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  EACCES: 'permission denied',
-  EISDIR: 'is a directory',
-  EIO: 'I/O error',
-};
-
 function reasonOf(e: unknown): string {
-  if (e instanceof CacheError) return e.message;
-  const code = (e as NodeJS.ErrnoException)?.code;
-  return (code && ERRNO_REASONS[code]) ?? (e instanceof Error ? e.message : String(e));
+  return e instanceof CacheError ? e.message : errnoReason(e);
 }
 
 /** A directory: `<dir>/<name>`. */
@@ -197,11 +180,6 @@ class FileCache implements Cache {
   }
 }
 
-const MAX_REDIRECTS = 5;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-// as curl's --retry: a host that refuses, or is not there, will not be there a moment later
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
-
 /** An HTTP or HTTPS server: `<url>/<name>`. */
 class HttpCache implements Cache {
   readonly url: string;
@@ -219,95 +197,35 @@ class HttpCache implements Cache {
   }
 
   async get(name: string, opts: GetOptions = {}): Promise<Fetched | null> {
-    // a dead or black-holed cache would otherwise cost every package a timeout
+    // a dead, black-holed or crawling cache would otherwise cost every package its timeout
     if (this.down && Date.now() < this.down.until) throw new CacheError(`${this.down.reason} (earlier; not asked again for now)`);
+    const { timeoutMs, deadline } = this.opts;
     try {
-      return await this.request(new URL(encodeURIComponent(name), this.base), 0, opts);
+      const got = await httpGet(new URL(encodeURIComponent(name), this.base), {
+        idleMs: timeoutMs,
+        deadline,
+        maxBytes: opts.maxBytes ?? settings().maxDownloadBytes,
+      });
+      return { ...got, body: this.watched(got.body) };
     } catch (e) {
-      const err = e as CacheError & { unreachable?: boolean };
-      if (err.unreachable) this.down = { reason: err.message, until: Date.now() + this.opts.downForMs };
-      throw e;
+      if (e instanceof HttpError && (e.status === 404 || e.status === 410)) return null;
+      throw this.failed(e);
     }
   }
 
-  private request(url: URL, redirects: number, opts: GetOptions): Promise<Fetched | null> {
-    const { timeoutMs } = this.opts;
-    return new Promise((resolve, reject) => {
-      let timedOut = false;
-      let answered = false;
-      // silent before any answer: as dead as a refused connection, and as costly to ask again
-      const timeout = () => Object.assign(new CacheError(`timed out (no data for ${timeoutMs} ms)`), { unreachable: !answered });
-      const get = httpGet(url);
-      // agent: false: a connection a request, closed after it, so no idle socket outlives a build
-      const headers = { 'user-agent': 'peerpkgs', 'accept-encoding': 'identity' };
-      const req = get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
-        answered = true;
-        const status = res.statusCode ?? 0;
-        const location = res.headers.location;
-        const from = redirects ? ` from ${url.href}` : '';
-        if (REDIRECTS.has(status) && location) {
-          res.resume();
-          req.destroy();
-          if (redirects >= MAX_REDIRECTS) return reject(new CacheError(`too many redirects (more than ${MAX_REDIRECTS})`));
-          let next: URL;
-          try {
-            next = new URL(location, url);
-          } catch {
-            return reject(new CacheError(`redirect to a bad URL: ${location}`));
-          }
-          if (next.protocol !== 'http:' && next.protocol !== 'https:') return reject(new CacheError(`redirect to a URL that is not http(s): ${next.href}`));
-          return resolve(this.request(next, redirects + 1, opts));
-        }
-        if (status === 404 || status === 410) {
-          res.resume();
-          req.destroy();
-          return resolve(null);
-        }
-        if (status !== 200) {
-          res.resume();
-          req.destroy();
-          return reject(new CacheError(`HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}${from}`));
-        }
-        const header = res.headers['content-length'];
-        const size = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
-        if (size !== undefined && opts.maxBytes !== undefined && size > opts.maxBytes) {
-          req.destroy();
-          return reject(new CacheError(`the server announces ${size} bytes, more than the ${opts.maxBytes} expected`));
-        }
-        async function* body(): AsyncIterable<Buffer> {
-          let got = 0;
-          const short = () => new CacheError(`truncated (got ${got} of ${size} bytes)`);
-          try {
-            for await (const chunk of res as AsyncIterable<Buffer>) {
-              got += chunk.length;
-              yield chunk;
-            }
-          } catch (e) {
-            if (timedOut) throw timeout();
-            // Node says 'aborted' for a body cut short, by a reset (which the socket saw) or by a plain close
-            const why = (e as Error).message !== 'aborted' ? reasonOf(e) : socketError ? reasonOf(socketError) : 'connection closed early';
-            if (size !== undefined && got < size) throw new CacheError(`${why}; truncated (got ${got} of ${size} bytes)`);
-            throw new CacheError(reasonOf(e));
-          } finally {
-            req.destroy();
-          }
-          if (timedOut) throw timeout();
-          if (size !== undefined && got < size) throw short();
-        }
-        resolve({ size, body: body(), close: () => req.destroy() });
-      });
-      let socketError: Error | undefined;
-      req.on('socket', (s) => s.on('error', (e) => (socketError ??= e)));
-      req.on('timeout', () => {
-        timedOut = true;
-        req.destroy();
-      });
-      req.on('error', (e) => {
-        if (timedOut) return reject(timeout());
-        const code = (e as NodeJS.ErrnoException).code ?? '';
-        reject(Object.assign(new CacheError(reasonOf(e)), { unreachable: CONNECT_FAILURES.has(code) }));
-      });
-    });
+  /** The body, its errors CacheErrors; a cache too slow to finish is marked down too. */
+  private async *watched(body: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+    try {
+      yield* body;
+    } catch (e) {
+      throw this.failed(e);
+    }
+  }
+
+  private failed(e: unknown): unknown {
+    if (!(e instanceof HttpError)) return e;
+    if (e.unreachable) this.down = { reason: e.message, until: Date.now() + this.opts.downForMs };
+    return new CacheError(e.message);
   }
 }
 

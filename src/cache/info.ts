@@ -15,10 +15,17 @@
  * in the file, so nothing is re-encoded before verifying; and a file that
  * is not the one canonical spelling of its fields is refused, so one signed
  * text has one meaning.
+ *
+ * Format 2 adds `output-size`, the bytes of the uncompressed archive, so
+ * that a signed archive which inflates beyond it (a decompression bomb) is
+ * stopped there. Format 1, without it, is still read; its unpacking is
+ * bounded by PKG_MAX_UNPACK_SIZE instead.
  */
 import { type SigningKey, type TrustedKey, type TrustedKeys, signBytes, verifyBytes } from './keys.ts';
 
-export const INFO_FORMAT = 1;
+export const INFO_FORMAT = 2;
+/** The formats this peerpkgs reads: 1 has no output-size. */
+const FORMATS = ['1', '2'];
 /** Far more than any closure needs; a cache that sends more is not sending an .info. */
 export const MAX_INFO_BYTES = 1 << 20;
 
@@ -33,6 +40,8 @@ export interface InfoFields {
   name: string;
   /** sha256 of the uncompressed archive: the output's identity */
   outputSha256: string;
+  /** bytes of the uncompressed archive; absent in format 1 */
+  outputSize?: number;
   /** bytes of the .tar.gz */
   archiveSize: number;
   /** sha256 of the .tar.gz bytes */
@@ -65,6 +74,7 @@ function check(f: InfoFields): void {
   if (!HEX64.test(f.outputSha256)) bad(`output-sha256 ${JSON.stringify(f.outputSha256)} is not 64 lowercase hex digits`);
   if (!HEX64.test(f.archiveSha256)) bad(`archive-sha256 ${JSON.stringify(f.archiveSha256)} is not 64 lowercase hex digits`);
   if (!Number.isSafeInteger(f.archiveSize) || f.archiveSize < 0) bad(`archive-size ${f.archiveSize} is not a byte count`);
+  if (f.outputSize !== undefined && (!Number.isSafeInteger(f.outputSize) || f.outputSize < 0)) bad(`output-size ${f.outputSize} is not a byte count`);
   if (f.name === '') bad('the name is empty');
   for (const c of f.closure) if (!HEX64.test(c)) bad(`closure entry ${JSON.stringify(c)} is not a pkghash`);
 }
@@ -73,10 +83,11 @@ function check(f: InfoFields): void {
 function body(f: InfoFields, keyId: string | null): string {
   const line = (field: string, value: string) => (value === '' ? `${field}:\n` : `${field}: ${value}\n`);
   return [
-    line('peerpkgs-info', String(INFO_FORMAT)),
+    line('peerpkgs-info', f.outputSize === undefined ? '1' : String(INFO_FORMAT)),
     line('pkghash', f.pkghash),
     line('name', JSON.stringify(f.name)),
     line('output-sha256', f.outputSha256),
+    ...(f.outputSize === undefined ? [] : [line('output-size', String(f.outputSize))]),
     line('archive-size', String(f.archiveSize)),
     line('archive-sha256', f.archiveSha256),
     line('closure', f.closure.join(' ')),
@@ -116,8 +127,8 @@ export function parseInfo(data: Buffer | string): Info {
   }
   const format = fields.get('peerpkgs-info');
   if (order[0] !== 'peerpkgs-info' || format === undefined) throw new InfoError('invalid .info: it does not start with "peerpkgs-info:"');
-  if (format !== String(INFO_FORMAT)) {
-    throw new InfoError(`.info format ${JSON.stringify(format)} is not understood (this peerpkgs reads format ${INFO_FORMAT}; a newer peerpkgs may)`);
+  if (!FORMATS.includes(format)) {
+    throw new InfoError(`.info format ${JSON.stringify(format)} is not understood (this peerpkgs reads formats ${FORMATS.join(' and ')}; a newer peerpkgs may)`);
   }
   const get = (f: string): string => {
     const v = fields.get(f);
@@ -133,11 +144,13 @@ export function parseInfo(data: Buffer | string): Info {
   if (typeof name !== 'string') throw new InfoError('invalid .info: name is not a JSON string');
   const closure = get('closure');
   const size = get('archive-size');
+  const count = (v: string) => (/^(0|[1-9][0-9]*)$/.test(v) ? Number(v) : NaN);
   const info: InfoFields = {
     pkghash: get('pkghash'),
     name,
     outputSha256: get('output-sha256'),
-    archiveSize: /^(0|[1-9][0-9]*)$/.test(size) ? Number(size) : NaN,
+    ...(format === '1' ? {} : { outputSize: count(get('output-size')) }),
+    archiveSize: count(size),
     archiveSha256: get('archive-sha256'),
     closure: closure === '' ? [] : closure.split(' '),
   };

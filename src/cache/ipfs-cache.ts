@@ -15,7 +15,7 @@
  * An IPNS name is resolved once a process.
  */
 import { peerpkgsHome } from '../fetch/home.ts';
-import { nodeSettings } from '../ipfs/config.ts';
+import { settings } from '../settings.ts';
 import { IpfsNotFound, IpfsUnreachable } from '../ipfs/errors.ts';
 import { acquireIpfs } from '../ipfs/shared.ts';
 import type { IpfsClient } from '../ipfs/client.ts';
@@ -43,7 +43,7 @@ export class IpfsCache implements Cache {
   }
 
   private timeoutMs(): number {
-    return this.env.PKG_IPFS_TIMEOUT ? nodeSettings(this.env).timeoutMs : this.opts.timeoutMs;
+    return settings(this.env).ipfsTimeoutMs;
   }
 
   private rootCid(ipfs: IpfsClient): Promise<string> {

@@ -22,6 +22,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { settings } from '../settings.ts';
 
 export const KEY_PREFIX = 'ed25519:';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -33,6 +34,24 @@ export class KeyError extends Error {
     super(message);
     this.name = 'KeyError';
   }
+}
+
+/**
+ * A list of trusted keys (trusted-keys, a .pub file, PKG_TRUSTED_KEYS) that
+ * does not parse: bad input, refused before anything is fetched, with the
+ * usage errors' exit status.
+ */
+export class TrustListError extends KeyError {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrustListError';
+  }
+}
+
+/** `word` as messages quote it: short, whatever a garbage file holds. */
+function quote(word: string): string {
+  return JSON.stringify(word.length > 40 ? `${word.slice(0, 40)}…` : word);
 }
 
 export interface PublicKey {
@@ -203,7 +222,7 @@ export function parseTrustedKeys(text: string, file: string): TrustedKey[] {
     if (t === '' || t.startsWith('#')) return;
     const [word = '', ...rest] = t.split(/\s+/);
     const k = parsePublicKey(word);
-    if (!k) throw new KeyError(`${file}:${i + 1}: not a public key (want ed25519:<base64 of 32 bytes>, as in a .pub file): ${JSON.stringify(word)}`);
+    if (!k) throw new TrustListError(`${file}:${i + 1}: not a public key (want ed25519:<base64 of 32 bytes>, as in a .pub file): ${quote(word)}`);
     keys.push({ ...k, comment: rest.join(' '), from: `${file}:${i + 1}` });
   });
   return keys;
@@ -221,13 +240,15 @@ export function loadTrustedKeys(home: string, env: NodeJS.ProcessEnv = process.e
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new TrustListError(`${file}: ${(e as Error).message}`);
   }
   if (text !== null) keys.push(...parseTrustedKeys(text, file));
-  for (const word of (env.PKG_TRUSTED_KEYS ?? '').split(/\s+/).filter(Boolean)) {
+  const words = (settings(env).trustedKeys ?? '').split(/\s+/).filter(Boolean);
+  for (const [i, word] of words.entries()) {
+    const where = `PKG_TRUSTED_KEYS, word ${i + 1}`;
     if (word.startsWith(KEY_PREFIX)) {
       const k = parsePublicKey(word);
-      if (!k) throw new KeyError(`PKG_TRUSTED_KEYS: not a public key (want ed25519:<base64 of 32 bytes>): ${JSON.stringify(word)}`);
+      if (!k) throw new TrustListError(`${where}: not a public key (want ed25519:<base64 of 32 bytes>): ${quote(word)}`);
       keys.push({ ...k, comment: '', from: 'PKG_TRUSTED_KEYS' });
       continue;
     }
@@ -236,7 +257,9 @@ export function loadTrustedKeys(home: string, env: NodeJS.ProcessEnv = process.e
       pub = fs.readFileSync(path.resolve(word), 'utf8');
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
-      throw new KeyError(`PKG_TRUSTED_KEYS: ${word}: ${why} (give public keys, ed25519:<base64>, or paths to .pub files)`);
+      // a .pub file's text pasted in whole: its comment is no key and no file
+      const pasted = i > 0 && words[i - 1]!.startsWith(KEY_PREFIX) ? '; a .pub file\'s comment cannot be given here' : '';
+      throw new TrustListError(`${where}: ${quote(word)}: ${why} (give public keys, ed25519:<base64>, or paths to .pub files${pasted})`);
     }
     keys.push(...parseTrustedKeys(pub, word));
   }

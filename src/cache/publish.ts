@@ -93,6 +93,7 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
         pkghash: pkg.pkghash,
         name: pkg.name,
         outputSha256: copied.sha256,
+        outputSize: copied.outputSize,
         archiveSize: copied.size,
         archiveSha256: copied.archiveSha256,
         closure: pkg.closure,
@@ -108,12 +109,13 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
   }
 }
 
-/** Copies a .tar.gz to `to` in one pass, returning its size, its sha256 and that of its uncompressed tar. */
-async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: number; archiveSha256: string; sha256: string }> {
+/** Copies a .tar.gz to `to` in one pass, returning its size, its sha256, and the sha256 and size of its uncompressed tar. */
+async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: number; archiveSha256: string; sha256: string; outputSize: number }> {
   const out = fs.createWriteStream(to, { flags: 'wx', mode: 0o644, flush: true });
   const gz = createHash('sha256');
   const tar = createHash('sha256');
   let size = 0;
+  let outputSize = 0;
   try {
     await once(out, 'open');
     await pipeline(
@@ -132,6 +134,7 @@ async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: num
       new Writable({
         write(chunk: Buffer, _enc, done) {
           tar.update(chunk);
+          outputSize += chunk.length;
           done();
         },
       }),
@@ -141,5 +144,5 @@ async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: num
     if (e instanceof Error && !('syscall' in e)) throw new PublishError(`${input.path}: not a .tar.gz (${e.message})`);
     throw e;
   }
-  return { size, archiveSha256: gz.digest('hex'), sha256: tar.digest('hex') };
+  return { size, archiveSha256: gz.digest('hex'), sha256: tar.digest('hex'), outputSize };
 }

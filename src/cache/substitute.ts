@@ -7,8 +7,10 @@
  * for `<pkghash>.tar.gz` and read it once, as a stream: each chunk is
  * counted against the size the .info gives, hashed against its sha256,
  * written to a temporary file beside the target, and gunzipped into a safe
- * extraction (archive/extract.ts) that checks the uncompressed sha256. So
- * a 1 GB package needs no more memory than a 10 kB one, and is read once.
+ * extraction (archive/extract.ts) that checks the uncompressed sha256 and
+ * stops at the uncompressed size the .info gives (PKG_MAX_UNPACK_SIZE for
+ * an .info without one), so that a signed decompression bomb fills no
+ * disk. A 1 GB package needs no more memory than a 10 kB one, and is read once.
  *
  * Nothing is kept unless everything matched: the temporary file and the
  * temporary tree are removed on any failure, and the tree is renamed into
@@ -24,12 +26,13 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { extract } from '../archive/extract.ts';
+import { boundedBytes, extract, type ExtractOptions } from '../archive/extract.ts';
 import { ArchiveError } from '../archive/errors.ts';
 import { drained, removeTree } from '../archive/files.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
+import { formatSize, settings } from '../settings.ts';
 
 export interface SubstituteOptions {
   pkghash: string;
@@ -43,6 +46,8 @@ export interface SubstituteOptions {
   outputsDir: string;
   /** the pkghashes of the run closure, if known: an entry that says otherwise is refused */
   closure?: string[];
+  /** uncompressed bytes an entry whose .info has no output-size may unpack to (default: PKG_MAX_UNPACK_SIZE) */
+  maxUnpackBytes?: number;
   log(line: string): void;
 }
 
@@ -113,15 +118,20 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
     throw e;
   }
   const tmp = `${opts.target}.cache-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await receive(cache, info, tmp, opts.outputsDir);
+  await receive(cache, info, tmp, opts.outputsDir, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes));
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
   opts.log(`${opts.name}: from ${cache.url}, ${by}, output ${info.outputSha256.slice(0, 16)}…`);
   return { sha256: info.outputSha256, tmp, cache: cache.url, info, signer };
 }
 
+function unpackBound(info: Info, cap: number): ExtractOptions {
+  if (info.outputSize !== undefined) return { maxBytes: info.outputSize, maxWhat: `the ${info.outputSize} bytes its .info gives as output-size` };
+  return { maxBytes: cap, maxWhat: `the ${formatSize(cap)} that PKG_MAX_UNPACK_SIZE allows an .info without output-size` };
+}
+
 /** The one streaming pass: archive bytes checked, kept in `tmp`, and unpacked into outputsDir/<sha256>. */
-async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string): Promise<void> {
+async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string, bound: ExtractOptions): Promise<void> {
   const name = `${info.pkghash}.tar.gz`;
   const got = await cache.get(name, { maxBytes: info.archiveSize }).catch((e: unknown) => {
     throw e instanceof CacheError ? new CacheError(`${name}: ${e.message}`) : e;
@@ -162,10 +172,10 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
     fs.mkdirSync(outputsDir, { recursive: true });
     if (fs.existsSync(dest)) {
       // unpacked before (built here, or substituted for another package): check, but do not unpack again
-      const sha = await gunzippedSha256(Readable.from(checked()));
+      const sha = await gunzippedSha256(Readable.from(checked()), bound);
       if (sha !== info.outputSha256) throw new EntryError(`${name} unpacks to sha256 ${sha}, its .info says ${info.outputSha256}`);
     } else {
-      await extract(Readable.from(checked()), unpackTo, { expectSha256: info.outputSha256 });
+      await extract(Readable.from(checked()), unpackTo, { expectSha256: info.outputSha256, ...bound });
       if (fs.existsSync(dest)) await removeTree(unpackTo);
       else fs.renameSync(unpackTo, dest);
     }
@@ -180,7 +190,7 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
   }
 }
 
-async function gunzippedSha256(input: Readable): Promise<string> {
+async function gunzippedSha256(input: Readable, bound: ExtractOptions): Promise<string> {
   const hash = createHash('sha256');
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -189,9 +199,11 @@ async function gunzippedSha256(input: Readable): Promise<string> {
     },
   });
   try {
-    await pipeline(input, zlib.createGunzip(), sink);
+    await pipeline(input, zlib.createGunzip(), boundedBytes(bound, () => {}), sink);
   } catch (e) {
-    if (e instanceof Error && !('syscall' in e) && !(e instanceof CacheError) && !(e instanceof EntryError)) throw new ArchiveError(`cannot extract archive stream: ${e.message}`);
+    if (e instanceof Error && !('syscall' in e) && !(e instanceof CacheError) && !(e instanceof EntryError) && !(e instanceof ArchiveError)) {
+      throw new ArchiveError(`cannot extract archive stream: ${e.message}`);
+    }
     throw e;
   }
   return hash.digest('hex');
@@ -199,7 +211,7 @@ async function gunzippedSha256(input: Readable): Promise<string> {
 
 /** PKG_FORCE_BINARY=yes: a package no cache has is an error, not a build. */
 export function forceBinary(env: NodeJS.ProcessEnv = process.env): boolean {
-  return /^(yes|y|1|true)$/i.test(env.PKG_FORCE_BINARY ?? '');
+  return settings(env).forceBinary;
 }
 
 /** No cache had a usable binary package, and building was forbidden. */

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { recordedSha256 } from '../build/outputs.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
+import { SettingsError } from '../settings.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display } from '../tree/errors.ts';
 import { addToCache, PublishError, type PublishPackage } from '../cache/publish.ts';
@@ -221,9 +222,9 @@ function failed(prog: string, e: unknown, io: CommandIO): number {
     io.err(`${prog}: ${e.message} (see ${prog} --help)\n`);
     return 2;
   }
-  if (e instanceof KeyError || e instanceof PublishError) {
+  if (e instanceof KeyError || e instanceof PublishError || e instanceof SettingsError) {
     io.err(`${prog}: ${e.message}\n`);
-    return 1;
+    return (e as { exitCode?: number }).exitCode ?? 1;
   }
   if ((e as NodeJS.ErrnoException)?.code && 'syscall' in (e as object)) {
     io.err(`${prog}: ${(e as Error).message}\n`);

@@ -7,6 +7,7 @@
  * blocks or the record in time), 130 interrupted.
  */
 import { peerpkgsHome } from '../fetch/home.ts';
+import { SettingsError } from '../settings.ts';
 import type { AddOptions, IpfsClient } from '../ipfs/client.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from '../ipfs/errors.ts';
 
@@ -242,6 +243,7 @@ function fail(prog: string, e: unknown, io: CommandIO): number {
     return IPFS_EXIT.usage;
   }
   io.err(`${prog}: ${msg}\n`);
+  if (e instanceof SettingsError) return e.exitCode;
   if (e instanceof IpfsNotFound) return IPFS_EXIT.notFound;
   if (e instanceof IpfsUnreachable) return IPFS_EXIT.unreachable;
   if (e instanceof IpfsError || (e as NodeJS.ErrnoException)?.code) return IPFS_EXIT.failed;

@@ -11,6 +11,7 @@ import { loadRules } from '../engine/plugins.ts';
 import { packageRules, isPackageDir } from '../build/rules.ts';
 import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
+import { settings } from '../settings.ts';
 import type { ManifestEntry } from '../archive/manifest.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
@@ -78,7 +79,9 @@ Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
 unpacked outputs and sandbox roots. PKG_MIRROR_DB names the source mirror
 database (default: mirrors/ipfs.csv beside the tree's pkg/); PKG_MIRROR_IPFS=no
 fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
-an IPFS transfer that brings no data.
+an IPFS transfer that brings no data. Downloads are bounded by
+PKG_MAX_DOWNLOAD_SIZE, PKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE and
+PKG_MAX_UNPACK_SIZE (see the README); a variable that does not parse is exit 2.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
 130 interrupted.
@@ -208,7 +211,7 @@ function newPackage(argv: string[]): number {
   fs.writeFileSync(path.join(dir, 'run-deps'), '');
   fs.writeFileSync(
     path.join(dir, 'fetch'),
-    '# One record a source file, records separated by blank lines:\n# url: https://example.org/hello-1.0.tar.gz\n# sha256: <64 hex digits>\n',
+    '# One record a source file, records separated by blank lines\n# (peerpkgs distfiles add FILE prints its sha256 and size):\n# url: https://example.org/hello-1.0.tar.gz\n# sha256: <64 hex digits>\n# size: <bytes>\n',
   );
   process.stdout.write(`${argv[0]}: edit build, build-deps, run-deps and fetch, then: bin/build-packages-ifchange ${argv[0]}\n`);
   return EXIT.ok;
@@ -340,10 +343,13 @@ async function distfiles(argv: string[]): Promise<number> {
   if (argv[0] !== 'add' || argv.length < 2) throw new UsageError('usage: peerpkgs distfiles add FILE...');
   const { DistfileStore } = await import('../fetch/store.ts');
   const store = new DistfileStore(peerpkgsHome());
+  // each file's fetch record, but for its urls: what to paste into pkg/NAME/fetch
+  const records: string[] = [];
   for (const f of argv.slice(1)) {
     const sha = await store.add(f);
-    process.stdout.write(`${sha}  ${f}\n`);
+    records.push(`# ${path.basename(f)}\nsha256: ${sha}\nsize: ${fs.statSync(store.path(sha)).size}\n`);
   }
+  process.stdout.write(records.join('\n'));
   return EXIT.ok;
 }
 
@@ -482,9 +488,11 @@ export async function run(argv: string[]): Promise<void> {
   // the .do files a build runs (a seed's do-fetch) start in other directories
   if (process.env.PKG_MIRROR_DB) process.env.PKG_MIRROR_DB = path.resolve(process.env.PKG_MIRROR_DB);
   try {
+    settings(); // every variable checked before any work, whichever the command reads
     process.exitCode = await main(argv);
   } catch (e) {
     const msg = (e as Error).message;
+    const exitCode = (e as { exitCode?: unknown }).exitCode;
     if (e instanceof UsageError) {
       process.stderr.write(`${name}: ${msg} (see ${name} --help)\n`);
       process.exitCode = EXIT.usage;
@@ -494,6 +502,10 @@ export async function run(argv: string[]): Promise<void> {
     } else if ((e as Error).name === 'FetchError') {
       process.stderr.write(`${name}: ${msg}\n`);
       process.exitCode = EXIT.fetch;
+    } else if (typeof exitCode === 'number') {
+      // bad input that says its own status: a variable (settings.ts), a trust list
+      process.stderr.write(`${name}: ${msg}\n`);
+      process.exitCode = exitCode;
     } else {
       process.stderr.write(`${name}: ${msg}\n`);
       process.exitCode = EXIT.failed;

@@ -6,7 +6,10 @@
  * source is a `Source`, so a new kind of mirror is a new object and not a
  * change here. A source that fails for a reason that may pass (HTTP 5xx,
  * reset, timeout, truncated body) is tried again after an exponential
- * backoff; one that cannot succeed (404, wrong bytes) is left at once.
+ * backoff; one that cannot succeed (404, wrong bytes, too slow) is left
+ * at once. Every download is bounded (http.ts): a distfile's length by its
+ * fetch record's `size:`, or by PKG_MAX_DOWNLOAD_SIZE, and its time by a
+ * deadline sized to that length.
  *
  * The bytes are hashed as they stream into the store (store.ts), so a
  * wrong download never appears under the hash's name. When every source
@@ -14,11 +17,11 @@
  * fetch" alone sends the user to find out what we already knew.
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as https from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { formatSize, settings } from '../settings.ts';
 import { DistfileStore, HashMismatch, checkSha256, type Bytes } from './store.ts';
+import { errnoReason, httpGet, HttpError, type Deadline } from './http.ts';
 import { progressFor, type Progress, type Transfer } from './progress.ts';
 
 /** One source archive of a package, as its fetch file names it. */
@@ -26,11 +29,24 @@ export interface Distfile {
   file: string;
   sha256: string;
   urls: string[];
+  /** its length in bytes, when the fetch record says */
+  size?: number;
 }
 
 export interface Opened {
   body: Bytes;
   size?: number;
+  /** stops the transfer, when the caller gives up on it before the end */
+  close?(): void;
+}
+
+/** What a source may send: more than maxBytes is refused, and it must be in before the deadline. */
+export interface OpenOptions {
+  timeoutMs: number;
+  maxBytes: number;
+  /** what maxBytes is, for messages */
+  maxWhat: string;
+  deadline: Deadline;
 }
 
 /** A place that may hold a distfile's bytes. It need not verify them: the store does. */
@@ -38,7 +54,7 @@ export interface Source {
   /** How the user knows this source in messages: its URL. */
   describe(): string;
   /** Throws SourceError saying why the bytes cannot be had. */
-  open(want: Distfile, opts: { timeoutMs: number }): Promise<Opened>;
+  open(want: Distfile, opts: OpenOptions): Promise<Opened>;
 }
 
 /** Why a source failed; transient when trying it again may succeed. */
@@ -82,6 +98,10 @@ export interface FetchOptions {
   retries?: number;
   /** wait before the first retry; doubled before each next one */
   backoffMs?: number;
+  /** bytes a distfile without a size may have (default: PKG_MAX_DOWNLOAD_SIZE) */
+  maxBytes?: number;
+  /** how long a download may take (default: PKG_DOWNLOAD_BASE_TIME and PKG_DOWNLOAD_MIN_RATE) */
+  deadline?: Deadline;
   progress?: Progress;
   /** tried before the URLs, in order */
   sources?: Source[];
@@ -113,11 +133,12 @@ async function withRetries(source: Source, want: Distfile, opts: FetchOptions & 
   const backoffMs = opts.backoffMs ?? 1000;
   for (let n = 1; ; n++) {
     try {
-      return await attempt(source, want, opts.store, opts.timeoutMs ?? 30_000, progress);
+      return await attempt(source, want, opts, progress);
     } catch (e) {
       const why = reasonOf(e);
       const delay = backoffMs * 2 ** (n - 1);
-      const again = e instanceof SourceError && e.transient && n <= retries;
+      // an HttpError comes from the body, after the source was opened
+      const again = (e instanceof SourceError || e instanceof HttpError) && e.transient && n <= retries;
       const wait = delay < 1000 ? `${delay} ms` : `${delay / 1000} s`;
       progress.note(`${want.file}: ${source.describe()}: ${why}${again ? `; trying again in ${wait}` : ''}`);
       if (!again) return { reason: n > 1 ? `${why} (${n} tries)` : why };
@@ -126,52 +147,48 @@ async function withRetries(source: Source, want: Distfile, opts: FetchOptions & 
   }
 }
 
-async function attempt(source: Source, want: Distfile, store: DistfileStore, timeoutMs: number, progress: Progress): Promise<string> {
-  const opened = await source.open(want, { timeoutMs });
+/**
+ * One download of a distfile. Its length is checked here, for every kind of
+ * source: a fetch record's size exactly, and a distfile without one against
+ * the cap, so that a body that never ends cannot fill the disk.
+ */
+async function attempt(source: Source, want: Distfile, opts: FetchOptions, progress: Progress): Promise<string> {
+  const s = settings();
+  const cap = opts.maxBytes ?? s.maxDownloadBytes;
+  const maxBytes = want.size ?? cap;
+  const maxWhat = want.size !== undefined ? `the ${want.size} bytes its fetch record says` : `the ${formatSize(cap)} that PKG_MAX_DOWNLOAD_SIZE allows a source whose fetch record gives no size`;
+  const deadline = opts.deadline ?? { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate };
+  const opened = await source.open(want, { timeoutMs: opts.timeoutMs ?? 30_000, maxBytes, maxWhat, deadline });
+  if (want.size !== undefined && opened.size !== undefined && opened.size !== want.size) {
+    opened.close?.();
+    throw new SourceError(`is ${opened.size} bytes, its fetch record says ${want.size}`, false);
+  }
   const transfer = progress.begin(want.file, source.describe(), opened.size);
   try {
-    const stored = await store.put(want.sha256, counted(opened.body, transfer));
+    const stored = await opts.store.put(want.sha256, counted(opened.body, transfer, want, maxBytes, maxWhat));
     transfer.done();
     return stored;
   } catch (e) {
     transfer.abort();
+    opened.close?.();
     throw e;
   }
 }
 
-async function* counted(body: Bytes, transfer: Transfer): AsyncIterable<Uint8Array> {
+async function* counted(body: Bytes, transfer: Transfer, want: Distfile, maxBytes: number, maxWhat: string): AsyncIterable<Uint8Array> {
+  let got = 0;
   for await (const chunk of body) {
+    got += chunk.length;
+    if (got > maxBytes) throw new SourceError(`longer than ${maxWhat}`, false);
     transfer.advance(chunk.length);
     yield chunk;
   }
+  if (want.size !== undefined && got !== want.size) throw new SourceError(`is ${got} bytes, its fetch record says ${want.size}`, false);
 }
 
 function reasonOf(e: unknown): string {
-  if (e instanceof SourceError || e instanceof HashMismatch) return e.message;
-  return networkReason(e);
-}
-
-const ERRNO_REASONS: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ECONNRESET: 'connection reset',
-  EPIPE: 'connection reset',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'host not found (DNS lookup failed)',
-  ENOENT: 'no such file',
-  EACCES: 'permission denied',
-  EISDIR: 'is a directory',
-};
-
-function networkReason(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException)?.code;
-  return (code && ERRNO_REASONS[code]) ?? (e instanceof Error ? e.message : String(e));
-}
-
-// as curl's --retry: a host that is not there, or refuses, will not be there in a second
-const LASTING = new Set(['ENOTFOUND', 'ECONNREFUSED']);
-
-function networkError(e: unknown): SourceError {
-  return new SourceError(networkReason(e), !LASTING.has((e as NodeJS.ErrnoException)?.code ?? ''));
+  if (e instanceof SourceError || e instanceof HttpError || e instanceof HashMismatch) return e.message;
+  return errnoReason(e);
 }
 
 /** The source for a URL of a fetch file: http, https or file. */
@@ -184,8 +201,7 @@ export function urlSource(url: string): Source {
   }
   const describe = () => url;
   if (parsed?.protocol === 'http:' || parsed?.protocol === 'https:') {
-    const u = parsed;
-    return { describe, open: (_want, { timeoutMs }) => httpGet(u, timeoutMs, 0) };
+    return httpSource(parsed, describe);
   }
   if (parsed?.protocol === 'file:') {
     const u = parsed;
@@ -203,70 +219,22 @@ async function openFile(url: URL): Promise<Opened> {
     throw new SourceError('not a local file URL', false);
   }
   const stat = await fs.promises.stat(file).catch((e: unknown) => {
-    throw new SourceError(networkReason(e), false);
+    throw new SourceError(errnoReason(e), false);
   });
   if (!stat.isFile()) throw new SourceError('not a regular file', false);
-  return { size: stat.size, body: fs.createReadStream(file) };
+  const body = fs.createReadStream(file);
+  return { size: stat.size, body, close: () => body.destroy() };
 }
 
-const MAX_REDIRECTS = 5;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
-function httpGet(url: URL, timeoutMs: number, redirects: number): Promise<Opened> {
-  return new Promise((resolve, reject) => {
-    let timedOut = false;
-    const timeout = () => new SourceError(`timed out (no data for ${timeoutMs} ms)`, true);
-    const get = url.protocol === 'https:' ? https.get : http.get;
-    // agent: false: one connection a download, closed after it, so no idle socket outlives a fetch
-    const headers = { 'user-agent': 'peerpkgs', 'accept-encoding': 'identity' };
-    const req = get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
-      const status = res.statusCode ?? 0;
-      const location = res.headers.location;
-      if (REDIRECTS.has(status) && location) {
-        res.resume();
-        if (redirects >= MAX_REDIRECTS) return reject(new SourceError(`too many redirects (more than ${MAX_REDIRECTS})`, false));
-        let next: URL;
-        try {
-          next = new URL(location, url);
-        } catch {
-          return reject(new SourceError(`redirect to a bad URL: ${location}`, false));
-        }
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-          return reject(new SourceError(`redirect to a URL that is not http(s): ${next.href}`, false));
-        }
-        return resolve(httpGet(next, timeoutMs, redirects + 1));
+function httpSource(url: URL, describe: () => string): Source {
+  return {
+    describe,
+    open: async (_want, { timeoutMs, maxBytes, maxWhat, deadline }) => {
+      try {
+        return await httpGet(url, { idleMs: timeoutMs, maxBytes, maxWhat, deadline });
+      } catch (e) {
+        throw e instanceof HttpError ? new SourceError(e.message, e.transient) : e;
       }
-      if (status !== 200) {
-        res.resume();
-        const where = redirects ? ` from ${url.href}` : '';
-        return reject(new SourceError(`HTTP ${status}${where}`, status >= 500 || status === 408 || status === 429));
-      }
-      const header = res.headers['content-length'];
-      const size = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
-      async function* body(): AsyncIterable<Uint8Array> {
-        let got = 0;
-        const short = () => new SourceError(`truncated (got ${got} of ${size} bytes)`, true);
-        try {
-          for await (const chunk of res as AsyncIterable<Buffer>) {
-            got += chunk.length;
-            yield chunk;
-          }
-        } catch (e) {
-          if (timedOut) throw timeout();
-          if (size !== undefined && got < size) throw short();
-          throw networkError(e);
-        } finally {
-          req.destroy();
-        }
-        if (timedOut) throw timeout();
-        if (size !== undefined && got < size) throw short();
-      }
-      resolve({ size, body: body() });
-    });
-    req.on('timeout', () => {
-      timedOut = true;
-      req.destroy();
-    });
-    req.on('error', (e) => reject(timedOut ? timeout() : networkError(e)));
-  });
+    },
+  };
 }

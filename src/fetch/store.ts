@@ -15,6 +15,7 @@
  * the hash is right; anything else removes the temporary file.
  */
 import * as crypto from 'node:crypto';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -80,6 +81,11 @@ export class DistfileStore {
     const hash = crypto.createHash('sha256');
     let size = 0;
     try {
+      // flush: fsync before close, so a crash cannot leave a short file under a trusted name
+      const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o444, flush: true });
+      // opened before any byte is asked for: a source failing at once would
+      // otherwise leave the file created after the clean-up below removed it
+      await once(out, 'open');
       await pipeline(
         bytes,
         async function* (chunks: Bytes) {
@@ -89,8 +95,7 @@ export class DistfileStore {
             yield chunk;
           }
         },
-        // flush: fsync before close, so a crash cannot leave a short file under a trusted name
-        fs.createWriteStream(tmp, { flags: 'wx', mode: 0o444, flush: true }),
+        out,
       );
       const got = hash.digest('hex');
       if (want !== undefined && got !== want) throw new HashMismatch(want, got, size);

@@ -11,7 +11,7 @@
  *   $PEERPKGS_HOME/ipfs/addrs       the daemon's peer id and multiaddrs, one a line
  */
 import * as path from 'node:path';
-import { IpfsError } from './errors.ts';
+import { settings } from '../settings.ts';
 
 export interface IpfsPaths {
   dir: string;
@@ -37,36 +37,14 @@ export function ipfsPaths(home: string): IpfsPaths {
 /** Loopback only, any free port: nothing is offered to the network unless asked for. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0'];
 
-/** How long a block may take to arrive before a read gives up, unless PKG_IPFS_TIMEOUT says otherwise. */
-export const DEFAULT_TIMEOUT_MS = 30_000;
-
 export interface NodeSettings {
   listen: string[];
   peers: string[];
   timeoutMs: number;
 }
 
-function words(v: string | undefined): string[] {
-  return (v ?? '').split(/\s+/).filter(Boolean);
-}
-
-/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS and PKG_IPFS_TIMEOUT, checked. */
+/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS and PKG_IPFS_TIMEOUT, as settings.ts read and checked them. */
 export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings {
-  const listen = env.PKG_IPFS_LISTEN !== undefined ? words(env.PKG_IPFS_LISTEN) : DEFAULT_LISTEN;
-  for (const a of listen) {
-    if (!a.startsWith('/')) throw new IpfsError(`PKG_IPFS_LISTEN: ${a} is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4001)`);
-  }
-  const peers = words(env.PKG_IPFS_PEERS);
-  for (const p of peers) {
-    if (!p.startsWith('/') || !/\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/.test(p)) {
-      throw new IpfsError(`PKG_IPFS_PEERS: ${p} is not a multiaddr ending in /p2p/<peer id> (the daemon prints its own: peerpkgs ipfs id)`);
-    }
-  }
-  let timeoutMs = DEFAULT_TIMEOUT_MS;
-  if (env.PKG_IPFS_TIMEOUT) {
-    const s = Number(env.PKG_IPFS_TIMEOUT);
-    if (!Number.isFinite(s) || s <= 0) throw new IpfsError(`PKG_IPFS_TIMEOUT: ${env.PKG_IPFS_TIMEOUT} is not a number of seconds`);
-    timeoutMs = Math.round(s * 1000);
-  }
-  return { listen, peers, timeoutMs };
+  const s = settings(env);
+  return { listen: [...(s.ipfsListen ?? DEFAULT_LISTEN)], peers: [...s.ipfsPeers], timeoutMs: s.ipfsTimeoutMs };
 }

@@ -29,6 +29,7 @@ import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
 import type { AddOptions, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
 import { splitPath } from './client.ts';
 import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
+import { settings as readSettings } from '../settings.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
@@ -371,7 +372,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   const env = opts.env ?? process.env;
   const settings = nodeSettings(env);
   if (opts.listen) settings.listen = opts.listen;
-  else if (!opts.serve && env.PKG_IPFS_LISTEN === undefined) settings.listen = [];
+  else if (!opts.serve && readSettings(env).ipfsListen === undefined) settings.listen = [];
   const paths = ipfsPaths(opts.home);
   fs.mkdirSync(paths.dir, { recursive: true });
   const [

@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { TreeError, at, display } from '../tree/errors.ts';
 import { byBytes } from '../tree/package.ts';
+import { settings } from '../settings.ts';
 
 export interface MirrorRecord {
   sha256: string;
@@ -196,7 +197,8 @@ export function treeRoot(start: string): string | null {
  * $PKG_MIRROR_DB if set, else mirrors/ipfs.csv beside the tree's pkg/.
  */
 export function mirrorDbPath(start: string, env: NodeJS.ProcessEnv = process.env): string | null {
-  if (env.PKG_MIRROR_DB) return path.resolve(env.PKG_MIRROR_DB);
+  const db = settings(env).mirrorDb;
+  if (db) return path.resolve(db);
   const root = treeRoot(start);
   return root ? path.join(root, 'mirrors', DB_NAME) : null;
 }

@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import type { Distfile, Source } from '../fetch/fetch.ts';
 import { ipfsPaths } from '../ipfs/config.ts';
+import { settings } from '../settings.ts';
 import type { MirrorNode } from './source.ts';
 import { ipfsMirrorFor } from './source.ts';
 
@@ -19,7 +20,7 @@ import { ipfsMirrorFor } from './source.ts';
  * tree whose database lists mirrors still builds from its urls at once.
  */
 export function ipfsHasPeers(home: string, env: NodeJS.ProcessEnv): boolean {
-  return Boolean(env.PKG_IPFS_PEERS?.trim()) || fs.existsSync(ipfsPaths(home).socket);
+  return settings(env).ipfsPeers.length > 0 || fs.existsSync(ipfsPaths(home).socket);
 }
 
 export async function fetchWithMirror<T>(

@@ -18,6 +18,7 @@ import type { Distfile, Opened, Source } from '../fetch/fetch.ts';
 import { SourceError } from '../fetch/fetch.ts';
 import { formatBytes } from '../fetch/progress.ts';
 import { MirrorDb, mirrorDbPath } from './db.ts';
+import { settings } from '../settings.ts';
 
 /** What the mirror needs of an IPFS node. */
 export interface MirrorNode {
@@ -167,7 +168,6 @@ class Idle {
   }
 }
 
-const OFF = /^(no|off|false|0)$/i;
 
 export interface MirrorSetup {
   /** where the package's fetch file lies; its tree's mirrors/ipfs.csv is used */
@@ -184,10 +184,9 @@ export interface MirrorSetup {
  */
 export function ipfsMirrorFor(setup: MirrorSetup): IpfsMirror | null {
   const env = setup.env ?? process.env;
-  if (OFF.test(env.PKG_MIRROR_IPFS ?? '')) return null;
+  const s = settings(env);
+  if (!s.mirrorIpfs) return null;
   const dbFile = mirrorDbPath(setup.packageDir, env);
   if (!dbFile) return null;
-  const t = Number(env.PKG_IPFS_TIMEOUT);
-  const idleMs = env.PKG_IPFS_TIMEOUT && t > 0 ? Math.round(t * 1000) : undefined;
-  return new IpfsMirror({ dbFile, open: setup.open, idleMs });
+  return new IpfsMirror({ dbFile, open: setup.open, idleMs: s.ipfsTimeoutMs });
 }

@@ -120,7 +120,7 @@ export async function reproduceSeed(opts: ReproduceOptions): Promise<ReproduceRe
   fs.mkdirSync(path.join(tree2, '.redo'));
   fs.writeFileSync(
     path.join(tree2, 'pkg', 'seed', 'fetch'),
-    `# generation 1's seed, made by peerpkgs seed reproduce\nurl: file://${seed1.file}\nsha256: ${seed1Sha}\nfile: ${seedFile}\n`,
+    `# generation 1's seed, made by peerpkgs seed reproduce\nurl: file://${seed1.file}\nsha256: ${seed1Sha}\nsize: ${fs.statSync(seed1.file).size}\nfile: ${seedFile}\n`,
   );
   opts.log(`generation 2: ${components.join(', ')} built by generation 1's seed, in ${tree2}`);
   t0 = performance.now();

@@ -4,7 +4,7 @@
  *   build        the script that builds the package in the sandbox
  *   build-deps   relative paths of build dependencies, one a line
  *   run-deps     relative paths of runtime dependencies, one a line
- *   fetch        rec records: url (one or more mirrors), sha256, file
+ *   fetch        rec records: url (one or more mirrors), sha256, size, file
  *   files/       files copied into the build directory
  *   *.do         overrides of the built-in rules; a package may be made by
  *                its .pkg.tar.gz.do alone and have no build script
@@ -30,6 +30,8 @@ export interface FetchEntry {
   file: string; // name of the downloaded file in the build directory
   sha256: string;
   urls: string[]; // mirrors of the one file, in the order given
+  /** bytes, when the record says: checked when fetching, not an input of the pkghash */
+  size?: number;
   line: number; // of the record in the fetch file
 }
 
@@ -150,26 +152,32 @@ function fetchEntry(rec: RecRecord, file: string): FetchEntry {
   const urls: string[] = [];
   const sha = rec.fields.filter((f) => f.name === 'sha256');
   const names = rec.fields.filter((f) => f.name === 'file');
+  const sizes = rec.fields.filter((f) => f.name === 'size');
   for (const f of rec.fields) {
     const value = f.value.trim();
     if (f.name === 'url') {
       if (!URL.canParse(value)) throw at(file, f.line, `not a url: ${JSON.stringify(value)}`);
       urls.push(value);
-    } else if (f.name !== 'sha256' && f.name !== 'file') {
-      throw at(file, f.line, `unknown field '${f.name}'; a fetch record has url, sha256 and file`);
+    } else if (f.name !== 'sha256' && f.name !== 'file' && f.name !== 'size') {
+      throw at(file, f.line, `unknown field '${f.name}'; a fetch record has url, sha256, size and file`);
     }
   }
   if (urls.length === 0) throw at(file, rec.line, 'record has no url');
   if (sha.length !== 1) throw at(file, (sha[1] ?? rec).line, sha.length ? 'record has more than one sha256' : 'record has no sha256');
   const sha256 = sha[0].value.trim();
   if (!SHA256.test(sha256)) throw at(file, sha[0].line, `sha256 must be 64 lowercase hex digits, not ${JSON.stringify(sha256)}`);
+  if (sizes.length > 1) throw at(file, sizes[1].line, 'record has more than one size');
+  const size = sizes.length ? sizes[0].value.trim() : undefined;
+  if (size !== undefined && !(/^(0|[1-9][0-9]*)$/.test(size) && Number.isSafeInteger(Number(size)))) {
+    throw at(file, sizes[0].line, `size must be a number of bytes, not ${JSON.stringify(size)}`);
+  }
   if (names.length > 1) throw at(file, names[1].line, 'record has more than one file');
   const name = names.length ? names[0].value.trim() : path.posix.basename(new URL(urls[0]).pathname);
   const where = names.length ? names[0].line : rec.line;
   if (!name || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
     throw at(file, where, names.length ? `bad file name ${JSON.stringify(name)}` : `cannot name the file after ${urls[0]}; add a 'file:' field`);
   }
-  return { file: name, sha256, urls, line: rec.line };
+  return { file: name, sha256, urls, ...(size !== undefined ? { size: Number(size) } : {}), line: rec.line };
 }
 
 /** Regular files and symlinks under files/, sorted by path; directories only contain them. */

@@ -1,0 +1,218 @@
+/**
+ * The one HTTP getter: sources (fetch.ts) and binary caches
+ * (cache/backends.ts) both download through it, so every download has the
+ * same bounds and says the same things when it fails.
+ *
+ * A download is bounded three ways. Idle: a connection silent for `idleMs`
+ * has failed. Bytes: a body longer than `maxBytes` is refused, announced
+ * or counted. Total time: a server that sends one byte every few seconds is
+ * never idle, so each request also has a deadline, sized to what it
+ * fetches: the answer must start within the base time, and the whole body
+ * must be in by the base time plus its size at the minimum rate (its size:
+ * `maxBytes` when the caller knows the exact size, else what the server
+ * announces, else `maxBytes`). Redirects count against the same deadline.
+ *
+ * It checks nothing about the bytes themselves; the callers do.
+ */
+import type * as Http from 'node:http';
+import type * as Https from 'node:https';
+import { createRequire } from 'node:module';
+
+// Not `import 'node:http'`: an ES import reads every export of the module,
+// and node:http's WebSocket getter then loads undici, some 12 MB of memory
+// in every process that only wanted http.get. https is loaded on first use.
+const builtin = createRequire(import.meta.url);
+const getFor = (url: URL): typeof Http.get =>
+  url.protocol === 'https:' ? (builtin('node:https') as typeof Https).get : (builtin('node:http') as typeof Http).get;
+
+/** How long a download may take: `baseMs`, plus its bytes at `minRate` bytes a second. */
+export interface Deadline {
+  baseMs: number;
+  minRate: number;
+}
+
+export interface HttpGetOptions {
+  /** a connection silent this long (connecting, or mid-body) has failed */
+  idleMs: number;
+  deadline: Deadline;
+  /** more bytes than this are refused */
+  maxBytes: number;
+  /** what `maxBytes` is, for messages: "the 287 bytes its .info says" */
+  maxWhat?: string;
+}
+
+/** The body of a 200 answer, as it arrives. Errors while reading it are HttpErrors. */
+export interface HttpBody {
+  /** the length the server announced, if it did */
+  size?: number;
+  body: AsyncIterable<Buffer>;
+  /** stops the transfer: the caller gives up on it */
+  close(): void;
+}
+
+/** A request that failed: an answer other than 200, a network error, or a bound crossed. */
+export class HttpError extends Error {
+  /** the status of an answer other than 200 */
+  readonly status: number | null;
+  /** trying the same URL again soon may succeed */
+  readonly transient: boolean;
+  /** the server did not answer, or too slowly to be of use: not worth asking again for a while */
+  readonly unreachable: boolean;
+
+  constructor(message: string, how: { status?: number; transient: boolean; unreachable?: boolean }) {
+    super(message);
+    this.name = 'HttpError';
+    this.status = how.status ?? null;
+    this.transient = how.transient;
+    this.unreachable = how.unreachable ?? false;
+  }
+}
+
+const ERRNO_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection reset',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host not found (DNS lookup failed)',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'is a directory',
+  EIO: 'I/O error',
+};
+
+/** What an error from the network or the file system means, in a few words. */
+export function errnoReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return (code && ERRNO_REASONS[code]) ?? (e instanceof Error ? e.message : String(e));
+}
+
+// as curl's --retry: a host that refuses, or is not there, will not be there a moment later
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
+}
+
+/** GETs `url`, following redirects; resolves once a 200 answer's headers are in. */
+export function httpGet(url: URL, opts: HttpGetOptions): Promise<HttpBody> {
+  return request(url, opts, 0, Date.now());
+}
+
+function request(url: URL, opts: HttpGetOptions, redirects: number, start: number): Promise<HttpBody> {
+  const { idleMs, deadline, maxBytes } = opts;
+  const maxWhat = opts.maxWhat ?? `the ${maxBytes} bytes expected`;
+  return new Promise((resolve, reject) => {
+    let idle = false;
+    let late: string | null = null;
+    let answered = false;
+    let socketError: Error | undefined;
+    // silent before any answer: as dead as a refused connection, and as costly to ask again
+    const idleError = () => new HttpError(`timed out (no data for ${idleMs} ms)`, { transient: true, unreachable: !answered });
+    const lateError = () => new HttpError(late!, { transient: false, unreachable: true });
+    let timer: NodeJS.Timeout | undefined;
+    const expireAt = (at: number, why: string) => {
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => {
+          late = why;
+          req.destroy();
+        },
+        Math.max(0, at - Date.now()),
+      );
+      timer.unref();
+    };
+    const done = () => clearTimeout(timer);
+    const headers = { 'user-agent': 'peerpkgs', 'accept-encoding': 'identity' };
+    // agent: false: a connection a request, closed after it, so no idle socket outlives a download
+    const req = getFor(url)(url, { agent: false, timeout: idleMs, headers }, (res) => {
+      answered = true;
+      const status = res.statusCode ?? 0;
+      const location = res.headers.location;
+      const from = redirects ? ` from ${url.href}` : '';
+      const refuse = (e: HttpError) => {
+        done();
+        res.resume();
+        req.destroy();
+        reject(e);
+      };
+      if (REDIRECTS.has(status) && location) {
+        if (redirects >= MAX_REDIRECTS) return refuse(new HttpError(`too many redirects (more than ${MAX_REDIRECTS})`, { transient: false }));
+        let next: URL;
+        try {
+          next = new URL(location, url);
+        } catch {
+          return refuse(new HttpError(`redirect to a bad URL: ${location}`, { transient: false }));
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+          return refuse(new HttpError(`redirect to a URL that is not http(s): ${next.href}`, { transient: false }));
+        }
+        done();
+        res.resume();
+        req.destroy();
+        return resolve(request(next, opts, redirects + 1, start));
+      }
+      if (status !== 200) {
+        const why = `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}${from}`;
+        return refuse(new HttpError(why, { status, transient: status >= 500 || status === 408 || status === 429 }));
+      }
+      const header = res.headers['content-length'];
+      const size = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
+      if (size !== undefined && size > maxBytes) {
+        return refuse(new HttpError(`the server announces ${size} bytes, more than ${maxWhat}`, { transient: false }));
+      }
+      const bytes = size ?? maxBytes;
+      const total = deadline.baseMs + Math.ceil((bytes / deadline.minRate) * 1000);
+      expireAt(start + total, `too slow: not done in ${seconds(total)}, the time allowed for ${bytes} bytes (PKG_DOWNLOAD_MIN_RATE)`);
+      async function* body(): AsyncIterable<Buffer> {
+        let got = 0;
+        try {
+          for await (const chunk of res as AsyncIterable<Buffer>) {
+            got += chunk.length;
+            if (got > maxBytes) throw new HttpError(`longer than ${maxWhat}`, { transient: false });
+            yield chunk;
+          }
+        } catch (e) {
+          if (e instanceof HttpError) throw e;
+          if (late) throw lateError();
+          if (idle) throw idleError();
+          // Node says 'aborted' for a body cut short, by a reset (which the socket saw) or by a plain close
+          const why = (e as Error).message !== 'aborted' ? errnoReason(e) : socketError ? errnoReason(socketError) : 'connection closed early';
+          if (size !== undefined && got < size) throw new HttpError(`${why}; truncated (got ${got} of ${size} bytes)`, { transient: true });
+          throw new HttpError(why, { transient: true });
+        } finally {
+          done();
+          req.destroy();
+        }
+        if (late) throw lateError();
+        if (idle) throw idleError();
+        if (size !== undefined && got < size) throw new HttpError(`truncated (got ${got} of ${size} bytes)`, { transient: true });
+      }
+      resolve({
+        ...(size !== undefined ? { size } : {}),
+        body: body(),
+        close: () => {
+          done();
+          req.destroy();
+        },
+      });
+    });
+    // the headers must come within the base time, however large the body
+    expireAt(start + deadline.baseMs, `too slow: no answer in ${seconds(deadline.baseMs)} (PKG_DOWNLOAD_BASE_TIME)`);
+    req.on('socket', (s) => s.on('error', (e) => (socketError ??= e)));
+    req.on('timeout', () => {
+      idle = true;
+      req.destroy();
+    });
+    req.on('error', (e) => {
+      done();
+      if (late) return reject(lateError());
+      if (idle) return reject(idleError());
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      reject(new HttpError(errnoReason(e), { transient: !['ECONNREFUSED', 'ENOTFOUND'].includes(code), unreachable: CONNECT_FAILURES.has(code) }));
+    });
+  });
+}
