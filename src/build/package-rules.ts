@@ -168,6 +168,12 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const dest = path.join(work, 'dest');
   fs.mkdirSync(wd, { recursive: true });
   fs.mkdirSync(dest);
+  // Copies, not hardlinks: in its user namespace the build owns what it is
+  // given, and could chmod and rewrite the store's file through a link. A
+  // read-only bind mount would cost nothing, but builds remove their
+  // tarball once unpacked, and a mount point cannot be removed. A reflink
+  // where the filesystem has them; test/bench/source-handover.ts has the cost.
+  for (const [file, stored] of sources) await fs.promises.copyFile(stored, path.join(wd, file), fs.constants.COPYFILE_FICLONE);
   for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path));
   fs.copyFileSync(pkg.buildScript, path.join(wd, 'build'));
   fs.chmodSync(path.join(wd, 'build'), 0o755);
@@ -184,7 +190,6 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     work: wd,
     destdir: dest,
     argv,
-    sources, // bound read-only from the store: nothing the build does reaches it
     onLine: output.line,
     tmpBytes,
     ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),

@@ -3,11 +3,9 @@
  *
  * The build sees the closure's root (root.ts) read-only at /, and may write
  * only to its working directory /home/build, to /destdir, and to a fresh
- * /tmp and /dev/shm of bounded size (PKG_SANDBOX_TMP_SIZE). Its sources are
- * bound read-only into /home/build from the distfile store: no copy, and no
- * write of the build's reaches the store. It runs as the unprivileged user
- * `build` on host `build`, in its own user, network, IPC, PID and UTS
- * namespaces: no host path, no network
+ * /tmp and /dev/shm of bounded size (PKG_SANDBOX_TMP_SIZE). It runs as the
+ * unprivileged user `build` on host `build`, in its own user, network, IPC,
+ * PID and UTS namespaces: no host path, no network
  * (not even the host's loopback), no host processes. The environment is
  * cleared and set to a fixed list, so a build depends on its inputs only.
  * The engine's job slots reach make inside through the jobserver fds.
@@ -24,7 +22,6 @@ import { spawn, type StdioOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import { Socket } from 'node:net';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { withFifo } from '../engine/fifo.ts';
 import { settings } from '../settings.ts';
 
@@ -45,8 +42,6 @@ export interface SandboxOptions {
   work: string; // read-write at /home/build, the working directory
   destdir: string; // read-write at /destdir
   argv: string[]; // e.g. ['/bin/sh', '-e', './build']
-  /** files bound read-only into /home/build: name there → file on the host */
-  sources?: ReadonlyMap<string, string>;
   env?: Record<string, string>; // added to (or replacing) the fixed list, e.g. SOURCE_DATE_EPOCH
   makeflags?: string; // the engine's MAKEFLAGS; only its jobserver flags go in
   fds?: number[]; // passed at the same numbers; default: the fds makeflags names
@@ -119,7 +114,6 @@ export function bwrapArgs(opts: SandboxOptions, covered: number[] = []): string[
     '--proc', '/proc',
     '--size', tmp, '--tmpfs', '/tmp',
     '--bind', opts.work, BUILD_HOME,
-    ...[...(opts.sources ?? [])].flatMap(([name, file]) => ['--ro-bind', file, `${BUILD_HOME}/${name}`]),
     '--bind', opts.destdir, '/destdir',
     '--ro-bind-data', String(passwdFd), '/etc/passwd',
     '--ro-bind-data', String(groupFd), '/etc/group',
@@ -188,24 +182,10 @@ function readLines(fd: number, onLine: (line: Buffer) => void): Promise<void> {
   });
 }
 
-/** Empty files for the sources' read-only binds to mount on. */
-function placeholders(work: string, sources: ReadonlyMap<string, string>): void {
-  for (const name of sources.keys()) {
-    if (name.includes('/') || name === '.' || name === '..') throw new Error(`sandbox: a source's name may not be ${JSON.stringify(name)}`);
-    try {
-      fs.closeSync(fs.openSync(path.join(work, name), 'wx', 0o444));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      throw new Error(`sandbox: ${path.join(work, name)} is there already: a source would hide it`, { cause: e });
-    }
-  }
-}
-
 export async function runSandboxed(opts: SandboxOptions): Promise<{ status: number; signal: string | null }> {
   for (const p of [...MOUNT_POINTS.dirs, ...MOUNT_POINTS.files]) {
     if (!fs.existsSync(`${opts.root}/${p}`)) throw new Error(`sandbox: ${opts.root} has no /${p} to mount on: make the root with assembleRoot()`);
   }
-  placeholders(opts.work, opts.sources ?? new Map());
   const mapped = Object.entries(opts.fdMap ?? {}).map(([c, p]) => [Number(c), p] as const);
   const given = opts.fdMap ? mapped.map(([c]) => c) : (opts.fds ?? jobserverOf(opts.makeflags)?.fds ?? []);
   const covered = inheritedFds().filter((fd) => !given.includes(fd));
