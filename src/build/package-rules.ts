@@ -55,6 +55,7 @@ export async function buildTarget(target: PackageTarget, ctx: BuildContext): Pro
     if (['FetchError', 'ArchiveError', 'RootConflictError', 'MergeError'].includes((e as Error).name)) {
       throw new RuleError((e as Error).message);
     }
+    if ((e as Error).name === 'SettingsError') throw new RuleError((e as Error).message, 2);
     throw e;
   }
 }

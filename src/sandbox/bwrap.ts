@@ -190,6 +190,7 @@ export async function runSandboxed(opts: SandboxOptions): Promise<{ status: numb
   const given = opts.fdMap ? mapped.map(([c]) => c) : (opts.fds ?? jobserverOf(opts.makeflags)?.fds ?? []);
   const covered = inheritedFds().filter((fd) => !given.includes(fd));
   const [passwdFd, groupFd] = dataFds(opts, covered);
+  const args = bwrapArgs(opts, covered);
   const devnull = covered.length > 0 ? fs.openSync('/dev/null', 'r') : -1;
   // one pipe for stdout and stderr keeps their lines in the order written
   const [outR, outW] = withFifo((fifo) => {
@@ -207,7 +208,10 @@ export async function runSandboxed(opts: SandboxOptions): Promise<{ status: numb
   return new Promise((resolve, reject) => {
     let child;
     try {
-      child = spawn(opts.bwrap ?? 'bwrap', bwrapArgs(opts, covered), { stdio: stdio as StdioOptions });
+      child = spawn(opts.bwrap ?? 'bwrap', args, { stdio: stdio as StdioOptions });
+    } catch (e) {
+      fs.closeSync(outR);
+      throw e;
     } finally {
       // the build holds the write end now: the pipe ends when it (and all it started) is done
       fs.closeSync(outW);
