@@ -78,7 +78,8 @@ Environment: PEERPKGS_HOME (default ~/.cache/peerpkgs) holds distfiles,
 unpacked outputs and sandbox roots. PKG_MIRROR_DB names the source mirror
 database (default: mirrors/ipfs.csv beside the tree's pkg/); PKG_MIRROR_IPFS=no
 fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
-an IPFS transfer that brings no data.
+an IPFS transfer that brings no data. PKG_SANDBOX_TMP_SIZE (default 4G) bounds
+a build's /tmp and /dev/shm.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
 130 interrupted.
