@@ -23,7 +23,7 @@ import { ArchiveError, asArchiveError } from './errors.ts';
 import { MANIFEST_NAME } from './manifest.ts';
 import { removeTree } from './files.ts';
 
-export type Placed = { type: 'file' | 'directory' } | { type: 'symlink'; target: string };
+type Placed = { type: 'file' | 'directory' } | { type: 'symlink'; target: string };
 
 /** A path in the archive made relative and clean ('' for the root), or a refusal of `entry`. */
 function entryPath(name: string, entry = name): string {
@@ -42,8 +42,9 @@ function refused(entry: string, why: string): ArchiveError {
 /**
  * What extraction has made so far, by path. Only these paths exist below
  * the temporary root, so this map is the truth about what a path leads to.
+ * Packing a package fills one too, to refuse what extraction would.
  */
-class Tree {
+export class Tree {
   readonly placed = new Map<string, Placed>();
   readonly dirModes: { path: string; mode: number; mtime: Date }[] = [];
   readonly root: string;
@@ -71,46 +72,39 @@ class Tree {
     }
   }
 
-  /** Why the symlink at `at`, with `target`, leads out of the tree, if it does. */
+  /**
+   * Why the symlink at `at`, with `target`, leads out of the tree, if it
+   * does. It is resolved as the kernel would, following the symlinks in the
+   * tree, for `a -> .` makes `b -> a/..` lead out although it looks harmless.
+   */
   escape(at: string, target: string): string | undefined {
-    return symlinkEscape(at, target, (p) => this.placed.get(p));
-  }
-}
-
-/**
- * Why the symlink at `at`, with `target`, leads out of the tree whose
- * paths `lookup` knows, if it does. It is resolved as the kernel would,
- * following the symlinks in the tree, for `a -> .` makes `b -> a/..` lead
- * out although it looks harmless. Packing a package asks the same question,
- * so that what it packs unpacks.
- */
-export function symlinkEscape(at: string, target: string, lookup: (p: string) => Placed | undefined): string | undefined {
-  const parts = at.split('/');
-  const todo = [target];
-  parts.pop();
-  let hops = 0;
-  for (let rel = todo.pop(); rel !== undefined; rel = todo.pop()) {
-    if (rel.startsWith('/')) return `it leads to the absolute path ${rel}`;
-    const pending = rel.split('/');
-    while (pending.length > 0) {
-      const c = pending.shift() as string;
-      if (c === '' || c === '.') continue;
-      if (c === '..') {
-        if (parts.pop() === undefined) return 'it leads outside the archive';
-        continue;
-      }
-      parts.push(c);
-      const there = lookup(parts.join('/'));
-      if (there?.type === 'symlink') {
-        if (++hops > 40) return 'it is part of a symlink loop';
-        parts.pop();
-        todo.push(pending.join('/'));
-        pending.length = 0;
-        todo.push(there.target);
+    const parts = at.split('/');
+    const todo = [target];
+    parts.pop();
+    let hops = 0;
+    for (let rel = todo.pop(); rel !== undefined; rel = todo.pop()) {
+      if (rel.startsWith('/')) return `it leads to the absolute path ${rel}`;
+      const pending = rel.split('/');
+      while (pending.length > 0) {
+        const c = pending.shift() as string;
+        if (c === '' || c === '.') continue;
+        if (c === '..') {
+          if (parts.pop() === undefined) return 'it leads outside the archive';
+          continue;
+        }
+        parts.push(c);
+        const there = this.placed.get(parts.join('/'));
+        if (there?.type === 'symlink') {
+          if (++hops > 40) return 'it is part of a symlink loop';
+          parts.pop();
+          todo.push(pending.join('/'));
+          pending.length = 0;
+          todo.push(there.target);
+        }
       }
     }
+    return undefined;
   }
-  return undefined;
 }
 
 async function place(tree: Tree, header: tarStream.Header, content: NodeJS.ReadableStream): Promise<void> {

@@ -22,7 +22,7 @@ import * as zlib from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import { ArchiveError } from './errors.ts';
 import { MANIFEST_NAME, serializeManifest, type ManifestEntry } from './manifest.ts';
-import { symlinkEscape, type Placed } from './extract.ts';
+import { Tree } from './extract.ts';
 
 export interface PackResult {
   /** Of the uncompressed tar: the package's identity. */
@@ -113,9 +113,10 @@ async function collect(srcDir: string, relativeSymlinks: boolean): Promise<Item[
 /** A package whose symlink leads out of it would build, and then fail in
  * every package that unpacks it: refused here, as extraction would. */
 function refuseEscapes(items: Item[]): void {
-  const placed = new Map<string, Placed>(items.map((i) => [i.path, i.type === 'symlink' ? { type: 'symlink', target: i.target! } : { type: 'file' }]));
+  const tree = new Tree('');
+  for (const i of items) tree.placed.set(i.path, i.type === 'symlink' ? { type: 'symlink', target: i.target! } : { type: 'file' });
   for (const i of items) {
-    const escape = i.type === 'symlink' ? symlinkEscape(i.path, i.target!, (p) => placed.get(p)) : undefined;
+    const escape = i.type === 'symlink' ? tree.escape(i.path, i.target!) : undefined;
     if (escape !== undefined) throw new ArchiveError(`cannot pack the symlink ${i.path} -> ${i.target}: ${escape}; a package's links must stay inside it`);
   }
 }
