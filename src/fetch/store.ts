@@ -120,7 +120,8 @@ export class DistfileStore {
     const sig = signature(fs.statSync(file, { bigint: true }));
     const dest = this.signaturePath(sha256);
     fs.mkdirSync(path.dirname(dest), { recursive: true });
-    const tmp = `${dest}.tmp.${process.pid}.${crypto.randomBytes(6).toString('hex')}`;
+    // named as the store's own temporaries, for whatever sweeps those
+    const tmp = path.join(this.signatures, `.tmp.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
     try {
       fs.writeFileSync(tmp, sig, { flag: 'wx' });
       fs.renameSync(tmp, dest);
