@@ -159,6 +159,34 @@ describe('fetch', function () {
       assert.equal(fs.statSync(store.path(sum)).mode & 0o222, 0);
     });
 
+    it('takes a stored file whose stat changed but whose bytes are right, once it has hashed it again', async () => {
+      write(dir, { 'touched.tar': 'touched bytes' });
+      const sum = await store.add(path.join(dir, 'touched.tar'));
+      fs.utimesSync(store.path(sum), new Date(1000), new Date(1000));
+      assert.equal(await store.verify(sum), 'ok');
+      assert.equal(fs.readFileSync(store.path(sum), 'utf8'), 'touched bytes');
+    });
+
+    it('removes a stored file whose bytes were changed, saying what they hash to', async () => {
+      write(dir, { 'changed.tar': 'first bytes' });
+      const sum = await store.add(path.join(dir, 'changed.tar'));
+      fs.chmodSync(store.path(sum), 0o644);
+      fs.writeFileSync(store.path(sum), 'other bytes');
+      assert.deepEqual(await store.verify(sum), { removed: sha256('other bytes') });
+      assert.equal(store.has(sum), false);
+      assert.equal(await store.verify(sum), 'missing');
+    });
+
+    it('replaces a damaged stored file when the right bytes are added again', async () => {
+      write(dir, { 'again.tar': 'right bytes' });
+      const sum = await store.add(path.join(dir, 'again.tar'));
+      fs.chmodSync(store.path(sum), 0o644);
+      fs.writeFileSync(store.path(sum), 'wrong bytes');
+      assert.equal(await store.add(path.join(dir, 'again.tar')), sum);
+      assert.equal(fs.readFileSync(store.path(sum), 'utf8'), 'right bytes');
+      assert.deepEqual(storeFiles(), [sum]);
+    });
+
     it('leaves a file already stored as it was when it is added again', async () => {
       write(dir, { 'again.tar': 'same bytes' });
       const sum = await store.add(path.join(dir, 'again.tar'));

@@ -4,11 +4,13 @@
  * httpd, with every build in a real bwrap sandbox.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { scratch, write, read, exists, run, busyboxHttpd, type Run } from './helpers.ts';
+import { BIN, scratch, write, read, exists, run, busyboxHttpd, userEnv, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
 import { startNginx } from './nginx.ts';
@@ -20,11 +22,12 @@ describe('package tree', function () {
   let www: { url: string; stop(): Promise<void> };
   let seedSha: string;
   let home: string;
+  let wwwDir: string;
 
   let shared: { dir: string; cleanup: () => void };
   before(async () => {
     const w = (shared = scratch());
-    const wwwDir = path.join(w.dir, 'www');
+    wwwDir = path.join(w.dir, 'www');
     fs.mkdirSync(wwwDir);
     seedSha = await makeSeedTarball(wwwDir);
     www = await busyboxHttpd(wwwDir);
@@ -320,6 +323,153 @@ describe('package tree', function () {
       const r = build('./pkg/dev');
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /fifo/);
+    });
+  });
+
+  describe('the trust boundary', () => {
+    const sha256 = (b: Buffer | string) => crypto.createHash('sha256').update(b).digest('hex');
+    /** A source on the web server, fetched by pkg/NAME as `file`. */
+    const source = (name: string, file: string, bytes: string) => {
+      fs.writeFileSync(path.join(wwwDir, file), bytes);
+      return { [`pkg/${name}/fetch`]: `url: ${www.url}/${file}\nsha256: ${sha256(bytes)}\n` };
+    };
+    const pkg = (name: string, script: string, extra: Record<string, string> = {}) => ({
+      [`!pkg/${name}/build`]: `#!/bin/sh\n${script}\n`,
+      [`pkg/${name}/build-deps`]: '../seed\n',
+      ...extra,
+    });
+
+    it('a build cannot change a source in the distfile store', () => {
+      const bytes = 'the source as published\n';
+      // and may do what builds do with their own copy: change it, remove it
+      write(dir, pkg('w', 'set -e\ncat src.txt\nchmod u+w src.txt\necho changed >src.txt\necho more >>src.txt\nrm src.txt\nmkdir -p $DESTDIR', source('w', 'src.txt', bytes)));
+      const r = build('./pkg/w');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(fs.readFileSync(path.join(home, 'distfiles', sha256(bytes)), 'utf8'), bytes);
+    });
+
+    it('a distfile whose bytes were changed in the store is fetched again, even with its size and mtime kept', () => {
+      const bytes = 'a source to damage\n';
+      write(dir, pkg('d', 'mkdir -p $DESTDIR; sha256sum src2.txt >$DESTDIR/sum', source('d', 'src2.txt', bytes)));
+      assert.equal(build('./pkg/d').status, 0);
+      const stored = path.join(home, 'distfiles', sha256(bytes));
+      const before = fs.statSync(stored);
+      fs.chmodSync(stored, 0o644);
+      fs.writeFileSync(stored, 'A' + bytes.slice(1));
+      fs.chmodSync(stored, 0o444);
+      fs.utimesSync(stored, before.atime, before.mtime);
+      fs.rmSync(path.join(dir, 'pkg/d/.pkg.tar.gz'));
+      const r = build('./pkg/d');
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /src2\.txt: the distfile store's copy had wrong bytes \(sha256 [0-9a-f]{64}\): removed it, fetching it again/);
+      assert.equal(fs.readFileSync(stored, 'utf8'), bytes);
+    });
+
+    it('a fetch record named `build` is a bad-tree error naming both places', () => {
+      write(dir, pkg('fb', 'true', { 'pkg/fb/fetch': `url: ${www.url}/seed.tar.gz\nsha256: ${seedSha}\nfile: build\n` }));
+      const r = build('./pkg/fb');
+      assert.equal(r.status, 4, r.stderr);
+      assert.match(r.stderr, /pkg\/fb\/fetch:1: file 'build' is also the build script pkg\/fb\/build/);
+    });
+
+    it('a file in files/ with the name of a fetched source is a bad-tree error naming both places', () => {
+      write(dir, pkg('ff', 'true', { 'pkg/ff/fetch': `url: ${www.url}/seed.tar.gz\nsha256: ${seedSha}\n`, 'pkg/ff/files/seed.tar.gz': 'not the seed' }));
+      const r = build('./pkg/ff');
+      assert.equal(r.status, 4, r.stderr);
+      assert.match(r.stderr, /pkg\/ff\/files\/seed\.tar\.gz: seed\.tar\.gz is also fetched by pkg\/ff\/fetch:1/);
+      assert.equal(sha256(fs.readFileSync(path.join(home, 'distfiles', seedSha))), seedSha);
+    });
+
+    it('a build gets /dev/null and one pipe, never the engine\'s stderr (a 0600 log file)', () => {
+      const log = path.join(dir, 'build.log');
+      fs.writeFileSync(log, 'the user\'s log\n', { mode: 0o600 });
+      write(dir, pkg('fds', [
+        'ls -l /proc/self/fd',
+        'for n in 1 2; do test -f /proc/self/fd/$n && echo "fd $n is a file"; chmod 666 /proc/self/fd/$n; : >/proc/self/fd/$n; done',
+        'echo fds-done; mkdir -p $DESTDIR',
+      ].join('\n')));
+      const fd = fs.openSync(log, 'a');
+      const r = spawnSync(path.join(BIN, 'build-packages-ifchange'), ['./pkg/fds'], {
+        cwd: dir,
+        env: userEnv({ PEERPKGS_HOME: home }),
+        stdio: ['ignore', 'pipe', fd],
+        encoding: 'utf8',
+      });
+      fs.closeSync(fd);
+      const text = read(dir, 'build.log');
+      assert.equal(r.status, 0, text);
+      assert.equal(fs.statSync(log).mode & 0o777, 0o600);
+      assert.ok(text.startsWith('the user\'s log\n'), text);
+      assert.match(text, /^fds-done$/m, 'the build\'s lines are copied to the engine\'s stderr');
+      assert.doesNotMatch(text, /is a file/);
+      const links = new Map([...text.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => [Number(m[1]), m[2]!]));
+      assert.equal(links.get(0), '/dev/null');
+      assert.equal(links.get(1), links.get(2));
+      assert.doesNotMatch(links.get(1)!, /build\.log/);
+      for (const [n, target] of links) if (n > 2) assert.equal(target, '/dev/null', `fd ${n}`);
+    });
+
+    it('a build under a terminal does not get the terminal', function () {
+      if (spawnSync('script', ['--version']).error) {
+        if (process.env.CI === 'true') throw new Error('script(1) is missing: CI must have util-linux');
+        console.log('      skipped: script(1) is missing (CI=true never skips this)');
+        return this.skip();
+      }
+      write(dir, pkg('tty', 'for n in 0 1 2; do test -t $n && echo "fd $n is a terminal"; done; echo tty-done; mkdir -p $DESTDIR'));
+      const cmd = `${path.join(BIN, 'build-packages-ifchange')} ./pkg/tty`;
+      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: dir, env: userEnv({ PEERPKGS_HOME: home }), encoding: 'utf8', input: '' });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /tty-done/);
+      assert.doesNotMatch(r.stdout, /is a terminal/);
+    });
+
+    it('a build that fills /tmp fails with a message saying its limit and how to raise it', () => {
+      write(dir, pkg('tmp', 'set -e\nhead -c 500000 /dev/zero >/tmp/fits\ncat /dev/zero >/tmp/big\nmkdir -p $DESTDIR'));
+      write(dir, pkg('shm', 'set -e\ncat /dev/zero >/dev/shm/big\nmkdir -p $DESTDIR'));
+      write(dir, pkg('dev', 'set -e\nhead -c 1000 /dev/zero >/dev/big\nmkdir -p $DESTDIR'));
+      const env = { PEERPKGS_HOME: home, PKG_SANDBOX_TMP_SIZE: '1M' };
+      for (const p of ['tmp', 'shm']) {
+        const r = run(dir, 'build-packages-ifchange', [`./pkg/${p}`], env);
+        assert.equal(r.status, 1, r.stderr);
+        assert.match(r.stderr, new RegExp(`${p}: build failed \\(exit 1\\); it ran out of space in /tmp or /dev/shm, which hold at most 1M each: raise the limit with PKG_SANDBOX_TMP_SIZE=2M; its files are kept in`));
+      }
+      const dev = run(dir, 'build-packages-ifchange', ['./pkg/dev'], env);
+      assert.equal(dev.status, 1, dev.stderr);
+      assert.match(dev.stderr, /Read-only file system/);
+    });
+
+    it('a package whose DESTDIR holds a symlink leading out of it is refused when packed', () => {
+      write(dir, pkg('out', 'mkdir -p $DESTDIR/bin; ln -s ../../etc/passwd $DESTDIR/bin/passwd'));
+      const r = build('./pkg/out');
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /cannot pack the symlink bin\/passwd -> \.\.\/\.\.\/etc\/passwd: it leads outside the archive/);
+      assert.equal(exists(dir, 'pkg/out/.pkg.tar.gz'), false);
+    });
+
+    it('a build leaving read-only directories is cleaned up after, for a user who is not root', function () {
+      // root removes read-only directories anyway: the build must run as someone else
+      const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+      const probe = spawnSync(asUser[0] ?? 'bwrap', [...asUser.slice(1), ...(asUser.length ? ['bwrap'] : []), '--unshare-user', '--ro-bind', '/', '/', 'true'], { encoding: 'utf8' });
+      if (probe.status !== 0) {
+        const why = `an unprivileged user cannot run bwrap here (${(probe.error?.message ?? probe.stderr).trim()})`;
+        if (process.env.CI === 'true') throw new Error(`${why}; CI must`);
+        console.log(`      skipped: ${why} (CI=true never skips this)`);
+        return this.skip();
+      }
+      const mine = path.join(dir, 'unprivileged');
+      fs.chmodSync(dir, 0o755);
+      fs.cpSync(path.join(dir, 'pkg/seed'), path.join(mine, 'pkg/seed'), { recursive: true });
+      write(mine, pkg('ro', 'set -e\nmkdir -p sub/deep $DESTDIR/share/ro/deep\necho x >sub/deep/f\necho y >$DESTDIR/share/ro/deep/f\nchmod 555 sub/deep sub $DESTDIR/share/ro/deep $DESTDIR/share/ro'));
+      if (asUser.length) spawnSync('chown', ['-R', '65534:65534', mine]);
+      const userHome = path.join(mine, 'home');
+      const r = spawnSync(asUser[0] ?? path.join(BIN, 'build-packages-ifchange'), [...asUser.slice(1), ...(asUser.length ? [path.join(BIN, 'build-packages-ifchange')] : []), './pkg/ro'], {
+        cwd: mine,
+        env: userEnv({ PEERPKGS_HOME: userHome, HOME: mine }),
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      assert.deepEqual(fs.readdirSync(path.join(userHome, 'build')), []);
     });
   });
 });

@@ -12,7 +12,7 @@ import { assembleRoot, RootConflictError, type Layer } from '../src/sandbox/root
 import { bwrapArgs, runSandboxed, sandboxEnv, type SandboxOptions } from '../src/sandbox/bwrap.ts';
 import { REPO, scratch, write, read } from './helpers.ts';
 
-const APPLETS = ['sh', 'cat', 'ls', 'id', 'hostname', 'wget', 'nc', 'touch', 'env', 'head', 'printf', 'mkdir', 'echo', 'true', 'test', 'pwd'];
+const APPLETS = ['sh', 'cat', 'ls', 'id', 'hostname', 'wget', 'nc', 'touch', 'env', 'head', 'printf', 'mkdir', 'echo', 'true', 'test', 'pwd', 'chmod', 'rm', 'mv', 'wc'];
 
 /** An unpacked output holding busybox and its applets in bin/. */
 function busyboxLayer(dir: string): Layer {
@@ -52,25 +52,19 @@ describe('sandbox', function () {
   });
   afterEach(() => cleanup());
 
-  /** Runs `script` as the package's build script; its output is returned. */
+  /** Runs `script` as the package's build script; its output (stdout and stderr, in order) is returned. */
   async function build(script: string, extra: Partial<SandboxOptions> = {}) {
     write(work, { build: script });
-    const out = fs.openSync(path.join(dir, 'stdout'), 'w');
-    const err = fs.openSync(path.join(dir, 'stderr'), 'w');
-    try {
-      const r = await runSandboxed({ root, work, destdir, argv: ['/bin/sh', '-e', './build'], stdout: out, stderr: err, ...extra });
-      return { ...r, stdout: read(dir, 'stdout'), stderr: read(dir, 'stderr') };
-    } finally {
-      fs.closeSync(out);
-      fs.closeSync(err);
-    }
+    const lines: string[] = [];
+    const r = await runSandboxed({ root, work, destdir, argv: ['/bin/sh', '-e', './build'], onLine: (l) => lines.push(`${l}\n`), ...extra });
+    return { ...r, output: lines.join('') };
   }
 
   describe('the root', () => {
     it('holds every layer\'s files', async () => {
       const r = await build('hello\ntest -x /bin/busybox');
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, 'hello from a layer\n');
+      assert.equal(r.status, 0, r.output);
+      assert.equal(r.output, 'hello from a layer\n');
     });
 
     it('links the layers\' files instead of copying them', () => {
@@ -145,16 +139,15 @@ describe('sandbox', function () {
 
     it('runs as the unprivileged user build on the host build', async () => {
       const r = await build('id -un; id -u; id -gn; hostname');
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, 'build\n1000\nbuild\nbuild\n');
+      assert.equal(r.status, 0, r.output);
+      assert.equal(r.output, 'build\n1000\nbuild\nbuild\n');
     });
 
     // and PWD, which bwrap sets on --chdir as any shell would
     it('has HOME, PATH, TMPDIR, DESTDIR and SOURCE_DATE_EPOCH set, and nothing else', async () => {
-      const out = fs.openSync(path.join(dir, 'env'), 'w');
-      await runSandboxed({ root, work, destdir, argv: ['/bin/env'], env: { SOURCE_DATE_EPOCH: '1700000000' }, stdout: out });
-      fs.closeSync(out);
-      const env = Object.fromEntries(read(dir, 'env').trim().split('\n').map((l) => l.split('=', 2)));
+      const lines: string[] = [];
+      await runSandboxed({ root, work, destdir, argv: ['/bin/env'], env: { SOURCE_DATE_EPOCH: '1700000000' }, onLine: (l) => lines.push(l.toString()) });
+      const env = Object.fromEntries(lines.map((l) => l.split('=', 2)));
       assert.deepEqual(env, {
         HOME: '/home/build',
         PATH: '/bin:/usr/bin',
@@ -168,20 +161,28 @@ describe('sandbox', function () {
     it('starts in /home/build, holding what the caller put in the work directory', async () => {
       write(work, { 'make-1.0.tar.gz': 'sources', 'files/fix.patch': 'patch' });
       const r = await build('pwd; ls -A; cat files/fix.patch');
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, '/home/build\nbuild\nfiles\nmake-1.0.tar.gz\npatch');
+      assert.equal(r.status, 0, r.output);
+      assert.equal(r.output, '/home/build\nbuild\nfiles\nmake-1.0.tar.gz\npatch\n');
     });
 
     it('leaves what it installs in $DESTDIR in the caller\'s destdir', async () => {
       const r = await build('mkdir -p "$DESTDIR/bin"; echo installed >"$DESTDIR/bin/tool"');
-      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.status, 0, r.output);
       assert.equal(read(destdir, 'bin/tool'), 'installed\n');
     });
 
     it('may write to /home/build, /destdir and /tmp', async () => {
       const r = await build('for d in /home/build /destdir /tmp; do echo x >$d/written; done; cat /tmp/written');
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, 'x\n');
+      assert.equal(r.status, 0, r.output);
+      assert.equal(r.output, 'x\n');
+    });
+
+    it('has a /tmp and a /dev/shm of the size it is given, and a read-only /dev', async () => {
+      const r = await build('cat /dev/zero >/tmp/full || true\ncat /dev/zero >/dev/shm/full || true\necho x >/dev/new || true\nwc -c /tmp/full /dev/shm/full', { tmpBytes: 256 * 1024 });
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /^\s*262144 \/tmp\/full$/m);
+      assert.match(r.output, /^\s*262144 \/dev\/shm\/full$/m);
+      assert.match(r.output, /Read-only file system/);
     });
 
     it('reports the build script\'s exit status', async () => {
@@ -197,23 +198,23 @@ describe('sandbox', function () {
           '  if echo x >>$p; then echo "wrote $p"; fi\n' +
           'done 2>/dev/null',
       );
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, '');
+      assert.equal(r.status, 0, r.output);
+      assert.equal(r.output, '');
       assert.equal(read(layers[1]!.dir, 'usr/share/hello/greeting'), 'hello from a layer\n');
     });
 
     it('finds nothing of the host\'s /etc but its own passwd and group', async () => {
       const r = await build('ls -A /etc');
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, 'group\npasswd\n');
+      assert.equal(r.status, 0, r.output);
+      assert.equal(r.output, 'group\npasswd\n');
     });
 
     it('finds nothing of the host\'s $HOME, of the tree outside its package or of the host\'s files', async () => {
       write(dir, { 'tree/pkg/other/secret': 'secret' });
       const paths = [os.homedir(), path.join(dir, 'tree/pkg/other/secret'), work, '/etc/hostname', '/usr/bin/busybox', '/root'];
       const r = await build(`for p in ${paths.join(' ')}; do if test -e $p; then echo "visible: $p"; fi; done; ls -A ..`);
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, 'build\n');
+      assert.equal(r.status, 0, r.output);
+      assert.equal(r.output, 'build\n');
     });
 
     it('cannot connect to a server on the host\'s loopback', async () => {
@@ -229,7 +230,7 @@ describe('sandbox', function () {
           `if nc 127.0.0.1 ${port} </dev/null; then echo nc connected; fi\n` +
             `if wget -q -T 2 -O- http://127.0.0.1:${port}/; then echo wget connected; fi`,
         );
-        assert.equal(r.stdout, '');
+        assert.doesNotMatch(r.output, /^(nc|wget) connected$/m);
         assert.equal(connections, 0);
       } finally {
         server.close();
@@ -237,7 +238,7 @@ describe('sandbox', function () {
     });
 
     it('gets no file the engine inherited by accident', () => {
-      write(dir, { 'outside/secret': 'secret' });
+      write(dir, { 'outside/secret': 'the-secret-bytes' });
       const leaked = fs.openSync(path.join(dir, 'outside'), 'r');
       const opts: SandboxOptions = { root, work, destdir, argv: ['/bin/sh', '-c', 'cat /proc/self/fd/20/secret'] };
       const engine = `import { runSandboxed } from ${JSON.stringify(path.join(REPO, 'src/sandbox/bwrap.ts'))};
@@ -253,7 +254,7 @@ describe('sandbox', function () {
       });
       fs.closeSync(leaked);
       assert.notEqual(r.status, 0);
-      assert.doesNotMatch(r.stdout, /secret/);
+      assert.doesNotMatch(r.stdout + r.stderr, /the-secret-bytes/);
     });
   });
 
@@ -270,8 +271,8 @@ describe('sandbox', function () {
           makeflags: `-j3 --jobserver-auth=${r},${w}`,
           fds: [r, w],
         });
-        assert.equal(b.status, 0, b.stderr);
-        assert.equal(b.stdout, `+ -j3 --jobserver-auth=${r},${w}\n`);
+        assert.equal(b.status, 0, b.output);
+        assert.equal(b.output, `+ -j3 --jobserver-auth=${r},${w}\n`);
         const back = Buffer.alloc(4);
         assert.equal(back.subarray(0, fs.readSync(r, back)).toString(), 'x');
       } finally {

@@ -42,8 +42,9 @@ function refused(entry: string, why: string): ArchiveError {
 /**
  * What extraction has made so far, by path. Only these paths exist below
  * the temporary root, so this map is the truth about what a path leads to.
+ * Packing a package fills one too, to refuse what extraction would.
  */
-class Tree {
+export class Tree {
   readonly placed = new Map<string, Placed>();
   readonly dirModes: { path: string; mode: number; mtime: Date }[] = [];
   readonly root: string;

@@ -22,6 +22,7 @@ import * as zlib from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import { ArchiveError } from './errors.ts';
 import { MANIFEST_NAME, serializeManifest, type ManifestEntry } from './manifest.ts';
+import { Tree } from './extract.ts';
 
 export interface PackResult {
   /** Of the uncompressed tar: the package's identity. */
@@ -105,7 +106,19 @@ async function collect(srcDir: string, relativeSymlinks: boolean): Promise<Item[
       throw new ArchiveError(`cannot pack ${rel}: it is ${special(st)}; a package holds only files, directories and links`);
     }
   }
+  if (relativeSymlinks) refuseEscapes(items);
   return items;
+}
+
+/** A package whose symlink leads out of it would build, and then fail in
+ * every package that unpacks it: refused here, as extraction would. */
+function refuseEscapes(items: Item[]): void {
+  const tree = new Tree('');
+  for (const i of items) tree.placed.set(i.path, i.type === 'symlink' ? { type: 'symlink', target: i.target! } : { type: 'file' });
+  for (const i of items) {
+    const escape = i.type === 'symlink' ? tree.escape(i.path, i.target!) : undefined;
+    if (escape !== undefined) throw new ArchiveError(`cannot pack the symlink ${i.path} -> ${i.target}: ${escape}; a package's links must stay inside it`);
+  }
 }
 
 /**

@@ -18,7 +18,7 @@ import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
-import { settings } from '../settings.ts';
+import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
@@ -137,7 +137,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
   if (await substituteFromCache(dir, ctx, home)) return;
 
-  const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
+  const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }, { removeTree }] =
     await Promise.all([
       import('../fetch/store.ts'),
       import('../fetch/fetchfile.ts'),
@@ -146,6 +146,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
       import('../sandbox/root.ts'),
       import('../sandbox/bwrap.ts'),
       import('./outputs.ts'),
+      import('../archive/files.ts'),
     ]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
   const deps = g.bclosure(dir);
@@ -166,12 +167,17 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
 
   const work = path.join(home, 'build', `${pkg.name}.${process.pid}.${builds++}`);
-  fs.rmSync(work, { recursive: true, force: true });
+  await removeTree(work);
   const wd = path.join(work, 'home');
   const dest = path.join(work, 'dest');
   fs.mkdirSync(wd, { recursive: true });
   fs.mkdirSync(dest);
-  for (const [file, stored] of sources) linkOrCopy(stored, path.join(wd, file));
+  // Copies, not hardlinks: in its user namespace the build owns what it is
+  // given, and could chmod and rewrite the store's file through a link. A
+  // read-only bind mount would cost nothing, but builds remove their
+  // tarball once unpacked, and a mount point cannot be removed. A reflink
+  // where the filesystem has them; test/bench/source-handover.ts has the cost.
+  for (const [file, stored] of sources) await fs.promises.copyFile(stored, path.join(wd, file), fs.constants.COPYFILE_FICLONE);
   for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path));
   fs.copyFileSync(pkg.buildScript, path.join(wd, 'build'));
   fs.chmodSync(path.join(wd, 'build'), 0o755);
@@ -181,16 +187,20 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // the umask is the engine's otherwise, and would change the output's modes
   const run = first.startsWith('#!') ? 'exec ./build' : 'exec /bin/sh -e ./build';
   const argv = ['/bin/sh', '-c', `umask 022 && ${run}`];
+  const output = buildOutput();
+  const tmpBytes = settings().sandboxTmpBytes;
   const r = await runSandboxed({
     root: root.root,
     work: wd,
     destdir: dest,
     argv,
-    stdout: 2, // the build's chatter is not the target: it goes to the log
+    onLine: output.line,
+    tmpBytes,
     ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),
   });
   if (r.status !== 0) {
-    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`}); its files are kept in ${work}`, r.status || 1);
+    const why = output.noSpace ? `; ${noSpaceReason(work, tmpBytes)}` : '';
+    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${why}; its files are kept in ${work}`, r.status || 1);
   }
   const packed = await packDir(dest, ctx.out, { relativeSymlinks: true });
   // The record names the file by inode: the new archive's, which the rename
@@ -199,7 +209,33 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
-  fs.rmSync(work, { recursive: true, force: true });
+  // a build may leave read-only directories, which a plain rm cannot empty
+  await removeTree(work);
+}
+
+/** Where the build's lines go: this process's stderr, as they come (not the
+ * build's own: that may be a terminal or a log file the build must not
+ * reach). What a failure's message needs from them is noted on the way. */
+function buildOutput() {
+  const out = {
+    noSpace: false,
+    line: (line: Buffer) => {
+      if (line.includes('No space left on device')) out.noSpace = true;
+      process.stderr.write(Buffer.concat([line, NEWLINE]));
+    },
+  };
+  return out;
+}
+
+const NEWLINE = Buffer.from('\n');
+
+/** A failed build that said "No space left on device" filled either the
+ * disk under its work directory or the sandbox's bounded /tmp (or
+ * /dev/shm); the disk keeps the build's files, so it still shows which. */
+function noSpaceReason(work: string, tmpBytes: number): string {
+  const disk = fs.statfsSync(work);
+  if (disk.bavail * disk.bsize < 64 * 1024 * 1024) return `the disk holding ${work} is full`;
+  return `it ran out of space in /tmp or /dev/shm, which hold at most ${formatSize(tmpBytes)} each: raise the limit with PKG_SANDBOX_TMP_SIZE=${formatSize(tmpBytes * 2)}`;
 }
 
 function sameBytes(file: string, size: number, sha256: string): boolean {
@@ -218,16 +254,6 @@ function sha256File(file: string): string {
     fs.closeSync(fd);
   }
   return h.digest('hex');
-}
-
-/** Distfiles are read-only in the store: a hardlink is safe and free. */
-function linkOrCopy(from: string, to: string): void {
-  fs.mkdirSync(path.dirname(to), { recursive: true });
-  try {
-    fs.linkSync(from, to);
-  } catch {
-    fs.copyFileSync(from, to);
-  }
 }
 
 function copyEntry(from: string, to: string): void {

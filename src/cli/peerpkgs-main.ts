@@ -82,6 +82,7 @@ fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
 an IPFS transfer that brings no data. Downloads are bounded by
 PKG_MAX_DOWNLOAD_SIZE, PKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE and
 PKG_MAX_UNPACK_SIZE (see the README); a variable that does not parse is exit 2.
+PKG_SANDBOX_TMP_SIZE (default 4G) bounds a build's /tmp and /dev/shm.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
 130 interrupted.

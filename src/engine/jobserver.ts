@@ -9,13 +9,10 @@
  * under make (MAKEFLAGS names a jobserver and no -j was given) it joins that
  * pool instead.
  *
- * Node has no pipe(2); a FIFO made with mkfifo(1) and unlinked once opened
- * is the same thing.
+ * The pipe is a FIFO (fifo.ts): Node has no pipe(2).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { childProcess } from './lazy.ts';
+import { withFifo } from './fifo.ts';
 
 export const JOBSERVER_R = 7;
 export const JOBSERVER_W = 8;
@@ -45,18 +42,13 @@ export class JobServer {
   }
 
   private makePipe(tokens: number): void {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redo-js-'));
-    const fifo = path.join(dir, 'fifo');
-    try {
-      childProcess().execFileSync('mkfifo', ['-m', '600', fifo]);
+    withFifo((fifo) => {
       this.pollFd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
       // blocking ends for make; opening does not block, pollFd is a writer
       const r = fs.openSync(fifo, fs.constants.O_RDONLY);
       const w = fs.openSync(fifo, fs.constants.O_WRONLY);
       this.childFds = [r, w];
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
     fs.writeSync(this.pollFd, Buffer.alloc(tokens, 0x2b));
   }
 

@@ -115,9 +115,13 @@ export interface FetchOptions {
 /** The path in the store of a distfile with the wanted hash, fetched if need be. */
 export async function fetchDistfile(want: Distfile, opts: FetchOptions): Promise<string> {
   const { store } = opts;
-  if (store.has(checkSha256(want.sha256))) return store.path(want.sha256);
-  const tried: Failure['tried'] = [];
   const progress = opts.progress ?? progressFor();
+  const stored = await store.verify(checkSha256(want.sha256));
+  if (stored === 'ok') return store.path(want.sha256);
+  if (stored !== 'missing') {
+    progress.note(`${want.file}: the distfile store's copy had wrong bytes (sha256 ${stored.removed}): removed it, fetching it again`);
+  }
+  const tried: Failure['tried'] = [];
   const mirrors = opts.sourcesFor?.(want) ?? [];
   for (const source of [...(opts.sources ?? []), ...mirrors, ...want.urls.map(urlSource)]) {
     const got = await withRetries(source, want, { ...opts, progress });

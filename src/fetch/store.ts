@@ -13,6 +13,14 @@
  * Bytes go to a temporary name in the same directory (so the rename is
  * atomic), are hashed as they are written, synced, and renamed only when
  * the hash is right; anything else removes the temporary file.
+ *
+ * The store is not trusted blindly either: anything running as the user
+ * can change a file in it. When bytes are verified, the stat of the file
+ * (size, mtime, ctime, inode, device) is recorded in
+ * `<home>/distfiles.verified/<sha256>`;
+ * before a distfile is used, a stat that still matches is enough, and any
+ * other is a full rehash (a write always changes ctime). A file whose
+ * bytes are wrong is removed, to be fetched again.
  */
 import * as crypto from 'node:crypto';
 import { once } from 'node:events';
@@ -49,11 +57,25 @@ export class HashMismatch extends Error {
   }
 }
 
+/** What a stat of a verified file shows; any write to it changes ctime. */
+function signature(st: fs.BigIntStats): string {
+  return `size ${st.size} mtime ${st.mtimeNs} ctime ${st.ctimeNs} ino ${st.ino} dev ${st.dev}\n`;
+}
+
+async function hashFile(file: string): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 export class DistfileStore {
   readonly dir: string;
+  /** the signatures of verified distfiles, beside the store: it holds distfiles alone */
+  private readonly signatures: string;
 
   constructor(home: string) {
     this.dir = path.join(home, 'distfiles');
+    this.signatures = path.join(home, 'distfiles.verified');
   }
 
   path(sha256: string): string {
@@ -64,7 +86,53 @@ export class DistfileStore {
     return fs.existsSync(this.path(sha256));
   }
 
-  /** Store a local file under its hash (how a user works offline). A file already stored is left as it is. */
+  /**
+   * Whether the stored file of sha256 has the right bytes: by its recorded
+   * signature, or else by hashing it again. A file with wrong bytes is
+   * removed; the answer then gives the hash it had.
+   */
+  async verify(sha256: string): Promise<'ok' | 'missing' | { removed: string }> {
+    const file = this.path(sha256);
+    const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+    if (!st) return 'missing';
+    let recorded: string | null = null;
+    try {
+      recorded = fs.readFileSync(this.signaturePath(sha256), 'utf8');
+    } catch {
+      /* never verified here: a file from before signatures, or put in by hand */
+    }
+    if (recorded === signature(st)) return 'ok';
+    const got = await hashFile(file);
+    if (got === sha256) {
+      this.record(sha256, file);
+      return 'ok';
+    }
+    // unless another process has put a good copy there meanwhile
+    if (fs.statSync(file, { bigint: true, throwIfNoEntry: false })?.ino === st.ino) fs.rmSync(file, { force: true });
+    return { removed: got };
+  }
+
+  private signaturePath(sha256: string): string {
+    return path.join(this.signatures, sha256);
+  }
+
+  /** Record what a stat of `file`, just verified, shows. */
+  private record(sha256: string, file: string): void {
+    const sig = signature(fs.statSync(file, { bigint: true }));
+    const dest = this.signaturePath(sha256);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    // named as the store's own temporaries, for whatever sweeps those
+    const tmp = path.join(this.signatures, `.tmp.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
+    try {
+      fs.writeFileSync(tmp, sig, { flag: 'wx' });
+      fs.renameSync(tmp, dest);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** Store a local file under its hash (how a user works offline). A file already stored is left as it is, if its bytes are right. */
   async add(file: string): Promise<string> {
     const stored = await this.ingest(fs.createReadStream(file));
     return path.basename(stored);
@@ -100,8 +168,11 @@ export class DistfileStore {
       const got = hash.digest('hex');
       if (want !== undefined && got !== want) throw new HashMismatch(want, got, size);
       const final = path.join(this.dir, got);
-      if (fs.existsSync(final)) fs.rmSync(tmp);
-      else fs.renameSync(tmp, final);
+      if ((await this.verify(got)) === 'ok') fs.rmSync(tmp);
+      else {
+        fs.renameSync(tmp, final);
+        this.record(got, final);
+      }
       return final;
     } catch (e) {
       fs.rmSync(tmp, { force: true });

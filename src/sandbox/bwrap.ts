@@ -2,22 +2,28 @@
  * Running one package build in a bubblewrap sandbox.
  *
  * The build sees the closure's root (root.ts) read-only at /, and may write
- * only to its working directory /home/build, to /destdir and to a fresh
- * /tmp. It runs as the unprivileged user `build` on host `build`, in its
- * own user, network, IPC, PID and UTS namespaces: no host path, no network
+ * only to its working directory /home/build, to /destdir, and to a fresh
+ * /tmp and /dev/shm of bounded size (PKG_SANDBOX_TMP_SIZE). It runs as the
+ * unprivileged user `build` on host `build`, in its own user, network, IPC,
+ * PID and UTS namespaces: no host path, no network
  * (not even the host's loopback), no host processes. The environment is
  * cleared and set to a fixed list, so a build depends on its inputs only.
  * The engine's job slots reach make inside through the jobserver fds.
  *
- * --new-session keeps the build from the terminal (TIOCSTI could type into
- * the user's shell); it costs nothing here, the jobserver being a pipe that
- * knows nothing of sessions. --die-with-parent kills the build if the
- * engine dies.
+ * The build's descriptors are stdin from /dev/null, stdout and stderr as
+ * one pipe this process reads line by line, and the jobserver's: never the
+ * engine's own stderr, which may be the user's terminal or a log file the
+ * build must not read or change. --new-session keeps it from the terminal
+ * too (TIOCSTI could type into the user's shell); it costs nothing here,
+ * the jobserver being a pipe that knows nothing of sessions.
+ * --die-with-parent kills the build if the engine dies.
  */
 import { spawn, type StdioOptions } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import * as os from 'node:os';
+import { withFifo } from '../engine/fifo.ts';
+import { settings } from '../settings.ts';
 
 export const BUILD_UID = 1000;
 export const BUILD_HOME = '/home/build';
@@ -43,8 +49,11 @@ export interface SandboxOptions {
    * holds its jobserver at arbitrary numbers; the build must see them where
    * MAKEFLAGS says) */
   fdMap?: Record<number, number>;
-  stdout?: 'inherit' | number;
-  stderr?: 'inherit' | number;
+  /** bytes /tmp and /dev/shm may each hold; default PKG_SANDBOX_TMP_SIZE */
+  tmpBytes?: number;
+  /** each line the build writes to stdout or stderr, without its newline;
+   * default: copied to this process's stderr */
+  onLine?: (line: Buffer) => void;
   bwrap?: string; // the program, default `bwrap` from PATH
 }
 
@@ -90,14 +99,20 @@ function dataFds(opts: SandboxOptions, covered: number[] = []): [number, number]
  * inherited fds runSandboxed blanks, which passwd and group must not take. */
 export function bwrapArgs(opts: SandboxOptions, covered: number[] = []): string[] {
   const [passwdFd, groupFd] = dataFds(opts, covered);
+  // a tmpfs takes half the machine's memory unless told
+  const tmp = String(opts.tmpBytes ?? settings().sandboxTmpBytes);
   const args = [
     '--unshare-user', '--unshare-net', '--unshare-ipc', '--unshare-pid', '--unshare-uts',
     '--hostname', 'build',
     '--uid', String(BUILD_UID), '--gid', String(BUILD_UID),
     '--ro-bind', opts.root, '/',
+    // --dev's own tmpfs is unbounded, so it is made read-only; /dev/shm,
+    // which some builds need, gets a bounded one
     '--dev', '/dev',
+    '--size', tmp, '--tmpfs', '/dev/shm',
+    '--remount-ro', '/dev',
     '--proc', '/proc',
-    '--tmpfs', '/tmp',
+    '--size', tmp, '--tmpfs', '/tmp',
     '--bind', opts.work, BUILD_HOME,
     '--bind', opts.destdir, '/destdir',
     '--ro-bind-data', String(passwdFd), '/etc/passwd',
@@ -130,32 +145,84 @@ function inheritedFds(): number[] {
   return fds;
 }
 
-export function runSandboxed(opts: SandboxOptions): Promise<{ status: number; signal: string | null }> {
+/** A line longer than this is passed on in pieces: a build that writes
+ * megabytes without a newline must not make the engine hold them. */
+const MAX_LINE = 64 * 1024;
+const NEWLINE = Buffer.from('\n');
+
+function toStderr(line: Buffer): void {
+  process.stderr.write(Buffer.concat([line, NEWLINE]));
+}
+
+/** Reads the build's output pipe to its end, a line at a time. */
+function readLines(fd: number, onLine: (line: Buffer) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const pipe = new Socket({ fd, readable: true, writable: false });
+    let held: Buffer[] = [];
+    let heldBytes = 0;
+    const flush = (last: Buffer) => {
+      onLine(held.length ? Buffer.concat([...held, last]) : last);
+      held = [];
+      heldBytes = 0;
+    };
+    pipe.on('data', (chunk: Buffer) => {
+      let start = 0;
+      for (let nl; (nl = chunk.indexOf(10, start)) >= 0; start = nl + 1) flush(chunk.subarray(start, nl));
+      if (start < chunk.length) {
+        held.push(chunk.subarray(start));
+        heldBytes += chunk.length - start;
+        if (heldBytes > MAX_LINE) flush(Buffer.alloc(0));
+      }
+    });
+    pipe.on('end', () => {
+      if (held.length) flush(Buffer.alloc(0));
+    });
+    pipe.on('error', () => {}); // 'close' follows: what came is passed on
+    pipe.on('close', () => resolve());
+  });
+}
+
+export async function runSandboxed(opts: SandboxOptions): Promise<{ status: number; signal: string | null }> {
   for (const p of [...MOUNT_POINTS.dirs, ...MOUNT_POINTS.files]) {
-    if (!fs.existsSync(`${opts.root}/${p}`))
-      return Promise.reject(new Error(`sandbox: ${opts.root} has no /${p} to mount on: make the root with assembleRoot()`));
+    if (!fs.existsSync(`${opts.root}/${p}`)) throw new Error(`sandbox: ${opts.root} has no /${p} to mount on: make the root with assembleRoot()`);
   }
   const mapped = Object.entries(opts.fdMap ?? {}).map(([c, p]) => [Number(c), p] as const);
   const given = opts.fdMap ? mapped.map(([c]) => c) : (opts.fds ?? jobserverOf(opts.makeflags)?.fds ?? []);
   const covered = inheritedFds().filter((fd) => !given.includes(fd));
   const [passwdFd, groupFd] = dataFds(opts, covered);
+  const args = bwrapArgs(opts, covered);
   const devnull = covered.length > 0 ? fs.openSync('/dev/null', 'r') : -1;
+  // one pipe for stdout and stderr keeps their lines in the order written
+  const [outR, outW] = withFifo((fifo) => {
+    const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    return [r, fs.openSync(fifo, fs.constants.O_WRONLY)];
+  });
   // every index filled: spawn drops holes in the array and renumbers the rest
-  const stdio: Array<'ignore' | 'inherit' | 'pipe' | number> = Array(groupFd + 1).fill('ignore');
-  stdio[1] = opts.stdout ?? 'inherit';
-  stdio[2] = opts.stderr ?? 'inherit';
+  // ('ignore' is /dev/null at 0 to 2, and leaves the fd alone above)
+  const stdio: Array<'ignore' | 'pipe' | number> = Array(groupFd + 1).fill('ignore');
+  stdio[1] = stdio[2] = outW;
   for (const fd of covered) stdio[fd] = devnull;
   if (opts.fdMap) for (const [child, parent] of mapped) stdio[child] = parent;
   else for (const fd of given) stdio[fd] = fd;
   stdio[passwdFd] = stdio[groupFd] = 'pipe';
   return new Promise((resolve, reject) => {
-    const child = spawn(opts.bwrap ?? 'bwrap', bwrapArgs(opts, covered), { stdio: stdio as StdioOptions });
-    if (devnull >= 0) fs.closeSync(devnull);
+    let child;
+    try {
+      child = spawn(opts.bwrap ?? 'bwrap', args, { stdio: stdio as StdioOptions });
+    } catch (e) {
+      fs.closeSync(outR);
+      throw e;
+    } finally {
+      // the build holds the write end now: the pipe ends when it (and all it started) is done
+      fs.closeSync(outW);
+      if (devnull >= 0) fs.closeSync(devnull);
+    }
+    const output = readLines(outR, opts.onLine ?? toStderr);
     child.on('error', (e: NodeJS.ErrnoException) =>
       reject(e.code === 'ENOENT' ? new Error('bwrap not found: install bubblewrap (apt-get install bubblewrap)') : e),
     );
     child.on('close', (status, signal) =>
-      resolve({ status: status ?? 128 + (signal ? os.constants.signals[signal] : 0), signal }),
+      void output.then(() => resolve({ status: status ?? 128 + (signal ? os.constants.signals[signal] : 0), signal })),
     );
     const pipes = child.stdio as unknown as Array<Socket | null>;
     // bwrap reads both before the build starts; if it fails first, no matter

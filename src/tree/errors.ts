@@ -9,7 +9,12 @@
 import * as path from 'node:path';
 import { RuleError } from '../engine/rules.ts';
 
-export class TreeError extends RuleError {}
+export class TreeError extends RuleError {
+  // the exit status of a bad tree, whether a command or a build meets it
+  constructor(message: string) {
+    super(message, 4);
+  }
+}
 
 /** A path as the user would type it: relative to the cwd when under it. */
 export function display(p: string): string {

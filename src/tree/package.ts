@@ -69,7 +69,7 @@ export function loadPackage(dir: string): Package {
   }
   const buildRefs = readDeps(real, 'build-deps');
   const runRefs = readDeps(real, 'run-deps');
-  return {
+  const pkg: Package = {
     dir: real,
     name: path.basename(real),
     buildScript: has('build') ? path.join(real, 'build') : null,
@@ -80,6 +80,27 @@ export function loadPackage(dir: string): Package {
     fetch: readFetch(path.join(real, 'fetch')),
     files: readFiles(path.join(real, 'files')),
   };
+  checkWorkNames(pkg);
+  return pkg;
+}
+
+/** The sources, files/ and `build` all go to the top of the build directory:
+ * one name taken twice would have one replace (or write into) the other,
+ * and a source there is the distfile store's own copy. */
+function checkWorkNames(pkg: Package): void {
+  const fetchFile = path.join(pkg.dir, 'fetch');
+  const taken = new Map<string, string>(); // name in the build directory → where it comes from
+  if (pkg.buildScript) taken.set('build', `the build script ${display(pkg.buildScript)}`);
+  for (const e of pkg.fetch) {
+    const other = taken.get(e.file);
+    if (other) throw at(fetchFile, e.line, `file '${e.file}' is also ${other}: both would be ${e.file} in the build directory; rename one ('file:' names a source)`);
+    taken.set(e.file, `fetched by ${display(fetchFile)}:${e.line}`);
+  }
+  for (const f of pkg.files) {
+    const top = f.path.split('/', 1)[0]!;
+    const other = taken.get(top);
+    if (other) throw new TreeError(`${display(path.join(pkg.dir, 'files', f.path))}: ${top} is also ${other}: both would be ${top} in the build directory; rename one`);
+  }
 }
 
 function realDir(p: string): string | null {
