@@ -11,10 +11,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { scratch, write, read, run, userEnv, busyboxHttpd, BIN, type Run } from './helpers.ts';
+import { scratch, write, read, run, start, userEnv, busyboxHttpd, BIN, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
-import { planMerge, writeMerged, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
+import { planMerge, writeMerged, removeTree, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
 
 /** A package installing bin/NAME (a script echoing `text`) and whatever else `files` holds (path → content). */
 function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string> } = {}): Record<string, string> {
@@ -88,7 +88,7 @@ describe('export', function () {
   const leftovers = (p: string) => fs.readdirSync(path.dirname(p)).filter((n) => n.startsWith(`.${path.basename(p)}.`));
   const fresh = (name: string) => {
     const d = path.join(work, name);
-    fs.rmSync(d, { recursive: true, force: true });
+    removeTree(d);
     return d;
   };
 
@@ -195,6 +195,31 @@ describe('export', function () {
       }
     });
 
+    it('takes a leading -- as the end of its own arguments, not as the command', () => {
+      const r = exec(work, path.join(V, 'bin/venv-run'), ['--', 'b']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'hello from b\n');
+      assert.equal(exec(work, path.join(V, 'bin/venv-run'), ['--']).status, 2, 'no command after --');
+    });
+
+    it('exits 127 for a command not found in the venv, as a shell does', () => {
+      for (const cmd of ['no-such-command', 'bwrap' /* the host's /usr/bin/bwrap, hidden by the venv's /usr */, '/usr/lib/nothing']) {
+        const r = exec(work, path.join(V, 'bin/venv-run'), [cmd]);
+        assert.equal(r.status, 127, `${cmd}: ${r.stderr}`);
+        assert.equal(r.stderr, `venv-run: ${cmd}: command not found\n`);
+      }
+    });
+
+    it('exits 126 for a file or directory it cannot run, as a shell does', () => {
+      const cwd = fresh('not-runnable');
+      write(cwd, { 'notes.txt': 'not a program' });
+      for (const cmd of ['./notes.txt', '/usr', `${cwd}`]) {
+        const r = exec(cwd, path.join(V, 'bin/venv-run'), [cmd]);
+        assert.equal(r.status, 126, `${cmd}: ${r.stderr}`);
+        assert.equal(r.stderr, `venv-run: ${cmd}: not an executable file\n`);
+      }
+    });
+
     it('says so when bwrap is missing', () => {
       const r = exec(work, '/bin/sh', [path.join(V, 'bin/venv-run'), 'true'], { PATH: '/nonexistent' });
       assert.equal(r.status, 127);
@@ -210,6 +235,48 @@ describe('export', function () {
       assert.equal(r.status, 0, r.stderr);
       assert.ok(fs.existsSync(path.join(V, 'bin/a')));
       assert.ok(!fs.existsSync(path.join(V, 'bin/b')));
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('several bin/venv -o DIR at once all succeed, one after the other, leaving a valid venv and nothing beside it', async () => {
+      const V = fresh('venv-race');
+      const runs = await Promise.all(['b', 'a', 'b', 'a', 'b', 'a'].map((p) => start(tree, 'venv', ['-o', V, `./pkg/${p}`], { PEERPKGS_HOME: home })));
+      for (const r of runs) assert.equal(r.status, 0, r.stderr);
+      const r = exec(work, path.join(V, 'bin/venv-run'), ['a']);
+      assert.equal(r.stdout, 'hello from a\n', r.stderr);
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('waits while another process holds the venv\'s lock, and replaces it only after', async () => {
+      const V = fresh('venv-held');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      const lock = path.join(work, '.venv-held.lock');
+      fs.symlinkSync(String(process.pid), lock); // as a live writer holds it
+      const p = spawn(path.join(BIN, 'venv'), ['-o', V, './pkg/a'], { cwd: tree, env: userEnv({ PEERPKGS_HOME: home }) });
+      let stderr = '';
+      const exited = new Promise<number | null>((resolve) => p.once('close', resolve));
+      await new Promise<void>((resolve) => {
+        p.stderr.on('data', (d: Buffer) => {
+          stderr += d;
+          if (stderr.includes('\n')) resolve();
+        });
+        p.once('close', () => resolve());
+      });
+      assert.equal(stderr, `venv: waiting for ${V}: process ${process.pid} is writing it\n`);
+      assert.ok(fs.existsSync(path.join(V, 'bin/b')), 'not replaced while the lock is held');
+      fs.rmSync(lock);
+      assert.equal(await exited, 0, stderr);
+      assert.ok(!fs.existsSync(path.join(V, 'bin/b')));
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('a lock and temporaries left by a killed writer are taken over and removed', () => {
+      const V = fresh('venv-killed');
+      const dead = spawnSync('/bin/sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
+      fs.symlinkSync(dead, path.join(work, '.venv-killed.lock'));
+      fs.mkdirSync(path.join(work, `.venv-killed.tmp-${dead}-AbC123`));
+      const r = venv('-o', V, './pkg/a');
+      assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(leftovers(V), []);
     });
 

@@ -377,7 +377,9 @@ async function venvCmd(argv: string[]): Promise<number> {
     // imported here: no other command should pay for loading them
     const [{ closureOutputs }, { makeVenv }] = await Promise.all([import('../export/closure.ts'), import('../export/venv.ts')]);
     const packages = await closureOutputs(dirs, peerpkgsHome());
-    const v = await makeVenv({ dir: flags.out ?? 'venv', packages, strategy: flags.strategy });
+    const out = flags.out ?? 'venv';
+    const onWait = (pid: number) => void process.stderr.write(`venv: waiting for ${out}: process ${pid} is writing it\n`);
+    const v = await makeVenv({ dir: out, packages, strategy: flags.strategy, onWait });
     tellSettled('venv', v.settled);
     return EXIT.ok;
   });
