@@ -20,6 +20,7 @@ import { generateKey, KeyError, loadSigningKey, loadTrustedKeys, TrustedKeys, ty
 import { addToCache, PublishError } from '../src/cache/publish.ts';
 import { substitute, forceBinary, NoBinaryError, cacheConfig, type SubstituteResult, type Hit } from '../src/cache/substitute.ts';
 import { addToPackageCache, key as keyCommand } from '../src/cli/cache-commands.ts';
+import { removeTree } from '../src/export/merge.ts';
 import { PackageGraph } from '../src/tree/pkghash.ts';
 import { scratch, write, freePort } from './helpers.ts';
 import { startNginx, type Nginx } from './nginx.ts';
@@ -193,7 +194,7 @@ describe('binary package caches', function () {
     fs.mkdirSync(targetDir, { recursive: true });
   });
 
-  afterEach(() => fs.rmSync(work, { recursive: true, force: true }));
+  afterEach(() => removeTree(work)); // unpacked outputs are read-only
 
   async function sub(urls: string, opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[] } = {}): Promise<{ r: SubstituteResult; log: string[] }> {
     const log: string[] = [];
@@ -223,10 +224,11 @@ describe('binary package caches', function () {
     assert.ok(fs.readFileSync(hit.tmp).equals(fs.readFileSync(hello.archive)), 'the archive is the published one');
     const out = path.join(outputs, hello.sha256);
     assert.equal(fs.readFileSync(path.join(out, 'bin/hello'), 'utf8'), '#!/bin/sh\necho hello from hello\n');
-    assert.equal(fs.statSync(path.join(out, 'bin/hello')).mode & 0o777, 0o755);
+    assert.equal(fs.statSync(path.join(out, 'bin/hello')).mode & 0o777, 0o555, 'read-only');
     assert.equal(fs.readlinkSync(path.join(out, 'share/hello/link')), 'data.bin');
     assert.equal(fs.statSync(path.join(out, 'share/hello/data.bin')).size, 300_000);
-    assert.deepEqual(fs.readdirSync(outputs), [hello.sha256], 'no temporary tree is left in outputs/');
+    assert.deepEqual(fs.readdirSync(outputs).sort(), [hello.sha256, `${hello.sha256}.archive`, `${hello.sha256}.manifest`], 'no temporary tree is left in outputs/');
+    assert.equal(fs.readFileSync(path.join(out + '.archive'), 'utf8'), `${path.join(targetDir, '.pkg.tar.gz')}\n`, 'where the archive will be');
     assert.deepEqual(fs.readdirSync(targetDir), [path.basename(hit.tmp)], 'no temporary file is left beside the target');
   }
 
@@ -396,7 +398,7 @@ describe('binary package caches', function () {
 
     it('takes unsigned entries from a file:// cache unless its URL is marked #signed', async () => {
       assertHello(hitOf((await sub(`file://${caches}/unsigned`)).r));
-      fs.rmSync(work, { recursive: true });
+      removeTree(work);
       fs.mkdirSync(targetDir, { recursive: true });
       const { r, log } = await sub(`file://${caches}/unsigned#signed`);
       assert.ok('miss' in r);

@@ -343,6 +343,9 @@ describe('export', function () {
       for (const p of ['bin/a', 'bin/b', 'bin/busybox']) assert.equal(entries.get(p)?.type, 'file', p);
       assert.equal(entries.get('usr/bin')?.target, '../bin');
       assert.ok(!entries.has('bin/venv-run'), 'a tarball is no venv');
+      assert.equal(entries.get('bin/b')?.mode, 0o755, 'the package\'s own mode, not the read-only store\'s');
+      assert.equal(entries.get('bin')?.mode, 0o755);
+      assert.equal(fs.statSync(path.join(outputOf('b'), 'bin/b')).mode & 0o777, 0o555);
       const x = fresh('t-closure-x');
       fs.mkdirSync(x);
       assert.equal(spawnSync('tar', ['-xzf', T, '-C', x]).status, 0);
@@ -383,6 +386,141 @@ describe('export', function () {
       assert.equal(peerpkgs('export', 'tarball', '--namespaced', '-o', T, './pkg/c', './pkg/d').status, 0);
       const paths = (await readManifest(T)).map((e) => e.path);
       assert.ok(paths.includes('bin/x@c') && paths.includes('bin/x@d') && !paths.includes('bin/x'), paths.join(' '));
+    });
+  });
+
+  describe('read-only outputs and peerpkgs verify', () => {
+    /** Paths under `dir` (itself included) that have a write bit; symlinks have no mode of their own. */
+    const writable = (dir: string): string[] => {
+      const found: string[] = [];
+      const visit = (p: string) => {
+        const st = fs.lstatSync(p);
+        if (!st.isSymbolicLink() && st.mode & 0o222) found.push(p);
+        if (st.isDirectory()) for (const n of fs.readdirSync(p)) visit(path.join(p, n));
+      };
+      visit(dir);
+      return found;
+    };
+    /** A user's edit of a read-only file: give it a write bit, then write. */
+    const edit = (file: string, text: string) => {
+      fs.chmodSync(file, fs.statSync(file).mode | 0o200);
+      fs.appendFileSync(file, text);
+    };
+    /** A user's change in a read-only directory, done as they would: chmod u+w first. */
+    const inDir = (dir: string, f: () => void) => {
+      const mode = fs.statSync(dir).mode;
+      fs.chmodSync(dir, mode | 0o200);
+      f();
+      fs.chmodSync(dir, mode);
+    };
+
+    it('unpacked outputs and venvs have no write bit, directories included', () => {
+      for (const name of ['seed', 'a', 'b']) assert.deepEqual(writable(outputOf(name)), [], name);
+      const V = fresh('venv-ro');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      assert.deepEqual(writable(V), []);
+      if (process.getuid?.() !== 0) {
+        // (root writes whatever the mode)
+        assert.throws(() => fs.writeFileSync(path.join(V, 'bin/b'), 'x'), /EACCES/);
+        assert.throws(() => fs.writeFileSync(path.join(V, 'bin/new'), 'x'), /EACCES/);
+      }
+    });
+
+    it('finds a store file edited through a venv, naming it and its package, and --repair restores it in every venv sharing it', () => {
+      const V = fresh('venv-edited');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      const original = read(V, 'bin/b');
+      assert.equal(peerpkgs('verify').status, 0, 'clean to begin with');
+      edit(path.join(V, 'bin/b'), 'echo changed\n');
+      const V2 = fresh('venv-later');
+      assert.equal(venv('-o', V2, './pkg/b').status, 0, 'a later venv carries the change');
+
+      const r = peerpkgs('verify');
+      assert.equal(r.status, 9, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`^${outputOf('b')} \\(b\\): bin/b: mode 0755, should be 0555; its content changed \\(\\d+ bytes, the package's \\d+\\)$`, 'm'));
+      assert.match(r.stdout, /outputs checked, 1 damaged \(peerpkgs verify --repair restores them\)\n$/);
+      const v = peerpkgs('verify', V);
+      assert.equal(v.status, 9);
+      assert.match(v.stdout, new RegExp(`^${V}/bin/b: mode 0755, should be 0555; its content changed`, 'm'));
+
+      const fix = peerpkgs('verify', '--repair');
+      assert.equal(fix.status, 0, fix.stdout + fix.stderr);
+      assert.match(fix.stdout, new RegExp(`^${outputOf('b')} \\(b\\): repaired 1 paths from ${tree}/pkg/b/\\.pkg\\.tar\\.gz$`, 'm'));
+      for (const d of [V, V2, outputOf('b')]) {
+        assert.equal(read(d, 'bin/b'), original, d);
+        assert.equal(fs.statSync(path.join(d, 'bin/b')).mode & 0o777, 0o555, d);
+      }
+      assert.equal(peerpkgs('verify').status, 0);
+      assert.equal(peerpkgs('verify', V, V2).status, 0);
+    });
+
+    it('finds files replaced, removed and added in the store, and --repair puts back each', () => {
+      const out = outputOf('seed');
+      const busybox = fs.readFileSync(path.join(out, 'bin/busybox'));
+      const [gone] = fs.readdirSync(path.join(out, 'bin')).filter((n) => fs.lstatSync(path.join(out, 'bin', n)).isSymbolicLink());
+      inDir(path.join(out, 'bin'), () => {
+        fs.rmSync(path.join(out, 'bin/busybox'));
+        fs.writeFileSync(path.join(out, 'bin/busybox'), 'replaced', { mode: 0o555 });
+        fs.rmSync(path.join(out, 'bin', gone!));
+        fs.writeFileSync(path.join(out, 'bin/added'), 'added');
+      });
+      const r = peerpkgs('verify');
+      assert.equal(r.status, 9);
+      const lines = r.stdout.split('\n').filter((l) => l.startsWith(out));
+      assert.deepEqual(lines.sort(), [
+        `${out} (seed): bin/${gone}: missing`,
+        `${out} (seed): bin/added: not in the package`,
+        `${out} (seed): bin/busybox: its content changed (8 bytes, the package's ${busybox.length})`,
+      ].sort());
+      const fix = peerpkgs('verify', '--repair');
+      assert.equal(fix.status, 0, fix.stdout);
+      assert.ok(fs.readFileSync(path.join(out, 'bin/busybox')).equals(busybox));
+      assert.ok(fs.lstatSync(path.join(out, 'bin', gone!)).isSymbolicLink());
+      assert.deepEqual(writable(out), []);
+      assert.equal(peerpkgs('verify').status, 0);
+    });
+
+    it('--repair says where the archive is missing, and repairs once it is built again', () => {
+      write(tree, pkg('f', { runDeps: ['seed'] }));
+      assert.equal(venv('-o', fresh('venv-f'), './pkg/f').status, 0); // builds it, and unpacks it into the store
+      const out = outputOf('f');
+      edit(path.join(out, 'bin/f'), 'echo changed\n');
+      fs.rmSync(path.join(tree, 'pkg/f/.pkg.tar.gz'));
+      const r = peerpkgs('verify', '--repair');
+      assert.equal(r.status, 9);
+      assert.match(r.stdout, new RegExp(`^${out} \\(f\\): cannot repair: its archive ${tree}/pkg/f/\\.pkg\\.tar\\.gz is gone; rebuild the package`, 'm'));
+      assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/f'], { PEERPKGS_HOME: home }).status, 0);
+      assert.equal(peerpkgs('verify', '--repair').status, 0);
+      assert.equal(read(out, 'bin/f'), '#!/bin/sh\necho hello from f\n');
+    });
+
+    it('finds a venv file replaced or added in the venv alone', () => {
+      const V = fresh('venv-own');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      inDir(path.join(V, 'bin'), () => {
+        fs.rmSync(path.join(V, 'bin/a'));
+        fs.writeFileSync(path.join(V, 'bin/a'), '#!/bin/sh\necho mine\n', { mode: 0o555 });
+        fs.writeFileSync(path.join(V, 'bin/extra'), 'extra', { mode: 0o444 });
+      });
+      const r = peerpkgs('verify', V);
+      assert.equal(r.status, 9);
+      assert.match(r.stdout, new RegExp(`^${V}/bin/a: its content changed`, 'm'));
+      assert.match(r.stdout, new RegExp(`^${V}/bin/extra: in none of its packages$`, 'm'));
+      assert.match(r.stdout, /make it again with bin\/venv -o /);
+      assert.equal(peerpkgs('verify').status, 0, 'the store is untouched');
+    });
+
+    it('finds nothing wrong in venvs whose conflicts a strategy settled', () => {
+      const made: string[] = [];
+      for (const strategy of ['--prefer-existing', '--prefer-new', '--namespaced']) {
+        const V = fresh(`venv-ok${strategy}`);
+        const r = venv(strategy, '-o', V, './pkg/c', './pkg/d', './pkg/e');
+        assert.equal(r.status, 0, r.stderr);
+        made.push(V);
+      }
+      const r = peerpkgs('verify', ...made);
+      assert.equal(r.status, 0, r.stdout);
+      assert.equal(r.stdout, '3 venvs checked, 0 damaged\n');
     });
   });
 

@@ -24,9 +24,9 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { extract } from '../archive/extract.ts';
+import { unpackOutput } from '../build/outputs.ts';
 import { ArchiveError } from '../archive/errors.ts';
-import { drained, removeTree } from '../archive/files.ts';
+import { drained } from '../archive/files.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
@@ -113,15 +113,15 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
     throw e;
   }
   const tmp = `${opts.target}.cache-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await receive(cache, info, tmp, opts.outputsDir);
+  await receive(cache, info, tmp, opts.outputsDir, opts.target);
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
   opts.log(`${opts.name}: from ${cache.url}, ${by}, output ${info.outputSha256.slice(0, 16)}…`);
   return { sha256: info.outputSha256, tmp, cache: cache.url, info, signer };
 }
 
-/** The one streaming pass: archive bytes checked, kept in `tmp`, and unpacked into outputsDir/<sha256>. */
-async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string): Promise<void> {
+/** The one streaming pass: archive bytes checked, kept in `tmp` (to become `archive`), and unpacked into outputsDir/<sha256>. */
+async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string, archive: string): Promise<void> {
   const name = `${info.pkghash}.tar.gz`;
   const got = await cache.get(name, { maxBytes: info.archiveSize }).catch((e: unknown) => {
     throw e instanceof CacheError ? new CacheError(`${name}: ${e.message}`) : e;
@@ -132,7 +132,6 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
     throw new EntryError(`${name} is ${got.size} bytes, its .info says ${info.archiveSize}`);
   }
   const dest = path.join(outputsDir, info.outputSha256);
-  const unpackTo = path.join(outputsDir, `.unpack-${process.pid}-${randomBytes(4).toString('hex')}`);
   const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644, highWaterMark: 1 << 20 });
   // the first failure of the bytes themselves: extraction reports it wrapped, or reports its consequence
   let failure: Error | null = null;
@@ -165,14 +164,11 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
       const sha = await gunzippedSha256(Readable.from(checked()));
       if (sha !== info.outputSha256) throw new EntryError(`${name} unpacks to sha256 ${sha}, its .info says ${info.outputSha256}`);
     } else {
-      await extract(Readable.from(checked()), unpackTo, { expectSha256: info.outputSha256 });
-      if (fs.existsSync(dest)) await removeTree(unpackTo);
-      else fs.renameSync(unpackTo, dest);
+      await unpackOutput(outputsDir, Readable.from(checked()), info.outputSha256, archive);
     }
   } catch (e) {
     got.close();
     out.destroy();
-    await removeTree(unpackTo);
     fs.rmSync(tmp, { force: true });
     if (failure) throw failure;
     if (e instanceof ArchiveError) throw new EntryError(`${name}: ${e.message.replace(/^cannot extract archive stream: /, '')}`);

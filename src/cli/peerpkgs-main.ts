@@ -23,6 +23,7 @@ export const EXIT = {
   badTree: 4, // a package directory, dependency list or fetch file is wrong
   fetch: 5, // a source could be had from no source
   notReproducible: 6, // peerpkgs check: two builds differ; seed reproduce: two generations differ
+  damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says
   interrupted: 130,
 } as const;
 
@@ -38,6 +39,9 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  and output of a package
   check [-j N] PKGDIR...         build again and compare, naming files that differ
   distfiles add FILE...          put local files in the distfile store, by their sha256
+  verify [--repair] [VENVDIR...] rehash the output store (or venvs) against the
+                                 archives' manifests, naming each damaged file;
+                                 --repair restores the store's from the archives
   venv [-o DIR] [-j N] [STRATEGY] PKGDIR...
                                  build, then merge the packages and their run closures
                                  into DIR (default ./venv); DIR/bin/venv-run CMD runs
@@ -81,7 +85,7 @@ fetches from the urls only; PKG_IPFS_TIMEOUT (seconds, default 30) gives up
 an IPFS transfer that brings no data.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
-130 interrupted.
+9 damaged (verify), 130 interrupted.
 `;
 
 const ALIASES: Record<string, string> = {
@@ -419,6 +423,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(SEED_HELP);
     return EXIT.ok;
   }
+  if (cmd === 'verify' && (args.includes('--help') || args.includes('-h'))) {
+    const { VERIFY_HELP } = await import('./verify-command.ts');
+    process.stdout.write(VERIFY_HELP);
+    return EXIT.ok;
+  }
   // the mirror commands have their own help
   if (cmd === 'mirrors' || cmd === 'mirrors-pin' || cmd === 'mirrors-pin-all') {
     const { mirrorsCommand } = await import('./mirror-commands.ts');
@@ -452,6 +461,11 @@ async function main(argv: string[]): Promise<number> {
       return check(args);
     case 'distfiles':
       return distfiles(args);
+    case 'verify': {
+      const { verifyCommand } = await import('./verify-command.ts');
+      const damaged = await verifyCommand(args, peerpkgsHome(), (s) => void process.stdout.write(s), (m) => new UsageError(m));
+      return damaged ? EXIT.damaged : EXIT.ok;
+    }
     case 'cache':
       if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
       return cacheAdd(args.slice(1));

@@ -217,6 +217,29 @@ export function lookup(plan: MergePlan, rel: string): Node | undefined {
   return n;
 }
 
+/**
+ * The permission bits of each directory and file of the plan as its
+ * package has them, by path: `modesOf(output)` gives an output's, by its
+ * own paths (the output store's manifest), or null to take them from the
+ * disk. The tree written holds the store's read-only modes, not these.
+ */
+export function packageModes(plan: MergePlan, modesOf: (o: Output) => ReadonlyMap<string, { mode: number }> | null): Map<string, number> {
+  const modes = new Map<string, number>();
+  const known = plan.outputs.map(modesOf);
+  const visit = (dir: DirNode, at: string): void => {
+    for (const [name, n] of dir.children) {
+      const p = at ? `${at}/${name}` : name;
+      if (n.type !== 'symlink') {
+        const own = known[n.pkg]?.get(path.relative(plan.outputs[n.pkg]!.dir, n.src));
+        if (own !== undefined) modes.set(p, own.mode);
+      }
+      if (n.type === 'directory') visit(n, p);
+    }
+  };
+  visit(plan.root, '');
+  return modes;
+}
+
 export interface Written {
   /** Files and symlinks made by hardlinks into the outputs. */
   linked: number;

@@ -23,6 +23,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ManifestEntry } from '../archive/manifest.ts';
+import { storedManifest } from '../build/outputs.ts';
+import { Hasher, problem, walk, type Damage } from '../build/verify.ts';
 import { isAlive, withLockFile } from '../engine/locks.ts';
 import { planMerge, writeMerged, removeTree, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
 
@@ -299,4 +302,99 @@ function install(tmp: string, dir: string): boolean {
   }
   removeTree(old);
   return true;
+}
+
+export interface VenvCheck {
+  dir: string;
+  damage: Damage[];
+  /** Packages of the venv whose manifest the output store does not have: their files were not checked. */
+  unknown: string[];
+}
+
+/**
+ * Checks a venv against the manifests of the outputs its record lists:
+ * every path must be one of its packages' (at PATH, or at PATH@PACKAGE
+ * when namespaced), as that package has it but with no write bit, and
+ * every path of a package must be there, unless a conflict settled it
+ * away. Which strategy made the venv is not recorded, so a path is right
+ * when any of the packages providing it has it so.
+ */
+export async function checkVenv(dir: string, outputsDir: string): Promise<VenvCheck> {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(dir, VENV_RECORD), 'utf8');
+  } catch {
+    throw new MergeError(`${dir} is not a venv (it has no ${VENV_RECORD})`);
+  }
+  const [header, ...lines] = text.split('\n').filter(Boolean);
+  if (header !== RECORD_HEADER) throw new MergeError(`${path.join(dir, VENV_RECORD)}: not a venv record (first line ${JSON.stringify(header)})`);
+  const pkgs = lines.map((l) => {
+    const [name = '', sha256 = ''] = l.split(' ');
+    return { name, manifest: /^[0-9a-f]{64}$/.test(sha256) ? storedManifest(path.join(outputsDir, sha256)) : null };
+  });
+  const check: VenvCheck = { dir, damage: [], unknown: pkgs.filter((p) => p.manifest === null).map((p) => p.name) };
+  const hasher = new Hasher();
+  const bad = (p: string, what: string) => check.damage.push({ path: p, what });
+
+  /** The entries that may be at venv path `p`: each package's at p, and a namespaced NAME@PKG's as PKG's NAME. */
+  const candidates = (p: string) => {
+    const found: Array<{ e: ManifestEntry; m: ReadonlyMap<string, ManifestEntry> }> = [];
+    for (const k of pkgs) {
+      const e = k.manifest?.get(p);
+      if (e !== undefined) found.push({ e, m: k.manifest! });
+    }
+    const parts = p.split('/');
+    parts.forEach((c, i) => {
+      const at = c.lastIndexOf('@');
+      const k = at > 0 ? pkgs.find((x) => x.name === c.slice(at + 1)) : undefined;
+      const e = k?.manifest?.get([...parts.slice(0, i), c.slice(0, at), ...parts.slice(i + 1)].join('/'));
+      if (e !== undefined) found.push({ e, m: k!.manifest! });
+    });
+    return found;
+  };
+
+  const top = fs.statSync(dir);
+  if (top.mode & 0o222) bad('', `mode ${(top.mode & 0o7777).toString(8)}, should have no write bits`);
+  const run = path.join(dir, 'bin/venv-run');
+  const runSt = fs.lstatSync(run, { throwIfNoEntry: false });
+  if (runSt === undefined) bad('bin/venv-run', 'missing');
+  else if (!runSt.isFile() || (runSt.mode & 0o7777) !== 0o555 || fs.readFileSync(run, 'utf8') !== VENV_RUN) bad('bin/venv-run', 'not the one bin/venv writes');
+  for (const p of walk(dir)) {
+    if (p === VENV_RECORD || p === 'bin/venv-run') continue;
+    const cands = candidates(p);
+    if (cands.length === 0) {
+      const st = fs.lstatSync(path.join(dir, p));
+      // bin is the venv's own when no package has one
+      if (p === 'bin' && st.isDirectory()) {
+        if (st.mode & 0o222) bad(p, `mode ${(st.mode & 0o7777).toString(8)}, should have no write bits`);
+      } else if (!check.unknown.length) {
+        bad(p, 'in none of its packages');
+      }
+      continue;
+    }
+    const whys = await Promise.all(cands.map((c) => problem(path.join(dir, p), c.e, c.m, hasher)));
+    if (!whys.includes(null)) bad(p, whys[whys.length - 1]!);
+  }
+  // what a package has and the venv lacks, unless a conflict settled it away
+  const missing = new Set<string>();
+  for (const k of pkgs) {
+    for (const p of k.manifest?.keys() ?? []) {
+      const parts = p.split('/');
+      for (let i = 1; i <= parts.length; i++) {
+        const prefix = parts.slice(0, i).join('/');
+        const st = fs.lstatSync(path.join(dir, prefix), { throwIfNoEntry: false });
+        if (st === undefined) {
+          const parent = path.join(dir, path.dirname(prefix));
+          const namespaced = fs.readdirSync(parent).some((n) => n.startsWith(`${parts[i - 1]}@`));
+          if (!namespaced && !missing.has(prefix)) {
+            missing.add(prefix);
+            bad(prefix, 'missing');
+          }
+          break;
+        }
+        if (!st.isDirectory()) break; // a file, or a symlink, won over a directory
+      }
+    }
+  }
+  return check;
 }
