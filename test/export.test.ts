@@ -439,6 +439,9 @@ describe('export', function () {
       assert.equal(r.status, 9, r.stdout + r.stderr);
       assert.match(r.stdout, new RegExp(`^${outputOf('b')} \\(b\\): bin/b: mode 0755, should be 0555; its content changed \\(\\d+ bytes, the package's \\d+\\)$`, 'm'));
       assert.match(r.stdout, /outputs checked, 1 damaged \(peerpkgs verify --repair restores them\)\n$/);
+      const c = peerpkgs('check', './pkg/b');
+      assert.equal(c.status, 9, c.stdout + c.stderr);
+      assert.match(c.stdout, new RegExp(`^pkg/b: reproducible, output sha256 [0-9a-f]{64}, but its unpacked copy ${outputOf('b')} is damaged \\(1 paths: `, 'm'));
       const v = peerpkgs('verify', V);
       assert.equal(v.status, 9);
       assert.match(v.stdout, new RegExp(`^${V}/bin/b: mode 0755, should be 0555; its content changed`, 'm'));

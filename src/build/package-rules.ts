@@ -14,6 +14,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { removeTree } from '../archive/files.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
@@ -161,7 +162,8 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
 
   const work = path.join(home, 'build', `${pkg.name}.${process.pid}.${builds++}`);
-  fs.rmSync(work, { recursive: true, force: true });
+  // a build copying from its closure (cp -a) makes read-only directories
+  await removeTree(work);
   const wd = path.join(work, 'home');
   const dest = path.join(work, 'dest');
   fs.mkdirSync(wd, { recursive: true });
@@ -194,7 +196,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
-  fs.rmSync(work, { recursive: true, force: true });
+  await removeTree(work);
 }
 
 function sameBytes(file: string, size: number, sha256: string): boolean {

@@ -295,6 +295,8 @@ async function check(argv: string[]): Promise<number> {
   const dirs = packageDirs(flags.args);
   const { readManifest } = await import('../archive/manifest.ts');
   const { recordedSha256 } = await import('../build/outputs.ts');
+  const { checkOutput } = await import('../build/verify.ts');
+  const outputsDir = path.join(peerpkgsHome(), 'outputs');
   return withEngine(flags, async (engine) => {
     const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
     const rc = await engine.build(targets, false);
@@ -304,18 +306,23 @@ async function check(argv: string[]): Promise<number> {
     const rc2 = await engine.build(targets, true);
     if (rc2 !== 0) return rc2;
     let bad = 0;
+    let damaged = 0;
     for (let i = 0; i < targets.length; i++) {
       const sha = recordedSha256(targets[i]!);
       const diffs = manifestDiff(first[i]!, await readManifest(targets[i]!));
       if (sha && sha === firstSha[i] && diffs.length === 0) {
-        process.stdout.write(`${rel(dirs[i]!)}: reproducible, output sha256 ${sha}\n`);
+        // what venvs, roots and exports are made from is the unpacked copy, not the archive
+        const stored = fs.existsSync(path.join(outputsDir, sha)) ? await checkOutput(outputsDir, sha) : null;
+        const harm = stored?.damage.length ? `, but its unpacked copy ${stored.dir} is damaged (${stored.damage.length} paths: peerpkgs verify names them, verify --repair restores them)` : '';
+        if (harm) damaged++;
+        process.stdout.write(`${rel(dirs[i]!)}: reproducible, output sha256 ${sha}${harm}\n`);
       } else {
         bad++;
         process.stdout.write(`${rel(dirs[i]!)}: NOT reproducible: ${firstSha[i]} then ${sha}\n`);
         for (const d of diffs.length ? diffs : ['(the files are the same; the archives differ)']) process.stdout.write(`  ${d}\n`);
       }
     }
-    return bad ? EXIT.notReproducible : EXIT.ok;
+    return bad ? EXIT.notReproducible : damaged ? EXIT.damaged : EXIT.ok;
   });
 }
 
