@@ -513,6 +513,21 @@ describe('export', function () {
       assert.equal(peerpkgs('verify').status, 0, 'the store is untouched');
     });
 
+    it('an output an older peerpkgs unpacked, with no manifest beside it, gets one when next used', () => {
+      assert.equal(venv('-o', fresh('venv-a'), './pkg/a').status, 0);
+      const out = outputOf('a');
+      fs.rmSync(`${out}.manifest`);
+      fs.rmSync(`${out}.archive`);
+      const r = peerpkgs('verify');
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, new RegExp(`^${out}: not checked: the store has no manifest for it`, 'm'));
+      assert.equal(venv('-o', fresh('venv-a-again'), './pkg/a').status, 0);
+      edit(path.join(out, 'bin/a'), 'echo changed\n');
+      const again = peerpkgs('verify', '--repair');
+      assert.match(again.stdout, new RegExp(`^${out} \\(a\\): bin/a: `, 'm'));
+      assert.equal(again.status, 0, again.stdout);
+    });
+
     it('finds nothing wrong in venvs whose conflicts a strategy settled', () => {
       const made: string[] = [];
       for (const strategy of ['--prefer-existing', '--prefer-new', '--namespaced']) {
