@@ -528,6 +528,20 @@ describe('export', function () {
       assert.equal(again.status, 0, again.stdout);
     });
 
+    it('takes a seed packed by plain tar, with no manifest, for build after build, and says verify cannot check it', () => {
+      const t = fresh('plain-seed-tree');
+      const h = path.join(work, 'plain-seed-home');
+      write(t, { '!pkg/seed/.pkg.tar.gz.do': fs.readFileSync(path.join(BIN, '../example/pkg/seed/.pkg.tar.gz.do'), 'utf8') });
+      for (const p of ['p', 'q']) write(t, { [`!pkg/${p}/build`]: `#!/bin/sh\nmkdir -p "$DESTDIR/bin" && echo ${p} >"$DESTDIR/bin/${p}"\n`, [`pkg/${p}/build-deps`]: '../seed\n' });
+      for (const p of ['p', 'q']) {
+        const b = run(t, 'build-packages-ifchange', [`./pkg/${p}`], { PEERPKGS_HOME: h });
+        assert.equal(b.status, 0, `${p}: ${b.stderr}`);
+      }
+      const r = run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h });
+      assert.equal(r.status, 0, r.stdout);
+      assert.match(r.stdout, /^\S+ \(seed\): not checked: the store has no manifest for it/m);
+    });
+
     it('finds nothing wrong in venvs whose conflicts a strategy settled', () => {
       const made: string[] = [];
       for (const strategy of ['--prefer-existing', '--prefer-new', '--namespaced']) {

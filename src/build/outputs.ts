@@ -13,8 +13,9 @@
  * archive's manifest, `<sha256>.manifest`, which `peerpkgs verify` checks
  * the tree against, and `<sha256>.archive`, the path of the archive it was
  * unpacked from, which `verify --repair` restores it from. Both are written
- * before the tree is renamed into place, so a tree in place has them (or
- * was unpacked by an older peerpkgs: they are added when it is next used).
+ * before the tree is renamed into place, so a tree in place has them (but
+ * the manifest, for an archive without one), or was unpacked by an older
+ * peerpkgs: they are added when it is next used.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -22,6 +23,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { extract } from '../archive/extract.ts';
+import { ArchiveError } from '../archive/errors.ts';
 import { removeTree } from '../archive/files.ts';
 import { parseManifest, readManifest, serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 
@@ -77,8 +79,8 @@ export class OutputStore {
     const dir = this.path(known);
     if (fs.existsSync(dir)) {
       if (!recorded) recordSha256(archive, known);
-      // unpacked by an older peerpkgs, which kept no manifest
-      if (!fs.existsSync(manifestFile(dir))) await recordOrigin(dir, serializeManifest(await readManifest(archive)), archive);
+      // unpacked by an older peerpkgs, which kept no record of its origin
+      if (!fs.existsSync(archiveFile(dir))) await recordOrigin(dir, await manifestOf(archive), archive);
       return { dir, sha256: known };
     }
     const u = await unpackOutput(this.dir, archive, known, archive);
@@ -122,7 +124,7 @@ export async function unpackOutput(outputsDir: string, source: string | NodeJS.R
     const { sha256, manifest } = await extract(source, tmp, { expectSha256, readOnly: true });
     const dest = path.join(outputsDir, sha256);
     if (!fs.existsSync(dest)) {
-      if (manifest !== undefined) await recordOrigin(dest, manifest, archive);
+      await recordOrigin(dest, manifest, archive);
       try {
         fs.renameSync(tmp, dest);
       } catch (e) {
@@ -138,12 +140,25 @@ export async function unpackOutput(outputsDir: string, source: string | NodeJS.R
   }
 }
 
-/** Writes the manifest and the archive's path beside the tree `dir`, each under a temporary name first. */
-async function recordOrigin(dir: string, manifest: string, archive: string): Promise<void> {
-  for (const [file, text] of [
-    [manifestFile(dir), manifest],
-    [archiveFile(dir), `${path.resolve(archive)}\n`],
-  ] as const) {
+/** The manifest's text of a peerpkgs archive; undefined for another tarball (a seed packed otherwise). */
+async function manifestOf(archive: string): Promise<string | undefined> {
+  try {
+    return serializeManifest(await readManifest(archive));
+  } catch (e) {
+    if (e instanceof ArchiveError) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Writes the manifest, if the archive has one, and the archive's path
+ * beside the tree `dir`, each under a temporary name first; the path last,
+ * as it tells that the record is complete.
+ */
+async function recordOrigin(dir: string, manifest: string | undefined, archive: string): Promise<void> {
+  const records: Array<[string, string]> = [[archiveFile(dir), `${path.resolve(archive)}\n`]];
+  if (manifest !== undefined) records.unshift([manifestFile(dir), manifest]);
+  for (const [file, text] of records) {
     // one process may unpack an output for two builds at once
     const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
     try {
