@@ -466,6 +466,8 @@ describe('export', function () {
         fs.writeFileSync(path.join(out, 'bin/busybox'), 'replaced', { mode: 0o555 });
         fs.rmSync(path.join(out, 'bin', gone!));
         fs.writeFileSync(path.join(out, 'bin/added'), 'added');
+        fs.mkdirSync(path.join(out, 'bin/added-dir'));
+        fs.writeFileSync(path.join(out, 'bin/added-dir/file'), 'added');
       });
       const r = peerpkgs('verify');
       assert.equal(r.status, 9);
@@ -473,6 +475,8 @@ describe('export', function () {
       assert.deepEqual(lines.sort(), [
         `${out} (seed): bin/${gone}: missing`,
         `${out} (seed): bin/added: not in the package`,
+        `${out} (seed): bin/added-dir: not in the package`,
+        `${out} (seed): bin/added-dir/file: not in the package`,
         `${out} (seed): bin/busybox: its content changed (8 bytes, the package's ${busybox.length})`,
       ].sort());
       const fix = peerpkgs('verify', '--repair');

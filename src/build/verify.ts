@@ -160,7 +160,8 @@ export async function repairOutput(check: OutputCheck): Promise<string | null> {
       const e = d.path === '' ? undefined : manifest.get(d.path);
       if (d.path === '') continue; // the tree's own mode, set last
       if (e === undefined) {
-        await writable(path.dirname(abs), () => remove(abs));
+        // (gone already when it was in an added directory)
+        if (fs.lstatSync(abs, { throwIfNoEntry: false }) !== undefined) await writable(path.dirname(abs), () => remove(abs));
         continue;
       }
       const st = fs.lstatSync(abs, { throwIfNoEntry: false });
