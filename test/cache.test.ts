@@ -7,7 +7,7 @@
  * we do not trust signed, is never unpacked.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -614,6 +614,16 @@ describe('binary package caches', function () {
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`^already there \\S+ ${lib} \\(signed by ${alice.id}\\)$`, 'm'));
       assert.match(r.stdout, /^1 added, signed by \S+ \(mallory\); 1 already in /m);
+    });
+
+    it('takes over the lock of a run that was killed, and leaves no lock behind', async () => {
+      const dir = path.join(work, 'cache');
+      fs.mkdirSync(dir);
+      const dead = spawnSync('/bin/sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
+      fs.symlinkSync(dead, path.join(dir, '.lock'));
+      const r = await addToCache({ dir, packages: [hello], signKey: alice, onWait: () => assert.fail('waited for a dead process') });
+      assert.deepEqual(r.added, [hello.pkghash]);
+      assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`]);
     });
 
     it('add-to-package-cache publishes packages with their run closures, signed, and names a package not built with the command that builds it', async () => {
