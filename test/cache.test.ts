@@ -7,6 +7,7 @@
  * we do not trust signed, is never unpacked.
  */
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -19,6 +20,7 @@ import { generateKey, KeyError, loadSigningKey, loadTrustedKeys, TrustedKeys, ty
 import { addToCache, PublishError } from '../src/cache/publish.ts';
 import { substitute, forceBinary, NoBinaryError, cacheConfig, type SubstituteResult, type Hit } from '../src/cache/substitute.ts';
 import { addToPackageCache, key as keyCommand } from '../src/cli/cache-commands.ts';
+import { removeTree } from '../src/export/merge.ts';
 import { PackageGraph } from '../src/tree/pkghash.ts';
 import { SettingsError, settings } from '../src/settings.ts';
 import { scratch, write, freePort, run } from './helpers.ts';
@@ -216,7 +218,7 @@ describe('binary package caches', function () {
     fs.mkdirSync(targetDir, { recursive: true });
   });
 
-  afterEach(() => fs.rmSync(work, { recursive: true, force: true }));
+  afterEach(() => removeTree(work)); // unpacked outputs are read-only
 
   async function sub(urls: string, opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[]; maxUnpackBytes?: number } = {}): Promise<{ r: SubstituteResult; log: string[] }> {
     const log: string[] = [];
@@ -247,10 +249,11 @@ describe('binary package caches', function () {
     assert.ok(fs.readFileSync(hit.tmp).equals(fs.readFileSync(hello.archive)), 'the archive is the published one');
     const out = path.join(outputs, hello.sha256);
     assert.equal(fs.readFileSync(path.join(out, 'bin/hello'), 'utf8'), '#!/bin/sh\necho hello from hello\n');
-    assert.equal(fs.statSync(path.join(out, 'bin/hello')).mode & 0o777, 0o755);
+    assert.equal(fs.statSync(path.join(out, 'bin/hello')).mode & 0o777, 0o555, 'read-only');
     assert.equal(fs.readlinkSync(path.join(out, 'share/hello/link')), 'data.bin');
     assert.equal(fs.statSync(path.join(out, 'share/hello/data.bin')).size, 300_000);
-    assert.deepEqual(fs.readdirSync(outputs), [hello.sha256], 'no temporary tree is left in outputs/');
+    assert.deepEqual(fs.readdirSync(outputs).sort(), [hello.sha256, `${hello.sha256}.archive`, `${hello.sha256}.manifest`], 'no temporary tree is left in outputs/');
+    assert.equal(fs.readFileSync(path.join(out + '.archive'), 'utf8'), `${path.join(targetDir, '.pkg.tar.gz')}\n`, 'where the archive will be');
     assert.deepEqual(fs.readdirSync(targetDir), [path.basename(hit.tmp)], 'no temporary file is left beside the target');
   }
 
@@ -564,7 +567,7 @@ describe('binary package caches', function () {
 
     it('takes unsigned entries from a file:// cache unless its URL is marked #signed', async () => {
       assertHello(hitOf((await sub(`file://${caches}/unsigned`)).r));
-      fs.rmSync(work, { recursive: true });
+      removeTree(work);
       fs.mkdirSync(targetDir, { recursive: true });
       const { r, log } = await sub(`file://${caches}/unsigned#signed`);
       assert.ok('miss' in r);
@@ -715,16 +718,18 @@ describe('binary package caches', function () {
       assert.deepEqual(listAll(dir), []);
     });
 
-    it('add-to-package-cache publishes packages with their run closures, signed, and names a package not built with the command that builds it', async () => {
+    /** A tree whose packages (app run-depending on lib, more if asked) are built, as far as publishing can tell. */
+    async function builtTree(more: string[] = []): Promise<{ tree: string; g: PackageGraph }> {
       const tree = path.join(work, 'tree');
       write(tree, {
         '!pkg/app/build': '#!/bin/sh\n',
-        'pkg/app/run-deps': '../lib\n',
+        'pkg/app/run-deps': ['../lib', ...more.map((m) => `../${m}`)].join('\n') + '\n',
         '!pkg/lib/build': '#!/bin/sh\n',
         '!pkg/tool/build': '#!/bin/sh\n',
       });
+      for (const m of more) write(tree, { [`!pkg/${m}/build`]: `#!/bin/sh\n# ${m}\n` }); // a pkghash of its own
       const g = new PackageGraph();
-      for (const name of ['app', 'lib']) {
+      for (const name of ['app', 'lib', ...more]) {
         const d = path.join(tree, 'pkg', name);
         const src = path.join(work, `${name}-dest`);
         write(src, { [`bin/${name}`]: name });
@@ -732,6 +737,79 @@ describe('binary package caches', function () {
         recordSha256(path.join(d, '.pkg.tar.gz'), packed.sha256);
         fs.writeFileSync(path.join(d, '.pkghash'), g.pkghash(d) + '\n');
       }
+      return { tree, g };
+    }
+
+    /** add-to-package-cache ARGS in a process of its own, as two users would run it. */
+    function addInProcess(args: string[]): { done: Promise<{ status: number | null; stdout: string; stderr: string }>; said: Promise<string> } {
+      const code = `const m = await import(${JSON.stringify(new URL('../src/cli/cache-commands.ts', import.meta.url).href)}); process.exitCode = await m.addToPackageCache(process.argv.slice(1));`;
+      const p = spawn(process.execPath, ['--input-type=module', '-e', code, '--', ...args], { env: { ...process.env, PEERPKGS_HOME: home } });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d) => (stdout += d));
+      const done = new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => p.on('close', (status) => resolve({ status, stdout, stderr })));
+      // its first line on stderr, or all of it if it says none
+      const said = new Promise<string>((resolve) => {
+        p.stderr.on('data', (d) => {
+          stderr += d;
+          if (stderr.includes('\n')) resolve(stderr);
+        });
+        void done.then(() => resolve(stderr));
+      });
+      return { done, said };
+    }
+
+    it('two add-to-package-cache runs at once with different keys each add an entry once, and report who signed what is there', async () => {
+      const more = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6'];
+      const { tree } = await builtTree(more);
+      const dir = path.join(work, 'cache');
+      const runs = await Promise.all(['alice', 'mallory'].map((k) => addInProcess(['-o', dir, '--sign-key', k, path.join(tree, 'pkg/app')]).done));
+      const keys = [alice, mallory];
+      const addedBy = new Map<string, string>();
+      runs.forEach((r, i) => {
+        assert.equal(r.status, 0, r.stderr);
+        for (const [, h] of r.stdout.matchAll(/^added \S+ ([0-9a-f]{64})$/gm)) {
+          assert.ok(!addedBy.has(h!), `${h} added by both runs`);
+          addedBy.set(h!, keys[i]!.id);
+        }
+        // what this run skipped, the other one added
+        for (const [, h, by] of r.stdout.matchAll(/^already there \S+ ([0-9a-f]{64}) \(signed by (\S+)\)$/gm)) assert.equal(by, keys[1 - i]!.id, h);
+      });
+      assert.equal(addedBy.size, 2 + more.length, runs.map((r) => r.stdout).join('---\n'));
+      for (const [h, id] of addedBy) assert.equal(parseInfo(fs.readFileSync(path.join(dir, `${h}.info`))).keyId, id, `${h}: the key the run that added it reported`);
+      assert.deepEqual(listAll(dir).filter((f) => !/^[0-9a-f]{64}\.(info|tar\.gz)$/.test(f)), [], 'nothing else: no lock, no temporaries');
+    });
+
+    it('add-to-package-cache waits while another process holds the cache directory\'s lock, and then reports what that one wrote', async () => {
+      const { tree, g } = await builtTree();
+      const dir = path.join(work, 'cache');
+      fs.mkdirSync(dir);
+      fs.symlinkSync(String(process.pid), path.join(dir, '.lock')); // as a live writer holds it
+      const p = addInProcess(['-o', dir, '--sign-key', 'mallory', path.join(tree, 'pkg/app')]);
+      assert.match(await p.said, new RegExp(`^add-to-package-cache: waiting for .*cache: process ${process.pid} is writing to it\n$`));
+      assert.deepEqual(listAll(dir), ['.lock'], 'nothing written while the lock is held');
+      const lib = g.pkghash(path.join(tree, 'pkg/lib'));
+      const archive = path.join(tree, 'pkg/lib/.pkg.tar.gz');
+      fs.rmSync(path.join(dir, '.lock'));
+      await addToCache({ dir, packages: [{ pkghash: lib, name: 'lib', archive, closure: [] }], signKey: alice });
+      const r = await p.done;
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^already there \\S+ ${lib} \\(signed by ${alice.id}\\)$`, 'm'));
+      assert.match(r.stdout, /^1 added, signed by \S+ \(mallory\); 1 already in /m);
+    });
+
+    it('takes over the lock of a run that was killed, and leaves no lock behind', async () => {
+      const dir = path.join(work, 'cache');
+      fs.mkdirSync(dir);
+      const dead = spawnSync('/bin/sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
+      fs.symlinkSync(dead, path.join(dir, '.lock'));
+      const r = await addToCache({ dir, packages: [hello], signKey: alice, onWait: () => assert.fail('waited for a dead process') });
+      assert.deepEqual(r.added, [hello.pkghash]);
+      assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`]);
+    });
+
+    it('add-to-package-cache publishes packages with their run closures, signed, and names a package not built with the command that builds it', async () => {
+      const { tree, g } = await builtTree();
       const out: string[] = [];
       const err: string[] = [];
       const io = { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s), env: { PEERPKGS_HOME: home } };
@@ -741,7 +819,7 @@ describe('binary package caches', function () {
       const lib = g.pkghash(path.join(tree, 'pkg/lib'));
       assert.deepEqual(listAll(dir), [`${app}.info`, `${app}.tar.gz`, `${lib}.info`, `${lib}.tar.gz`].sort());
       assert.deepEqual(parseInfo(fs.readFileSync(path.join(dir, `${app}.info`))).closure, [lib]);
-      assert.match(out.join(''), /2 added, 0 already in .*, signed by ed25519:[0-9a-f]{16} \(alice\)/);
+      assert.match(out.join(''), /2 added, signed by ed25519:[0-9a-f]{16} \(alice\); 0 already in /);
 
       err.length = 0;
       assert.equal(await addToPackageCache(['-o', dir, path.join(tree, 'pkg/tool')], io), 1);

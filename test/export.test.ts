@@ -11,10 +11,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { scratch, write, read, run, userEnv, busyboxHttpd, BIN, type Run } from './helpers.ts';
+import { scratch, write, read, run, start, userEnv, busyboxHttpd, BIN, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
-import { planMerge, writeMerged, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
+import { planMerge, writeMerged, removeTree, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
 
 /** A package installing bin/NAME (a script echoing `text`) and whatever else `files` holds (path → content). */
 function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string> } = {}): Record<string, string> {
@@ -88,7 +88,7 @@ describe('export', function () {
   const leftovers = (p: string) => fs.readdirSync(path.dirname(p)).filter((n) => n.startsWith(`.${path.basename(p)}.`));
   const fresh = (name: string) => {
     const d = path.join(work, name);
-    fs.rmSync(d, { recursive: true, force: true });
+    removeTree(d);
     return d;
   };
 
@@ -195,6 +195,31 @@ describe('export', function () {
       }
     });
 
+    it('takes a leading -- as the end of its own arguments, not as the command', () => {
+      const r = exec(work, path.join(V, 'bin/venv-run'), ['--', 'b']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'hello from b\n');
+      assert.equal(exec(work, path.join(V, 'bin/venv-run'), ['--']).status, 2, 'no command after --');
+    });
+
+    it('exits 127 for a command not found in the venv, as a shell does', () => {
+      for (const cmd of ['no-such-command', 'bwrap' /* the host's /usr/bin/bwrap, hidden by the venv's /usr */, '/usr/lib/nothing']) {
+        const r = exec(work, path.join(V, 'bin/venv-run'), [cmd]);
+        assert.equal(r.status, 127, `${cmd}: ${r.stderr}`);
+        assert.equal(r.stderr, `venv-run: ${cmd}: command not found\n`);
+      }
+    });
+
+    it('exits 126 for a file or directory it cannot run, as a shell does', () => {
+      const cwd = fresh('not-runnable');
+      write(cwd, { 'notes.txt': 'not a program' });
+      for (const cmd of ['./notes.txt', '/usr', `${cwd}`]) {
+        const r = exec(cwd, path.join(V, 'bin/venv-run'), [cmd]);
+        assert.equal(r.status, 126, `${cmd}: ${r.stderr}`);
+        assert.equal(r.stderr, `venv-run: ${cmd}: not an executable file\n`);
+      }
+    });
+
     it('says so when bwrap is missing', () => {
       const r = exec(work, '/bin/sh', [path.join(V, 'bin/venv-run'), 'true'], { PATH: '/nonexistent' });
       assert.equal(r.status, 127);
@@ -210,6 +235,48 @@ describe('export', function () {
       assert.equal(r.status, 0, r.stderr);
       assert.ok(fs.existsSync(path.join(V, 'bin/a')));
       assert.ok(!fs.existsSync(path.join(V, 'bin/b')));
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('several bin/venv -o DIR at once all succeed, one after the other, leaving a valid venv and nothing beside it', async () => {
+      const V = fresh('venv-race');
+      const runs = await Promise.all(['b', 'a', 'b', 'a', 'b', 'a'].map((p) => start(tree, 'venv', ['-o', V, `./pkg/${p}`], { PEERPKGS_HOME: home })));
+      for (const r of runs) assert.equal(r.status, 0, r.stderr);
+      const r = exec(work, path.join(V, 'bin/venv-run'), ['a']);
+      assert.equal(r.stdout, 'hello from a\n', r.stderr);
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('waits while another process holds the venv\'s lock, and replaces it only after', async () => {
+      const V = fresh('venv-held');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      const lock = path.join(work, '.venv-held.lock');
+      fs.symlinkSync(String(process.pid), lock); // as a live writer holds it
+      const p = spawn(path.join(BIN, 'venv'), ['-o', V, './pkg/a'], { cwd: tree, env: userEnv({ PEERPKGS_HOME: home }) });
+      let stderr = '';
+      const exited = new Promise<number | null>((resolve) => p.once('close', resolve));
+      await new Promise<void>((resolve) => {
+        p.stderr.on('data', (d: Buffer) => {
+          stderr += d;
+          if (stderr.includes('\n')) resolve();
+        });
+        p.once('close', () => resolve());
+      });
+      assert.equal(stderr, `venv: waiting for ${V}: process ${process.pid} is writing it\n`);
+      assert.ok(fs.existsSync(path.join(V, 'bin/b')), 'not replaced while the lock is held');
+      fs.rmSync(lock);
+      assert.equal(await exited, 0, stderr);
+      assert.ok(!fs.existsSync(path.join(V, 'bin/b')));
+      assert.deepEqual(leftovers(V), []);
+    });
+
+    it('a lock and temporaries left by a killed writer are taken over and removed', () => {
+      const V = fresh('venv-killed');
+      const dead = spawnSync('/bin/sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
+      fs.symlinkSync(dead, path.join(work, '.venv-killed.lock'));
+      fs.mkdirSync(path.join(work, `.venv-killed.tmp-${dead}-AbC123`));
+      const r = venv('-o', V, './pkg/a');
+      assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(leftovers(V), []);
     });
 
@@ -276,6 +343,9 @@ describe('export', function () {
       for (const p of ['bin/a', 'bin/b', 'bin/busybox']) assert.equal(entries.get(p)?.type, 'file', p);
       assert.equal(entries.get('usr/bin')?.target, '../bin');
       assert.ok(!entries.has('bin/venv-run'), 'a tarball is no venv');
+      assert.equal(entries.get('bin/b')?.mode, 0o755, 'the package\'s own mode, not the read-only store\'s');
+      assert.equal(entries.get('bin')?.mode, 0o755);
+      assert.equal(fs.statSync(path.join(outputOf('b'), 'bin/b')).mode & 0o777, 0o555);
       const x = fresh('t-closure-x');
       fs.mkdirSync(x);
       assert.equal(spawnSync('tar', ['-xzf', T, '-C', x]).status, 0);
@@ -316,6 +386,177 @@ describe('export', function () {
       assert.equal(peerpkgs('export', 'tarball', '--namespaced', '-o', T, './pkg/c', './pkg/d').status, 0);
       const paths = (await readManifest(T)).map((e) => e.path);
       assert.ok(paths.includes('bin/x@c') && paths.includes('bin/x@d') && !paths.includes('bin/x'), paths.join(' '));
+    });
+  });
+
+  describe('read-only outputs and peerpkgs verify', () => {
+    /** Paths under `dir` (itself included) that have a write bit; symlinks have no mode of their own. */
+    const writable = (dir: string): string[] => {
+      const found: string[] = [];
+      const visit = (p: string) => {
+        const st = fs.lstatSync(p);
+        if (!st.isSymbolicLink() && st.mode & 0o222) found.push(p);
+        if (st.isDirectory()) for (const n of fs.readdirSync(p)) visit(path.join(p, n));
+      };
+      visit(dir);
+      return found;
+    };
+    /** A user's edit of a read-only file: give it a write bit, then write. */
+    const edit = (file: string, text: string) => {
+      fs.chmodSync(file, fs.statSync(file).mode | 0o200);
+      fs.appendFileSync(file, text);
+    };
+    /** A user's change in a read-only directory, done as they would: chmod u+w first. */
+    const inDir = (dir: string, f: () => void) => {
+      const mode = fs.statSync(dir).mode;
+      fs.chmodSync(dir, mode | 0o200);
+      f();
+      fs.chmodSync(dir, mode);
+    };
+
+    it('unpacked outputs and venvs have no write bit, directories included', () => {
+      for (const name of ['seed', 'a', 'b']) assert.deepEqual(writable(outputOf(name)), [], name);
+      const V = fresh('venv-ro');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      assert.deepEqual(writable(V), []);
+      if (process.getuid?.() !== 0) {
+        // (root writes whatever the mode)
+        assert.throws(() => fs.writeFileSync(path.join(V, 'bin/b'), 'x'), /EACCES/);
+        assert.throws(() => fs.writeFileSync(path.join(V, 'bin/new'), 'x'), /EACCES/);
+      }
+    });
+
+    it('finds a store file edited through a venv, naming it and its package, and --repair restores it in every venv sharing it', () => {
+      const V = fresh('venv-edited');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      const original = read(V, 'bin/b');
+      assert.equal(peerpkgs('verify').status, 0, 'clean to begin with');
+      edit(path.join(V, 'bin/b'), 'echo changed\n');
+      const V2 = fresh('venv-later');
+      assert.equal(venv('-o', V2, './pkg/b').status, 0, 'a later venv carries the change');
+
+      const r = peerpkgs('verify');
+      assert.equal(r.status, 9, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`^${outputOf('b')} \\(b\\): bin/b: mode 0755, should be 0555; its content changed \\(\\d+ bytes, the package's \\d+\\)$`, 'm'));
+      assert.match(r.stdout, /outputs checked, 1 damaged \(peerpkgs verify --repair restores them\)\n$/);
+      const c = peerpkgs('check', './pkg/b');
+      assert.equal(c.status, 9, c.stdout + c.stderr);
+      assert.match(c.stdout, new RegExp(`^pkg/b: reproducible, output sha256 [0-9a-f]{64}, but its unpacked copy ${outputOf('b')} is damaged \\(1 paths: `, 'm'));
+      const v = peerpkgs('verify', V);
+      assert.equal(v.status, 9);
+      assert.match(v.stdout, new RegExp(`^${V}/bin/b: mode 0755, should be 0555; its content changed`, 'm'));
+
+      const fix = peerpkgs('verify', '--repair');
+      assert.equal(fix.status, 0, fix.stdout + fix.stderr);
+      assert.match(fix.stdout, new RegExp(`^${outputOf('b')} \\(b\\): repaired 1 paths from ${tree}/pkg/b/\\.pkg\\.tar\\.gz$`, 'm'));
+      for (const d of [V, V2, outputOf('b')]) {
+        assert.equal(read(d, 'bin/b'), original, d);
+        assert.equal(fs.statSync(path.join(d, 'bin/b')).mode & 0o777, 0o555, d);
+      }
+      assert.equal(peerpkgs('verify').status, 0);
+      assert.equal(peerpkgs('verify', V, V2).status, 0);
+    });
+
+    it('finds files replaced, removed and added in the store, and --repair puts back each', () => {
+      const out = outputOf('seed');
+      const busybox = fs.readFileSync(path.join(out, 'bin/busybox'));
+      const [gone] = fs.readdirSync(path.join(out, 'bin')).filter((n) => fs.lstatSync(path.join(out, 'bin', n)).isSymbolicLink());
+      inDir(path.join(out, 'bin'), () => {
+        fs.rmSync(path.join(out, 'bin/busybox'));
+        fs.writeFileSync(path.join(out, 'bin/busybox'), 'replaced', { mode: 0o555 });
+        fs.rmSync(path.join(out, 'bin', gone!));
+        fs.writeFileSync(path.join(out, 'bin/added'), 'added');
+        fs.mkdirSync(path.join(out, 'bin/added-dir'));
+        fs.writeFileSync(path.join(out, 'bin/added-dir/file'), 'added');
+      });
+      const r = peerpkgs('verify');
+      assert.equal(r.status, 9);
+      const lines = r.stdout.split('\n').filter((l) => l.startsWith(out));
+      assert.deepEqual(lines.sort(), [
+        `${out} (seed): bin/${gone}: missing`,
+        `${out} (seed): bin/added: not in the package`,
+        `${out} (seed): bin/added-dir: not in the package`,
+        `${out} (seed): bin/added-dir/file: not in the package`,
+        `${out} (seed): bin/busybox: its content changed (8 bytes, the package's ${busybox.length})`,
+      ].sort());
+      const fix = peerpkgs('verify', '--repair');
+      assert.equal(fix.status, 0, fix.stdout);
+      assert.ok(fs.readFileSync(path.join(out, 'bin/busybox')).equals(busybox));
+      assert.ok(fs.lstatSync(path.join(out, 'bin', gone!)).isSymbolicLink());
+      assert.deepEqual(writable(out), []);
+      assert.equal(peerpkgs('verify').status, 0);
+    });
+
+    it('--repair says where the archive is missing, and repairs once it is built again', () => {
+      write(tree, pkg('f', { runDeps: ['seed'] }));
+      assert.equal(venv('-o', fresh('venv-f'), './pkg/f').status, 0); // builds it, and unpacks it into the store
+      const out = outputOf('f');
+      edit(path.join(out, 'bin/f'), 'echo changed\n');
+      fs.rmSync(path.join(tree, 'pkg/f/.pkg.tar.gz'));
+      const r = peerpkgs('verify', '--repair');
+      assert.equal(r.status, 9);
+      assert.match(r.stdout, new RegExp(`^${out} \\(f\\): cannot repair: its archive ${tree}/pkg/f/\\.pkg\\.tar\\.gz is gone; rebuild the package`, 'm'));
+      assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/f'], { PEERPKGS_HOME: home }).status, 0);
+      assert.equal(peerpkgs('verify', '--repair').status, 0);
+      assert.equal(read(out, 'bin/f'), '#!/bin/sh\necho hello from f\n');
+    });
+
+    it('finds a venv file replaced or added in the venv alone', () => {
+      const V = fresh('venv-own');
+      assert.equal(venv('-o', V, './pkg/b').status, 0);
+      inDir(path.join(V, 'bin'), () => {
+        fs.rmSync(path.join(V, 'bin/a'));
+        fs.writeFileSync(path.join(V, 'bin/a'), '#!/bin/sh\necho mine\n', { mode: 0o555 });
+        fs.writeFileSync(path.join(V, 'bin/extra'), 'extra', { mode: 0o444 });
+      });
+      const r = peerpkgs('verify', V);
+      assert.equal(r.status, 9);
+      assert.match(r.stdout, new RegExp(`^${V}/bin/a: its content changed`, 'm'));
+      assert.match(r.stdout, new RegExp(`^${V}/bin/extra: in none of its packages$`, 'm'));
+      assert.match(r.stdout, /make it again with bin\/venv -o /);
+      assert.equal(peerpkgs('verify').status, 0, 'the store is untouched');
+    });
+
+    it('an output an older peerpkgs unpacked, with no manifest beside it, gets one when next used', () => {
+      assert.equal(venv('-o', fresh('venv-a'), './pkg/a').status, 0);
+      const out = outputOf('a');
+      fs.rmSync(`${out}.manifest`);
+      fs.rmSync(`${out}.archive`);
+      const r = peerpkgs('verify');
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, new RegExp(`^${out}: not checked: the store has no manifest for it`, 'm'));
+      assert.equal(venv('-o', fresh('venv-a-again'), './pkg/a').status, 0);
+      edit(path.join(out, 'bin/a'), 'echo changed\n');
+      const again = peerpkgs('verify', '--repair');
+      assert.match(again.stdout, new RegExp(`^${out} \\(a\\): bin/a: `, 'm'));
+      assert.equal(again.status, 0, again.stdout);
+    });
+
+    it('takes a seed packed by plain tar, with no manifest, for build after build, and says verify cannot check it', () => {
+      const t = fresh('plain-seed-tree');
+      const h = path.join(work, 'plain-seed-home');
+      write(t, { '!pkg/seed/.pkg.tar.gz.do': fs.readFileSync(path.join(BIN, '../example/pkg/seed/.pkg.tar.gz.do'), 'utf8') });
+      for (const p of ['p', 'q']) write(t, { [`!pkg/${p}/build`]: `#!/bin/sh\nmkdir -p "$DESTDIR/bin" && echo ${p} >"$DESTDIR/bin/${p}"\n`, [`pkg/${p}/build-deps`]: '../seed\n' });
+      for (const p of ['p', 'q']) {
+        const b = run(t, 'build-packages-ifchange', [`./pkg/${p}`], { PEERPKGS_HOME: h });
+        assert.equal(b.status, 0, `${p}: ${b.stderr}`);
+      }
+      const r = run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h });
+      assert.equal(r.status, 0, r.stdout);
+      assert.match(r.stdout, /^\S+ \(seed\): not checked: the store has no manifest for it/m);
+    });
+
+    it('finds nothing wrong in venvs whose conflicts a strategy settled', () => {
+      const made: string[] = [];
+      for (const strategy of ['--prefer-existing', '--prefer-new', '--namespaced']) {
+        const V = fresh(`venv-ok${strategy}`);
+        const r = venv(strategy, '-o', V, './pkg/c', './pkg/d', './pkg/e');
+        assert.equal(r.status, 0, r.stderr);
+        made.push(V);
+      }
+      const r = peerpkgs('verify', ...made);
+      assert.equal(r.status, 0, r.stdout);
+      assert.equal(r.stdout, '3 venvs checked, 0 damaged\n');
     });
   });
 

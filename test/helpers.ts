@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { removeTree } from '../src/export/merge.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
 export const BIN = path.join(REPO, 'bin');
@@ -20,7 +21,8 @@ export interface Run {
 /** A fresh directory, removed after the test unless KEEP_TEST_DIRS is set. */
 export function scratch(): { dir: string; cleanup: () => void } {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'peerpkgs-test-')));
-  return { dir, cleanup: () => (process.env.KEEP_TEST_DIRS ? undefined : fs.rmSync(dir, { recursive: true, force: true })) };
+  // removeTree: unpacked outputs and venvs are read-only
+  return { dir, cleanup: () => (process.env.KEEP_TEST_DIRS ? undefined : removeTree(dir)) };
 }
 
 /** Write files: { 'a.do': 'echo hi', 'sub/b': '...' }; a leading '!' makes it executable. */

@@ -11,7 +11,12 @@
  * verified and checked.
  *
  * A peerpkgs archive's leading manifest is its index, not its content: it
- * is not written to the destination.
+ * is not written to the destination but returned, for the output store to
+ * keep and check the tree against later.
+ *
+ * `readOnly` takes every write bit off the tree, directories included (the
+ * destination itself too): the output store's trees are shared by
+ * hardlinks, and a write to one would change every user of it.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -107,7 +112,7 @@ export class Tree {
   }
 }
 
-async function place(tree: Tree, header: tarStream.Header, content: NodeJS.ReadableStream): Promise<void> {
+async function place(tree: Tree, header: tarStream.Header, content: NodeJS.ReadableStream, mask: number): Promise<void> {
   const entry = header.name;
   const p = entryPath(entry);
   if (p === '') return; // the root itself: the destination's own mode is the caller's
@@ -125,14 +130,14 @@ async function place(tree: Tree, header: tarStream.Header, content: NodeJS.Reada
       // 'wx' (O_EXCL) never follows a symlink, should one have slipped through.
       await pipeline(content, fs.createWriteStream(abs, { flags: 'wx', mode: 0o600 }));
       await fs.promises.utimes(abs, mtime, mtime);
-      await fs.promises.chmod(abs, mode & 0o777);
+      await fs.promises.chmod(abs, mode & 0o777 & mask);
       tree.placed.set(p, { type: 'file' });
       return;
     }
     case 'directory':
       if (!tree.placed.has(p)) await fs.promises.mkdir(abs);
       tree.placed.set(p, { type: 'directory' });
-      tree.dirModes.push({ path: p, mode: mode & 0o777, mtime });
+      tree.dirModes.push({ path: p, mode: mode & 0o777 & mask, mtime });
       return;
     case 'symlink': {
       const target = header.linkname ?? '';
@@ -161,6 +166,8 @@ async function place(tree: Tree, header: tarStream.Header, content: NodeJS.Reada
 /** What an archive may be: its uncompressed sha256, and a bound on its uncompressed bytes. */
 export interface ExtractOptions {
   expectSha256?: string;
+  /** no write bits on anything unpacked, directories included: what the output store holds is shared by hardlink */
+  readOnly?: boolean;
   /** more uncompressed bytes are refused, as they come: a small .tar.gz may inflate a thousandfold */
   maxBytes?: number;
   /** what maxBytes is, for messages */
@@ -171,9 +178,15 @@ export interface ExtractOptions {
  * Extracts a .tar.gz (a path or a stream) onto destDir, replacing what was
  * there only once the archive has been read whole and found safe and, if
  * expectSha256 is given, to have that sha256 (of the uncompressed tar).
- * Returns the sha256 of the uncompressed tar.
+ * Returns the sha256 of the uncompressed tar, and the text of its leading
+ * manifest if it has one.
  */
-export async function extract(source: string | NodeJS.ReadableStream, destDir: string, opts: ExtractOptions = {}): Promise<{ sha256: string }> {
+export async function extract(
+  source: string | NodeJS.ReadableStream,
+  destDir: string,
+  opts: ExtractOptions = {},
+): Promise<{ sha256: string; manifest?: string }> {
+  const mask = opts.readOnly ? ~0o222 : ~0;
   const what = typeof source === 'string' ? source : 'archive stream';
   const tree = new Tree(`${destDir}.tmp-${process.pid}`);
   await removeTree(tree.root); // left by a crash of an earlier run with our pid
@@ -190,11 +203,18 @@ export async function extract(source: string | NodeJS.ReadableStream, destDir: s
   feeding.catch(() => {}); // awaited below; this keeps an early failure from going unhandled
   try {
     let first = true;
+    let manifest: string | undefined;
     for await (const entry of tar) {
       const isManifest = first && entry.header.name === MANIFEST_NAME;
       first = false;
-      if (!isManifest) await place(tree, entry.header, entry as unknown as NodeJS.ReadableStream);
-      entry.resume(); // drains the manifest, and entries whose content was not read
+      if (isManifest) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of entry) chunks.push(chunk as Buffer);
+        manifest = Buffer.concat(chunks).toString('utf8');
+      } else {
+        await place(tree, entry.header, entry as unknown as NodeJS.ReadableStream, mask);
+      }
+      entry.resume(); // drains entries whose content was not read
     }
     await feeding;
     const sha256 = hash.digest('hex');
@@ -211,8 +231,9 @@ export async function extract(source: string | NodeJS.ReadableStream, destDir: s
       await fs.promises.utimes(tree.abs(d.path), d.mtime, d.mtime);
       await fs.promises.chmod(tree.abs(d.path), d.mode);
     }
+    if (opts.readOnly) await fs.promises.chmod(tree.root, 0o555);
     await replace(tree.root, destDir);
-    return { sha256 };
+    return manifest === undefined ? { sha256 } : { sha256, manifest };
   } catch (e) {
     tar.destroy(); // and with it, through the pipeline, the input
     await feeding.catch(() => {});

@@ -75,12 +75,12 @@ function special(st: fs.BigIntStats): string {
 }
 
 /** The manifest entries of srcDir; file hashes are left for hashFile. */
-async function collect(srcDir: string, relativeSymlinks: boolean): Promise<Item[]> {
+async function collect(srcDir: string, relativeSymlinks: boolean, modes?: ReadonlyMap<string, number>): Promise<Item[]> {
   const firstLink = new Map<string, string>(); // dev:ino → the first path to it, in archive order
   const items: Item[] = [];
   for (const { rel, st } of await walk(srcDir)) {
     const abs = path.join(srcDir, rel);
-    const mode = Number(st.mode) & 0o7777;
+    const mode = modes?.get(rel) ?? Number(st.mode) & 0o7777;
     if (st.isDirectory()) {
       items.push({ path: rel, abs, type: 'directory', mode: mode & 0o777, size: 0 });
     } else if (st.isSymbolicLink()) {
@@ -176,13 +176,19 @@ async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer
 /**
  * Packs the contents of srcDir into outPath (a .tar.gz), replacing it only
  * once the archive is complete. `mtime` (seconds, e.g. SOURCE_DATE_EPOCH)
- * is given to every entry; it defaults to 0.
+ * is given to every entry; it defaults to 0. `modes` gives the permission
+ * bits of the paths it names, in place of their own (a tree of hardlinks
+ * into the read-only output store carries the packages' modes this way).
  */
-export async function packDir(srcDir: string, outPath: string, opts: { mtime?: number; relativeSymlinks?: boolean } = {}): Promise<PackResult> {
+export async function packDir(
+  srcDir: string,
+  outPath: string,
+  opts: { mtime?: number; relativeSymlinks?: boolean; modes?: ReadonlyMap<string, number> } = {},
+): Promise<PackResult> {
   if (opts.mtime !== undefined && !(Number.isSafeInteger(opts.mtime) && opts.mtime >= 0)) {
     throw new TypeError(`packDir: mtime must be whole seconds since 1970, not ${opts.mtime}`);
   }
-  const items = await collect(srcDir, opts.relativeSymlinks === true);
+  const items = await collect(srcDir, opts.relativeSymlinks === true, opts.modes);
   for (const item of items) if (item.type === 'file') await hashFile(item);
   const manifest = Buffer.from(serializeManifest(items));
   const mtime = new Date((opts.mtime ?? 0) * 1000);

@@ -7,13 +7,25 @@
  * The identity of `pkg/X/.pkg.tar.gz` is recorded beside it in
  * `.pkg.tar.gz.sha256` by the rule that packs it; for an archive made
  * otherwise (a seed's .do) it is learned by unpacking it.
+ *
+ * A tree is read-only, directories included: venvs, sandbox roots and
+ * exports share its files by hardlink. Beside it the store keeps the
+ * archive's manifest, `<sha256>.manifest`, which `peerpkgs verify` checks
+ * the tree against, and `<sha256>.archive`, the path of the archive it was
+ * unpacked from, which `verify --repair` restores it from. Both are written
+ * before the tree is renamed into place, so a tree in place has them (but
+ * the manifest, for an archive without one), or was unpacked by an older
+ * peerpkgs: they are added when it is next used.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { extract } from '../archive/extract.ts';
+import { extract, type ExtractOptions } from '../archive/extract.ts';
+import { ArchiveError } from '../archive/errors.ts';
+import { removeTree } from '../archive/files.ts';
+import { parseManifest, readManifest, serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 
 export const SHA_SUFFIX = '.sha256';
 
@@ -64,22 +76,102 @@ export class OutputStore {
     // uncompressed stream finds an unpacked copy ten times faster than
     // extracting it again (12 ms against 135 ms for a busybox seed)
     const known = recorded ?? (await uncompressedSha256(archive));
-    if (fs.existsSync(this.path(known))) {
+    const dir = this.path(known);
+    if (fs.existsSync(dir)) {
       if (!recorded) recordSha256(archive, known);
-      return { dir: this.path(known), sha256: known };
+      // unpacked by an older peerpkgs, which kept no record of its origin
+      if (!fs.existsSync(archiveFile(dir))) await recordOrigin(dir, await manifestOf(archive), archive);
+      return { dir, sha256: known };
     }
-    fs.mkdirSync(this.dir, { recursive: true });
-    const tmp = path.join(this.dir, `.unpack-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const u = await unpackOutput(this.dir, archive, known, archive);
+    recordSha256(archive, u.sha256);
+    return u;
+  }
+}
+
+/** The store's copy of an output's manifest, beside its tree `dir`. */
+export function manifestFile(dir: string): string {
+  return `${dir}.manifest`;
+}
+
+/** The manifest kept beside the tree `dir`, by path; null if none was (an archive without one). */
+export function storedManifest(dir: string): Map<string, ManifestEntry> | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(manifestFile(dir), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  return new Map(parseManifest(text).map((e) => [e.path, e]));
+}
+
+/** The store's record of the archive an output was unpacked from, beside its tree `dir`. */
+export function archiveFile(dir: string): string {
+  return `${dir}.archive`;
+}
+
+/**
+ * Unpacks `source` (an archive, or its bytes streaming in from a cache)
+ * into outputsDir/<sha256>, read-only, unless it is there already, and
+ * records its manifest and `archive`, where the archive is (or will be).
+ * What a failure leaves is removed.
+ */
+export async function unpackOutput(
+  outputsDir: string,
+  source: string | NodeJS.ReadableStream,
+  expectSha256: string,
+  archive: string,
+  bound: Pick<ExtractOptions, 'maxBytes' | 'maxWhat'> = {},
+): Promise<Unpacked> {
+  fs.mkdirSync(outputsDir, { recursive: true });
+  const tmp = path.join(outputsDir, `.unpack-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  try {
+    const { sha256, manifest } = await extract(source, tmp, { expectSha256, readOnly: true, ...bound });
+    const dest = path.join(outputsDir, sha256);
+    if (!fs.existsSync(dest)) {
+      await recordOrigin(dest, manifest, archive);
+      try {
+        fs.renameSync(tmp, dest);
+      } catch (e) {
+        // another process unpacked it meanwhile
+        if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+      }
+    }
+    await removeTree(tmp);
+    return { dir: dest, sha256 };
+  } catch (e) {
+    await removeTree(tmp);
+    throw e;
+  }
+}
+
+/** The manifest's text of a peerpkgs archive; undefined for another tarball (a seed packed otherwise). */
+async function manifestOf(archive: string): Promise<string | undefined> {
+  try {
+    return serializeManifest(await readManifest(archive));
+  } catch (e) {
+    if (e instanceof ArchiveError) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Writes the manifest, if the archive has one, and the archive's path
+ * beside the tree `dir`, each under a temporary name first; the path last,
+ * as it tells that the record is complete.
+ */
+async function recordOrigin(dir: string, manifest: string | undefined, archive: string): Promise<void> {
+  const records: Array<[string, string]> = [[archiveFile(dir), `${path.resolve(archive)}\n`]];
+  if (manifest !== undefined) records.unshift([manifestFile(dir), manifest]);
+  for (const [file, text] of records) {
+    // one process may unpack an output for two builds at once
+    const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
     try {
-      const { sha256 } = await extract(archive, tmp, { expectSha256: known });
-      const dest = this.path(sha256);
-      if (fs.existsSync(dest)) fs.rmSync(tmp, { recursive: true, force: true });
-      else fs.renameSync(tmp, dest);
-      recordSha256(archive, sha256);
-      return { dir: dest, sha256 };
-    } catch (e) {
-      fs.rmSync(tmp, { recursive: true, force: true });
-      throw e;
+      await fs.promises.writeFile(tmp, text, { mode: 0o444 });
+      await fs.promises.rename(tmp, file);
+    } finally {
+      await fs.promises.rm(tmp, { force: true });
     }
   }
 }

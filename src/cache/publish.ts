@@ -10,7 +10,10 @@
  * archive before its .info; readers look for the .info first, so they see
  * a whole entry or none. An entry whose .info and archive are there is
  * left alone, so publishing again is cheap and never changes what others
- * have already fetched.
+ * have already fetched. One writer at a time: the cache directory's
+ * `.lock` (engine/locks.ts) is held from the look at what is there to the
+ * last rename, so two runs never both add an entry, each believing its own
+ * .info is the one in place.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -20,6 +23,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { drained } from '../archive/files.ts';
+import { withLockFile } from '../engine/locks.ts';
 import { serializeInfo } from './info.ts';
 import type { SigningKey } from './keys.ts';
 
@@ -40,6 +44,8 @@ export interface AddOptions {
   packages: PublishPackage[];
   /** signs each .info; without one the entries are unsigned */
   signKey?: SigningKey;
+  /** Told once when another process is writing to the directory and this one waits. */
+  onWait?: (pid: number) => void;
 }
 
 /** An archive that is missing or not what its record says. */
@@ -56,18 +62,20 @@ export async function addToCache(opts: AddOptions): Promise<{ added: string[]; s
   const skipped: string[] = [];
   fs.mkdirSync(opts.dir, { recursive: true });
   const seen = new Set<string>();
-  for (const pkg of opts.packages) {
-    if (seen.has(pkg.pkghash)) continue;
-    seen.add(pkg.pkghash);
-    const tarFile = path.join(opts.dir, `${pkg.pkghash}.tar.gz`);
-    const infoFile = path.join(opts.dir, `${pkg.pkghash}.info`);
-    if (fs.existsSync(infoFile) && fs.existsSync(tarFile)) {
-      skipped.push(pkg.pkghash);
-      continue;
+  await withLockFile(path.join(opts.dir, '.lock'), opts.onWait ?? (() => {}), async () => {
+    for (const pkg of opts.packages) {
+      if (seen.has(pkg.pkghash)) continue;
+      seen.add(pkg.pkghash);
+      const tarFile = path.join(opts.dir, `${pkg.pkghash}.tar.gz`);
+      const infoFile = path.join(opts.dir, `${pkg.pkghash}.info`);
+      if (fs.existsSync(infoFile) && fs.existsSync(tarFile)) {
+        skipped.push(pkg.pkghash);
+        continue;
+      }
+      await addOne(pkg, tarFile, infoFile, opts.signKey);
+      added.push(pkg.pkghash);
     }
-    await addOne(pkg, tarFile, infoFile, opts.signKey);
-    added.push(pkg.pkghash);
-  }
+  });
   return { added, skipped };
 }
 

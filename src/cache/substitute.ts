@@ -26,9 +26,10 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { boundedBytes, extract, type ExtractOptions } from '../archive/extract.ts';
+import { boundedBytes, type ExtractOptions } from '../archive/extract.ts';
+import { unpackOutput } from '../build/outputs.ts';
 import { ArchiveError } from '../archive/errors.ts';
-import { drained, removeTree } from '../archive/files.ts';
+import { drained } from '../archive/files.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
@@ -118,7 +119,7 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
     throw e;
   }
   const tmp = `${opts.target}.cache-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await receive(cache, info, tmp, opts.outputsDir, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes));
+  await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes));
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
   opts.log(`${opts.name}: from ${cache.url}, ${by}, output ${info.outputSha256.slice(0, 16)}…`);
@@ -130,8 +131,8 @@ function unpackBound(info: Info, cap: number): ExtractOptions {
   return { maxBytes: cap, maxWhat: `the ${formatSize(cap)} that PKG_MAX_UNPACK_SIZE allows an .info without output-size` };
 }
 
-/** The one streaming pass: archive bytes checked, kept in `tmp`, and unpacked into outputsDir/<sha256>. */
-async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string, bound: ExtractOptions): Promise<void> {
+/** The one streaming pass: archive bytes checked, kept in `tmp` (to become `archive`), and unpacked into outputsDir/<sha256>. */
+async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string, archive: string, bound: ExtractOptions): Promise<void> {
   const name = `${info.pkghash}.tar.gz`;
   const got = await cache.get(name, { maxBytes: info.archiveSize }).catch((e: unknown) => {
     throw e instanceof CacheError ? new CacheError(`${name}: ${e.message}`) : e;
@@ -142,7 +143,6 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
     throw new EntryError(`${name} is ${got.size} bytes, its .info says ${info.archiveSize}`);
   }
   const dest = path.join(outputsDir, info.outputSha256);
-  const unpackTo = path.join(outputsDir, `.unpack-${process.pid}-${randomBytes(4).toString('hex')}`);
   const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644, highWaterMark: 1 << 20 });
   // the first failure of the bytes themselves: extraction reports it wrapped, or reports its consequence
   let failure: Error | null = null;
@@ -175,14 +175,11 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
       const sha = await gunzippedSha256(Readable.from(checked()), bound);
       if (sha !== info.outputSha256) throw new EntryError(`${name} unpacks to sha256 ${sha}, its .info says ${info.outputSha256}`);
     } else {
-      await extract(Readable.from(checked()), unpackTo, { expectSha256: info.outputSha256, ...bound });
-      if (fs.existsSync(dest)) await removeTree(unpackTo);
-      else fs.renameSync(unpackTo, dest);
+      await unpackOutput(outputsDir, Readable.from(checked()), info.outputSha256, archive, bound);
     }
   } catch (e) {
     got.close();
     out.destroy();
-    await removeTree(unpackTo);
     fs.rmSync(tmp, { force: true });
     if (failure) throw failure;
     if (e instanceof ArchiveError) throw new EntryError(`${name}: ${e.message.replace(/^cannot extract archive stream: /, '')}`);

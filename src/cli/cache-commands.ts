@@ -14,6 +14,7 @@ import { SettingsError } from '../settings.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display } from '../tree/errors.ts';
 import { addToCache, PublishError, type PublishPackage } from '../cache/publish.ts';
+import { parseInfo } from '../cache/info.ts';
 import {
   generateKey,
   KeyError,
@@ -121,10 +122,13 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
       return 1;
     }
     const names = new Map(packages.map((p) => [p.pkghash, display(path.dirname(p.archive))]));
-    const r = await addToCache({ dir: path.resolve(dir), packages, signKey: key });
+    const onWait = (pid: number) => io.err(`${prog}: waiting for ${dir}: process ${pid} is writing to it\n`);
+    const r = await addToCache({ dir: path.resolve(dir), packages, signKey: key, onWait });
     for (const h of r.added) io.out(`added ${names.get(h)} ${h}\n`);
-    for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h}\n`);
-    io.out(`${r.added.length} added, ${r.skipped.length} already in ${dir}${key ? `, signed by ${key.id} (${key.name})` : ', unsigned'}\n`);
+    // what is there, which another run may have signed with another key
+    for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h} (${signer(path.join(dir, `${h}.info`))})\n`);
+    const signed = r.added.length === 0 ? '' : key ? `, signed by ${key.id} (${key.name})` : ', unsigned';
+    io.out(`${r.added.length} added${signed}; ${r.skipped.length} already in ${dir}\n`);
     if (toIpfs || ipnsKey) {
       // loaded here: only a publish to IPFS pays for the node
       const { publishCacheDir } = await import('./ipfs-commands.ts');
@@ -206,6 +210,16 @@ export async function key(argv: string[], io: CommandIO = stdio): Promise<number
     }
   } catch (e) {
     return failed(prog, e, io);
+  }
+}
+
+/** Who signed the .info `file`, as the user is told. */
+function signer(file: string): string {
+  try {
+    const keyId = parseInfo(fs.readFileSync(file)).keyId;
+    return keyId === null ? 'unsigned' : `signed by ${keyId}`;
+  } catch (e) {
+    return `unreadable: ${(e as Error).message}`;
   }
 }
 

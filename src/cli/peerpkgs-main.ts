@@ -24,6 +24,7 @@ export const EXIT = {
   badTree: 4, // a package directory, dependency list or fetch file is wrong
   fetch: 5, // a source could be had from no source
   notReproducible: 6, // peerpkgs check: two builds differ; seed reproduce: two generations differ
+  damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says
   interrupted: 130,
 } as const;
 
@@ -39,6 +40,9 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  and output of a package
   check [-j N] PKGDIR...         build again and compare, naming files that differ
   distfiles add FILE...          put local files in the distfile store, by their sha256
+  verify [--repair] [VENVDIR...] rehash the output store (or venvs) against the
+                                 archives' manifests, naming each damaged file;
+                                 --repair restores the store's from the archives
   venv [-o DIR] [-j N] [STRATEGY] PKGDIR...
                                  build, then merge the packages and their run closures
                                  into DIR (default ./venv); DIR/bin/venv-run CMD runs
@@ -85,7 +89,7 @@ PKG_MAX_UNPACK_SIZE (see the README); a variable that does not parse is exit 2.
 PKG_SANDBOX_TMP_SIZE (default 4G) bounds a build's /tmp and /dev/shm.
 Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
-130 interrupted.
+9 damaged (verify), 130 interrupted.
 `;
 
 const ALIASES: Record<string, string> = {
@@ -295,6 +299,8 @@ async function check(argv: string[]): Promise<number> {
   const dirs = packageDirs(flags.args);
   const { readManifest } = await import('../archive/manifest.ts');
   const { recordedSha256 } = await import('../build/outputs.ts');
+  const { checkOutput } = await import('../build/verify.ts');
+  const outputsDir = path.join(peerpkgsHome(), 'outputs');
   return withEngine(flags, async (engine) => {
     const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
     const rc = await engine.build(targets, false);
@@ -304,18 +310,23 @@ async function check(argv: string[]): Promise<number> {
     const rc2 = await engine.build(targets, true);
     if (rc2 !== 0) return rc2;
     let bad = 0;
+    let damaged = 0;
     for (let i = 0; i < targets.length; i++) {
       const sha = recordedSha256(targets[i]!);
       const diffs = manifestDiff(first[i]!, await readManifest(targets[i]!));
       if (sha && sha === firstSha[i] && diffs.length === 0) {
-        process.stdout.write(`${rel(dirs[i]!)}: reproducible, output sha256 ${sha}\n`);
+        // what venvs, roots and exports are made from is the unpacked copy, not the archive
+        const stored = fs.existsSync(path.join(outputsDir, sha)) ? await checkOutput(outputsDir, sha) : null;
+        const harm = stored?.damage.length ? `, but its unpacked copy ${stored.dir} is damaged (${stored.damage.length} paths: peerpkgs verify names them, verify --repair restores them)` : '';
+        if (harm) damaged++;
+        process.stdout.write(`${rel(dirs[i]!)}: reproducible, output sha256 ${sha}${harm}\n`);
       } else {
         bad++;
         process.stdout.write(`${rel(dirs[i]!)}: NOT reproducible: ${firstSha[i]} then ${sha}\n`);
         for (const d of diffs.length ? diffs : ['(the files are the same; the archives differ)']) process.stdout.write(`  ${d}\n`);
       }
     }
-    return bad ? EXIT.notReproducible : EXIT.ok;
+    return bad ? EXIT.notReproducible : damaged ? EXIT.damaged : EXIT.ok;
   });
 }
 
@@ -384,7 +395,9 @@ async function venvCmd(argv: string[]): Promise<number> {
     // imported here: no other command should pay for loading them
     const [{ closureOutputs }, { makeVenv }] = await Promise.all([import('../export/closure.ts'), import('../export/venv.ts')]);
     const packages = await closureOutputs(dirs, peerpkgsHome());
-    const v = await makeVenv({ dir: flags.out ?? 'venv', packages, strategy: flags.strategy });
+    const out = flags.out ?? 'venv';
+    const onWait = (pid: number) => void process.stderr.write(`venv: waiting for ${out}: process ${pid} is writing it\n`);
+    const v = await makeVenv({ dir: out, packages, strategy: flags.strategy, onWait });
     tellSettled('venv', v.settled);
     return EXIT.ok;
   });
@@ -424,6 +437,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(SEED_HELP);
     return EXIT.ok;
   }
+  if (cmd === 'verify' && (args.includes('--help') || args.includes('-h'))) {
+    const { VERIFY_HELP } = await import('./verify-command.ts');
+    process.stdout.write(VERIFY_HELP);
+    return EXIT.ok;
+  }
   // the mirror commands have their own help
   if (cmd === 'mirrors' || cmd === 'mirrors-pin' || cmd === 'mirrors-pin-all') {
     const { mirrorsCommand } = await import('./mirror-commands.ts');
@@ -457,6 +475,11 @@ async function main(argv: string[]): Promise<number> {
       return check(args);
     case 'distfiles':
       return distfiles(args);
+    case 'verify': {
+      const { verifyCommand } = await import('./verify-command.ts');
+      const damaged = await verifyCommand(args, peerpkgsHome(), (s) => void process.stdout.write(s), (m) => new UsageError(m));
+      return damaged ? EXIT.damaged : EXIT.ok;
+    }
     case 'cache':
       if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
       return cacheAdd(args.slice(1));

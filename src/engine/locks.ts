@@ -35,6 +35,77 @@ function lockDir(stateDir: string): string {
   }
 }
 
+/**
+ * Try once to take the lock `file`: a symlink naming our pid, in a
+ * directory made if missing. Returns true if taken, else the pid holding
+ * it (-1 when it changed hands while we looked).
+ */
+export function tryLockFile(f: string): true | number {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      fs.symlinkSync(String(process.pid), f);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        fs.mkdirSync(path.dirname(f), { recursive: true });
+        continue;
+      }
+      if (code !== 'EEXIST') throw e;
+    }
+    let owner: number;
+    try {
+      owner = Number(fs.readlinkSync(f));
+    } catch {
+      continue; // released meanwhile
+    }
+    if (owner === process.pid) return owner;
+    if (Number.isNaN(owner) || isAlive(owner)) {
+      if (!Number.isNaN(owner)) return owner;
+      // being written right now: look again
+      continue;
+    }
+    // stale: its owner died without unlocking
+    fs.rmSync(f, { force: true });
+  }
+  return -1;
+}
+
+/** Polls `tryOnce` with backoff until it succeeds; true if it had to wait. */
+async function waitFor(tryOnce: () => true | number, what: string, onWait: (pid: number) => void): Promise<boolean> {
+  let delay = 5;
+  let told = false;
+  for (;;) {
+    const r = tryOnce();
+    if (r === true) return told;
+    if (r === process.pid) throw new Error(`internal: ${what} locked twice by one process`);
+    if (!told && r > 0) {
+      onWait(r);
+      told = true;
+    }
+    await new Promise((res) => setTimeout(res, delay));
+    delay = Math.min(delay * 2, 200);
+  }
+}
+
+/**
+ * Runs `f` holding the lock `file`, for one writer at a time to something
+ * shared outside a redo tree (a venv, a cache directory). A holder that
+ * dies, even by SIGKILL, leaves a lock naming a dead pid, which the next
+ * taker removes; one that exits normally removes it, on process exit too.
+ */
+export async function withLockFile<T>(file: string, onWait: (pid: number) => void, f: () => Promise<T> | T): Promise<T> {
+  await waitFor(() => tryLockFile(file), file, onWait);
+  const release = () => fs.rmSync(file, { force: true });
+  process.once('exit', release);
+  try {
+    return await f();
+  } finally {
+    process.off('exit', release);
+    release();
+  }
+}
+
 export class Locks {
   private readonly stateDir: string;
   private dirCache: string | null = null;
@@ -56,52 +127,14 @@ export class Locks {
   /** Try once. Returns true if taken, else the pid holding it. */
   tryLock(target: string): true | number {
     const f = this.file(target);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        fs.symlinkSync(String(process.pid), f);
-        this.held.add(f);
-        return true;
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') {
-          fs.mkdirSync(this.dir, { recursive: true });
-          continue;
-        }
-        if (code !== 'EEXIST') throw e;
-      }
-      let owner: number;
-      try {
-        owner = Number(fs.readlinkSync(f));
-      } catch {
-        continue; // released meanwhile
-      }
-      if (owner === process.pid) return owner;
-      if (Number.isNaN(owner) || isAlive(owner)) {
-        if (!Number.isNaN(owner)) return owner;
-        // being written right now: look again
-        continue;
-      }
-      // stale: its owner died without unlocking
-      fs.rmSync(f, { force: true });
-    }
-    return -1;
+    const r = tryLockFile(f);
+    if (r === true) this.held.add(f);
+    return r;
   }
 
   /** Wait until the lock is ours, polling with backoff. */
   async lock(target: string, onWait: (pid: number) => void): Promise<boolean> {
-    let delay = 5;
-    let told = false;
-    for (;;) {
-      const r = this.tryLock(target);
-      if (r === true) return told;
-      if (r === process.pid) throw new Error(`internal: ${target} locked twice by one process`);
-      if (!told && r > 0) {
-        onWait(r);
-        told = true;
-      }
-      await new Promise((res) => setTimeout(res, delay));
-      delay = Math.min(delay * 2, 200);
-    }
+    return waitFor(() => this.tryLock(target), target, onWait);
   }
 
   /** Say that this process works on the tree, for othersAlive(). */

@@ -217,6 +217,29 @@ export function lookup(plan: MergePlan, rel: string): Node | undefined {
   return n;
 }
 
+/**
+ * The permission bits of each directory and file of the plan as its
+ * package has them, by path: `modesOf(output)` gives an output's, by its
+ * own paths (the output store's manifest), or null to take them from the
+ * disk. The tree written holds the store's read-only modes, not these.
+ */
+export function packageModes(plan: MergePlan, modesOf: (o: Output) => ReadonlyMap<string, { mode: number }> | null): Map<string, number> {
+  const modes = new Map<string, number>();
+  const known = plan.outputs.map(modesOf);
+  const visit = (dir: DirNode, at: string): void => {
+    for (const [name, n] of dir.children) {
+      const p = at ? `${at}/${name}` : name;
+      if (n.type !== 'symlink') {
+        const own = known[n.pkg]?.get(path.relative(plan.outputs[n.pkg]!.dir, n.src));
+        if (own !== undefined) modes.set(p, own.mode);
+      }
+      if (n.type === 'directory') visit(n, p);
+    }
+  };
+  visit(plan.root, '');
+  return modes;
+}
+
 export interface Written {
   /** Files and symlinks made by hardlinks into the outputs. */
   linked: number;
@@ -232,8 +255,12 @@ export interface Written {
  * Paths sharing an inode in an output (a package's own hardlinks) share
  * one in the tree too, copied or not, so that an export of the tree does
  * not depend on the filesystem it was written on.
+ *
+ * `readOnly` takes the write bits off the directories and the copies (the
+ * hardlinks are the output store's, read-only already).
  */
-export function writeMerged(plan: MergePlan, into: string): Written {
+export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: boolean } = {}): Written {
+  const mask = opts.readOnly ? ~0o222 : ~0;
   const w: Written = { linked: 0, copied: 0 };
   const copies = new Map<string, string>(); // dev:ino of a copied source → its copy
   let linking = true; // false after an EXDEV: the rest will fail alike
@@ -266,7 +293,7 @@ export function writeMerged(plan: MergePlan, into: string): Written {
       return;
     }
     fs.copyFileSync(src, dst, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
-    fs.chmodSync(dst, st.mode & 0o7777);
+    fs.chmodSync(dst, st.mode & 0o7777 & mask);
     if (st.nlink > 1) copies.set(key, dst);
     w.copied++;
   };
@@ -289,7 +316,7 @@ export function writeMerged(plan: MergePlan, into: string): Written {
   };
   write(plan.root, into);
   // deepest first, so that a read-only directory is made so after its contents
-  for (let i = dirModes.length - 1; i >= 0; i--) fs.chmodSync(dirModes[i]![0], dirModes[i]![1]);
+  for (let i = dirModes.length - 1; i >= 0; i--) fs.chmodSync(dirModes[i]![0], dirModes[i]![1] & mask);
   return w;
 }
 

@@ -15,7 +15,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir, type PackResult } from '../archive/pack.ts';
-import { planMerge, writeMerged, removeTree, type Output, type Settled, type Strategy } from './merge.ts';
+import { storedManifest } from '../build/outputs.ts';
+import { planMerge, writeMerged, removeTree, packageModes, type Output, type Settled, type Strategy } from './merge.ts';
 
 export interface TarballOptions {
   /** The .tar.gz to write; replaced only once complete. */
@@ -39,7 +40,8 @@ export async function exportTarball(opts: TarballOptions): Promise<TarballResult
   process.once('exit', onExit);
   try {
     writeMerged(plan, tmp);
-    const packed = await packDir(tmp, out);
+    // the store's files are read-only: the archive gets the packages' own modes
+    const packed = await packDir(tmp, out, { modes: packageModes(plan, (o) => storedManifest(o.dir)) });
     return { ...packed, settled: plan.settled };
   } finally {
     process.off('exit', onExit);

@@ -9,12 +9,24 @@
  * into place over the older venv, which is then removed. A failure leaves
  * the older venv as it was and nothing half-made. A directory is replaced
  * only if it is a venv (it has .peerpkgs-venv, which also lists the
- * packages) or empty: `-o ~` must not delete a home directory.
+ * packages) or empty: `-o ~` must not delete a home directory. One
+ * writer at a time replaces a venv: the lock is a file beside it,
+ * `.DIR.lock` (engine/locks.ts), which a killed writer does not hold.
+ *
+ * Nothing in a venv has a write bit, its own directory and bin/venv-run
+ * included: its files are the output store's, and a write through one
+ * would change every venv, export and build sharing it. A user who must
+ * change one copies it out (or runs `chmod`, which `peerpkgs verify` then
+ * reports).
  *
  * Synchronous inside, as merge.ts is, for the same reason.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ManifestEntry } from '../archive/manifest.ts';
+import { storedManifest } from '../build/outputs.ts';
+import { Hasher, problem, walk, type Damage } from '../build/verify.ts';
+import { isAlive, withLockFile } from '../engine/locks.ts';
 import { planMerge, writeMerged, removeTree, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
 
 /** The venv's record of itself: a format line, then `NAME SHA256` a package, in merge order. */
@@ -64,8 +76,10 @@ export const VENV_RUN = `#!/bin/sh
 # venv-run CMD [ARG...]: run CMD with this venv's top-level directories
 # (bin, lib, usr, ...) in place of the host's, under bwrap. Made by
 # peerpkgs' venv; POSIX sh; runs nothing after the substitution but CMD.
+# a leading -- ends venv-run's options (it has none), as for any command
+if [ "$1" = -- ]; then shift; fi
 if [ $# -eq 0 ]; then
-  echo 'usage: venv-run CMD [ARG...]' >&2
+  echo 'usage: venv-run [--] CMD [ARG...]' >&2
   exit 2
 fi
 if ! command -v bwrap >/dev/null 2>&1; then
@@ -131,6 +145,46 @@ for v in "$venv"/*; do
     set -- "$@" --ro-bind "$v" "/$name"
   fi
 done
+
+# Find the command as the sandbox will (bwrap reports a command it cannot
+# run with status 1, where a shell says 127 or 126): each directory is the
+# venv's when its top-level entry is. A name leading to a symlink here is
+# left to bwrap, which follows it inside, where an absolute target points.
+seen() {
+  case $1 in
+  /*) ;;
+  *) set -- "$PWD/$1" ;;
+  esac
+  t=\${1#/}
+  if substituted "\${t%%/*}"; then p=$venv/$t; else p=$1; fi
+}
+runnable() {
+  seen "$1"
+  if [ -L "$p" ] && [ ! -e "$p" ]; then return 0; fi
+  [ -e "$p" ] || return 127
+  [ -f "$p" ] && [ -x "$p" ] || return 126
+}
+cmd=$1
+case $cmd in
+*/*) runnable "$cmd"; status=$? ;;
+*)
+  status=127
+  rest=$PATH:
+  while [ -n "$rest" ]; do
+    d=\${rest%%:*}
+    rest=\${rest#*:}
+    runnable "\${d:-.}/$cmd"
+    s=$?
+    if [ $s -eq 0 ]; then status=0; break; fi
+    if [ $s -eq 126 ]; then status=126; fi
+  done
+  ;;
+esac
+case $status in
+127) echo "venv-run: $cmd: command not found" >&2; exit 127 ;;
+126) echo "venv-run: $cmd: not an executable file" >&2; exit 126 ;;
+esac
+
 set -- "$@" --die-with-parent --
 # the command, first in "$@", goes to the end
 while [ $n -gt 0 ]; do
@@ -146,6 +200,8 @@ export interface VenvOptions {
   /** The closure's unpacked outputs, each after its run-deps. */
   packages: Output[];
   strategy?: Strategy;
+  /** Told once when another process is writing the venv and this one waits. */
+  onWait?: (pid: number) => void;
 }
 
 export interface VenvResult {
@@ -178,19 +234,37 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
 
   const parent = path.dirname(dir);
   fs.mkdirSync(parent, { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
-  try {
-    const written = writeMerged(plan, tmp);
-    if (bin === undefined) fs.mkdirSync(path.join(tmp, 'bin'), 0o755);
-    fs.writeFileSync(path.join(tmp, 'bin/venv-run'), VENV_RUN, { mode: 0o755 });
-    const record = opts.packages.map((p) => `${p.name} ${p.sha256}\n`).join('');
-    fs.writeFileSync(path.join(tmp, VENV_RECORD), `${RECORD_HEADER}\n${record}`, { mode: 0o644 });
-    fs.chmodSync(tmp, 0o755);
-    const replaced = install(tmp, dir);
-    return { dir, entries: plan.entries, ...written, settled: plan.settled, replaced, ms: performance.now() - t0 };
-  } catch (e) {
-    removeTree(tmp);
-    throw e;
+  return withLockFile(path.join(parent, `.${path.basename(dir)}.lock`), opts.onWait ?? (() => {}), () => {
+    sweep(dir);
+    const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-${process.pid}-`));
+    try {
+      const written = writeMerged(plan, tmp, { readOnly: true });
+      const binDir = path.join(tmp, 'bin');
+      if (bin === undefined) fs.mkdirSync(binDir, 0o555);
+      const binMode = fs.statSync(binDir).mode & 0o7777;
+      fs.chmodSync(binDir, binMode | 0o200);
+      fs.writeFileSync(path.join(binDir, 'venv-run'), VENV_RUN, { mode: 0o555 });
+      fs.chmodSync(binDir, binMode);
+      const record = opts.packages.map((p) => `${p.name} ${p.sha256}\n`).join('');
+      fs.writeFileSync(path.join(tmp, VENV_RECORD), `${RECORD_HEADER}\n${record}`, { mode: 0o444 });
+      fs.chmodSync(tmp, 0o555);
+      const replaced = install(tmp, dir);
+      return { dir, entries: plan.entries, ...written, settled: plan.settled, replaced, ms: performance.now() - t0 };
+    } catch (e) {
+      removeTree(tmp);
+      throw e;
+    }
+  });
+}
+
+/** Removes what writers of `dir` killed before they finished left beside it (held under its lock). */
+function sweep(dir: string): void {
+  const prefix = `.${path.basename(dir)}.`;
+  for (const name of fs.readdirSync(path.dirname(dir))) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(?:tmp|old)-(\d+)-[A-Za-z0-9]+$/.exec(name.slice(prefix.length));
+    // a live pid may be a writer of another venv whose name extends ours
+    if (m !== null && !isAlive(Number(m[1]))) removeTree(path.join(path.dirname(dir), name));
   }
 }
 
@@ -216,15 +290,111 @@ function install(tmp: string, dir: string): boolean {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
   }
-  const old = fs.mkdtempSync(path.join(path.dirname(dir), `.${path.basename(dir)}.old-`));
-  fs.renameSync(dir, path.join(old, 'venv'));
+  // beside it, not into another directory: moving a directory to another
+  // parent needs write permission on it, and a venv has none
+  const old = path.join(path.dirname(dir), `.${path.basename(dir)}.old-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+  fs.renameSync(dir, old);
   try {
     fs.renameSync(tmp, dir);
   } catch (e) {
-    fs.renameSync(path.join(old, 'venv'), dir);
-    fs.rmdirSync(old);
+    fs.renameSync(old, dir);
     throw e;
   }
   removeTree(old);
   return true;
+}
+
+export interface VenvCheck {
+  dir: string;
+  damage: Damage[];
+  /** Packages of the venv whose manifest the output store does not have: their files were not checked. */
+  unknown: string[];
+}
+
+/**
+ * Checks a venv against the manifests of the outputs its record lists:
+ * every path must be one of its packages' (at PATH, or at PATH@PACKAGE
+ * when namespaced), as that package has it but with no write bit, and
+ * every path of a package must be there, unless a conflict settled it
+ * away. Which strategy made the venv is not recorded, so a path is right
+ * when any of the packages providing it has it so.
+ */
+export async function checkVenv(dir: string, outputsDir: string): Promise<VenvCheck> {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(dir, VENV_RECORD), 'utf8');
+  } catch {
+    throw new MergeError(`${dir} is not a venv (it has no ${VENV_RECORD})`);
+  }
+  const [header, ...lines] = text.split('\n').filter(Boolean);
+  if (header !== RECORD_HEADER) throw new MergeError(`${path.join(dir, VENV_RECORD)}: not a venv record (first line ${JSON.stringify(header)})`);
+  const pkgs = lines.map((l) => {
+    const [name = '', sha256 = ''] = l.split(' ');
+    return { name, manifest: /^[0-9a-f]{64}$/.test(sha256) ? storedManifest(path.join(outputsDir, sha256)) : null };
+  });
+  const check: VenvCheck = { dir, damage: [], unknown: pkgs.filter((p) => p.manifest === null).map((p) => p.name) };
+  const hasher = new Hasher();
+  const bad = (p: string, what: string) => check.damage.push({ path: p, what });
+
+  /** The entries that may be at venv path `p`: each package's at p, and a namespaced NAME@PKG's as PKG's NAME. */
+  const candidates = (p: string) => {
+    const found: Array<{ e: ManifestEntry; m: ReadonlyMap<string, ManifestEntry> }> = [];
+    for (const k of pkgs) {
+      const e = k.manifest?.get(p);
+      if (e !== undefined) found.push({ e, m: k.manifest! });
+    }
+    const parts = p.split('/');
+    parts.forEach((c, i) => {
+      const at = c.lastIndexOf('@');
+      const k = at > 0 ? pkgs.find((x) => x.name === c.slice(at + 1)) : undefined;
+      const e = k?.manifest?.get([...parts.slice(0, i), c.slice(0, at), ...parts.slice(i + 1)].join('/'));
+      if (e !== undefined) found.push({ e, m: k!.manifest! });
+    });
+    return found;
+  };
+
+  const top = fs.statSync(dir);
+  if (top.mode & 0o222) bad('', `mode ${(top.mode & 0o7777).toString(8)}, should have no write bits`);
+  const run = path.join(dir, 'bin/venv-run');
+  const runSt = fs.lstatSync(run, { throwIfNoEntry: false });
+  if (runSt === undefined) bad('bin/venv-run', 'missing');
+  else if (!runSt.isFile() || (runSt.mode & 0o7777) !== 0o555 || fs.readFileSync(run, 'utf8') !== VENV_RUN) bad('bin/venv-run', 'not the one bin/venv writes');
+  for (const p of walk(dir)) {
+    if (p === VENV_RECORD || p === 'bin/venv-run') continue;
+    const cands = candidates(p);
+    if (cands.length === 0) {
+      const st = fs.lstatSync(path.join(dir, p));
+      // bin is the venv's own when no package has one
+      if (p === 'bin' && st.isDirectory()) {
+        if (st.mode & 0o222) bad(p, `mode ${(st.mode & 0o7777).toString(8)}, should have no write bits`);
+      } else if (!check.unknown.length) {
+        bad(p, 'in none of its packages');
+      }
+      continue;
+    }
+    const whys = await Promise.all(cands.map((c) => problem(path.join(dir, p), c.e, c.m, hasher)));
+    if (!whys.includes(null)) bad(p, whys[whys.length - 1]!);
+  }
+  // what a package has and the venv lacks, unless a conflict settled it away
+  const missing = new Set<string>();
+  for (const k of pkgs) {
+    for (const p of k.manifest?.keys() ?? []) {
+      const parts = p.split('/');
+      for (let i = 1; i <= parts.length; i++) {
+        const prefix = parts.slice(0, i).join('/');
+        const st = fs.lstatSync(path.join(dir, prefix), { throwIfNoEntry: false });
+        if (st === undefined) {
+          const parent = path.join(dir, path.dirname(prefix));
+          const namespaced = fs.readdirSync(parent).some((n) => n.startsWith(`${parts[i - 1]}@`));
+          if (!namespaced && !missing.has(prefix)) {
+            missing.add(prefix);
+            bad(prefix, 'missing');
+          }
+          break;
+        }
+        if (!st.isDirectory()) break; // a file, or a symlink, won over a directory
+      }
+    }
+  }
+  return check;
 }
