@@ -108,6 +108,8 @@ export class Engine {
   readonly log: Log;
   private readonly opts: EngineOptions;
   private readonly rules: Rule[];
+  /** the rules whose names are never sources */
+  private readonly targetRules: Rule[];
   private readonly locks: Locks;
   private readonly env: NodeJS.ProcessEnv;
   private jobserver: JobServer | null = null;
@@ -136,6 +138,7 @@ export class Engine {
     this.basePrefix = this.base === '/' ? '/' : this.base + '/';
     this.stateDir = path.join(this.base, STATE_DIR);
     this.rules = opts.rules ?? [];
+    this.targetRules = this.rules.filter((r) => r.alwaysTarget);
     this.log = opts.log ?? new Log(opts.startDir ?? process.cwd(), this.base);
     this.state = new State(this.stateDir);
     this.locks = new Locks(this.stateDir);
@@ -316,7 +319,9 @@ export class Engine {
     if (rec) {
       const hand = this.modifiedByHand(t, abs, rec, st, from?.err);
       if (hand) return hand;
-      if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st) || (rec.out === 'f' && st && !sameSig(st, rec.sig)))
+      // not what the record describes: missing, changed, or (where it made
+      // nothing) something redo wrote since, its record lost
+      if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st) || (rec.out === 'f' && st && !sameSig(st, rec.sig)) || (rec.out === 'n' && st))
         return this.rebuild(t, abs, st, from);
       const changed = this.depsChanged(rec, from);
       if (changed === false) return OK_SOURCE(rec.id);
@@ -324,10 +329,15 @@ export class Engine {
       return changed.then((c) => (c ? this.rebuild(t, abs, st, from) : OK_SOURCE(rec.id)));
     }
     if (st) {
-      if (isMarkedGenerated(st)) {
-        // redo made it, but its record is lost (state deleted or damaged)
+      // this is where a file is taken for a source: not if redo made it
+      // (its mtime's mark) or if only rules make this name; then its record
+      // is lost (state deleted, damaged, copied) and it is rebuilt
+      if (isMarkedGenerated(st) || this.alwaysTarget(t, abs)) {
         const lookup = this.lookup(abs, t);
-        if (lookup.found) return this.make(t, lookup, from);
+        if (lookup.found) {
+          if (this.opts.debug) this.log.debug(`${this.log.show(t)}: rebuild, no record of the build that made it`);
+          return this.make(t, lookup, from);
+        }
       }
       if (force && this.lookup(abs, t).found) {
         // a file redo did not make is a source, whatever .do matches it
@@ -363,6 +373,8 @@ export class Engine {
     if (rec.out === 'f') {
       if (st.isDirectory()) return null;
       if (sameSig(st, rec.sig)) return null;
+      // a name only rules make is rebuilt, whatever was done to it
+      if (this.alwaysTarget(t, abs)) return null;
       const h = hashFile(abs);
       if ((rec.oh ?? rec.id.slice(2)) === h) return null;
       // redo's mark: redo wrote it and crashed before recording it
@@ -371,7 +383,7 @@ export class Engine {
       return OK_SOURCE('h:' + h);
     }
     // made nothing last time, but something is there now: ours if marked
-    if (isMarkedGenerated(st)) return null;
+    if (isMarkedGenerated(st) || this.alwaysTarget(t, abs)) return null;
     this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`, to);
     return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
   }
@@ -465,6 +477,12 @@ export class Engine {
       batch: asker?.batch,
       borrowed: 0,
     };
+  }
+
+  /** Does a rule say `t` is always a target (Rule.alwaysTarget)? */
+  private alwaysTarget(t: string, abs: string): boolean {
+    for (const r of this.targetRules) if (r.matches(t, abs)) return true;
+    return false;
   }
 
   private lookup(abs: string, t: string): Lookup {

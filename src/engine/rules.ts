@@ -40,6 +40,11 @@ export interface Rule {
   readonly version: string;
   /** no "redo  target" line when it runs (a rule run every time, cheaply) */
   readonly quiet?: boolean;
+  /** every name this rule matches is a target, never a source, even where a
+   * .do file overrides the rule: a file there that has no record of its
+   * build (state lost, its mtime's mark with it) or that changed since is
+   * rebuilt, not kept */
+  readonly alwaysTarget?: boolean;
   /** does this rule make the target? (path relative to base, and absolute) */
   matches(rel: string, abs: string): boolean;
   /** write the output to ctx.out (file or directory), or nothing */
