@@ -192,6 +192,25 @@ describe('package tree', function () {
       assert.match(contentOf('a'), /echo a at last/);
     });
 
+    it('redo-ood lists what a build would rebuild: nothing after a build, a changed package and its dependents, never a deleted one', () => {
+      write(dir, simplePackage('a', 'a'));
+      write(dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));
+      write(dir, simplePackage('c', 'c'));
+      write(dir, simplePackage('d', 'd'));
+      assert.equal(build('./pkg/b', './pkg/c', './pkg/d').status, 0);
+      const ood = () => run(dir, 'redo-ood', [], { PEERPKGS_HOME: home });
+      assert.equal(ood().stdout, '');
+      assert.equal(ood().status, 0);
+      fs.appendFileSync(path.join(dir, 'pkg/a/build'), '# a comment is a change\n');
+      fs.rmSync(path.join(dir, 'pkg/d'), { recursive: true });
+      // (.closure and .bclosure are made only when asked for)
+      const targets = (p: string) => ['.pkg.tar.gz', '.pkghash'].map((t) => `pkg/${p}/${t}`);
+      assert.equal(ood().stdout, [...targets('a'), ...targets('b')].join('\n') + '\n');
+      assert.match(run(path.join(dir, 'pkg/b'), 'redo-ood', [], { PEERPKGS_HOME: home }).stdout, /^\.\.\/a\/\.pkghash\n\.pkg\.tar\.gz\n/m, 'relative to the current directory');
+      const r = build('./pkg/b', './pkg/c');
+      assert.deepEqual(built(r), ['pkg/a/.pkg.tar.gz', 'pkg/b/.pkg.tar.gz'], 'the build agrees');
+      assert.equal(ood().stdout, '');
+    });
   });
 
   describe('binary caches', () => {

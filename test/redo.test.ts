@@ -396,6 +396,20 @@ export const rules = [
           other.cleanup();
         }
       });
+
+      it('redo-ood agrees with the build: a quiet stamped rule is asked, a deleted directory\'s targets are gone', () => {
+        write(dir, { 'rules.mjs': rules, VERSION: '1\nnotes\n', 'out.do': 'redo-ifchange x.ver; cat x.ver', 'sub/y.do': 'echo y' });
+        assert.equal(withRules(dir, 'redo-ifchange', ['out', 'sub/y']).status, 0);
+        assert.equal(withRules(dir, 'redo-ood').stdout, '');
+        write(dir, { VERSION: '1\nother notes\n' });
+        fs.rmSync(path.join(dir, 'sub'), { recursive: true });
+        assert.equal(withRules(dir, 'redo-ood').stdout, '', 'the stamp did not move');
+        write(dir, { VERSION: '2\n' });
+        assert.equal(withRules(dir, 'redo-ood').stdout, 'out\nx.ver\n');
+        const r = withRules(dir, 'redo-ifchange', ['out']);
+        assert.deepEqual(r.stderr.split('\n').filter(Boolean), ['redo  out'], 'the build agrees');
+        assert.equal(withRules(dir, 'redo-ood').stdout, '');
+      });
     });
 
     it('redo-targets inside a build lists what the build has made so far', () => {

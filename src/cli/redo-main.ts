@@ -159,9 +159,11 @@ async function listFromState(kind: 'targets' | 'sources' | 'ood'): Promise<numbe
     return r === '' ? '.' : r;
   };
   if (kind === 'ood') {
-    const engine = new Engine({ base, rules: [...packageRules, ...(await loadRules())] });
-    const memo = new Map<string, boolean>();
-    for (const t of [...engine.state.targets.keys()].sort()) if (engine.isOutOfDate(t, memo)) out.push(show(t));
+    // the build's own decision; what it would say about the targets it
+    // would rebuild is not wanted here
+    const quiet = new Log(process.cwd(), base, () => {});
+    const engine = new Engine({ base, keepGoing: true, log: quiet, rules: [...packageRules, ...(await loadRules())] });
+    for (const t of await engine.outOfDate()) out.push(show(t));
     engine.state.close();
   } else {
     const state = new State(path.join(base, STATE_DIR));
