@@ -192,6 +192,20 @@ describe('package tree', function () {
       assert.match(contentOf('a'), /echo a at last/);
     });
 
+    it('peerpkgs info says when the output was built from another pkghash, or is not known to be built from this one', () => {
+      write(dir, simplePackage('a', 'a'));
+      assert.equal(build('./pkg/a').status, 0);
+      const info = () => peerpkgs('info', './pkg/a').stdout;
+      assert.doesNotMatch(info(), /out of date|no record/);
+      const old = /^pkghash: +(\S+)$/m.exec(info())![1]!;
+      write(dir, simplePackage('a', 'changed'));
+      assert.match(info(), new RegExp(`^ +out of date: built from pkghash ${old}, not the current one`, 'm'));
+      fs.rmSync(path.join(dir, '.redo'), { recursive: true });
+      assert.match(info(), /^ +out of date: no record of the build that made it/m);
+      assert.equal(build('./pkg/a').status, 0);
+      assert.doesNotMatch(info(), /out of date|no record/);
+    });
+
     it('redo-ood lists what a build would rebuild: nothing after a build, a changed package and its dependents, never a deleted one', () => {
       write(dir, simplePackage('a', 'a'));
       write(dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));
