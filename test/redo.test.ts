@@ -397,6 +397,15 @@ export const rules = [
         }
       });
 
+      it('is no source when a file is put there by hand where its build had failed', () => {
+        write(dir, { 'rules.mjs': rules });
+        assert.notEqual(withRules(dir, 'redo-ifchange', ['x.gen']).status, 0, 'x.src is missing');
+        write(dir, { 'x.gen': 'by hand\n', 'x.src': 'built\n' });
+        assert.doesNotMatch(withRules(dir, 'redo-sources').stdout, /x\.gen/);
+        assert.equal(withRules(dir, 'redo-ifchange', ['x.gen']).status, 0);
+        assert.equal(read(dir, 'x.gen'), 'built\n');
+      });
+
       it('redo-ood agrees with the build: a quiet stamped rule is asked, a deleted directory\'s targets are gone', () => {
         write(dir, { 'rules.mjs': rules, VERSION: '1\nnotes\n', 'out.do': 'redo-ifchange x.ver; cat x.ver', 'sub/y.do': 'echo y' });
         assert.equal(withRules(dir, 'redo-ifchange', ['out', 'sub/y']).status, 0);

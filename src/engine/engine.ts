@@ -331,10 +331,7 @@ export class Engine {
       return changed.then((c) => (c ? this.rebuild(t, abs, st, from) : OK_SOURCE(rec.id)));
     }
     if (st) {
-      // this is where a file is taken for a source: not if redo made it
-      // (its mtime's mark) or if only rules make this name; then its record
-      // is lost (state deleted, damaged, copied) and it is rebuilt
-      if (isMarkedGenerated(st) || this.alwaysTarget(t, abs)) {
+      if (!this.isSource(t, st)) {
         const lookup = this.lookup(abs, t);
         if (lookup.found) {
           if (this.opts.debug) this.log.debug(`${this.log.show(t)}: rebuild, no record of the build that made it`);
@@ -376,17 +373,15 @@ export class Engine {
     if (rec.out === 'f') {
       if (st.isDirectory()) return null;
       if (sameSig(st, rec.sig)) return null;
-      // a name only rules make is rebuilt, whatever was done to it
-      if (this.alwaysTarget(t, abs)) return null;
       const h = hashFile(abs);
       if ((rec.oh ?? rec.id.slice(2)) === h) return null;
-      // redo's mark: redo wrote it and crashed before recording it
-      if (isMarkedGenerated(st)) return null;
+      // redo wrote it and crashed before recording it, or only rules make it
+      if (!this.isSource(t, st)) return null;
       this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`, to);
       return OK_SOURCE('h:' + h);
     }
     // made nothing last time, but something is there now: ours if marked
-    if (isMarkedGenerated(st) || this.alwaysTarget(t, abs)) return null;
+    if (!this.isSource(t, st)) return null;
     this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`, to);
     return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
   }
@@ -482,10 +477,19 @@ export class Engine {
     };
   }
 
-  /** Does a rule say `t` is always a target (Rule.alwaysTarget)? */
-  private alwaysTarget(t: string, abs: string): boolean {
-    for (const r of this.targetRules) if (r.matches(t, abs)) return true;
-    return false;
+  /**
+   * Is the file `t` (stat `st`), which no record describes, a source? Not
+   * if redo made it (the mark in its mtime), nor if a rule says only rules
+   * make its name (Rule.alwaysTarget, for when `cp -r` or `touch` took the
+   * mark): then its record was lost (state deleted, damaged, copied, a
+   * crash) and it is rebuilt. Never a wrong "up to date" rests on this.
+   */
+  isSource(t: string, st: fs.Stats): boolean {
+    if (isMarkedGenerated(st)) return false;
+    if (this.targetRules.length === 0) return true;
+    const abs = this.abs(t);
+    for (const r of this.targetRules) if (r.matches(t, abs)) return false;
+    return true;
   }
 
   private lookup(abs: string, t: string): Lookup {
