@@ -546,15 +546,15 @@ export class Engine {
     const tmpDir = path.join(this.stateDir, 'tmp');
     fs.mkdirSync(tmpDir, { recursive: true });
     const out = path.join(tmpDir, `trial.${process.pid}.${this.nextJob++}`);
+    const abs = this.abs(t);
     try {
       // a failure, or a dependency that would change first: the build would
       // run the rule again on what that dependency becomes
-      if ((await this.runBuiltin(job, found.rule, this.abs(t), out)) !== 0 || job.deps.some((d) => d.k === 'c' && d.id === changed.id)) {
+      if ((await this.runBuiltin(job, found.rule, abs, out)) !== 0 || job.deps.some((d) => d.k === 'c' && d.id === changed.id)) {
         this.dry!.add(t);
         return changed;
       }
       const st = fs.statSync(out, { throwIfNoEntry: false });
-      const abs = this.abs(t);
       // the identity commit would record; an unstamped output that is no
       // file would get a new sequence number: changed
       const id =
