@@ -4,7 +4,7 @@
  * httpd, with every build in a real bwrap sandbox.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -139,6 +139,94 @@ describe('package tree', function () {
     assert.match(info.stdout, /^pkghash: +[0-9a-f]{64}$/m);
     assert.match(info.stdout, /^closure: +pkg\/a$/m);
     assert.match(info.stdout, /^output: +not built$/m);
+  });
+
+  describe('state', () => {
+    /** What a `cp -r`, `rsync` without -t or `tar x` leaves: the mtime's mark gone. */
+    const touchOutputs = () => {
+      const now = Math.floor(Date.now() / 1000);
+      for (const p of fs.readdirSync(path.join(dir, 'pkg')))
+        for (const t of ['.pkghash', '.closure', '.bclosure', '.pkg.tar.gz']) {
+          const f = path.join(dir, 'pkg', p, t);
+          if (fs.existsSync(f)) fs.utimesSync(f, now, now);
+        }
+    };
+    const contentOf = (pkg: string) => execFileSync('tar', ['-xzOf', path.join(dir, 'pkg', pkg, '.pkg.tar.gz'), `bin/${pkg}`], { encoding: 'utf8' });
+
+    it('rebuilds a changed package whose state was lost and whose outputs lost their mark', () => {
+      write(dir, simplePackage('a', 'old a'));
+      assert.equal(build('./pkg/a').status, 0);
+      write(dir, simplePackage('a', 'new a'));
+      fs.rmSync(path.join(dir, '.redo'), { recursive: true });
+      touchOutputs();
+      const r = build('./pkg/a');
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(contentOf('a'), /echo new a/);
+      assert.deepEqual(built(build('./pkg/a')), [], 'and then it is up to date');
+    });
+
+    it('rebuilds a package output changed by hand: only the rules write it', () => {
+      write(dir, simplePackage('a', 'a'));
+      assert.equal(build('./pkg/a').status, 0);
+      fs.copyFileSync(path.join(dir, 'pkg/seed/.pkg.tar.gz'), path.join(dir, 'pkg/a/.pkg.tar.gz'));
+      const r = build('./pkg/a');
+      assert.deepEqual(built(r), ['pkg/a/.pkg.tar.gz'], r.stderr);
+      assert.match(contentOf('a'), /echo a/);
+    });
+
+    it('rebuilds a changed package whose record was torn off the journal by a crash', () => {
+      write(dir, simplePackage('a', 'a'));
+      assert.equal(build('./pkg/a').status, 0);
+      write(dir, simplePackage('a', 'a again'));
+      assert.equal(build('./pkg/a').status, 0);
+      // the newest journal cut inside the package's record: the older
+      // record (of the first build) is what the state now says
+      const journal = path.join(dir, '.redo/journal');
+      const newest = path.join(journal, fs.readdirSync(journal).sort().at(-1)!);
+      const text = fs.readFileSync(newest, 'utf8');
+      const at = text.lastIndexOf('"t":"pkg/a/.pkg.tar.gz"');
+      assert.ok(at > 0, text);
+      fs.writeFileSync(newest, text.slice(0, at));
+      write(dir, simplePackage('a', 'a at last'));
+      touchOutputs();
+      const r = build('./pkg/a');
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(contentOf('a'), /echo a at last/);
+    });
+
+    it('peerpkgs info says when the output was built from another pkghash, or is not known to be built from this one', () => {
+      write(dir, simplePackage('a', 'a'));
+      assert.equal(build('./pkg/a').status, 0);
+      const info = () => peerpkgs('info', './pkg/a').stdout;
+      assert.doesNotMatch(info(), /out of date|no record/);
+      const old = /^pkghash: +(\S+)$/m.exec(info())![1]!;
+      write(dir, simplePackage('a', 'changed'));
+      assert.match(info(), new RegExp(`^ +out of date: built from pkghash ${old}, not the current one`, 'm'));
+      fs.rmSync(path.join(dir, '.redo'), { recursive: true });
+      assert.match(info(), /^ +out of date: no record of the build that made it/m);
+      assert.equal(build('./pkg/a').status, 0);
+      assert.doesNotMatch(info(), /out of date|no record/);
+    });
+
+    it('redo-ood lists what a build would rebuild: nothing after a build, a changed package and its dependents, never a deleted one', () => {
+      write(dir, simplePackage('a', 'a'));
+      write(dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));
+      write(dir, simplePackage('c', 'c'));
+      write(dir, simplePackage('d', 'd'));
+      assert.equal(build('./pkg/b', './pkg/c', './pkg/d').status, 0);
+      const ood = () => run(dir, 'redo-ood', [], { PEERPKGS_HOME: home });
+      assert.equal(ood().stdout, '');
+      assert.equal(ood().status, 0);
+      fs.appendFileSync(path.join(dir, 'pkg/a/build'), '# a comment is a change\n');
+      fs.rmSync(path.join(dir, 'pkg/d'), { recursive: true });
+      // (.closure and .bclosure are made only when asked for)
+      const targets = (p: string) => ['.pkg.tar.gz', '.pkghash'].map((t) => `pkg/${p}/${t}`);
+      assert.equal(ood().stdout, [...targets('a'), ...targets('b')].join('\n') + '\n');
+      assert.match(run(path.join(dir, 'pkg/b'), 'redo-ood', [], { PEERPKGS_HOME: home }).stdout, /^\.\.\/a\/\.pkghash\n\.pkg\.tar\.gz\n/m, 'relative to the current directory');
+      const r = build('./pkg/b', './pkg/c');
+      assert.deepEqual(built(r), ['pkg/a/.pkg.tar.gz', 'pkg/b/.pkg.tar.gz'], 'the build agrees');
+      assert.equal(ood().stdout, '');
+    });
   });
 
   describe('binary caches', () => {

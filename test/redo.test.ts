@@ -343,6 +343,84 @@ describe('redo', function () {
       assert.equal(run(dir, 'redo-ood').stdout, 'sub/x\n');
     });
 
+    describe('names a built-in rule says are always targets', () => {
+      // x.gen: a copy of x.src; x.ver: the first line of VERSION, stamped
+      const rules = `import * as fs from 'node:fs';
+export const rules = [
+  { name: 'gen', version: '1', alwaysTarget: true, matches: (rel) => rel.endsWith('.gen'),
+    async build(ctx) {
+      const src = ctx.target.replace(/\\.gen$/, '.src');
+      await ctx.ifchange([src]);
+      fs.copyFileSync(src, ctx.out);
+    } },
+  { name: 'ver', version: '1', quiet: true, matches: (rel) => rel.endsWith('.ver'),
+    async build(ctx) {
+      const v = fs.readFileSync(ctx.target.replace(/[^/]*$/, 'VERSION'), 'utf8').split('\\n')[0];
+      ctx.always();
+      ctx.stamp(v);
+      fs.writeFileSync(ctx.out, v + '\\n');
+    } },
+];
+`;
+      const withRules = (d: string, cmd: string, args: string[] = []) => run(d, cmd, args, { REDO_RULES: path.join(d, 'rules.mjs') });
+      /** what cp -r or tar x leaves: no mark in the mtime's microseconds */
+      const touch = (f: string) => fs.utimesSync(f, Math.floor(Date.now() / 1000), Math.floor(Date.now() / 1000));
+
+      it('rebuilds one whose record is lost with the state, even without the mark in its mtime', () => {
+        write(dir, { 'rules.mjs': rules, 'x.src': 'one\n' });
+        assert.equal(withRules(dir, 'redo-ifchange', ['x.gen']).status, 0);
+        fs.rmSync(path.join(dir, '.redo'), { recursive: true });
+        write(dir, { 'x.src': 'two\n' });
+        touch(path.join(dir, 'x.gen'));
+        const r = withRules(dir, 'redo-ifchange', ['x.gen']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(read(dir, 'x.gen'), 'two\n');
+      });
+
+      it('rebuilds one whose record came with a state copied from another checkout', () => {
+        const other = scratch();
+        try {
+          write(other.dir, { 'rules.mjs': rules, 'x.src': 'theirs\n' });
+          assert.equal(withRules(other.dir, 'redo-ifchange', ['x.gen']).status, 0);
+          write(dir, { 'rules.mjs': rules, 'x.src': 'one\n' });
+          assert.equal(withRules(dir, 'redo-ifchange', ['x.gen']).status, 0);
+          write(dir, { 'x.src': 'two\n' });
+          fs.rmSync(path.join(dir, '.redo'), { recursive: true });
+          fs.cpSync(path.join(other.dir, '.redo'), path.join(dir, '.redo'), { recursive: true });
+          touch(path.join(dir, 'x.gen'));
+          const r = withRules(dir, 'redo-ifchange', ['x.gen']);
+          assert.equal(r.status, 0, r.stderr);
+          assert.equal(read(dir, 'x.gen'), 'two\n');
+          assert.doesNotMatch(r.stderr, /you modified it/);
+        } finally {
+          other.cleanup();
+        }
+      });
+
+      it('is no source when a file is put there by hand where its build had failed', () => {
+        write(dir, { 'rules.mjs': rules });
+        assert.notEqual(withRules(dir, 'redo-ifchange', ['x.gen']).status, 0, 'x.src is missing');
+        write(dir, { 'x.gen': 'by hand\n', 'x.src': 'built\n' });
+        assert.doesNotMatch(withRules(dir, 'redo-sources').stdout, /x\.gen/);
+        assert.equal(withRules(dir, 'redo-ifchange', ['x.gen']).status, 0);
+        assert.equal(read(dir, 'x.gen'), 'built\n');
+      });
+
+      it('redo-ood agrees with the build: a quiet stamped rule is asked, a deleted directory\'s targets are gone', () => {
+        write(dir, { 'rules.mjs': rules, VERSION: '1\nnotes\n', 'out.do': 'redo-ifchange x.ver; cat x.ver', 'sub/y.do': 'echo y' });
+        assert.equal(withRules(dir, 'redo-ifchange', ['out', 'sub/y']).status, 0);
+        assert.equal(withRules(dir, 'redo-ood').stdout, '');
+        write(dir, { VERSION: '1\nother notes\n' });
+        fs.rmSync(path.join(dir, 'sub'), { recursive: true });
+        assert.equal(withRules(dir, 'redo-ood').stdout, '', 'the stamp did not move');
+        write(dir, { VERSION: '2\n' });
+        assert.equal(withRules(dir, 'redo-ood').stdout, 'out\nx.ver\n');
+        const r = withRules(dir, 'redo-ifchange', ['out']);
+        assert.deepEqual(r.stderr.split('\n').filter(Boolean), ['redo  out'], 'the build agrees');
+        assert.equal(withRules(dir, 'redo-ood').stdout, '');
+      });
+    });
+
     it('redo-targets inside a build lists what the build has made so far', () => {
       write(dir, { 'x.do': 'echo x', 'all.do': 'redo x; redo-targets >&2' });
       const r = run(dir, 'redo', ['all']);

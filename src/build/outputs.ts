@@ -6,7 +6,8 @@
  *
  * The identity of `pkg/X/.pkg.tar.gz` is recorded beside it in
  * `.pkg.tar.gz.sha256` by the rule that packs it; for an archive made
- * otherwise (a seed's .do) it is learned by unpacking it.
+ * otherwise (a seed's .do) it is learned by unpacking it. Which pkghash it
+ * was built from is in the redo state, where the build recorded its inputs.
  *
  * A tree is read-only, directories included: venvs, sandbox roots and
  * exports share its files by hardlink. Beside it the store keeps the
@@ -26,6 +27,8 @@ import { extract, type ExtractOptions } from '../archive/extract.ts';
 import { ArchiveError } from '../archive/errors.ts';
 import { removeTree } from '../archive/files.ts';
 import { parseManifest, readManifest, serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
+import { findBase, STATE_DIR } from '../engine/engine.ts';
+import { State, sameSig } from '../engine/state.ts';
 
 export const SHA_SUFFIX = '.sha256';
 
@@ -56,6 +59,26 @@ export function recordSha256(file: string, sha256: string, name = file): void {
   const tmp = `${name}${SHA_SUFFIX}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, `${sha256} ${st.size} ${st.ino}\n`);
   fs.renameSync(tmp, name + SHA_SUFFIX);
+}
+
+/**
+ * The pkghash the build of `archive` (a package's .pkg.tar.gz) started from,
+ * as the state of the tree holding it recorded: null when no record is of
+ * this file as it stands (state lost or copied, the file replaced), so the
+ * next build rebuilds it; '' when its rule used no pkghash (a seed's .do).
+ */
+export function builtFromPkghash(archive: string): string | null {
+  const st = fs.statSync(archive, { throwIfNoEntry: false });
+  if (!st) return null;
+  const real = fs.realpathSync(archive);
+  const base = fs.realpathSync(findBase(path.dirname(real)));
+  const state = new State(path.join(base, STATE_DIR));
+  state.load();
+  const rec = state.targets.get(path.relative(base, real));
+  if (!rec || !sameSig(st, rec.sig)) return null;
+  const pkghash = path.relative(base, path.join(path.dirname(real), '.pkghash'));
+  const dep = rec.deps.find((d) => d.k === 'c' && d.p === pkghash);
+  return dep?.k === 'c' && dep.id.startsWith('s:') ? dep.id.slice(2) : '';
 }
 
 export class OutputStore {

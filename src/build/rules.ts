@@ -30,6 +30,7 @@ function rule(target: PackageTarget, version: string): Rule {
     name: `pkg${target}`,
     version,
     quiet: target === '.pkghash', // recomputed every run
+    alwaysTarget: true, // a package directory's .pkghash or .pkg.tar.gz is never a source
     matches: (_rel, abs) => path.basename(abs) === target && isPackageDir(path.dirname(abs)),
     async build(ctx: BuildContext) {
       // once: every import() call resolves its specifier again

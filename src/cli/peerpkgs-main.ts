@@ -250,7 +250,7 @@ async function graphCmd(argv: string[]): Promise<number> {
 async function infoCmd(argv: string[]): Promise<number> {
   const { PackageGraph } = await import('../tree/pkghash.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
-  const { recordedSha256 } = await import('../build/outputs.ts');
+  const { recordedSha256, builtFromPkghash } = await import('../build/outputs.ts');
   const { MirrorDb, mirrorDbPath } = await import('../mirrors/db.ts');
   const g = new PackageGraph();
   const store = new DistfileStore(peerpkgsHome());
@@ -272,6 +272,10 @@ async function infoCmd(argv: string[]): Promise<number> {
     const st = fs.statSync(archive, { throwIfNoEntry: false });
     const sha = st ? recordedSha256(archive) : null;
     out.push(st ? `output:    ${rel(archive)} ${st.size} bytes${sha ? `, sha256 ${sha}` : ''}` : 'output:    not built');
+    const from = st ? builtFromPkghash(archive) : '';
+    const fix = `build-packages-ifchange ${rel(pkg.dir)} rebuilds it`;
+    if (from === null) out.push(`             out of date: no record of the build that made it (state lost, or the file replaced); ${fix}`);
+    else if (from && from !== g.pkghash(dir)) out.push(`             out of date: built from pkghash ${from}, not the current one; ${fix}`);
     out.push('');
   }
   process.stdout.write(out.join('\n'));

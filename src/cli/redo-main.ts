@@ -7,9 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { crypto, net } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
-import { Engine, BuildError, findBase, STATE_DIR, isMarkedGenerated } from '../engine/engine.ts';
+import { Engine, BuildError, findBase, STATE_DIR } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
-import { State } from '../engine/state.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
@@ -158,14 +157,14 @@ async function listFromState(kind: 'targets' | 'sources' | 'ood'): Promise<numbe
     const r = path.relative(process.cwd(), path.resolve(base, rel));
     return r === '' ? '.' : r;
   };
+  // the build's own decisions; what it would say while deciding (warnings,
+  // missing rules) is not wanted in a list
+  const quiet = new Log(process.cwd(), base, () => {});
+  const engine = new Engine({ base, keepGoing: true, log: quiet, rules: [...packageRules, ...(await loadRules())] });
+  const state = engine.state;
   if (kind === 'ood') {
-    const engine = new Engine({ base, rules: [...packageRules, ...(await loadRules())] });
-    const memo = new Map<string, boolean>();
-    for (const t of [...engine.state.targets.keys()].sort()) if (engine.isOutOfDate(t, memo)) out.push(show(t));
-    engine.state.close();
+    for (const t of await engine.outOfDate()) out.push(show(t));
   } else {
-    const state = new State(path.join(base, STATE_DIR));
-    state.load();
     if (kind === 'targets') {
       // a target that made nothing is one until a build of it fails
       for (const [t, r] of state.targets) {
@@ -178,12 +177,12 @@ async function listFromState(kind: 'targets' | 'sources' | 'ood'): Promise<numbe
       // a target that never built, replaced by a file made by hand
       for (const t of state.intents.keys()) {
         const st = state.targets.has(t) ? undefined : fs.statSync(path.resolve(base, t), { throwIfNoEntry: false });
-        if (st && !isMarkedGenerated(st)) srcs.add(t);
+        if (st && engine.isSource(t, st)) srcs.add(t);
       }
       for (const s of srcs) if (fs.existsSync(path.resolve(base, s))) out.push(show(s));
     }
-    state.close();
   }
+  state.close();
   out.sort();
   if (out.length) process.stdout.write(out.join('\n') + '\n');
   return EXIT.ok;

@@ -108,6 +108,8 @@ export class Engine {
   readonly log: Log;
   private readonly opts: EngineOptions;
   private readonly rules: Rule[];
+  /** the rules whose names are never sources */
+  private readonly targetRules: Rule[];
   private readonly locks: Locks;
   private readonly env: NodeJS.ProcessEnv;
   private jobserver: JobServer | null = null;
@@ -128,6 +130,8 @@ export class Engine {
    * ended must be checked again */
   private epoch = 0;
   private readonly listings = new Map<string, { names: Set<string> | null; epoch: number; sig: Sig | null; asked: number }>();
+  /** redo-ood (outOfDate): decide, build nothing; what would be built */
+  private dry: Set<string> | null = null;
 
   constructor(opts: EngineOptions = {}) {
     this.opts = opts;
@@ -136,6 +140,7 @@ export class Engine {
     this.basePrefix = this.base === '/' ? '/' : this.base + '/';
     this.stateDir = path.join(this.base, STATE_DIR);
     this.rules = opts.rules ?? [];
+    this.targetRules = this.rules.filter((r) => r.alwaysTarget);
     this.log = opts.log ?? new Log(opts.startDir ?? process.cwd(), this.base);
     this.state = new State(this.stateDir);
     this.locks = new Locks(this.stateDir);
@@ -316,7 +321,9 @@ export class Engine {
     if (rec) {
       const hand = this.modifiedByHand(t, abs, rec, st, from?.err);
       if (hand) return hand;
-      if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st) || (rec.out === 'f' && st && !sameSig(st, rec.sig)))
+      // not what the record describes: missing, changed, or (where it made
+      // nothing) something redo wrote since, its record lost
+      if (force || this.state.intents.has(t) || (rec.out !== 'n' && !st) || (rec.out === 'f' && st && !sameSig(st, rec.sig)) || (rec.out === 'n' && st))
         return this.rebuild(t, abs, st, from);
       const changed = this.depsChanged(rec, from);
       if (changed === false) return OK_SOURCE(rec.id);
@@ -324,10 +331,12 @@ export class Engine {
       return changed.then((c) => (c ? this.rebuild(t, abs, st, from) : OK_SOURCE(rec.id)));
     }
     if (st) {
-      if (isMarkedGenerated(st)) {
-        // redo made it, but its record is lost (state deleted or damaged)
+      if (!this.isSource(t, st)) {
         const lookup = this.lookup(abs, t);
-        if (lookup.found) return this.make(t, lookup, from);
+        if (lookup.found) {
+          if (this.opts.debug) this.log.debug(`${this.log.show(t)}: rebuild, no record of the build that made it`);
+          return this.make(t, lookup, from);
+        }
       }
       if (force && this.lookup(abs, t).found) {
         // a file redo did not make is a source, whatever .do matches it
@@ -348,6 +357,7 @@ export class Engine {
     if (!lookup.found) {
       if (st) {
         // its .do is gone: what is left is a source now
+        if (this.dry) return OK_SOURCE('h:' + this.state.fileHash(t, abs, st));
         this.state.forgetTarget(t);
         this.log.info(`${this.log.show(t)}: its .do file is gone; it is a source now`);
         return OK_SOURCE('h:' + this.state.fileHash(t, abs, st));
@@ -365,13 +375,13 @@ export class Engine {
       if (sameSig(st, rec.sig)) return null;
       const h = hashFile(abs);
       if ((rec.oh ?? rec.id.slice(2)) === h) return null;
-      // redo's mark: redo wrote it and crashed before recording it
-      if (isMarkedGenerated(st)) return null;
+      // redo wrote it and crashed before recording it, or only rules make it
+      if (!this.isSource(t, st)) return null;
       this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`, to);
       return OK_SOURCE('h:' + h);
     }
     // made nothing last time, but something is there now: ours if marked
-    if (isMarkedGenerated(st)) return null;
+    if (!this.isSource(t, st)) return null;
     this.log.warn(`${this.log.show(t)} - you modified it; skipping (remove it to rebuild)`, to);
     return OK_SOURCE(st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(t, abs, st));
   }
@@ -467,6 +477,21 @@ export class Engine {
     };
   }
 
+  /**
+   * Is the file `t` (stat `st`), which no record describes, a source? Not
+   * if redo made it (the mark in its mtime), nor if a rule says only rules
+   * make its name (Rule.alwaysTarget, for when `cp -r` or `touch` took the
+   * mark): then its record was lost (state deleted, damaged, copied, a
+   * crash) and it is rebuilt. Never a wrong "up to date" rests on this.
+   */
+  isSource(t: string, st: fs.Stats): boolean {
+    if (isMarkedGenerated(st)) return false;
+    if (this.targetRules.length === 0) return true;
+    const abs = this.abs(t);
+    for (const r of this.targetRules) if (r.matches(t, abs)) return false;
+    return true;
+  }
+
   private lookup(abs: string, t: string): Lookup {
     return findRule(abs, this.rules, t);
   }
@@ -476,9 +501,81 @@ export class Engine {
     return { ok: false, id: '', status };
   }
 
+  // ---- redo-ood: the same decision, building nothing ----
+
+  /**
+   * The targets a build would rebuild, of `targets` (default: every target
+   * the state knows) and what they depend on. The decision is the build's
+   * own (examine, depsChanged); only where a build would run a rule, make
+   * calls trial instead. A target whose rule is gone (its directory
+   * deleted) would fail, not be rebuilt, and is not listed.
+   */
+  async outOfDate(targets = [...this.state.targets.keys()]): Promise<string[]> {
+    this.dry = new Set();
+    await Promise.all(targets.map((t) => this.ensure(t, false, null, true)));
+    return [...this.dry].sort();
+  }
+
+  /**
+   * What a build would do with `t` at this point, without doing it. A
+   * quiet built-in rule (cheap, run every run, like a package's .pkghash)
+   * is run aside, its output thrown away, to learn whether its identity
+   * moves: when it does not, its dependents are not out of date. Any other
+   * rule would run, so `t` is listed and counts as changed to its dependents.
+   */
+  private async trial(t: string, lookup: Lookup, from: Job | null): Promise<Result> {
+    const found = lookup.found!;
+    const changed: Result = { ok: true, id: '?would-rebuild', status: 0 };
+    if (found.kind !== 'builtin' || !found.rule.quiet) {
+      this.dry!.add(t);
+      return changed;
+    }
+    const job: Job = {
+      id: 0,
+      target: t,
+      depth: from ? from.depth + 1 : 0,
+      deps: [],
+      seen: new Set(),
+      stamp: null,
+      parent: from,
+      rule: `builtin:${found.rule.name}`,
+      env: from?.env ?? NO_ENV,
+      envBase: null,
+      borrowed: 0,
+    };
+    const tmpDir = path.join(this.stateDir, 'tmp');
+    fs.mkdirSync(tmpDir, { recursive: true });
+    const out = path.join(tmpDir, `trial.${process.pid}.${this.nextJob++}`);
+    const abs = this.abs(t);
+    try {
+      // a failure, or a dependency that would change first: the build would
+      // run the rule again on what that dependency becomes
+      if ((await this.runBuiltin(job, found.rule, abs, out)) !== 0 || job.deps.some((d) => d.k === 'c' && d.id === changed.id)) {
+        this.dry!.add(t);
+        return changed;
+      }
+      const st = fs.statSync(out, { throwIfNoEntry: false });
+      // the identity commit would record; an unstamped output that is no
+      // file would get a new sequence number: changed
+      const id =
+        job.stamp !== null
+          ? 's:' + job.stamp
+          : st?.isFile()
+            ? 'h:' + hashFile(out)
+            : job.keep && fs.statSync(abs, { throwIfNoEntry: false })?.isFile()
+              ? 'h:' + hashFile(abs)
+              : changed.id;
+      if (id !== this.state.targets.get(t)?.id) this.dry!.add(t);
+      return { ok: true, id, status: 0 };
+    } finally {
+      rmTmp(out);
+    }
+  }
+
   // ---- building ----
 
   private async make(t: string, lookup: Lookup, from: Job | null): Promise<Result> {
+    if (this.dry) return this.trial(t, lookup, from);
     const batch = from ? from.batch : this.topBatch;
     if (batch?.failed && !batch.keepGoing) return { ok: false, id: '', status: 1 };
     const abs = this.abs(t);
@@ -1043,40 +1140,6 @@ export class Engine {
     const mf = this.jobSlots().makeflags(this.env.MAKEFLAGS);
     if (mf !== undefined) env.MAKEFLAGS = mf;
     return env;
-  }
-
-  /** Used by redo-ood: would `t` be rebuilt? Builds nothing. */
-  isOutOfDate(t: string, memo = new Map<string, boolean>()): boolean {
-    const known = memo.get(t);
-    if (known !== undefined) return known;
-    memo.set(t, false); // cycles: assume fine while we look
-    const rec = this.state.targets.get(t);
-    const abs = this.abs(t);
-    let ood = false;
-    if (!rec) {
-      ood = !fs.existsSync(abs);
-    } else if (this.state.intents.has(t) || (rec.out !== 'n' && !fs.existsSync(abs))) {
-      ood = true;
-    } else {
-      for (const d of rec.deps) {
-        if (d.k === 'a') ood = true;
-        else if (d.k === 'n') ood = fs.existsSync(this.abs(d.p));
-        else if (d.p.startsWith('builtin:')) {
-          const rule = this.rules.find((r) => `builtin:${r.name}` === d.p);
-          ood = !rule || rule.version !== d.id;
-        } else {
-          const dr = this.state.targets.get(d.p);
-          if (dr) ood = this.isOutOfDate(d.p, memo) || dr.id !== d.id;
-          else {
-            const st = fs.statSync(this.abs(d.p), { throwIfNoEntry: false });
-            ood = !st || (st.isDirectory() ? 'dir' : 'h:' + this.state.fileHash(d.p, this.abs(d.p), st)) !== d.id;
-          }
-        }
-        if (ood) break;
-      }
-    }
-    memo.set(t, ood);
-    return ood;
   }
 }
 

@@ -38,8 +38,15 @@ export interface Rule {
   readonly name: string;
   /** bump to rebuild every target the rule made */
   readonly version: string;
-  /** no "redo  target" line when it runs (a rule run every time, cheaply) */
+  /** no "redo  target" line when it runs (a rule run every time, cheaply);
+   * redo-ood runs it, its output thrown away, to learn whether its identity
+   * moved, so it must do nothing but write ctx.out */
   readonly quiet?: boolean;
+  /** every name this rule matches is a target, never a source, even where a
+   * .do file overrides the rule: a file there that has no record of its
+   * build (state lost, its mtime's mark with it) or that changed since is
+   * rebuilt, not kept */
+  readonly alwaysTarget?: boolean;
   /** does this rule make the target? (path relative to base, and absolute) */
   matches(rel: string, abs: string): boolean;
   /** write the output to ctx.out (file or directory), or nothing */
