@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
-import { Log } from '../engine/log.ts';
+import { Log, printable } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules, isPackageDir } from '../build/rules.ts';
 import { TreeError } from '../tree/errors.ts';
@@ -235,7 +235,7 @@ async function graphCmd(argv: string[]): Promise<number> {
     g.pkghash(dir); // refuses cycles, naming them
     walk(dir, 0, '', new Set());
   }
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(lines.map((l) => printable(l)).join('\n') + '\n');
   return EXIT.ok;
 }
 
@@ -266,7 +266,7 @@ async function infoCmd(argv: string[]): Promise<number> {
     out.push(st ? `output:    ${rel(archive)} ${st.size} bytes${sha ? `, sha256 ${sha}` : ''}` : 'output:    not built');
     out.push('');
   }
-  process.stdout.write(out.join('\n'));
+  process.stdout.write(out.map((l) => printable(l)).join('\n'));
   return EXIT.ok;
 }
 
@@ -484,7 +484,7 @@ export async function run(argv: string[]): Promise<void> {
   try {
     process.exitCode = await main(argv);
   } catch (e) {
-    const msg = (e as Error).message;
+    const msg = printable((e as Error).message, true);
     if (e instanceof UsageError) {
       process.stderr.write(`${name}: ${msg} (see ${name} --help)\n`);
       process.exitCode = EXIT.usage;

@@ -10,7 +10,7 @@ import { digest } from '../engine/state.ts';
 import { Engine, BuildError, findBase, STATE_DIR, isMarkedGenerated } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
 import { State } from '../engine/state.ts';
-import { Log } from '../engine/log.ts';
+import { Log, printable } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
 
@@ -288,13 +288,13 @@ export async function run(argv: string[]): Promise<void> {
     process.exitCode = await main(cmd, argv.slice(1));
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`${cmd}: ${e.message} (see ${cmd} --help)\n`);
+      process.stderr.write(`${cmd}: ${printable(e.message, true)} (see ${cmd} --help)\n`);
       process.exitCode = EXIT.usage;
     } else if (e instanceof BuildError) {
-      process.stderr.write(`${cmd}: ${e.message}\n`);
+      process.stderr.write(`${cmd}: ${printable(e.message, true)}\n`);
       process.exitCode = e.status;
     } else {
-      process.stderr.write(`${cmd}: ${(e as Error).message}\n`);
+      process.stderr.write(`${cmd}: ${printable((e as Error).message, true)}\n`);
       process.exitCode = EXIT.failed;
     }
   }

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { TreeError, at, display } from '../tree/errors.ts';
-import { byBytes } from '../tree/package.ts';
+import { byBytes, treeRoot } from '../tree/package.ts';
 
 export interface MirrorRecord {
   sha256: string;
@@ -178,18 +178,7 @@ export class MirrorDb {
   }
 }
 
-/**
- * The tree a package directory belongs to: the nearest directory upward
- * that holds a `pkg/` directory (for pkg/NAME, the parent of pkg/), or null.
- */
-export function treeRoot(start: string): string | null {
-  for (let dir = path.resolve(start); ; ) {
-    if (fs.statSync(path.join(dir, 'pkg'), { throwIfNoEntry: false })?.isDirectory()) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) return null;
-    dir = up;
-  }
-}
+export { treeRoot };
 
 /**
  * The mirror database to use for a package (or the tree around a directory):

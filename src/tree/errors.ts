@@ -4,12 +4,16 @@
  * A TreeError is a mistake in the package tree a user must fix by editing a
  * file, so its message starts with `file:line:` and carries no stack. It is
  * a RuleError so that a built-in rule which meets one fails with that line
- * alone.
+ * alone, and with the bad-tree exit status, which a build passes on.
  */
 import * as path from 'node:path';
 import { RuleError } from '../engine/rules.ts';
 
-export class TreeError extends RuleError {}
+export class TreeError extends RuleError {
+  constructor(message: string) {
+    super(message, 4);
+  }
+}
 
 /** A path as the user would type it: relative to the cwd when under it. */
 export function display(p: string): string {
