@@ -225,6 +225,7 @@ describe('package tree', function () {
       write(dir, simplePackage('a', 'a', { 'pkg/a/build-deps': `../seed\n${evil}\n` }));
       for (const r of [build('./pkg/a'), peerpkgs('graph', './pkg/a'), peerpkgs('info', './pkg/a')]) {
         assert.equal(r.status, 4, r.stderr);
+        // eslint-disable-next-line no-control-regex -- what must not be printed
         assert.doesNotMatch(r.stderr + r.stdout, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
         assert.match(r.stderr, /pkg\/a\/build-deps:2: \.\.\/\\u001b\[2J\\u001b\]0;pwned\\u0007x: no such package directory/);
       }

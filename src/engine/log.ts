@@ -15,8 +15,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 // C0 controls, DEL and C1 controls; with `lines`, \n stays a line break
+/* eslint-disable no-control-regex -- matching them is the point */
 const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
 const CONTROLS_BUT_NEWLINE = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g;
+/* eslint-enable no-control-regex */
 const SHORT: Record<string, string> = { '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r' };
 
 /** `s` with its control characters written as JSON writes them (\n, \u001b),
