@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { extract } from '../archive/extract.ts';
+import { temporaryName, removeTemporary, withTemporaryFile } from '../archive/temporary.ts';
 
 export const SHA_SUFFIX = '.sha256';
 
@@ -41,9 +42,10 @@ export function recordedSha256(archive: string): string | null {
 /** Write the identity of `file` beside `name` (default: the file itself). */
 export function recordSha256(file: string, sha256: string, name = file): void {
   const st = fs.statSync(file);
-  const tmp = `${name}${SHA_SUFFIX}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, `${sha256} ${st.size} ${st.ino}\n`);
-  fs.renameSync(tmp, name + SHA_SUFFIX);
+  withTemporaryFile(name + SHA_SUFFIX, (tmp) => {
+    fs.writeFileSync(tmp, `${sha256} ${st.size} ${st.ino}\n`);
+    fs.renameSync(tmp, name + SHA_SUFFIX);
+  });
 }
 
 export class OutputStore {
@@ -69,17 +71,15 @@ export class OutputStore {
       return { dir: this.path(known), sha256: known };
     }
     fs.mkdirSync(this.dir, { recursive: true });
-    const tmp = path.join(this.dir, `.unpack-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const tmp = temporaryName(path.join(this.dir, 'unpack'));
     try {
       const { sha256 } = await extract(archive, tmp, { expectSha256: known });
       const dest = this.path(sha256);
-      if (fs.existsSync(dest)) fs.rmSync(tmp, { recursive: true, force: true });
-      else fs.renameSync(tmp, dest);
+      if (!fs.existsSync(dest)) fs.renameSync(tmp, dest);
       recordSha256(archive, sha256);
       return { dir: dest, sha256 };
-    } catch (e) {
-      fs.rmSync(tmp, { recursive: true, force: true });
-      throw e;
+    } finally {
+      await removeTemporary(tmp); // all of it on an error, nothing after the rename
     }
   }
 }

@@ -19,6 +19,7 @@ import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import type { PackageTarget } from './rules.ts';
+import { temporaryName, forget, removeTemporary, sweepNow } from '../archive/temporary.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
 
@@ -79,8 +80,6 @@ async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: B
   fs.writeFileSync(ctx.out, dirs.map((d) => path.relative(dir, d) + '\n').join(''));
 }
 
-let builds = 0;
-
 /** The binary caches of this run (PKG_CACHE_URL), read once. */
 let caches: Promise<import('../cache/substitute.ts').CacheConfig | null> | null = null;
 
@@ -115,6 +114,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
     fs.renameSync(r.hit.tmp, ctx.out);
+    forget(r.hit.tmp);
     ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
     return true;
   }
@@ -127,6 +127,9 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const g = packageGraph();
   const pkg = g.load(dir);
   const home = peerpkgsHome();
+  // the work directory of an earlier failed build goes once the package is
+  // built again (unless its owner still runs)
+  await sweepNow(path.join(home, 'build'), (n) => n.startsWith(`${pkg.name}.tmp-`)).catch(() => {});
   // the run closure first: the package is of no use without it, and a
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
@@ -160,8 +163,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const root = assembleRoot(home, layers);
   ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
 
-  const work = path.join(home, 'build', `${pkg.name}.${process.pid}.${builds++}`);
-  fs.rmSync(work, { recursive: true, force: true });
+  const work = temporaryName(path.join(home, 'build', pkg.name), { visible: true });
   const wd = path.join(work, 'home');
   const dest = path.join(work, 'dest');
   fs.mkdirSync(wd, { recursive: true });
@@ -185,6 +187,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),
   });
   if (r.status !== 0) {
+    forget(work); // kept to be looked into, until the package is built again
     throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`}); its files are kept in ${work}`, r.status || 1);
   }
   const packed = await packDir(dest, ctx.out, { relativeSymlinks: true });
@@ -194,7 +197,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
-  fs.rmSync(work, { recursive: true, force: true });
+  await removeTemporary(work);
 }
 
 function sameBytes(file: string, size: number, sha256: string): boolean {

@@ -12,7 +12,7 @@
  * left alone, so publishing again is cheap and never changes what others
  * have already fetched.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,6 +20,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { drained } from '../archive/files.ts';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { serializeInfo } from './info.ts';
 import type { SigningKey } from './keys.ts';
 
@@ -72,9 +73,8 @@ export async function addToCache(opts: AddOptions): Promise<{ added: string[]; s
 }
 
 async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, key?: SigningKey): Promise<void> {
-  const tmp = (f: string) => path.join(path.dirname(f), `.${path.basename(f)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const tarTmp = tmp(tarFile);
-  const infoTmp = tmp(infoFile);
+  const tarTmp = temporaryName(tarFile);
+  const infoTmp = temporaryName(infoFile);
   try {
     let input: fs.ReadStream;
     try {
@@ -103,8 +103,8 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
     fs.renameSync(tarTmp, tarFile);
     fs.renameSync(infoTmp, infoFile);
   } finally {
-    fs.rmSync(tarTmp, { force: true });
-    fs.rmSync(infoTmp, { force: true });
+    removeTemporaryFile(tarTmp);
+    removeTemporaryFile(infoTmp);
   }
 }
 

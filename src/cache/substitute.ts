@@ -17,7 +17,7 @@
  * when none has the package, the caller builds it (or, with
  * PKG_FORCE_BINARY=yes, fails with NoBinaryError).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,7 +26,8 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { extract } from '../archive/extract.ts';
 import { ArchiveError } from '../archive/errors.ts';
-import { drained, removeTree } from '../archive/files.ts';
+import { drained } from '../archive/files.ts';
+import { temporaryName, removeTemporary, removeTemporaryFile } from '../archive/temporary.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
@@ -112,7 +113,7 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
     if (e instanceof InfoError) throw new InfoError(`refusing ${infoName}: ${e.message}`);
     throw e;
   }
-  const tmp = `${opts.target}.cache-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = temporaryName(opts.target); // the caller's to rename into place
   await receive(cache, info, tmp, opts.outputsDir);
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
@@ -132,7 +133,7 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
     throw new EntryError(`${name} is ${got.size} bytes, its .info says ${info.archiveSize}`);
   }
   const dest = path.join(outputsDir, info.outputSha256);
-  const unpackTo = path.join(outputsDir, `.unpack-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const unpackTo = temporaryName(path.join(outputsDir, 'unpack'));
   const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644, highWaterMark: 1 << 20 });
   // the first failure of the bytes themselves: extraction reports it wrapped, or reports its consequence
   let failure: Error | null = null;
@@ -166,17 +167,17 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
       if (sha !== info.outputSha256) throw new EntryError(`${name} unpacks to sha256 ${sha}, its .info says ${info.outputSha256}`);
     } else {
       await extract(Readable.from(checked()), unpackTo, { expectSha256: info.outputSha256 });
-      if (fs.existsSync(dest)) await removeTree(unpackTo);
-      else fs.renameSync(unpackTo, dest);
+      if (!fs.existsSync(dest)) fs.renameSync(unpackTo, dest);
     }
   } catch (e) {
     got.close();
     out.destroy();
-    await removeTree(unpackTo);
-    fs.rmSync(tmp, { force: true });
+    removeTemporaryFile(tmp);
     if (failure) throw failure;
     if (e instanceof ArchiveError) throw new EntryError(`${name}: ${e.message.replace(/^cannot extract archive stream: /, '')}`);
     throw e;
+  } finally {
+    await removeTemporary(unpackTo); // nothing there once in place
   }
 }
 

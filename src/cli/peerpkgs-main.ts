@@ -11,6 +11,7 @@ import { loadRules } from '../engine/plugins.ts';
 import { packageRules, isPackageDir } from '../build/rules.ts';
 import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 import type { ManifestEntry } from '../archive/manifest.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
@@ -140,6 +141,7 @@ async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>):
   const stop = () => void engine.close().finally(() => process.exit(EXIT.interrupted));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop); // a closed terminal: its temporaries must go too
   try {
     const rc = await f(engine);
     engine.log.summary(engine.failures);
@@ -181,10 +183,11 @@ async function fetchCmd(argv: string[]): Promise<number> {
     if (out) {
       // a copy, not a link: what is made of it must not share the store's inode
       const dest = path.join(out, file);
-      const tmp = `${dest}.tmp-${process.pid}`;
-      fs.copyFileSync(stored, tmp, fs.constants.COPYFILE_FICLONE);
-      fs.chmodSync(tmp, 0o644);
-      fs.renameSync(tmp, dest);
+      withTemporaryFile(path.resolve(dest), (tmp) => {
+        fs.copyFileSync(stored, tmp, fs.constants.COPYFILE_FICLONE);
+        fs.chmodSync(tmp, 0o644);
+        fs.renameSync(tmp, dest);
+      });
     }
   }
   return EXIT.ok;

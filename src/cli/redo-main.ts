@@ -4,6 +4,7 @@
  * link to bin/redo), passed as the first argument by the bin/ wrapper.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { crypto, net } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
@@ -263,10 +264,11 @@ async function main(cmd: string, argv: string[]): Promise<number> {
     log: new Log(process.cwd(), findBase(process.cwd())),
   });
   const stop = (sig: NodeJS.Signals) => {
-    void engine.close().finally(() => process.exit(sig === 'SIGINT' ? EXIT.interrupted : 143));
+    void engine.close().finally(() => process.exit(sig === 'SIGINT' ? EXIT.interrupted : 128 + os.constants.signals[sig]));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop);
   let rc: number;
   try {
     rc = await engine.build(targets, cmd === 'redo');

@@ -26,6 +26,7 @@ import { WorkerPool, MessageParser, parseExports, envChanges, envScript, type Jo
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError } from './rules.ts';
 import { Log } from './log.ts';
+import { temporaryName, forget, removeOwnTemporaries } from '../archive/temporary.ts';
 
 export const STATE_DIR = '.redo';
 
@@ -170,10 +171,13 @@ export class Engine {
     return failed ? failed.status || 1 : 0;
   }
 
-  /** Stop workers, fold our journal into the snapshot, drop our locks. */
+  /** Stop workers, fold our journal into the snapshot, drop our locks;
+   * interrupted, remove this process's temporaries (the signal handlers
+   * of the commands call this before they exit). */
   async close(): Promise<void> {
     this.pool?.stop();
     this.jobserver?.close();
+    await removeOwnTemporaries();
     this.locks.releaseAll();
     if (this.server) {
       await new Promise<void>((r) => this.server!.close(() => r()));
@@ -524,8 +528,6 @@ export class Engine {
   private async runJob(job: Job, abs: string, lookup: Lookup): Promise<Result> {
     const found = lookup.found!;
     const t = job.target;
-    const dir = path.dirname(abs);
-    const tmp3 = path.join(dir, `${path.basename(abs)}.redo.tmp`);
     for (const m of lookup.missing) this.addDep(job, { k: 'n', p: this.rel(m) });
     if (found.kind === 'do') {
       const dofile = this.rel(found.dofile);
@@ -542,7 +544,8 @@ export class Engine {
       this.releaseSlot(job);
       return { ok: false, id: '', status: 1 };
     }
-    rmTmp(tmp3); // left by a crash
+    // named once the slot is ours; what a crash left beside it is swept
+    const tmp3 = temporaryName(abs);
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
     if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err);
     try {
@@ -553,6 +556,10 @@ export class Engine {
       }
       // before the slot goes to a sibling waiting for it
       if (ran.status !== 0 && batch) batch.failed = true;
+    } catch (e) {
+      rmTmp(tmp3);
+      forget(tmp3);
+      throw e;
     } finally {
       this.releaseSlot(job);
       this.epoch++;
@@ -572,6 +579,8 @@ export class Engine {
       return this.commit(job, abs, tmp3, ran.out, before);
     } finally {
       ran.done();
+      rmTmp(tmp3); // nothing there once committed
+      forget(tmp3);
     }
   }
 

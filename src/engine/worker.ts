@@ -33,6 +33,7 @@ import type { Socket } from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 export const CHANNEL_FD = 9;
 /** the job's stderr as it started, kept to tell when a .do redirects the
@@ -253,7 +254,6 @@ export class WorkerPool {
   private readonly env: () => NodeJS.ProcessEnv;
   private readonly jobFds: () => [number, number] | null;
   private readonly outDir: string;
-  private made = 0;
 
   constructor(env: () => NodeJS.ProcessEnv, jobFds: () => [number, number] | null, outDir: string) {
     this.env = env;
@@ -268,13 +268,8 @@ export class WorkerPool {
     while (w && !w.alive) w = this.idle.pop();
     if (!w) {
       fs.mkdirSync(this.outDir, { recursive: true });
-      const n = this.made++;
-      w = new Worker(
-        this.env(),
-        this.jobFds(),
-        path.join(this.outDir, `out.${process.pid}.${n}`),
-        path.join(JOB_DIR, `redo-job.${process.pid}.${n}`),
-      );
+      // temporaries: a killed engine's are swept by the next one
+      w = new Worker(this.env(), this.jobFds(), temporaryName(path.join(this.outDir, 'out')), temporaryName(path.join(JOB_DIR, 'redo-job')));
       this.all.add(w);
     }
     const worker = w;
@@ -296,8 +291,8 @@ export class WorkerPool {
   stop(): void {
     for (const w of this.all) {
       w.stop();
-      fs.rmSync(w.out, { force: true });
-      fs.rmSync(w.jobFile, { force: true });
+      removeTemporaryFile(w.out);
+      removeTemporaryFile(w.jobFile);
     }
     this.all.clear();
     this.idle = [];

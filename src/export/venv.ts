@@ -16,6 +16,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { planMerge, writeMerged, removeTree, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
+import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** The venv's record of itself: a format line, then `NAME SHA256` a package, in merge order. */
 export const VENV_RECORD = '.peerpkgs-venv';
@@ -178,7 +179,8 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
 
   const parent = path.dirname(dir);
   fs.mkdirSync(parent, { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
+  const tmp = temporaryName(dir);
+  fs.mkdirSync(tmp);
   try {
     const written = writeMerged(plan, tmp);
     if (bin === undefined) fs.mkdirSync(path.join(tmp, 'bin'), 0o755);
@@ -191,6 +193,8 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
   } catch (e) {
     removeTree(tmp);
     throw e;
+  } finally {
+    forget(tmp); // renamed into place, or removed
   }
 }
 
@@ -216,7 +220,8 @@ function install(tmp: string, dir: string): boolean {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
   }
-  const old = fs.mkdtempSync(path.join(path.dirname(dir), `.${path.basename(dir)}.old-`));
+  const old = temporaryName(dir);
+  fs.mkdirSync(old);
   fs.renameSync(dir, path.join(old, 'venv'));
   try {
     fs.renameSync(tmp, dir);
@@ -226,5 +231,6 @@ function install(tmp: string, dir: string): boolean {
     throw e;
   }
   removeTree(old);
+  forget(old);
   return true;
 }

@@ -18,6 +18,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -76,7 +77,7 @@ export class DistfileStore {
 
   private async ingest(bytes: Bytes, want?: string): Promise<string> {
     fs.mkdirSync(this.dir, { recursive: true });
-    const tmp = path.join(this.dir, `.tmp.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
+    const tmp = temporaryName(path.join(this.dir, 'distfile'));
     const hash = crypto.createHash('sha256');
     let size = 0;
     try {
@@ -95,12 +96,10 @@ export class DistfileStore {
       const got = hash.digest('hex');
       if (want !== undefined && got !== want) throw new HashMismatch(want, got, size);
       const final = path.join(this.dir, got);
-      if (fs.existsSync(final)) fs.rmSync(tmp);
-      else fs.renameSync(tmp, final);
+      if (!fs.existsSync(final)) fs.renameSync(tmp, final);
       return final;
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
+    } finally {
+      removeTemporaryFile(tmp); // all of it on an error, nothing after the rename
     }
   }
 }

@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { TreeError, at, display } from '../tree/errors.ts';
 import { byBytes, treeRoot } from '../tree/package.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 
 export interface MirrorRecord {
   sha256: string;
@@ -117,14 +118,10 @@ export async function addMirrorRecords(file: string, add: MirrorRecord[]): Promi
     const fresh = normalize(add).filter((r) => !have.has(`${r.sha256} ${r.cid}`));
     if (fresh.length === 0 && fs.existsSync(file)) return fresh;
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp.${process.pid}`);
-    try {
+    withTemporaryFile(file, (tmp) => {
       fs.writeFileSync(tmp, formatMirrorDb([...old, ...fresh]), { flush: true });
       fs.renameSync(tmp, file);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
+    });
     return fresh;
   });
 }
