@@ -210,6 +210,27 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     assert.deepEqual(fs.readdirSync(store).filter((n) => n.startsWith('.')), [names.live]);
   });
 
+  it('keeps a failed build\'s work directory until the package is built again', () => {
+    const dir = path.join(shared.dir, 'failed');
+    const tree = path.join(dir, 'tree');
+    const home = path.join(dir, 'home');
+    writeTree(tree);
+    write(tree, { '!pkg/c/build': '#!/bin/sh\necho half >made-so-far\nexit 3\n' });
+    const env = { PEERPKGS_HOME: home };
+    const failed = run(tree, 'build-packages-ifchange', ['./pkg/c'], env);
+    assert.equal(failed.status, 3, failed.stderr);
+    const kept = /its files are kept in (\S+) until it is built again/.exec(failed.stderr)?.[1];
+    assert.ok(kept, failed.stderr);
+    assert.equal(fs.readFileSync(path.join(kept, 'home/made-so-far'), 'utf8'), 'half\n');
+    assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/b'], env).status, 0);
+    assert.ok(fs.existsSync(kept), 'another package\'s build removed it');
+    writeTree(tree);
+    const again = run(tree, 'build-packages-ifchange', ['./pkg/c'], env);
+    assert.equal(again.status, 0, again.stderr);
+    assert.deepEqual(fs.readdirSync(path.join(home, 'build')), []);
+    removeAll(dir);
+  });
+
   for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
     it(`a build stopped by ${signal} removes its own temporaries before it exits`, async () => {
       const dir = path.join(shared.dir, `signal-${signal}`);
@@ -224,7 +245,7 @@ describe('crashes leave nothing wrong and nothing behind', function () {
       b.p.kill(signal);
       const status = await b.exited;
       assert.notEqual(status, 0, b.stderr());
-      assert.deepEqual(fs.readdirSync(work), [], 'the work directory is left');
+      assert.deepEqual(fs.readdirSync(work), [], `the work directory is left:\n${b.stderr()}`);
       assert.deepEqual([...temporariesUnder(tree), ...temporariesUnder(home)], []);
       await groupGone(b.p.pid!);
       removeAll(dir);

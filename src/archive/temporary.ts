@@ -75,9 +75,27 @@ export function temporaryName(final: string, opts: { visible?: boolean } = {}): 
   return name;
 }
 
-/** The temporary was renamed into place (or is to stay): it is no longer ours to remove. */
+/** The temporary was renamed into place: it is no longer ours to remove. */
 export function forget(tmp: string): void {
   live.delete(tmp);
+}
+
+let interrupted = false;
+
+/**
+ * The temporary is to stay, to be looked into (a failed build's work
+ * directory); false, and it goes all the same, once the process is being
+ * interrupted: a build that fails because it was stopped has nothing to show.
+ */
+export function keep(tmp: string): boolean {
+  if (interrupted) return false;
+  live.delete(tmp);
+  return true;
+}
+
+/** From now on nothing is kept: the process is stopping (see removeOwnTemporaries). */
+export function interrupting(): void {
+  interrupted = true;
 }
 
 /** Remove the temporary, a file or a tree (read-only directories and all), if it is there. */
@@ -117,6 +135,7 @@ export function withTemporaryFile<T>(final: string, write: (tmp: string) => T): 
 
 /** Remove every temporary this process has not finished with: the engine does on a signal. */
 export async function removeOwnTemporaries(): Promise<void> {
+  interrupted = true;
   await Promise.all([...live].map((t) => removeTemporary(t).catch(() => {})));
 }
 

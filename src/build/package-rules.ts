@@ -19,7 +19,7 @@ import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import type { PackageTarget } from './rules.ts';
-import { temporaryName, forget, removeTemporary, sweepNow } from '../archive/temporary.ts';
+import { temporaryName, forget, keep, removeTemporary, sweepNow } from '../archive/temporary.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
 
@@ -187,8 +187,9 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),
   });
   if (r.status !== 0) {
-    forget(work); // kept to be looked into, until the package is built again
-    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`}); its files are kept in ${work}`, r.status || 1);
+    // kept to be looked into, until the package is built again
+    const kept = keep(work) ? `; its files are kept in ${work} until it is built again` : '';
+    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${kept}`, r.status || 1);
   }
   const packed = await packDir(dest, ctx.out, { relativeSymlinks: true });
   // The record names the file by inode: the new archive's, which the rename

@@ -138,7 +138,7 @@ async function engineFor(flags: BuildFlags): Promise<Engine> {
 
 async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
-  const stop = () => void engine.close().finally(() => process.exit(EXIT.interrupted));
+  const stop = () => void engine.interrupt().finally(() => process.exit(EXIT.interrupted));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   process.once('SIGHUP', stop); // a closed terminal: its temporaries must go too

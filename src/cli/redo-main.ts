@@ -264,7 +264,7 @@ async function main(cmd: string, argv: string[]): Promise<number> {
     log: new Log(process.cwd(), findBase(process.cwd())),
   });
   const stop = (sig: NodeJS.Signals) => {
-    void engine.close().finally(() => process.exit(sig === 'SIGINT' ? EXIT.interrupted : 128 + os.constants.signals[sig]));
+    void engine.interrupt().finally(() => process.exit(sig === 'SIGINT' ? EXIT.interrupted : 128 + os.constants.signals[sig]));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -74,7 +74,7 @@ export async function seedCommand(argv: string[]): Promise<number> {
   }
   const rules = [...packageRules, ...(await loadRules())];
   let current: Engine | null = null;
-  const stop = () => void (current?.close() ?? Promise.resolve()).finally(() => process.exit(130));
+  const stop = () => void (current?.interrupt() ?? Promise.resolve()).finally(() => process.exit(130));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const say = (line: string) => process.stderr.write(`seed reproduce: ${line}\n`);

@@ -22,11 +22,11 @@ import { State, statSig, sameSig, hashFile, type Dep, type Sig, type TargetRecor
 import { findRule, type DoFile, type Lookup } from './dofile.ts';
 import { JobServer, inheritedJobServer, JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 import { Locks, isAlive } from './locks.ts';
-import { WorkerPool, MessageParser, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
+import { WorkerPool, stopDescendants, MessageParser, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError } from './rules.ts';
 import { Log } from './log.ts';
-import { temporaryName, forget, removeOwnTemporaries } from '../archive/temporary.ts';
+import { temporaryName, forget, removeOwnTemporaries, interrupting } from '../archive/temporary.ts';
 
 export const STATE_DIR = '.redo';
 
@@ -171,13 +171,22 @@ export class Engine {
     return failed ? failed.status || 1 : 0;
   }
 
-  /** Stop workers, fold our journal into the snapshot, drop our locks;
-   * interrupted, remove this process's temporaries (the signal handlers
-   * of the commands call this before they exit). */
+  /** The signal policy, for the commands' SIGINT, SIGTERM and SIGHUP
+   * handlers before they exit: stop every process the build started (a
+   * sandboxed build writes into its work directory to the end), remove
+   * this process's temporaries, and close. */
+  async interrupt(): Promise<void> {
+    interrupting(); // a build failing now was stopped: its work directory goes too
+    this.pool?.stop();
+    await stopDescendants();
+    await removeOwnTemporaries();
+    await this.close();
+  }
+
+  /** Stop workers, fold our journal into the snapshot, drop our locks. */
   async close(): Promise<void> {
     this.pool?.stop();
     this.jobserver?.close();
-    await removeOwnTemporaries();
     this.locks.releaseAll();
     if (this.server) {
       await new Promise<void>((r) => this.server!.close(() => r()));

@@ -212,11 +212,36 @@ export class Worker {
   }
 }
 
-function tryKill(pid: number): void {
+function tryKill(pid: number, signal: NodeJS.Signals = 'SIGTERM'): void {
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     /* gone already */
+  }
+}
+
+/** Is `pid` still running (there, and not a zombie waiting to be reaped)? */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stop every process this one started, and their children: SIGTERM, then
+ * SIGKILL for what still runs after `graceMs`. Resolves once none runs, so
+ * that what they were writing (a sandboxed build's work directory) can be
+ * removed without them writing on.
+ */
+export async function stopDescendants(graceMs = 2000): Promise<void> {
+  let pids = descendants(process.pid);
+  for (const pid of pids) tryKill(pid);
+  for (let waited = 0; (pids = pids.filter(running)).length > 0; waited += 20) {
+    if (waited === graceMs) for (const pid of pids) tryKill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
