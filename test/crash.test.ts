@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { BIN, scratch, write, run, userEnv, busyboxHttpd, type Run } from './helpers.ts';
@@ -33,7 +34,7 @@ function generator(seed: number): () => number {
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Every name a writer gives a temporary, today's pattern and the ones before it. */
-const TEMPORARY = /\.tmp-\d+-\d+-[0-9a-f]{8}$|\.tmp[.-]\d+|^\.unpack-|\.redo\.tmp|\.cache-\d+-|^\.export-|\.old-/;
+const TEMPORARY = /\.tmp-\d+-\d+-[0-9a-f]{8}-[0-9a-f]{8}$|\.tmp[.-]\d+|^\.unpack-|\.redo\.tmp|\.cache-\d+-|^\.export-|\.old-/;
 
 function temporariesUnder(root: string): string[] {
   const found: string[] = [];
@@ -196,18 +197,24 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     fs.mkdirSync(store, { recursive: true });
     const stat = fs.readFileSync('/proc/self/stat', 'latin1');
     const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    // where our pids mean something, as archive/temporary.ts names it: FNV-1a of the host and pid namespace
+    let h = 0x811c9dc5;
+    for (const c of Buffer.from(`${os.hostname()} ${fs.readlinkSync('/proc/self/ns/pid')}`)) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+    const here = h.toString(16).padStart(8, '0');
+    const elsewhere = ((h ^ 1) >>> 0).toString(16).padStart(8, '0');
     const dead = spawnSync('true').pid!; // waited for: gone
     const names = {
-      live: `.distfile.tmp-${process.pid}-${start}-0000000a`,
-      dead: `.distfile.tmp-${dead}-${start}-0000000b`,
-      reused: `.distfile.tmp-${process.pid}-${start + 1}-0000000c`, // our pid, another process's start
+      live: `.distfile.tmp-${process.pid}-${start}-${here}-0000000a`,
+      dead: `.distfile.tmp-${dead}-${start}-${here}-0000000b`,
+      reused: `.distfile.tmp-${process.pid}-${start + 1}-${here}-0000000c`, // our pid, another process's start
+      otherHost: `.distfile.tmp-${dead}-${start}-${elsewhere}-0000000d`, // whether it lives cannot be told here
     };
     for (const n of Object.values(names)) fs.writeFileSync(path.join(store, n), 'half');
     const file = path.join(shared.dir, 'some-source');
     fs.writeFileSync(file, 'a source\n');
     const r = run(shared.dir, 'peerpkgs', ['distfiles', 'add', file], { PEERPKGS_HOME: home });
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(fs.readdirSync(store).filter((n) => n.startsWith('.')), [names.live]);
+    assert.deepEqual(fs.readdirSync(store).filter((n) => n.startsWith('.')).sort(), [names.live, names.otherHost].sort());
   });
 
   it('keeps a failed build\'s work directory until the package is built again', () => {

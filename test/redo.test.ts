@@ -49,7 +49,7 @@ describe('redo', function () {
       });
       assert.equal(run(dir, 'redo', ['sub/x.txt']).status, 0);
       // $3: a temporary beside the target, named for its owner (archive/temporary.ts)
-      assert.match(read(dir, 'sub/x.txt'), /^1=x\.txt 2=x 3=\.x\.txt\.tmp-\d+-\d+-[0-9a-f]{8} pwd=sub\n$/);
+      assert.match(read(dir, 'sub/x.txt'), /^1=x\.txt 2=x 3=\.x\.txt\.tmp-\d+-\d+-[0-9a-f]{8}-[0-9a-f]{8} pwd=sub\n$/);
     });
 
     it('finds default.do in a parent directory and passes paths relative to it', () => {

@@ -3,9 +3,14 @@
  * renamed into place once complete, named so that anyone can tell whose
  * they are and whether that process still lives.
  *
- *   .NAME.tmp-PID-START-RAND   PID the owner's, START its start time (clock
- *                              ticks since boot, /proc/PID/stat), so that a
- *                              reused pid is not taken for the owner
+ *   .NAME.tmp-PID-START-SPACE-RAND
+ *
+ * PID is the owner's, START its start time (clock ticks since boot, from
+ * /proc/PID/stat) so that a reused pid is not taken for the owner, and
+ * SPACE names where that pid means something: a hash of the host name
+ * and the pid namespace. A temporary from another machine (a cache
+ * directory on a shared file system) or another container is never taken
+ * for a dead owner's; one from before a reboot is.
  *
  * The owner removes its own on error (removeTemporary, or withTemporary
  * around the write) and, through the engine's signal policy, on SIGINT,
@@ -15,11 +20,12 @@
  * A live owner's are never touched, whoever asks.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { removeTree } from './files.ts';
 
-/** `.tmp-PID-START-RAND` at the end of a name; PID and START captured. */
-const PATTERN = /\.tmp-(\d+)-(\d+)-[0-9a-f]{8}$/;
+/** `.tmp-PID-START-SPACE-RAND` at the end of a name; PID, START and SPACE captured. */
+const PATTERN = /\.tmp-(\d+)-(\d+)-([0-9a-f]{8})-[0-9a-f]{8}$/;
 
 /** The start time of process `pid` (clock ticks since boot), or null if there is none. */
 function startTime(pid: number): string | null {
@@ -32,19 +38,37 @@ function startTime(pid: number): string | null {
   }
 }
 
-let self: string | null = null;
-
-/** PID-START of this process, as temporaries carry it. */
-function owner(): string {
-  return (self ??= `${process.pid}-${startTime(process.pid) ?? 0}`);
+/** The host and pid namespace this process's pids belong to, as 8 hex digits (FNV-1a). */
+function pidSpace(): string {
+  let ns = '';
+  try {
+    ns = fs.readlinkSync('/proc/self/ns/pid');
+  } catch {
+    /* no /proc: the host alone */
+  }
+  let h = 0x811c9dc5;
+  for (const c of Buffer.from(`${os.hostname()} ${ns}`)) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
 }
 
-/** Does the process that named `name` still run? (False for a name that is no temporary.) */
+let self: { pid: string; start: string; space: string } | null = null;
+
+/** This process, as its temporaries name it. */
+function me(): { pid: string; start: string; space: string } {
+  return (self ??= { pid: String(process.pid), start: startTime(process.pid) ?? '0', space: pidSpace() });
+}
+
+/**
+ * Does the process that named `name` still run? True too when that cannot
+ * be told (another host's or container's); false for a name that is no
+ * temporary.
+ */
 export function ownerAlive(name: string): boolean {
   const m = PATTERN.exec(name);
   if (!m) return false;
-  if (`${m[1]}-${m[2]}` === owner()) return true;
-  return startTime(Number(m[1])) === m[2];
+  const [, pid, start, space] = m;
+  if (space !== me().space) return true;
+  return startTime(Number(pid)) === start;
 }
 
 /** Is `name` a temporary, whoever owns it? */
@@ -69,7 +93,8 @@ export function temporaryName(final: string, opts: { visible?: boolean } = {}): 
   const dir = path.dirname(final);
   const base = path.basename(final);
   const hidden = opts.visible || base.startsWith('.') ? base : `.${base}`;
-  const name = path.join(dir, `${hidden}.tmp-${owner()}-${random()}`);
+  const { pid, start, space } = me();
+  const name = path.join(dir, `${hidden}.tmp-${pid}-${start}-${space}-${random()}`);
   live.add(name);
   if (!opts.visible) void sweep(dir);
   return name;
