@@ -5,7 +5,7 @@
  * a user would after a crash. Each time the outputs must be those of a
  * clean build, nothing partial may be visible, and no temporary may be
  * left. The moments come from a seeded generator: CRASH_SEED=N replays a
- * run (the seed is printed).
+ * run (the seed is printed); CRASH_VERBOSE=1 says what each kill cut short.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -74,6 +74,8 @@ describe('crashes leave nothing wrong and nothing behind', function () {
   let builtHome: string;
   let cache: string; // a cache holding c and its run closure
   const took = { build: 0, substitute: 0, publish: 0 };
+  /** when each command starts the work worth killing: before, it has done nothing yet */
+  const starts = { build: 0, substitute: 0, publish: 0 };
 
   /** The tree: a source fetched over HTTP, a package built from it, one built on that, one that needs the second at run time. */
   function writeTree(dir: string): void {
@@ -108,15 +110,21 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     srcSha = sha256(fs.readFileSync(path.join(wwwDir, 'src.tar.gz')));
     www = await busyboxHttpd(wwwDir);
 
+    let t = performance.now();
+    run(shared.dir, 'peerpkgs', ['--help']);
+    starts.build = starts.substitute = performance.now() - t;
     // the reference: a clean build, a cache made from it, and how long each takes
     built = path.join(shared.dir, 'built');
     builtHome = path.join(shared.dir, 'built-home');
     writeTree(built);
-    let t = performance.now();
+    t = performance.now();
     const r = run(built, 'build-packages-ifchange', ['./pkg/c', './pkg/b'], { PEERPKGS_HOME: builtHome });
     took.build = performance.now() - t;
     assert.equal(r.status, 0, r.stderr);
     for (const p of ['seed', 'a', 'b', 'c']) clean.set(p, outputSha(path.join(built, 'pkg', p, '.pkg.tar.gz')));
+    t = performance.now();
+    run(built, 'build-packages-ifchange', ['./pkg/c'], { PEERPKGS_HOME: builtHome });
+    starts.publish = performance.now() - t; // add-to-package-cache builds first: nothing to do here
     cache = path.join(shared.dir, 'cache');
     t = performance.now();
     const pub = run(built, 'add-to-package-cache', ['-o', cache, './pkg/c'], { PEERPKGS_HOME: builtHome });
@@ -291,15 +299,22 @@ describe('crashes leave nothing wrong and nothing behind', function () {
       } else {
         writeTree(tree);
       }
-      const at = rand() * took[mode];
+      // publishing starts by making the cache directory: its moments are counted from there
+      // (a few tens of ms for this small cache, less than the timings' noise)
+      const at = mode === 'publish' ? rand() * Math.max(100, took.publish - starts.publish) : starts[mode] + rand() * Math.max(0, took[mode] - starts[mode]);
       const what = `kill ${i + 1} (${mode}, after ${at.toFixed(0)} ms)`;
       const killed = startGroup(tree, cmd, args, env);
+      let exited = false;
+      void killed.exited.then(() => (exited = true));
+      while (mode === 'publish' && !exited && !fs.existsSync(caches[0]!)) await new Promise((r) => setTimeout(r, 2));
       const finished = await Promise.race([killed.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), at))]);
       if (!finished) {
         process.kill(-killed.p.pid!, 'SIGKILL');
         await killed.exited;
         await groupGone(killed.p.pid!);
       }
+      // CRASH_VERBOSE=1: what each kill interrupted, by the last line the command wrote
+      if (process.env.CRASH_VERBOSE) process.stdout.write(`      ${what}: ${finished ? 'finished first' : JSON.stringify(killed.stderr().trim().split('\n').pop() ?? '')}\n`);
       const rerun = run(tree, cmd, args, env);
       check(what, tree, home, pkgs, caches, rerun);
       if (mode !== 'publish') removeAll(dir);

@@ -12,7 +12,7 @@
  * directory on a shared file system) or another container is never taken
  * for a dead owner's; one from before a reboot is.
  *
- * The owner removes its own on error (removeTemporary, or withTemporary
+ * The owner removes its own on error (removeTemporary, or withTemporaryFile
  * around the write) and, through the engine's signal policy, on SIGINT,
  * SIGTERM and SIGHUP (removeOwnTemporaries). What a SIGKILL leaves is swept
  * by the next process that writes into the same directory: the first time
@@ -63,7 +63,7 @@ function me(): { pid: string; start: string; space: string } {
  * be told (another host's or container's); false for a name that is no
  * temporary.
  */
-export function ownerAlive(name: string): boolean {
+function ownerAlive(name: string): boolean {
   const m = PATTERN.exec(name);
   if (!m) return false;
   const [, pid, start, space] = m;
@@ -72,7 +72,7 @@ export function ownerAlive(name: string): boolean {
 }
 
 /** Is `name` a temporary, whoever owns it? */
-export function isTemporary(name: string): boolean {
+function isTemporary(name: string): boolean {
   return PATTERN.test(name);
 }
 
@@ -136,19 +136,9 @@ export function removeTemporaryFile(tmp: string): void {
 }
 
 /**
- * Run `write` on a temporary beside `final`; whatever it leaves at that name
- * (all of it on an error, nothing after a rename) is removed.
+ * Run `write` on a temporary file beside `final`; whatever it leaves at that
+ * name (all of it on an error, nothing after a rename) is removed.
  */
-export async function withTemporary<T>(final: string, write: (tmp: string) => Promise<T>, opts: { visible?: boolean } = {}): Promise<T> {
-  const tmp = temporaryName(final, opts);
-  try {
-    return await write(tmp);
-  } finally {
-    await removeTemporary(tmp);
-  }
-}
-
-/** The same for a file written without waiting. */
 export function withTemporaryFile<T>(final: string, write: (tmp: string) => T): T {
   const tmp = temporaryName(final);
   try {
