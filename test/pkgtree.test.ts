@@ -292,6 +292,36 @@ describe('package tree', function () {
       assert.match(r.stderr, /pkg\/a\/fetch:2: .*sha256/);
     });
 
+    it('a dependency that leaves the tree (exit 4), leaving that tree as it was', () => {
+      const other = scratch();
+      try {
+        write(other.dir, simplePackage('x', 'x', { 'pkg/x/build-deps': '' }));
+        const rel = path.relative(path.join(dir, 'pkg/a'), path.join(other.dir, 'pkg/x'));
+        for (const [line, where] of [[rel, 1], [path.join(other.dir, 'pkg/x'), 2]] as const) {
+          write(dir, simplePackage('a', 'a', { 'pkg/a/run-deps': `${'\n'.repeat(where - 1)}${line}\n` }));
+          const r = build('./pkg/a');
+          assert.equal(r.status, 4, r.stderr);
+          assert.match(r.stderr, new RegExp(`pkg/a/run-deps:${where}: ${line.replace(/[.]/g, '\\.')}: leaves the package tree ${dir}`));
+          assert.equal(peerpkgs('graph', './pkg/a').status, 4);
+        }
+        assert.deepEqual(fs.readdirSync(path.join(other.dir, 'pkg/x')).sort(), ['build', 'build-deps']);
+      } finally {
+        other.cleanup();
+      }
+    });
+
+    it('prints names from the tree with their control characters escaped', () => {
+      // clears the screen and sets the window title, were it printed as it is
+      const evil = '../\x1b[2J\x1b]0;pwned\x07x';
+      write(dir, simplePackage('a', 'a', { 'pkg/a/build-deps': `../seed\n${evil}\n` }));
+      for (const r of [build('./pkg/a'), peerpkgs('graph', './pkg/a'), peerpkgs('info', './pkg/a')]) {
+        assert.equal(r.status, 4, r.stderr);
+        // eslint-disable-next-line no-control-regex -- what must not be printed
+        assert.doesNotMatch(r.stderr + r.stdout, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+        assert.match(r.stderr, /pkg\/a\/build-deps:2: \.\.\/\\u001b\[2J\\u001b\]0;pwned\\u0007x: no such package directory/);
+      }
+    });
+
     it('not a package directory (exit 4)', () => {
       fs.mkdirSync(path.join(dir, 'pkg/empty'));
       const r = build('./pkg/empty');

@@ -26,7 +26,7 @@ import * as zlib from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import { ArchiveError, asArchiveError } from './errors.ts';
 import { MANIFEST_NAME } from './manifest.ts';
-import { removeTree } from './files.ts';
+import { temporaryName, removeTemporary } from './temporary.ts';
 
 type Placed = { type: 'file' | 'directory' } | { type: 'symlink'; target: string };
 
@@ -188,8 +188,7 @@ export async function extract(
 ): Promise<{ sha256: string; manifest?: string }> {
   const mask = opts.readOnly ? ~0o222 : ~0;
   const what = typeof source === 'string' ? source : 'archive stream';
-  const tree = new Tree(`${destDir}.tmp-${process.pid}`);
-  await removeTree(tree.root); // left by a crash of an earlier run with our pid
+  const tree = new Tree(temporaryName(destDir));
   await fs.promises.mkdir(tree.root);
   const input = typeof source === 'string' ? fs.createReadStream(source) : source;
   const hash = createHash('sha256');
@@ -237,8 +236,9 @@ export async function extract(
   } catch (e) {
     tar.destroy(); // and with it, through the pipeline, the input
     await feeding.catch(() => {});
-    await removeTree(tree.root);
     throw asArchiveError(e, `cannot extract ${what}`);
+  } finally {
+    await removeTemporary(tree.root); // nothing there once it is in place
   }
 }
 
@@ -264,7 +264,6 @@ export function boundedBytes(opts: ExtractOptions, see: (chunk: Buffer) => void)
 
 /** Puts the finished tree at destDir, moving aside and removing whatever was there. */
 async function replace(tmp: string, destDir: string): Promise<void> {
-  const old = `${destDir}.old-${process.pid}`;
   try {
     await fs.promises.rename(tmp, destDir);
     return;
@@ -272,8 +271,14 @@ async function replace(tmp: string, destDir: string): Promise<void> {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
   }
-  await removeTree(old);
-  await fs.promises.rename(destDir, old);
-  await fs.promises.rename(tmp, destDir);
-  await removeTree(old);
+  const old = temporaryName(destDir);
+  try {
+    await fs.promises.rename(destDir, old);
+    await fs.promises.rename(tmp, destDir).catch(async (e: unknown) => {
+      await fs.promises.rename(old, destDir); // what was there stays
+      throw e;
+    });
+  } finally {
+    await removeTemporary(old);
+  }
 }

@@ -23,6 +23,7 @@ import * as tarStream from 'tar-stream';
 import { ArchiveError } from './errors.ts';
 import { MANIFEST_NAME, serializeManifest, type ManifestEntry } from './manifest.ts';
 import { Tree } from './extract.ts';
+import { temporaryName, removeTemporary } from './temporary.ts';
 
 export interface PackResult {
   /** Of the uncompressed tar: the package's identity. */
@@ -193,7 +194,7 @@ export async function packDir(
   const manifest = Buffer.from(serializeManifest(items));
   const mtime = new Date((opts.mtime ?? 0) * 1000);
 
-  const tmp = `${outPath}.tmp-${process.pid}`;
+  const tmp = temporaryName(outPath);
   const tar = tarStream.pack();
   const tarHash = createHash('sha256');
   const gzHash = createHash('sha256');
@@ -224,9 +225,8 @@ export async function packDir(
       }),
     ]);
     await fs.promises.rename(tmp, outPath);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true });
-    throw e;
+  } finally {
+    await removeTemporary(tmp); // all of it on an error, nothing after the rename
   }
   return { sha256: tarHash.digest('hex'), size, compressedSha256: gzHash.digest('hex'), files: items.length };
 }

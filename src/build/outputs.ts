@@ -25,7 +25,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { extract, type ExtractOptions } from '../archive/extract.ts';
 import { ArchiveError } from '../archive/errors.ts';
-import { removeTree } from '../archive/files.ts';
+import { temporaryName, removeTemporary, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 import { parseManifest, readManifest, serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 import { findBase, STATE_DIR } from '../engine/engine.ts';
 import { State, sameSig } from '../engine/state.ts';
@@ -56,9 +56,10 @@ export function recordedSha256(archive: string): string | null {
 /** Write the identity of `file` beside `name` (default: the file itself). */
 export function recordSha256(file: string, sha256: string, name = file): void {
   const st = fs.statSync(file);
-  const tmp = `${name}${SHA_SUFFIX}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, `${sha256} ${st.size} ${st.ino}\n`);
-  fs.renameSync(tmp, name + SHA_SUFFIX);
+  withTemporaryFile(name + SHA_SUFFIX, (tmp) => {
+    fs.writeFileSync(tmp, `${sha256} ${st.size} ${st.ino}\n`);
+    fs.renameSync(tmp, name + SHA_SUFFIX);
+  });
 }
 
 /**
@@ -148,7 +149,7 @@ export async function unpackOutput(
   bound: Pick<ExtractOptions, 'maxBytes' | 'maxWhat'> = {},
 ): Promise<Unpacked> {
   fs.mkdirSync(outputsDir, { recursive: true });
-  const tmp = path.join(outputsDir, `.unpack-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const tmp = temporaryName(path.join(outputsDir, 'unpack'));
   try {
     const { sha256, manifest } = await extract(source, tmp, { expectSha256, readOnly: true, ...bound });
     const dest = path.join(outputsDir, sha256);
@@ -161,11 +162,9 @@ export async function unpackOutput(
         if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
       }
     }
-    await removeTree(tmp);
     return { dir: dest, sha256 };
-  } catch (e) {
-    await removeTree(tmp);
-    throw e;
+  } finally {
+    await removeTemporary(tmp); // all of it on an error, nothing after the rename
   }
 }
 
@@ -189,12 +188,12 @@ async function recordOrigin(dir: string, manifest: string | undefined, archive: 
   if (manifest !== undefined) records.unshift([manifestFile(dir), manifest]);
   for (const [file, text] of records) {
     // one process may unpack an output for two builds at once
-    const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const tmp = temporaryName(file);
     try {
       await fs.promises.writeFile(tmp, text, { mode: 0o444 });
       await fs.promises.rename(tmp, file);
     } finally {
-      await fs.promises.rm(tmp, { force: true });
+      removeTemporaryFile(tmp);
     }
   }
 }

@@ -20,6 +20,7 @@ import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
+import { temporaryName, forget, keep, removeTemporary, sweepNow } from '../archive/temporary.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
 
@@ -83,8 +84,6 @@ async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: B
   fs.writeFileSync(ctx.out, dirs.map((d) => path.relative(dir, d) + '\n').join(''));
 }
 
-let builds = 0;
-
 /** The binary caches of this run (PKG_CACHE_URL), read once. */
 let caches: Promise<import('../cache/substitute.ts').CacheConfig | null> | null = null;
 
@@ -120,6 +119,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
     fs.renameSync(r.hit.tmp, ctx.out);
+    forget(r.hit.tmp);
     ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
     return true;
   }
@@ -132,12 +132,15 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const g = packageGraph();
   const pkg = g.load(dir);
   const home = peerpkgsHome();
+  // the work directory of an earlier failed build goes once the package is
+  // built again (unless its owner still runs)
+  await sweepNow(path.join(home, 'build'), (n) => n.startsWith(`${pkg.name}.tmp-`)).catch(() => {});
   // the run closure first: the package is of no use without it, and a
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
   if (await substituteFromCache(dir, ctx, home)) return;
 
-  const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }, { removeTree }] =
+  const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
     await Promise.all([
       import('../fetch/store.ts'),
       import('../fetch/fetchfile.ts'),
@@ -146,7 +149,6 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
       import('../sandbox/root.ts'),
       import('../sandbox/bwrap.ts'),
       import('./outputs.ts'),
-      import('../archive/files.ts'),
     ]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
   const deps = g.bclosure(dir);
@@ -166,8 +168,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const root = assembleRoot(home, layers);
   ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
 
-  const work = path.join(home, 'build', `${pkg.name}.${process.pid}.${builds++}`);
-  await removeTree(work);
+  const work = temporaryName(path.join(home, 'build', pkg.name), { visible: true });
   const wd = path.join(work, 'home');
   const dest = path.join(work, 'dest');
   fs.mkdirSync(wd, { recursive: true });
@@ -200,7 +201,9 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   });
   if (r.status !== 0) {
     const why = output.noSpace ? `; ${noSpaceReason(work, tmpBytes)}` : '';
-    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${why}; its files are kept in ${work}`, r.status || 1);
+    // kept to be looked into, until the package is built again
+    const kept = keep(work) ? `; its files are kept in ${work} until it is built again` : '';
+    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${why}${kept}`, r.status || 1);
   }
   const packed = await packDir(dest, ctx.out, { relativeSymlinks: true });
   // The record names the file by inode: the new archive's, which the rename
@@ -209,8 +212,8 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
-  // a build may leave read-only directories, which a plain rm cannot empty
-  await removeTree(work);
+  // a build may leave read-only directories: removed as temporaries are, write bits restored
+  await removeTemporary(work);
 }
 
 /** Where the build's lines go: this process's stderr, as they come (not the

@@ -23,6 +23,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 
 export const KEY_PREFIX = 'ed25519:';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -113,16 +114,15 @@ function checkName(name: string): string {
 
 /** Writes `text` to `file` only if no such file exists, never leaving a partial one under the name. */
 function writeNew(file: string, text: string, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, text, { mode, flag: 'w' });
-  try {
-    fs.linkSync(tmp, file); // unlike rename, fails when the name is taken
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new KeyError(`${file} already exists; remove it first to replace the key`);
-    throw e;
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
+  withTemporaryFile(file, (tmp) => {
+    fs.writeFileSync(tmp, text, { mode, flag: 'w' });
+    try {
+      fs.linkSync(tmp, file); // unlike rename, fails when the name is taken
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new KeyError(`${file} already exists; remove it first to replace the key`);
+      throw e;
+    }
+  });
 }
 
 /** Makes a new key pair NAME under `<home>/keys`; refuses to replace one. */

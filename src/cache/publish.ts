@@ -15,7 +15,7 @@
  * last rename, so two runs never both add an entry, each believing its own
  * .info is the one in place.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,6 +24,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { drained } from '../archive/files.ts';
 import { withLockFile } from '../engine/locks.ts';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { serializeInfo } from './info.ts';
 import type { SigningKey } from './keys.ts';
 
@@ -80,9 +81,8 @@ export async function addToCache(opts: AddOptions): Promise<{ added: string[]; s
 }
 
 async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, key?: SigningKey): Promise<void> {
-  const tmp = (f: string) => path.join(path.dirname(f), `.${path.basename(f)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const tarTmp = tmp(tarFile);
-  const infoTmp = tmp(infoFile);
+  const tarTmp = temporaryName(tarFile);
+  const infoTmp = temporaryName(infoFile);
   try {
     let input: fs.ReadStream;
     try {
@@ -112,8 +112,8 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
     fs.renameSync(tarTmp, tarFile);
     fs.renameSync(infoTmp, infoFile);
   } finally {
-    fs.rmSync(tarTmp, { force: true });
-    fs.rmSync(infoTmp, { force: true });
+    removeTemporaryFile(tarTmp);
+    removeTemporaryFile(infoTmp);
   }
 }
 

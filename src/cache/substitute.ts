@@ -19,7 +19,7 @@
  * when none has the package, the caller builds it (or, with
  * PKG_FORCE_BINARY=yes, fails with NoBinaryError).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -30,6 +30,7 @@ import { boundedBytes, type ExtractOptions } from '../archive/extract.ts';
 import { unpackOutput } from '../build/outputs.ts';
 import { ArchiveError } from '../archive/errors.ts';
 import { drained } from '../archive/files.ts';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
@@ -118,7 +119,7 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
     if (e instanceof InfoError) throw new InfoError(`refusing ${infoName}: ${e.message}`);
     throw e;
   }
-  const tmp = `${opts.target}.cache-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = temporaryName(opts.target); // the caller's to rename into place
   await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes));
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
@@ -180,7 +181,7 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
   } catch (e) {
     got.close();
     out.destroy();
-    fs.rmSync(tmp, { force: true });
+    removeTemporaryFile(tmp);
     if (failure) throw failure;
     if (e instanceof ArchiveError) throw new EntryError(`${name}: ${e.message.replace(/^cannot extract archive stream: /, '')}`);
     throw e;

@@ -6,12 +6,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
-import { Log } from '../engine/log.ts';
+import { Log, printable } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules, isPackageDir } from '../build/rules.ts';
 import { TreeError } from '../tree/errors.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { settings } from '../settings.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 import type { ManifestEntry } from '../archive/manifest.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
@@ -145,9 +146,10 @@ async function engineFor(flags: BuildFlags): Promise<Engine> {
 
 async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
-  const stop = () => void engine.close().finally(() => process.exit(EXIT.interrupted));
+  const stop = () => void engine.interrupt().finally(() => process.exit(EXIT.interrupted));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop); // a closed terminal: its temporaries must go too
   try {
     const rc = await f(engine);
     engine.log.summary(engine.failures);
@@ -189,10 +191,11 @@ async function fetchCmd(argv: string[]): Promise<number> {
     if (out) {
       // a copy, not a link: what is made of it must not share the store's inode
       const dest = path.join(out, file);
-      const tmp = `${dest}.tmp-${process.pid}`;
-      fs.copyFileSync(stored, tmp, fs.constants.COPYFILE_FICLONE);
-      fs.chmodSync(tmp, 0o644);
-      fs.renameSync(tmp, dest);
+      withTemporaryFile(path.resolve(dest), (tmp) => {
+        fs.copyFileSync(stored, tmp, fs.constants.COPYFILE_FICLONE);
+        fs.chmodSync(tmp, 0o644);
+        fs.renameSync(tmp, dest);
+      });
     }
   }
   return EXIT.ok;
@@ -243,7 +246,7 @@ async function graphCmd(argv: string[]): Promise<number> {
     g.pkghash(dir); // refuses cycles, naming them
     walk(dir, 0, '', new Set());
   }
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(lines.map((l) => printable(l)).join('\n') + '\n');
   return EXIT.ok;
 }
 
@@ -278,7 +281,7 @@ async function infoCmd(argv: string[]): Promise<number> {
     else if (from && from !== g.pkghash(dir)) out.push(`             out of date: built from pkghash ${from}, not the current one; ${fix}`);
     out.push('');
   }
-  process.stdout.write(out.join('\n'));
+  process.stdout.write(out.map((l) => printable(l)).join('\n'));
   return EXIT.ok;
 }
 
@@ -519,7 +522,7 @@ export async function run(argv: string[]): Promise<void> {
     settings(); // every variable checked before any work, whichever the command reads
     process.exitCode = await main(argv);
   } catch (e) {
-    const msg = (e as Error).message;
+    const msg = printable((e as Error).message, true);
     const exitCode = (e as { exitCode?: unknown }).exitCode;
     if (e instanceof UsageError) {
       process.stderr.write(`${name}: ${msg} (see ${name} --help)\n`);

@@ -4,12 +4,13 @@
  * link to bin/redo), passed as the first argument by the bin/ wrapper.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { crypto, net } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
 import { Engine, BuildError, findBase, STATE_DIR } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
-import { Log } from '../engine/log.ts';
+import { Log, printable } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
 
@@ -262,10 +263,11 @@ async function main(cmd: string, argv: string[]): Promise<number> {
     log: new Log(process.cwd(), findBase(process.cwd())),
   });
   const stop = (sig: NodeJS.Signals) => {
-    void engine.close().finally(() => process.exit(sig === 'SIGINT' ? EXIT.interrupted : 143));
+    void engine.interrupt().finally(() => process.exit(sig === 'SIGINT' ? EXIT.interrupted : 128 + os.constants.signals[sig]));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop);
   let rc: number;
   try {
     rc = await engine.build(targets, cmd === 'redo');
@@ -287,13 +289,13 @@ export async function run(argv: string[]): Promise<void> {
     process.exitCode = await main(cmd, argv.slice(1));
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`${cmd}: ${e.message} (see ${cmd} --help)\n`);
+      process.stderr.write(`${cmd}: ${printable(e.message, true)} (see ${cmd} --help)\n`);
       process.exitCode = EXIT.usage;
     } else if (e instanceof BuildError) {
-      process.stderr.write(`${cmd}: ${e.message}\n`);
+      process.stderr.write(`${cmd}: ${printable(e.message, true)}\n`);
       process.exitCode = e.status;
     } else {
-      process.stderr.write(`${cmd}: ${(e as Error).message}\n`);
+      process.stderr.write(`${cmd}: ${printable((e as Error).message, true)}\n`);
       process.exitCode = EXIT.failed;
     }
   }

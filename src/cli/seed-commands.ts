@@ -10,6 +10,7 @@ import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { SEED_COMPONENTS, GenerationFailed, reproduceSeed, type ReproduceResult } from '../seed/reproduce.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 
 export const SEED_HELP = `usage: peerpkgs seed reproduce [-j N] [-o FILE] [--tree DIR] [--components A,B...]
 
@@ -73,7 +74,7 @@ export async function seedCommand(argv: string[]): Promise<number> {
   }
   const rules = [...packageRules, ...(await loadRules())];
   let current: Engine | null = null;
-  const stop = () => void (current?.close() ?? Promise.resolve()).finally(() => process.exit(130));
+  const stop = () => void (current?.interrupt() ?? Promise.resolve()).finally(() => process.exit(130));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const say = (line: string) => process.stderr.write(`seed reproduce: ${line}\n`);
@@ -106,11 +107,13 @@ export async function seedCommand(argv: string[]): Promise<number> {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }
-  if (f.out) {
-    const tmp = `${f.out}.tmp-${process.pid}`;
-    fs.copyFileSync(r.seed1.file, tmp);
-    fs.chmodSync(tmp, 0o644);
-    fs.renameSync(tmp, f.out);
+  const out = f.out;
+  if (out) {
+    withTemporaryFile(path.resolve(out), (tmp) => {
+      fs.copyFileSync(r.seed1.file, tmp);
+      fs.chmodSync(tmp, 0o644);
+      fs.renameSync(tmp, out);
+    });
   }
   process.stdout.write(report(r));
   return r.fixpoint ? 0 : 6;

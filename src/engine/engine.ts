@@ -22,10 +22,11 @@ import { State, statSig, sameSig, hashFile, type Dep, type Sig, type TargetRecor
 import { findRule, type DoFile, type Lookup } from './dofile.ts';
 import { JobServer, inheritedJobServer, JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 import { Locks, isAlive } from './locks.ts';
-import { WorkerPool, MessageParser, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
+import { WorkerPool, stopDescendants, MessageParser, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError } from './rules.ts';
 import { Log } from './log.ts';
+import { temporaryName, forget, removeOwnTemporaries, interrupting } from '../archive/temporary.ts';
 
 export const STATE_DIR = '.redo';
 
@@ -173,6 +174,18 @@ export class Engine {
     const results = await Promise.all(rels.map((t) => this.noting(this.topBatch, this.ensure(t, force, null))));
     const failed = results.find((r) => !r.ok);
     return failed ? failed.status || 1 : 0;
+  }
+
+  /** The signal policy, for the commands' SIGINT, SIGTERM and SIGHUP
+   * handlers before they exit: stop every process the build started (a
+   * sandboxed build writes into its work directory to the end), remove
+   * this process's temporaries, and close. */
+  async interrupt(): Promise<void> {
+    interrupting(); // a build failing now was stopped: its work directory goes too
+    this.pool?.stop();
+    await stopDescendants();
+    await removeOwnTemporaries();
+    await this.close();
   }
 
   /** Stop workers, fold our journal into the snapshot, drop our locks. */
@@ -621,8 +634,6 @@ export class Engine {
   private async runJob(job: Job, abs: string, lookup: Lookup): Promise<Result> {
     const found = lookup.found!;
     const t = job.target;
-    const dir = path.dirname(abs);
-    const tmp3 = path.join(dir, `${path.basename(abs)}.redo.tmp`);
     for (const m of lookup.missing) this.addDep(job, { k: 'n', p: this.rel(m) });
     if (found.kind === 'do') {
       const dofile = this.rel(found.dofile);
@@ -639,7 +650,8 @@ export class Engine {
       this.releaseSlot(job);
       return { ok: false, id: '', status: 1 };
     }
-    rmTmp(tmp3); // left by a crash
+    // named once the slot is ours; what a crash left beside it is swept
+    const tmp3 = temporaryName(abs);
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
     if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err);
     try {
@@ -650,6 +662,10 @@ export class Engine {
       }
       // before the slot goes to a sibling waiting for it
       if (ran.status !== 0 && batch) batch.failed = true;
+    } catch (e) {
+      rmTmp(tmp3);
+      forget(tmp3);
+      throw e;
     } finally {
       this.releaseSlot(job);
       this.epoch++;
@@ -669,6 +685,8 @@ export class Engine {
       return this.commit(job, abs, tmp3, ran.out, before);
     } finally {
       ran.done();
+      rmTmp(tmp3); // nothing there once committed
+      forget(tmp3);
     }
   }
 

@@ -6,9 +6,26 @@
  * A line about a target built for a .do whose `redo-ifchange` had its stderr
  * redirected goes where that stderr went (`to`, a /proc/PID/fd/2 path), as
  * it would from a redo process started there.
+ *
+ * Every name printed may come from a file someone else wrote (a target, a
+ * dependency line, a file name): its control characters are escaped, so
+ * that none can clear the terminal, set its title or forge a line.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+
+// C0 controls, DEL and C1 controls; with `lines`, \n stays a line break
+/* eslint-disable no-control-regex -- matching them is the point */
+const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
+const CONTROLS_BUT_NEWLINE = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g;
+/* eslint-enable no-control-regex */
+const SHORT: Record<string, string> = { '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r' };
+
+/** `s` with its control characters written as JSON writes them (\n, \u001b),
+ * safe on a terminal; with `lines`, a message of several lines keeps them. */
+export function printable(s: string, lines = false): string {
+  return s.replace(lines ? CONTROLS_BUT_NEWLINE : CONTROLS, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
 
 export class Log {
   private readonly color: boolean;
@@ -31,7 +48,7 @@ export class Log {
   show(rel: string): string {
     if (rel.startsWith('builtin:')) return rel;
     const r = path.relative(this.startDir, path.resolve(this.base, rel));
-    return r === '' ? '.' : r;
+    return r === '' ? '.' : printable(r);
   }
 
   private out(s: string, to?: string): void {
@@ -51,11 +68,11 @@ export class Log {
   }
 
   note(depth: number, line: string, to?: string): void {
-    this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth + 1)}${line}\n`, to);
+    this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth + 1)}${printable(line)}\n`, to);
   }
 
   failed(t: string, status: number, why?: string, to?: string): void {
-    this.out(`${this.paint('31', 'redo ')} ${this.show(t)}: ${why ?? `exit ${status}`}\n`, to);
+    this.out(`${this.paint('31', 'redo ')} ${this.show(t)}: ${printable(why ?? `exit ${status}`)}\n`, to);
   }
 
   /** The last word of a run that failed: which targets, with what status. */
@@ -66,18 +83,18 @@ export class Log {
   }
 
   error(msg: string): void {
-    this.write(`${this.paint('31', 'redo:')} ${msg}\n`);
+    this.write(`${this.paint('31', 'redo:')} ${printable(msg, true)}\n`);
   }
 
   warn(msg: string, to?: string): void {
-    this.out(`${this.paint('33', 'redo:')} warning: ${msg}\n`, to);
+    this.out(`${this.paint('33', 'redo:')} warning: ${printable(msg, true)}\n`, to);
   }
 
   info(msg: string): void {
-    this.write(`redo: ${msg}\n`);
+    this.write(`redo: ${printable(msg, true)}\n`);
   }
 
   debug(msg: string): void {
-    this.write(`redo: debug: ${msg}\n`);
+    this.write(`redo: debug: ${printable(msg, true)}\n`);
   }
 }

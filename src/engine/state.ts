@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Hash } from 'node:crypto';
 import { crypto } from './lazy.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 
 /** A dependency of a target, as recorded when the target was built. */
 export type Dep =
@@ -379,9 +380,10 @@ export class State {
       for (const r of this.targets.values()) lines.push(JSON.stringify(r));
       for (const [b, seq] of this.intents) lines.push(JSON.stringify({ b, seq }));
       for (const r of this.files.values()) lines.push(JSON.stringify(r));
-      const tmp = path.join(this.dir, `.db.${process.pid}.tmp`);
-      fs.writeFileSync(tmp, lines.length ? lines.join('\n') + '\n' : '');
-      fs.renameSync(tmp, path.join(this.dir, 'db'));
+      withTemporaryFile(path.join(this.dir, 'db'), (tmp) => {
+        fs.writeFileSync(tmp, lines.length ? lines.join('\n') + '\n' : '');
+        fs.renameSync(tmp, path.join(this.dir, 'db'));
+      });
       for (const j of done) fs.rmSync(j, { force: true });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;

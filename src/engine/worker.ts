@@ -33,6 +33,7 @@ import type { Socket } from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 export const CHANNEL_FD = 9;
 /** the job's stderr as it started, kept to tell when a .do redirects the
@@ -211,11 +212,36 @@ export class Worker {
   }
 }
 
-function tryKill(pid: number): void {
+function tryKill(pid: number, signal: NodeJS.Signals = 'SIGTERM'): void {
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     /* gone already */
+  }
+}
+
+/** Is `pid` still running (there, and not a zombie waiting to be reaped)? */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stop every process this one started, and their children: SIGTERM, then
+ * SIGKILL for what still runs after `graceMs`. Resolves once none runs, so
+ * that what they were writing (a sandboxed build's work directory) can be
+ * removed without them writing on.
+ */
+export async function stopDescendants(graceMs = 2000): Promise<void> {
+  let pids = descendants(process.pid);
+  for (const pid of pids) tryKill(pid);
+  for (let waited = 0; (pids = pids.filter(running)).length > 0; waited += 20) {
+    if (waited === graceMs) for (const pid of pids) tryKill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -253,7 +279,6 @@ export class WorkerPool {
   private readonly env: () => NodeJS.ProcessEnv;
   private readonly jobFds: () => [number, number] | null;
   private readonly outDir: string;
-  private made = 0;
 
   constructor(env: () => NodeJS.ProcessEnv, jobFds: () => [number, number] | null, outDir: string) {
     this.env = env;
@@ -268,13 +293,8 @@ export class WorkerPool {
     while (w && !w.alive) w = this.idle.pop();
     if (!w) {
       fs.mkdirSync(this.outDir, { recursive: true });
-      const n = this.made++;
-      w = new Worker(
-        this.env(),
-        this.jobFds(),
-        path.join(this.outDir, `out.${process.pid}.${n}`),
-        path.join(JOB_DIR, `redo-job.${process.pid}.${n}`),
-      );
+      // temporaries: a killed engine's are swept by the next one
+      w = new Worker(this.env(), this.jobFds(), temporaryName(path.join(this.outDir, 'out')), temporaryName(path.join(JOB_DIR, 'redo-job')));
       this.all.add(w);
     }
     const worker = w;
@@ -296,8 +316,8 @@ export class WorkerPool {
   stop(): void {
     for (const w of this.all) {
       w.stop();
-      fs.rmSync(w.out, { force: true });
-      fs.rmSync(w.jobFile, { force: true });
+      removeTemporaryFile(w.out);
+      removeTemporaryFile(w.jobFile);
     }
     this.all.clear();
     this.idle = [];

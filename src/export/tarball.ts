@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { packDir, type PackResult } from '../archive/pack.ts';
 import { storedManifest } from '../build/outputs.ts';
 import { planMerge, writeMerged, removeTree, packageModes, type Output, type Settled, type Strategy } from './merge.ts';
+import { temporaryName, forget } from '../archive/temporary.ts';
 
 export interface TarballOptions {
   /** The .tar.gz to write; replaced only once complete. */
@@ -34,17 +35,16 @@ export async function exportTarball(opts: TarballOptions): Promise<TarballResult
   const plan = planMerge(opts.packages, opts.strategy ?? 'error');
   const out = path.resolve(opts.out);
   const near = opts.packages.length > 0 ? path.dirname(opts.packages[0]!.dir) : path.dirname(out);
-  const tmp = fs.mkdtempSync(path.join(near, '.export-'));
-  // ^C makes the CLI exit while packing: the tree must not stay in the store
-  const onExit = () => removeTree(tmp);
-  process.once('exit', onExit);
+  // beside the output store, which is swept of what a crash left
+  const tmp = temporaryName(path.join(near, 'export'));
+  fs.mkdirSync(tmp);
   try {
     writeMerged(plan, tmp);
     // the store's files are read-only: the archive gets the packages' own modes
     const packed = await packDir(tmp, out, { modes: packageModes(plan, (o) => storedManifest(o.dir)) });
     return { ...packed, settled: plan.settled };
   } finally {
-    process.off('exit', onExit);
     removeTree(tmp);
+    forget(tmp);
   }
 }

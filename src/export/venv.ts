@@ -26,8 +26,9 @@ import * as path from 'node:path';
 import type { ManifestEntry } from '../archive/manifest.ts';
 import { storedManifest } from '../build/outputs.ts';
 import { Hasher, problem, walk, type Damage } from '../build/verify.ts';
-import { isAlive, withLockFile } from '../engine/locks.ts';
+import { withLockFile } from '../engine/locks.ts';
 import { planMerge, writeMerged, removeTree, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
+import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** The venv's record of itself: a format line, then `NAME SHA256` a package, in merge order. */
 export const VENV_RECORD = '.peerpkgs-venv';
@@ -235,8 +236,9 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
   const parent = path.dirname(dir);
   fs.mkdirSync(parent, { recursive: true });
   return withLockFile(path.join(parent, `.${path.basename(dir)}.lock`), opts.onWait ?? (() => {}), () => {
-    sweep(dir);
-    const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-${process.pid}-`));
+    // a killed writer's temporaries beside DIR are swept when this one is named
+    const tmp = temporaryName(dir);
+    fs.mkdirSync(tmp);
     try {
       const written = writeMerged(plan, tmp, { readOnly: true });
       const binDir = path.join(tmp, 'bin');
@@ -253,19 +255,10 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
     } catch (e) {
       removeTree(tmp);
       throw e;
+    } finally {
+      forget(tmp); // renamed into place, or removed
     }
   });
-}
-
-/** Removes what writers of `dir` killed before they finished left beside it (held under its lock). */
-function sweep(dir: string): void {
-  const prefix = `.${path.basename(dir)}.`;
-  for (const name of fs.readdirSync(path.dirname(dir))) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(?:tmp|old)-(\d+)-[A-Za-z0-9]+$/.exec(name.slice(prefix.length));
-    // a live pid may be a writer of another venv whose name extends ours
-    if (m !== null && !isAlive(Number(m[1]))) removeTree(path.join(path.dirname(dir), name));
-  }
 }
 
 /** The directory to make: through a symlink to an older venv, the venv itself. */
@@ -292,7 +285,7 @@ function install(tmp: string, dir: string): boolean {
   }
   // beside it, not into another directory: moving a directory to another
   // parent needs write permission on it, and a venv has none
-  const old = path.join(path.dirname(dir), `.${path.basename(dir)}.old-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+  const old = temporaryName(dir);
   fs.renameSync(dir, old);
   try {
     fs.renameSync(tmp, dir);
@@ -301,6 +294,7 @@ function install(tmp: string, dir: string): boolean {
     throw e;
   }
   removeTree(old);
+  forget(old);
   return true;
 }
 

@@ -27,6 +27,7 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { temporaryName, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -121,15 +122,10 @@ export class DistfileStore {
     const sig = signature(fs.statSync(file, { bigint: true }));
     const dest = this.signaturePath(sha256);
     fs.mkdirSync(path.dirname(dest), { recursive: true });
-    // named as the store's own temporaries, for whatever sweeps those
-    const tmp = path.join(this.signatures, `.tmp.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
-    try {
+    withTemporaryFile(dest, (tmp) => {
       fs.writeFileSync(tmp, sig, { flag: 'wx' });
       fs.renameSync(tmp, dest);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
+    });
   }
 
   /** Store a local file under its hash (how a user works offline). A file already stored is left as it is, if its bytes are right. */
@@ -145,7 +141,7 @@ export class DistfileStore {
 
   private async ingest(bytes: Bytes, want?: string): Promise<string> {
     fs.mkdirSync(this.dir, { recursive: true });
-    const tmp = path.join(this.dir, `.tmp.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
+    const tmp = temporaryName(path.join(this.dir, 'distfile'));
     const hash = crypto.createHash('sha256');
     let size = 0;
     try {
@@ -168,15 +164,13 @@ export class DistfileStore {
       const got = hash.digest('hex');
       if (want !== undefined && got !== want) throw new HashMismatch(want, got, size);
       const final = path.join(this.dir, got);
-      if ((await this.verify(got)) === 'ok') fs.rmSync(tmp);
-      else {
+      if ((await this.verify(got)) !== 'ok') {
         fs.renameSync(tmp, final);
         this.record(got, final);
       }
       return final;
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
+    } finally {
+      removeTemporaryFile(tmp); // all of it on an error, nothing after the rename
     }
   }
 }

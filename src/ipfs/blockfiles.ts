@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 type Base32 = typeof import('multiformats/bases/base32').base32upper;
 
@@ -25,7 +26,6 @@ export interface BlockFiles {
 
 export function blockFiles(dir: string, base32upper: Base32): BlockFiles {
   const made = new Set<string>();
-  let n = 0;
   const putParts = async (cid: CID, parts: Uint8Array[]): Promise<CID> => {
     const name = base32upper.encode(cid.multihash.bytes);
     const sub = path.join(dir, name.slice(-2));
@@ -34,7 +34,8 @@ export function blockFiles(dir: string, base32upper: Base32): BlockFiles {
       made.add(sub);
     }
     const file = path.join(sub, `${name}.data`);
-    const tmp = `${file}.tmp-${process.pid}-${n++}`;
+    // in the store's top directory: one to sweep of what a crash left, not one a block
+    const tmp = temporaryName(path.join(dir, `${name}.data`));
     // on libuv's threads: the next leaf is hashed meanwhile (the importer
     // asks for several at once); measured 25% faster than writing in line
     try {
@@ -50,9 +51,8 @@ export function blockFiles(dir: string, base32upper: Base32): BlockFiles {
         await fh.close();
       }
       await fs.promises.rename(tmp, file);
-    } catch (e) {
-      await fs.promises.rm(tmp, { force: true });
-      throw e;
+    } finally {
+      removeTemporaryFile(tmp); // all of it on an error, nothing after the rename
     }
     return cid;
   };

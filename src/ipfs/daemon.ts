@@ -10,7 +10,6 @@
  * so that others can put them in PKG_IPFS_PEERS. SIGINT and SIGTERM stop
  * it cleanly: no new requests, the node closed, socket and addrs removed.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
@@ -20,6 +19,7 @@ import { IpfsError } from './errors.ts';
 import { startNode, type LocalNode } from './node.ts';
 import { encodeError, ERROR_TRAILER, statusOf } from './protocol.ts';
 import { connectDaemon } from './remote.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 
 const http = createRequire(import.meta.url)('node:http') as typeof Http;
 
@@ -165,9 +165,10 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
   fs.chmodSync(paths.socket, 0o600);
   const id = await node.id();
   const addrs = id.addrs.map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${id.peerId}`));
-  const tmp = `${paths.addrs}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  fs.writeFileSync(tmp, [id.peerId, ...addrs].join('\n') + '\n');
-  fs.renameSync(tmp, paths.addrs);
+  withTemporaryFile(paths.addrs, (tmp) => {
+    fs.writeFileSync(tmp, [id.peerId, ...addrs].join('\n') + '\n');
+    fs.renameSync(tmp, paths.addrs);
+  });
   opts.out(`peer id: ${id.peerId}`);
   for (const a of addrs) opts.out(`listening: ${a}`);
   opts.out(`api: ${paths.socket}`);

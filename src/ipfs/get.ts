@@ -4,12 +4,12 @@
  * when complete, so PATH is either what it was or the whole thing. Works
  * with any IpfsClient (the daemon's or an in-process node).
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { IpfsClient, ReadOptions } from './client.ts';
 import { IpfsError } from './errors.ts';
+import { temporaryName, forget } from '../archive/temporary.ts';
 
 async function catTo(ipfs: IpfsClient, p: string, file: string, opts: ReadOptions): Promise<void> {
   const out = fs.createWriteStream(file, { flags: 'wx', mode: 0o644 });
@@ -31,7 +31,7 @@ async function fetchTree(ipfs: IpfsClient, p: string, dir: string, opts: ReadOpt
 /** Writes `p` (CID or CID/path) to `dest`; returns what it was. */
 export async function getToPath(ipfs: IpfsClient, p: string, dest: string, opts: ReadOptions = {}): Promise<'file' | 'dir' | 'symlink'> {
   const target = path.resolve(dest);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tmp = temporaryName(target);
   const st = await ipfs.stat(p, opts);
   try {
     if (st.type === 'dir') await fetchTree(ipfs, p, tmp, opts);
@@ -46,6 +46,7 @@ export async function getToPath(ipfs: IpfsClient, p: string, dest: string, opts:
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
+    forget(tmp);
   }
   return st.type;
 }

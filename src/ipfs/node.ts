@@ -18,7 +18,6 @@
  * use. There is no garbage collection: blocks stay until the repo is
  * removed; pins say what must be kept once there is one.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { Helia } from '@helia/interface';
 import type { Libp2p, PrivateKey } from '@libp2p/interface';
@@ -34,6 +33,7 @@ import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
 import { noiseCrypto } from './noise-crypto.ts';
+import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 const VERSION = '0.1.0';
 const DEFAULT_LIFETIME_MS = 48 * 3600_000;
@@ -64,7 +64,7 @@ async function loadIdentity(file: string): Promise<PrivateKey> {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new IpfsError(`${file}: not a private key (${(e as Error).message}); remove it to make a new identity`);
   }
   const key = await keys.generateKeyPair('Ed25519');
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = temporaryName(file);
   fs.writeFileSync(tmp, keys.privateKeyToProtobuf(key), { mode: 0o600, flush: true });
   try {
     fs.linkSync(tmp, file); // never replaces one another process made meanwhile
@@ -72,7 +72,7 @@ async function loadIdentity(file: string): Promise<PrivateKey> {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     return keys.privateKeyFromProtobuf(fs.readFileSync(file));
   } finally {
-    fs.rmSync(tmp, { force: true });
+    removeTemporaryFile(tmp);
   }
   return key;
 }

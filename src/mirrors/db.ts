@@ -18,8 +18,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { TreeError, at, display } from '../tree/errors.ts';
-import { byBytes } from '../tree/package.ts';
+import { byBytes, treeRoot } from '../tree/package.ts';
 import { settings } from '../settings.ts';
+import { withTemporaryFile } from '../archive/temporary.ts';
 
 export interface MirrorRecord {
   sha256: string;
@@ -118,14 +119,10 @@ export async function addMirrorRecords(file: string, add: MirrorRecord[]): Promi
     const fresh = normalize(add).filter((r) => !have.has(`${r.sha256} ${r.cid}`));
     if (fresh.length === 0 && fs.existsSync(file)) return fresh;
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp.${process.pid}`);
-    try {
+    withTemporaryFile(file, (tmp) => {
       fs.writeFileSync(tmp, formatMirrorDb([...old, ...fresh]), { flush: true });
       fs.renameSync(tmp, file);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
+    });
     return fresh;
   });
 }
@@ -179,18 +176,7 @@ export class MirrorDb {
   }
 }
 
-/**
- * The tree a package directory belongs to: the nearest directory upward
- * that holds a `pkg/` directory (for pkg/NAME, the parent of pkg/), or null.
- */
-export function treeRoot(start: string): string | null {
-  for (let dir = path.resolve(start); ; ) {
-    if (fs.statSync(path.join(dir, 'pkg'), { throwIfNoEntry: false })?.isDirectory()) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) return null;
-    dir = up;
-  }
-}
+export { treeRoot };
 
 /**
  * The mirror database to use for a package (or the tree around a directory):

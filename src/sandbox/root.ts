@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import { sameContent } from '../archive/files.ts';
 import * as path from 'node:path';
 import { MOUNT_POINTS } from './bwrap.ts';
+import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** An unpacked package output and what identifies its content (its sha256). */
 export interface Layer {
@@ -55,7 +56,8 @@ export function assembleRoot(home: string, layers: Layer[]): { root: string; reu
   const done = (reused: boolean) => ({ root, reused, ms: performance.now() - t0 });
   if (fs.existsSync(root)) return done(true);
   fs.mkdirSync(roots, { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(roots, '.tmp-'));
+  const tmp = temporaryName(root);
+  fs.mkdirSync(tmp);
   try {
     layers.forEach((layer, i) => merge(layer, layers.slice(0, i), tmp, ''));
     addMountPoints(tmp);
@@ -70,6 +72,8 @@ export function assembleRoot(home: string, layers: Layer[]): { root: string; reu
     fs.rmSync(tmp, { recursive: true, force: true });
     if (isCode(e, 'ENOTEMPTY', 'EEXIST')) return done(true); // another process made it first
     throw e;
+  } finally {
+    forget(tmp);
   }
   return done(false);
 }

@@ -28,6 +28,7 @@ import { removeTree, type Output } from '../export/merge.ts';
 import { readFetch } from '../tree/package.ts';
 import { TreeError } from '../tree/errors.ts';
 import { compareOutputs, type FileDiff } from './compare.ts';
+import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** The packages a seed is made of, in the tree's pkg/. */
 export const SEED_COMPONENTS = ['tcc', 'musl', 'busybox', 'make'];
@@ -167,7 +168,8 @@ async function generation(opts: ReproduceOptions, tree: string, base: string | u
     built.set(c, { sha256, archive });
   }
   const packages = await closureOutputs(dirs, opts.home);
-  const mounts = fs.mkdtempSync(path.join(path.dirname(out), '.mount-points-'));
+  const mounts = temporaryName(path.join(path.dirname(out), 'mount-points'));
+  fs.mkdirSync(mounts);
   try {
     fs.chmodSync(mounts, 0o755);
     for (const d of MOUNT_POINTS) {
@@ -179,6 +181,7 @@ async function generation(opts: ReproduceOptions, tree: string, base: string | u
     return { components: built, seed: { file: out, sha256: packed.sha256, compressedSha256: packed.compressedSha256, size: packed.size } };
   } finally {
     removeTree(mounts);
+    forget(mounts);
   }
 }
 

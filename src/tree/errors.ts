@@ -4,7 +4,7 @@
  * A TreeError is a mistake in the package tree a user must fix by editing a
  * file, so its message starts with `file:line:` and carries no stack. It is
  * a RuleError so that a built-in rule which meets one fails with that line
- * alone.
+ * alone, and with the bad-tree exit status, which a build passes on.
  */
 import * as path from 'node:path';
 import { RuleError } from '../engine/rules.ts';

@@ -103,6 +103,27 @@ function checkWorkNames(pkg: Package): void {
   }
 }
 
+/**
+ * The tree a package directory belongs to: the nearest directory upward
+ * that holds a `pkg/` directory (for pkg/NAME, the parent of pkg/), or null.
+ */
+export function treeRoot(start: string): string | null {
+  for (let dir = path.resolve(start); ; ) {
+    if (fs.statSync(path.join(dir, 'pkg'), { throwIfNoEntry: false })?.isDirectory()) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+/** The real path of the tree around the (real) package directory `dir`;
+ * a package outside any pkg/ has its siblings for a tree. */
+function treeOf(dir: string): string {
+  const parent = path.dirname(dir);
+  // from the parent: a package's own pkg/ subdirectory does not make it a tree
+  return realDir(treeRoot(parent) ?? parent) ?? parent;
+}
+
 function realDir(p: string): string | null {
   try {
     const real = fs.realpathSync.native(p);
@@ -131,11 +152,16 @@ function readDeps(dir: string, kind: 'build-deps' | 'run-deps'): DepRef[] {
   const text = readOptional(file);
   if (text === null) return [];
   const refs: DepRef[] = [];
+  let tree: string | undefined;
   text.split('\n').forEach((raw, i) => {
     const rel = raw.trim();
     if (!rel || rel.startsWith('#')) return;
     const dep = realDir(path.resolve(dir, rel));
     if (!dep) throw at(file, i + 1, `${rel}: no such package directory (${display(path.resolve(dir, rel))})`);
+    // a build would rewrite that other tree's outputs, and its pkghash
+    // would not say where the package came from
+    tree ??= treeOf(dir);
+    if (!dep.startsWith(tree + '/')) throw at(file, i + 1, `${rel}: leaves the package tree ${display(tree)} (it is ${display(dep)})`);
     if (!isFile(path.join(dep, 'build')) && !isFile(path.join(dep, OVERRIDE))) {
       throw at(file, i + 1, `${rel}: not a package: ${display(dep)} has neither a build script nor a ${OVERRIDE}`);
     }
