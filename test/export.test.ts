@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { scratch, write, read, run, start, userEnv, busyboxHttpd, BIN, type Run } from './helpers.ts';
+import { scratch, write, read, run, start, userEnv, busyboxHttpd, BIN, deadOwnersTemporary, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
 import { planMerge, writeMerged, removeTree, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
@@ -274,7 +274,7 @@ describe('export', function () {
       const V = fresh('venv-killed');
       const dead = spawnSync('/bin/sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
       fs.symlinkSync(dead, path.join(work, '.venv-killed.lock'));
-      fs.mkdirSync(path.join(work, `.venv-killed.tmp-${dead}-AbC123`));
+      fs.mkdirSync(deadOwnersTemporary(V));
       const r = venv('-o', V, './pkg/a');
       assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(leftovers(V), []);

@@ -117,3 +117,16 @@ export async function busyboxHttpd(dir: string): Promise<{ url: string; stop(): 
   };
   return { url: `http://127.0.0.1:${port}`, stop };
 }
+
+/** The name archive/temporary.ts gives a temporary beside `final` of a
+ * process that has died (here, on this host and pid namespace): what a
+ * SIGKILLed writer leaves. */
+export function deadOwnersTemporary(final: string): string {
+  const dead = spawnSync('true').pid!; // waited for: gone
+  const stat = fs.readFileSync('/proc/self/stat', 'latin1');
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  let h = 0x811c9dc5; // FNV-1a of the host and pid namespace, as temporary.ts names where a pid means something
+  for (const c of Buffer.from(`${os.hostname()} ${fs.readlinkSync('/proc/self/ns/pid')}`)) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  const base = path.basename(final);
+  return path.join(path.dirname(final), `${base.startsWith('.') ? base : `.${base}`}.tmp-${dead}-${start}-${h.toString(16).padStart(8, '0')}-0000abcd`);
+}
