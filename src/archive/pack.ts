@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import * as tarStream from 'tar-stream';
@@ -150,9 +150,11 @@ function header(e: ManifestEntry, mtime: Date): Partial<tarStream.Header> & { na
   };
 }
 
-async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer, mtime: Date): Promise<void> {
-  const manifestEntry: ManifestEntry = { path: MANIFEST_NAME, type: 'file', mode: 0o644, size: manifest.length };
-  await new Promise<void>((resolve, reject) => tar.entry(header(manifestEntry, mtime), manifest, (e) => (e ? reject(e) : resolve())));
+async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer | null, mtime: Date): Promise<void> {
+  if (manifest !== null) {
+    const manifestEntry: ManifestEntry = { path: MANIFEST_NAME, type: 'file', mode: 0o644, size: manifest.length };
+    await new Promise<void>((resolve, reject) => tar.entry(header(manifestEntry, mtime), manifest, (e) => (e ? reject(e) : resolve())));
+  }
   for (const item of items) {
     if (item.type === 'file') await hashFile(item, tar.entry(header(item, mtime)) as unknown as NodeJS.WritableStream);
     else await new Promise<void>((resolve, reject) => tar.entry(header(item, mtime), (e) => (e ? reject(e) : resolve())));
@@ -160,18 +162,30 @@ async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer
   tar.finalize();
 }
 
+export interface PackOptions {
+  /** Seconds, e.g. SOURCE_DATE_EPOCH, given to every entry; 0 by default. */
+  mtime?: number;
+  relativeSymlinks?: boolean;
+  /**
+   * false: a plain tar of the tree alone, neither led by the manifest nor
+   * gzipped (an OCI image's layers and archive, export/oci.ts); `size` and
+   * `compressedSha256` are then the tar's own.
+   */
+  peerpkgsArchive?: boolean;
+}
+
 /**
  * Packs the contents of srcDir into outPath (a .tar.gz), replacing it only
- * once the archive is complete. `mtime` (seconds, e.g. SOURCE_DATE_EPOCH)
- * is given to every entry; it defaults to 0.
+ * once the archive is complete.
  */
-export async function packDir(srcDir: string, outPath: string, opts: { mtime?: number; relativeSymlinks?: boolean } = {}): Promise<PackResult> {
+export async function packDir(srcDir: string, outPath: string, opts: PackOptions = {}): Promise<PackResult> {
   if (opts.mtime !== undefined && !(Number.isSafeInteger(opts.mtime) && opts.mtime >= 0)) {
     throw new TypeError(`packDir: mtime must be whole seconds since 1970, not ${opts.mtime}`);
   }
   const items = await collect(srcDir, opts.relativeSymlinks === true);
   for (const item of items) if (item.type === 'file') await hashFile(item);
-  const manifest = Buffer.from(serializeManifest(items));
+  const archive = opts.peerpkgsArchive !== false;
+  const manifest = archive ? Buffer.from(serializeManifest(items)) : null;
   const mtime = new Date((opts.mtime ?? 0) * 1000);
 
   const tmp = `${outPath}.tmp-${process.pid}`;
@@ -189,7 +203,7 @@ export async function packDir(srcDir: string, outPath: string, opts: { mtime?: n
             yield chunk;
           }
         },
-        zlib.createGzip({ level: 6 }),
+        archive ? zlib.createGzip({ level: 6 }) : new PassThrough(),
         async function* (chunks: AsyncIterable<Buffer>) {
           for await (const chunk of chunks) {
             gzHash.update(chunk);

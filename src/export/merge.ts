@@ -38,6 +38,8 @@ export interface Output {
   name: string;
   dir: string;
   sha256: string;
+  /** The package's pkghash, where the export records it (an image's layer annotations). */
+  pkghash?: string;
 }
 
 export const STRATEGIES = ['error', 'prefer-existing', 'prefer-new', 'namespaced'] as const;
@@ -52,6 +54,8 @@ interface Base {
 export interface DirNode extends Base {
   type: 'directory';
   mode: number;
+  /** Every package providing this directory, in order (an image layer per package holds it for each). */
+  providers: number[];
   children: Map<string, Node>;
 }
 export interface FileNode extends Base {
@@ -112,7 +116,7 @@ export function isStrategy(s: string): s is Strategy {
 
 /** Plans the merge of `outputs` (each after its run-deps) into one tree. */
 export function planMerge(outputs: Output[], strategy: Strategy = 'error'): MergePlan {
-  const root: DirNode = { type: 'directory', pkg: -1, src: '', mode: 0o755, children: new Map() };
+  const root: DirNode = { type: 'directory', pkg: -1, src: '', mode: 0o755, providers: [], children: new Map() };
   const plan: MergePlan = { outputs, root, settled: [], entries: 0 };
   const names = outputs.map((o) => o.name);
   // paths already namespaced: every later provider is namespaced too
@@ -124,7 +128,7 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
     if (namespaced.has(p)) return addAs(pkg, parent, rel, `${name}@${names[pkg]}`, fresh);
     const there = parent.children.get(name);
     if (there === undefined) return place(pkg, parent, p, name, fresh);
-    if (there.type === 'directory' && fresh.type === 'directory') return fill(pkg, there, fresh.src, p);
+    if (there.type === 'directory' && fresh.type === 'directory') return merge(pkg, there, fresh.src, p);
     const why = difference(there, fresh);
     if (why === null) {
       (there as FileNode | SymlinkNode).providers.push(pkg);
@@ -158,7 +162,7 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
     const p = rel ? `${rel}/${alias}` : alias;
     const there = parent.children.get(alias);
     if (there === undefined) return place(pkg, parent, p, alias, fresh);
-    if (there.type === 'directory' && fresh.type === 'directory') return fill(pkg, there, fresh.src, p);
+    if (there.type === 'directory' && fresh.type === 'directory') return merge(pkg, there, fresh.src, p);
     if (difference(there, fresh) !== null) throw new MergeError(`cannot namespace a path as ${p}: two packages named ${names[pkg]} provide it differently`);
   };
 
@@ -167,12 +171,17 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
     if (fresh.type === 'directory') fill(pkg, fresh, fresh.src, p);
   };
 
+  const merge = (pkg: number, into: DirNode, from: string, rel: string): void => {
+    into.providers.push(pkg);
+    fill(pkg, into, from, rel);
+  };
+
   /** Adds the entries of package `pkg`'s directory `from` to `into`, which is at `rel` in the plan. */
   const fill = (pkg: number, into: DirNode, from: string, rel: string): void => {
     for (const d of fs.readdirSync(from, { withFileTypes: true })) {
       const src = path.join(from, d.name);
       let node: Node;
-      if (d.isDirectory()) node = { type: 'directory', pkg, src, mode: fs.lstatSync(src).mode & 0o7777, children: new Map() };
+      if (d.isDirectory()) node = { type: 'directory', pkg, src, mode: fs.lstatSync(src).mode & 0o7777, providers: [pkg], children: new Map() };
       else if (d.isFile()) node = { type: 'file', pkg, src, providers: [pkg] };
       else if (d.isSymbolicLink()) node = { type: 'symlink', pkg, src, target: fs.readlinkSync(src), providers: [pkg] };
       else throw new MergeError(`${src}: not a file, directory or symlink, which no package output holds`);
@@ -311,4 +320,30 @@ export function removeTree(dir: string): void {
     // gone already, or not ours to change: rmSync says which
   }
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Renames the finished `tmp` to `dir`, moving an older `dir` aside first
+ * and removing it once `tmp` is in place; true if there was one. A failure
+ * leaves the older `dir` as it was.
+ */
+export function replaceDir(tmp: string, dir: string): boolean {
+  try {
+    fs.renameSync(tmp, dir);
+    return false;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+  }
+  const old = fs.mkdtempSync(path.join(path.dirname(dir), `.${path.basename(dir)}.old-`));
+  fs.renameSync(dir, path.join(old, 'old'));
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    fs.renameSync(path.join(old, 'old'), dir);
+    fs.rmdirSync(old);
+    throw e;
+  }
+  removeTree(old);
+  return true;
 }

@@ -15,7 +15,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { planMerge, writeMerged, removeTree, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, removeTree, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
 
 /** The venv's record of itself: a format line, then `NAME SHA256` a package, in merge order. */
 export const VENV_RECORD = '.peerpkgs-venv';
@@ -186,7 +186,7 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
     const record = opts.packages.map((p) => `${p.name} ${p.sha256}\n`).join('');
     fs.writeFileSync(path.join(tmp, VENV_RECORD), `${RECORD_HEADER}\n${record}`, { mode: 0o644 });
     fs.chmodSync(tmp, 0o755);
-    const replaced = install(tmp, dir);
+    const replaced = replaceDir(tmp, dir);
     return { dir, entries: plan.entries, ...written, settled: plan.settled, replaced, ms: performance.now() - t0 };
   } catch (e) {
     removeTree(tmp);
@@ -205,26 +205,4 @@ function target(dir: string): string {
     throw new MergeError(`${dir} exists and is not a venv (it has no ${VENV_RECORD}): remove it or choose another place for the venv`);
   }
   return real;
-}
-
-/** Renames `tmp` to `dir`, moving an older venv aside and removing it; true if there was one. */
-function install(tmp: string, dir: string): boolean {
-  try {
-    fs.renameSync(tmp, dir);
-    return false;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-  }
-  const old = fs.mkdtempSync(path.join(path.dirname(dir), `.${path.basename(dir)}.old-`));
-  fs.renameSync(dir, path.join(old, 'venv'));
-  try {
-    fs.renameSync(tmp, dir);
-  } catch (e) {
-    fs.renameSync(path.join(old, 'venv'), dir);
-    fs.rmdirSync(old);
-    throw e;
-  }
-  removeTree(old);
-  return true;
 }
