@@ -51,6 +51,10 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  the same merge as a reproducible OCI image, a layer
                                  a package: an image layout directory, or an
                                  oci-archive when PATH ends in .tar
+  sbom [--format spdx|cyclonedx] [-o FILE] [-j N] PKGDIR...
+                                 build, then write an SPDX 2.3 (default) or CycloneDX
+                                 1.6 JSON SBOM of the packages and their run and
+                                 build closures
   cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...
                                  build, then copy the packages and their run closures
                                  into a binary cache directory with signed .info files
@@ -457,6 +461,38 @@ async function ociCmd(argv: string[]): Promise<number> {
   });
 }
 
+async function sbomCmd(argv: string[]): Promise<number> {
+  const { values, rest } = takeOptions(argv, ['--format', '-o']);
+  const flags = buildFlags(rest);
+  const format = values.get('--format')?.at(-1) ?? 'spdx';
+  if (format !== 'spdx' && format !== 'cyclonedx') throw new UsageError(`--format ${format}: spdx or cyclonedx`);
+  const out = values.get('-o')?.at(-1);
+  const dirs = packageDirs(flags.args);
+  const { sbom, fullClosure, documentDate } = await import('../export/sbom.ts');
+  documentDate(process.env); // a bad SOURCE_DATE_EPOCH is said before any build
+  const { PackageGraph } = await import('../tree/pkghash.ts');
+  // every package the document lists has its output's sha256 in it
+  const all = fullClosure(dirs, new PackageGraph());
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(all.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    const text = sbom(dirs, format);
+    if (out === undefined) {
+      process.stdout.write(text);
+      return EXIT.ok;
+    }
+    const tmp = `${out}.tmp-${process.pid}`;
+    try {
+      fs.writeFileSync(tmp, text);
+      fs.renameSync(tmp, out);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    return EXIT.ok;
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const name = path.basename(argv[0] ?? 'peerpkgs');
   let cmd: string | undefined;
@@ -519,6 +555,8 @@ async function main(argv: string[]): Promise<number> {
       return venvCmd(args);
     case 'export':
       return exportCmd(args);
+    case 'sbom':
+      return sbomCmd(args);
     case 'seed': {
       const { seedCommand, SeedUsageError } = await import('./seed-commands.ts');
       try {
