@@ -44,13 +44,16 @@ describe('export oci', function () {
   let tree: string;
   let home: string;
 
-  /** a (run-dep: seed), b (run-dep: a); c and d clash on bin/x and agree on share/common. */
+  /** a (run-dep: seed), b (run-dep: a); c, d and e clash on bin/x or agree on share/common. */
   function writeTree(at: string): void {
     writeSeedPackage(at, www.url, seedSha);
     write(at, pkg('a', { runDeps: ['seed'] }));
     write(at, pkg('b', { runDeps: ['a'] }));
     write(at, pkg('c', { runDeps: ['seed'], files: { 'bin/x': '#!/bin/sh\necho x from c\n', 'share/common': 'shared\n' } }));
     write(at, pkg('d', { runDeps: ['seed'], files: { 'bin/x': '#!/bin/sh\necho x from d\n', 'share/common': 'shared\n' } }));
+    // e: c's share/common again, and a hardlink of it
+    write(at, pkg('e', { runDeps: ['seed'], files: { 'share/common': 'shared\n' } }));
+    fs.appendFileSync(path.join(at, 'pkg/e/build'), 'ln "$DESTDIR/share/common" "$DESTDIR/share/also"\n');
   }
 
   before(async function () {
@@ -65,7 +68,7 @@ describe('export oci', function () {
     home = path.join(work, 'home');
     tree = path.join(work, 'tree');
     writeTree(tree);
-    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d'], { PEERPKGS_HOME: home });
+    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d', './pkg/e'], { PEERPKGS_HOME: home });
     assert.equal(r.status, 0, r.stderr);
   });
   after(async () => {
@@ -226,6 +229,21 @@ describe('export oci', function () {
         assert.equal(x.stdout, `${says}\nshared\n`);
       });
     }
+
+    it('a file two packages provide alike leaves each package its own layer, hardlinks and all', () => {
+      const layersOf = (...pkgs: string[]) => {
+        const img = fresh('img-shared');
+        exportOk('-o', img, ...pkgs);
+        const m = inspect(`oci:${img}:latest`, '--raw') as { layers: { digest: string; annotations: Record<string, string> }[] };
+        return new Map(m.layers.map((l) => [l.annotations['org.peerpkgs.package.name'], l.digest]));
+      };
+      const alone = layersOf('./pkg/e');
+      const withC = layersOf('./pkg/c', './pkg/e');
+      assert.equal(withC.get('e'), alone.get('e'));
+      const rootfs = unpack(`${path.join(work, 'img-shared')}:latest`, 'bundle-ce');
+      const [common, also] = ['share/common', 'share/also'].map((f) => fs.statSync(path.join(rootfs, f)));
+      assert.equal(common!.ino, also!.ino);
+    });
 
     it('--namespaced: both copies and no bin/x', () => {
       const img = fresh('img-cd-ns');

@@ -62,11 +62,14 @@ export interface FileNode extends Base {
   type: 'file';
   /** Every package providing this very file, in order: namespacing gives each its copy. */
   providers: number[];
+  /** Each provider's own copy, beside `providers`: an image layer takes its package's, hardlinks and all. */
+  sources: string[];
 }
 export interface SymlinkNode extends Base {
   type: 'symlink';
   target: string;
   providers: number[];
+  sources: string[];
 }
 export type Node = DirNode | FileNode | SymlinkNode;
 
@@ -132,6 +135,7 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
     const why = difference(there, fresh);
     if (why === null) {
       (there as FileNode | SymlinkNode).providers.push(pkg);
+      (there as FileNode | SymlinkNode).sources.push(fresh.src);
       return;
     }
     const pair: [string, string] = [names[there.pkg]!, names[pkg]!];
@@ -149,7 +153,10 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
         namespaced.add(p);
         // a directory several packages merged into goes whole to its first provider's name
         const earlier = there.type === 'directory' ? [there.pkg] : there.providers;
-        for (const e of earlier) parent.children.set(`${name}@${names[e]}`, there.type === 'directory' ? there : { ...there, pkg: e, providers: [e] });
+        earlier.forEach((e, k) => {
+          const copy = there.type === 'directory' ? there : { ...there, pkg: e, src: there.sources[k]!, providers: [e], sources: [there.sources[k]!] };
+          parent.children.set(`${name}@${names[e]}`, copy);
+        });
         addAs(pkg, parent, rel, `${name}@${names[pkg]}`, fresh);
         plan.settled.push({ path: p, packages: pair, kept: [...earlier, pkg].map((i) => `${p}@${names[i]}`).join(', ') });
         return;
@@ -182,8 +189,8 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
       const src = path.join(from, d.name);
       let node: Node;
       if (d.isDirectory()) node = { type: 'directory', pkg, src, mode: fs.lstatSync(src).mode & 0o7777, providers: [pkg], children: new Map() };
-      else if (d.isFile()) node = { type: 'file', pkg, src, providers: [pkg] };
-      else if (d.isSymbolicLink()) node = { type: 'symlink', pkg, src, target: fs.readlinkSync(src), providers: [pkg] };
+      else if (d.isFile()) node = { type: 'file', pkg, src, providers: [pkg], sources: [src] };
+      else if (d.isSymbolicLink()) node = { type: 'symlink', pkg, src, target: fs.readlinkSync(src), providers: [pkg], sources: [src] };
       else throw new MergeError(`${src}: not a file, directory or symlink, which no package output holds`);
       add(pkg, into, rel, d.name, node);
     }

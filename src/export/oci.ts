@@ -98,12 +98,17 @@ function architecture(): string {
   return goarch[process.arch] ?? process.arch;
 }
 
-/** The part of the plan package `i` provides: its layer. */
+/**
+ * The part of the plan package `i` provides: its layer. A file several
+ * packages provide alike is taken from package i's own output, so that the
+ * layer keeps i's hardlinks as i's output has them.
+ */
 function layerOf(dir: DirNode, i: number): DirNode {
   const mine: DirNode = { ...dir, children: new Map() };
   for (const [name, n] of dir.children) {
-    if (!n.providers.includes(i)) continue;
-    mine.children.set(name, n.type === 'directory' ? layerOf(n, i) : n);
+    const k = n.providers.indexOf(i);
+    if (k < 0) continue;
+    mine.children.set(name, n.type === 'directory' ? layerOf(n, i) : { ...n, src: n.sources[k]! });
   }
   return mine;
 }
