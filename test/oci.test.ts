@@ -124,6 +124,10 @@ describe('export oci', function () {
       const raw = tool('skopeo', ['inspect', '--raw', `oci:${img}:1.0`], work);
       assert.equal(raw.status, 0, raw.stderr);
       assert.equal(`sha256:${sha256(raw.stdout)}`, digest);
+      const seen = inspect(`oci:${img}`) as { Digest: string; Layers: string[]; Env: string[]; Created: string; Os: string };
+      assert.equal(seen.Digest, digest);
+      assert.equal(seen.Layers.length, 3);
+      assert.equal(seen.Os, 'linux');
       const index = JSON.parse(read(img, 'index.json')) as { manifests: { annotations: Record<string, string> }[] };
       assert.deepEqual(index.manifests[0]!.annotations, { 'org.opencontainers.image.ref.name': '1.0', 'io.containerd.image.name': 'demo/b:1.0' });
     });
