@@ -175,7 +175,8 @@ export interface PackOptions {
 }
 
 /**
- * Packs the contents of srcDir into outPath (a .tar.gz), replacing it only
+ * Packs the contents of srcDir into outPath (a .tar.gz, or a plain tar
+ * without the manifest: PackOptions.peerpkgsArchive), replacing it only
  * once the archive is complete.
  */
 export async function packDir(srcDir: string, outPath: string, opts: PackOptions = {}): Promise<PackResult> {
