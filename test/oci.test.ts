@@ -54,6 +54,8 @@ describe('export oci', function () {
     // e: c's share/common again, and a hardlink of it
     write(at, pkg('e', { runDeps: ['seed'], files: { 'share/common': 'shared\n' } }));
     fs.appendFileSync(path.join(at, 'pkg/e/build'), 'ln "$DESTDIR/share/common" "$DESTDIR/share/also"\n');
+    // wh: a name that means a whiteout in a layer
+    write(at, pkg('wh', { files: { 'share/.wh.common': 'not a whiteout\n' } }));
   }
 
   before(async function () {
@@ -68,7 +70,7 @@ describe('export oci', function () {
     home = path.join(work, 'home');
     tree = path.join(work, 'tree');
     writeTree(tree);
-    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d', './pkg/e'], { PEERPKGS_HOME: home });
+    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d', './pkg/e', './pkg/wh'], { PEERPKGS_HOME: home });
     assert.equal(r.status, 0, r.stderr);
   });
   after(async () => {
@@ -211,6 +213,16 @@ describe('export oci', function () {
       const r = peerpkgs('export', 'oci', '-o', img, './pkg/c', './pkg/d');
       assert.equal(r.status, 1);
       assert.match(r.stderr, /c and d both provide bin\/x \(files with different content\): choose --prefer-existing/);
+      assert.equal(fs.existsSync(img), false);
+      assert.deepEqual(leftovers(img), []);
+    });
+
+    // found at wh's layer, after e's is written: the half-made image goes too
+    it('refuses a path an image layer would take for a whiteout, and leaves nothing behind', () => {
+      const img = fresh('img-wh');
+      const r = peerpkgs('export', 'oci', '-o', img, './pkg/e', './pkg/wh');
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /wh provides share\/\.wh\.common: an image layer cannot hold it/);
       assert.equal(fs.existsSync(img), false);
       assert.deepEqual(leftovers(img), []);
     });

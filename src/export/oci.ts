@@ -103,12 +103,15 @@ function architecture(): string {
  * packages provide alike is taken from package i's own output, so that the
  * layer keeps i's hardlinks as i's output has them.
  */
-function layerOf(dir: DirNode, i: number): DirNode {
+function layerOf(plan: MergePlan, dir: DirNode, i: number, rel = ''): DirNode {
   const mine: DirNode = { ...dir, children: new Map() };
   for (const [name, n] of dir.children) {
     const k = n.providers.indexOf(i);
     if (k < 0) continue;
-    mine.children.set(name, n.type === 'directory' ? layerOf(n, i) : { ...n, src: n.sources[k]! });
+    const p = rel ? `${rel}/${name}` : name;
+    // in a layer, .wh.X deletes X of the layers below
+    if (name.startsWith('.wh.')) throw new MergeError(`${plan.outputs[i]!.name} provides ${p}: an image layer cannot hold it, .wh. names are whiteouts in OCI layers`);
+    mine.children.set(name, n.type === 'directory' ? layerOf(plan, n, i, p) : { ...n, src: n.sources[k]! });
   }
   return mine;
 }
@@ -148,7 +151,7 @@ export async function exportOci(opts: OciOptions): Promise<OciResult> {
     for (let i = 0; i < opts.packages.length; i++) {
       const p = opts.packages[i]!;
       tree = fs.mkdtempSync(path.join(near, '.oci-layer-'));
-      const part: MergePlan = { ...plan, root: layerOf(plan.root, i) };
+      const part: MergePlan = { ...plan, root: layerOf(plan, plan.root, i) };
       writeMerged(part, tree);
       const packed = await packDir(tree, path.join(blobs, 'layer'), { peerpkgsArchive: false });
       removeTree(tree);
