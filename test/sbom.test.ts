@@ -16,6 +16,7 @@ import addFormats from 'ajv-formats';
 import { fullFormats } from 'ajv-formats/dist/formats.js';
 import { scratch, write, read, run, busyboxHttpd, REPO, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
+import { isLicenseExpression } from '../src/export/sbom.ts';
 
 const require = createRequire(import.meta.url);
 const CDX_SCHEMAS = path.join(path.dirname(require.resolve('@cyclonedx/cyclonedx-library/package.json')), 'res/schema');
@@ -65,7 +66,7 @@ interface Component {
   name: string;
   version?: string;
   hashes?: { alg: string; content: string }[];
-  licenses?: { license: { name: string } }[];
+  licenses?: ({ license: { name: string } } | { expression: string })[];
   externalReferences: { type: string; url: string; hashes?: { content: string }[] }[];
   properties: { name: string; value: string }[];
 }
@@ -107,6 +108,7 @@ describe('sbom', function () {
       // tool: needed to build app only
       '!pkg/tool/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/bin"\nprintf "#!/bin/sh\\necho tool\\n" >"$DESTDIR/bin/tool"\nchmod 755 "$DESTDIR/bin/tool"\n',
       'pkg/tool/build-deps': '../seed\n',
+      'pkg/tool/meta': 'License: GPL v2\n',
       // app: runs with lib, is built with tool; no meta
       '!pkg/app/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR/bin"\ntool >"$DESTDIR/bin/app"\n',
       'pkg/app/build-deps': '../seed\n../tool\n',
@@ -156,6 +158,9 @@ describe('sbom', function () {
       assert.equal(lib.licenseDeclared, 'MIT');
       assert.equal(lib.homepage, 'https://example.org/lib');
       assert.equal(lib.description, 'a library');
+      // a license that is no SPDX expression is said in a comment
+      assert.equal(pkgNamed('tool').licenseDeclared, 'NOASSERTION');
+      assert.equal((pkgNamed('tool') as { licenseComments?: string }).licenseComments, 'pkg/tool/meta says: GPL v2');
       const app = pkgNamed('app');
       assert.equal(app.versionInfo, undefined);
       assert.equal(app.licenseDeclared, 'NOASSERTION');
@@ -219,7 +224,8 @@ describe('sbom', function () {
       }
       const lib = comp('lib');
       assert.equal(lib.version, '1.2');
-      assert.deepEqual(lib.licenses, [{ license: { name: 'MIT' } }]);
+      assert.deepEqual(lib.licenses, [{ expression: 'MIT' }]);
+      assert.deepEqual(comp('tool').licenses, [{ license: { name: 'GPL v2' } }]);
       assert.deepEqual(
         lib.externalReferences.map((r) => [r.type, r.url, r.hashes?.[0]?.content]),
         [
@@ -247,6 +253,13 @@ describe('sbom', function () {
       const dated = JSON.parse(peerpkgs(['sbom', '--format', 'cyclonedx', './pkg/app'], { SOURCE_DATE_EPOCH: '0' }).stdout) as CycloneDx;
       assert.equal(dated.metadata.timestamp, '1970-01-01T00:00:00Z');
     });
+  });
+
+  it('tells an SPDX license expression from other text', () => {
+    for (const e of ['MIT', 'GPL-2.0+', 'MIT OR Apache-2.0', '(MIT AND BSD-3-Clause) OR GPL-2.0-or-later WITH Classpath-exception-2.0', 'LicenseRef-mine']) {
+      assert.equal(isLicenseExpression(e), true, e);
+    }
+    for (const t of ['', 'GPL v2', 'MIT AND', '(MIT', 'MIT)', 'MIT or Apache-2.0', 'public domain']) assert.equal(isLicenseExpression(t), false, t);
   });
 
   it('refuses an unknown format with exit 2', () => {

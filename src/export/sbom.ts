@@ -67,6 +67,25 @@ export function readMeta(dir: string): Meta {
   return meta;
 }
 
+/**
+ * Whether `s` has the form of an SPDX license expression: ids (or
+ * LicenseRef-s) joined by AND, OR and WITH, in parentheses or not. The ids
+ * are not looked up: a new one is no error. Where meta's license is not
+ * one (`GPL v2`), SPDX gets NOASSERTION and the text in a comment.
+ */
+export function isLicenseExpression(s: string): boolean {
+  let wantId = true;
+  let depth = 0;
+  for (const t of s.replace(/[()]/g, ' $& ').trim().split(/\s+/)) {
+    if (t === '(' && wantId) depth++;
+    else if (t === ')' && !wantId && depth > 0) depth--;
+    else if (wantId && /^(DocumentRef-[A-Za-z0-9.-]+:)?[A-Za-z0-9.-]+\+?$/.test(t)) wantId = false;
+    else if (!wantId && (t === 'AND' || t === 'OR' || t === 'WITH')) wantId = true;
+    else return false;
+  }
+  return !wantId && depth === 0;
+}
+
 /** Every package `dirs` need to be built and run, each after its dependencies, each once. */
 export function fullClosure(dirs: string[], graph: PackageGraph): string[] {
   const seen = new Set<string>();
@@ -133,7 +152,8 @@ function spdx(entries: Entry[], roots: string[], id: string, created: string): o
       ...(e.output !== null ? { checksums: [{ algorithm: 'SHA256', checksumValue: e.output }] } : {}),
       homepage: e.meta.homepage ?? 'NOASSERTION',
       licenseConcluded: 'NOASSERTION',
-      licenseDeclared: e.meta.license ?? 'NOASSERTION',
+      licenseDeclared: e.meta.license !== undefined && isLicenseExpression(e.meta.license) ? e.meta.license : 'NOASSERTION',
+      ...(e.meta.license !== undefined && !isLicenseExpression(e.meta.license) ? { licenseComments: `pkg/${e.name}/meta says: ${e.meta.license}` } : {}),
       copyrightText: 'NOASSERTION',
       ...(e.meta.description !== undefined ? { description: e.meta.description } : {}),
       externalRefs: [{ referenceCategory: 'OTHER', referenceType: 'peerpkgs-pkghash', referenceLocator: e.pkghash }],
@@ -190,8 +210,9 @@ function cyclonedx(entries: Entry[], id: string, timestamp: string | null): obje
     ...(e.meta.version !== undefined ? { version: e.meta.version } : {}),
     ...(e.meta.description !== undefined ? { description: e.meta.description } : {}),
     ...(e.output !== null ? { hashes: [{ alg: 'SHA-256', content: e.output }] } : {}),
-    // a name, not an id: meta's license need not be an SPDX expression
-    ...(e.meta.license !== undefined ? { licenses: [{ license: { name: e.meta.license } }] } : {}),
+    ...(e.meta.license !== undefined
+      ? { licenses: isLicenseExpression(e.meta.license) ? [{ expression: e.meta.license }] : [{ license: { name: e.meta.license } }] }
+      : {}),
     externalReferences: [
       ...(e.meta.homepage !== undefined ? [{ type: 'website', url: e.meta.homepage }] : []),
       ...e.sources.flatMap((s) => s.urls.map((url) => ({ type: 'source-distribution', url, hashes: [{ alg: 'SHA-256', content: s.sha256 }] }))),
