@@ -54,6 +54,9 @@ describe('export oci', function () {
     // e: c's share/common again, and a hardlink of it
     write(at, pkg('e', { runDeps: ['seed'], files: { 'share/common': 'shared\n' } }));
     fs.appendFileSync(path.join(at, 'pkg/e/build'), 'ln "$DESTDIR/share/common" "$DESTDIR/share/also"\n');
+    // m1, m2: nothing of their own, only run-deps: two empty layers
+    write(at, { '!pkg/m1/build': '#!/bin/sh\n', 'pkg/m1/build-deps': '../seed\n', 'pkg/m1/run-deps': '../a\n' });
+    write(at, { '!pkg/m2/build': '#!/bin/sh\n', 'pkg/m2/build-deps': '../seed\n', 'pkg/m2/run-deps': '../m1\n' });
     // wh: a name that means a whiteout in a layer
     write(at, pkg('wh', { files: { 'share/.wh.common': 'not a whiteout\n' } }));
   }
@@ -70,7 +73,7 @@ describe('export oci', function () {
     home = path.join(work, 'home');
     tree = path.join(work, 'tree');
     writeTree(tree);
-    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d', './pkg/e', './pkg/wh'], { PEERPKGS_HOME: home });
+    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d', './pkg/e', './pkg/wh', './pkg/m2'], { PEERPKGS_HOME: home });
     assert.equal(r.status, 0, r.stderr);
   });
   after(async () => {
@@ -205,6 +208,21 @@ describe('export oci', function () {
       assert.equal(run(tree2, 'peerpkgs', [...args.slice(0, 3), again, ...args.slice(4)], { PEERPKGS_HOME: home2 }).status, 0);
       assert.equal(sha256(fs.readFileSync(again)), sha256(fs.readFileSync(archive)));
     });
+  });
+
+  it('gives packages with nothing of their own an empty layer each, which skopeo and umoci take', () => {
+    const img = fresh('img-m2');
+    exportOk('-o', img, './pkg/m2');
+    const m = inspect(`oci:${img}:latest`, '--raw') as { layers: { digest: string; size: number; annotations: Record<string, string> }[] };
+    assert.deepEqual(m.layers.map((l) => l.annotations['org.peerpkgs.package.name']), ['seed', 'a', 'm1', 'm2']);
+    assert.equal(m.layers[2]!.digest, m.layers[3]!.digest);
+    assert.equal(m.layers[3]!.size, 1024, 'a tar of nothing: its two zero blocks');
+    const out = path.join(work, 'm2.docker.tar');
+    fs.rmSync(out, { force: true });
+    const r = tool('skopeo', ['copy', `oci:${img}:latest`, `docker-archive:${out}:m2:latest`], work);
+    assert.equal(r.status, 0, r.stderr);
+    const x = inRoot(unpack(`${img}:latest`, 'bundle-m2'), 'a');
+    assert.equal(x.stdout, 'hello from a\n');
   });
 
   describe('conflicts', () => {
