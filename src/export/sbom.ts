@@ -202,7 +202,7 @@ function uuidOf(hex: string): string {
 
 /** CycloneDX 1.6: the first with `source-distribution` references, which say what a source is. */
 function cyclonedx(entries: Entry[], id: string, timestamp: string | null): object {
-  const ref = new Map(entries.map((e) => [e.dir, `pkg:${e.name}@${e.pkghash}`]));
+  const ref = new Map(entries.map((e) => [e.dir, `${e.name}@${e.pkghash}`]));
   const components = entries.map((e) => ({
     type: 'application',
     'bom-ref': ref.get(e.dir)!,
