@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import * as tarStream from 'tar-stream';
@@ -123,6 +123,22 @@ function refuseEscapes(items: Item[]): void {
 }
 
 /**
+ * Files up to this size are read whole, not streamed: a read stream costs a
+ * 64 KiB buffer and a pipeline each, which for a closure of small files
+ * was most of an export's time, in the garbage collector.
+ */
+const SMALL = 1 << 16;
+
+/** A small file's bytes, hashed into item.sha256 or checked against it as hashFile does. */
+async function readSmall(item: Item): Promise<Buffer> {
+  const buf = await fs.promises.readFile(item.abs);
+  const sha256 = createHash('sha256').update(buf).digest('hex');
+  if (item.sha256 === undefined && buf.length === item.size) item.sha256 = sha256;
+  else if (buf.length !== item.size || sha256 !== item.sha256) throw new ArchiveError(`cannot pack ${item.path}: it changed while being packed`);
+  return buf;
+}
+
+/**
  * Hashes a file, streamed, into item.sha256 and, if given, into a tar entry.
  * Run again on an item already hashed, it checks the file is unchanged, so
  * that the manifest describes exactly the bytes written.
@@ -164,34 +180,50 @@ function header(e: ManifestEntry, mtime: Date): Partial<tarStream.Header> & { na
   };
 }
 
-async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer, mtime: Date): Promise<void> {
-  const manifestEntry: ManifestEntry = { path: MANIFEST_NAME, type: 'file', mode: 0o644, size: manifest.length };
-  await new Promise<void>((resolve, reject) => tar.entry(header(manifestEntry, mtime), manifest, (e) => (e ? reject(e) : resolve())));
+async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer | null, mtime: Date): Promise<void> {
+  if (manifest !== null) {
+    const manifestEntry: ManifestEntry = { path: MANIFEST_NAME, type: 'file', mode: 0o644, size: manifest.length };
+    await new Promise<void>((resolve, reject) => tar.entry(header(manifestEntry, mtime), manifest, (e) => (e ? reject(e) : resolve())));
+  }
   for (const item of items) {
-    if (item.type === 'file') await hashFile(item, tar.entry(header(item, mtime)) as unknown as NodeJS.WritableStream);
+    if (item.type === 'file' && item.size <= SMALL) {
+      const buf = await readSmall(item);
+      await new Promise<void>((resolve, reject) => tar.entry(header(item, mtime), buf, (e) => (e ? reject(e) : resolve())));
+    } else if (item.type === 'file') await hashFile(item, tar.entry(header(item, mtime)) as unknown as NodeJS.WritableStream);
     else await new Promise<void>((resolve, reject) => tar.entry(header(item, mtime), (e) => (e ? reject(e) : resolve())));
   }
   tar.finalize();
 }
 
+export interface PackOptions {
+  /** Seconds, e.g. SOURCE_DATE_EPOCH, given to every entry; 0 by default. */
+  mtime?: number;
+  relativeSymlinks?: boolean;
+  /**
+   * false: a plain tar of the tree alone, neither led by the manifest nor
+   * gzipped (an OCI image's layers and archive, export/oci.ts); `size` and
+   * `compressedSha256` are then the tar's own.
+   */
+  peerpkgsArchive?: boolean;
+  /** permission bits of the paths named, in place of their own */
+  modes?: ReadonlyMap<string, number>;
+}
+
 /**
- * Packs the contents of srcDir into outPath (a .tar.gz), replacing it only
- * once the archive is complete. `mtime` (seconds, e.g. SOURCE_DATE_EPOCH)
- * is given to every entry; it defaults to 0. `modes` gives the permission
- * bits of the paths it names, in place of their own (a tree of hardlinks
- * into the read-only output store carries the packages' modes this way).
+ * Packs the contents of srcDir into outPath (a .tar.gz, or a plain tar
+ * without the manifest: PackOptions.peerpkgsArchive), replacing it only
+ * once the archive is complete. `modes` gives the permission bits of the
+ * paths it names, in place of their own (a tree of hardlinks into the
+ * read-only output store carries the packages' modes this way).
  */
-export async function packDir(
-  srcDir: string,
-  outPath: string,
-  opts: { mtime?: number; relativeSymlinks?: boolean; modes?: ReadonlyMap<string, number> } = {},
-): Promise<PackResult> {
+export async function packDir(srcDir: string, outPath: string, opts: PackOptions = {}): Promise<PackResult> {
   if (opts.mtime !== undefined && !(Number.isSafeInteger(opts.mtime) && opts.mtime >= 0)) {
     throw new TypeError(`packDir: mtime must be whole seconds since 1970, not ${opts.mtime}`);
   }
   const items = await collect(srcDir, opts.relativeSymlinks === true, opts.modes);
-  for (const item of items) if (item.type === 'file') await hashFile(item);
-  const manifest = Buffer.from(serializeManifest(items));
+  for (const item of items) if (item.type === 'file') await (item.size <= SMALL ? readSmall(item) : hashFile(item));
+  const archive = opts.peerpkgsArchive !== false;
+  const manifest = archive ? Buffer.from(serializeManifest(items)) : null;
   const mtime = new Date((opts.mtime ?? 0) * 1000);
 
   const tmp = temporaryName(outPath);
@@ -209,7 +241,7 @@ export async function packDir(
             yield chunk;
           }
         },
-        zlib.createGzip({ level: 6 }),
+        archive ? zlib.createGzip({ level: 6 }) : new PassThrough(),
         async function* (chunks: AsyncIterable<Buffer>) {
           for await (const chunk of chunks) {
             gzHash.update(chunk);

@@ -51,6 +51,15 @@ const HELP = `usage: peerpkgs COMMAND [ARGS]
                                  (also: venv)
   export tarball -o FILE [-j N] [STRATEGY] PKGDIR...
                                  the same merge as one reproducible .tar.gz
+  export oci -o PATH [--entrypoint CMD] [--cmd ARG]... [--env K=V]... [--tag NAME[:TAG]]
+             [-j N] [STRATEGY] PKGDIR...
+                                 the same merge as a reproducible OCI image, a layer
+                                 a package: an image layout directory, or an
+                                 oci-archive when PATH ends in .tar
+  sbom [--format spdx|cyclonedx] [-o FILE] [-j N] PKGDIR...
+                                 build, then write an SPDX 2.3 (default) or CycloneDX
+                                 1.6 JSON SBOM of the packages and their run and
+                                 build closures
   cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...
                                  build, then copy the packages and their run closures
                                  into a binary cache directory with signed .info files
@@ -411,7 +420,8 @@ async function venvCmd(argv: string[]): Promise<number> {
 }
 
 async function exportCmd(argv: string[]): Promise<number> {
-  if (argv[0] !== 'tarball') throw new UsageError('usage: peerpkgs export tarball -o FILE [-j N] [STRATEGY] PKGDIR...');
+  if (argv[0] === 'oci') return ociCmd(argv.slice(1));
+  if (argv[0] !== 'tarball') throw new UsageError('usage: peerpkgs export tarball|oci -o PATH [-j N] [STRATEGY] PKGDIR...');
   const flags = exportFlags(argv.slice(1));
   if (!flags.out) throw new UsageError('export tarball: name the file to write with -o FILE');
   const out = flags.out;
@@ -424,6 +434,82 @@ async function exportCmd(argv: string[]): Promise<number> {
     const t = await exportTarball({ out, packages, strategy: flags.strategy });
     tellSettled('export', t.settled);
     process.stdout.write(`${t.compressedSha256}  ${out}\n`);
+    return EXIT.ok;
+  });
+}
+
+/** Takes the value of each `--NAME VALUE` of `names` out of `argv`, in order. */
+function takeOptions(argv: string[], names: string[]): { values: Map<string, string[]>; rest: string[] } {
+  const values = new Map<string, string[]>();
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!names.includes(a)) {
+      rest.push(a);
+      continue;
+    }
+    const v = argv[++i];
+    if (v === undefined) throw new UsageError(`${a} needs a value`);
+    values.set(a, [...(values.get(a) ?? []), v]);
+  }
+  return { values, rest };
+}
+
+async function ociCmd(argv: string[]): Promise<number> {
+  const { values, rest } = takeOptions(argv, ['--entrypoint', '--cmd', '--env', '--tag']);
+  const flags = exportFlags(rest);
+  if (!flags.out) throw new UsageError('export oci: name the image layout directory or FILE.tar to write with -o PATH');
+  for (const once of ['--entrypoint', '--tag']) if ((values.get(once)?.length ?? 0) > 1) throw new UsageError(`${once} may be given once`);
+  const out = flags.out;
+  const tag = values.get('--tag')?.[0];
+  const env = values.get('--env');
+  const [{ closureOutputs }, { exportOci, parseTag, imageEnv }] = await Promise.all([import('../export/closure.ts'), import('../export/oci.ts')]);
+  try {
+    if (tag !== undefined) parseTag(tag);
+    imageEnv(env);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const dirs = packageDirs(flags.args);
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    const packages = await closureOutputs(dirs, peerpkgsHome());
+    const img = await exportOci({ out, packages, strategy: flags.strategy, entrypoint: values.get('--entrypoint'), cmd: values.get('--cmd'), env, tag });
+    tellSettled('export', img.settled);
+    process.stdout.write(`${img.digest}  ${out}\n`);
+    return EXIT.ok;
+  });
+}
+
+async function sbomCmd(argv: string[]): Promise<number> {
+  const { values, rest } = takeOptions(argv, ['--format', '-o']);
+  const flags = buildFlags(rest);
+  const format = values.get('--format')?.at(-1) ?? 'spdx';
+  if (format !== 'spdx' && format !== 'cyclonedx') throw new UsageError(`--format ${format}: spdx or cyclonedx`);
+  const out = values.get('-o')?.at(-1);
+  const dirs = packageDirs(flags.args);
+  const { sbom, fullClosure, documentDate } = await import('../export/sbom.ts');
+  documentDate(process.env); // a bad SOURCE_DATE_EPOCH is said before any build
+  const { PackageGraph } = await import('../tree/pkghash.ts');
+  // every package the document lists has its output's sha256 in it
+  const all = fullClosure(dirs, new PackageGraph());
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(all.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    const text = sbom(dirs, format);
+    if (out === undefined) {
+      process.stdout.write(text);
+      return EXIT.ok;
+    }
+    const tmp = `${out}.tmp-${process.pid}`;
+    try {
+      fs.writeFileSync(tmp, text);
+      fs.renameSync(tmp, out);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
     return EXIT.ok;
   });
 }
@@ -500,6 +586,8 @@ async function main(argv: string[]): Promise<number> {
       return venvCmd(args);
     case 'export':
       return exportCmd(args);
+    case 'sbom':
+      return sbomCmd(args);
     case 'seed': {
       const { seedCommand, SeedUsageError } = await import('./seed-commands.ts');
       try {

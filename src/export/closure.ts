@@ -35,7 +35,7 @@ export async function closureOutputs(dirs: string[], home: string, graph = new P
     const archive = path.join(dir, '.pkg.tar.gz');
     if (!fs.existsSync(archive)) throw new Error(`${display(dir)} is not built: bin/build-packages-ifchange ${display(dir)}`);
     const u = await store.unpacked(archive);
-    outputs.push({ name: graph.load(dir).name, dir: u.dir, sha256: u.sha256 });
+    outputs.push({ name: graph.load(dir).name, dir: u.dir, sha256: u.sha256, pkghash: graph.pkghash(dir) });
   }
   return outputs;
 }

@@ -31,6 +31,7 @@
  */
 import * as fs from 'node:fs';
 import { sameContent } from '../archive/files.ts';
+import { temporaryName, forget } from '../archive/temporary.ts';
 import * as path from 'node:path';
 
 /** An unpacked package output (OutputStore's), by its package's name. */
@@ -38,6 +39,8 @@ export interface Output {
   name: string;
   dir: string;
   sha256: string;
+  /** The package's pkghash, where the export records it (an image's layer annotations). */
+  pkghash?: string;
 }
 
 export const STRATEGIES = ['error', 'prefer-existing', 'prefer-new', 'namespaced'] as const;
@@ -52,17 +55,22 @@ interface Base {
 export interface DirNode extends Base {
   type: 'directory';
   mode: number;
+  /** Every package providing this directory, in order (an image layer per package holds it for each). */
+  providers: number[];
   children: Map<string, Node>;
 }
 export interface FileNode extends Base {
   type: 'file';
   /** Every package providing this very file, in order: namespacing gives each its copy. */
   providers: number[];
+  /** Each provider's own copy, beside `providers`: an image layer takes its package's, hardlinks and all. */
+  sources: string[];
 }
 export interface SymlinkNode extends Base {
   type: 'symlink';
   target: string;
   providers: number[];
+  sources: string[];
 }
 export type Node = DirNode | FileNode | SymlinkNode;
 
@@ -112,7 +120,7 @@ export function isStrategy(s: string): s is Strategy {
 
 /** Plans the merge of `outputs` (each after its run-deps) into one tree. */
 export function planMerge(outputs: Output[], strategy: Strategy = 'error'): MergePlan {
-  const root: DirNode = { type: 'directory', pkg: -1, src: '', mode: 0o755, children: new Map() };
+  const root: DirNode = { type: 'directory', pkg: -1, src: '', mode: 0o755, providers: [], children: new Map() };
   const plan: MergePlan = { outputs, root, settled: [], entries: 0 };
   const names = outputs.map((o) => o.name);
   // paths already namespaced: every later provider is namespaced too
@@ -124,10 +132,11 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
     if (namespaced.has(p)) return addAs(pkg, parent, rel, `${name}@${names[pkg]}`, fresh);
     const there = parent.children.get(name);
     if (there === undefined) return place(pkg, parent, p, name, fresh);
-    if (there.type === 'directory' && fresh.type === 'directory') return fill(pkg, there, fresh.src, p);
+    if (there.type === 'directory' && fresh.type === 'directory') return merge(pkg, there, fresh.src, p);
     const why = difference(there, fresh);
     if (why === null) {
       (there as FileNode | SymlinkNode).providers.push(pkg);
+      (there as FileNode | SymlinkNode).sources.push(fresh.src);
       return;
     }
     const pair: [string, string] = [names[there.pkg]!, names[pkg]!];
@@ -145,7 +154,10 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
         namespaced.add(p);
         // a directory several packages merged into goes whole to its first provider's name
         const earlier = there.type === 'directory' ? [there.pkg] : there.providers;
-        for (const e of earlier) parent.children.set(`${name}@${names[e]}`, there.type === 'directory' ? there : { ...there, pkg: e, providers: [e] });
+        earlier.forEach((e, k) => {
+          const copy = there.type === 'directory' ? there : { ...there, pkg: e, src: there.sources[k]!, providers: [e], sources: [there.sources[k]!] };
+          parent.children.set(`${name}@${names[e]}`, copy);
+        });
         addAs(pkg, parent, rel, `${name}@${names[pkg]}`, fresh);
         plan.settled.push({ path: p, packages: pair, kept: [...earlier, pkg].map((i) => `${p}@${names[i]}`).join(', ') });
         return;
@@ -158,7 +170,7 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
     const p = rel ? `${rel}/${alias}` : alias;
     const there = parent.children.get(alias);
     if (there === undefined) return place(pkg, parent, p, alias, fresh);
-    if (there.type === 'directory' && fresh.type === 'directory') return fill(pkg, there, fresh.src, p);
+    if (there.type === 'directory' && fresh.type === 'directory') return merge(pkg, there, fresh.src, p);
     if (difference(there, fresh) !== null) throw new MergeError(`cannot namespace a path as ${p}: two packages named ${names[pkg]} provide it differently`);
   };
 
@@ -167,14 +179,19 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
     if (fresh.type === 'directory') fill(pkg, fresh, fresh.src, p);
   };
 
+  const merge = (pkg: number, into: DirNode, from: string, rel: string): void => {
+    into.providers.push(pkg);
+    fill(pkg, into, from, rel);
+  };
+
   /** Adds the entries of package `pkg`'s directory `from` to `into`, which is at `rel` in the plan. */
   const fill = (pkg: number, into: DirNode, from: string, rel: string): void => {
     for (const d of fs.readdirSync(from, { withFileTypes: true })) {
       const src = path.join(from, d.name);
       let node: Node;
-      if (d.isDirectory()) node = { type: 'directory', pkg, src, mode: fs.lstatSync(src).mode & 0o7777, children: new Map() };
-      else if (d.isFile()) node = { type: 'file', pkg, src, providers: [pkg] };
-      else if (d.isSymbolicLink()) node = { type: 'symlink', pkg, src, target: fs.readlinkSync(src), providers: [pkg] };
+      if (d.isDirectory()) node = { type: 'directory', pkg, src, mode: fs.lstatSync(src).mode & 0o7777, providers: [pkg], children: new Map() };
+      else if (d.isFile()) node = { type: 'file', pkg, src, providers: [pkg], sources: [src] };
+      else if (d.isSymbolicLink()) node = { type: 'symlink', pkg, src, target: fs.readlinkSync(src), providers: [pkg], sources: [src] };
       else throw new MergeError(`${src}: not a file, directory or symlink, which no package output holds`);
       add(pkg, into, rel, d.name, node);
     }
@@ -338,4 +355,33 @@ export function removeTree(dir: string): void {
     // gone already, or not ours to change: rmSync says which
   }
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Renames the finished `tmp` to `dir`, moving an older `dir` aside first
+ * and removing it once `tmp` is in place; true if there was one. A failure
+ * leaves the older `dir` as it was.
+ */
+export function replaceDir(tmp: string, dir: string): boolean {
+  try {
+    fs.renameSync(tmp, dir);
+    return false;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+  }
+  // beside it, not into another directory: moving a directory to another
+  // parent needs write permission on it, and a venv has none
+  const old = temporaryName(dir);
+  fs.renameSync(dir, old);
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    fs.renameSync(old, dir);
+    forget(old);
+    throw e;
+  }
+  removeTree(old);
+  forget(old);
+  return true;
 }

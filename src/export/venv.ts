@@ -27,7 +27,7 @@ import type { ManifestEntry } from '../archive/manifest.ts';
 import { storedManifest } from '../build/outputs.ts';
 import { Hasher, problem, walk, type Damage } from '../build/verify.ts';
 import { withLockFile } from '../engine/locks.ts';
-import { planMerge, writeMerged, removeTree, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, removeTree, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** The venv's record of itself: a format line, then `NAME SHA256` a package, in merge order. */
@@ -250,7 +250,7 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
       const record = opts.packages.map((p) => `${p.name} ${p.sha256}\n`).join('');
       fs.writeFileSync(path.join(tmp, VENV_RECORD), `${RECORD_HEADER}\n${record}`, { mode: 0o444 });
       fs.chmodSync(tmp, 0o555);
-      const replaced = install(tmp, dir);
+      const replaced = replaceDir(tmp, dir);
       return { dir, entries: plan.entries, ...written, settled: plan.settled, replaced, ms: performance.now() - t0 };
     } catch (e) {
       removeTree(tmp);
@@ -272,30 +272,6 @@ function target(dir: string): string {
     throw new MergeError(`${dir} exists and is not a venv (it has no ${VENV_RECORD}): remove it or choose another place for the venv`);
   }
   return real;
-}
-
-/** Renames `tmp` to `dir`, moving an older venv aside and removing it; true if there was one. */
-function install(tmp: string, dir: string): boolean {
-  try {
-    fs.renameSync(tmp, dir);
-    return false;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-  }
-  // beside it, not into another directory: moving a directory to another
-  // parent needs write permission on it, and a venv has none
-  const old = temporaryName(dir);
-  fs.renameSync(dir, old);
-  try {
-    fs.renameSync(tmp, dir);
-  } catch (e) {
-    fs.renameSync(old, dir);
-    throw e;
-  }
-  removeTree(old);
-  forget(old);
-  return true;
 }
 
 export interface VenvCheck {
