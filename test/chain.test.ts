@@ -1,0 +1,98 @@
+/**
+ * The structure of the real tree (pkg/), checked without building: every
+ * package's dependency graph, as `peerpkgs graph` prints it, ends at
+ * pkg/seed and nowhere else, so no binary but the seed's enters a closure;
+ * and every record of every fetch file has one sha256 and a url. The
+ * compiler chain's packages (m4, tar, gmp, mpfr, mpc, binutils) are named,
+ * so that losing one fails here too.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { REPO, run } from './helpers.ts';
+
+const CHAIN = ['m4', 'tar', 'gmp', 'mpfr', 'mpc', 'binutils'];
+
+const packages = fs
+  .readdirSync(path.join(REPO, 'pkg'), { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name)
+  .sort();
+
+/**
+ * The leaves of a graph as `peerpkgs graph` prints it: two spaces a level,
+ * `build: pkg/X` or `run: pkg/X`, and ` (see above)` where a node's
+ * dependencies were printed already. A leaf is a node printed in full whose
+ * next line is not deeper.
+ */
+function leaves(graph: string): string[] {
+  const lines = graph.split('\n').filter((l) => l.trim() !== '');
+  const depth = (l: string) => l.length - l.trimStart().length;
+  const out = new Set<string>();
+  lines.forEach((line, i) => {
+    const m = /^\s*(?:(?:build|run): )?(pkg\/\S+)( \(see above\))?$/.exec(line);
+    assert.ok(m, `graph line not understood: ${JSON.stringify(line)}`);
+    const next = lines[i + 1];
+    if (!m[2] && (next === undefined || depth(next) <= depth(line))) out.add(m[1]!);
+  });
+  return [...out].sort();
+}
+
+/** A fetch file's records (rec format: blank-line separated, # comments), each as its fields. */
+function records(text: string): { name: string; value: string }[][] {
+  const recs: { name: string; value: string }[][] = [[]];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') {
+      if (recs.at(-1)!.length) recs.push([]);
+    } else if (!line.startsWith('#')) {
+      const m = /^([A-Za-z0-9_]+):\s*(.*)$/.exec(line);
+      assert.ok(m, `fetch line not understood: ${JSON.stringify(line)}`);
+      recs.at(-1)!.push({ name: m[1]!, value: m[2]!.trim() });
+    }
+  }
+  return recs.filter((r) => r.length);
+}
+
+describe('the real tree: structure', function () {
+  this.timeout(60_000);
+
+  it('has the compiler chain packages', () => {
+    for (const name of CHAIN) assert.ok(packages.includes(name), `pkg/${name} is missing`);
+  });
+
+  for (const name of packages) {
+    it(`pkg/${name}: its graph ends at pkg/seed and nowhere else`, () => {
+      const r = run(REPO, 'peerpkgs', ['graph', `./pkg/${name}`]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(leaves(r.stdout), ['pkg/seed'], r.stdout);
+    });
+  }
+
+  for (const name of packages) {
+    const file = path.join(REPO, 'pkg', name, 'fetch');
+    if (!fs.existsSync(file)) continue;
+    it(`pkg/${name}/fetch: every record has one sha256 and a url`, () => {
+      const recs = records(fs.readFileSync(file, 'utf8'));
+      assert.ok(recs.length > 0, 'no records');
+      for (const rec of recs) {
+        const sha = rec.filter((f) => f.name === 'sha256').map((f) => f.value);
+        assert.equal(sha.length, 1, `record ${JSON.stringify(rec)}`);
+        assert.match(sha[0]!, /^[0-9a-f]{64}$/);
+        assert.ok(rec.some((f) => f.name === 'url'), `record without url: ${JSON.stringify(rec)}`);
+      }
+    });
+  }
+
+  it('the chain takes its sources from Debian\'s archive, the one server a build machine may reach', () => {
+    // each is in Debian's pool (bootstrap/import-sources reads the source
+    // package from that url) and names upstream's sha256, in a url record
+    // or in the comment saying why Debian's tarball is used instead
+    for (const name of CHAIN) {
+      const text = fs.readFileSync(path.join(REPO, 'pkg', name, 'fetch'), 'utf8');
+      assert.match(text, /^url: http:\/\/deb\.debian\.org\/debian\/pool\//m, `pkg/${name}/fetch`);
+      const shas = [...text.matchAll(/\b[0-9a-f]{64}\b/g)];
+      const upstream = /^url: https?:\/\/(?!deb\.debian\.org)/m.test(text) || shas.length >= 2;
+      assert.ok(upstream, `pkg/${name}/fetch names no upstream url with its sha256`);
+    }
+  });
+});
