@@ -66,9 +66,45 @@ export function tryLockFile(f: string): true | number {
       continue;
     }
     // stale: its owner died without unlocking
-    fs.rmSync(f, { force: true });
+    breakStale(f, owner);
   }
   return -1;
+}
+
+/**
+ * Removes the lock `f` if it still names the dead `owner`. Two takers may
+ * both find it stale; were each to remove what is there, the second would
+ * remove the lock the first has just taken, and both would hold it. So one
+ * breaker at a time, under a lock of its own, looks again before removing.
+ * (A breaker that dies in those few instructions leaves that lock stale,
+ * and it is removed the plain way: a race there needs a crash as well.)
+ */
+function breakStale(f: string, owner: number): void {
+  const breaker = `${f}.break`;
+  try {
+    fs.symlinkSync(String(process.pid), breaker);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    let other: number;
+    try {
+      other = Number(fs.readlinkSync(breaker));
+    } catch {
+      return; // released meanwhile: look again
+    }
+    if (!Number.isNaN(other) && !isAlive(other)) fs.rmSync(breaker, { force: true });
+    return; // another taker is breaking it: look again
+  }
+  try {
+    let now: number;
+    try {
+      now = Number(fs.readlinkSync(f));
+    } catch {
+      return; // gone already
+    }
+    if (now === owner) fs.rmSync(f, { force: true });
+  } finally {
+    fs.rmSync(breaker, { force: true });
+  }
 }
 
 /** Polls `tryOnce` with backoff until it succeeds; true if it had to wait. */
