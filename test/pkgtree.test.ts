@@ -457,6 +457,25 @@ describe('package tree', function () {
       ...extra,
     });
 
+    it('a .do file runs only in a seed: any other package with one is a bad tree, and the .do never runs', () => {
+      const marker = path.join(dir, 'ran-on-the-host');
+      const evil = `touch ${marker}\ntar czf "$3" -T /dev/null\n`;
+      const trees: Record<string, Record<string, string>> = {
+        // a package with dependencies, a build script, or a .do of another name
+        do1: { 'pkg/do1/build-deps': '../seed\n', 'pkg/do1/.pkg.tar.gz.do': evil },
+        do2: { ...pkg('do2', 'mkdir -p $DESTDIR'), 'pkg/do2/.pkg.tar.gz.do': evil },
+        do3: { ...pkg('do3', 'mkdir -p $DESTDIR'), 'pkg/do3/default.do': evil },
+        do4: { ...pkg('do4', 'mkdir -p $DESTDIR'), 'pkg/do4/.pkghash.do': `touch ${marker}\necho x` },
+      };
+      for (const [name, files] of Object.entries(trees)) {
+        write(dir, files);
+        const r = build(`./pkg/${name}`);
+        assert.equal(r.status, 4, `${name}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`pkg/${name}/[^:]*\\.do: only a seed .* may have a \\.do file`), name);
+        assert.ok(!fs.existsSync(marker), `${name}: its .do ran on the host`);
+      }
+    });
+
     it('a build cannot change a source in the distfile store', () => {
       const bytes = 'the source as published\n';
       // and may do what builds do with their own copy: change it, remove it

@@ -2,8 +2,9 @@
  * The package tree's built-in rules, registered with the engine like .do
  * files: for every package directory (one holding `build` or a
  * `.pkg.tar.gz.do`), `.pkghash`, `.closure`, `.bclosure` and `.pkg.tar.gz`.
- * A .do file in the package directory overrides any of them (a seed
- * fetches its prebuilt tarball that way).
+ * Only a seed (tree/seed-dir.ts) may override one, its .pkg.tar.gz, with
+ * a .do file (it fetches its prebuilt tarball that way): a .do runs on the
+ * host, outside the sandbox.
  *
  * This module stays small because every redo run loads it: the matcher
  * only looks at names, and the code that builds is imported on first use.
@@ -11,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Rule, BuildContext } from '../engine/rules.ts';
+import { isSeedDir } from '../tree/seed-dir.ts';
 
 export const PACKAGE_TARGETS = ['.pkghash', '.closure', '.bclosure', '.pkg.tar.gz'] as const;
 export type PackageTarget = (typeof PACKAGE_TARGETS)[number];
@@ -31,6 +33,8 @@ function rule(target: PackageTarget, version: string): Rule {
     version,
     quiet: target === '.pkghash', // recomputed every run
     alwaysTarget: true, // a package directory's .pkghash or .pkg.tar.gz is never a source
+    // only a seed's .pkg.tar.gz may be made by its .do, which runs unsandboxed
+    overridable: (_rel, abs) => target === '.pkg.tar.gz' && isSeedDir(path.dirname(abs)),
     matches: (_rel, abs) => path.basename(abs) === target && isPackageDir(path.dirname(abs)),
     async build(ctx: BuildContext) {
       // once: every import() call resolves its specifier again

@@ -83,6 +83,11 @@ export function findRule(abs: string, rules: readonly Rule[], relToBase: string)
       for (const rule of rules) if (rule.matches(relToBase, abs)) return { found: { kind: 'builtin', rule }, missing };
     }
     if (isFile(c.dofile)) {
+      if (c.ownDir && !builtinsTried) {
+        // a built-in rule that may not be overridden here wins over the .do
+        const rule = rules.find((r) => r.matches(relToBase, abs));
+        if (rule?.overridable && !rule.overridable(relToBase, abs)) return { found: { kind: 'builtin', rule }, missing };
+      }
       return { found: { kind: 'do', dofile: c.dofile, dir: c.dir, arg1: c.arg1, arg2: c.arg2 }, missing };
     }
     missing.push(c.dofile);

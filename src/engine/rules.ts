@@ -47,6 +47,11 @@ export interface Rule {
    * build (state lost, its mtime's mark with it) or that changed since is
    * rebuilt, not kept */
   readonly alwaysTarget?: boolean;
+  /** may a .do file in the target's own directory make it in this rule's
+   * place? (default: yes, as in redo). Where the rule says no, it is used
+   * whatever .do files are there: a .do runs unsandboxed, and whoever loads
+   * that directory says what is wrong with it */
+  overridable?(rel: string, abs: string): boolean;
   /** does this rule make the target? (path relative to base, and absolute) */
   matches(rel: string, abs: string): boolean;
   /** write the output to ctx.out (file or directory), or nothing */

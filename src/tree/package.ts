@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { crypto } from '../engine/lazy.ts';
 import { TreeError, at, display } from './errors.ts';
 import { parseRec, type RecRecord } from './rec.ts';
+import { isSeedDir, SEED_DO } from './seed-dir.ts';
 
 /** A file whose content and mode are inputs of the build. */
 export interface FileEntry {
@@ -56,7 +57,7 @@ export interface Package {
   files: FileEntry[]; // under files/, sorted by path
 }
 
-const OVERRIDE = '.pkg.tar.gz.do';
+const OVERRIDE = SEED_DO;
 const SHA256 = /^[0-9a-f]{64}$/;
 
 export function loadPackage(dir: string): Package {
@@ -66,6 +67,12 @@ export function loadPackage(dir: string): Package {
   const has = (name: string) => scripts.some((s) => s.path === name);
   if (!has('build') && !has(OVERRIDE)) {
     throw new TreeError(`${display(real)}: not a package: it has neither a build script nor a ${OVERRIDE}`);
+  }
+  const hostScripts = scripts.filter((s) => s.path !== 'build').map((s) => s.path);
+  if (hostScripts.length > 0 && (hostScripts.some((s) => s !== SEED_DO) || !isSeedDir(real))) {
+    throw new TreeError(
+      `${display(path.join(real, hostScripts.find((s) => s !== SEED_DO || !isSeedDir(real))!))}: only a seed (a package with no build script, build-deps or run-deps) may have a .do file, and only ${SEED_DO}: a .do runs on the host, outside the sandbox`,
+    );
   }
   const buildRefs = readDeps(real, 'build-deps');
   const runRefs = readDeps(real, 'run-deps');
