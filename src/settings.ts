@@ -10,13 +10,12 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { PeerpkgsError, EXIT } from './errors.ts';
 
 /** A variable whose value does not parse: a usage error. */
-export class SettingsError extends Error {
-  readonly exitCode = 2;
+export class SettingsError extends PeerpkgsError {
   constructor(message: string) {
-    super(message);
-    this.name = 'SettingsError';
+    super(message, EXIT.usage, 'SettingsError');
   }
 }
 

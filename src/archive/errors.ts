@@ -3,10 +3,10 @@
  * (unsafe, special files, wrong hash) or broken. Callers tell it from their
  * own I/O failures by its class; its message names the offending entry.
  */
-export class ArchiveError extends Error {
+import { PeerpkgsError, EXIT } from '../errors.ts';
+export class ArchiveError extends PeerpkgsError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'ArchiveError';
+    super(message, EXIT.failed, 'ArchiveError', options);
   }
 }
 

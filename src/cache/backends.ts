@@ -26,6 +26,7 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errnoReason, httpGet, HttpError, type Deadline } from '../fetch/http.ts';
 import { settings } from '../settings.ts';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 /** Bytes of one cached file, as they arrive. */
 export interface Fetched {
@@ -52,18 +53,16 @@ export interface Cache {
 }
 
 /** Asking a cache failed for a reason other than "not there". */
-export class CacheError extends Error {
+export class CacheError extends PeerpkgsError {
   constructor(reason: string) {
-    super(reason);
-    this.name = 'CacheError';
+    super(reason, EXIT.failed, 'CacheError');
   }
 }
 
 /** PKG_CACHE_URL does not parse. */
-export class CacheConfigError extends Error {
+export class CacheConfigError extends PeerpkgsError {
   constructor(message: string) {
-    super(message);
-    this.name = 'CacheConfigError';
+    super(message, EXIT.failed, 'CacheConfigError');
   }
 }
 

@@ -24,16 +24,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 export const KEY_PREFIX = 'ed25519:';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const PUBLIC = /^ed25519:([A-Za-z0-9+/]{43}=)$/;
 
 /** A key file that is missing, malformed or would be overwritten; a trust list that does not parse. */
-export class KeyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'KeyError';
+export class KeyError extends PeerpkgsError {
+  constructor(message: string, exitCode: number = EXIT.failed, name = 'KeyError') {
+    super(message, exitCode, name);
   }
 }
 
@@ -43,10 +43,8 @@ export class KeyError extends Error {
  * usage errors' exit status.
  */
 export class TrustListError extends KeyError {
-  readonly exitCode = 2;
   constructor(message: string) {
-    super(message);
-    this.name = 'TrustListError';
+    super(message, EXIT.usage, 'TrustListError');
   }
 }
 

@@ -27,6 +27,7 @@ import { withLockFile } from '../engine/locks.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { serializeInfo } from './info.ts';
 import type { SigningKey } from './keys.ts';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 export interface PublishPackage {
   pkghash: string;
@@ -50,10 +51,9 @@ export interface AddOptions {
 }
 
 /** An archive that is missing or not what its record says. */
-export class PublishError extends Error {
+export class PublishError extends PeerpkgsError {
   constructor(message: string) {
-    super(message);
-    this.name = 'PublishError';
+    super(message, EXIT.failed, 'PublishError');
   }
 }
 
