@@ -46,6 +46,8 @@ export class PeerpkgsError extends Error {
 
 /** The command line is wrong: the message ends with "see CMD --help". */
 export class UsageError extends PeerpkgsError {
+  /** the command whose --help to see, when not the one reporting it */
+  command?: string;
   constructor(message: string) {
     super(message, EXIT.usage, 'UsageError');
   }
@@ -58,7 +60,7 @@ export class UsageError extends PeerpkgsError {
  */
 export function explain(e: unknown, cmd: string): { message: string; exitCode: number } {
   const message = (e as Error)?.message ?? String(e);
-  if (e instanceof UsageError) return { message: `${message} (see ${cmd} --help)`, exitCode: EXIT.usage };
+  if (e instanceof UsageError) return { message: `${message} (see ${e.command ?? cmd} --help)`, exitCode: EXIT.usage };
   if (e instanceof PeerpkgsError) return { message, exitCode: e.exitCode };
   return { message, exitCode: EXIT.failed };
 }

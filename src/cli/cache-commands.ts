@@ -10,14 +10,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { recordedSha256 } from '../build/outputs.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
-import { SettingsError } from '../settings.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
-import { display } from '../tree/errors.ts';
-import { addToCache, PublishError, type PublishPackage } from '../cache/publish.ts';
+import { display, TreeError } from '../tree/errors.ts';
+import { PeerpkgsError } from '../errors.ts';
+import { UsageError, report, stdio, type CommandIO } from './frame.ts';
+import { addToCache, type PublishPackage } from '../cache/publish.ts';
 import { parseInfo } from '../cache/info.ts';
 import {
   generateKey,
-  KeyError,
   listSigningKeys,
   loadSigningKey,
   loadTrustedKeys,
@@ -27,21 +27,7 @@ import {
   type SigningKey,
 } from '../cache/keys.ts';
 
-export interface CommandIO {
-  out(s: string): void;
-  err(s: string): void;
-  env: NodeJS.ProcessEnv;
-}
-
-const stdio: CommandIO = {
-  out: (s) => void process.stdout.write(s),
-  err: (s) => void process.stderr.write(s),
-  env: process.env,
-};
-
-class UsageError extends Error {}
-
-const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR...
+export const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR...
 
 Copies the built outputs of each package and of its run closure into the
 cache directory DIR, as <pkghash>.tar.gz with a <pkghash>.info beside it
@@ -53,7 +39,7 @@ ipfs://CID printed; with --ipns KEY also published under the IPNS key KEY
 their PKG_CACHE_URL.
 `;
 
-const KEY_HELP = `usage: peerpkgs key generate NAME     make a signing key in $PEERPKGS_HOME/keys
+export const KEY_HELP = `usage: peerpkgs key generate NAME     make a signing key in $PEERPKGS_HOME/keys
        peerpkgs key list              signing keys and trusted keys
        peerpkgs key trust KEY|FILE... trust public keys (ed25519:... or .pub files)
 
@@ -232,17 +218,8 @@ function readText(file: string): string | null {
 }
 
 function failed(prog: string, e: unknown, io: CommandIO): number {
-  if (e instanceof UsageError) {
-    io.err(`${prog}: ${e.message} (see ${prog} --help)\n`);
-    return 2;
-  }
-  if (e instanceof KeyError || e instanceof PublishError || e instanceof SettingsError) {
-    io.err(`${prog}: ${e.message}\n`);
-    return (e as { exitCode?: number }).exitCode ?? 1;
-  }
-  if ((e as NodeJS.ErrnoException)?.code && 'syscall' in (e as object)) {
-    io.err(`${prog}: ${(e as Error).message}\n`);
-    return 1;
-  }
-  throw e;
+  // a bad tree is left to the caller; what is neither ours nor a system call's is a bug
+  if (e instanceof TreeError) throw e;
+  if (!(e instanceof PeerpkgsError) && !((e as NodeJS.ErrnoException)?.code && 'syscall' in (e as object))) throw e;
+  return report(prog, e, io);
 }

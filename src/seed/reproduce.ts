@@ -27,7 +27,7 @@ import { exportTarball } from '../export/tarball.ts';
 import { removeTree, type Output } from '../export/merge.ts';
 import { readFetch } from '../tree/package.ts';
 import { TreeError } from '../tree/errors.ts';
-import { compareOutputs, type FileDiff } from './compare.ts';
+import { compareOutputs, type FileDiff } from '../archive/compare.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 import { PeerpkgsError } from '../errors.ts';
 
