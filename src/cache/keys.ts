@@ -263,3 +263,28 @@ export function loadTrustedKeys(home: string, env: NodeJS.ProcessEnv = process.e
   }
   return new TrustedKeys(keys);
 }
+
+/**
+ * Adds to `<home>/trusted-keys` each key of `inputs` (ed25519:... words or
+ * .pub files) it does not list yet; returns every key named, and whether it
+ * was trusted already. PKG_TRUSTED_KEYS is not the file: a key only it
+ * lists is added.
+ */
+export function trustKeys(home: string, inputs: string[]): Array<TrustedKey & { already: boolean }> {
+  const have = loadTrustedKeys(home, {});
+  const named: Array<TrustedKey & { already: boolean }> = [];
+  const lines: string[] = [];
+  for (const a of inputs) {
+    const text = a.startsWith(KEY_PREFIX) ? a : fs.readFileSync(a, 'utf8');
+    for (const k of parseTrustedKeys(text, a.startsWith(KEY_PREFIX) ? 'argument' : a)) {
+      const already = !!have.get(k.id) || lines.some((l) => l.startsWith(k.publicKey));
+      if (!already) lines.push(`${k.publicKey}${k.comment ? ` ${k.comment}` : ''}\n`);
+      named.push({ ...k, already });
+    }
+  }
+  if (lines.length) {
+    fs.mkdirSync(home, { recursive: true });
+    fs.appendFileSync(trustedKeysFile(home), lines.join(''));
+  }
+  return named;
+}

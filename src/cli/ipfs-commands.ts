@@ -10,7 +10,7 @@ import { peerpkgsHome } from '../fetch/home.ts';
 import type { AddOptions, IpfsClient } from '../ipfs/client.ts';
 import { IpfsError } from '../ipfs/errors.ts';
 import { PeerpkgsError } from '../errors.ts';
-import { EXIT, UsageError, report, onSignals, stdio, type CommandIO } from './frame.ts';
+import { EXIT, UsageError, parse as parseOptions, report, onSignals, stdio, type CommandIO, type Options } from './frame.ts';
 
 const HELP = `usage: peerpkgs ipfs COMMAND [ARGS]
 
@@ -55,30 +55,20 @@ interface Parsed {
   flags: Map<string, string | true>;
 }
 
-/** --flag, --flag VALUE, --flag=VALUE for the flags in `valued`; the rest positional. */
+/** frame.ts's parser over these flags (`--name` or `-x`), as a map keyed by the flag as written here. */
 function parse(argv: string[], valued: string[], bare: string[]): Parsed {
+  const key = (f: string) => f.replace(/^--?/, '');
+  const options: Options = {};
+  for (const f of valued) options[key(f)] = f.startsWith('--') ? { type: 'string' } : { type: 'string', short: key(f) };
+  for (const f of bare) options[key(f)] = f.startsWith('--') ? { type: 'boolean' } : { type: 'boolean', short: key(f) };
+  const { values, positionals } = parseOptions(argv, options);
   const flags = new Map<string, string | true>();
-  const args: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      args.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!a.startsWith('-') || a === '-') {
-      args.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    if (valued.includes(name)) {
-      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`${name} needs a value`);
-      flags.set(name, v);
-    } else if (bare.includes(name) && eq < 0) flags.set(name, true);
-    else throw new UsageError(`unknown option ${a}`);
+  for (const f of [...valued, ...bare]) {
+    const v = values[key(f)];
+    if (v === '') throw new UsageError(`${f} needs a value`);
+    if (v !== undefined) flags.set(f, v as string | true);
   }
-  return { args, flags };
+  return { args: positionals, flags };
 }
 
 function one(p: Parsed, what: string): string {
@@ -257,12 +247,6 @@ export async function cachePublish(argv: string[], io: CommandIO = stdio): Promi
 export async function publishCacheDir(dir: string, key: string | undefined, cidVersion: 0 | 1 | undefined, io: CommandIO = stdio): Promise<{ cid: string; name?: string }> {
   const fs = await import('node:fs');
   if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new IpfsError(`${dir}: not a directory`);
-  return withClient(io, async (c) => {
-    const cid = await c.addFile(dir, { pin: true, cidVersion });
-    io.out(`ipfs://${cid}\n`);
-    if (!key) return { cid };
-    const name = await c.publish(cid, key);
-    io.out(`ipns://${name}\n`);
-    return { cid, name };
-  });
+  const { publishCacheDir: publish } = await import('../cache/ipfs-cache.ts');
+  return withClient(io, (c) => publish(c, dir, { key, cidVersion, say: (url) => io.out(`${url}\n`) }));
 }

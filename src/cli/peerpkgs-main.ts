@@ -418,7 +418,7 @@ const COMMANDS: Record<string, Command> = {
     env: ['PEERPKGS_HOME'],
     run: async (args) => {
       const { verifyCommand } = await import('./verify-command.ts');
-      const damaged = await verifyCommand(args, peerpkgsHome(), (s) => void process.stdout.write(s), (m) => new UsageError(m));
+      const damaged = await verifyCommand(args, peerpkgsHome(), (s) => void process.stdout.write(s));
       return damaged ? EXIT.damaged : EXIT.ok;
     },
   },

@@ -9,6 +9,7 @@ import { crypto, net } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
 import { Engine, BuildError, findBase, STATE_DIR } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
+import { queryState, type Query } from '../engine/queries.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
@@ -121,41 +122,16 @@ async function ask(sock: string, job: string, cmd: string, args: string[]): Prom
   });
 }
 
-async function listFromState(kind: 'targets' | 'sources' | 'ood'): Promise<number> {
+async function listFromState(kind: Query): Promise<number> {
   const base = findBase(process.cwd());
   if (!fs.existsSync(path.join(base, STATE_DIR))) return EXIT.ok;
-  const out: string[] = [];
-  const show = (rel: string) => {
-    const r = path.relative(process.cwd(), path.resolve(base, rel));
-    return r === '' ? '.' : r;
-  };
   // the build's own decisions; what it would say while deciding (warnings,
   // missing rules) is not wanted in a list
   const quiet = new Log(process.cwd(), base, () => {});
   const engine = new Engine({ base, keepGoing: true, log: quiet, rules: [...packageRules, ...(await loadRules())] });
-  const state = engine.state;
-  if (kind === 'ood') {
-    for (const t of await engine.outOfDate()) out.push(show(t));
-  } else {
-    if (kind === 'targets') {
-      // a target that made nothing is one until a build of it fails
-      for (const [t, r] of state.targets) {
-        if (fs.existsSync(path.resolve(base, t)) || (r.out === 'n' && !state.intents.has(t))) out.push(show(t));
-      }
-    } else {
-      const srcs = new Set<string>();
-      for (const r of state.targets.values())
-        for (const d of r.deps) if (d.k === 'c' && !d.p.startsWith('builtin:') && !state.targets.has(d.p)) srcs.add(d.p);
-      // a target that never built, replaced by a file made by hand
-      for (const t of state.intents.keys()) {
-        const st = state.targets.has(t) ? undefined : fs.statSync(path.resolve(base, t), { throwIfNoEntry: false });
-        if (st && engine.isSource(t, st)) srcs.add(t);
-      }
-      for (const s of srcs) if (fs.existsSync(path.resolve(base, s))) out.push(show(s));
-    }
-  }
-  state.close();
-  out.sort();
+  const found = await queryState(engine, kind);
+  engine.state.close();
+  const out = found.map((rel) => path.relative(process.cwd(), path.resolve(base, rel)) || '.').sort();
   if (out.length) process.stdout.write(out.join('\n') + '\n');
   return EXIT.ok;
 }
