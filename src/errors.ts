@@ -44,6 +44,18 @@ export class PeerpkgsError extends Error {
   }
 }
 
+/**
+ * A PeerpkgsError class of its own name and status, for the errors that
+ * are no more than that: `class CacheError extends errorClass('CacheError') {}`.
+ */
+export function errorClass(name: string, exitCode: number = EXIT.failed) {
+  return class extends PeerpkgsError {
+    constructor(message: string, options?: ErrorOptions) {
+      super(message, exitCode, name, options);
+    }
+  };
+}
+
 /** The command line is wrong: the message ends with "see CMD --help". */
 export class UsageError extends PeerpkgsError {
   /** the command whose --help to see, when not the one reporting it */

@@ -10,14 +10,10 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PeerpkgsError, EXIT } from './errors.ts';
+import { errorClass, EXIT } from './errors.ts';
 
 /** A variable whose value does not parse: a usage error. */
-export class SettingsError extends PeerpkgsError {
-  constructor(message: string) {
-    super(message, EXIT.usage, 'SettingsError');
-  }
-}
+export class SettingsError extends errorClass('SettingsError', EXIT.usage) {}
 
 const GiB = 1024 ** 3;
 

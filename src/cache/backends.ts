@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errnoReason, httpGet, HttpError, type Deadline } from '../fetch/http.ts';
 import { settings } from '../settings.ts';
-import { PeerpkgsError, EXIT } from '../errors.ts';
+import { errorClass } from '../errors.ts';
 
 /** Bytes of one cached file, as they arrive. */
 export interface Fetched {
@@ -53,18 +53,10 @@ export interface Cache {
 }
 
 /** Asking a cache failed for a reason other than "not there". */
-export class CacheError extends PeerpkgsError {
-  constructor(reason: string) {
-    super(reason, EXIT.failed, 'CacheError');
-  }
-}
+export class CacheError extends errorClass('CacheError') {}
 
 /** PKG_CACHE_URL does not parse. */
-export class CacheConfigError extends PeerpkgsError {
-  constructor(message: string) {
-    super(message, EXIT.failed, 'CacheConfigError');
-  }
-}
+export class CacheConfigError extends errorClass('CacheConfigError') {}
 
 export interface CacheOptions {
   /** a connection silent this long (connecting, or mid-body) has failed */

@@ -27,7 +27,7 @@ import { withLockFile } from '../engine/locks.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { serializeInfo } from './info.ts';
 import type { SigningKey } from './keys.ts';
-import { PeerpkgsError, EXIT } from '../errors.ts';
+import { errorClass } from '../errors.ts';
 import { display } from '../tree/errors.ts';
 import type { PackageGraph } from '../tree/pkghash.ts';
 
@@ -53,11 +53,7 @@ export interface AddOptions {
 }
 
 /** An archive that is missing or not what its record says. */
-export class PublishError extends PeerpkgsError {
-  constructor(message: string) {
-    super(message, EXIT.failed, 'PublishError');
-  }
-}
+export class PublishError extends errorClass('PublishError') {}
 
 /** Adds each package not yet in the cache; returns the pkghashes added and those already there. */
 export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[] }> {

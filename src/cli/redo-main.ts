@@ -7,13 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { crypto, net } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
-import { Engine, BuildError, findBase, STATE_DIR } from '../engine/engine.ts';
+import { Engine, findBase, STATE_DIR } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
 import { queryState, type Query } from '../engine/queries.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
-import { PeerpkgsError } from '../errors.ts';
 import { EXIT, UsageError, parse, parseJobs, wantsHelp, report, onSignals } from './frame.ts';
 
 const HELP: Record<string, string> = {
@@ -230,7 +229,6 @@ export async function run(argv: string[]): Promise<void> {
   try {
     process.exitCode = await main(cmd, argv.slice(1));
   } catch (e) {
-    // a build's own refusal (a bad target name) keeps the status it says
-    process.exitCode = report(cmd, e instanceof BuildError ? new PeerpkgsError(e.message, e.status) : e);
+    process.exitCode = report(cmd, e);
   }
 }

@@ -8,14 +8,10 @@
  * alone and passes that status on.
  */
 import * as path from 'node:path';
-import { PeerpkgsError, EXIT } from '../errors.ts';
+import { errorClass, EXIT } from '../errors.ts';
 
-export class TreeError extends PeerpkgsError {
-  // the exit status of a bad tree, whether a command or a build meets it
-  constructor(message: string) {
-    super(message, EXIT.badTree, 'TreeError');
-  }
-}
+// the exit status of a bad tree, whether a command or a build meets it
+export class TreeError extends errorClass('TreeError', EXIT.badTree) {}
 
 /** A path as the user would type it: relative to the cwd when under it. */
 export function display(p: string): string {
