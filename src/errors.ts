@@ -37,9 +37,10 @@ export type HandledSignal = keyof typeof SIGNAL_EXIT;
  */
 export class PeerpkgsError extends Error {
   readonly exitCode: number;
-  constructor(message: string, exitCode: number = EXIT.failed, name = 'PeerpkgsError', options?: ErrorOptions) {
+  constructor(message: string, exitCode: number = EXIT.failed, name?: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = name;
+    // the class's own name unless told: what callers match on, across module copies
+    this.name = name ?? new.target.name;
     this.exitCode = exitCode;
   }
 }

@@ -12,7 +12,8 @@ import { BIN, run, scratch, userEnv, write } from './helpers.ts';
 import { EXIT, PeerpkgsError, SIGNAL_EXIT, UsageError, explain } from '../src/errors.ts';
 import { TreeError } from '../src/tree/errors.ts';
 import { FetchError } from '../src/fetch/fetch.ts';
-import { IpfsNotFound, IpfsUnreachable } from '../src/ipfs/errors.ts';
+import { IpfsError, IpfsNotFound, IpfsUnreachable } from '../src/ipfs/errors.ts';
+import { KeyError, TrustListError } from '../src/cache/keys.ts';
 import { SettingsError } from '../src/settings.ts';
 
 const SUBCOMMANDS = ['build', 'fetch', 'new', 'graph', 'info', 'check', 'distfiles', 'verify', 'venv', 'export', 'sbom', 'cache', 'key', 'ipfs', 'seed', 'mirrors'];
@@ -95,7 +96,9 @@ describe('the command frame', function () {
       ];
       for (const [e, code] of cases) assert.equal(explain(e, 'cmd').exitCode, code, String(e));
       assert.equal(explain(new UsageError('bad'), 'peerpkgs build').message, 'bad (see peerpkgs build --help)');
-      assert.equal(new TreeError('x').name, 'TreeError');
+      // a stable name, the class's own
+      for (const [e, name] of [[new TreeError('x'), 'TreeError'], [new KeyError('x'), 'KeyError'], [new TrustListError('x'), 'TrustListError'], [new IpfsError('x'), 'IpfsError'], [new IpfsNotFound('x'), 'IpfsNotFound']] as const) assert.equal(e.name, name);
+      assert.equal(explain(new TrustListError('x'), 'cmd').exitCode, 2);
     });
 
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -31,11 +31,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const PUBLIC = /^ed25519:([A-Za-z0-9+/]{43}=)$/;
 
 /** A key file that is missing, malformed or would be overwritten; a trust list that does not parse. */
-export class KeyError extends PeerpkgsError {
-  constructor(message: string, exitCode: number = EXIT.failed, name = 'KeyError') {
-    super(message, exitCode, name);
-  }
-}
+export class KeyError extends PeerpkgsError {}
 
 /**
  * A list of trusted keys (trusted-keys, a .pub file, PKG_TRUSTED_KEYS) that

@@ -9,11 +9,7 @@
 import { PeerpkgsError, EXIT } from '../errors.ts';
 
 /** Any IPFS failure; `message` is one line for the user. */
-export class IpfsError extends PeerpkgsError {
-  constructor(message: string, exitCode: number = EXIT.failed, name = 'IpfsError') {
-    super(message, exitCode, name);
-  }
-}
+export class IpfsError extends PeerpkgsError {}
 
 /** The path does not exist in a directory that was reached. */
 export class IpfsNotFound extends IpfsError {
