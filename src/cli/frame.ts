@@ -1,12 +1,16 @@
 /**
  * What every command shares: the one argument parser, how `-j` reads, the
  * streams a command writes to (CommandIO), how an error becomes a line and
- * an exit status, and the signal policy. The commands themselves are
- * peerpkgs-main.ts's and redo-main.ts's tables.
+ * an exit status, the signal policy, and the package directories a
+ * command names. The commands themselves are peerpkgs-main.ts's and
+ * redo-main.ts's tables.
  */
+import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { explain, SIGNAL_EXIT, UsageError, type HandledSignal } from '../errors.ts';
 import { printable } from '../engine/log.ts';
+import { isPackageDir } from '../build/rules.ts';
+import { TreeError } from '../tree/errors.ts';
 
 export { EXIT, UsageError } from '../errors.ts';
 
@@ -110,4 +114,19 @@ export function onSignals(cleanup: () => Promise<unknown> | unknown): () => void
   return () => {
     for (const [sig, h] of handlers) process.off(sig, h);
   };
+}
+
+/** The package directories a command names: at least one, each a package. */
+export function packageDirs(args: string[]): string[] {
+  if (args.length === 0) throw new UsageError('name at least one package directory, e.g. ./pkg/make');
+  return args.map((a) => {
+    const dir = path.resolve(a);
+    if (!isPackageDir(dir)) throw new TreeError(`${a}: not a package directory (no build script or .pkg.tar.gz.do)`);
+    return dir;
+  });
+}
+
+/** A path as the user is shown it: relative to the current directory. */
+export function rel(p: string): string {
+  return path.relative(process.cwd(), p) || '.';
 }

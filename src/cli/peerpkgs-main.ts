@@ -1,336 +1,14 @@
 /**
  * `peerpkgs <command>`, and the p2pkgs-named entry points in bin/ that are
- * links to it (build-packages-ifchange, do-fetch, new-package): argument
- * parsing and what the user sees. The work is done in build/, tree/, fetch/.
+ * links to it: the table of commands, each with its usage and its own
+ * --help, and the one place an error becomes a line and an exit status.
+ * The commands are build-commands.ts, tree-commands.ts and the *-commands.ts
+ * of their own subcommands; the work is done in the layers below.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Engine, findBase } from '../engine/engine.ts';
-import { Log, printable } from '../engine/log.ts';
-import { loadRules } from '../engine/plugins.ts';
-import { packageRules, isPackageDir } from '../build/rules.ts';
-import { TreeError } from '../tree/errors.ts';
-import { EXIT, UsageError, parse, parseJobs, wantsHelp, report, onSignals, type Options } from './frame.ts';
+import { EXIT, UsageError, wantsHelp, report } from './frame.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { settings } from '../settings.ts';
-import { withTemporaryFile } from '../archive/temporary.ts';
-// The rest is imported by the commands that use it: the archive and fetch
-// layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
-import type { Strategy, Settled } from '../export/merge.ts';
-
-const BUILD_OPTIONS = {
-  jobs: { type: 'string', short: 'j' },
-  'keep-going': { type: 'boolean', short: 'k' },
-} as const;
-
-const STRATEGIES = ['prefer-existing', 'prefer-new', 'namespaced'] as const;
-
-const EXPORT_OPTIONS = {
-  ...BUILD_OPTIONS,
-  output: { type: 'string', short: 'o' },
-  ...Object.fromEntries(STRATEGIES.map((s) => [s, { type: 'boolean' }])),
-} as const;
-
-interface BuildFlags {
-  jobs?: number;
-  keepGoing: boolean;
-  args: string[];
-}
-
-function buildFlags(argv: string[]): BuildFlags {
-  const { values, positionals } = parse(argv, BUILD_OPTIONS);
-  return { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, args: positionals };
-}
-
-function packageDirs(args: string[]): string[] {
-  if (args.length === 0) throw new UsageError('name at least one package directory, e.g. ./pkg/make');
-  return args.map((a) => {
-    const dir = path.resolve(a);
-    if (!isPackageDir(dir)) throw new TreeError(`${a}: not a package directory (no build script or .pkg.tar.gz.do)`);
-    return dir;
-  });
-}
-
-async function engineFor(flags: BuildFlags): Promise<Engine> {
-  return new Engine({
-    jobs: flags.jobs,
-    keepGoing: flags.keepGoing,
-    rules: [...packageRules, ...(await loadRules())],
-    startDir: process.cwd(),
-    log: new Log(process.cwd(), findBase(process.cwd())),
-  });
-}
-
-async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
-  const engine = await engineFor(flags);
-  onSignals(() => engine.interrupt());
-  try {
-    const rc = await f(engine);
-    engine.log.summary(engine.failures);
-    return rc;
-  } finally {
-    await engine.close();
-  }
-}
-
-async function build(argv: string[]): Promise<number> {
-  const flags = buildFlags(argv);
-  const dirs = packageDirs(flags.args);
-  return withEngine(flags, (e) => e.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false));
-}
-
-async function fetchCmd(argv: string[]): Promise<number> {
-  const { values, positionals: args } = parse(argv, { output: { type: 'string', short: 'o' } });
-  const out = values.output ?? null;
-  if (args.length !== 1) throw new UsageError('name one fetch file');
-  if (out && fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UsageError(`-o ${out}: not a directory`);
-  const { readFetch } = await import('../tree/package.ts');
-  const { DistfileStore } = await import('../fetch/store.ts');
-  const { fetchAll } = await import('../fetch/fetchfile.ts');
-  const { fetchWithMirror } = await import('../mirrors/fetching.ts');
-  const fetchFile = path.resolve(args[0]!);
-  const entries = readFetch(fetchFile);
-  const home = peerpkgsHome();
-  const store = new DistfileStore(home);
-  const got = await fetchWithMirror(path.dirname(fetchFile), home, (sourcesFor) => fetchAll(entries, { store, sourcesFor }));
-  // like mkdir -p, so that `do-fetch -o DIR` works on a fresh DIR
-  if (out) fs.mkdirSync(out, { recursive: true });
-  for (const [file, stored] of got) {
-    if (out) {
-      // a copy, not a link: what is made of it must not share the store's inode
-      const dest = path.join(out, file);
-      withTemporaryFile(path.resolve(dest), (tmp) => {
-        fs.copyFileSync(stored, tmp, fs.constants.COPYFILE_FICLONE);
-        fs.chmodSync(tmp, 0o644);
-        fs.renameSync(tmp, dest);
-      });
-    }
-  }
-  return EXIT.ok;
-}
-
-async function newPackage(argv: string[]): Promise<number> {
-  if (argv.length !== 1) throw new UsageError('name the new package directory, e.g. ./pkg/hello');
-  const dir = path.resolve(argv[0]!);
-  if (fs.existsSync(dir)) throw new UsageError(`${argv[0]} already exists`);
-  const { writePackageTemplate } = await import('../tree/template.ts');
-  writePackageTemplate(dir, isPackageDir(path.join(path.dirname(dir), 'seed')));
-  process.stdout.write(`${argv[0]}: edit build, build-deps, run-deps and fetch, then: bin/build-packages-ifchange ${argv[0]}\n`);
-  return EXIT.ok;
-}
-
-function rel(p: string): string {
-  return path.relative(process.cwd(), p) || '.';
-}
-
-async function graphCmd(argv: string[]): Promise<number> {
-  const [{ PackageGraph }, { dependencyTree }] = await Promise.all([import('../tree/pkghash.ts'), import('../tree/walk.ts')]);
-  const g = new PackageGraph();
-  const lines: string[] = [];
-  for (const dir of packageDirs(parse(argv, {}).positionals)) {
-    for (const l of dependencyTree(g, dir)) lines.push(`${'  '.repeat(l.depth)}${l.kind && `${l.kind}: `}${rel(l.dir)}${l.again ? ' (see above)' : ''}`);
-  }
-  process.stdout.write(lines.map((l) => printable(l)).join('\n') + '\n');
-  return EXIT.ok;
-}
-
-async function infoCmd(argv: string[]): Promise<number> {
-  const { PackageGraph } = await import('../tree/pkghash.ts');
-  const { DistfileStore } = await import('../fetch/store.ts');
-  const { recordedSha256, builtFromPkghash } = await import('../build/outputs.ts');
-  const { MirrorDb, mirrorDbPath } = await import('../mirrors/db.ts');
-  const g = new PackageGraph();
-  const store = new DistfileStore(peerpkgsHome());
-  const out: string[] = [];
-  for (const dir of packageDirs(parse(argv, {}).positionals)) {
-    const pkg = g.load(dir);
-    out.push(`package:   ${rel(pkg.dir)}`);
-    out.push(`pkghash:   ${g.pkghash(dir)}`);
-    out.push(`closure:   ${g.closure(dir).map(rel).join(' ') || '(none)'}`);
-    out.push(`bclosure:  ${g.bclosure(dir).map(rel).join(' ') || '(none)'}`);
-    const dbFile = pkg.fetch.length ? mirrorDbPath(dir) : null;
-    const mirrors = dbFile ? MirrorDb.load(dbFile) : null;
-    for (const f of pkg.fetch) {
-      out.push(`source:    ${f.file} ${f.sha256} ${store.has(f.sha256) ? '(in store)' : '(not fetched)'}`);
-      for (const r of mirrors?.lookup(f.sha256) ?? []) out.push(`             ipfs://${r.cid}`);
-      for (const u of f.urls) out.push(`             ${u}`);
-    }
-    const archive = path.join(dir, '.pkg.tar.gz');
-    const st = fs.statSync(archive, { throwIfNoEntry: false });
-    const sha = st ? recordedSha256(archive) : null;
-    out.push(st ? `output:    ${rel(archive)} ${st.size} bytes${sha ? `, sha256 ${sha}` : ''}` : 'output:    not built');
-    const from = st ? builtFromPkghash(archive) : '';
-    const fix = `build-packages-ifchange ${rel(pkg.dir)} rebuilds it`;
-    if (from === null) out.push(`             out of date: no record of the build that made it (state lost, or the file replaced); ${fix}`);
-    else if (from && from !== g.pkghash(dir)) out.push(`             out of date: built from pkghash ${from}, not the current one; ${fix}`);
-    out.push('');
-  }
-  process.stdout.write(out.map((l) => printable(l)).join('\n'));
-  return EXIT.ok;
-}
-
-async function check(argv: string[]): Promise<number> {
-  const flags = buildFlags(argv);
-  const dirs = packageDirs(flags.args);
-  const { rebuildAndCompare, reproduced } = await import('../build/reproducible.ts');
-  const outputsDir = path.join(peerpkgsHome(), 'outputs');
-  const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
-  return withEngine(flags, async (engine) => {
-    const results = await rebuildAndCompare(targets, outputsDir, (again) => engine.build(targets, again));
-    if (typeof results === 'number') return results;
-    for (const r of results) {
-      const pkg = rel(path.dirname(r.target));
-      if (reproduced(r)) {
-        const harm = r.damaged ? `, but its unpacked copy ${r.damaged.dir} is damaged (${r.damaged.damage.length} paths: peerpkgs verify names them, verify --repair restores them)` : '';
-        process.stdout.write(`${pkg}: reproducible, output sha256 ${r.second}${harm}\n`);
-      } else {
-        process.stdout.write(`${pkg}: NOT reproducible: ${r.first} then ${r.second}\n`);
-        for (const d of r.diffs.length ? r.diffs : ['(the files are the same; the archives differ)']) process.stdout.write(`  ${d}\n`);
-      }
-    }
-    return results.some((r) => !reproduced(r)) ? EXIT.notReproducible : results.some((r) => r.damaged) ? EXIT.damaged : EXIT.ok;
-  });
-}
-
-/** Build the packages (as `build` does), then publish them. */
-async function cacheAdd(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { jobs: BUILD_OPTIONS.jobs, output: { type: 'string', short: 'o' }, 'sign-key': { type: 'string' }, ipfs: { type: 'boolean' }, ipns: { type: 'string' } });
-  if (positionals.length) {
-    const rc = await withEngine({ jobs: parseJobs(values.jobs), keepGoing: false, args: [] }, (e) => e.build(packageDirs(positionals).map((d) => path.join(d, '.pkg.tar.gz')), false));
-    if (rc !== 0) return rc;
-  }
-  const { addToPackageCache } = await import('./cache-commands.ts');
-  const passOn = [
-    ...(values.output !== undefined ? ['-o', values.output] : []),
-    ...(values['sign-key'] !== undefined ? ['--sign-key', values['sign-key']] : []),
-    ...(values.ipfs ? ['--ipfs'] : []),
-    ...(values.ipns !== undefined ? ['--ipns', values.ipns] : []),
-  ];
-  return addToPackageCache([...passOn, ...positionals]);
-}
-
-async function distfiles(argv: string[]): Promise<number> {
-  if (argv[0] !== 'add' || argv.length < 2) throw new UsageError('usage: peerpkgs distfiles add FILE...');
-  const { DistfileStore } = await import('../fetch/store.ts');
-  const store = new DistfileStore(peerpkgsHome());
-  // each file's fetch record, but for its urls: what to paste into pkg/NAME/fetch
-  const records: string[] = [];
-  for (const f of argv.slice(1)) {
-    const sha = await store.add(f);
-    records.push(`# ${path.basename(f)}\nsha256: ${sha}\nsize: ${fs.statSync(store.path(sha)).size}\n`);
-  }
-  process.stdout.write(records.join('\n'));
-  return EXIT.ok;
-}
-
-/** -o, the strategy flags (the last one named wins), and the build's flags. */
-function exportFlags<O extends Options>(argv: string[], more?: O) {
-  const { values, positionals } = parse(argv, { ...EXPORT_OPTIONS, ...more });
-  const named = argv.filter((a) => STRATEGIES.some((s) => a === `--${s}`)).at(-1);
-  const strategy = (named?.slice(2) ?? 'error') as Strategy;
-  const flags: BuildFlags = { jobs: parseJobs(values.jobs as string | undefined), keepGoing: (values['keep-going'] as boolean | undefined) ?? false, args: positionals };
-  return { ...flags, out: (values.output as string | undefined) ?? null, strategy, values };
-}
-
-function tellSettled(name: string, settled: Settled[]): void {
-  for (const c of settled) process.stderr.write(`${name}: ${c.path}: ${c.packages[0]} and ${c.packages[1]} differ; kept ${c.kept}\n`);
-}
-
-async function venvCmd(argv: string[]): Promise<number> {
-  const flags = exportFlags(argv);
-  const dirs = packageDirs(flags.args);
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    // imported here: no other command should pay for loading them
-    const [{ closureOutputs }, { makeVenv }] = await Promise.all([import('../export/closure.ts'), import('../export/venv.ts')]);
-    const packages = await closureOutputs(dirs, peerpkgsHome());
-    const out = flags.out ?? 'venv';
-    const onWait = (pid: number) => void process.stderr.write(`venv: waiting for ${out}: process ${pid} is writing it\n`);
-    const v = await makeVenv({ dir: out, packages, strategy: flags.strategy, onWait });
-    tellSettled('venv', v.settled);
-    return EXIT.ok;
-  });
-}
-
-async function exportCmd(argv: string[]): Promise<number> {
-  if (argv[0] === 'oci') return ociCmd(argv.slice(1));
-  if (argv[0] !== 'tarball') throw new UsageError('usage: peerpkgs export tarball|oci -o PATH [-j N] [STRATEGY] PKGDIR...');
-  const flags = exportFlags(argv.slice(1));
-  if (!flags.out) throw new UsageError('export tarball: name the file to write with -o FILE');
-  const out = flags.out;
-  const dirs = packageDirs(flags.args);
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    const [{ closureOutputs }, { exportTarball }] = await Promise.all([import('../export/closure.ts'), import('../export/tarball.ts')]);
-    const packages = await closureOutputs(dirs, peerpkgsHome());
-    const t = await exportTarball({ out, packages, strategy: flags.strategy });
-    tellSettled('export', t.settled);
-    process.stdout.write(`${t.compressedSha256}  ${out}\n`);
-    return EXIT.ok;
-  });
-}
-
-async function ociCmd(argv: string[]): Promise<number> {
-  const many = { type: 'string', multiple: true } as const;
-  const flags = exportFlags(argv, { entrypoint: many, cmd: many, env: many, tag: many });
-  const values = flags.values as { entrypoint?: string[]; cmd?: string[]; env?: string[]; tag?: string[] };
-  if (!flags.out) throw new UsageError('export oci: name the image layout directory or FILE.tar to write with -o PATH');
-  for (const once of ['entrypoint', 'tag'] as const) if ((values[once]?.length ?? 0) > 1) throw new UsageError(`--${once} may be given once`);
-  const out = flags.out;
-  const tag = values.tag?.[0];
-  const env = values.env;
-  const [{ closureOutputs }, { exportOci, parseTag, imageEnv }] = await Promise.all([import('../export/closure.ts'), import('../export/oci.ts')]);
-  try {
-    if (tag !== undefined) parseTag(tag);
-    imageEnv(env);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const dirs = packageDirs(flags.args);
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    const packages = await closureOutputs(dirs, peerpkgsHome());
-    const img = await exportOci({ out, packages, strategy: flags.strategy, entrypoint: values.entrypoint, cmd: values.cmd, env, tag });
-    tellSettled('export', img.settled);
-    process.stdout.write(`${img.digest}  ${out}\n`);
-    return EXIT.ok;
-  });
-}
-
-async function sbomCmd(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...BUILD_OPTIONS, format: { type: 'string' }, output: { type: 'string', short: 'o' } });
-  const flags: BuildFlags = { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, args: positionals };
-  const format = values.format ?? 'spdx';
-  if (format !== 'spdx' && format !== 'cyclonedx') throw new UsageError(`--format ${format}: spdx or cyclonedx`);
-  const out = values.output;
-  const dirs = packageDirs(flags.args);
-  const { sbom, fullClosure, documentDate } = await import('../export/sbom.ts');
-  documentDate(process.env); // a bad SOURCE_DATE_EPOCH is said before any build
-  const { PackageGraph } = await import('../tree/pkghash.ts');
-  // every package the document lists has its output's sha256 in it
-  const all = fullClosure(dirs, new PackageGraph());
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(all.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    const text = sbom(dirs, format);
-    if (out === undefined) {
-      process.stdout.write(text);
-      return EXIT.ok;
-    }
-    const tmp = `${out}.tmp-${process.pid}`;
-    try {
-      fs.writeFileSync(tmp, text);
-      fs.renameSync(tmp, out);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
-    return EXIT.ok;
-  });
-}
 
 /** A peerpkgs command: its usage line, its own help, and what runs it. */
 interface Command {
@@ -379,38 +57,45 @@ failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
 
 const subcommand = (load: () => Promise<(args: string[]) => Promise<number>>) => async (args: string[]) => (await load())(args);
 
+// each command's module is loaded when it runs: --help and the tree
+// commands do not pay for the engine, nor a build for the archive layer
+type BuildCommands = typeof import('./build-commands.ts');
+type TreeCommands = typeof import('./tree-commands.ts');
+const building = (name: keyof BuildCommands) => async (args: string[]) => (await import('./build-commands.ts'))[name](args);
+const ofTree = (name: keyof TreeCommands) => async (args: string[]) => (await import('./tree-commands.ts'))[name](args);
+
 const COMMANDS: Record<string, Command> = {
   build: {
     usage: '[-j N] [-k] PKGDIR...',
     help: `Build what changed of each package and its dependencies (also: build-packages-ifchange).\n\n${JOBS_HELP}`,
     env: BUILD_ENV,
-    run: build,
+    run: building('build'),
   },
   fetch: {
     usage: '[-o DIR] FETCHFILE',
     help: "Fetch one package's sources into the distfile store; with -o, copy them into DIR\n(also: do-fetch).\n",
     env: FETCH_ENV,
-    run: fetchCmd,
+    run: ofTree('fetchCmd'),
   },
-  new: { usage: 'PKGDIR', help: 'Make a new package from a template (also: new-package).\n', run: newPackage },
-  graph: { usage: 'PKGDIR...', help: 'Print the dependency tree of each package.\n', run: graphCmd },
+  new: { usage: 'PKGDIR', help: 'Make a new package from a template (also: new-package).\n', run: ofTree('newPackage') },
+  graph: { usage: 'PKGDIR...', help: 'Print the dependency tree of each package.\n', run: ofTree('graphCmd') },
   info: {
     usage: 'PKGDIR...',
     help: 'The pkghash, closure, sources (with their IPFS mirrors) and output of each package.\n',
     env: ['PEERPKGS_HOME', 'PKG_MIRROR_DB'],
-    run: infoCmd,
+    run: ofTree('infoCmd'),
   },
   check: {
     usage: '[-j N] [-k] PKGDIR...',
     help: `Build again and compare, naming the files that differ. Exit status 6 when a package\nis not reproducible.\n\n${JOBS_HELP}`,
     env: BUILD_ENV,
-    run: check,
+    run: building('check'),
   },
   distfiles: {
     usage: 'add FILE...',
     help: 'Put local files in the distfile store, by their sha256, and print their fetch records.\n',
     env: ['PEERPKGS_HOME'],
-    run: distfiles,
+    run: ofTree('distfiles'),
   },
   verify: {
     usage: '[--repair] [VENVDIR...]',
@@ -426,19 +111,19 @@ const COMMANDS: Record<string, Command> = {
     usage: '[-o DIR] [-j N] [STRATEGY] PKGDIR...',
     help: `Build, then merge the packages and their run closures into DIR (default ./venv);\nDIR/bin/venv-run CMD runs CMD with DIR's top-level directories over the host's.\n\n${JOBS_HELP}\n${STRATEGY_HELP}`,
     env: BUILD_ENV,
-    run: venvCmd,
+    run: building('venvCmd'),
   },
   export: {
     usage: 'tarball -o FILE [-j N] [STRATEGY] PKGDIR...\n       peerpkgs export oci -o PATH [--entrypoint CMD] [--cmd ARG]... [--env K=V]... [--tag NAME[:TAG]] [-j N] [STRATEGY] PKGDIR...',
     help: `tarball: the same merge as venv, as one reproducible .tar.gz.\noci: the same merge as a reproducible OCI image, a layer a package: an image\nlayout directory, or an oci-archive when PATH ends in .tar.\n\n${JOBS_HELP}\n${STRATEGY_HELP}`,
     env: BUILD_ENV,
-    run: exportCmd,
+    run: building('exportCmd'),
   },
   sbom: {
     usage: '[--format spdx|cyclonedx] [-o FILE] [-j N] PKGDIR...',
     help: `Build, then write an SPDX 2.3 (default) or CycloneDX 1.6 JSON SBOM of the packages\nand their run and build closures.\n\n${JOBS_HELP}`,
     env: [...BUILD_ENV, 'SOURCE_DATE_EPOCH'],
-    run: sbomCmd,
+    run: building('sbomCmd'),
   },
   cache: {
     usage: 'add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...\n       peerpkgs cache publish DIR [--ipns KEY] [--cid-version 0|1]',
@@ -447,7 +132,7 @@ const COMMANDS: Record<string, Command> = {
     run: async (args) => {
       if (args[0] === 'publish') return (await import('./ipfs-commands.ts')).cachePublish(args.slice(1));
       if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
-      return cacheAdd(args.slice(1));
+      return building('cacheAdd')(args.slice(1));
     },
   },
   key: {
@@ -484,7 +169,7 @@ const LINKS: Record<string, Command> = {
     ...COMMANDS.cache!,
     usage: '-o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...',
     help: '',
-    run: cacheAdd,
+    run: building('cacheAdd'),
   },
   'ipfs-pin-fetch-file': { usage: '', help: '', run: async (args, prog) => (await import('./mirror-commands.ts')).mirrorsCommand(prog, 'pin', args) },
   'ipfs-pin-all-fetch-files': { usage: '', help: '', run: async (args, prog) => (await import('./mirror-commands.ts')).mirrorsCommand(prog, 'pin-all', args) },
