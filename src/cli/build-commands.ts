@@ -14,7 +14,7 @@ import { peerpkgsHome } from '../fetch/home.ts';
 import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type Options } from './frame.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
-import type { Strategy, Settled } from '../export/merge.ts';
+import type { Output, Strategy, Settled } from '../export/merge.ts';
 
 const BUILD_OPTIONS = {
   jobs: { type: 'string', short: 'j' },
@@ -117,6 +117,17 @@ function exportFlags<O extends Options>(argv: string[], more?: O) {
   return { ...flags, out: (values.output as string | undefined) ?? null, strategy, values };
 }
 
+/** Builds the packages, then hands their outputs and their run closures' (in merge order) to `f`. */
+async function withOutputs(flags: BuildFlags, dirs: string[], f: (packages: Output[]) => Promise<number>): Promise<number> {
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    // imported here: no other command should pay for loading them
+    const { closureOutputs } = await import('../export/closure.ts');
+    return f(await closureOutputs(dirs, peerpkgsHome()));
+  });
+}
+
 function tellSettled(name: string, settled: Settled[]): void {
   for (const c of settled) process.stderr.write(`${name}: ${c.path}: ${c.packages[0]} and ${c.packages[1]} differ; kept ${c.kept}\n`);
 }
@@ -124,12 +135,8 @@ function tellSettled(name: string, settled: Settled[]): void {
 export async function venvCmd(argv: string[]): Promise<number> {
   const flags = exportFlags(argv);
   const dirs = packageDirs(flags.args);
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    // imported here: no other command should pay for loading them
-    const [{ closureOutputs }, { makeVenv }] = await Promise.all([import('../export/closure.ts'), import('../export/venv.ts')]);
-    const packages = await closureOutputs(dirs, peerpkgsHome());
+  return withOutputs(flags, dirs, async (packages) => {
+    const { makeVenv } = await import('../export/venv.ts');
     const out = flags.out ?? 'venv';
     const onWait = (pid: number) => void process.stderr.write(`venv: waiting for ${out}: process ${pid} is writing it\n`);
     const v = await makeVenv({ dir: out, packages, strategy: flags.strategy, onWait });
@@ -145,11 +152,8 @@ export async function exportCmd(argv: string[]): Promise<number> {
   if (!flags.out) throw new UsageError('export tarball: name the file to write with -o FILE');
   const out = flags.out;
   const dirs = packageDirs(flags.args);
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    const [{ closureOutputs }, { exportTarball }] = await Promise.all([import('../export/closure.ts'), import('../export/tarball.ts')]);
-    const packages = await closureOutputs(dirs, peerpkgsHome());
+  return withOutputs(flags, dirs, async (packages) => {
+    const { exportTarball } = await import('../export/tarball.ts');
     const t = await exportTarball({ out, packages, strategy: flags.strategy });
     tellSettled('export', t.settled);
     process.stdout.write(`${t.compressedSha256}  ${out}\n`);
@@ -166,7 +170,7 @@ async function ociCmd(argv: string[]): Promise<number> {
   const out = flags.out;
   const tag = values.tag?.[0];
   const env = values.env;
-  const [{ closureOutputs }, { exportOci, parseTag, imageEnv }] = await Promise.all([import('../export/closure.ts'), import('../export/oci.ts')]);
+  const { exportOci, parseTag, imageEnv } = await import('../export/oci.ts');
   try {
     if (tag !== undefined) parseTag(tag);
     imageEnv(env);
@@ -174,10 +178,7 @@ async function ociCmd(argv: string[]): Promise<number> {
     throw new UsageError((e as Error).message);
   }
   const dirs = packageDirs(flags.args);
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    const packages = await closureOutputs(dirs, peerpkgsHome());
+  return withOutputs(flags, dirs, async (packages) => {
     const img = await exportOci({ out, packages, strategy: flags.strategy, entrypoint: values.entrypoint, cmd: values.cmd, env, tag });
     tellSettled('export', img.settled);
     process.stdout.write(`${img.digest}  ${out}\n`);
