@@ -75,7 +75,7 @@ export interface Tried {
 export type SubstituteResult = { hit: Hit } | { miss: string[]; tried: Tried[] };
 
 /** An entry whose bytes are not what its .info says, or which is inconsistent. */
-class EntryError extends Error {}
+class EntryError extends PeerpkgsError {}
 
 const NOT_THERE = 'not there';
 
