@@ -10,15 +10,10 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { errorClass, EXIT } from './errors.ts';
 
 /** A variable whose value does not parse: a usage error. */
-export class SettingsError extends Error {
-  readonly exitCode = 2;
-  constructor(message: string) {
-    super(message);
-    this.name = 'SettingsError';
-  }
-}
+export class SettingsError extends errorClass('SettingsError', EXIT.usage) {}
 
 const GiB = 1024 ** 3;
 

@@ -3,12 +3,8 @@
  * (unsafe, special files, wrong hash) or broken. Callers tell it from their
  * own I/O failures by its class; its message names the offending entry.
  */
-export class ArchiveError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'ArchiveError';
-  }
-}
+import { errorClass } from '../errors.ts';
+export class ArchiveError extends errorClass('ArchiveError') {}
 
 /**
  * A failure of gzip or tar parsing as an ArchiveError saying what was being

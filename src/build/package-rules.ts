@@ -21,6 +21,7 @@ import { peerpkgsHome } from '../fetch/home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 import { temporaryName, forget, keep, removeTemporary, sweepNow } from '../archive/temporary.ts';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
 
@@ -51,14 +52,15 @@ export async function buildTarget(target: PackageTarget, ctx: BuildContext): Pro
         return await buildPackage(dir, ctx);
     }
   } catch (e) {
-    if (e instanceof TreeError || e instanceof RuleError) throw e;
+    if (e instanceof RuleError) throw e;
+    // a bad tree fails the target with its line alone and its own status
+    if (e instanceof TreeError) throw new RuleError(e.message, e.exitCode);
     // one line for errors that explain themselves; a stack for the rest
     if (['FetchError', 'ArchiveError', 'RootConflictError', 'MergeError'].includes((e as Error).name)) {
       throw new RuleError((e as Error).message);
     }
     // bad input that says its own status: a variable (settings.ts), a trust list
-    const exitCode = (e as { exitCode?: unknown }).exitCode;
-    if (typeof exitCode === 'number') throw new RuleError((e as Error).message, exitCode);
+    if (e instanceof PeerpkgsError && e.exitCode === EXIT.usage) throw new RuleError(e.message, e.exitCode);
     throw e;
   }
 }

@@ -26,6 +26,7 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errnoReason, httpGet, HttpError, type Deadline } from '../fetch/http.ts';
 import { settings } from '../settings.ts';
+import { errorClass } from '../errors.ts';
 
 /** Bytes of one cached file, as they arrive. */
 export interface Fetched {
@@ -52,20 +53,10 @@ export interface Cache {
 }
 
 /** Asking a cache failed for a reason other than "not there". */
-export class CacheError extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'CacheError';
-  }
-}
+export class CacheError extends errorClass('CacheError') {}
 
 /** PKG_CACHE_URL does not parse. */
-export class CacheConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CacheConfigError';
-  }
-}
+export class CacheConfigError extends errorClass('CacheConfigError') {}
 
 export interface CacheOptions {
   /** a connection silent this long (connecting, or mid-body) has failed */

@@ -22,6 +22,7 @@
  * bounded by PKG_MAX_UNPACK_SIZE instead.
  */
 import { type SigningKey, type TrustedKey, type TrustedKeys, signBytes, verifyBytes } from './keys.ts';
+import { errorClass } from '../errors.ts';
 
 export const INFO_FORMAT = 2;
 /** The formats this peerpkgs reads: 1 has no output-size. */
@@ -59,12 +60,7 @@ export interface Info extends InfoFields {
 }
 
 /** An .info that does not parse, or one that is refused. */
-export class InfoError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InfoError';
-  }
-}
+export class InfoError extends errorClass('InfoError') {}
 
 function check(f: InfoFields): void {
   const bad = (what: string) => {

@@ -107,3 +107,21 @@ export class IpfsCache implements Cache {
 export function ipfsBackend(args: BackendArgs): Cache {
   return new IpfsCache(args);
 }
+
+/**
+ * Publishes a cache directory: adds DIR to IPFS, pinned, then points the
+ * IPNS name of `key` at it if given. `say` gets each URL to put in
+ * PKG_CACHE_URL as soon as it is known (ipfs://CID, then ipns://NAME).
+ */
+export async function publishCacheDir(
+  client: IpfsClient,
+  dir: string,
+  opts: { key?: string; cidVersion?: 0 | 1; say(url: string): void },
+): Promise<{ cid: string; name?: string }> {
+  const cid = await client.addFile(dir, { pin: true, cidVersion: opts.cidVersion });
+  opts.say(`ipfs://${cid}`);
+  if (!opts.key) return { cid };
+  const name = await client.publish(cid, opts.key);
+  opts.say(`ipns://${name}`);
+  return { cid, name };
+}

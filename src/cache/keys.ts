@@ -24,18 +24,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 export const KEY_PREFIX = 'ed25519:';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const PUBLIC = /^ed25519:([A-Za-z0-9+/]{43}=)$/;
 
 /** A key file that is missing, malformed or would be overwritten; a trust list that does not parse. */
-export class KeyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'KeyError';
-  }
-}
+export class KeyError extends PeerpkgsError {}
 
 /**
  * A list of trusted keys (trusted-keys, a .pub file, PKG_TRUSTED_KEYS) that
@@ -43,10 +39,8 @@ export class KeyError extends Error {
  * usage errors' exit status.
  */
 export class TrustListError extends KeyError {
-  readonly exitCode = 2;
   constructor(message: string) {
-    super(message);
-    this.name = 'TrustListError';
+    super(message, EXIT.usage, 'TrustListError');
   }
 }
 
@@ -264,4 +258,29 @@ export function loadTrustedKeys(home: string, env: NodeJS.ProcessEnv = process.e
     keys.push(...parseTrustedKeys(pub, word));
   }
   return new TrustedKeys(keys);
+}
+
+/**
+ * Adds to `<home>/trusted-keys` each key of `inputs` (ed25519:... words or
+ * .pub files) it does not list yet; returns every key named, and whether it
+ * was trusted already. PKG_TRUSTED_KEYS is not the file: a key only it
+ * lists is added.
+ */
+export function trustKeys(home: string, inputs: string[]): Array<TrustedKey & { already: boolean }> {
+  const have = loadTrustedKeys(home, {});
+  const named: Array<TrustedKey & { already: boolean }> = [];
+  const lines: string[] = [];
+  for (const a of inputs) {
+    const text = a.startsWith(KEY_PREFIX) ? a : fs.readFileSync(a, 'utf8');
+    for (const k of parseTrustedKeys(text, a.startsWith(KEY_PREFIX) ? 'argument' : a)) {
+      const already = !!have.get(k.id) || lines.some((l) => l.startsWith(k.publicKey));
+      if (!already) lines.push(`${k.publicKey}${k.comment ? ` ${k.comment}` : ''}\n`);
+      named.push({ ...k, already });
+    }
+  }
+  if (lines.length) {
+    fs.mkdirSync(home, { recursive: true });
+    fs.appendFileSync(trustedKeysFile(home), lines.join(''));
+  }
+  return named;
 }

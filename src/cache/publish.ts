@@ -27,6 +27,9 @@ import { withLockFile } from '../engine/locks.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { serializeInfo } from './info.ts';
 import type { SigningKey } from './keys.ts';
+import { errorClass } from '../errors.ts';
+import { display } from '../tree/errors.ts';
+import type { PackageGraph } from '../tree/pkghash.ts';
 
 export interface PublishPackage {
   pkghash: string;
@@ -50,12 +53,7 @@ export interface AddOptions {
 }
 
 /** An archive that is missing or not what its record says. */
-export class PublishError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PublishError';
-  }
-}
+export class PublishError extends errorClass('PublishError') {}
 
 /** Adds each package not yet in the cache; returns the pkghashes added and those already there. */
 export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[] }> {
@@ -153,4 +151,46 @@ async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: num
     throw e;
   }
   return { size, archiveSha256: gz.digest('hex'), sha256: tar.digest('hex'), outputSize };
+}
+
+/**
+ * What `add-to-package-cache` publishes for `roots`: each package and its
+ * run closure, each as built. A package not built, or built from other
+ * inputs than its pkghash says today, is a problem, not an entry: it would
+ * be published under a pkghash it does not have. `sha256Of` is the output
+ * identity the build recorded for an archive, if any.
+ */
+export function publishable(g: PackageGraph, roots: string[], sha256Of: (archive: string) => string | null): { packages: PublishPackage[]; problems: string[] } {
+  const dirs = new Set<string>();
+  for (const a of roots) {
+    const pkg = g.load(a);
+    for (const d of g.closure(pkg.dir)) dirs.add(d);
+    dirs.add(pkg.dir);
+  }
+  const packages: PublishPackage[] = [];
+  const problems: string[] = [];
+  for (const d of dirs) {
+    const archive = path.join(d, '.pkg.tar.gz');
+    const pkghash = g.pkghash(d);
+    const rebuild = `run bin/build-packages-ifchange ./${display(d)}`;
+    if (!fs.existsSync(archive)) {
+      problems.push(`${display(archive)}: not built (${rebuild})`);
+      continue;
+    }
+    const built = readText(path.join(d, '.pkghash'));
+    if (built !== null && built !== pkghash) {
+      problems.push(`${display(archive)}: out of date, its inputs changed since it was built (${rebuild})`);
+      continue;
+    }
+    packages.push({ pkghash, name: g.load(d).name, archive, sha256: sha256Of(archive) ?? undefined, closure: g.closure(d).map((c) => g.pkghash(c)) });
+  }
+  return { packages, problems };
+}
+
+function readText(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
 }

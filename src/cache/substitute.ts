@@ -35,6 +35,7 @@ import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } fro
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
 import { formatSize, settings } from '../settings.ts';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 export interface SubstituteOptions {
   pkghash: string;
@@ -74,7 +75,7 @@ export interface Tried {
 export type SubstituteResult = { hit: Hit } | { miss: string[]; tried: Tried[] };
 
 /** An entry whose bytes are not what its .info says, or which is inconsistent. */
-class EntryError extends Error {}
+class EntryError extends PeerpkgsError {}
 
 const NOT_THERE = 'not there';
 
@@ -213,7 +214,7 @@ export function forceBinary(env: NodeJS.ProcessEnv = process.env): boolean {
 }
 
 /** No cache had a usable binary package, and building was forbidden. */
-export class NoBinaryError extends Error {
+export class NoBinaryError extends PeerpkgsError {
   readonly tried: Tried[];
 
   constructor(name: string, pkghash: string, tried: Tried[]) {
@@ -221,8 +222,7 @@ export class NoBinaryError extends Error {
     if (tried.length === 0) lines.push('  no caches: PKG_CACHE_URL is empty');
     for (const t of tried) lines.push(`  ${t.cache}: ${t.reason}`);
     lines.push('unset PKG_FORCE_BINARY to build it');
-    super(lines.join('\n'));
-    this.name = 'NoBinaryError';
+    super(lines.join('\n'), EXIT.failed, 'NoBinaryError');
     this.tried = tried;
   }
 }

@@ -10,38 +10,24 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { recordedSha256 } from '../build/outputs.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
-import { SettingsError } from '../settings.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
-import { display } from '../tree/errors.ts';
-import { addToCache, PublishError, type PublishPackage } from '../cache/publish.ts';
+import { display, TreeError } from '../tree/errors.ts';
+import { PeerpkgsError } from '../errors.ts';
+import { UsageError, parse, report, stdio, type CommandIO } from './frame.ts';
+import { addToCache, publishable } from '../cache/publish.ts';
 import { parseInfo } from '../cache/info.ts';
 import {
   generateKey,
-  KeyError,
   listSigningKeys,
   loadSigningKey,
   loadTrustedKeys,
-  parseTrustedKeys,
+  trustKeys,
   trustedKeysFile,
   keysDir,
   type SigningKey,
 } from '../cache/keys.ts';
 
-export interface CommandIO {
-  out(s: string): void;
-  err(s: string): void;
-  env: NodeJS.ProcessEnv;
-}
-
-const stdio: CommandIO = {
-  out: (s) => void process.stdout.write(s),
-  err: (s) => void process.stderr.write(s),
-  env: process.env,
-};
-
-class UsageError extends Error {}
-
-const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR...
+export const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR...
 
 Copies the built outputs of each package and of its run closure into the
 cache directory DIR, as <pkghash>.tar.gz with a <pkghash>.info beside it
@@ -53,7 +39,7 @@ ipfs://CID printed; with --ipns KEY also published under the IPNS key KEY
 their PKG_CACHE_URL.
 `;
 
-const KEY_HELP = `usage: peerpkgs key generate NAME     make a signing key in $PEERPKGS_HOME/keys
+export const KEY_HELP = `usage: peerpkgs key generate NAME     make a signing key in $PEERPKGS_HOME/keys
        peerpkgs key list              signing keys and trusted keys
        peerpkgs key trust KEY|FILE... trust public keys (ed25519:... or .pub files)
 
@@ -65,58 +51,25 @@ $PEERPKGS_HOME/trusted-keys and PKG_TRUSTED_KEYS.
 export async function addToPackageCache(argv: string[], io: CommandIO = stdio): Promise<number> {
   const prog = 'add-to-package-cache';
   try {
-    let dir: string | undefined;
-    let signKeyName: string | undefined;
-    let toIpfs = false;
-    let ipnsKey: string | undefined;
-    const args: string[] = [];
-    for (let i = 0; i < argv.length; i++) {
-      const a = argv[i]!;
-      const value = (flag: string) => {
-        const v = a.startsWith('--') && a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-        if (!v) throw new UsageError(`${flag} needs a value`);
-        return v;
-      };
-      if (a === '-h' || a === '--help') {
-        io.out(ADD_HELP);
-        return 0;
-      } else if (a === '-o' || a === '--output' || a.startsWith('--output=')) dir = value('-o');
-      else if (a === '--sign-key' || a.startsWith('--sign-key=')) signKeyName = value('--sign-key');
-      else if (a === '--ipfs') toIpfs = true;
-      else if (a === '--ipns' || a.startsWith('--ipns=')) ipnsKey = value('--ipns');
-      else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
-      else args.push(a);
+    const { values, positionals: args } = parse(argv, {
+      output: { type: 'string', short: 'o' },
+      'sign-key': { type: 'string' },
+      ipfs: { type: 'boolean' },
+      ipns: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (values.help) {
+      io.out(ADD_HELP);
+      return 0;
     }
+    for (const [flag, v] of [['-o', values.output], ['--sign-key', values['sign-key']], ['--ipns', values.ipns]] as const) if (v === '') throw new UsageError(`${flag} needs a value`);
+    const { output: dir, 'sign-key': signKeyName, ipfs: toIpfs, ipns: ipnsKey } = values;
     if (!dir) throw new UsageError('name the cache directory with -o DIR');
     if (args.length === 0) throw new UsageError('name at least one package directory, e.g. ./pkg/make');
     const home = peerpkgsHome(io.env);
     const key: SigningKey | undefined = signKeyName ? loadSigningKey(home, signKeyName) : undefined;
 
-    const g = new PackageGraph();
-    const dirs = new Set<string>();
-    for (const a of args) {
-      const pkg = g.load(a);
-      for (const d of g.closure(pkg.dir)) dirs.add(d);
-      dirs.add(pkg.dir);
-    }
-    const packages: PublishPackage[] = [];
-    const problems: string[] = [];
-    for (const d of dirs) {
-      const archive = path.join(d, '.pkg.tar.gz');
-      const pkghash = g.pkghash(d);
-      const rebuild = `run bin/build-packages-ifchange ./${display(d)}`;
-      if (!fs.existsSync(archive)) {
-        problems.push(`${display(archive)}: not built (${rebuild})`);
-        continue;
-      }
-      // the archive must be the build of these inputs, or it would be published under a pkghash it does not have
-      const built = readText(path.join(d, '.pkghash'));
-      if (built !== null && built !== pkghash) {
-        problems.push(`${display(archive)}: out of date, its inputs changed since it was built (${rebuild})`);
-        continue;
-      }
-      packages.push({ pkghash, name: g.load(d).name, archive, sha256: recordedSha256(archive) ?? undefined, closure: g.closure(d).map((c) => g.pkghash(c)) });
-    }
+    const { packages, problems } = publishable(new PackageGraph(), args, recordedSha256);
     if (problems.length) {
       for (const p of problems) io.err(`${prog}: ${p}\n`);
       return 1;
@@ -133,7 +86,7 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
       // loaded here: only a publish to IPFS pays for the node
       const { publishCacheDir } = await import('./ipfs-commands.ts');
       try {
-        await publishCacheDir(dir, ipnsKey, undefined, { ...io, write: async (b) => io.out(Buffer.from(b).toString()) });
+        await publishCacheDir(dir, ipnsKey, undefined, io);
       } catch (e) {
         io.err(`${prog}: ${(e as Error).message}\n`);
         return 1;
@@ -180,24 +133,7 @@ export async function key(argv: string[], io: CommandIO = stdio): Promise<number
       }
       case 'trust': {
         if (args.length === 0) throw new UsageError('name public keys (ed25519:...) or .pub files: peerpkgs key trust KEY|FILE...');
-        const file = trustedKeysFile(home);
-        const have = loadTrustedKeys(home, {});
-        const lines: string[] = [];
-        for (const a of args) {
-          const text = a.startsWith('ed25519:') ? a : fs.readFileSync(a, 'utf8');
-          for (const k of parseTrustedKeys(text, a.startsWith('ed25519:') ? 'argument' : a)) {
-            if (have.get(k.id) || lines.some((l) => l.startsWith(k.publicKey))) {
-              io.out(`already trusted: ${k.id}${k.comment ? ` ${k.comment}` : ''}\n`);
-              continue;
-            }
-            lines.push(`${k.publicKey}${k.comment ? ` ${k.comment}` : ''}\n`);
-            io.out(`trusted: ${k.id}${k.comment ? ` ${k.comment}` : ''}\n`);
-          }
-        }
-        if (lines.length) {
-          fs.mkdirSync(home, { recursive: true });
-          fs.appendFileSync(file, lines.join(''));
-        }
+        for (const k of trustKeys(home, args)) io.out(`${k.already ? 'already trusted' : 'trusted'}: ${k.id}${k.comment ? ` ${k.comment}` : ''}\n`);
         return 0;
       }
       case undefined:
@@ -223,26 +159,9 @@ function signer(file: string): string {
   }
 }
 
-function readText(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8').trim();
-  } catch {
-    return null;
-  }
-}
-
 function failed(prog: string, e: unknown, io: CommandIO): number {
-  if (e instanceof UsageError) {
-    io.err(`${prog}: ${e.message} (see ${prog} --help)\n`);
-    return 2;
-  }
-  if (e instanceof KeyError || e instanceof PublishError || e instanceof SettingsError) {
-    io.err(`${prog}: ${e.message}\n`);
-    return (e as { exitCode?: number }).exitCode ?? 1;
-  }
-  if ((e as NodeJS.ErrnoException)?.code && 'syscall' in (e as object)) {
-    io.err(`${prog}: ${(e as Error).message}\n`);
-    return 1;
-  }
-  throw e;
+  // a bad tree is left to the caller; what is neither ours nor a system call's is a bug
+  if (e instanceof TreeError) throw e;
+  if (!(e instanceof PeerpkgsError) && !((e as NodeJS.ErrnoException)?.code && 'syscall' in (e as object))) throw e;
+  return report(prog, e, io);
 }

@@ -2,33 +2,15 @@
  * `peerpkgs ipfs …` and `peerpkgs cache publish`: argument parsing and what
  * the user sees. The node, the daemon and the client are src/ipfs/.
  *
- * Exit statuses: 0 ok, 1 failed, 2 usage, 7 not found (the path is not in
- * a directory that was reached), 8 unreachable (no connected peer had the
- * blocks or the record in time), 130 interrupted.
+ * Exit statuses are errors.ts's: 7 not found (the path is not in a
+ * directory that was reached), 8 unreachable (no connected peer had the
+ * blocks or the record in time).
  */
 import { peerpkgsHome } from '../fetch/home.ts';
-import { SettingsError } from '../settings.ts';
 import type { AddOptions, IpfsClient } from '../ipfs/client.ts';
-import { IpfsError, IpfsNotFound, IpfsUnreachable } from '../ipfs/errors.ts';
-
-export const IPFS_EXIT = { ok: 0, failed: 1, usage: 2, notFound: 7, unreachable: 8, interrupted: 130 } as const;
-
-export interface CommandIO {
-  out(s: string): void;
-  err(s: string): void;
-  /** raw bytes to stdout, honouring backpressure */
-  write(b: Uint8Array): Promise<void>;
-  env: NodeJS.ProcessEnv;
-}
-
-const stdio: CommandIO = {
-  out: (s) => void process.stdout.write(s),
-  err: (s) => void process.stderr.write(s),
-  write: (b) => new Promise((resolve) => (process.stdout.write(b) ? resolve() : process.stdout.once('drain', resolve))),
-  env: process.env,
-};
-
-class UsageError extends Error {}
+import { IpfsError } from '../ipfs/errors.ts';
+import { PeerpkgsError } from '../errors.ts';
+import { EXIT, UsageError, parse as parseOptions, report, onSignals, stdio, type CommandIO, type Options } from './frame.ts';
 
 const HELP = `usage: peerpkgs ipfs COMMAND [ARGS]
 
@@ -73,30 +55,20 @@ interface Parsed {
   flags: Map<string, string | true>;
 }
 
-/** --flag, --flag VALUE, --flag=VALUE for the flags in `valued`; the rest positional. */
+/** frame.ts's parser over these flags (`--name` or `-x`), as a map keyed by the flag as written here. */
 function parse(argv: string[], valued: string[], bare: string[]): Parsed {
+  const key = (f: string) => f.replace(/^--?/, '');
+  const options: Options = {};
+  for (const f of valued) options[key(f)] = f.startsWith('--') ? { type: 'string' } : { type: 'string', short: key(f) };
+  for (const f of bare) options[key(f)] = f.startsWith('--') ? { type: 'boolean' } : { type: 'boolean', short: key(f) };
+  const { values, positionals } = parseOptions(argv, options);
   const flags = new Map<string, string | true>();
-  const args: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      args.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!a.startsWith('-') || a === '-') {
-      args.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    if (valued.includes(name)) {
-      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`${name} needs a value`);
-      flags.set(name, v);
-    } else if (bare.includes(name) && eq < 0) flags.set(name, true);
-    else throw new UsageError(`unknown option ${a}`);
+  for (const f of [...valued, ...bare]) {
+    const v = values[key(f)];
+    if (v === '') throw new UsageError(`${f} needs a value`);
+    if (v !== undefined) flags.set(f, v as string | true);
   }
-  return { args, flags };
+  return { args: positionals, flags };
 }
 
 function one(p: Parsed, what: string): string {
@@ -126,19 +98,11 @@ function addOptions(p: Parsed): AddOptions {
 async function withClient<T>(io: CommandIO, f: (c: IpfsClient) => Promise<T>): Promise<T> {
   const { openIpfs } = await import('../ipfs/client.ts');
   const client = await openIpfs({ home: peerpkgsHome(io.env), env: io.env });
-  let stopped = false;
-  const stop = () => {
-    if (stopped) return;
-    stopped = true;
-    void client.close().finally(() => process.exit(IPFS_EXIT.interrupted));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const offSignals = onSignals(() => client.close());
   try {
     return await f(client);
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    offSignals();
     await client.close();
   }
 }
@@ -152,7 +116,7 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       await runDaemon({ home: peerpkgsHome(io.env), env: io.env, out: (l) => io.out(`${l}\n`) });
       // libp2p keeps a 1 s timer after its listeners close; nothing is left to wait for
       await new Promise((r) => process.stdout.write('', r));
-      process.exit(IPFS_EXIT.ok);
+      process.exit(EXIT.ok);
       break;
     }
     case 'id': {
@@ -161,7 +125,7 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       io.out(`peer id: ${id.peerId}\n`);
       for (const a of id.addrs) io.out(`listening: ${a.includes('/p2p/') ? a : `${a}/p2p/${id.peerId}`}\n`);
       for (const p of id.peers) io.out(`connected: ${p}\n`);
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'add': {
       const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash']);
@@ -172,17 +136,17 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
         const { addPath } = await import('../ipfs/unixfs.ts');
         const nowhere = { put: async <T>(cid: T) => cid, putParts: async <T>(cid: T) => cid };
         io.out(`${await addPath(file, nowhere, opts)}\n`);
-        return IPFS_EXIT.ok;
+        return EXIT.ok;
       }
       io.out(`${await withClient(io, (c) => c.addFile(file, opts))}\n`);
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'cat': {
       const target = one(parse(argv, [], []), 'CID[/PATH]');
       await withClient(io, async (c) => {
-        for await (const chunk of c.cat(target)) await io.write(chunk);
+        for await (const chunk of c.cat(target)) await (io.write ?? stdio.write!)(chunk);
       });
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'get': {
       const p = parse(argv, ['-o', '--output'], []);
@@ -192,18 +156,18 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       const { getToPath } = await import('../ipfs/get.ts');
       const kind = await withClient(io, (c) => getToPath(c, target, dest));
       io.err(`saved ${kind === 'dir' ? 'directory' : kind} ${target} to ${dest}\n`);
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'ls': {
       const target = one(parse(argv, [], []), 'CID[/PATH]');
       for (const e of await withClient(io, (c) => c.ls(target))) io.out(`${e.cid} ${e.size} ${e.name}${e.type === 'dir' ? '/' : ''}\n`);
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'pin': {
       const target = one(parse(argv, [], []), 'CID');
       await withClient(io, (c) => c.pin(target));
       io.out(`pinned ${target}\n`);
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'publish': {
       const p = parse(argv, ['--key', '--lifetime'], []);
@@ -217,19 +181,19 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
         lifetimeMs = Math.round(h * 3600_000);
       }
       io.out(`${await withClient(io, (c) => c.publish(cid, key, { lifetimeMs }))}\n`);
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'resolve': {
       const name = one(parse(argv, [], []), 'IPNS name (k51…)');
       io.out(`/ipfs/${await withClient(io, (c) => c.resolve(name))}\n`);
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     case 'connect': {
       const p = parse(argv, [], []);
       if (!p.args.length) throw new UsageError('name multiaddrs to dial, each ending in /p2p/<peer id>');
       const failed = await withClient(io, (c) => c.connect(p.args));
       for (const f of failed) io.err(`peerpkgs ipfs connect: ${f.addr}: ${f.error}\n`);
-      return failed.length ? IPFS_EXIT.failed : IPFS_EXIT.ok;
+      return failed.length ? EXIT.failed : EXIT.ok;
     }
     default:
       throw new UsageError(`unknown command ${sub}`);
@@ -237,17 +201,9 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
 }
 
 function fail(prog: string, e: unknown, io: CommandIO): number {
-  const msg = (e as Error)?.message ?? String(e);
-  if (e instanceof UsageError) {
-    io.err(`${prog}: ${msg} (see ${prog} --help)\n`);
-    return IPFS_EXIT.usage;
-  }
-  io.err(`${prog}: ${msg}\n`);
-  if (e instanceof SettingsError) return e.exitCode;
-  if (e instanceof IpfsNotFound) return IPFS_EXIT.notFound;
-  if (e instanceof IpfsUnreachable) return IPFS_EXIT.unreachable;
-  if (e instanceof IpfsError || (e as NodeJS.ErrnoException)?.code) return IPFS_EXIT.failed;
-  throw e;
+  // what is neither ours nor a system call's is a bug: its stack is wanted
+  if (!(e instanceof PeerpkgsError) && !(e as NodeJS.ErrnoException)?.code) throw e;
+  return report(prog, e, io);
 }
 
 /** `peerpkgs ipfs SUBCOMMAND ...` */
@@ -255,12 +211,12 @@ export async function ipfsCommand(argv: string[], io: CommandIO = stdio): Promis
   const [sub, ...rest] = argv;
   if (!sub || sub === '-h' || sub === '--help' || sub === 'help') {
     io.out(HELP);
-    return sub ? IPFS_EXIT.ok : IPFS_EXIT.usage;
+    return sub ? EXIT.ok : EXIT.usage;
   }
   if (rest.includes('-h') || rest.includes('--help')) {
     if (!USAGE[sub]) return fail('peerpkgs ipfs', new UsageError(`unknown command ${sub}`), io);
     io.out(`usage: ${USAGE[sub]}\n`);
-    return IPFS_EXIT.ok;
+    return EXIT.ok;
   }
   try {
     return await run(sub, rest, io);
@@ -276,12 +232,12 @@ export async function cachePublish(argv: string[], io: CommandIO = stdio): Promi
     const p = parse(argv, ['--ipns', '--cid-version'], ['--help', '-h']);
     if (p.flags.has('--help') || p.flags.has('-h')) {
       io.out('usage: peerpkgs cache publish DIR [--ipns KEY] [--cid-version 0|1]\n');
-      return IPFS_EXIT.ok;
+      return EXIT.ok;
     }
     const dir = one(p, 'cache directory');
     const key = p.flags.get('--ipns') as string | undefined;
     await publishCacheDir(dir, key, addOptions(p).cidVersion, io);
-    return IPFS_EXIT.ok;
+    return EXIT.ok;
   } catch (e) {
     return fail(prog, e, io);
   }
@@ -291,12 +247,6 @@ export async function cachePublish(argv: string[], io: CommandIO = stdio): Promi
 export async function publishCacheDir(dir: string, key: string | undefined, cidVersion: 0 | 1 | undefined, io: CommandIO = stdio): Promise<{ cid: string; name?: string }> {
   const fs = await import('node:fs');
   if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new IpfsError(`${dir}: not a directory`);
-  return withClient(io, async (c) => {
-    const cid = await c.addFile(dir, { pin: true, cidVersion });
-    io.out(`ipfs://${cid}\n`);
-    if (!key) return { cid };
-    const name = await c.publish(cid, key);
-    io.out(`ipns://${name}\n`);
-    return { cid, name };
-  });
+  const { publishCacheDir: publish } = await import('../cache/ipfs-cache.ts');
+  return withClient(io, (c) => publish(c, dir, { key, cidVersion, say: (url) => io.out(`${url}\n`) }));
 }

@@ -11,6 +11,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { display } from '../tree/errors.ts';
+import { PeerpkgsError } from '../errors.ts';
+import { UsageError, parse } from './frame.ts';
 
 const MIRRORS_HELP = `usage: peerpkgs mirrors import [--db FILE] P2PKGS-MIRRORS-FILE
        peerpkgs mirrors pin [--db FILE] FETCHFILE...     (also: ipfs-pin-fetch-file)
@@ -29,31 +31,23 @@ IPFS when the database has a CID for its sha256 (PKG_MIRROR_IPFS=no: never),
 and from its urls when that fails.
 `;
 
-class Usage extends Error {}
-
 interface Flags {
   db: string | null;
   args: string[];
 }
 
 function flags(argv: string[]): Flags {
-  const f: Flags = { db: null, args: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--db') {
-      f.db = argv[++i] ?? null;
-      if (!f.db) throw new Usage('--db needs a file');
-    } else if (a.startsWith('--db=')) f.db = a.slice(5);
-    else if (a.startsWith('-') && a !== '-') throw new Usage(`unknown option ${a}`);
-    else f.args.push(a);
-  }
-  return f;
+  const { values, positionals } = parse(argv, { db: { type: 'string' } });
+  if (values.db === '') throw new UsageError('--db needs a file');
+  return { db: values.db ?? null, args: positionals };
 }
 
 /** `peerpkgs mirrors SUB ...`; `prog` is the name the user called. */
 export async function mirrorsCommand(prog: string, sub: string | undefined, argv: string[]): Promise<number> {
   if (!sub || sub === '-h' || sub === '--help' || argv.includes('-h') || argv.includes('--help')) {
-    process.stdout.write(MIRRORS_HELP);
+    // p2pkgs' names lead with their own usage
+    const own = prog.startsWith('ipfs-pin-') ? `usage: ${prog} [--db FILE] ${sub === 'pin' ? 'FETCHFILE...' : '[TREEDIR]'}   (peerpkgs mirrors ${sub})\n\n` : '';
+    process.stdout.write(own + MIRRORS_HELP);
     return sub ? 0 : 2;
   }
   try {
@@ -66,10 +60,10 @@ export async function mirrorsCommand(prog: string, sub: string | undefined, argv
       case 'pin-all':
         return await pinAllCmd(prog, f);
       default:
-        throw new Usage(`unknown mirrors command ${sub}`);
+        throw new UsageError(`unknown mirrors command ${sub}`);
     }
   } catch (e) {
-    if (!(e instanceof Usage)) throw e;
+    if (!(e instanceof UsageError)) throw e;
     const help = prog.startsWith('ipfs-pin-') ? `${prog} --help` : `${prog} mirrors --help`;
     process.stderr.write(`${prog}: ${e.message} (see ${help})\n`);
     return 2;
@@ -80,12 +74,12 @@ async function dbFor(start: string, db: string | null): Promise<string> {
   if (db) return path.resolve(db);
   const { mirrorDbPath } = await import('../mirrors/db.ts');
   const file = mirrorDbPath(start);
-  if (!file) throw new Usage(`${display(path.resolve(start))} is in no package tree (no pkg/ directory above it); name the database with --db FILE or PKG_MIRROR_DB`);
+  if (!file) throw new UsageError(`${display(path.resolve(start))} is in no package tree (no pkg/ directory above it); name the database with --db FILE or PKG_MIRROR_DB`);
   return file;
 }
 
 async function importCmd(f: Flags): Promise<number> {
-  if (f.args.length !== 1) throw new Usage('name one p2pkgs mirrors file, e.g. peerpkgs mirrors import ../p2pkgs/mirrors/ipfs');
+  if (f.args.length !== 1) throw new UsageError('name one p2pkgs mirrors file, e.g. peerpkgs mirrors import ../p2pkgs/mirrors/ipfs');
   const [{ readP2pkgsMirrors }, { addMirrorRecords }] = await Promise.all([import('../mirrors/import.ts'), import('../mirrors/db.ts')]);
   const records = readP2pkgsMirrors(path.resolve(f.args[0]!));
   const db = await dbFor(process.cwd(), f.db);
@@ -95,7 +89,7 @@ async function importCmd(f: Flags): Promise<number> {
 }
 
 async function pinCmd(prog: string, db: string | null, fetchFiles: string[]): Promise<number> {
-  if (fetchFiles.length === 0) throw new Usage('name at least one fetch file, e.g. pkg/make/fetch');
+  if (fetchFiles.length === 0) throw new UsageError('name at least one fetch file, e.g. pkg/make/fetch');
   const [{ DistfileStore }, { pinFetchFile }, { ipfsMirrorFor }, { openMirrorNode }, { ipfsHasPeers }] = await Promise.all([
     import('../fetch/store.ts'),
     import('../mirrors/pin.ts'),
@@ -121,7 +115,7 @@ async function pinCmd(prog: string, db: string | null, fetchFiles: string[]): Pr
         const added = await pinFetchFile(fetchFile, { store, dbFile, node: open, mirror, log: (l) => process.stdout.write(`${l}\n`) });
         if (added.length) process.stdout.write(`${display(dbFile)}: ${added.length} records added\n`);
       } catch (e) {
-        if (e instanceof Usage || fetchFiles.length === 1) throw e;
+        if (e instanceof UsageError || fetchFiles.length === 1) throw e;
         process.stderr.write(`${prog}: ${display(fetchFile)}: ${(e as Error).message}\n`);
         failures.push(e);
       }
@@ -133,20 +127,19 @@ async function pinCmd(prog: string, db: string | null, fetchFiles: string[]): Pr
     process.stderr.write(`${prog}: pinned in ${display(path.dirname(ipfsPaths(home).socket))}, which no daemon serves: run peerpkgs ipfs daemon so that peers can fetch from it\n`);
   }
   if (failures.length) {
-    const e = new Error(`${failures.length} of ${fetchFiles.length} fetch files could not be pinned (see above)`);
     // the status of the first failure: a fetch failure stays a fetch failure (5)
-    e.name = (failures[0] as Error).name;
-    throw e;
+    const first = failures[0] instanceof PeerpkgsError ? failures[0] : null;
+    throw new PeerpkgsError(`${failures.length} of ${fetchFiles.length} fetch files could not be pinned (see above)`, first?.exitCode, first?.name);
   }
   return 0;
 }
 
 async function pinAllCmd(prog: string, f: Flags): Promise<number> {
-  if (f.args.length > 1) throw new Usage('name at most one tree directory');
+  if (f.args.length > 1) throw new UsageError('name at most one tree directory');
   const [{ treeRoot }, { allFetchFiles }] = await Promise.all([import('../mirrors/db.ts'), import('../mirrors/pin.ts')]);
   const start = path.resolve(f.args[0] ?? '.');
   const root = treeRoot(start);
-  if (!root) throw new Usage(`${display(start)} is in no package tree (no pkg/ directory in it or above it)`);
+  if (!root) throw new UsageError(`${display(start)} is in no package tree (no pkg/ directory in it or above it)`);
   const files = allFetchFiles(root);
   if (files.length === 0) {
     process.stdout.write(`${display(root)}: no package has a fetch file\n`);

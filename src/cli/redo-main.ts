@@ -4,23 +4,16 @@
  * link to bin/redo), passed as the first argument by the bin/ wrapper.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { crypto, net } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
-import { Engine, BuildError, findBase, STATE_DIR } from '../engine/engine.ts';
+import { Engine, findBase, STATE_DIR } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
-import { Log, printable } from '../engine/log.ts';
+import { queryState, type Query } from '../engine/queries.ts';
+import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
-
-export const EXIT = {
-  ok: 0,
-  failed: 1, // a build failed (a failing .do's own status is passed on instead)
-  usage: 2,
-  notInBuild: 3, // a command that only makes sense inside a .do
-  interrupted: 130,
-} as const;
+import { EXIT, UsageError, parse, parseJobs, wantsHelp, report, onSignals } from './frame.ts';
 
 const HELP: Record<string, string> = {
   redo: `usage: redo [-j N] [-k] [-x] [-v] [-d] [--shuffle] [TARGET...]
@@ -76,56 +69,34 @@ interface Flags {
   args: string[];
 }
 
-class UsageError extends Error {}
-
 function parseFlags(cmd: string, argv: string[]): Flags {
-  const f: Flags = { shuffle: false, keepGoing: false, xtrace: false, verbose: false, debug: false, args: [] };
-  const takesFlags = cmd === 'redo' || cmd === 'redo-ifchange';
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      f.args.push(...argv.slice(i + 1));
-      break;
-    }
-    if (a === '-h' || a === '--help') {
-      process.stdout.write(HELP[cmd] ?? HELP.redo!);
-      process.exit(EXIT.ok);
-    }
-    if (!takesFlags || !a.startsWith('-') || a === '-') {
-      f.args.push(a);
-      continue;
-    }
-    if (a === '--jobs' || a === '-j') {
-      f.jobs = parseJobs(argv[++i]);
-    } else if (a.startsWith('--jobs=')) {
-      f.jobs = parseJobs(a.slice(7));
-    } else if (a === '--keep-going') f.keepGoing = true;
-    else if (a === '--shuffle') f.shuffle = true;
-    else if (a === '--debug') f.debug = true;
-    else if (/^-[kxvdj]/.test(a)) {
-      // bundled short flags: -kx, -j4
-      for (let k = 1; k < a.length; k++) {
-        const c = a[k];
-        if (c === 'k') f.keepGoing = true;
-        else if (c === 'x') f.xtrace = true;
-        else if (c === 'v') f.verbose = true;
-        else if (c === 'd') f.debug = true;
-        else if (c === 'j') {
-          f.jobs = parseJobs(a.slice(k + 1) || argv[++i]);
-          break;
-        } else throw new UsageError(`unknown option -${c}`);
-      }
-    } else {
-      throw new UsageError(`unknown option ${a}`);
-    }
+  if (wantsHelp(argv)) {
+    process.stdout.write(HELP[cmd] ?? HELP.redo!);
+    process.exit(EXIT.ok);
   }
-  return f;
-}
-
-function parseJobs(v: string | undefined): number {
-  const n = Number(v);
-  if (!v || !Number.isInteger(n) || n < 1) throw new UsageError(`-j needs a positive whole number, not ${JSON.stringify(v ?? '')}`);
-  return n;
+  // the other commands take names only, whatever they look like
+  if (cmd !== 'redo' && cmd !== 'redo-ifchange') {
+    const end = argv.indexOf('--');
+    const args = end < 0 ? argv : [...argv.slice(0, end), ...argv.slice(end + 1)];
+    return { shuffle: false, keepGoing: false, xtrace: false, verbose: false, debug: false, args };
+  }
+  const { values, positionals } = parse(argv, {
+    jobs: { type: 'string', short: 'j' },
+    'keep-going': { type: 'boolean', short: 'k' },
+    xtrace: { type: 'boolean', short: 'x' },
+    verbose: { type: 'boolean', short: 'v' },
+    debug: { type: 'boolean', short: 'd' },
+    shuffle: { type: 'boolean' },
+  });
+  return {
+    jobs: parseJobs(values.jobs),
+    shuffle: values.shuffle ?? false,
+    keepGoing: values['keep-going'] ?? false,
+    xtrace: values.xtrace ?? false,
+    verbose: values.verbose ?? false,
+    debug: values.debug ?? false,
+    args: positionals,
+  };
 }
 
 /** Talk to the engine that runs the .do we were called from. */
@@ -150,41 +121,16 @@ async function ask(sock: string, job: string, cmd: string, args: string[]): Prom
   });
 }
 
-async function listFromState(kind: 'targets' | 'sources' | 'ood'): Promise<number> {
+async function listFromState(kind: Query): Promise<number> {
   const base = findBase(process.cwd());
   if (!fs.existsSync(path.join(base, STATE_DIR))) return EXIT.ok;
-  const out: string[] = [];
-  const show = (rel: string) => {
-    const r = path.relative(process.cwd(), path.resolve(base, rel));
-    return r === '' ? '.' : r;
-  };
   // the build's own decisions; what it would say while deciding (warnings,
   // missing rules) is not wanted in a list
   const quiet = new Log(process.cwd(), base, () => {});
   const engine = new Engine({ base, keepGoing: true, log: quiet, rules: [...packageRules, ...(await loadRules())] });
-  const state = engine.state;
-  if (kind === 'ood') {
-    for (const t of await engine.outOfDate()) out.push(show(t));
-  } else {
-    if (kind === 'targets') {
-      // a target that made nothing is one until a build of it fails
-      for (const [t, r] of state.targets) {
-        if (fs.existsSync(path.resolve(base, t)) || (r.out === 'n' && !state.intents.has(t))) out.push(show(t));
-      }
-    } else {
-      const srcs = new Set<string>();
-      for (const r of state.targets.values())
-        for (const d of r.deps) if (d.k === 'c' && !d.p.startsWith('builtin:') && !state.targets.has(d.p)) srcs.add(d.p);
-      // a target that never built, replaced by a file made by hand
-      for (const t of state.intents.keys()) {
-        const st = state.targets.has(t) ? undefined : fs.statSync(path.resolve(base, t), { throwIfNoEntry: false });
-        if (st && engine.isSource(t, st)) srcs.add(t);
-      }
-      for (const s of srcs) if (fs.existsSync(path.resolve(base, s))) out.push(show(s));
-    }
-  }
-  state.close();
-  out.sort();
+  const found = await queryState(engine, kind);
+  engine.state.close();
+  const out = found.map((rel) => path.relative(process.cwd(), path.resolve(base, rel)) || '.').sort();
   if (out.length) process.stdout.write(out.join('\n') + '\n');
   return EXIT.ok;
 }
@@ -262,12 +208,7 @@ async function main(cmd: string, argv: string[]): Promise<number> {
     startDir: process.cwd(),
     log: new Log(process.cwd(), findBase(process.cwd())),
   });
-  const stop = (sig: NodeJS.Signals) => {
-    void engine.interrupt().finally(() => process.exit(sig === 'SIGINT' ? EXIT.interrupted : 128 + os.constants.signals[sig]));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  process.once('SIGHUP', stop);
+  onSignals(() => engine.interrupt());
   let rc: number;
   try {
     rc = await engine.build(targets, cmd === 'redo');
@@ -288,15 +229,6 @@ export async function run(argv: string[]): Promise<void> {
   try {
     process.exitCode = await main(cmd, argv.slice(1));
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`${cmd}: ${printable(e.message, true)} (see ${cmd} --help)\n`);
-      process.exitCode = EXIT.usage;
-    } else if (e instanceof BuildError) {
-      process.stderr.write(`${cmd}: ${printable(e.message, true)}\n`);
-      process.exitCode = e.status;
-    } else {
-      process.stderr.write(`${cmd}: ${printable((e as Error).message, true)}\n`);
-      process.exitCode = EXIT.failed;
-    }
+    process.exitCode = report(cmd, e);
   }
 }

@@ -11,6 +11,7 @@ import { packageRules } from '../build/rules.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { SEED_COMPONENTS, GenerationFailed, reproduceSeed, type ReproduceResult } from '../seed/reproduce.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
+import { UsageError, parse, parseJobs, onSignals } from './frame.ts';
 
 export const SEED_HELP = `usage: peerpkgs seed reproduce [-j N] [-o FILE] [--tree DIR] [--components A,B...]
 
@@ -31,8 +32,6 @@ Exit status: 0 the two generations are identical (a fixpoint), 6 they are not,
 1 a build failed, 2 usage, 4 bad package tree, 5 a source could not be fetched.
 `;
 
-export class SeedUsageError extends Error {}
-
 interface Flags {
   jobs?: number;
   out?: string;
@@ -41,42 +40,30 @@ interface Flags {
 }
 
 function flags(argv: string[]): Flags {
-  const f: Flags = { tree: '.', components: SEED_COMPONENTS };
-  const value = (i: number, name: string) => {
-    const v = argv[i];
-    if (v === undefined || v === '') throw new SeedUsageError(`${name} needs a value`);
-    return v;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const j = /^-j(\d*)$/.exec(a);
-    if (j) {
-      const v = j[1] || value(++i, '-j');
-      f.jobs = Number(v);
-      if (!Number.isInteger(f.jobs) || f.jobs < 1) throw new SeedUsageError(`-j needs a positive whole number, not ${JSON.stringify(v)}`);
-    } else if (a === '-o') f.out = value(++i, '-o');
-    else if (a === '--tree') f.tree = value(++i, '--tree');
-    else if (a === '--components') f.components = value(++i, '--components').split(',').filter(Boolean);
-    else throw new SeedUsageError(`unknown argument ${a}`);
-  }
-  if (!f.components.length) throw new SeedUsageError('--components names no package');
+  const { values, positionals } = parse(argv, {
+    jobs: { type: 'string', short: 'j' },
+    output: { type: 'string', short: 'o' },
+    tree: { type: 'string' },
+    components: { type: 'string' },
+  });
+  if (positionals.length) throw new UsageError(`unknown argument ${positionals[0]}`);
+  const f: Flags = { tree: values.tree ?? '.', components: values.components?.split(',').filter(Boolean) ?? SEED_COMPONENTS, jobs: parseJobs(values.jobs), out: values.output };
+  if (!f.components.length) throw new UsageError('--components names no package');
   return f;
 }
 
 export async function seedCommand(argv: string[]): Promise<number> {
-  if (argv[0] !== 'reproduce') throw new SeedUsageError('usage: peerpkgs seed reproduce [-j N] [-o FILE] [--tree DIR] [--components A,B...]');
+  if (argv[0] !== 'reproduce') throw new UsageError('usage: peerpkgs seed reproduce [-j N] [-o FILE] [--tree DIR] [--components A,B...]');
   const f = flags(argv.slice(1));
   const tree = path.resolve(f.tree);
-  if (!fs.existsSync(path.join(tree, 'pkg', 'seed'))) throw new SeedUsageError(`${f.tree}: holds no pkg/seed: name the directory of the package tree with --tree DIR`);
+  if (!fs.existsSync(path.join(tree, 'pkg', 'seed'))) throw new UsageError(`${f.tree}: holds no pkg/seed: name the directory of the package tree with --tree DIR`);
   // found out now, not after minutes of building
   if (f.out && !fs.statSync(path.dirname(path.resolve(f.out)), { throwIfNoEntry: false })?.isDirectory()) {
-    throw new SeedUsageError(`-o ${f.out}: no directory ${path.dirname(f.out)} to write it in`);
+    throw new UsageError(`-o ${f.out}: no directory ${path.dirname(f.out)} to write it in`);
   }
   const rules = [...packageRules, ...(await loadRules())];
   let current: Engine | null = null;
-  const stop = () => void (current?.interrupt() ?? Promise.resolve()).finally(() => process.exit(130));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const offSignals = onSignals(() => current?.interrupt());
   const say = (line: string) => process.stderr.write(`seed reproduce: ${line}\n`);
   let r: ReproduceResult;
   try {
@@ -104,8 +91,7 @@ export async function seedCommand(argv: string[]): Promise<number> {
     }
     throw e;
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    offSignals();
   }
   const out = f.out;
   if (out) {

@@ -9,6 +9,7 @@
 import * as path from 'node:path';
 import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../build/verify.ts';
 import { checkVenv } from '../export/venv.ts';
+import { UsageError, parse } from './frame.ts';
 
 export const VERIFY_HELP = `usage: peerpkgs verify [--repair]     check the output store
        peerpkgs verify VENVDIR...     check venvs
@@ -26,12 +27,10 @@ bin/venv -o VENVDIR). Exit status 9 when something is damaged.
 const where = (p: string) => (p === '' ? '.' : p);
 
 /** Returns true when something is (left) damaged. */
-export async function verifyCommand(argv: string[], home: string, out: (s: string) => void, usage: (msg: string) => Error): Promise<boolean> {
-  const repair = argv.includes('--repair');
-  const venvs = argv.filter((a) => a !== '--repair');
-  const bad = venvs.find((a) => a.startsWith('-'));
-  if (bad !== undefined) throw usage(`unknown option ${bad}`);
-  if (repair && venvs.length) throw usage('--repair repairs the output store; make a damaged venv again with bin/venv -o VENVDIR');
+export async function verifyCommand(argv: string[], home: string, out: (s: string) => void): Promise<boolean> {
+  const { values, positionals: venvs } = parse(argv, { repair: { type: 'boolean' } });
+  const repair = values.repair ?? false;
+  if (repair && venvs.length) throw new UsageError('--repair repairs the output store; make a damaged venv again with bin/venv -o VENVDIR');
   const outputsDir = path.join(home, 'outputs');
   let damaged = 0;
 

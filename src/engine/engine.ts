@@ -25,6 +25,7 @@ import { Locks, isAlive } from './locks.ts';
 import { WorkerPool, stopDescendants, MessageParser, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError } from './rules.ts';
+import { PeerpkgsError } from '../errors.ts';
 import { Log } from './log.ts';
 import { temporaryName, forget, removeOwnTemporaries, interrupting } from '../archive/temporary.ts';
 
@@ -80,11 +81,13 @@ interface Job {
   borrowed: number;
 }
 
-export class BuildError extends Error {
-  readonly status: number;
+export class BuildError extends PeerpkgsError {
   constructor(msg: string, status = 1) {
-    super(msg);
-    this.status = status;
+    super(msg, status, 'BuildError');
+  }
+
+  get status(): number {
+    return this.exitCode;
   }
 }
 

@@ -3,6 +3,7 @@
  * recorded exactly like .do files. The package tree registers its rules
  * (.pkghash, .closure, .pkg.tar.gz …) through this interface.
  */
+import { PeerpkgsError } from '../errors.ts';
 
 /** What a built-in rule can do while it builds, the same calls a .do makes. */
 export interface BuildContext {
@@ -59,10 +60,13 @@ export interface Rule {
 }
 
 /** Thrown by a rule to fail with a message and exit status, not a stack. */
-export class RuleError extends Error {
-  readonly status: number;
+export class RuleError extends PeerpkgsError {
   constructor(message: string, status = 1) {
-    super(message);
-    this.status = status;
+    super(message, status, 'RuleError');
+  }
+
+  /** the exit status the target fails with */
+  get status(): number {
+    return this.exitCode;
   }
 }

@@ -23,6 +23,7 @@ import { formatSize, settings } from '../settings.ts';
 import { DistfileStore, HashMismatch, checkSha256, type Bytes } from './store.ts';
 import { errnoReason, httpGet, HttpError, type Deadline } from './http.ts';
 import { progressFor, type Progress, type Transfer } from './progress.ts';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 /** One source archive of a package, as its fetch file names it. */
 export interface Distfile {
@@ -58,12 +59,11 @@ export interface Source {
 }
 
 /** Why a source failed; transient when trying it again may succeed. */
-export class SourceError extends Error {
+export class SourceError extends PeerpkgsError {
   readonly transient: boolean;
 
   constructor(reason: string, transient: boolean) {
-    super(reason);
-    this.name = 'SourceError';
+    super(reason, EXIT.failed, 'SourceError');
     this.transient = transient;
   }
 }
@@ -74,7 +74,7 @@ export interface Failure {
 }
 
 /** Some distfiles could be had from no source; the message says, per source, why. */
-export class FetchError extends Error {
+export class FetchError extends PeerpkgsError {
   readonly failures: Failure[];
 
   constructor(failures: Failure[]) {
@@ -84,8 +84,7 @@ export class FetchError extends Error {
     ]);
     const paths = failures.map((f) => `/path/to/${f.want.file}`).join(' ');
     lines.push(`to work offline, download ${failures.length > 1 ? 'them' : 'it'} by other means and run: peerpkgs distfiles add ${paths}`);
-    super(lines.join('\n'));
-    this.name = 'FetchError';
+    super(lines.join('\n'), EXIT.fetch, 'FetchError');
     this.failures = failures;
   }
 }

@@ -17,6 +17,7 @@
 import type * as Http from 'node:http';
 import type * as Https from 'node:https';
 import { createRequire } from 'node:module';
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 // Not `import 'node:http'`: an ES import reads every export of the module,
 // and node:http's WebSocket getter then loads undici, some 12 MB of memory
@@ -51,7 +52,7 @@ export interface HttpBody {
 }
 
 /** A request that failed: an answer other than 200, a network error, or a bound crossed. */
-export class HttpError extends Error {
+export class HttpError extends PeerpkgsError {
   /** the status of an answer other than 200 */
   readonly status: number | null;
   /** trying the same URL again soon may succeed */
@@ -60,8 +61,7 @@ export class HttpError extends Error {
   readonly unreachable: boolean;
 
   constructor(message: string, how: { status?: number; transient: boolean; unreachable?: boolean }) {
-    super(message);
-    this.name = 'HttpError';
+    super(message, EXIT.failed, 'HttpError');
     this.status = how.status ?? null;
     this.transient = how.transient;
     this.unreachable = how.unreachable ?? false;

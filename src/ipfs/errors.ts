@@ -6,28 +6,22 @@
  * down), or anything else (bad input, a broken repo). Kept apart from the
  * node so that callers can test for them without loading Helia.
  */
+import { PeerpkgsError, EXIT } from '../errors.ts';
 
 /** Any IPFS failure; `message` is one line for the user. */
-export class IpfsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'IpfsError';
-  }
-}
+export class IpfsError extends PeerpkgsError {}
 
 /** The path does not exist in a directory that was reached. */
 export class IpfsNotFound extends IpfsError {
   constructor(message: string) {
-    super(message);
-    this.name = 'IpfsNotFound';
+    super(message, EXIT.ipfsNotFound, 'IpfsNotFound');
   }
 }
 
 /** Blocks could not be fetched from any connected peer in time. */
 export class IpfsUnreachable extends IpfsError {
   constructor(message: string) {
-    super(message);
-    this.name = 'IpfsUnreachable';
+    super(message, EXIT.ipfsUnreachable, 'IpfsUnreachable');
   }
 }
 

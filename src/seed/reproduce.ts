@@ -27,8 +27,9 @@ import { exportTarball } from '../export/tarball.ts';
 import { removeTree, type Output } from '../export/merge.ts';
 import { readFetch } from '../tree/package.ts';
 import { TreeError } from '../tree/errors.ts';
-import { compareOutputs, type FileDiff } from './compare.ts';
+import { compareOutputs, type FileDiff } from '../archive/compare.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
+import { PeerpkgsError } from '../errors.ts';
 
 /** The packages a seed is made of, in the tree's pkg/. */
 export const SEED_COMPONENTS = ['tcc', 'musl', 'busybox', 'make'];
@@ -78,12 +79,13 @@ export interface ReproduceResult {
 }
 
 /** A build of a generation failed; its exit status. */
-export class GenerationFailed extends Error {
-  readonly status: number;
+export class GenerationFailed extends PeerpkgsError {
   constructor(message: string, status: number) {
-    super(message);
-    this.name = 'GenerationFailed';
-    this.status = status;
+    super(message, status, 'GenerationFailed');
+  }
+
+  get status(): number {
+    return this.exitCode;
   }
 }
 

@@ -3,18 +3,15 @@
  *
  * A TreeError is a mistake in the package tree a user must fix by editing a
  * file, so its message starts with `file:line:` and carries no stack. It is
- * a RuleError so that a built-in rule which meets one fails with that line
- * alone, and with the bad-tree exit status, which a build passes on.
+ * a PeerpkgsError with the bad-tree exit status; the package rules turn one
+ * into a RuleError, so that a build which meets one fails with that line
+ * alone and passes that status on.
  */
 import * as path from 'node:path';
-import { RuleError } from '../engine/rules.ts';
+import { errorClass, EXIT } from '../errors.ts';
 
-export class TreeError extends RuleError {
-  // the exit status of a bad tree, whether a command or a build meets it
-  constructor(message: string) {
-    super(message, 4);
-  }
-}
+// the exit status of a bad tree, whether a command or a build meets it
+export class TreeError extends errorClass('TreeError', EXIT.badTree) {}
 
 /** A path as the user would type it: relative to the cwd when under it. */
 export function display(p: string): string {

@@ -1,13 +1,14 @@
 /**
- * How two generations of a package differ: file by file from their
- * archives' manifests, and for a file in both, where its bytes part, read
- * from the two unpacked outputs. What `peerpkgs seed reproduce` prints when
- * a component does not reach its fixpoint, so that the file to look at is
- * named and not just the archive.
+ * How two builds of a package differ: file by file from their archives'
+ * manifests, and for a file in both, where its bytes part, read from the
+ * two unpacked outputs. What `peerpkgs seed reproduce` prints when a
+ * component does not reach its fixpoint, and `peerpkgs check` when a
+ * package is not reproducible, so that the file to look at is named and
+ * not just the archive.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ManifestEntry } from '../archive/manifest.ts';
+import type { ManifestEntry } from './manifest.ts';
 
 export interface FileDiff {
   path: string;

@@ -1,0 +1,219 @@
+/**
+ * The commands that build, then do something with what was built: build,
+ * check, venv, export, sbom and cache add. Each parses its options with
+ * frame.ts's parser and runs one engine under the signal policy; the work
+ * is build/'s, export/'s and cache/'s.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Engine, findBase } from '../engine/engine.ts';
+import { Log } from '../engine/log.ts';
+import { loadRules } from '../engine/plugins.ts';
+import { packageRules } from '../build/rules.ts';
+import { peerpkgsHome } from '../fetch/home.ts';
+import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type Options } from './frame.ts';
+// The rest is imported by the commands that use it: the archive and fetch
+// layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
+import type { Output, Strategy, Settled } from '../export/merge.ts';
+
+const BUILD_OPTIONS = {
+  jobs: { type: 'string', short: 'j' },
+  'keep-going': { type: 'boolean', short: 'k' },
+} as const;
+
+const STRATEGIES = ['prefer-existing', 'prefer-new', 'namespaced'] as const;
+
+const EXPORT_OPTIONS = {
+  ...BUILD_OPTIONS,
+  output: { type: 'string', short: 'o' },
+  ...Object.fromEntries(STRATEGIES.map((s) => [s, { type: 'boolean' }])),
+} as const;
+
+interface BuildFlags {
+  jobs?: number;
+  keepGoing: boolean;
+  args: string[];
+}
+
+function buildFlags(argv: string[]): BuildFlags {
+  const { values, positionals } = parse(argv, BUILD_OPTIONS);
+  return { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, args: positionals };
+}
+
+async function engineFor(flags: BuildFlags): Promise<Engine> {
+  return new Engine({
+    jobs: flags.jobs,
+    keepGoing: flags.keepGoing,
+    rules: [...packageRules, ...(await loadRules())],
+    startDir: process.cwd(),
+    log: new Log(process.cwd(), findBase(process.cwd())),
+  });
+}
+
+async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
+  const engine = await engineFor(flags);
+  onSignals(() => engine.interrupt());
+  try {
+    const rc = await f(engine);
+    engine.log.summary(engine.failures);
+    return rc;
+  } finally {
+    await engine.close();
+  }
+}
+
+export async function build(argv: string[]): Promise<number> {
+  const flags = buildFlags(argv);
+  const dirs = packageDirs(flags.args);
+  return withEngine(flags, (e) => e.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false));
+}
+
+export async function check(argv: string[]): Promise<number> {
+  const flags = buildFlags(argv);
+  const dirs = packageDirs(flags.args);
+  const { rebuildAndCompare, reproduced } = await import('../build/reproducible.ts');
+  const outputsDir = path.join(peerpkgsHome(), 'outputs');
+  const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
+  return withEngine(flags, async (engine) => {
+    const results = await rebuildAndCompare(targets, outputsDir, (again) => engine.build(targets, again));
+    if (typeof results === 'number') return results;
+    for (const r of results) {
+      const pkg = rel(path.dirname(r.target));
+      if (reproduced(r)) {
+        const harm = r.damaged ? `, but its unpacked copy ${r.damaged.dir} is damaged (${r.damaged.damage.length} paths: peerpkgs verify names them, verify --repair restores them)` : '';
+        process.stdout.write(`${pkg}: reproducible, output sha256 ${r.second}${harm}\n`);
+      } else {
+        process.stdout.write(`${pkg}: NOT reproducible: ${r.first} then ${r.second}\n`);
+        for (const d of r.diffs.length ? r.diffs : ['(the files are the same; the archives differ)']) process.stdout.write(`  ${d}\n`);
+      }
+    }
+    return results.some((r) => !reproduced(r)) ? EXIT.notReproducible : results.some((r) => r.damaged) ? EXIT.damaged : EXIT.ok;
+  });
+}
+
+/** Build the packages (as `build` does), then publish them. */
+export async function cacheAdd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { jobs: BUILD_OPTIONS.jobs, output: { type: 'string', short: 'o' }, 'sign-key': { type: 'string' }, ipfs: { type: 'boolean' }, ipns: { type: 'string' } });
+  if (positionals.length) {
+    const rc = await withEngine({ jobs: parseJobs(values.jobs), keepGoing: false, args: [] }, (e) => e.build(packageDirs(positionals).map((d) => path.join(d, '.pkg.tar.gz')), false));
+    if (rc !== 0) return rc;
+  }
+  const { addToPackageCache } = await import('./cache-commands.ts');
+  const passOn = [
+    ...(values.output !== undefined ? ['-o', values.output] : []),
+    ...(values['sign-key'] !== undefined ? ['--sign-key', values['sign-key']] : []),
+    ...(values.ipfs ? ['--ipfs'] : []),
+    ...(values.ipns !== undefined ? ['--ipns', values.ipns] : []),
+  ];
+  return addToPackageCache([...passOn, ...positionals]);
+}
+
+/** -o, the strategy flags (the last one named wins), and the build's flags. */
+function exportFlags<O extends Options>(argv: string[], more?: O) {
+  const { values, positionals } = parse(argv, { ...EXPORT_OPTIONS, ...more });
+  const named = argv.filter((a) => STRATEGIES.some((s) => a === `--${s}`)).at(-1);
+  const strategy = (named?.slice(2) ?? 'error') as Strategy;
+  const flags: BuildFlags = { jobs: parseJobs(values.jobs as string | undefined), keepGoing: (values['keep-going'] as boolean | undefined) ?? false, args: positionals };
+  return { ...flags, out: (values.output as string | undefined) ?? null, strategy, values };
+}
+
+/** Builds the packages, then hands their outputs and their run closures' (in merge order) to `f`. */
+async function withOutputs(flags: BuildFlags, dirs: string[], f: (packages: Output[]) => Promise<number>): Promise<number> {
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    // imported here: no other command should pay for loading them
+    const { closureOutputs } = await import('../export/closure.ts');
+    return f(await closureOutputs(dirs, peerpkgsHome()));
+  });
+}
+
+function tellSettled(name: string, settled: Settled[]): void {
+  for (const c of settled) process.stderr.write(`${name}: ${c.path}: ${c.packages[0]} and ${c.packages[1]} differ; kept ${c.kept}\n`);
+}
+
+export async function venvCmd(argv: string[]): Promise<number> {
+  const flags = exportFlags(argv);
+  const dirs = packageDirs(flags.args);
+  return withOutputs(flags, dirs, async (packages) => {
+    const { makeVenv } = await import('../export/venv.ts');
+    const out = flags.out ?? 'venv';
+    const onWait = (pid: number) => void process.stderr.write(`venv: waiting for ${out}: process ${pid} is writing it\n`);
+    const v = await makeVenv({ dir: out, packages, strategy: flags.strategy, onWait });
+    tellSettled('venv', v.settled);
+    return EXIT.ok;
+  });
+}
+
+export async function exportCmd(argv: string[]): Promise<number> {
+  if (argv[0] === 'oci') return ociCmd(argv.slice(1));
+  if (argv[0] !== 'tarball') throw new UsageError('usage: peerpkgs export tarball|oci -o PATH [-j N] [STRATEGY] PKGDIR...');
+  const flags = exportFlags(argv.slice(1));
+  if (!flags.out) throw new UsageError('export tarball: name the file to write with -o FILE');
+  const out = flags.out;
+  const dirs = packageDirs(flags.args);
+  return withOutputs(flags, dirs, async (packages) => {
+    const { exportTarball } = await import('../export/tarball.ts');
+    const t = await exportTarball({ out, packages, strategy: flags.strategy });
+    tellSettled('export', t.settled);
+    process.stdout.write(`${t.compressedSha256}  ${out}\n`);
+    return EXIT.ok;
+  });
+}
+
+async function ociCmd(argv: string[]): Promise<number> {
+  const many = { type: 'string', multiple: true } as const;
+  const flags = exportFlags(argv, { entrypoint: many, cmd: many, env: many, tag: many });
+  const values = flags.values as { entrypoint?: string[]; cmd?: string[]; env?: string[]; tag?: string[] };
+  if (!flags.out) throw new UsageError('export oci: name the image layout directory or FILE.tar to write with -o PATH');
+  for (const once of ['entrypoint', 'tag'] as const) if ((values[once]?.length ?? 0) > 1) throw new UsageError(`--${once} may be given once`);
+  const out = flags.out;
+  const tag = values.tag?.[0];
+  const env = values.env;
+  const { exportOci, parseTag, imageEnv } = await import('../export/oci.ts');
+  try {
+    if (tag !== undefined) parseTag(tag);
+    imageEnv(env);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const dirs = packageDirs(flags.args);
+  return withOutputs(flags, dirs, async (packages) => {
+    const img = await exportOci({ out, packages, strategy: flags.strategy, entrypoint: values.entrypoint, cmd: values.cmd, env, tag });
+    tellSettled('export', img.settled);
+    process.stdout.write(`${img.digest}  ${out}\n`);
+    return EXIT.ok;
+  });
+}
+
+export async function sbomCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { ...BUILD_OPTIONS, format: { type: 'string' }, output: { type: 'string', short: 'o' } });
+  const flags: BuildFlags = { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, args: positionals };
+  const format = values.format ?? 'spdx';
+  if (format !== 'spdx' && format !== 'cyclonedx') throw new UsageError(`--format ${format}: spdx or cyclonedx`);
+  const out = values.output;
+  const dirs = packageDirs(flags.args);
+  const { sbom, fullClosure, documentDate } = await import('../export/sbom.ts');
+  documentDate(process.env); // a bad SOURCE_DATE_EPOCH is said before any build
+  const { PackageGraph } = await import('../tree/pkghash.ts');
+  // every package the document lists has its output's sha256 in it
+  const all = fullClosure(dirs, new PackageGraph());
+  return withEngine(flags, async (engine) => {
+    const rc = await engine.build(all.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    if (rc !== 0) return rc;
+    const text = sbom(dirs, format);
+    if (out === undefined) {
+      process.stdout.write(text);
+      return EXIT.ok;
+    }
+    const tmp = `${out}.tmp-${process.pid}`;
+    try {
+      fs.writeFileSync(tmp, text);
+      fs.renameSync(tmp, out);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    return EXIT.ok;
+  });
+}

@@ -1,0 +1,79 @@
+/**
+ * The one exit-code table, the base class of every error a command reports
+ * by its message alone, and the one mapping from any error to what the user
+ * sees: a line and a status.
+ *
+ * It sits below every layer and imports nothing of ours, so that any layer
+ * (tree/ included) may throw an error that says its own status without
+ * reaching up into the engine or the CLI.
+ */
+
+/** Exit statuses, the same for every command (README: "Exit status"). */
+export const EXIT = {
+  ok: 0,
+  failed: 1, // a build failed (a failing build's own status is passed on instead)
+  usage: 2,
+  notInBuild: 3, // a redo-* command that only makes sense inside a .do
+  badTree: 4, // a package directory, dependency list, fetch file or mirror database is wrong
+  fetch: 5, // a source could be had from no source
+  notReproducible: 6, // peerpkgs check: two builds differ; seed reproduce: two generations differ
+  ipfsNotFound: 7, // the path is not in a directory that was reached
+  ipfsUnreachable: 8, // no connected peer had the blocks or the record in time
+  damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says
+} as const;
+
+/**
+ * Signals end a command as a shell reports them, 128 + the signal's number,
+ * after the build's temporaries and children are cleaned up: 129 for SIGHUP
+ * (a closed terminal), 130 for SIGINT (^C), 143 for SIGTERM.
+ */
+export const SIGNAL_EXIT = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
+export type HandledSignal = keyof typeof SIGNAL_EXIT;
+
+/**
+ * An error that explains itself: its message is the one line the user
+ * reads (no stack), `name` is stable for callers that match on it across
+ * module copies, and `exitCode` is its row of EXIT.
+ */
+export class PeerpkgsError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number = EXIT.failed, name?: string, options?: ErrorOptions) {
+    super(message, options);
+    // the class's own name unless told: what callers match on, across module copies
+    this.name = name ?? new.target.name;
+    this.exitCode = exitCode;
+  }
+}
+
+/**
+ * A PeerpkgsError class of its own name and status, for the errors that
+ * are no more than that: `class CacheError extends errorClass('CacheError') {}`.
+ */
+export function errorClass(name: string, exitCode: number = EXIT.failed) {
+  return class extends PeerpkgsError {
+    constructor(message: string, options?: ErrorOptions) {
+      super(message, exitCode, name, options);
+    }
+  };
+}
+
+/** The command line is wrong: the message ends with "see CMD --help". */
+export class UsageError extends PeerpkgsError {
+  /** the command whose --help to see, when not the one reporting it */
+  command?: string;
+  constructor(message: string) {
+    super(message, EXIT.usage, 'UsageError');
+  }
+}
+
+/**
+ * What a command prints for `e` (after "CMD: ") and the status it exits
+ * with. An error that is not a PeerpkgsError is a failure (1); a system
+ * call's error says what failed on which file in its own message.
+ */
+export function explain(e: unknown, cmd: string): { message: string; exitCode: number } {
+  const message = (e as Error)?.message ?? String(e);
+  if (e instanceof UsageError) return { message: `${message} (see ${e.command ?? cmd} --help)`, exitCode: EXIT.usage };
+  if (e instanceof PeerpkgsError) return { message, exitCode: e.exitCode };
+  return { message, exitCode: EXIT.failed };
+}
