@@ -20,7 +20,7 @@ import { generateKey, KeyError, loadSigningKey, loadTrustedKeys, TrustedKeys, ty
 import { addToCache, PublishError } from '../src/cache/publish.ts';
 import { substitute, forceBinary, NoBinaryError, cacheConfig, type SubstituteResult, type Hit } from '../src/cache/substitute.ts';
 import { addToPackageCache, key as keyCommand } from '../src/cli/cache-commands.ts';
-import { removeTree } from '../src/export/merge.ts';
+import { removeTree } from '../src/archive/merge.ts';
 import { PackageGraph } from '../src/tree/pkghash.ts';
 import { SettingsError, settings } from '../src/settings.ts';
 import { scratch, write, freePort, run } from './helpers.ts';

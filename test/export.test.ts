@@ -14,7 +14,7 @@ import * as zlib from 'node:zlib';
 import { scratch, write, read, run, start, userEnv, busyboxHttpd, BIN, deadOwnersTemporary, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
-import { planMerge, writeMerged, removeTree, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
+import { planMerge, writeMerged, removeTree, MergeConflictError, type Output, type Strategy } from '../src/archive/merge.ts';
 
 /** A package installing bin/NAME (a script echoing `text`) and whatever else `files` holds (path → content). */
 function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string> } = {}): Record<string, string> {

@@ -16,7 +16,7 @@ import { withTemporaryFile } from '../archive/temporary.ts';
 import type { ManifestEntry } from '../archive/manifest.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
-import type { Strategy, Settled } from '../export/merge.ts';
+import type { Strategy, Settled } from '../archive/merge.ts';
 
 export const EXIT = {
   ok: 0,

@@ -27,7 +27,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir } from '../archive/pack.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
-import { planMerge, writeMerged, removeTree, replaceDir, MergeError, type DirNode, type MergePlan, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, removeTree, replaceDir, MergeError, type DirNode, type MergePlan, type Output, type Settled, type Strategy } from '../archive/merge.ts';
 
 export const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 export const ANNOTATION_NAME = 'org.peerpkgs.package.name';

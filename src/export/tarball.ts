@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir, type PackResult } from '../archive/pack.ts';
 import { storedManifest } from '../build/outputs.ts';
-import { planMerge, writeMerged, removeTree, packageModes, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, removeTree, packageModes, type Output, type Settled, type Strategy } from '../archive/merge.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
 export interface TarballOptions {

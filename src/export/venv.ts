@@ -27,7 +27,7 @@ import type { ManifestEntry } from '../archive/manifest.ts';
 import { storedManifest } from '../build/outputs.ts';
 import { Hasher, problem, walk, type Damage } from '../build/verify.ts';
 import { withLockFile } from '../engine/locks.ts';
-import { planMerge, writeMerged, removeTree, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, removeTree, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from '../archive/merge.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** The venv's record of itself: a format line, then `NAME SHA256` a package, in merge order. */

@@ -24,7 +24,7 @@ import { recordedSha256, OutputStore } from '../build/outputs.ts';
 import { DistfileStore } from '../fetch/store.ts';
 import { closureOutputs } from '../export/closure.ts';
 import { exportTarball } from '../export/tarball.ts';
-import { removeTree, type Output } from '../export/merge.ts';
+import { removeTree, type Output } from '../archive/merge.ts';
 import { readFetch } from '../tree/package.ts';
 import { TreeError } from '../tree/errors.ts';
 import { compareOutputs, type FileDiff } from './compare.ts';

@@ -28,7 +28,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packDir } from '../../src/archive/pack.ts';
-import { removeTree } from '../../src/export/merge.ts';
+import { removeTree } from '../../src/archive/merge.ts';
 import { generateKey } from '../../src/cache/keys.ts';
 import { addToCache } from '../../src/cache/publish.ts';
 import { startNginx } from '../nginx.ts';

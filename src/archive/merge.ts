@@ -30,8 +30,8 @@
  * row are much faster than through the thread pool.
  */
 import * as fs from 'node:fs';
-import { sameContent } from '../archive/files.ts';
-import { temporaryName, forget } from '../archive/temporary.ts';
+import { sameContent } from './files.ts';
+import { temporaryName, forget } from './temporary.ts';
 import * as path from 'node:path';
 
 /** An unpacked package output (OutputStore's), by its package's name. */
