@@ -30,7 +30,7 @@
  * row are much faster than through the thread pool.
  */
 import * as fs from 'node:fs';
-import { sameContent } from './files.ts';
+import { sameContent, removeTreeSync } from './files.ts';
 import { temporaryName, forget } from './temporary.ts';
 import * as path from 'node:path';
 
@@ -337,26 +337,6 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
   return w;
 }
 
-/** Removes a tree, even one with read-only directories in it. */
-export function removeTree(dir: string): void {
-  const writable = (d: string): void => {
-    fs.chmodSync(d, 0o700);
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) writable(path.join(d, e.name));
-  };
-  try {
-    fs.rmSync(dir, { recursive: true, force: true });
-    return;
-  } catch {
-    // a read-only directory somewhere: make them all writable and try again
-  }
-  try {
-    writable(dir);
-  } catch {
-    // gone already, or not ours to change: rmSync says which
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
 /**
  * Renames the finished `tmp` to `dir`, moving an older `dir` aside first
  * and removing it once `tmp` is in place; true if there was one. A failure
@@ -381,7 +361,7 @@ export function replaceDir(tmp: string, dir: string): boolean {
     forget(old);
     throw e;
   }
-  removeTree(old);
+  removeTreeSync(old);
   forget(old);
   return true;
 }
