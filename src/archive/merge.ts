@@ -1,8 +1,9 @@
 /**
  * Merging a closure's unpacked outputs into one tree: the plan (which file
  * of which package lands at which path, and what happens where two
- * packages disagree) and writing it out by hardlinks. Venvs and tarball
- * exports are both made from it, so they follow the same conflict rules.
+ * packages disagree) and writing it out by hardlinks. Venvs, tarball and
+ * OCI exports and the sandbox's root (sandbox/root.ts) are all made from
+ * it, so they follow the same conflict rules.
  *
  * Packages come in order, each after its run-deps. Directories merge. A
  * path two packages provide identically (the same file content and mode,
@@ -26,8 +27,8 @@
  * the walk needs nothing but the directories the output store keeps. A
  * file's content is only looked at when two packages provide its path.
  *
- * Synchronous on purpose, as sandbox/root.ts: many small system calls in a
- * row are much faster than through the thread pool.
+ * Synchronous on purpose: many small system calls in a row are much
+ * faster than through the thread pool.
  */
 import * as fs from 'node:fs';
 import { sameContent, removeTreeSync } from './files.ts';
@@ -274,18 +275,21 @@ export interface Written {
  * not depend on the filesystem it was written on.
  *
  * `readOnly` takes the write bits off the directories and the copies (the
- * hardlinks are the output store's, read-only already).
+ * hardlinks are the output store's, read-only already). `dirMode` makes
+ * every directory with that mode instead of its package's.
  */
-export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: boolean } = {}): Written {
+export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: boolean; dirMode?: number } = {}): Written {
   const mask = opts.readOnly ? ~0o222 : ~0;
   const w: Written = { linked: 0, copied: 0 };
   const copies = new Map<string, string>(); // dev:ino of a copied source → its copy
-  let linking = true; // false after an EXDEV: the rest will fail alike
+  // packages whose files gave EXDEV: the rest of theirs will fail alike, but
+  // another package's output may be on this filesystem
+  const far = new Set<number>();
   const dirModes: Array<[string, number]> = [];
 
-  /** A hardlink to `src`, unless linking fails as it may on another filesystem. */
-  const link = (src: string, dst: string): boolean => {
-    if (!linking) return false;
+  /** A hardlink to `src`, of package `pkg`, unless linking fails as it may on another filesystem. */
+  const link = (pkg: number, src: string, dst: string): boolean => {
+    if (far.has(pkg)) return false;
     try {
       fs.linkSync(src, dst);
       w.linked++;
@@ -294,14 +298,14 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
       // another filesystem, a file we may not link (protected_hardlinks),
       // or too many links: a copy does as well, only slower
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EXDEV') linking = false;
+      if (code === 'EXDEV') far.add(pkg);
       else if (code !== 'EPERM' && code !== 'EMLINK') throw e;
       return false;
     }
   };
 
-  const file = (src: string, dst: string): void => {
-    if (link(src, dst)) return;
+  const file = (pkg: number, src: string, dst: string): void => {
+    if (link(pkg, src, dst)) return;
     const st = fs.statSync(src);
     const key = `${st.dev}:${st.ino}`;
     const first = st.nlink > 1 ? copies.get(key) : undefined;
@@ -319,15 +323,18 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
     for (const [name, n] of dir.children) {
       const dst = path.join(at, name);
       if (n.type === 'directory') {
-        fs.mkdirSync(dst, 0o700); // its own mode once it is filled: it may be read-only
-        dirModes.push([dst, n.mode]);
+        if (opts.dirMode !== undefined) fs.mkdirSync(dst, opts.dirMode);
+        else {
+          fs.mkdirSync(dst, 0o700); // its own mode once it is filled: it may be read-only
+          dirModes.push([dst, n.mode]);
+        }
         write(n, dst);
       } else if (n.type === 'symlink') {
         // link(2) does not follow a symlink but links it, and costs a tenth
         // of making a new one: no inode to allocate (busybox has 400)
-        if (!link(n.src, dst)) fs.symlinkSync(n.target, dst);
+        if (!link(n.pkg, n.src, dst)) fs.symlinkSync(n.target, dst);
       } else {
-        file(n.src, dst);
+        file(n.pkg, n.src, dst);
       }
     }
   };
