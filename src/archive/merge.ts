@@ -304,7 +304,8 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
     }
   };
 
-  const file = (pkg: number, src: string, dst: string): void => {
+  /** `src` at `dst`: a hardlink or, where none can be made, a copy (one per inode, linked for its other names). */
+  const linkOrCopy = (pkg: number, src: string, dst: string): void => {
     if (link(pkg, src, dst)) return;
     const st = fs.statSync(src);
     const key = `${st.dev}:${st.ino}`;
@@ -334,7 +335,7 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
         // of making a new one: no inode to allocate (busybox has 400)
         if (!link(n.pkg, n.src, dst)) fs.symlinkSync(n.target, dst);
       } else {
-        file(n.pkg, n.src, dst);
+        linkOrCopy(n.pkg, n.src, dst);
       }
     }
   };
