@@ -35,7 +35,7 @@ import { sameContent, removeTreeSync } from './files.ts';
 import { temporaryName, forget } from './temporary.ts';
 import * as path from 'node:path';
 
-/** An unpacked package output (OutputStore's), by its package's name. */
+/** An unpacked package output (OutputStore's), by its package's name (a sandbox root's layer, by its directory). */
 export interface Output {
   name: string;
   dir: string;
