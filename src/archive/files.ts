@@ -26,7 +26,8 @@ export function sameContent(a: string, b: string): boolean {
 
 /**
  * Removes a tree, even one with read-only directories in it (an unpacked
- * output, a venv); nothing when it is not there. The engine takes this
+ * output, a venv); anything else at `dir` (a file, a symlink, never
+ * followed) as it is; nothing when nothing is there. The engine takes this
  * asynchronous form, so that removing a large build directory does not
  * keep it from the jobs running beside it.
  */
@@ -60,21 +61,24 @@ const asynchronously = {
   rm: (p: string) => fs.promises.rm(p, RECURSIVE),
   chmod: (p: string) => fs.promises.chmod(p, 0o700),
   readdir: (p: string) => fs.promises.readdir(p, { withFileTypes: true }),
+  lstat: (p: string) => fs.promises.lstat(p),
 };
 const synchronously = {
   rm: (p: string) => fs.rmSync(p, RECURSIVE),
   chmod: (p: string) => fs.chmodSync(p, 0o700),
   readdir: (p: string) => fs.readdirSync(p, { withFileTypes: true }),
+  lstat: (p: string) => fs.lstatSync(p),
 };
 type Step = [keyof typeof synchronously, string];
-type Steps = Generator<Step, void, fs.Dirent[] | void>;
+type Steps = Generator<Step, void, fs.Dirent[] | fs.Stats | void>;
 
 /**
  * How a tree is removed, written once for both forms: the file operations
- * in order, each answered (a readdir with its entries) or its error thrown
- * back here by the form that carries it out. rm alone first, as most trees
- * are writable; a read-only directory in one makes it fail, and then every
- * directory is made writable and rm tried again.
+ * in order, each answered (a readdir with its entries, an lstat with its
+ * stats) or its error thrown back here by the form that carries it out. rm
+ * alone first, as most trees are writable; a read-only directory in one
+ * makes it fail, and then every directory is made writable and rm tried
+ * again. Only directories are: a symlink's chmod would change its target.
  */
 function* removal(dir: string): Steps {
   try {
@@ -88,7 +92,7 @@ function* removal(dir: string): Steps {
     for (const e of (yield ['readdir', d]) as fs.Dirent[]) if (e.isDirectory()) yield* writable(path.join(d, e.name));
   }
   try {
-    yield* writable(dir);
+    if (((yield ['lstat', dir]) as fs.Stats).isDirectory()) yield* writable(dir);
   } catch {
     // gone already, or not ours to change: the second rm says which
   }
