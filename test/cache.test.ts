@@ -20,7 +20,7 @@ import { generateKey, KeyError, loadSigningKey, loadTrustedKeys, TrustedKeys, ty
 import { addToCache, PublishError } from '../src/cache/publish.ts';
 import { substitute, forceBinary, NoBinaryError, cacheConfig, type SubstituteResult, type Hit } from '../src/cache/substitute.ts';
 import { addToPackageCache, key as keyCommand } from '../src/cli/cache-commands.ts';
-import { removeTree } from '../src/export/merge.ts';
+import { removeTreeSync } from '../src/archive/files.ts';
 import { PackageGraph } from '../src/tree/pkghash.ts';
 import { SettingsError, settings } from '../src/settings.ts';
 import { scratch, write, freePort, run } from './helpers.ts';
@@ -218,7 +218,7 @@ describe('binary package caches', function () {
     fs.mkdirSync(targetDir, { recursive: true });
   });
 
-  afterEach(() => removeTree(work)); // unpacked outputs are read-only
+  afterEach(() => removeTreeSync(work)); // unpacked outputs are read-only
 
   async function sub(urls: string, opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[]; maxUnpackBytes?: number } = {}): Promise<{ r: SubstituteResult; log: string[] }> {
     const log: string[] = [];
@@ -567,7 +567,7 @@ describe('binary package caches', function () {
 
     it('takes unsigned entries from a file:// cache unless its URL is marked #signed', async () => {
       assertHello(hitOf((await sub(`file://${caches}/unsigned`)).r));
-      removeTree(work);
+      removeTreeSync(work);
       fs.mkdirSync(targetDir, { recursive: true });
       const { r, log } = await sub(`file://${caches}/unsigned#signed`);
       assert.ok('miss' in r);

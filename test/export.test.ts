@@ -14,7 +14,8 @@ import * as zlib from 'node:zlib';
 import { scratch, write, read, run, start, userEnv, busyboxHttpd, BIN, deadOwnersTemporary, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
-import { planMerge, writeMerged, removeTree, MergeConflictError, type Output, type Strategy } from '../src/export/merge.ts';
+import { planMerge, writeMerged, MergeConflictError, type Output, type Strategy } from '../src/archive/merge.ts';
+import { removeTreeSync } from '../src/archive/files.ts';
 
 /** A package installing bin/NAME (a script echoing `text`) and whatever else `files` holds (path → content). */
 function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string> } = {}): Record<string, string> {
@@ -88,7 +89,7 @@ describe('export', function () {
   const leftovers = (p: string) => fs.readdirSync(path.dirname(p)).filter((n) => n.startsWith(`.${path.basename(p)}.`));
   const fresh = (name: string) => {
     const d = path.join(work, name);
-    removeTree(d);
+    removeTreeSync(d);
     return d;
   };
 

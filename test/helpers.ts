@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { removeTree } from '../src/export/merge.ts';
+import { removeTreeSync } from '../src/archive/files.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
 export const BIN = path.join(REPO, 'bin');
@@ -22,7 +22,7 @@ export interface Run {
 export function scratch(): { dir: string; cleanup: () => void } {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'peerpkgs-test-')));
   // removeTree: unpacked outputs and venvs are read-only
-  return { dir, cleanup: () => (process.env.KEEP_TEST_DIRS ? undefined : removeTree(dir)) };
+  return { dir, cleanup: () => (process.env.KEEP_TEST_DIRS ? undefined : removeTreeSync(dir)) };
 }
 
 /** Write files: { 'a.do': 'echo hi', 'sub/b': '...' }; a leading '!' makes it executable. */

@@ -129,6 +129,29 @@ describe('sandbox', function () {
       const made = assembleRoot(path.join(dir, 'home'), [...layers, twin]);
       assert.equal(read(made.root, 'usr/share/twin'), 'x');
     });
+
+    it('refuses the same content at one path with another setuid bit, as an export does', () => {
+      const other: Layer = { dir: path.join(dir, 'out/other'), id: 'other-1' };
+      write(other.dir, { '!usr/bin/hello': '#!/bin/sh\ncat /usr/share/hello/greeting\n' });
+      fs.chmodSync(path.join(other.dir, 'usr/bin/hello'), 0o4755);
+      assert.throws(() => assembleRoot(path.join(dir, 'home'), [...layers, other]), (e: unknown) => e instanceof RootConflictError && e.path === 'usr/bin/hello');
+    });
+
+    it('keeps a layer\'s hardlinks as hardlinks where it copies them from another filesystem', function () {
+      const shm = '/dev/shm';
+      if (!fs.existsSync(shm) || fs.statSync(shm).dev === fs.statSync(dir).dev) this.skip();
+      const far = fs.mkdtempSync(path.join(shm, 'peerpkgs-test-'));
+      try {
+        write(far, { 'share/far': 'from tmpfs\n' });
+        fs.linkSync(path.join(far, 'share/far'), path.join(far, 'share/also-far'));
+        const { root: made } = assembleRoot(path.join(dir, 'home'), [...layers, { dir: far, id: 'far-1' }]);
+        const [a, b] = ['share/far', 'share/also-far'].map((p) => fs.statSync(path.join(made, p)));
+        assert.equal(a!.ino, b!.ino);
+        assert.notEqual(a!.dev, fs.statSync(far).dev);
+      } finally {
+        fs.rmSync(far, { recursive: true, force: true });
+      }
+    });
   });
 
   describe('what the build sees', () => {

@@ -125,7 +125,7 @@ export function interrupting(): void {
 
 /** Remove the temporary, a file or a tree (read-only directories and all), if it is there. */
 export async function removeTemporary(tmp: string): Promise<void> {
-  await remove(tmp);
+  await removeTree(tmp);
   live.delete(tmp);
 }
 
@@ -174,13 +174,6 @@ export async function sweepNow(dir: string, which: (name: string) => boolean = (
   const names = await fs.promises.readdir(dir);
   for (const name of names) {
     if (!isTemporary(name) || ownerAlive(name) || !which(name)) continue;
-    await remove(path.join(dir, name)).catch(() => {});
+    await removeTree(path.join(dir, name)).catch(() => {});
   }
-}
-
-/** removeTree for a tree; anything else (a symlink above all, which it would follow) unlinked as it is. */
-async function remove(p: string): Promise<void> {
-  const st = await fs.promises.lstat(p).catch(() => null);
-  if (st?.isDirectory()) await removeTree(p);
-  else if (st) await fs.promises.rm(p, { force: true });
 }

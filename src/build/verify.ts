@@ -161,7 +161,7 @@ export async function repairOutput(check: OutputCheck): Promise<string | null> {
       if (d.path === '') continue; // the tree's own mode, set last
       if (e === undefined) {
         // (gone already when it was in an added directory)
-        if (fs.lstatSync(abs, { throwIfNoEntry: false }) !== undefined) await writable(path.dirname(abs), () => remove(abs));
+        if (fs.lstatSync(abs, { throwIfNoEntry: false }) !== undefined) await writable(path.dirname(abs), () => removeTree(abs));
         continue;
       }
       const st = fs.lstatSync(abs, { throwIfNoEntry: false });
@@ -175,7 +175,7 @@ export async function repairOutput(check: OutputCheck): Promise<string | null> {
         dirModes.push([abs, e.mode & ~0o222]);
       } else {
         await writable(path.dirname(abs), async () => {
-          if (st !== undefined) await remove(abs);
+          if (st !== undefined) await removeTree(abs);
           if (e.type === 'directory') {
             fs.mkdirSync(abs, 0o700);
             dirModes.push([abs, e.mode & ~0o222]);
@@ -207,10 +207,4 @@ async function writable(dir: string, f: () => Promise<void> | void): Promise<voi
   } finally {
     fs.chmodSync(dir, mode);
   }
-}
-
-/** removeTree for a directory; anything else is unlinked, never chmodded (a symlink's chmod is its target's). */
-async function remove(abs: string): Promise<void> {
-  if (fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) await removeTree(abs);
-  else fs.rmSync(abs, { force: true });
 }

@@ -14,7 +14,7 @@ import { peerpkgsHome } from '../fetch/home.ts';
 import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type Options } from './frame.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
-import type { Output, Strategy, Settled } from '../export/merge.ts';
+import type { Output, Strategy, Settled } from '../archive/merge.ts';
 
 const BUILD_OPTIONS = {
   jobs: { type: 'string', short: 'j' },

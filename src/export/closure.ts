@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { OutputStore } from '../build/outputs.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display } from '../tree/errors.ts';
-import type { Output } from './merge.ts';
+import type { Output } from '../archive/merge.ts';
 
 /** Package directories in merge order. */
 export function closureOrder(dirs: string[], graph = new PackageGraph()): string[] {

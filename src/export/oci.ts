@@ -27,7 +27,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir } from '../archive/pack.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
-import { planMerge, writeMerged, removeTree, replaceDir, MergeError, type DirNode, type MergePlan, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, replaceDir, MergeError, type DirNode, type MergePlan, type Output, type Settled, type Strategy } from '../archive/merge.ts';
+import { removeTreeSync } from '../archive/files.ts';
 
 export const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 export const ANNOTATION_NAME = 'org.peerpkgs.package.name';
@@ -136,8 +137,8 @@ export async function exportOci(opts: OciOptions): Promise<OciResult> {
   let tree: string | null = null;
   // ^C makes the CLI exit while packing: nothing may stay behind
   const onExit = () => {
-    if (tree !== null) removeTree(tree);
-    removeTree(layout);
+    if (tree !== null) removeTreeSync(tree);
+    removeTreeSync(layout);
   };
   process.once('exit', onExit);
   try {
@@ -158,7 +159,7 @@ export async function exportOci(opts: OciOptions): Promise<OciResult> {
       const part: MergePlan = { ...plan, root: layerOf(plan, plan.root, i) };
       writeMerged(part, tree);
       const packed = await packDir(tree, path.join(blobs, 'layer'), { peerpkgsArchive: false });
-      removeTree(tree);
+      removeTreeSync(tree);
       forget(tree);
       tree = null;
       fs.renameSync(path.join(blobs, 'layer'), path.join(blobs, packed.sha256));
@@ -208,14 +209,14 @@ export async function exportOci(opts: OciOptions): Promise<OciResult> {
 
     if (archive) {
       await packDir(layout, out, { peerpkgsArchive: false });
-      removeTree(layout);
+      removeTreeSync(layout);
     } else {
       replaceDir(layout, out);
     }
     return { digest: manifest.digest, layers: layers.map((l, i) => ({ name: opts.packages[i]!.name, digest: l.digest, size: l.size })), settled: plan.settled };
   } catch (e) {
-    if (tree !== null) removeTree(tree);
-    removeTree(layout);
+    if (tree !== null) removeTreeSync(tree);
+    removeTreeSync(layout);
     throw e;
   } finally {
     process.off('exit', onExit);

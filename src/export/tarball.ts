@@ -16,7 +16,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir, type PackResult } from '../archive/pack.ts';
 import { storedManifest } from '../build/outputs.ts';
-import { planMerge, writeMerged, removeTree, packageModes, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, packageModes, type Output, type Settled, type Strategy } from '../archive/merge.ts';
+import { removeTreeSync } from '../archive/files.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
 export interface TarballOptions {
@@ -44,7 +45,7 @@ export async function exportTarball(opts: TarballOptions): Promise<TarballResult
     const packed = await packDir(tmp, out, { modes: packageModes(plan, (o) => storedManifest(o.dir)) });
     return { ...packed, settled: plan.settled };
   } finally {
-    removeTree(tmp);
+    removeTreeSync(tmp);
     forget(tmp);
   }
 }

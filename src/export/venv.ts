@@ -27,7 +27,8 @@ import type { ManifestEntry } from '../archive/manifest.ts';
 import { storedManifest } from '../build/outputs.ts';
 import { Hasher, problem, walk, type Damage } from '../build/verify.ts';
 import { withLockFile } from '../engine/locks.ts';
-import { planMerge, writeMerged, removeTree, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from './merge.ts';
+import { planMerge, writeMerged, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from '../archive/merge.ts';
+import { removeTreeSync } from '../archive/files.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** The venv's record of itself: a format line, then `NAME SHA256` a package, in merge order. */
@@ -253,7 +254,7 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
       const replaced = replaceDir(tmp, dir);
       return { dir, entries: plan.entries, ...written, settled: plan.settled, replaced, ms: performance.now() - t0 };
     } catch (e) {
-      removeTree(tmp);
+      removeTreeSync(tmp);
       throw e;
     } finally {
       forget(tmp); // renamed into place, or removed

@@ -24,7 +24,8 @@ import { recordedSha256, OutputStore } from '../build/outputs.ts';
 import { DistfileStore } from '../fetch/store.ts';
 import { closureOutputs } from '../export/closure.ts';
 import { exportTarball } from '../export/tarball.ts';
-import { removeTree, type Output } from '../export/merge.ts';
+import type { Output } from '../archive/merge.ts';
+import { removeTreeSync } from '../archive/files.ts';
 import { readFetch } from '../tree/package.ts';
 import { TreeError } from '../tree/errors.ts';
 import { compareOutputs, type FileDiff } from '../archive/compare.ts';
@@ -109,7 +110,7 @@ export async function reproduceSeed(opts: ReproduceOptions): Promise<ReproduceRe
   try {
     gen1 = await generation(opts, tree, undefined, components, path.join(work, `generation-1-${seedFile}`));
   } catch (e) {
-    removeTree(work); // nothing in it yet worth keeping: the tree's own build keeps its files
+    removeTreeSync(work); // nothing in it yet worth keeping: the tree's own build keeps its files
     throw e;
   }
   const seed1Sha = await store.add(gen1.seed.file);
@@ -140,7 +141,7 @@ export async function reproduceSeed(opts: ReproduceOptions): Promise<ReproduceRe
   }
   const seedDiffs = seed1.sha256 === gen2.seed.sha256 ? [] : await archiveDiffs(seed1.file, gen2.seed.file, outputs);
   const fixpoint = results.every((r) => r.gen1 === r.gen2) && seed1.sha256 === gen2.seed.sha256 && seed1.compressedSha256 === gen2.seed.compressedSha256;
-  if (fixpoint) removeTree(work);
+  if (fixpoint) removeTreeSync(work);
   return { components: results, seed1, seed2: gen2.seed, seedDiffs, fixpoint, work, tree2, seconds: [seconds1, seconds2] };
 }
 
@@ -182,7 +183,7 @@ async function generation(opts: ReproduceOptions, tree: string, base: string | u
     const packed = await exportTarball({ out, packages: seedParts });
     return { components: built, seed: { file: out, sha256: packed.sha256, compressedSha256: packed.compressedSha256, size: packed.size } };
   } finally {
-    removeTree(mounts);
+    removeTreeSync(mounts);
     forget(mounts);
   }
 }

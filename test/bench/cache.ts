@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packDir } from '../../src/archive/pack.ts';
-import { removeTree } from '../../src/export/merge.ts';
+import { removeTreeSync } from '../../src/archive/files.ts';
 import { generateKey } from '../../src/cache/keys.ts';
 import { addToCache } from '../../src/cache/publish.ts';
 import { startNginx } from '../nginx.ts';
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
     return !built || built.mtimeMs < fs.statSync(path.join(repo, `src/cache/${m}.ts`)).mtimeMs;
   });
   if (stale) throw new Error(`dist/cache/${stale}.js is missing or older than its source: run npm run build first`);
-  removeTree(dir);
+  removeTreeSync(dir);
   fs.mkdirSync(dir, { recursive: true });
   const home = path.join(dir, 'home');
   const key = generateKey(home, 'bench');
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   try {
     for (let rep = 0; rep < reps; rep++) {
       const work = path.join(dir, 'work');
-      removeTree(work); // unpacked outputs are read-only
+      removeTreeSync(work); // unpacked outputs are read-only
       settle();
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', CHILD, nginx.url, home, work], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
       if (r.status !== 0) throw new Error(`substitute failed (${r.status})`);
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
       if (!fs.existsSync(path.join(work, 'outputs', sha256, 'share/big/data0.bin'))) throw new Error('substitute unpacked nothing');
       times.sub.push(got.s);
       rss = Math.max(rss, got.rssMB);
-      removeTree(work); // unpacked outputs are read-only
+      removeTreeSync(work); // unpacked outputs are read-only
 
       times.sha.push(sh(`curl -s ${url} | sha256sum >/dev/null`));
 
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`speed against the slower pipeline: ${(slower / sub).toFixed(2)}× (target ≥ 0.80)`);
   console.log(`peak RSS of the substitute process: ${rss.toFixed(0)} MB (target < 100 MB)`);
-  removeTree(dir);
+  removeTreeSync(dir);
 }
 
 await main();

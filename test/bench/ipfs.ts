@@ -28,7 +28,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packDir } from '../../src/archive/pack.ts';
-import { removeTree } from '../../src/export/merge.ts';
+import { removeTreeSync } from '../../src/archive/files.ts';
 import { generateKey } from '../../src/cache/keys.ts';
 import { addToCache } from '../../src/cache/publish.ts';
 import { startNginx } from '../nginx.ts';
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
   const mb = Number(process.argv[2] ?? 256);
   const reps = Number(process.argv[3] ?? 3);
   if (!fs.existsSync(path.join(repo, 'dist/ipfs/node.js'))) throw new Error('run npm run build first');
-  removeTree(dir);
+  removeTreeSync(dir);
   fs.mkdirSync(dir, { recursive: true });
   const home = path.join(dir, 'trust');
   const key = generateKey(home, 'bench');
@@ -174,8 +174,8 @@ async function main(): Promise<void> {
         ['ipfs', `ipfs://${cid}`],
         ['http', nginx.url],
       ] as const) {
-        removeTree(homeB);
-        removeTree(work); // unpacked outputs are read-only
+        removeTreeSync(homeB);
+        removeTreeSync(work); // unpacked outputs are read-only
         fs.mkdirSync(homeB, { recursive: true });
         fs.copyFileSync(path.join(home, 'trusted-keys'), path.join(homeB, 'trusted-keys'));
         const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, PKG_IPFS_PEERS: a.addr }, heapFlags(url));
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
         rss = kind === 'ipfs' ? Math.max(rss, r.rssMB ?? 0) : rss;
       }
 
-      removeTree(homeB);
+      removeTreeSync(homeB);
       const got = path.join(dir, 'got');
       fs.rmSync(got, { force: true });
       times.get.push(timed(peerpkgs, ['ipfs', 'get', `${cid}/${PKGHASH}.tar.gz`, '-o', got], { PEERPKGS_HOME: homeB, PKG_IPFS_PEERS: a.addr }).s);
@@ -213,7 +213,7 @@ async function main(): Promise<void> {
   console.log(`add against sha256: ${(m.hash / m.importer).toFixed(2)}× the import, ${(m.hash / m.add).toFixed(2)}× the command (target ≥ 0.80)`);
   console.log(`add --only-hash against sha256: ${(m.hash / m.onlyHash).toFixed(2)}× the import, ${(m.hash / m.onlyHashCmd).toFixed(2)}× the command`);
   console.log(`peak RSS of the ipfs substitute process: ${rss.toFixed(0)} MB`);
-  removeTree(dir);
+  removeTreeSync(dir);
 }
 
 await main();

@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { benchEnv, writePkgTree, REPO } from './trees.ts';
 import { readManifest } from '../../src/archive/manifest.ts';
 import { closureOutputs } from '../../src/export/closure.ts';
-import { planMerge } from '../../src/export/merge.ts';
+import { planMerge } from '../../src/archive/merge.ts';
 import { makeVenv } from '../../src/export/venv.ts';
 
 const repo = REPO;

@@ -1,8 +1,9 @@
 /**
  * Merging a closure's unpacked outputs into one tree: the plan (which file
  * of which package lands at which path, and what happens where two
- * packages disagree) and writing it out by hardlinks. Venvs and tarball
- * exports are both made from it, so they follow the same conflict rules.
+ * packages disagree) and writing it out by hardlinks. Venvs, tarball and
+ * OCI exports and the sandbox's root (sandbox/root.ts) are all made from
+ * it, so they follow the same conflict rules.
  *
  * Packages come in order, each after its run-deps. Directories merge. A
  * path two packages provide identically (the same file content and mode,
@@ -26,15 +27,16 @@
  * the walk needs nothing but the directories the output store keeps. A
  * file's content is only looked at when two packages provide its path.
  *
- * Synchronous on purpose, as sandbox/root.ts: many small system calls in a
- * row are much faster than through the thread pool.
+ * Synchronous on purpose: many small system calls in a row are much
+ * faster than through the thread pool.
  */
+import { errorClass, PeerpkgsError } from '../errors.ts';
 import * as fs from 'node:fs';
-import { sameContent } from '../archive/files.ts';
-import { temporaryName, forget } from '../archive/temporary.ts';
+import { sameContent, removeTreeSync } from './files.ts';
+import { temporaryName, forget } from './temporary.ts';
 import * as path from 'node:path';
 
-/** An unpacked package output (OutputStore's), by its package's name. */
+/** An unpacked package output (OutputStore's), by its package's name (a sandbox root's layer, by its directory). */
 export interface Output {
   name: string;
   dir: string;
@@ -92,7 +94,7 @@ export interface MergePlan {
 }
 
 /** Two packages provide different things at one path and no strategy was chosen. */
-export class MergeConflictError extends Error {
+export class MergeConflictError extends PeerpkgsError {
   readonly path: string;
   readonly packages: [string, string];
   constructor(rel: string, first: string, second: string, why: string) {
@@ -100,19 +102,13 @@ export class MergeConflictError extends Error {
       `${first} and ${second} both provide ${rel} (${why}): choose --prefer-existing (keeps ${first}'s), ` +
         `--prefer-new (keeps ${second}'s) or --namespaced (keeps both, as ${rel}@${first} and ${rel}@${second})`,
     );
-    this.name = 'MergeConflictError';
     this.path = rel;
     this.packages = [first, second];
   }
 }
 
 /** A plan that cannot be carried out whatever the strategy (e.g. two packages of one name namespaced at one path). */
-export class MergeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MergeError';
-  }
-}
+export class MergeError extends errorClass('MergeError') {}
 
 export function isStrategy(s: string): s is Strategy {
   return (STRATEGIES as readonly string[]).includes(s);
@@ -274,18 +270,21 @@ export interface Written {
  * not depend on the filesystem it was written on.
  *
  * `readOnly` takes the write bits off the directories and the copies (the
- * hardlinks are the output store's, read-only already).
+ * hardlinks are the output store's, read-only already). `dirMode` makes
+ * every directory with that mode instead of its package's.
  */
-export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: boolean } = {}): Written {
+export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: boolean; dirMode?: number } = {}): Written {
   const mask = opts.readOnly ? ~0o222 : ~0;
   const w: Written = { linked: 0, copied: 0 };
   const copies = new Map<string, string>(); // dev:ino of a copied source → its copy
-  let linking = true; // false after an EXDEV: the rest will fail alike
+  // packages whose files gave EXDEV: the rest of theirs will fail alike, but
+  // another package's output may be on this filesystem
+  const far = new Set<number>();
   const dirModes: Array<[string, number]> = [];
 
-  /** A hardlink to `src`, unless linking fails as it may on another filesystem. */
-  const link = (src: string, dst: string): boolean => {
-    if (!linking) return false;
+  /** A hardlink to `src`, of package `pkg`, unless linking fails as it may on another filesystem. */
+  const link = (pkg: number, src: string, dst: string): boolean => {
+    if (far.has(pkg)) return false;
     try {
       fs.linkSync(src, dst);
       w.linked++;
@@ -294,14 +293,15 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
       // another filesystem, a file we may not link (protected_hardlinks),
       // or too many links: a copy does as well, only slower
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EXDEV') linking = false;
+      if (code === 'EXDEV') far.add(pkg);
       else if (code !== 'EPERM' && code !== 'EMLINK') throw e;
       return false;
     }
   };
 
-  const file = (src: string, dst: string): void => {
-    if (link(src, dst)) return;
+  /** `src` at `dst`: a hardlink or, where none can be made, a copy (one per inode, linked for its other names). */
+  const linkOrCopy = (pkg: number, src: string, dst: string): void => {
+    if (link(pkg, src, dst)) return;
     const st = fs.statSync(src);
     const key = `${st.dev}:${st.ino}`;
     const first = st.nlink > 1 ? copies.get(key) : undefined;
@@ -319,15 +319,18 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
     for (const [name, n] of dir.children) {
       const dst = path.join(at, name);
       if (n.type === 'directory') {
-        fs.mkdirSync(dst, 0o700); // its own mode once it is filled: it may be read-only
-        dirModes.push([dst, n.mode]);
+        if (opts.dirMode !== undefined) fs.mkdirSync(dst, opts.dirMode);
+        else {
+          fs.mkdirSync(dst, 0o700); // its own mode once it is filled: it may be read-only
+          dirModes.push([dst, n.mode]);
+        }
         write(n, dst);
       } else if (n.type === 'symlink') {
         // link(2) does not follow a symlink but links it, and costs a tenth
         // of making a new one: no inode to allocate (busybox has 400)
-        if (!link(n.src, dst)) fs.symlinkSync(n.target, dst);
+        if (!link(n.pkg, n.src, dst)) fs.symlinkSync(n.target, dst);
       } else {
-        file(n.src, dst);
+        linkOrCopy(n.pkg, n.src, dst);
       }
     }
   };
@@ -335,26 +338,6 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
   // deepest first, so that a read-only directory is made so after its contents
   for (let i = dirModes.length - 1; i >= 0; i--) fs.chmodSync(dirModes[i]![0], dirModes[i]![1] & mask);
   return w;
-}
-
-/** Removes a tree, even one with read-only directories in it. */
-export function removeTree(dir: string): void {
-  const writable = (d: string): void => {
-    fs.chmodSync(d, 0o700);
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) writable(path.join(d, e.name));
-  };
-  try {
-    fs.rmSync(dir, { recursive: true, force: true });
-    return;
-  } catch {
-    // a read-only directory somewhere: make them all writable and try again
-  }
-  try {
-    writable(dir);
-  } catch {
-    // gone already, or not ours to change: rmSync says which
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /**
@@ -381,7 +364,7 @@ export function replaceDir(tmp: string, dir: string): boolean {
     forget(old);
     throw e;
   }
-  removeTree(old);
+  removeTreeSync(old);
   forget(old);
   return true;
 }
