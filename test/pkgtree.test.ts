@@ -476,6 +476,23 @@ describe('package tree', function () {
       }
     });
 
+    it('an output unpacked again after damage is what later builds see, not a cached root that links the damaged copy', () => {
+      write(dir, {
+        ...pkg('rd', 'mkdir -p $DESTDIR/share && echo good >$DESTDIR/share/data'),
+        ...pkg('rx', 'mkdir -p $DESTDIR && cat /share/data >$DESTDIR/seen', { 'pkg/rx/build-deps': '../seed\n../rd\n' }),
+      });
+      assert.equal(build('./pkg/rx').status, 0);
+      const out = path.join(home, 'outputs', fs.readFileSync(path.join(dir, 'pkg/rd/.pkg.tar.gz.sha256'), 'utf8').split(' ')[0]!);
+      fs.chmodSync(path.join(out, 'share/data'), 0o644);
+      fs.writeFileSync(path.join(out, 'share/data'), 'BAD\n'); // an edit through a venv, say
+      run(dir, 'peerpkgs', ['verify'], { PEERPKGS_HOME: home });
+      execFileSync('sh', ['-c', `chmod -R u+w ${out} && rm -rf ${out}`]); // removed, for the next build to unpack it again
+      fs.appendFileSync(path.join(dir, 'pkg/rx/build'), 'echo again >>$DESTDIR/seen\n');
+      const r = build('./pkg/rx');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(execFileSync('tar', ['-xzOf', path.join(dir, 'pkg/rx/.pkg.tar.gz'), 'seen'], { encoding: 'utf8' }), 'good\nagain\n');
+    });
+
     it('a build cannot change a source in the distfile store', () => {
       const bytes = 'the source as published\n';
       // and may do what builds do with their own copy: change it, remove it

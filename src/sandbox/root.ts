@@ -51,8 +51,20 @@ export class RootConflictError extends PeerpkgsError {
 // copies keep hardlinks)
 const FORMAT = 'peerpkgs-root-2';
 
+/**
+ * A root is named by its layers' content and by which unpacked copy of
+ * each it links to (the directory's device and inode): an output unpacked
+ * again (removed after damage, say) is a new copy, and a root that still
+ * links the old copy's files is not reused for it.
+ */
 export function rootKey(layers: Layer[]): string {
-  const ids = JSON.stringify([FORMAT, ...layers.map((l) => l.id)]);
+  const ids = JSON.stringify([
+    FORMAT,
+    ...layers.map((l) => {
+      const st = fs.statSync(l.dir);
+      return `${l.id} ${st.dev} ${st.ino}`;
+    }),
+  ]);
   return crypto.createHash('sha256').update(ids).digest('hex').slice(0, 32);
 }
 
