@@ -15,17 +15,8 @@
  * interpreter (#!) use the real commands, which reach the engine through
  * the unix socket named by $REDO_ENGINE.
  *
- * Messages from a worker: NUL-terminated fields,
- *   E env                       the job's environment as it starts (`export -p`)
- *   Q cmd cwd n arg1 … argn env err
- *                               a request from the running job, with its
- *                               environment then (a .do that exports a
- *                               variable before `redo-ifchange x` passes it
- *                               on to x's .do, as separate processes would)
- *                               and, if the call's stderr was redirected,
- *                               where to (/proc/PID/fd/2): x's output goes there
- *   D status                    the job has ended
- * To a worker: one line of shell (a job), or "<status>\n" answering Q.
+ * The messages on fd 9 (Q, E, D) are those of protocol.ts. To a worker: a
+ * newline (run the job in the job file), or "<status>\n" answering Q.
  */
 import type { ChildProcess } from 'node:child_process';
 import { childProcess } from './lazy.ts';
@@ -34,6 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
+import { MessageParser, parseRequest, answer, type Request } from './protocol.ts';
 
 export const CHANNEL_FD = 9;
 /** the job's stderr as it started, kept to tell when a .do redirects the
@@ -99,7 +91,7 @@ export interface JobSpec {
 }
 
 export interface JobHandlers {
-  onRequest(cmd: string, cwd: string, args: string[], env: string, err: string): Promise<number>;
+  onRequest(req: Request): Promise<number>;
   onEnv(env: string): void;
 }
 
@@ -173,18 +165,12 @@ export class Worker {
       } else if (msg[0] === 'E') {
         this.handlers?.onEnv(msg[1]!);
       } else if (msg[0] === 'Q') {
-        const [, cmd, cwd, , ...rest] = msg;
-        const err = rest.pop()!;
-        const env = rest.pop()!;
         const h = this.handlers;
         if (!h) {
           this.chan.write('98\n');
           continue;
         }
-        h.onRequest(cmd!, cwd!, rest, env, err).then(
-          (rc) => this.chan.write(`${rc}\n`),
-          () => this.chan.write('1\n'),
-        );
+        answer(this.chan, h.onRequest(parseRequest(msg)));
       }
     }
   }
@@ -321,53 +307,6 @@ export class WorkerPool {
     }
     this.all.clear();
     this.idle = [];
-  }
-}
-
-/**
- * Splits the byte stream from a worker or a client into messages of
- * NUL-terminated fields: `D status`, `E env`, `J jobid`, `Q cmd cwd n arg… env`.
- */
-export class MessageParser {
-  private buf: Buffer = Buffer.alloc(0);
-
-  *push(d: Buffer): Generator<string[]> {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-    for (;;) {
-      const msg = this.parseOne();
-      if (!msg) return;
-      yield msg;
-    }
-  }
-
-  private parseOne(): string[] | null {
-    let pos = 0;
-    const take = (): string | null => {
-      const z = this.buf.indexOf(0, pos);
-      if (z < 0) return null;
-      const s = this.buf.toString('utf8', pos, z);
-      pos = z + 1;
-      return s;
-    };
-    const kind = take();
-    if (kind === null) return null;
-    const fields = [kind];
-    const fixed = kind === 'Q' ? 3 : 1;
-    for (let i = 0; i < fixed; i++) {
-      const f = take();
-      if (f === null) return null;
-      fields.push(f);
-    }
-    if (kind === 'Q') {
-      const n = Number(fields[3]) + 2; // the arguments, then the environment and stderr
-      for (let i = 0; i < n; i++) {
-        const f = take();
-        if (f === null) return null;
-        fields.push(f);
-      }
-    }
-    this.buf = this.buf.subarray(pos);
-    return fields;
   }
 }
 
