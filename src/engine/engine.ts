@@ -222,9 +222,9 @@ export class Engine {
   /**
    * The targets a build would rebuild, of `targets` (default: every target
    * the state knows) and what they depend on. The decision is the build's
-   * own (ood.ts); only where a build would run a rule, make
-   * calls trial instead. A target whose rule is gone (its directory
-   * deleted) would fail, not be rebuilt, and is not listed.
+   * own (ood.ts); only where a build would run a rule, make calls trial
+   * instead. A target whose rule is gone (its directory deleted) would
+   * fail, not be rebuilt, and is not listed.
    */
   async outOfDate(targets = [...this.state.targets.keys()]): Promise<string[]> {
     this.dry = new Set();
@@ -357,20 +357,23 @@ export class Engine {
         // a file put there by hand afterwards is a source
         if (this.state.targets.has(t) && !fs.existsSync(abs)) this.state.forgetTarget(t);
         rmTmp(tmp3);
-        this.log.failed(t, ran.status, undefined, job.err);
-        this.failures.push({ target: t, status: ran.status });
-        return { ok: false, id: '', status: ran.status };
+        return this.jobFailed(job, ran.status);
       }
       const done = commit(this.state, job, { abs, tmp3, stdout: ran.out, before });
-      if (done.ok) return { ok: true, id: done.id, status: 0 };
-      this.log.failed(t, done.status, done.why, job.err);
-      this.failures.push({ target: t, status: done.status });
-      return { ok: false, id: '', status: done.status };
+      return done.ok ? { ok: true, id: done.id, status: 0 } : this.jobFailed(job, done.status, done.why);
     } finally {
       ran.done();
       rmTmp(tmp3); // nothing there once committed
       forget(tmp3);
     }
+  }
+
+  /** Say that `job` failed (and why, if its status does not say), for
+   * the summary too. */
+  private jobFailed(job: Job, status: number, why?: string): Result {
+    this.log.failed(job.target, status, why, job.err);
+    this.failures.push({ target: job.target, status });
+    return { ok: false, id: '', status };
   }
 
   private jobSlots(): JobServer {

@@ -67,6 +67,7 @@ export function newJob(id: number, target: string, rule: string, from: Job | nul
     env: from?.env ?? NO_ENV,
     envBase: null,
     err,
+    batch: undefined,
     borrowed: 0,
   };
 }
