@@ -16,7 +16,8 @@ import { State, hashFile } from './state.ts';
 import { type DoFile, type Lookup } from './dofile.ts';
 import { JobServer, inheritedJobServer, JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 import { Locks, isAlive } from './locks.ts';
-import { WorkerPool, stopDescendants, parseExports, envChanges, envScript, type JobSpec } from './worker.ts';
+import type { WorkerPool, JobSpec } from './worker.ts';
+import { parseExports, envChanges, envScript } from './env.ts';
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError } from './rules.ts';
 import { Log } from './log.ts';
@@ -129,6 +130,7 @@ export class Engine {
   async interrupt(): Promise<void> {
     interrupting(); // a build failing now was stopped: its work directory goes too
     this.pool?.stop();
+    const { stopDescendants } = await import('./worker.ts');
     await stopDescendants();
     await removeOwnTemporaries();
     await this.close();
@@ -387,8 +389,10 @@ export class Engine {
   private async runDo(job: Job, found: DoFile, tmp3: string) {
     await this.ensureServer();
     if (!this.pool) {
+      // loaded once something is to be built: a no-op run starts without it
+      const { WorkerPool } = await import('./worker.ts');
       const js = this.jobSlots();
-      this.pool = new WorkerPool(() => this.childEnv(), () => js.childFds, path.join(this.stateDir, 'tmp'));
+      this.pool ??= new WorkerPool(() => this.childEnv(), () => js.childFds, path.join(this.stateDir, 'tmp'));
     }
     const argv = this.interpreter(found.dofile);
     const spec: JobSpec = {
