@@ -5,11 +5,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { crypto, net } from '../engine/lazy.ts';
+import { crypto } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';
 import { Engine, findBase, STATE_DIR } from '../engine/engine.ts';
 import { candidates } from '../engine/dofile.ts';
 import { queryState, type Query } from '../engine/queries.ts';
+import { ask, requestArgs } from '../engine/protocol.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../build/rules.ts';
@@ -99,28 +100,6 @@ function parseFlags(cmd: string, argv: string[]): Flags {
   };
 }
 
-/** Talk to the engine that runs the .do we were called from. */
-async function ask(sock: string, job: string, cmd: string, args: string[]): Promise<number | null> {
-  return new Promise((resolve) => {
-    const conn = net().createConnection(sock);
-    let reply = '';
-    conn.on('connect', () => {
-      const fields = ['J', job, 'Q', cmd, process.cwd(), String(args.length), ...args, JSON.stringify(process.env), `/proc/${process.pid}/fd/2`];
-      conn.write(fields.map((f) => f + '\0').join(''));
-    });
-    conn.on('data', (d) => {
-      reply += d.toString();
-      const nl = reply.indexOf('\n');
-      if (nl >= 0) {
-        conn.end();
-        resolve(Number(reply.slice(0, nl)));
-      }
-    });
-    conn.on('error', () => resolve(null));
-    conn.on('close', () => resolve(null));
-  });
-}
-
 async function listFromState(kind: Query): Promise<number> {
   const base = findBase(process.cwd());
   if (!fs.existsSync(path.join(base, STATE_DIR))) return EXIT.ok;
@@ -186,13 +165,7 @@ async function main(cmd: string, argv: string[]): Promise<number> {
   const targets = flags.args.length ? flags.args : cmd === 'redo' && !sock ? ['all'] : [];
   if (targets.length === 0) return EXIT.ok;
   if (sock) {
-    const passed = [
-      ...(flags.jobs ? [`-j${flags.jobs}`] : []),
-      ...(flags.shuffle ? ['--shuffle'] : []),
-      ...(flags.keepGoing ? ['-k'] : []),
-      '--',
-      ...targets,
-    ];
+    const passed = requestArgs({ jobs: flags.jobs, shuffle: flags.shuffle, keepGoing: flags.keepGoing, targets });
     const rc = await ask(sock, job, cmd === 'redo' ? 'redo' : 'ifchange', passed);
     if (rc !== null) return rc;
     // the engine that started us is gone: build on our own

@@ -266,7 +266,7 @@ export class State {
   /**
    * Records wait in memory and are written in batches: losing the last ones
    * to a crash only costs rebuilds, since every output redo renames into
-   * place carries redo's mark (engine.ts, markGenerated) and a marked file
+   * place carries redo's mark (commit.ts, markGenerated) and a marked file
    * whose record is missing or stale is rebuilt, not taken for a hand edit.
    */
   private append(rec: AnyRecord): void {

@@ -15,17 +15,8 @@
  * interpreter (#!) use the real commands, which reach the engine through
  * the unix socket named by $REDO_ENGINE.
  *
- * Messages from a worker: NUL-terminated fields,
- *   E env                       the job's environment as it starts (`export -p`)
- *   Q cmd cwd n arg1 … argn env err
- *                               a request from the running job, with its
- *                               environment then (a .do that exports a
- *                               variable before `redo-ifchange x` passes it
- *                               on to x's .do, as separate processes would)
- *                               and, if the call's stderr was redirected,
- *                               where to (/proc/PID/fd/2): x's output goes there
- *   D status                    the job has ended
- * To a worker: one line of shell (a job), or "<status>\n" answering Q.
+ * The messages on fd 9 (Q, E, D) are those of protocol.ts. To a worker: a
+ * newline (run the job in the job file), or "<status>\n" answering Q.
  */
 import type { ChildProcess } from 'node:child_process';
 import { childProcess } from './lazy.ts';
@@ -34,6 +25,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
+import { MessageParser, parseRequest, answer, type Request } from './protocol.ts';
+import { shQuote } from './env.ts';
 
 export const CHANNEL_FD = 9;
 /** the job's stderr as it started, kept to tell when a .do redirects the
@@ -82,10 +75,6 @@ _redo_jobfile=$1
 while IFS= read -r _redo_go <&${CHANNEL_FD}; do . "$_redo_jobfile"; done
 `;
 
-export function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 export interface JobSpec {
   dir: string; // working directory
   job: number; // $REDO_JOB: names the job to the engine
@@ -99,7 +88,7 @@ export interface JobSpec {
 }
 
 export interface JobHandlers {
-  onRequest(cmd: string, cwd: string, args: string[], env: string, err: string): Promise<number>;
+  onRequest(req: Request): Promise<number>;
   onEnv(env: string): void;
 }
 
@@ -173,18 +162,12 @@ export class Worker {
       } else if (msg[0] === 'E') {
         this.handlers?.onEnv(msg[1]!);
       } else if (msg[0] === 'Q') {
-        const [, cmd, cwd, , ...rest] = msg;
-        const err = rest.pop()!;
-        const env = rest.pop()!;
         const h = this.handlers;
         if (!h) {
           this.chan.write('98\n');
           continue;
         }
-        h.onRequest(cmd!, cwd!, rest, env, err).then(
-          (rc) => this.chan.write(`${rc}\n`),
-          () => this.chan.write('1\n'),
-        );
+        answer(this.chan, h.onRequest(parseRequest(msg)));
       }
     }
   }
@@ -322,121 +305,4 @@ export class WorkerPool {
     this.all.clear();
     this.idle = [];
   }
-}
-
-/**
- * Splits the byte stream from a worker or a client into messages of
- * NUL-terminated fields: `D status`, `E env`, `J jobid`, `Q cmd cwd n arg… env`.
- */
-export class MessageParser {
-  private buf: Buffer = Buffer.alloc(0);
-
-  *push(d: Buffer): Generator<string[]> {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-    for (;;) {
-      const msg = this.parseOne();
-      if (!msg) return;
-      yield msg;
-    }
-  }
-
-  private parseOne(): string[] | null {
-    let pos = 0;
-    const take = (): string | null => {
-      const z = this.buf.indexOf(0, pos);
-      if (z < 0) return null;
-      const s = this.buf.toString('utf8', pos, z);
-      pos = z + 1;
-      return s;
-    };
-    const kind = take();
-    if (kind === null) return null;
-    const fields = [kind];
-    const fixed = kind === 'Q' ? 3 : 1;
-    for (let i = 0; i < fixed; i++) {
-      const f = take();
-      if (f === null) return null;
-      fields.push(f);
-    }
-    if (kind === 'Q') {
-      const n = Number(fields[3]) + 2; // the arguments, then the environment and stderr
-      for (let i = 0; i < n; i++) {
-        const f = take();
-        if (f === null) return null;
-        fields.push(f);
-      }
-    }
-    this.buf = this.buf.subarray(pos);
-    return fields;
-  }
-}
-
-/** Variables a job's environment always differs in, which are not passed on. */
-const OWN_VARS = new Set(['PWD', 'OLDPWD', 'SHLVL', '_', 'REDO_JOB', 'REDO_DEPTH', 'REDO_TARGET']);
-
-/** Parse `export -p` output (dash, bash --posix): name → value, or null for
- * a variable exported without a value. */
-export function parseExports(text: string): Map<string, string | null> {
-  const vars = new Map<string, string | null>();
-  let i = 0;
-  const n = text.length;
-  while (i < n) {
-    if (text.startsWith('export ', i)) i += 7;
-    else if (text.startsWith('declare -x ', i)) i += 11;
-    const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(text.slice(i, i + 256));
-    if (!m) {
-      const nl = text.indexOf('\n', i);
-      i = nl < 0 ? n : nl + 1;
-      continue;
-    }
-    const name = m[0];
-    i += name.length;
-    if (text[i] !== '=') {
-      vars.set(name, null);
-      i = text.indexOf('\n', i) < 0 ? n : text.indexOf('\n', i) + 1;
-      continue;
-    }
-    i++;
-    let value = '';
-    while (i < n && text[i] !== '\n') {
-      const c = text[i]!;
-      if (c === "'") {
-        const end = text.indexOf("'", i + 1);
-        value += text.slice(i + 1, end < 0 ? n : end);
-        i = end < 0 ? n : end + 1;
-      } else if (c === '"') {
-        i++;
-        while (i < n && text[i] !== '"') {
-          if (text[i] === '\\' && i + 1 < n) i++;
-          value += text[i++];
-        }
-        i++;
-      } else if (c === '\\' && i + 1 < n) {
-        value += text[i + 1];
-        i += 2;
-      } else {
-        value += c;
-        i++;
-      }
-    }
-    i++;
-    vars.set(name, value);
-  }
-  return vars;
-}
-
-/** What `now` sets or unsets compared with `base`, ignoring the variables
- * every job has of its own. */
-export function envChanges(base: Map<string, string | null>, now: Map<string, string | null>): Map<string, string | null> {
-  const out = new Map<string, string | null>();
-  for (const [k, v] of now) if (!OWN_VARS.has(k) && v !== null && base.get(k) !== v) out.set(k, v);
-  for (const [k, v] of base) if (!OWN_VARS.has(k) && v !== null && !now.has(k)) out.set(k, null);
-  return out;
-}
-
-/** Shell that applies `changes`: `export A='x'; unset B`. */
-export function envScript(changes: Map<string, string | null>): string {
-  const parts: string[] = [];
-  for (const [k, v] of changes) parts.push(v === null ? `unset ${k}` : `export ${k}=${shQuote(v)}`);
-  return parts.join('; ');
 }

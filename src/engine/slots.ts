@@ -1,0 +1,120 @@
+/**
+ * Slot lending over the jobserver.
+ *
+ * A job holds a slot (a jobserver token) while it runs. Blocked on
+ * redo-ifchange, it lends that slot to what it waits for: its own
+ * descendants, or a build it waits on that another job started. Never to
+ * a sibling waiting in the queue: so -j1 runs one thing at a time, in
+ * depth-first order, as redo users expect.
+ */
+
+/** What the scheduler needs of a job. */
+export interface SlotJob {
+  id: number;
+  target: string;
+  parent: SlotJob | null;
+  /** the job whose lent slot this one runs on (0: a slot of its own) */
+  borrowed: number;
+}
+
+/** The tokens slots are made of (a JobServer). */
+export interface Tokens {
+  acquire(): Promise<void>;
+  release(): void;
+}
+
+export class SlotScheduler {
+  /** slots lent by blocked jobs (by id), with how many are free right now */
+  private readonly lent = new Map<number, { target: string; free: number }>();
+  private readonly waiters: Array<{ job: SlotJob; take: (lender: number) => void }> = [];
+  private readonly reclaimers = new Map<number, () => void>();
+  private readonly tokens: () => Tokens;
+  private readonly reaches: (from: string, to: string) => boolean;
+
+  /**
+   * @param tokens the jobserver, asked for on first use (made lazily)
+   * @param reaches does a target (transitively) wait for another? (Waits)
+   */
+  constructor(tokens: () => Tokens, reaches: (from: string, to: string) => boolean) {
+    this.tokens = tokens;
+    this.reaches = reaches;
+  }
+
+  /** Wait for a slot for `job`: a lent one it may use, or a token. */
+  async acquire(job: SlotJob): Promise<void> {
+    const lender = this.lenderFor(job);
+    if (lender) {
+      this.lent.get(lender)!.free--;
+      job.borrowed = lender;
+      return;
+    }
+    // a lent slot may come back before a token: take whichever is first
+    await new Promise<void>((resolve) => {
+      let done = false;
+      const entry = {
+        job,
+        take: (from: number) => {
+          done = true;
+          job.borrowed = from;
+          resolve();
+        },
+      };
+      this.waiters.push(entry);
+      void this.tokens()
+        .acquire()
+        .then(() => {
+          if (done) return this.tokens().release();
+          done = true;
+          this.waiters.splice(this.waiters.indexOf(entry), 1);
+          job.borrowed = 0;
+          resolve();
+        });
+    });
+  }
+
+  release(job: SlotJob): void {
+    if (job.borrowed) this.giveBack(job.borrowed);
+    else this.tokens().release();
+    job.borrowed = 0;
+  }
+
+  /** `job` blocks on a request: what it waits for may run on its slot. */
+  lend(job: SlotJob): void {
+    if (!this.lent.has(job.id)) this.lent.set(job.id, { target: job.target, free: 0 });
+    this.giveBack(job.id);
+  }
+
+  /** The blocked job resumes on the slot it lent, once it is back. */
+  async reclaim(job: SlotJob): Promise<void> {
+    while (!((this.lent.get(job.id)?.free ?? 0) > 0)) {
+      await new Promise<void>((r) => this.reclaimers.set(job.id, r));
+      this.reclaimers.delete(job.id);
+    }
+    this.lent.delete(job.id);
+  }
+
+  /** May `job` run on the slot `lender` (blocked on `target`) lent? */
+  private mayBorrow(job: SlotJob, lender: number, target: string): boolean {
+    for (let p = job.parent; p; p = p.parent) if (p.id === lender) return true;
+    return this.reaches(target, job.target);
+  }
+
+  private lenderFor(job: SlotJob): number {
+    for (let p = job.parent; p; p = p.parent) if ((this.lent.get(p.id)?.free ?? 0) > 0) return p.id;
+    for (const [id, l] of this.lent) if (l.free > 0 && this.reaches(l.target, job.target)) return id;
+    return 0;
+  }
+
+  /** A slot lent by `lender` is free again: to a waiter it may go to, or home. */
+  private giveBack(lender: number): void {
+    const l = this.lent.get(lender)!;
+    const i = this.waiters.findIndex((w) => this.mayBorrow(w.job, lender, l.target));
+    if (i >= 0) {
+      const [w] = this.waiters.splice(i, 1);
+      w!.take(lender);
+      return;
+    }
+    l.free++;
+    this.reclaimers.get(lender)?.();
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Waiting and cycle detection: which target is waiting for which, while a
+ * run builds them. A request that would close a loop of waits is a
+ * dependency cycle; the slot scheduler (slots.ts) asks the same graph
+ * whether a build is one a blocked job waits for.
+ */
+export class Waits {
+  /** target -> targets it is waiting for */
+  private readonly waits = new Map<string, Set<string>>();
+
+  /** `from` waits for `t` until `p` settles. */
+  waitFor<T>(from: string, t: string, p: Promise<T>): Promise<T> {
+    let w = this.waits.get(from);
+    if (!w) this.waits.set(from, (w = new Set()));
+    w.add(t);
+    return p.finally(() => w.delete(t));
+  }
+
+  /** If `to` (transitively) waits for `from`, the path from→to→…→from. */
+  cycleThrough(from: string, to: string): string[] | null {
+    if (from === to) return [from, to];
+    const seen = new Set<string>();
+    const walk = (n: string, trail: string[]): string[] | null => {
+      if (n === from) return trail;
+      if (seen.has(n)) return null;
+      seen.add(n);
+      for (const m of this.waits.get(n) ?? []) {
+        const r = walk(m, [...trail, m]);
+        if (r) return r;
+      }
+      return null;
+    };
+    return walk(to, [from, to]);
+  }
+
+  /** Does `from` (transitively) wait for `to`? */
+  reaches(from: string, to: string): boolean {
+    const seen = new Set<string>();
+    const stack = [from];
+    while (stack.length) {
+      const n = stack.pop()!;
+      for (const m of this.waits.get(n) ?? []) {
+        if (m === to) return true;
+        if (!seen.has(m)) {
+          seen.add(m);
+          stack.push(m);
+        }
+      }
+    }
+    return false;
+  }
+}
