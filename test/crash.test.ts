@@ -156,12 +156,20 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     return { p, exited, stderr: () => stderr };
   }
 
+  /** Waits for every process of the group to be gone; one that outlives the
+   * build by 30 s is killed, and the test fails rather than hang the run. */
   async function groupGone(pgid: number): Promise<void> {
+    const until = Date.now() + 30_000;
     for (;;) {
       try {
         process.kill(-pgid, 0);
       } catch {
         return;
+      }
+      if (Date.now() > until) {
+        const left = execFileSync('ps', ['-o', 'pid=,args=', '-g', String(pgid)], { encoding: 'utf8' }).trim();
+        process.kill(-pgid, 'SIGKILL');
+        assert.fail(`processes of the stopped build outlived it by 30 s:\n${left}`);
       }
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -260,7 +268,10 @@ describe('crashes leave nothing wrong and nothing behind', function () {
       while (!(fs.existsSync(work) && fs.readdirSync(work).length > 0)) await new Promise((r) => setTimeout(r, 20));
       // the build is in its sandbox, its work directory made and filled
       b.p.kill(signal);
-      const status = await b.exited;
+      const hung = new Promise<'hung'>((r) => setTimeout(() => r('hung'), 60_000).unref());
+      const status = await Promise.race([b.exited, hung]);
+      if (status === 'hung') process.kill(-b.p.pid!, 'SIGKILL'); // fail, and do not hang the run
+      assert.notEqual(status, 'hung', `the build did not exit within 60 s of ${signal}:\n${b.stderr()}`);
       assert.notEqual(status, 0, b.stderr());
       assert.deepEqual(fs.readdirSync(work), [], `the work directory is left:\n${b.stderr()}`);
       assert.deepEqual([...temporariesUnder(tree), ...temporariesUnder(home)], []);

@@ -53,7 +53,7 @@ const FORMAT = 'peerpkgs-root-2';
 
 /**
  * A root is named by its layers' content and by which unpacked copy of
- * each it links to (the directory's device and inode): an output unpacked
+ * each it links to (the directory's device, inode and change time): an output unpacked
  * again (removed after damage, say) is a new copy, and a root that still
  * links the old copy's files is not reused for it.
  */
@@ -61,8 +61,10 @@ export function rootKey(layers: Layer[]): string {
   const ids = JSON.stringify([
     FORMAT,
     ...layers.map((l) => {
-      const st = fs.statSync(l.dir);
-      return `${l.id} ${st.dev} ${st.ino}`;
+      // the inode alone may be the removed copy's, reused at once; the
+      // change time is the new copy's own (its rename into place sets it)
+      const st = fs.statSync(l.dir, { bigint: true });
+      return `${l.id} ${st.dev} ${st.ino} ${st.ctimeNs}`;
     }),
   ]);
   return crypto.createHash('sha256').update(ids).digest('hex').slice(0, 32);
