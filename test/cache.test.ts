@@ -372,6 +372,20 @@ describe('binary package caches', function () {
       assert.deepEqual(log, [`warning: hello: file://${work}/typo: ${hello.pkghash}.info: ${work}/typo: no such directory`]);
     });
 
+    it('refuses a file:// entry that is a FIFO or a symlink to a device, without waiting on it', async () => {
+      for (const [kind, make] of [
+        ['fifo', (f: string) => spawnSync('mkfifo', [f])],
+        ['link', (f: string) => fs.symlinkSync('/dev/zero', f)],
+      ] as const) {
+        const dir = path.join(work, `odd-${kind}`);
+        fs.mkdirSync(dir, { recursive: true });
+        make(path.join(dir, `${hello.pkghash}.info`));
+        const { r } = await sub(`file://${dir}`);
+        assert.ok('miss' in r);
+        assert.match(r.tried[0]!.reason, /is not a regular file/);
+      }
+    });
+
     it('does not ask a cache it could not reach again for every package', async () => {
       const dead = `http://127.0.0.1:${await freePort()}`;
       const caches = parseCacheUrls(dead);

@@ -154,9 +154,13 @@ class FileCache implements Cache {
     const file = `${this.dir.replace(/\/+$/, '')}/${name}`;
     let fd: fs.promises.FileHandle;
     try {
-      fd = await fs.promises.open(file, 'r');
+      // a FIFO or a device would block the open itself, out of reach of any
+      // deadline or signal; a symlink could lead to one: open none of them
+      fd = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CacheError(reasonOf(e));
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new CacheError(`${name} is not a regular file (a symlink)`);
+      if (code !== 'ENOENT') throw new CacheError(reasonOf(e));
       // a mistyped or unmounted cache is worth a warning; a name it lacks is not
       if (fs.statSync(this.dir, { throwIfNoEntry: false })?.isDirectory()) return null;
       throw new CacheError(`${this.dir}: no such directory`);
