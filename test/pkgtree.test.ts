@@ -322,6 +322,18 @@ describe('package tree', function () {
       }
     });
 
+    it('prints a build\'s own lines with their control characters escaped, tabs kept', () => {
+      write(dir, {
+        '!pkg/a/build': '#!/bin/sh\nprintf "\\033]0;pwned\\007\\033]52;c;cm0K\\007\\033[2J\\tcol\\n"\nmkdir -p "$DESTDIR"\n',
+        'pkg/a/build-deps': '../seed\n',
+      });
+      const r = build('./pkg/a');
+      assert.equal(r.status, 0, r.stderr);
+      // eslint-disable-next-line no-control-regex -- what must not be printed
+      assert.doesNotMatch(r.stderr, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+      assert.match(r.stderr, /\\u001b\]0;pwned\\u0007\\u001b\]52;c;cm0K\\u0007\\u001b\[2J\tcol\n/);
+    });
+
     it('not a package directory (exit 4)', () => {
       fs.mkdirSync(path.join(dir, 'pkg/empty'));
       const r = build('./pkg/empty');

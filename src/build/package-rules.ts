@@ -14,6 +14,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { printable } from '../engine/log.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
@@ -224,13 +225,13 @@ function buildOutput() {
     noSpace: false,
     line: (line: Buffer) => {
       if (line.includes('No space left on device')) out.noSpace = true;
-      process.stderr.write(Buffer.concat([line, NEWLINE]));
+      // a build's lines could set the title, clear the screen or fill the
+      // clipboard (OSC 52); tabs are layout, not control
+      process.stderr.write(`${line.toString().split('\t').map((part) => printable(part)).join('\t')}\n`);
     },
   };
   return out;
 }
-
-const NEWLINE = Buffer.from('\n');
 
 /** A failed build that said "No space left on device" filled either the
  * disk under its work directory or the sandbox's bounded /tmp (or
