@@ -180,7 +180,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // tarball once unpacked, and a mount point cannot be removed. A reflink
   // where the filesystem has them; test/bench/source-handover.ts has the cost.
   for (const [file, stored] of sources) await fs.promises.copyFile(stored, path.join(wd, file), fs.constants.COPYFILE_FICLONE);
-  for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path));
+  for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path), f.mode);
   fs.copyFileSync(pkg.buildScript, path.join(wd, 'build'));
   fs.chmodSync(path.join(wd, 'build'), 0o755);
 
@@ -260,12 +260,14 @@ function sha256File(file: string): string {
   return h.digest('hex');
 }
 
-function copyEntry(from: string, to: string): void {
+/** Copies a `files/` entry with the mode the pkghash counted (0755 or
+ * 0644), not the checkout's, which follows its umask. */
+function copyEntry(from: string, to: string, mode: number): void {
   fs.mkdirSync(path.dirname(to), { recursive: true });
   const st = fs.lstatSync(from);
   if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to);
   else {
     fs.copyFileSync(from, to);
-    fs.chmodSync(to, st.mode & 0o777);
+    fs.chmodSync(to, mode & 0o777);
   }
 }
