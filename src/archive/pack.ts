@@ -54,17 +54,30 @@ function decodeName(raw: Buffer, where: string): string {
 async function walk(srcDir: string): Promise<{ rel: string; st: fs.BigIntStats }[]> {
   const found: { rel: string; st: fs.BigIntStats; key: Buffer }[] = [];
   const visit = async (rel: string): Promise<void> => {
-    for (const raw of await fs.promises.readdir(path.join(srcDir, rel), { encoding: 'buffer' })) {
+    for (const raw of await reachable(rel, () => fs.promises.readdir(path.join(srcDir, rel), { encoding: 'buffer' }))) {
       const name = decodeName(raw, rel ? rel + '/' : '');
       const p = rel ? `${rel}/${name}` : name;
       if (p === MANIFEST_NAME) throw new ArchiveError(`cannot pack ${p}: the name is reserved for the archive's manifest`);
-      const st = await fs.promises.lstat(path.join(srcDir, p), { bigint: true });
+      const st = await reachable(p, () => fs.promises.lstat(path.join(srcDir, p), { bigint: true }));
       found.push({ rel: p, st, key: Buffer.from(p) });
       if (st.isDirectory()) await visit(p);
     }
   };
   await visit('');
   return found.sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+/** `f()`, its path beyond what the system can name (PATH_MAX, or too many
+ * levels) an ArchiveError: a package nothing could unpack either. */
+async function reachable<T>(rel: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENAMETOOLONG' && code !== 'ELOOP') throw e;
+    const shown = rel.length > 80 ? `${rel.slice(0, 80)}… (${rel.length} bytes, ${rel.split('/').length} levels)` : rel;
+    throw new ArchiveError(`cannot pack ${shown}: path too long or too deep`);
+  }
 }
 
 function special(st: fs.BigIntStats): string {
