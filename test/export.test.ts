@@ -501,6 +501,32 @@ describe('export', function () {
       assert.equal(read(out, 'bin/f'), '#!/bin/sh\necho hello from f\n');
     });
 
+    it('--repair knows an archive rebuilt into another output before writing anything, and unpacks no more than the manifest gives', () => {
+      write(tree, pkg('g', { runDeps: ['seed'] }));
+      assert.equal(venv('-o', fresh('venv-g'), './pkg/g').status, 0);
+      const out = outputOf('g');
+      edit(path.join(out, 'bin/g'), 'echo changed\n');
+      // rebuilt since: 8 MB of zeros, a small archive
+      write(tree, { [`!pkg/g/build`]: '#!/bin/sh\nmkdir -p "$DESTDIR/share"\ndd if=/dev/zero of="$DESTDIR/share/zeros" bs=1M count=8 2>/dev/null\n' });
+      assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/g'], { PEERPKGS_HOME: home }).status, 0);
+      const other = outputOf('g');
+      const outputs = path.join(home, 'outputs');
+      const r = peerpkgs('verify', '--repair');
+      assert.equal(r.status, 9);
+      assert.match(r.stdout, new RegExp(`^${out} \\(g\\): cannot repair: its archive ${tree}/pkg/g/\\.pkg\\.tar\\.gz is no longer this output \\(it is output ${path.basename(other)}\\); rebuild the package$`, 'm'));
+      // without the archive's record, it is hashed, and no further than the manifest's size
+      fs.rmSync(path.join(tree, 'pkg/g/.pkg.tar.gz.sha256'));
+      const again = peerpkgs('verify', '--repair');
+      assert.equal(again.status, 9);
+      assert.match(again.stdout, new RegExp(`^${out} \\(g\\): cannot repair: its archive \\S+ is no longer this output \\(it unpacks to more than the size its manifest gives\\)`, 'm'));
+      assert.deepEqual(fs.readdirSync(outputs).filter((n) => n.startsWith('.repair-')), []);
+      // built as it was, the archive is this output again
+      write(tree, pkg('g', { runDeps: ['seed'] }));
+      assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/g'], { PEERPKGS_HOME: home }).status, 0);
+      const fix = peerpkgs('verify', '--repair');
+      assert.equal(fix.status, 0, fix.stdout);
+    });
+
     it('finds a venv file replaced or added in the venv alone', () => {
       const V = fresh('venv-own');
       assert.equal(venv('-o', V, './pkg/b').status, 0);
