@@ -15,11 +15,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
-import { boundedBytes, extract } from '../archive/extract.ts';
+import { extract } from '../archive/extract.ts';
 import { removeTree } from '../archive/files.ts';
 import { serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
-import { archiveFile, recordedSha256, storedManifest } from './outputs.ts';
+import { archiveFile, recordedSha256, storedManifest, uncompressedSha256 } from './outputs.ts';
 
 /** One path that is not as the manifest says: relative to the tree ('' for the tree itself). */
 export interface Damage {
@@ -145,15 +144,6 @@ function tarBound(manifest: Map<string, ManifestEntry>): number {
   let n = 20 * 512 + 2 * serializeManifest([...manifest.values()]).length + 4 * 512;
   for (const e of manifest.values()) n += Math.ceil(e.size / 512) * 512 + 4 * 512 + 2 * (e.path.length + (e.target?.length ?? 0));
   return n;
-}
-
-/** The sha256 of the uncompressed archive, read without writing, no further than `bound`. */
-async function uncompressedSha256(archive: string, bound: { maxBytes: number; maxWhat: string }): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(fs.createReadStream(archive), zlib.createGunzip(), boundedBytes(bound, (c) => hash.update(c)), async (chunks: AsyncIterable<Buffer>) => {
-    for await (const _ of chunks);
-  });
-  return hash.digest('hex');
 }
 
 /**
