@@ -558,7 +558,7 @@ describe('export', function () {
       assert.equal(again.status, 0, again.stdout);
     });
 
-    it('takes a seed packed by plain tar, with no manifest, for build after build, and says verify cannot check it', () => {
+    it('takes a seed packed by plain tar, with no manifest, for build after build, and verify checks it by the manifest the store wrote', () => {
       const t = fresh('plain-seed-tree');
       const h = path.join(work, 'plain-seed-home');
       write(t, { '!pkg/seed/.pkg.tar.gz.do': fs.readFileSync(path.join(BIN, '../example/pkg/seed/.pkg.tar.gz.do'), 'utf8') });
@@ -569,7 +569,16 @@ describe('export', function () {
       }
       const r = run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h });
       assert.equal(r.status, 0, r.stdout);
-      assert.match(r.stdout, /^\S+ \(seed\): not checked: the store has no manifest for it/m);
+      assert.doesNotMatch(r.stdout, /not checked/);
+      const seedOut = fs.readdirSync(path.join(h, 'outputs')).find((n) => fs.existsSync(path.join(h, 'outputs', n, 'bin/busybox')))!;
+      const busybox = path.join(h, 'outputs', seedOut, 'bin/busybox');
+      edit(busybox, 'x');
+      const bad = run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h });
+      assert.equal(bad.status, 9, bad.stdout);
+      assert.match(bad.stdout, /\(seed\): bin\/busybox: mode \d+, should be \d+; its content changed/);
+      const fix = run(t, 'peerpkgs', ['verify', '--repair'], { PEERPKGS_HOME: h });
+      assert.equal(fix.status, 0, fix.stdout + fix.stderr);
+      assert.equal(run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h }).status, 0);
     });
 
     it('finds nothing wrong in venvs whose conflicts a strategy settled', () => {

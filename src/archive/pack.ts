@@ -208,6 +208,21 @@ async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer
   tar.finalize();
 }
 
+/** `items` with their files' sha256s filled in. */
+async function hashed(items: Item[]): Promise<Item[]> {
+  for (const item of items) if (item.type === 'file') await (item.size <= SMALL ? readSmall(item) : hashFile(item));
+  return items;
+}
+
+/**
+ * The manifest text of the tree at `dir`, as packing it would write it: for
+ * a tree unpacked from an archive that had none (a seed packed by plain
+ * tar), so that the output store can check it like any other.
+ */
+export async function treeManifest(dir: string): Promise<string> {
+  return serializeManifest(await hashed(await collect(dir, false)));
+}
+
 export interface PackOptions {
   /** Seconds, e.g. SOURCE_DATE_EPOCH, given to every entry; 0 by default. */
   mtime?: number;
@@ -233,8 +248,7 @@ export async function packDir(srcDir: string, outPath: string, opts: PackOptions
   if (opts.mtime !== undefined && !(Number.isSafeInteger(opts.mtime) && opts.mtime >= 0)) {
     throw new TypeError(`packDir: mtime must be whole seconds since 1970, not ${opts.mtime}`);
   }
-  const items = await collect(srcDir, opts.relativeSymlinks === true, opts.modes);
-  for (const item of items) if (item.type === 'file') await (item.size <= SMALL ? readSmall(item) : hashFile(item));
+  const items = await hashed(await collect(srcDir, opts.relativeSymlinks === true, opts.modes));
   const archive = opts.peerpkgsArchive !== false;
   const manifest = archive ? Buffer.from(serializeManifest(items)) : null;
   const mtime = new Date((opts.mtime ?? 0) * 1000);

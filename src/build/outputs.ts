@@ -25,6 +25,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { boundedBytes, extract, type ExtractOptions } from '../archive/extract.ts';
 import { ArchiveError } from '../archive/errors.ts';
+import { treeManifest } from '../archive/pack.ts';
 import { temporaryName, removeTemporary, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 import { parseManifest, readManifest, serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 import { findBase, STATE_DIR } from '../engine/engine.ts';
@@ -154,7 +155,8 @@ export async function unpackOutput(
     const { sha256, manifest } = await extract(source, tmp, { expectSha256, readOnly: true, ...bound });
     const dest = path.join(outputsDir, sha256);
     if (!fs.existsSync(dest)) {
-      await recordOrigin(dest, manifest, archive);
+      // an archive without a manifest (a plain tar) gets the store's own, of what was placed
+      await recordOrigin(dest, manifest ?? (await treeManifest(tmp)), archive);
       try {
         fs.renameSync(tmp, dest);
       } catch (e) {
