@@ -11,17 +11,74 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { errorClass, EXIT } from './errors.ts';
+import { fileURLToPath } from 'node:url';
 
 /** A variable whose value does not parse: a usage error. */
 export class SettingsError extends errorClass('SettingsError', EXIT.usage) {}
 
+/** PKG_CACHE_URL does not parse. */
+export class CacheConfigError extends SettingsError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CacheConfigError';
+  }
+}
+
+const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
+/** The largest size any variable takes: beyond it, bytes are no longer counted exactly. */
+const MAX_SIZE = 2 ** 53;
+/** The longest time any variable takes (about 31 years). */
+const MAX_SECONDS = 1e9;
+
+/** The kinds of cache PKG_CACHE_URL may name; cache/backends.ts has a backend for each. */
+export const CACHE_SCHEMES = ['file:', 'http:', 'https:', 'ipfs:', 'ipns:'];
+
+/** One cache of PKG_CACHE_URL. */
+export interface CacheUrl {
+  /** as written, fragment included: how messages name it */
+  spec: string;
+  /** parsed, without the fragment */
+  url: URL;
+  /** the trust policy the fragment sets (#signed, #unsigned), if it sets one */
+  signed: boolean | undefined;
+}
+
+/** One PKG_CACHE_URL entry, its syntax checked: the scheme, the fragment, what the scheme needs. */
+export function parseCacheUrl(spec: string): CacheUrl {
+  let url: URL;
+  try {
+    url = new URL(spec);
+  } catch {
+    throw new CacheConfigError(`PKG_CACHE_URL: ${spec} is not a URL (for a directory write file:///absolute/path)`);
+  }
+  if (!CACHE_SCHEMES.includes(url.protocol)) {
+    const known = CACHE_SCHEMES.map((s) => `${s}//`).join(', ');
+    throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: ${url.protocol}// caches are not supported (supported: ${known})`);
+  }
+  const fragment = url.hash.slice(1);
+  if (fragment !== '' && fragment !== 'signed' && fragment !== 'unsigned') {
+    throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: unknown fragment #${fragment} (use #signed or #unsigned, or none)`);
+  }
+  url.hash = '';
+  if (url.protocol === 'file:') {
+    try {
+      fileURLToPath(url);
+    } catch (e) {
+      throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: ${(e as Error).message} (write file:///absolute/path)`);
+    }
+  }
+  if ((url.protocol === 'ipfs:' || url.protocol === 'ipns:') && !url.host) {
+    throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: name the ${url.protocol === 'ipns:' ? 'IPNS name (ipns://k51…)' : 'CID (ipfs://CID)'}`);
+  }
+  return { spec, url, signed: fragment === '' ? undefined : fragment === 'signed' };
+}
 
 export interface Settings {
   /** PEERPKGS_HOME: where all state lives, resolved to an absolute path */
   home: string;
-  /** PKG_CACHE_URL: the binary caches, as written, in order */
-  cacheUrls: string[];
+  /** PKG_CACHE_URL: the binary caches, in order */
+  cacheUrls: CacheUrl[];
   /** PKG_FORCE_BINARY: a package no cache has is an error, not a build */
   forceBinary: boolean;
   /** PKG_TRUSTED_KEYS: the keys caches must be signed by (the raw value; cache/keys.ts parses it) */
@@ -50,7 +107,8 @@ export interface Settings {
 
 export const DEFAULTS = {
   ipfsTimeoutMs: 30_000,
-  sandboxTmpBytes: 4 * GiB,
+  // tmpfs pages are memory: a small machine would swap, or kill, before a build filled 4G
+  sandboxTmpBytes: Math.max(MiB, Math.min(4 * GiB, Math.floor(os.totalmem() / 4 / MiB) * MiB)),
   maxDownloadBytes: 4 * GiB,
   maxUnpackBytes: 16 * GiB,
   downloadBaseMs: 60_000,
@@ -67,21 +125,24 @@ export function parseFlag(name: string, value: string | undefined, dflt: boolean
 }
 
 /** A size in bytes: a number with an optional K, M, G or T (powers of 1024). */
-export function parseSize(name: string, value: string | undefined, dflt: number): number {
+export function parseSize(name: string, value: string | undefined, dflt: number, max = MAX_SIZE): number {
   if (value === undefined || value.trim() === '') return dflt;
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
   if (!m) throw new SettingsError(`${name}=${value}: expected a size such as 512M or 4G`);
   const bytes = Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
   if (bytes <= 0) throw new SettingsError(`${name}=${value}: must be more than 0`);
+  if (bytes > max) throw new SettingsError(`${name}=${value}: must be at most ${formatSize(max)}`);
   return bytes;
 }
 
-/** A positive number of seconds, as milliseconds. */
+/** A positive number of seconds, as milliseconds: plain decimals only (no 0x10, no 1e-9). */
 export function parseSeconds(name: string, value: string | undefined, dfltMs: number): number {
   if (value === undefined || value.trim() === '') return dfltMs;
-  const s = Number(value.trim());
-  if (!Number.isFinite(s) || s <= 0) throw new SettingsError(`${name}=${value}: expected a number of seconds`);
-  return Math.round(s * 1000);
+  if (!/^\d+(\.\d+)?$/.test(value.trim())) throw new SettingsError(`${name}=${value}: expected a number of seconds`);
+  const ms = Math.round(Number(value.trim()) * 1000);
+  if (ms <= 0) throw new SettingsError(`${name}=${value}: must be at least 0.001 seconds`);
+  if (ms > MAX_SECONDS * 1000) throw new SettingsError(`${name}=${value}: must be at most ${MAX_SECONDS} seconds`);
+  return ms;
 }
 
 function words(value: string | undefined): string[] {
@@ -104,7 +165,7 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
   return {
     // resolved now: a relative value must not change meaning when a build cds
     home: env.PEERPKGS_HOME ? path.resolve(env.PEERPKGS_HOME) : path.join(os.homedir(), '.cache', 'peerpkgs'),
-    cacheUrls: words(env.PKG_CACHE_URL),
+    cacheUrls: words(env.PKG_CACHE_URL).map(parseCacheUrl),
     forceBinary: parseFlag('PKG_FORCE_BINARY', env.PKG_FORCE_BINARY, false),
     trustedKeys: env.PKG_TRUSTED_KEYS,
     mirrorDb: env.PKG_MIRROR_DB || undefined,
@@ -112,6 +173,7 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     ipfsPeers: multiaddrs('PKG_IPFS_PEERS', env.PKG_IPFS_PEERS, true),
     ipfsListen: env.PKG_IPFS_LISTEN !== undefined ? multiaddrs('PKG_IPFS_LISTEN', env.PKG_IPFS_LISTEN, false) : undefined,
     ipfsTimeoutMs: parseSeconds('PKG_IPFS_TIMEOUT', env.PKG_IPFS_TIMEOUT, DEFAULTS.ipfsTimeoutMs),
+    // bwrap's --size takes up to 2^63 bytes, well above the bound every size has (2^53)
     sandboxTmpBytes: parseSize('PKG_SANDBOX_TMP_SIZE', env.PKG_SANDBOX_TMP_SIZE, DEFAULTS.sandboxTmpBytes),
     maxDownloadBytes: parseSize('PKG_MAX_DOWNLOAD_SIZE', env.PKG_MAX_DOWNLOAD_SIZE, DEFAULTS.maxDownloadBytes),
     maxUnpackBytes: parseSize('PKG_MAX_UNPACK_SIZE', env.PKG_MAX_UNPACK_SIZE, DEFAULTS.maxUnpackBytes),

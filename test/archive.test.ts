@@ -169,6 +169,27 @@ describe('archive', function () {
       assert.equal(fs.existsSync(path.join(dir, 'out.tar.gz')), false);
     });
 
+    it('refuses a path too long for the system to name, in one line naming it', async () => {
+      const dest = path.join(dir, 'dest');
+      const name = 'x'.repeat(250);
+      fs.mkdirSync(dest);
+      // 20 levels of 250 bytes, beyond PATH_MAX (4096): two halves, one moved into the other
+      const half = Array(10).fill(name).join('/');
+      write(dir, { [`dest/${half}/f`]: 'x', [`other/${half}/g`]: 'y' });
+      fs.renameSync(path.join(dir, 'other', name), path.join(dest, half, name));
+      try {
+        await assert.rejects(packDir(dest, path.join(dir, 'out.tar.gz')), (e: Error) => {
+          assert.equal(e.name, 'ArchiveError');
+          assert.match(e.message, /^cannot pack x{80}… \(\d+ bytes, \d+ levels\): path too long or too deep$/);
+          return true;
+        });
+        assert.equal(fs.existsSync(path.join(dir, 'out.tar.gz')), false);
+      } finally {
+        // halved again, so that removing it names no path beyond PATH_MAX either
+        fs.renameSync(path.join(dest, half, name), path.join(dir, 'other', name));
+      }
+    });
+
     it('refuses a device node', async function () {
       if (!isRoot) this.skip(); // only root can make one
       fs.mkdirSync(path.join(dir, 'dest/dev'), { recursive: true });

@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { packDir } from '../src/archive/pack.ts';
 import { recordSha256 } from '../src/build/outputs.ts';
@@ -372,6 +373,20 @@ describe('binary package caches', function () {
       assert.deepEqual(log, [`warning: hello: file://${work}/typo: ${hello.pkghash}.info: ${work}/typo: no such directory`]);
     });
 
+    it('refuses a file:// entry that is a FIFO or a symlink to a device, without waiting on it', async () => {
+      for (const [kind, make] of [
+        ['fifo', (f: string) => spawnSync('mkfifo', [f])],
+        ['link', (f: string) => fs.symlinkSync('/dev/zero', f)],
+      ] as const) {
+        const dir = path.join(work, `odd-${kind}`);
+        fs.mkdirSync(dir, { recursive: true });
+        make(path.join(dir, `${hello.pkghash}.info`));
+        const { r } = await sub(`file://${dir}`);
+        assert.ok('miss' in r);
+        assert.match(r.tried[0]!.reason, /is not a regular file/);
+      }
+    });
+
     it('does not ask a cache it could not reach again for every package', async () => {
       const dead = `http://127.0.0.1:${await freePort()}`;
       const caches = parseCacheUrls(dead);
@@ -503,6 +518,38 @@ describe('binary package caches', function () {
       const i = run(tree, 'peerpkgs', ['ipfs', 'id'], { PEERPKGS_HOME: h, PKG_IPFS_TIMEOUT: 'soon' });
       assert.equal(i.status, 2);
       assert.equal(i.stderr, `peerpkgs: ${line}`);
+    });
+
+    it('a bad PKG_CACHE_URL is refused up front, in one line with exit 2', () => {
+      for (const [url, why] of [
+        ['ftp://x/y', 'ftp:// caches are not supported'],
+        [`file://${work}/c#signd`, 'unknown fragment #signd'],
+        ['file://host/c', 'File URL host must be'],
+        ['ipfs://', 'name the CID'],
+      ]) {
+        const r = build({ PKG_CACHE_URL: url });
+        assert.equal(r.status, 2, r.stderr);
+        oneLine(r.stderr, new RegExp(`^build-packages-ifchange: PKG_CACHE_URL: ${url.replace(/[.#]/g, '\\$&')}: ${why}`));
+      }
+    });
+
+    it('numbers and sizes in variables: plain decimals, more than nothing, and bounded', () => {
+      for (const [name, value, why] of [
+        ['PKG_IPFS_TIMEOUT', '0x10', 'expected a number of seconds'],
+        ['PKG_IPFS_TIMEOUT', '1e-9', 'expected a number of seconds'],
+        ['PKG_IPFS_TIMEOUT', '0.0001', 'must be at least 0.001 seconds'],
+        ['PKG_DOWNLOAD_BASE_TIME', '99999999999', 'must be at most 1000000000 seconds'],
+        ['PKG_SANDBOX_TMP_SIZE', '99999999T', 'must be at most 8192T'],
+        ['PKG_MAX_DOWNLOAD_SIZE', '9'.repeat(400), 'must be at most 8192T'],
+      ]) {
+        assert.throws(() => settings({ [name]: value }), (e: Error) => e instanceof SettingsError && e.message === `${name}=${value}: ${why}`, `${name}=${value}`);
+      }
+      const r = build({ PKG_SANDBOX_TMP_SIZE: '99999999T' });
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stderr, 'build-packages-ifchange: PKG_SANDBOX_TMP_SIZE=99999999T: must be at most 8192T\n');
+      assert.equal(settings({ PKG_IPFS_TIMEOUT: '1.5' }).ipfsTimeoutMs, 1500);
+      // the default /tmp bound: 4G, or a quarter of the memory of a smaller machine
+      assert.equal(settings({}).sandboxTmpBytes, Math.min(4 * 1024 ** 3, Math.floor(os.totalmem() / 4 / 1024 ** 2) * 1024 ** 2));
     });
 
     it('a trusted-keys file that does not parse is one line naming the file and line, exit 2, for the build and for peerpkgs key', () => {

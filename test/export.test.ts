@@ -502,6 +502,32 @@ describe('export', function () {
       assert.equal(read(out, 'bin/f'), '#!/bin/sh\necho hello from f\n');
     });
 
+    it('--repair knows an archive rebuilt into another output before writing anything, and unpacks no more than the manifest gives', () => {
+      write(tree, pkg('g', { runDeps: ['seed'] }));
+      assert.equal(venv('-o', fresh('venv-g'), './pkg/g').status, 0);
+      const out = outputOf('g');
+      edit(path.join(out, 'bin/g'), 'echo changed\n');
+      // rebuilt since: 8 MB of zeros, a small archive
+      write(tree, { [`!pkg/g/build`]: '#!/bin/sh\nmkdir -p "$DESTDIR/share"\ndd if=/dev/zero of="$DESTDIR/share/zeros" bs=1M count=8 2>/dev/null\n' });
+      assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/g'], { PEERPKGS_HOME: home }).status, 0);
+      const other = outputOf('g');
+      const outputs = path.join(home, 'outputs');
+      const r = peerpkgs('verify', '--repair');
+      assert.equal(r.status, 9);
+      assert.match(r.stdout, new RegExp(`^${out} \\(g\\): cannot repair: its archive ${tree}/pkg/g/\\.pkg\\.tar\\.gz is no longer this output \\(it is output ${path.basename(other)}\\); rebuild the package$`, 'm'));
+      // without the archive's record, it is hashed, and no further than the manifest's size
+      fs.rmSync(path.join(tree, 'pkg/g/.pkg.tar.gz.sha256'));
+      const again = peerpkgs('verify', '--repair');
+      assert.equal(again.status, 9);
+      assert.match(again.stdout, new RegExp(`^${out} \\(g\\): cannot repair: its archive \\S+ is no longer this output \\(it unpacks to more than the size its manifest gives\\)`, 'm'));
+      assert.deepEqual(fs.readdirSync(outputs).filter((n) => n.startsWith('.repair-')), []);
+      // built as it was, the archive is this output again
+      write(tree, pkg('g', { runDeps: ['seed'] }));
+      assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/g'], { PEERPKGS_HOME: home }).status, 0);
+      const fix = peerpkgs('verify', '--repair');
+      assert.equal(fix.status, 0, fix.stdout);
+    });
+
     it('finds a venv file replaced or added in the venv alone', () => {
       const V = fresh('venv-own');
       assert.equal(venv('-o', V, './pkg/b').status, 0);
@@ -533,7 +559,7 @@ describe('export', function () {
       assert.equal(again.status, 0, again.stdout);
     });
 
-    it('takes a seed packed by plain tar, with no manifest, for build after build, and says verify cannot check it', () => {
+    it('takes a seed packed by plain tar, with no manifest, for build after build, and verify checks it by the manifest the store wrote', () => {
       const t = fresh('plain-seed-tree');
       const h = path.join(work, 'plain-seed-home');
       write(t, { '!pkg/seed/.pkg.tar.gz.do': fs.readFileSync(path.join(BIN, '../example/pkg/seed/.pkg.tar.gz.do'), 'utf8') });
@@ -544,7 +570,16 @@ describe('export', function () {
       }
       const r = run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h });
       assert.equal(r.status, 0, r.stdout);
-      assert.match(r.stdout, /^\S+ \(seed\): not checked: the store has no manifest for it/m);
+      assert.doesNotMatch(r.stdout, /not checked/);
+      const seedOut = fs.readdirSync(path.join(h, 'outputs')).find((n) => fs.existsSync(path.join(h, 'outputs', n, 'bin/busybox')))!;
+      const busybox = path.join(h, 'outputs', seedOut, 'bin/busybox');
+      edit(busybox, 'x');
+      const bad = run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h });
+      assert.equal(bad.status, 9, bad.stdout);
+      assert.match(bad.stdout, /\(seed\): bin\/busybox: mode \d+, should be \d+; its content changed/);
+      const fix = run(t, 'peerpkgs', ['verify', '--repair'], { PEERPKGS_HOME: h });
+      assert.equal(fix.status, 0, fix.stdout + fix.stderr);
+      assert.equal(run(t, 'peerpkgs', ['verify'], { PEERPKGS_HOME: h }).status, 0);
     });
 
     it('finds nothing wrong in venvs whose conflicts a strategy settled', () => {

@@ -364,6 +364,12 @@ describe('fetch', function () {
       assert.deepEqual(storeFiles(), [DATA_SHA]);
     });
 
+    it('downloads under a deadline beyond what one timer holds (2^31 ms, 24.8 days)', async () => {
+      // 35 days: Node would fire a single timer of that length at once
+      await fetchDistfile(want(`${www.url}/foo-1.0.tar.gz`), opts({ retries: 0, deadline: { baseMs: 3_000_000_000, minRate: 1 << 20 } }));
+      assert.deepEqual(storeFiles(), [DATA_SHA]);
+    });
+
     it('takes a distfile whose fetch record gives its size, and refuses one of another length, naming the url', async () => {
       const url = `${www.url}/foo-1.0.tar.gz`;
       const longer = await failure(fetchDistfile({ ...want(url), size: DATA.length - 1 }, opts()));

@@ -322,6 +322,39 @@ describe('package tree', function () {
       }
     });
 
+    it('prints a build\'s own lines with their control characters escaped, tabs kept', () => {
+      write(dir, {
+        '!pkg/a/build': '#!/bin/sh\nprintf "\\033]0;pwned\\007\\033]52;c;cm0K\\007\\033[2J\\tcol\\n"\nmkdir -p "$DESTDIR"\n',
+        'pkg/a/build-deps': '../seed\n',
+      });
+      const r = build('./pkg/a');
+      assert.equal(r.status, 0, r.stderr);
+      // eslint-disable-next-line no-control-regex -- what must not be printed
+      assert.doesNotMatch(r.stderr, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+      assert.match(r.stderr, /\\u001b\]0;pwned\\u0007\\u001b\]52;c;cm0K\\u0007\\u001b\[2J\tcol\n/);
+    });
+
+    it('gives a files/ entry the mode the pkghash counts (0755 or 0644), whatever the checkout\'s umask', () => {
+      write(dir, {
+        '!pkg/m/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR"\nstat -c %a conf tool > "$DESTDIR/modes"\n',
+        'pkg/m/build-deps': '../seed\n',
+        'pkg/m/files/conf': 'x\n',
+        'pkg/m/files/tool': 'y\n',
+      });
+      const outputs: string[] = [];
+      for (const [conf, tool] of [[0o644, 0o755], [0o600, 0o700]]) {
+        fs.chmodSync(path.join(dir, 'pkg/m/files/conf'), conf);
+        fs.chmodSync(path.join(dir, 'pkg/m/files/tool'), tool);
+        // redo builds again whatever the records say: the pkghash is the same
+        const r = run(dir, 'redo', ['pkg/m/.pkg.tar.gz'], { PEERPKGS_HOME: home });
+        assert.equal(r.status, 0, r.stderr);
+        outputs.push(fs.readFileSync(path.join(dir, 'pkg/m/.pkg.tar.gz.sha256'), 'utf8'));
+        const modes = spawnSync('tar', ['xzOf', path.join(dir, 'pkg/m/.pkg.tar.gz'), '--wildcards', '*modes'], { encoding: 'utf8' }).stdout;
+        assert.equal(modes, '644\n755\n');
+      }
+      assert.equal(outputs[0], outputs[1]);
+    });
+
     it('not a package directory (exit 4)', () => {
       fs.mkdirSync(path.join(dir, 'pkg/empty'));
       const r = build('./pkg/empty');

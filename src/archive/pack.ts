@@ -54,17 +54,30 @@ function decodeName(raw: Buffer, where: string): string {
 async function walk(srcDir: string): Promise<{ rel: string; st: fs.BigIntStats }[]> {
   const found: { rel: string; st: fs.BigIntStats; key: Buffer }[] = [];
   const visit = async (rel: string): Promise<void> => {
-    for (const raw of await fs.promises.readdir(path.join(srcDir, rel), { encoding: 'buffer' })) {
+    for (const raw of await reachable(rel, () => fs.promises.readdir(path.join(srcDir, rel), { encoding: 'buffer' }))) {
       const name = decodeName(raw, rel ? rel + '/' : '');
       const p = rel ? `${rel}/${name}` : name;
       if (p === MANIFEST_NAME) throw new ArchiveError(`cannot pack ${p}: the name is reserved for the archive's manifest`);
-      const st = await fs.promises.lstat(path.join(srcDir, p), { bigint: true });
+      const st = await reachable(p, () => fs.promises.lstat(path.join(srcDir, p), { bigint: true }));
       found.push({ rel: p, st, key: Buffer.from(p) });
       if (st.isDirectory()) await visit(p);
     }
   };
   await visit('');
   return found.sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+/** `f()`, its path beyond what the system can name (PATH_MAX, or too many
+ * levels) an ArchiveError: a package nothing could unpack either. */
+async function reachable<T>(rel: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENAMETOOLONG' && code !== 'ELOOP') throw e;
+    const shown = rel.length > 80 ? `${rel.slice(0, 80)}… (${rel.length} bytes, ${rel.split('/').length} levels)` : rel;
+    throw new ArchiveError(`cannot pack ${shown}: path too long or too deep`);
+  }
 }
 
 function special(st: fs.BigIntStats): string {
@@ -195,6 +208,21 @@ async function writeEntries(tar: tarStream.Pack, items: Item[], manifest: Buffer
   tar.finalize();
 }
 
+/** `items` with their files' sha256s filled in. */
+async function hashed(items: Item[]): Promise<Item[]> {
+  for (const item of items) if (item.type === 'file') await (item.size <= SMALL ? readSmall(item) : hashFile(item));
+  return items;
+}
+
+/**
+ * The manifest text of the tree at `dir`, as packing it would write it: for
+ * a tree unpacked from an archive that had none (a seed packed by plain
+ * tar), so that the output store can check it like any other.
+ */
+export async function treeManifest(dir: string): Promise<string> {
+  return serializeManifest(await hashed(await collect(dir, false)));
+}
+
 export interface PackOptions {
   /** Seconds, e.g. SOURCE_DATE_EPOCH, given to every entry; 0 by default. */
   mtime?: number;
@@ -220,8 +248,7 @@ export async function packDir(srcDir: string, outPath: string, opts: PackOptions
   if (opts.mtime !== undefined && !(Number.isSafeInteger(opts.mtime) && opts.mtime >= 0)) {
     throw new TypeError(`packDir: mtime must be whole seconds since 1970, not ${opts.mtime}`);
   }
-  const items = await collect(srcDir, opts.relativeSymlinks === true, opts.modes);
-  for (const item of items) if (item.type === 'file') await (item.size <= SMALL ? readSmall(item) : hashFile(item));
+  const items = await hashed(await collect(srcDir, opts.relativeSymlinks === true, opts.modes));
   const archive = opts.peerpkgsArchive !== false;
   const manifest = archive ? Buffer.from(serializeManifest(items)) : null;
   const mtime = new Date((opts.mtime ?? 0) * 1000);

@@ -23,8 +23,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { extract, type ExtractOptions } from '../archive/extract.ts';
+import { boundedBytes, extract, type ExtractOptions } from '../archive/extract.ts';
 import { ArchiveError } from '../archive/errors.ts';
+import { treeManifest } from '../archive/pack.ts';
 import { temporaryName, removeTemporary, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 import { parseManifest, readManifest, serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 import { findBase, STATE_DIR } from '../engine/engine.ts';
@@ -154,7 +155,8 @@ export async function unpackOutput(
     const { sha256, manifest } = await extract(source, tmp, { expectSha256, readOnly: true, ...bound });
     const dest = path.join(outputsDir, sha256);
     if (!fs.existsSync(dest)) {
-      await recordOrigin(dest, manifest, archive);
+      // an archive without a manifest (a plain tar) gets the store's own, of what was placed
+      await recordOrigin(dest, manifest ?? (await treeManifest(tmp)), archive);
       try {
         fs.renameSync(tmp, dest);
       } catch (e) {
@@ -198,8 +200,12 @@ async function recordOrigin(dir: string, manifest: string | undefined, archive: 
   }
 }
 
-async function uncompressedSha256(archive: string): Promise<string> {
+/** The sha256 of the uncompressed archive, read without writing anything,
+ * and no further than `bound` when one is given. */
+export async function uncompressedSha256(archive: string, bound: Pick<ExtractOptions, 'maxBytes' | 'maxWhat'> = {}): Promise<string> {
   const hash = createHash('sha256');
-  await pipeline(fs.createReadStream(archive), zlib.createGunzip(), hash);
+  await pipeline(fs.createReadStream(archive), zlib.createGunzip(), boundedBytes(bound, (c) => hash.update(c)), async (chunks: AsyncIterable<Buffer>) => {
+    for await (const _ of chunks);
+  });
   return hash.digest('hex');
 }

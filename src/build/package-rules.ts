@@ -14,6 +14,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { printable } from '../engine/log.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
@@ -181,7 +182,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // tarball once unpacked, and a mount point cannot be removed. A reflink
   // where the filesystem has them; test/bench/source-handover.ts has the cost.
   for (const [file, stored] of sources) await fs.promises.copyFile(stored, path.join(wd, file), fs.constants.COPYFILE_FICLONE);
-  for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path));
+  for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path), f.mode);
   fs.copyFileSync(pkg.buildScript, path.join(wd, 'build'));
   fs.chmodSync(path.join(wd, 'build'), 0o755);
 
@@ -226,13 +227,13 @@ function buildOutput() {
     noSpace: false,
     line: (line: Buffer) => {
       if (line.includes('No space left on device')) out.noSpace = true;
-      process.stderr.write(Buffer.concat([line, NEWLINE]));
+      // a build's lines could set the title, clear the screen or fill the
+      // clipboard (OSC 52); tabs are layout, not control
+      process.stderr.write(`${line.toString().split('\t').map((part) => printable(part)).join('\t')}\n`);
     },
   };
   return out;
 }
-
-const NEWLINE = Buffer.from('\n');
 
 /** A failed build that said "No space left on device" filled either the
  * disk under its work directory or the sandbox's bounded /tmp (or
@@ -261,12 +262,14 @@ function sha256File(file: string): string {
   return h.digest('hex');
 }
 
-function copyEntry(from: string, to: string): void {
+/** Copies a `files/` entry with the mode the pkghash counted (0755 or
+ * 0644), not the checkout's, which follows its umask. */
+function copyEntry(from: string, to: string, mode: number): void {
   fs.mkdirSync(path.dirname(to), { recursive: true });
   const st = fs.lstatSync(from);
   if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to);
   else {
     fs.copyFileSync(from, to);
-    fs.chmodSync(to, st.mode & 0o777);
+    fs.chmodSync(to, mode & 0o777);
   }
 }

@@ -17,8 +17,8 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extract } from '../archive/extract.ts';
 import { removeTree } from '../archive/files.ts';
-import type { ManifestEntry } from '../archive/manifest.ts';
-import { archiveFile, storedManifest } from './outputs.ts';
+import { serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
+import { archiveFile, recordedSha256, storedManifest, uncompressedSha256 } from './outputs.ts';
 
 /** One path that is not as the manifest says: relative to the tree ('' for the tree itself). */
 export interface Damage {
@@ -137,6 +137,15 @@ export async function checkOutput(outputsDir: string, sha256: string): Promise<O
   return check;
 }
 
+/** The most uncompressed tar bytes a manifest's entries take: each
+ * entry's content in 512-byte blocks, its header and a long name's extended
+ * headers, the manifest itself, and the end blocks. */
+function tarBound(manifest: Map<string, ManifestEntry>): number {
+  let n = 20 * 512 + 2 * serializeManifest([...manifest.values()]).length + 4 * 512;
+  for (const e of manifest.values()) n += Math.ceil(e.size / 512) * 512 + 4 * 512 + 2 * (e.path.length + (e.target?.length ?? 0));
+  return n;
+}
+
 /**
  * Restores the damaged paths of `check` from the output's archive. Returns
  * null when done, or why it could not be.
@@ -146,12 +155,26 @@ export async function repairOutput(check: OutputCheck): Promise<string | null> {
     return `its archive ${check.archive === null ? '(unknown: the store did not record it)' : `${check.archive} is gone`}; rebuild the package, or remove ${check.dir} for the next build to unpack it again`;
   }
   const manifest = storedManifest(check.dir)!;
+  // the archive may have been rebuilt into another output, of any size:
+  // known to be this one before anything is written, and held to its size
+  const bound = { maxBytes: tarBound(manifest), maxWhat: 'the size its manifest gives' };
+  const notThis = (why: string) => `its archive ${check.archive} is no longer this output (${why}); rebuild the package`;
+  const recorded = recordedSha256(check.archive);
+  if (recorded !== null && recorded !== check.sha256) return notThis(`it is output ${recorded}`);
+  if (recorded === null) {
+    try {
+      const sha = await uncompressedSha256(check.archive, bound);
+      if (sha !== check.sha256) return notThis(`it is output ${sha}`);
+    } catch (e) {
+      return notThis((e as Error).message);
+    }
+  }
   const from = path.join(path.dirname(check.dir), `.repair-${process.pid}-${Math.random().toString(36).slice(2)}`);
   try {
     try {
-      await extract(check.archive, from, { expectSha256: check.sha256 });
+      await extract(check.archive, from, { expectSha256: check.sha256, ...bound });
     } catch (e) {
-      return `its archive ${check.archive} is no longer this output (${(e as Error).message}); rebuild the package`;
+      return notThis((e as Error).message);
     }
     const dirModes: Array<[string, number]> = [];
     // parents before their contents: a missing directory is made before what goes in it

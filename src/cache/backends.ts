@@ -25,7 +25,7 @@
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errnoReason, httpGet, HttpError, type Deadline } from '../fetch/http.ts';
-import { settings } from '../settings.ts';
+import { CacheConfigError, parseCacheUrl, settings, type CacheUrl } from '../settings.ts';
 import { errorClass } from '../errors.ts';
 
 /** Bytes of one cached file, as they arrive. */
@@ -55,8 +55,7 @@ export interface Cache {
 /** Asking a cache failed for a reason other than "not there". */
 export class CacheError extends errorClass('CacheError') {}
 
-/** PKG_CACHE_URL does not parse. */
-export class CacheConfigError extends errorClass('CacheConfigError') {}
+export { CacheConfigError };
 
 export interface CacheOptions {
   /** a connection silent this long (connecting, or mid-body) has failed */
@@ -87,38 +86,24 @@ export function registerBackend(scheme: string, backend: Backend, signedByDefaul
   backends.set(scheme, { backend, signedByDefault });
 }
 
-/** The caches of a PKG_CACHE_URL value, in order. */
+/** The caches of a PKG_CACHE_URL value, in order; its syntax is settings.ts's to check. */
 export function parseCacheUrls(value: string, options: CacheOptions = {}, env: NodeJS.ProcessEnv = process.env): Cache[] {
+  return cachesOf(value.split(/\s+/).filter(Boolean).map(parseCacheUrl), options, env);
+}
+
+function cachesOf(urls: CacheUrl[], options: CacheOptions, env: NodeJS.ProcessEnv): Cache[] {
   const s = settings(env);
   const opts = { ...DEFAULTS, deadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate }, ...options };
-  return value
-    .split(/\s+/)
-    .filter(Boolean)
-    .map((spec) => {
-      let url: URL;
-      try {
-        url = new URL(spec);
-      } catch {
-        throw new CacheConfigError(`PKG_CACHE_URL: ${spec} is not a URL (for a directory write file:///absolute/path)`);
-      }
-      const b = backends.get(url.protocol);
-      if (!b) {
-        const known = [...backends.keys()].map((s) => `${s}//`).join(', ');
-        throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: ${url.protocol}// caches are not supported (supported: ${known})`);
-      }
-      const fragment = url.hash.slice(1);
-      if (fragment !== '' && fragment !== 'signed' && fragment !== 'unsigned') {
-        throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: unknown fragment #${fragment} (use #signed or #unsigned, or none)`);
-      }
-      url.hash = '';
-      const requireSignature = fragment === '' ? b.signedByDefault : fragment === 'signed';
-      return b.backend({ spec, url, requireSignature, opts });
-    });
+  return urls.map(({ spec, url, signed }) => {
+    const b = backends.get(url.protocol);
+    if (!b) throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: ${url.protocol}// caches are not supported`);
+    return b.backend({ spec, url, requireSignature: signed ?? b.signedByDefault, opts });
+  });
 }
 
 /** The caches PKG_CACHE_URL names (none when it is unset). */
 export function cachesFromEnv(env: NodeJS.ProcessEnv = process.env, options: CacheOptions = {}): Cache[] {
-  return parseCacheUrls(settings(env).cacheUrls.join(' '), options, env);
+  return cachesOf(settings(env).cacheUrls, options, env);
 }
 
 function reasonOf(e: unknown): string {
@@ -134,20 +119,20 @@ class FileCache implements Cache {
   constructor({ spec, url, requireSignature }: BackendArgs) {
     this.url = spec;
     this.requireSignature = requireSignature;
-    try {
-      this.dir = fileURLToPath(url);
-    } catch (e) {
-      throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: ${(e as Error).message} (write file:///absolute/path)`);
-    }
+    this.dir = fileURLToPath(url); // settings.ts made sure it is a path
   }
 
   async get(name: string): Promise<Fetched | null> {
     const file = `${this.dir.replace(/\/+$/, '')}/${name}`;
     let fd: fs.promises.FileHandle;
     try {
-      fd = await fs.promises.open(file, 'r');
+      // a FIFO or a device would block the open itself, out of reach of any
+      // deadline or signal; a symlink could lead to one: open none of them
+      fd = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CacheError(reasonOf(e));
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new CacheError(`${name} is not a regular file (a symlink)`);
+      if (code !== 'ENOENT') throw new CacheError(reasonOf(e));
       // a mistyped or unmounted cache is worth a warning; a name it lacks is not
       if (fs.statSync(this.dir, { throwIfNoEntry: false })?.isDirectory()) return null;
       throw new CacheError(`${this.dir}: no such directory`);
@@ -238,7 +223,6 @@ class LazyCache implements Cache {
     this.args = args;
     this.url = args.spec;
     this.requireSignature = args.requireSignature;
-    if (!args.url.host) throw new CacheConfigError(`PKG_CACHE_URL: ${args.spec}: name the ${args.url.protocol === 'ipns:' ? 'IPNS name (ipns://k51…)' : 'CID (ipfs://CID)'}`);
   }
 
   async get(name: string, opts?: GetOptions): Promise<Fetched | null> {

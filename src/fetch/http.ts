@@ -90,6 +90,8 @@ export function errnoReason(e: unknown): string {
 
 // as curl's --retry: a host that refuses, or is not there, will not be there a moment later
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+/** The longest delay setTimeout takes as it is. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
@@ -116,12 +118,15 @@ function request(url: URL, opts: HttpGetOptions, redirects: number, start: numbe
     let timer: NodeJS.Timeout | undefined;
     const expireAt = (at: number, why: string) => {
       clearTimeout(timer);
+      // Node fires a delay beyond 2^31-1 ms after 1 ms: wait in steps below it
+      const left = at - Date.now();
       timer = setTimeout(
         () => {
+          if (Date.now() < at) return expireAt(at, why);
           late = why;
           req.destroy();
         },
-        Math.max(0, at - Date.now()),
+        Math.min(Math.max(0, left), MAX_TIMER_MS),
       );
       timer.unref();
     };
