@@ -113,7 +113,7 @@ describe('seed reproduce', function () {
   it('refuses unknown arguments, and an -o it could not write, as usage errors, before building', () => {
     const r = reproduce('--frobnicate');
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /unknown argument --frobnicate/);
+    assert.match(r.stderr, /unknown option --frobnicate/);
     const o = reproduce('-o', 'no/such/dir/seed.tar.gz');
     assert.equal(o.status, 2);
     assert.match(o.stderr, /-o no\/such\/dir\/seed\.tar\.gz: no directory no\/such\/dir to write it in/);
