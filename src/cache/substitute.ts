@@ -27,7 +27,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { boundedBytes, type ExtractOptions } from '../archive/extract.ts';
-import { unpackOutput } from '../build/outputs.ts';
+import { unpackOutput } from '../pkgrules/outputs.ts';
 import { ArchiveError } from '../archive/errors.ts';
 import { drained } from '../archive/files.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';

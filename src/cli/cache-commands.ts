@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { recordedSha256 } from '../build/outputs.ts';
+import { recordedSha256 } from '../pkgrules/outputs.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display, TreeError } from '../tree/errors.ts';

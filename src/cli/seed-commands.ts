@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
-import { packageRules } from '../build/rules.ts';
+import { packageRules } from '../pkgrules/rules.ts';
 import { peerpkgsHome } from '../fetch/home.ts';
 import { SEED_COMPONENTS, GenerationFailed, reproduceSeed, type ReproduceResult } from '../seed/reproduce.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';

@@ -1,13 +1,13 @@
 /**
  * `peerpkgs verify [--repair] [VENVDIR...]`: what the user sees of
- * build/verify.ts (the output store) and export/venv.ts's checkVenv.
+ * pkgrules/verify.ts (the output store) and export/venv.ts's checkVenv.
  *
  * Every damaged path is named with its package on stdout, one a line;
  * the caller exits with its own status for "damaged" when something is
  * (left) damaged.
  */
 import * as path from 'node:path';
-import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../build/verify.ts';
+import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../pkgrules/verify.ts';
 import { checkVenv } from '../export/venv.ts';
 import { UsageError, parse } from './frame.ts';
 

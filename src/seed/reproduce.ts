@@ -20,7 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../engine/engine.ts';
 import { readManifest } from '../archive/manifest.ts';
-import { recordedSha256, OutputStore } from '../build/outputs.ts';
+import { recordedSha256, OutputStore } from '../pkgrules/outputs.ts';
 import { DistfileStore } from '../fetch/store.ts';
 import { closureOutputs } from '../export/closure.ts';
 import { exportTarball } from '../export/tarball.ts';
