@@ -14,7 +14,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packDir } from '../src/archive/pack.ts';
-import { recordSha256 } from '../src/build/outputs.ts';
+import { recordSha256 } from '../src/store/outputs.ts';
 import { parseCacheUrls, cachesFromEnv, CacheConfigError } from '../src/cache/backends.ts';
 import { InfoError, parseInfo, serializeInfo, checkTrust, type InfoFields } from '../src/cache/info.ts';
 import { generateKey, KeyError, loadSigningKey, loadTrustedKeys, TrustedKeys, type SigningKey } from '../src/cache/keys.ts';

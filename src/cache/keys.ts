@@ -23,6 +23,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
+import { homeLayout } from '../store/home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
 
@@ -98,7 +99,7 @@ export function parsePublicKey(text: string): PublicKey | null {
 }
 
 export function keysDir(home: string): string {
-  return path.join(home, 'keys');
+  return homeLayout.keys(home);
 }
 
 function checkName(name: string): string {
@@ -223,7 +224,7 @@ export function parseTrustedKeys(text: string, file: string): TrustedKey[] {
 }
 
 export function trustedKeysFile(home: string): string {
-  return path.join(home, 'trusted-keys');
+  return homeLayout.trustedKeys(home);
 }
 
 /** The keys trusted by `<home>/trusted-keys` and PKG_TRUSTED_KEYS together. */

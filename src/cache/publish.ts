@@ -19,9 +19,6 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
 import { drained } from '../archive/files.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
@@ -30,6 +27,7 @@ import type { SigningKey } from './keys.ts';
 import { errorClass } from '../errors.ts';
 import { display } from '../tree/errors.ts';
 import type { PackageGraph } from '../tree/pkghash.ts';
+import { uncompressedSha256 } from '../store/identity.ts';
 
 export interface PublishPackage {
   pkghash: string;
@@ -119,38 +117,28 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
 async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: number; archiveSha256: string; sha256: string; outputSize: number }> {
   const out = fs.createWriteStream(to, { flags: 'wx', mode: 0o644, flush: true });
   const gz = createHash('sha256');
-  const tar = createHash('sha256');
+  let sha256: string;
   let size = 0;
   let outputSize = 0;
+  async function* copied(): AsyncGenerator<Buffer> {
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      gz.update(chunk);
+      size += chunk.length;
+      if (!out.write(chunk)) await drained(out);
+      yield chunk;
+    }
+    out.end();
+    await once(out, 'close');
+  }
   try {
     await once(out, 'open');
-    await pipeline(
-      input,
-      async function* (chunks: AsyncIterable<Buffer>) {
-        for await (const chunk of chunks) {
-          gz.update(chunk);
-          size += chunk.length;
-          if (!out.write(chunk)) await drained(out);
-          yield chunk;
-        }
-        out.end();
-        await once(out, 'close');
-      },
-      zlib.createGunzip(),
-      new Writable({
-        write(chunk: Buffer, _enc, done) {
-          tar.update(chunk);
-          outputSize += chunk.length;
-          done();
-        },
-      }),
-    );
+    sha256 = await uncompressedSha256(copied(), {}, (chunk) => (outputSize += chunk.length));
   } catch (e) {
     out.destroy();
     if (e instanceof Error && !('syscall' in e)) throw new PublishError(`${input.path}: not a .tar.gz (${e.message})`);
     throw e;
   }
-  return { size, archiveSha256: gz.digest('hex'), sha256: tar.digest('hex'), outputSize };
+  return { size, archiveSha256: gz.digest('hex'), sha256, outputSize };
 }
 
 /**

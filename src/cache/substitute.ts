@@ -23,11 +23,10 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
-import { boundedBytes, type ExtractOptions } from '../archive/extract.ts';
-import { unpackOutput } from '../build/outputs.ts';
+import { Readable } from 'node:stream';
+import type { ExtractOptions } from '../archive/extract.ts';
+import { unpackOutput } from '../store/outputs.ts';
+import { uncompressedSha256 } from '../store/identity.ts';
 import { ArchiveError } from '../archive/errors.ts';
 import { drained } from '../archive/files.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
@@ -190,22 +189,14 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
 }
 
 async function gunzippedSha256(input: Readable, bound: ExtractOptions): Promise<string> {
-  const hash = createHash('sha256');
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      done();
-    },
-  });
   try {
-    await pipeline(input, zlib.createGunzip(), boundedBytes(bound, () => {}), sink);
+    return await uncompressedSha256(input, bound);
   } catch (e) {
     if (e instanceof Error && !('syscall' in e) && !(e instanceof CacheError) && !(e instanceof EntryError) && !(e instanceof ArchiveError)) {
       throw new ArchiveError(`cannot extract archive stream: ${e.message}`);
     }
     throw e;
   }
-  return hash.digest('hex');
 }
 
 /** PKG_FORCE_BINARY=yes: a package no cache has is an error, not a build. */

@@ -9,8 +9,8 @@ import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
-import { packageRules } from '../build/rules.ts';
-import { peerpkgsHome } from '../fetch/home.ts';
+import { packageRules } from '../pkgrules/rules.ts';
+import { homeLayout, peerpkgsHome } from '../store/home.ts';
 import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type Options } from './frame.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
@@ -71,8 +71,8 @@ export async function build(argv: string[]): Promise<number> {
 export async function check(argv: string[]): Promise<number> {
   const flags = buildFlags(argv);
   const dirs = packageDirs(flags.args);
-  const { rebuildAndCompare, reproduced } = await import('../build/reproducible.ts');
-  const outputsDir = path.join(peerpkgsHome(), 'outputs');
+  const { rebuildAndCompare, reproduced } = await import('../pkgrules/reproducible.ts');
+  const outputsDir = homeLayout.outputs(peerpkgsHome());
   const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
   return withEngine(flags, async (engine) => {
     const results = await rebuildAndCompare(targets, outputsDir, (again) => engine.build(targets, again));

@@ -8,8 +8,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { recordedSha256 } from '../build/outputs.ts';
-import { peerpkgsHome } from '../fetch/home.ts';
+import { recordedSha256 } from '../store/outputs.ts';
+import { peerpkgsHome } from '../store/home.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display, TreeError } from '../tree/errors.ts';
 import { PeerpkgsError } from '../errors.ts';

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { explain, SIGNAL_EXIT, UsageError, type HandledSignal } from '../errors.ts';
 import { printable } from '../engine/log.ts';
-import { isPackageDir } from '../build/rules.ts';
+import { isPackageDir } from '../pkgrules/rules.ts';
 import { TreeError } from '../tree/errors.ts';
 
 export { EXIT, UsageError } from '../errors.ts';

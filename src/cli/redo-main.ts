@@ -13,7 +13,7 @@ import { queryState, type Query } from '../engine/queries.ts';
 import { ask, requestArgs } from '../engine/protocol.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
-import { packageRules } from '../build/rules.ts';
+import { packageRules } from '../pkgrules/rules.ts';
 import { EXIT, UsageError, parse, parseJobs, wantsHelp, report, onSignals } from './frame.ts';
 
 const HELP: Record<string, string> = {

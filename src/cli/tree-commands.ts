@@ -5,8 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
-import { isPackageDir } from '../build/rules.ts';
-import { peerpkgsHome } from '../fetch/home.ts';
+import { isPackageDir } from '../pkgrules/rules.ts';
+import { peerpkgsHome } from '../store/home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { EXIT, UsageError, parse, packageDirs, rel } from './frame.ts';
 
@@ -64,7 +64,7 @@ export async function graphCmd(argv: string[]): Promise<number> {
 export async function infoCmd(argv: string[]): Promise<number> {
   const { PackageGraph } = await import('../tree/pkghash.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
-  const { recordedSha256, builtFromPkghash } = await import('../build/outputs.ts');
+  const { recordedSha256, builtFromPkghash } = await import('../store/outputs.ts');
   const { MirrorDb, mirrorDbPath } = await import('../mirrors/db.ts');
   const g = new PackageGraph();
   const store = new DistfileStore(peerpkgsHome());

@@ -1,13 +1,14 @@
 /**
  * `peerpkgs verify [--repair] [VENVDIR...]`: what the user sees of
- * build/verify.ts (the output store) and export/venv.ts's checkVenv.
+ * store/verify.ts (the output store) and export/venv.ts's checkVenv.
  *
  * Every damaged path is named with its package on stdout, one a line;
  * the caller exits with its own status for "damaged" when something is
  * (left) damaged.
  */
 import * as path from 'node:path';
-import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../build/verify.ts';
+import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../store/verify.ts';
+import { homeLayout } from '../store/home.ts';
 import { checkVenv } from '../export/venv.ts';
 import { UsageError, parse } from './frame.ts';
 
@@ -31,7 +32,7 @@ export async function verifyCommand(argv: string[], home: string, out: (s: strin
   const { values, positionals: venvs } = parse(argv, { repair: { type: 'boolean' } });
   const repair = values.repair ?? false;
   if (repair && venvs.length) throw new UsageError('--repair repairs the output store; make a damaged venv again with bin/venv -o VENVDIR');
-  const outputsDir = path.join(home, 'outputs');
+  const outputsDir = homeLayout.outputs(home);
   let damaged = 0;
 
   if (venvs.length) {

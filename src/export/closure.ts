@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { OutputStore } from '../build/outputs.ts';
+import { OutputStore } from '../store/outputs.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display } from '../tree/errors.ts';
 import type { Output } from '../archive/merge.ts';

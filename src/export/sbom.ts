@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { parseRec } from '../tree/rec.ts';
-import { recordedSha256 } from '../build/outputs.ts';
+import { recordedSha256 } from '../store/outputs.ts';
 import { SettingsError } from '../settings.ts';
 import type { FetchEntry } from '../tree/package.ts';
 

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir, type PackResult } from '../archive/pack.ts';
-import { storedManifest } from '../build/outputs.ts';
+import { storedManifest } from '../store/outputs.ts';
 import { planMerge, writeMerged, packageModes, type Output, type Settled, type Strategy } from '../archive/merge.ts';
 import { removeTreeSync } from '../archive/files.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';

@@ -24,8 +24,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ManifestEntry } from '../archive/manifest.ts';
-import { storedManifest } from '../build/outputs.ts';
-import { Hasher, problem, walk, type Damage } from '../build/verify.ts';
+import { storedManifest } from '../store/outputs.ts';
+import { Hasher, problem, walk, type Damage } from '../store/verify.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { planMerge, writeMerged, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from '../archive/merge.ts';
 import { removeTreeSync } from '../archive/files.ts';

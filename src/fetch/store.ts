@@ -27,6 +27,7 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { homeLayout } from '../store/home.ts';
 import { temporaryName, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -75,8 +76,8 @@ export class DistfileStore {
   private readonly signatures: string;
 
   constructor(home: string) {
-    this.dir = path.join(home, 'distfiles');
-    this.signatures = path.join(home, 'distfiles.verified');
+    this.dir = homeLayout.distfiles(home);
+    this.signatures = homeLayout.distfilesVerified(home);
   }
 
   path(sha256: string): string {

@@ -12,6 +12,7 @@
  */
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
+import { homeLayout } from '../store/home.ts';
 
 export interface IpfsPaths {
   dir: string;
@@ -23,7 +24,7 @@ export interface IpfsPaths {
 }
 
 export function ipfsPaths(home: string): IpfsPaths {
-  const dir = path.join(home, 'ipfs');
+  const dir = homeLayout.ipfs(home);
   return {
     dir,
     blocks: path.join(dir, 'blocks'),

@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import { removeTreeSync } from '../archive/files.ts';
 import { planMerge, writeMerged, MergeConflictError, type MergePlan, type Output } from '../archive/merge.ts';
 import { MOUNT_POINTS } from './bwrap.ts';
+import { homeLayout } from '../store/home.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** An unpacked package output and what identifies its content (its sha256). */
@@ -72,7 +73,7 @@ export function rootKey(layers: Layer[]): string {
 
 export function assembleRoot(home: string, layers: Layer[]): { root: string; reused: boolean; ms: number } {
   const t0 = performance.now();
-  const roots = path.join(home, 'roots');
+  const roots = homeLayout.roots(home);
   const root = path.join(roots, rootKey(layers));
   const done = (reused: boolean) => ({ root, reused, ms: performance.now() - t0 });
   if (fs.existsSync(root)) return done(true);

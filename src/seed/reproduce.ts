@@ -19,8 +19,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../engine/engine.ts';
+import { homeLayout } from '../store/home.ts';
 import { readManifest } from '../archive/manifest.ts';
-import { recordedSha256, OutputStore } from '../build/outputs.ts';
+import { recordedSha256, OutputStore } from '../store/outputs.ts';
 import { DistfileStore } from '../fetch/store.ts';
 import { closureOutputs } from '../export/closure.ts';
 import { exportTarball } from '../export/tarball.ts';
@@ -101,7 +102,7 @@ export async function reproduceSeed(opts: ReproduceOptions): Promise<ReproduceRe
     if (!fs.existsSync(path.join(tree, 'pkg', c))) throw new TreeError(`${path.join(tree, 'pkg', c)}: no such package: the seed's components are ${components.join(', ')}`);
   }
   fs.mkdirSync(opts.home, { recursive: true });
-  const work = fs.mkdtempSync(path.join(opts.home, 'reproduce-'));
+  const work = fs.mkdtempSync(homeLayout.reproducePrefix(opts.home));
   const store = new DistfileStore(opts.home);
 
   opts.log(`generation 1: ${components.join(', ')} built by the bootstrap seed (pkg/seed, ${records[0]!.sha256.slice(0, 16)}…)`);

@@ -14,10 +14,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { crypto } from '../engine/lazy.ts';
 import { TreeError, at, display } from './errors.ts';
 import { parseRec, type RecRecord } from './rec.ts';
 import { isSeedDir, SEED_DO } from './seed-dir.ts';
+
+// Loaded on first hash, as engine/lazy.ts does for the engine: a no-op build
+// loads packages but must not pay for node:crypto. Kept here so that the
+// package model does not depend on the engine.
+const crypto = (): typeof import('node:crypto') => process.getBuiltinModule('node:crypto');
 
 /** A file whose content and mode are inputs of the build. */
 export interface FileEntry {

@@ -18,12 +18,11 @@
  * the manifest, for an archive without one), or was unpacked by an older
  * peerpkgs: they are added when it is next used.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
-import { boundedBytes, extract, type ExtractOptions } from '../archive/extract.ts';
+import { extract, type ExtractOptions } from '../archive/extract.ts';
+import { homeLayout } from './home.ts';
+import { uncompressedSha256 } from './identity.ts';
 import { ArchiveError } from '../archive/errors.ts';
 import { treeManifest } from '../archive/pack.ts';
 import { temporaryName, removeTemporary, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
@@ -87,7 +86,7 @@ export class OutputStore {
   readonly dir: string;
 
   constructor(home: string) {
-    this.dir = path.join(home, 'outputs');
+    this.dir = homeLayout.outputs(home);
   }
 
   path(sha256: string): string {
@@ -200,12 +199,3 @@ async function recordOrigin(dir: string, manifest: string | undefined, archive: 
   }
 }
 
-/** The sha256 of the uncompressed archive, read without writing anything,
- * and no further than `bound` when one is given. */
-export async function uncompressedSha256(archive: string, bound: Pick<ExtractOptions, 'maxBytes' | 'maxWhat'> = {}): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(fs.createReadStream(archive), zlib.createGunzip(), boundedBytes(bound, (c) => hash.update(c)), async (chunks: AsyncIterable<Buffer>) => {
-    for await (const _ of chunks);
-  });
-  return hash.digest('hex');
-}

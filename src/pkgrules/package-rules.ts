@@ -18,7 +18,7 @@ import { printable } from '../engine/log.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
-import { peerpkgsHome } from '../fetch/home.ts';
+import { homeLayout, peerpkgsHome } from '../store/home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 import { temporaryName, forget, keep, removeTemporary, sweepNow } from '../archive/temporary.ts';
@@ -108,14 +108,14 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   const pkg = g.load(dir);
   const pkghash = g.pkghash(dir);
   const { substitute, NoBinaryError } = await import('../cache/substitute.ts');
-  const { recordSha256 } = await import('./outputs.ts');
+  const { recordSha256 } = await import('../store/outputs.ts');
   const r = await substitute({
     pkghash,
     name: pkg.name,
     target: ctx.target,
     caches: config.caches,
     trusted: config.trusted,
-    outputsDir: path.join(home, 'outputs'),
+    outputsDir: homeLayout.outputs(home),
     closure: g.closure(dir).map((d) => g.pkghash(d)),
     log: (line) => ctx.log(line),
   });
@@ -137,7 +137,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const home = peerpkgsHome();
   // the work directory of an earlier failed build goes once the package is
   // built again (unless its owner still runs)
-  await sweepNow(path.join(home, 'build'), (n) => n.startsWith(`${pkg.name}.tmp-`)).catch(() => {});
+  await sweepNow(homeLayout.build(home), (n) => n.startsWith(`${pkg.name}.tmp-`)).catch(() => {});
   // the run closure first: the package is of no use without it, and a
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
@@ -151,7 +151,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
       import('../archive/pack.ts'),
       import('../sandbox/root.ts'),
       import('../sandbox/bwrap.ts'),
-      import('./outputs.ts'),
+      import('../store/outputs.ts'),
     ]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
   const deps = g.bclosure(dir);
@@ -171,7 +171,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const root = assembleRoot(home, layers);
   ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
 
-  const work = temporaryName(path.join(home, 'build', pkg.name), { visible: true });
+  const work = temporaryName(path.join(homeLayout.build(home), pkg.name), { visible: true });
   const wd = path.join(work, 'home');
   const dest = path.join(work, 'dest');
   fs.mkdirSync(wd, { recursive: true });

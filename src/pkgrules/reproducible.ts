@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readManifest } from '../archive/manifest.ts';
 import { compareOutputs } from '../archive/compare.ts';
-import { recordedSha256 } from './outputs.ts';
-import { checkOutput, type OutputCheck } from './verify.ts';
+import { recordedSha256 } from '../store/outputs.ts';
+import { checkOutput, type OutputCheck } from '../store/verify.ts';
 
 export interface Reproduction {
   /** the package's .pkg.tar.gz */

@@ -18,7 +18,8 @@ import { pipeline } from 'node:stream/promises';
 import { extract } from '../archive/extract.ts';
 import { removeTree } from '../archive/files.ts';
 import { serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
-import { archiveFile, recordedSha256, storedManifest, uncompressedSha256 } from './outputs.ts';
+import { archiveFile, recordedSha256, storedManifest } from './outputs.ts';
+import { uncompressedSha256 } from './identity.ts';
 
 /** One path that is not as the manifest says: relative to the tree ('' for the tree itself). */
 export interface Damage {
