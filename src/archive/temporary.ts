@@ -88,15 +88,18 @@ const swept = new Map<string, Promise<void>>();
  * until forgotten or removed; the directory is swept of dead owners'. With
  * `visible`, neither hidden nor swept: a failed build's work directory is
  * there to be looked into, and its owner says when it goes (sweepNow).
+ * With `sweep: false`, not swept now: a writer that rarely writes (a quiet
+ * rule run every time) leaves the sweep of its directory to the next one
+ * that does, and a no-op run lists no directory.
  */
-export function temporaryName(final: string, opts: { visible?: boolean } = {}): string {
+export function temporaryName(final: string, opts: { visible?: boolean; sweep?: boolean } = {}): string {
   const dir = path.dirname(final);
   const base = path.basename(final);
   const hidden = opts.visible || base.startsWith('.') ? base : `.${base}`;
   const { pid, start, space } = me();
   const name = path.join(dir, `${hidden}.tmp-${pid}-${start}-${space}-${random()}`);
   live.add(name);
-  if (!opts.visible) void sweep(dir);
+  if (!opts.visible && opts.sweep !== false) void sweep(dir);
   return name;
 }
 

@@ -331,8 +331,10 @@ export class Engine {
       this.slotsLent.release(job);
       return { ok: false, id: '', status: 1 };
     }
-    // named once the slot is ours; what a crash left beside it is swept
-    const tmp3 = temporaryName(abs);
+    // named once the slot is ours; what a crash left beside it is swept,
+    // but by a quiet built-in rule's (run every time, it mostly keeps its
+    // target): the next target built there sweeps, and a no-op lists nothing
+    const tmp3 = temporaryName(abs, { sweep: found.kind === 'do' || !found.rule.quiet });
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
     if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err);
     try {
