@@ -14,17 +14,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-// C0 controls, DEL and C1 controls; with `lines`, \n stays a line break
+// C0 controls, DEL and C1 controls; with `lines`, \n stays a line break;
+// with `tabs`, \t stays layout (a build's own output)
 /* eslint-disable no-control-regex -- matching them is the point */
 const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
 const CONTROLS_BUT_NEWLINE = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/g;
+const CONTROLS_BUT_TAB = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
 /* eslint-enable no-control-regex */
 const SHORT: Record<string, string> = { '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r' };
 
 /** `s` with its control characters written as JSON writes them (\n, \u001b),
- * safe on a terminal; with `lines`, a message of several lines keeps them. */
-export function printable(s: string, lines = false): string {
-  return s.replace(lines ? CONTROLS_BUT_NEWLINE : CONTROLS, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+ * safe on a terminal; with `lines`, a message of several lines keeps them;
+ * with `tabs`, a line keeps its tabs. */
+export function printable(s: string, lines = false, tabs = false): string {
+  const which = tabs ? CONTROLS_BUT_TAB : lines ? CONTROLS_BUT_NEWLINE : CONTROLS;
+  return s.replace(which, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export class Log {

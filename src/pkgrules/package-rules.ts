@@ -229,7 +229,7 @@ function buildOutput() {
       if (line.includes('No space left on device')) out.noSpace = true;
       // a build's lines could set the title, clear the screen or fill the
       // clipboard (OSC 52); tabs are layout, not control
-      process.stderr.write(`${line.toString().split('\t').map((part) => printable(part)).join('\t')}\n`);
+      process.stderr.write(`${printable(line.toString(), false, true)}\n`);
     },
   };
   return out;
