@@ -152,6 +152,12 @@ const COMMANDS: Record<string, Command> = {
     env: BUILD_ENV,
     run: subcommand(async () => (await import('./seed-commands.ts')).seedCommand),
   },
+  config: {
+    usage: '[--json]',
+    help: 'Print every variable\'s effective value and where it came from: the environment,\na line of $PEERPKGS_HOME/config, or the default.\n\n  --json   as one JSON document (README: Configuration)\n',
+    env: Object.keys(VARIABLES),
+    run: async (args) => (await import('./config-command.ts')).configCmd(args),
+  },
   mirrors: {
     usage: 'import|pin|pin-all [--db FILE] ...',
     help: '',
