@@ -170,6 +170,8 @@ function multiaddrs(name: string, value: string | undefined, peer: boolean): str
   return addrs;
 }
 
+// reads every variable whatever the others' values: the fields the
+// configuration file may have are the variables this reads (load, below)
 function readSettings(env: NodeJS.ProcessEnv): Settings {
   return {
     // resolved now: a relative value must not change meaning when a build cds
