@@ -320,6 +320,13 @@ export function settingOrigins(env: NodeJS.ProcessEnv = process.env): { file: st
   return { file, origins };
 }
 
+/** `FILE:LINE: ` when the configuration file gave `name`'s value, else '': how a later check's message names the file, as load's do. */
+export function settingPlace(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const { file, origins } = loaded(env);
+  const o = origins.find((x) => x.name === name);
+  return o?.source === 'file' ? `${file}:${o.line}: ` : '';
+}
+
 export function formatSize(bytes: number): string {
   for (const [unit, n] of [['T', 1024 ** 4], ['G', GiB], ['M', 1024 ** 2], ['K', 1024]] as const) {
     if (bytes >= n && bytes % n === 0) return `${bytes / n}${unit}`;

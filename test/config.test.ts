@@ -77,6 +77,11 @@ describe('configuration file', function () {
     assert.equal(peerpkgs(['config'], { PKG_SANDBOX_TMP_SIZE: '1G' }).status, 0, 'the environment overrides the bad value');
     write(home, { config: 'PKG_CACHE_URL: ftp://example.org/\n' });
     assert.equal(peerpkgs(['config']).stderr, `peerpkgs: ${config}:1: PKG_CACHE_URL: ftp://example.org/: ftp:// caches are not supported (supported: file://, http://, https://, ipfs://, ipns://)\n`);
+    // checked where it is used, and named by its place all the same
+    write(home, { config: 'PKG_FORCE_BINARY: no\nPKG_TRUSTED_KEYS: ed25519:nonsense\n' });
+    const keys = peerpkgs(['key', 'list']);
+    assert.equal(keys.status, 2);
+    assert.match(keys.stderr, new RegExp(`^peerpkgs key: ${config}:2: PKG_TRUSTED_KEYS, word 1: not a public key`));
   });
 
   it('refuses an unknown setting, PEERPKGS_HOME, and a line that is not a field', () => {
