@@ -5,13 +5,22 @@
  * words wherever it is asked, and a bad value is the same one-line error
  * (exit 2) whichever command meets it first, never silently ignored in one
  * place and fatal in another. Layers take the values from here rather than
- * from process.env. Only node: modules are imported, so that every layer
- * may use it.
+ * from process.env.
+ *
+ * It also owns the configuration file, $PEERPKGS_HOME/config: `NAME: value`
+ * lines (rec format, the tree's own parser) for the same variables, read
+ * once with them and checked by the same code; a variable of the
+ * environment overrides the file's. Only node: modules, errors.ts and the
+ * rec parser (which imports nothing else) are imported, so that every
+ * layer may use it.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as fs from 'node:fs';
 import { errorClass, EXIT } from './errors.ts';
 import { fileURLToPath } from 'node:url';
+import { parseRec } from './tree/rec.ts';
+import { TreeError } from './tree/errors.ts';
 
 /** A variable whose value does not parse: a usage error. */
 export class SettingsError extends errorClass('SettingsError', EXIT.usage) {}
@@ -161,10 +170,12 @@ function multiaddrs(name: string, value: string | undefined, peer: boolean): str
   return addrs;
 }
 
+// reads every variable whatever the others' values: the fields the
+// configuration file may have are the variables this reads (load, below)
 function readSettings(env: NodeJS.ProcessEnv): Settings {
   return {
     // resolved now: a relative value must not change meaning when a build cds
-    home: env.PEERPKGS_HOME ? path.resolve(env.PEERPKGS_HOME) : path.join(os.homedir(), '.cache', 'peerpkgs'),
+    home: env.PEERPKGS_HOME ? path.resolve(env.PEERPKGS_HOME) : DEFAULT_HOME,
     cacheUrls: words(env.PKG_CACHE_URL).map(parseCacheUrl),
     forceBinary: parseFlag('PKG_FORCE_BINARY', env.PKG_FORCE_BINARY, false),
     trustedKeys: env.PKG_TRUSTED_KEYS,
@@ -182,19 +193,138 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
   };
 }
 
-let last: { key: string; value: Settings } | null = null;
+/** Where a variable's value came from, as `peerpkgs config` says it. */
+export interface Origin {
+  name: string;
+  /** as given (the file's repeated fields joined by a space); for a default, its value as it would be written; null when unset */
+  value: string | null;
+  source: 'environment' | 'file' | 'default';
+  /** the line of the file that gave it */
+  line?: number;
+}
 
-/** The settings of `env` (default: this process's), read once: asked again
- * with the same variables, the same object comes back. */
-export function settings(env: NodeJS.ProcessEnv = process.env): Settings {
+/** The configuration file of a home. */
+export function configFile(home: string): string {
+  return path.join(home, 'config');
+}
+
+const DEFAULT_HOME = path.join(os.homedir(), '.cache', 'peerpkgs');
+
+/** What a variable is when neither the environment nor the file sets it, written as a value of it; absent: unset. */
+const DEFAULT_TEXT: Record<string, string> = {
+  PEERPKGS_HOME: DEFAULT_HOME,
+  PKG_FORCE_BINARY: 'no',
+  PKG_MIRROR_IPFS: 'yes',
+  PKG_IPFS_TIMEOUT: String(DEFAULTS.ipfsTimeoutMs / 1000),
+  PKG_SANDBOX_TMP_SIZE: formatSize(DEFAULTS.sandboxTmpBytes),
+  PKG_MAX_DOWNLOAD_SIZE: formatSize(DEFAULTS.maxDownloadBytes),
+  PKG_MAX_UNPACK_SIZE: formatSize(DEFAULTS.maxUnpackBytes),
+  PKG_DOWNLOAD_BASE_TIME: String(DEFAULTS.downloadBaseMs / 1000),
+  PKG_DOWNLOAD_MIN_RATE: formatSize(DEFAULTS.downloadMinRate),
+};
+
+/** The file's fields by name, a repeated one joined by a space (every list is space-separated); none when there is no file. */
+function readConfigFile(file: string): Map<string, { value: string; line: number }> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw new SettingsError(`${file}: cannot read the configuration file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const fields = new Map<string, { value: string; line: number }>();
+  let records;
+  try {
+    records = parseRec(text, file);
+  } catch (e) {
+    // a syntax error in the file is a setting that does not parse, as in the environment
+    if (e instanceof TreeError) throw new SettingsError(e.message);
+    throw e;
+  }
+  for (const f of records.flatMap((r) => r.fields)) {
+    if (f.name === 'PEERPKGS_HOME') throw new SettingsError(`${file}:${f.line}: PEERPKGS_HOME is where this file is: set it in the environment`);
+    const had = fields.get(f.name);
+    fields.set(f.name, had ? { ...had, value: `${had.value} ${f.value}` } : { value: f.value, line: f.line });
+  }
+  return fields;
+}
+
+/**
+ * The settings of `env` over the configuration file of its home, and
+ * where each variable came from. The variables are those readSettings
+ * reads (a Proxy watches it), so that a variable added there is settable
+ * from the file and shown by `peerpkgs config` with no other change; a
+ * field of the file that it does not read is an error, as a misspelt
+ * limit or key list would otherwise be silently ignored.
+ */
+function load(env: NodeJS.ProcessEnv): { value: Settings; origins: Origin[]; file: string } {
+  const file = configFile(env.PEERPKGS_HOME ? path.resolve(env.PEERPKGS_HOME) : DEFAULT_HOME);
+  const fromFile = readConfigFile(file);
+  const merged: NodeJS.ProcessEnv = { ...env };
+  for (const [name, f] of fromFile) if (!(name in env)) merged[name] = f.value;
+  const names = new Set<string>();
+  const watched = new Proxy(merged, {
+    get: (target, name) => {
+      if (typeof name === 'string' && /^(PKG|PEERPKGS)_/.test(name)) names.add(name);
+      return target[name as string];
+    },
+  });
+  let value: Settings;
+  try {
+    value = readSettings(watched);
+  } catch (e) {
+    // a value from the file is named by its place: every check's message starts with its variable's name
+    if (e instanceof SettingsError) {
+      const name = [...fromFile.keys()].find((n) => !(n in env) && new RegExp(`^${n}[=:]`).test(e.message));
+      if (name) e.message = `${file}:${fromFile.get(name)!.line}: ${e.message}`;
+    }
+    throw e;
+  }
+  for (const [name, f] of fromFile) {
+    if (names.has(name)) continue;
+    const like = [...names].find((n) => n === name.toUpperCase() || n === `PKG_${name.toUpperCase()}`);
+    throw new SettingsError(`${file}:${f.line}: unknown setting ${name}${like ? ` (did you mean ${like}?)` : ''}; peerpkgs config lists them`);
+  }
+  const origins = [...names].map((name): Origin => {
+    if (name in env) return { name, value: env[name]!, source: 'environment' };
+    const f = fromFile.get(name);
+    if (f) return { name, value: f.value, source: 'file', line: f.line };
+    return { name, value: DEFAULT_TEXT[name] ?? null, source: 'default' };
+  });
+  return { value, origins, file };
+}
+
+let last: { key: string; loaded: ReturnType<typeof load> } | null = null;
+
+function loaded(env: NodeJS.ProcessEnv) {
   const key = JSON.stringify(
     Object.keys(env)
       .filter((k) => k.startsWith('PKG_') || k.startsWith('PEERPKGS_'))
       .sort()
       .map((k) => [k, env[k]]),
   );
-  if (last?.key !== key) last = { key, value: readSettings(env) };
-  return last.value;
+  if (last?.key !== key) last = { key, loaded: load(env) };
+  return last.loaded;
+}
+
+/** The settings of `env` (default: this process's) over its home's
+ * configuration file, read once: asked again with the same variables, the
+ * same object comes back. */
+export function settings(env: NodeJS.ProcessEnv = process.env): Settings {
+  return loaded(env).value;
+}
+
+/** Each variable, in the order settings.ts reads them, with its value and where it came from; and the file's path. */
+export function settingOrigins(env: NodeJS.ProcessEnv = process.env): { file: string; origins: Origin[] } {
+  const { file, origins } = loaded(env);
+  return { file, origins };
+}
+
+/** `FILE:LINE: ` when the configuration file gave `name`'s value, else '': how a later check's message names the file, as load's do. */
+export function settingPlace(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const { file, origins } = loaded(env);
+  const o = origins.find((x) => x.name === name);
+  return o?.source === 'file' ? `${file}:${o.line}: ` : '';
 }
 
 export function formatSize(bytes: number): string {

@@ -16,7 +16,7 @@ import { IpfsError, IpfsNotFound, IpfsUnreachable } from '../src/ipfs/errors.ts'
 import { KeyError, TrustListError } from '../src/cache/keys.ts';
 import { SettingsError } from '../src/settings.ts';
 
-const SUBCOMMANDS = ['build', 'fetch', 'new', 'graph', 'info', 'check', 'distfiles', 'verify', 'venv', 'export', 'sbom', 'cache', 'key', 'ipfs', 'seed', 'mirrors'];
+const SUBCOMMANDS = ['build', 'fetch', 'new', 'graph', 'info', 'check', 'distfiles', 'verify', 'venv', 'export', 'sbom', 'cache', 'key', 'ipfs', 'seed', 'mirrors', 'config'];
 
 /** A command line each command refuses as a usage error. */
 const MISUSE: Record<string, string[]> = {

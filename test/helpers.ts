@@ -130,3 +130,10 @@ export function deadOwnersTemporary(final: string): string {
   const base = path.basename(final);
   return path.join(path.dirname(final), `${base.startsWith('.') ? base : `.${base}`}.tmp-${dead}-${start}-${h.toString(16).padStart(8, '0')}-0000abcd`);
 }
+
+/** Asserts that `value` (a command's --json output) has the shape test/schemas/NAME.schema.json documents. */
+export async function assertSchema(name: string, value: unknown): Promise<void> {
+  const { Ajv } = await import('ajv');
+  const validate = new Ajv({ allErrors: true }).compile(JSON.parse(fs.readFileSync(path.join(REPO, 'test/schemas', `${name}.schema.json`), 'utf8')));
+  if (!validate(value)) throw new Error(`${name}.schema.json: ${JSON.stringify(validate.errors, null, 2)}\n${JSON.stringify(value, null, 2)}`);
+}

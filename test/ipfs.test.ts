@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { BIN, exists, read, run, scratch, userEnv, write, busyboxHttpd, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
@@ -55,6 +56,32 @@ describe('IPFS', function () {
       const again = await daemon(home);
       assert.equal(again.peerId, d.peerId);
       assert.equal(await again.stop('SIGINT'), 0, again.output());
+    });
+
+    it('listens on the same address after a restart, and on a new port when that one is taken', async () => {
+      const home = path.join(s.dir, 'home');
+      const first = await daemon(home);
+      assert.equal(await first.stop(), 0, first.output());
+      const again = await daemon(home);
+      assert.equal(again.addr, first.addr, 'the multiaddr peers were given still reaches it');
+      assert.equal(again.peerId, first.peerId);
+      assert.equal(await again.stop(), 0, again.output());
+      // another program took the port meanwhile
+      const port = Number(/\/tcp\/(\d+)\//.exec(first.addr)![1]);
+      const squatter = net.createServer().listen(port, '127.0.0.1');
+      await new Promise((r) => squatter.once('listening', r));
+      try {
+        const moved = await daemon(home);
+        assert.notEqual(moved.addr, first.addr);
+        const was = first.addr.replace(/\/p2p\/.*/, '');
+        assert.match(moved.output(), new RegExp(`^could not listen on ${was} as last time \\(listen EADDRINUSE: .*\\): listening on a new port;`, 'm'));
+        assert.equal(await moved.stop(), 0, moved.output());
+        squatter.close();
+        const last = await daemon(home);
+        assert.equal(last.addr, moved.addr, 'the new port is the one remembered');
+      } finally {
+        squatter.close();
+      }
     });
 
     it('replaces the stale socket of a daemon that was killed, and refuses to run twice', async () => {

@@ -22,7 +22,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { settings } from '../settings.ts';
+import { settingPlace, settings } from '../settings.ts';
 import { homeLayout } from '../store/home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
@@ -239,8 +239,9 @@ export function loadTrustedKeys(home: string, env: NodeJS.ProcessEnv = process.e
   }
   if (text !== null) keys.push(...parseTrustedKeys(text, file));
   const words = (settings(env).trustedKeys ?? '').split(/\s+/).filter(Boolean);
+  const place = settingPlace('PKG_TRUSTED_KEYS', env);
   for (const [i, word] of words.entries()) {
-    const where = `PKG_TRUSTED_KEYS, word ${i + 1}`;
+    const where = `${place}PKG_TRUSTED_KEYS, word ${i + 1}`;
     if (word.startsWith(KEY_PREFIX)) {
       const k = parsePublicKey(word);
       if (!k) throw new TrustListError(`${where}: not a public key (want ed25519:<base64 of 32 bytes>): ${quote(word)}`);

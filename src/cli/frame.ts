@@ -126,6 +126,15 @@ export function packageDirs(args: string[]): string[] {
   });
 }
 
+/**
+ * What a command's --json prints: one JSON document, two-space indented,
+ * ending in a newline; the shape of each is in the README (and its schema
+ * under test/schemas/).
+ */
+export function printJson(value: unknown, io: Pick<CommandIO, 'out'> = stdio): void {
+  io.out(JSON.stringify(value, null, 2) + '\n');
+}
+
 /** A path as the user is shown it: relative to the current directory. */
 export function rel(p: string): string {
   return path.relative(process.cwd(), p) || '.';

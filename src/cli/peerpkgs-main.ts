@@ -78,10 +78,14 @@ const COMMANDS: Record<string, Command> = {
     run: ofTree('fetchCmd'),
   },
   new: { usage: 'PKGDIR', help: 'Make a new package from a template (also: new-package).\n', run: ofTree('newPackage') },
-  graph: { usage: 'PKGDIR...', help: 'Print the dependency tree of each package.\n', run: ofTree('graphCmd') },
+  graph: {
+    usage: '[--json] PKGDIR...\n       peerpkgs graph --reverse [--json] PKGDIR',
+    help: 'Print the dependency tree of each package; with --reverse, what in the tree (the\ndirectory PKGDIR is in) depends on PKGDIR, marked run or build.\n\n  --json   as one JSON document (README: Queries)\n',
+    run: ofTree('graphCmd'),
+  },
   info: {
-    usage: 'PKGDIR...',
-    help: 'The pkghash, closure, sources (with their IPFS mirrors) and output of each package.\n',
+    usage: '[--json] PKGDIR...',
+    help: 'The pkghash, closure, sources (with their IPFS mirrors), output and sizes of each\npackage: unpacked, with its run closure, and of its build closure.\n\n  --json   as JSON (README: Queries)\n',
     env: ['PEERPKGS_HOME', 'PKG_MIRROR_DB'],
     run: ofTree('infoCmd'),
   },
@@ -151,6 +155,12 @@ const COMMANDS: Record<string, Command> = {
     help: '',
     env: BUILD_ENV,
     run: subcommand(async () => (await import('./seed-commands.ts')).seedCommand),
+  },
+  config: {
+    usage: '[--json]',
+    help: 'Print every variable\'s effective value and where it came from: the environment,\na line of $PEERPKGS_HOME/config, or the default.\n\n  --json   as one JSON document (README: Configuration)\n',
+    env: Object.keys(VARIABLES),
+    run: async (args) => (await import('./config-command.ts')).configCmd(args),
   },
   mirrors: {
     usage: 'import|pin|pin-all [--db FILE] ...',

@@ -8,7 +8,9 @@ import { printable } from '../engine/log.ts';
 import { isPackageDir } from '../pkgrules/rules.ts';
 import { peerpkgsHome } from '../store/home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
-import { EXIT, UsageError, parse, packageDirs, rel } from './frame.ts';
+import { EXIT, UsageError, parse, packageDirs, printJson, rel } from './frame.ts';
+import { formatBytes } from '../fetch/progress.ts';
+import type { ClosureSize } from '../store/sizes.ts';
 
 export async function fetchCmd(argv: string[]): Promise<number> {
   const { values, positionals: args } = parse(argv, { output: { type: 'string', short: 'o' } });
@@ -51,48 +53,129 @@ export async function newPackage(argv: string[]): Promise<number> {
 }
 
 export async function graphCmd(argv: string[]): Promise<number> {
-  const [{ PackageGraph }, { dependencyTree }] = await Promise.all([import('../tree/pkghash.ts'), import('../tree/walk.ts')]);
+  const { values, positionals } = parse(argv, { json: { type: 'boolean' }, reverse: { type: 'boolean' } });
+  const [{ PackageGraph }, walk] = await Promise.all([import('../tree/pkghash.ts'), import('../tree/walk.ts')]);
   const g = new PackageGraph();
+  const dirs = packageDirs(positionals);
+  if (values.reverse) {
+    if (dirs.length !== 1) throw new UsageError('--reverse takes one package directory');
+    const target = g.load(dirs[0]!).dir;
+    // the tree is the pkg/ directory the package is in
+    const tree = path.dirname(target);
+    const candidates = fs.readdirSync(tree).sort().map((n) => path.join(tree, n)).filter(isPackageDir);
+    const found = walk.dependents(g, target, candidates);
+    if (values.json) printJson({ package: target, tree, dependents: found.map((d) => ({ package: d.dir, kind: d.kind, direct: d.direct })) });
+    else process.stdout.write(found.map((d) => printable(`${d.kind}: ${rel(d.dir)}${d.direct ? '' : ' (indirectly)'}`) + '\n').join(''));
+    return EXIT.ok;
+  }
+  if (values.json) {
+    // nodes and edges: each package once, however many depend on it
+    const packages: Record<string, { buildDeps: string[]; runDeps: string[] }> = {};
+    for (const dir of dirs) {
+      for (const l of walk.dependencyTree(g, dir)) {
+        const pkg = g.load(l.dir);
+        packages[pkg.dir] ??= { buildDeps: pkg.buildDeps, runDeps: pkg.runDeps };
+      }
+    }
+    printJson({ roots: dirs.map((d) => g.load(d).dir), packages });
+    return EXIT.ok;
+  }
   const lines: string[] = [];
-  for (const dir of packageDirs(parse(argv, {}).positionals)) {
-    for (const l of dependencyTree(g, dir)) lines.push(`${'  '.repeat(l.depth)}${l.kind && `${l.kind}: `}${rel(l.dir)}${l.again ? ' (see above)' : ''}`);
+  for (const dir of dirs) {
+    for (const l of walk.dependencyTree(g, dir)) lines.push(`${'  '.repeat(l.depth)}${l.kind && `${l.kind}: `}${rel(l.dir)}${l.again ? ' (see above)' : ''}`);
   }
   process.stdout.write(lines.map((l) => printable(l)).join('\n') + '\n');
   return EXIT.ok;
 }
 
-export async function infoCmd(argv: string[]): Promise<number> {
-  const { PackageGraph } = await import('../tree/pkghash.ts');
+/** What `peerpkgs info` tells of a package: its --json shape (README: Queries). */
+interface PackageInfo {
+  package: string;
+  pkghash: string;
+  closure: string[];
+  bclosure: string[];
+  sources: Array<{ file: string; sha256: string; fetched: boolean; urls: string[]; mirrors: string[] }>;
+  /** null when not built */
+  output: { archive: string; bytes: number; sha256: string | null; builtFrom: string | null; upToDate: boolean } | null;
+  size: { output: number | null; runClosure: ClosureSize; buildClosure: ClosureSize };
+}
+
+async function packageInfo(dir: string, g: import('../tree/pkghash.ts').PackageGraph, home: string): Promise<PackageInfo> {
   const { DistfileStore } = await import('../fetch/store.ts');
   const { recordedSha256, builtFromPkghash } = await import('../store/outputs.ts');
   const { MirrorDb, mirrorDbPath } = await import('../mirrors/db.ts');
-  const g = new PackageGraph();
-  const store = new DistfileStore(peerpkgsHome());
-  const out: string[] = [];
-  for (const dir of packageDirs(parse(argv, {}).positionals)) {
-    const pkg = g.load(dir);
-    out.push(`package:   ${rel(pkg.dir)}`);
-    out.push(`pkghash:   ${g.pkghash(dir)}`);
-    out.push(`closure:   ${g.closure(dir).map(rel).join(' ') || '(none)'}`);
-    out.push(`bclosure:  ${g.bclosure(dir).map(rel).join(' ') || '(none)'}`);
-    const dbFile = pkg.fetch.length ? mirrorDbPath(dir) : null;
-    const mirrors = dbFile ? MirrorDb.load(dbFile) : null;
-    for (const f of pkg.fetch) {
-      out.push(`source:    ${f.file} ${f.sha256} ${store.has(f.sha256) ? '(in store)' : '(not fetched)'}`);
-      for (const r of mirrors?.lookup(f.sha256) ?? []) out.push(`             ipfs://${r.cid}`);
-      for (const u of f.urls) out.push(`             ${u}`);
-    }
-    const archive = path.join(dir, '.pkg.tar.gz');
-    const st = fs.statSync(archive, { throwIfNoEntry: false });
-    const sha = st ? recordedSha256(archive) : null;
-    out.push(st ? `output:    ${rel(archive)} ${st.size} bytes${sha ? `, sha256 ${sha}` : ''}` : 'output:    not built');
-    const from = st ? builtFromPkghash(archive) : '';
-    const fix = `build-packages-ifchange ${rel(pkg.dir)} rebuilds it`;
-    if (from === null) out.push(`             out of date: no record of the build that made it (state lost, or the file replaced); ${fix}`);
-    else if (from && from !== g.pkghash(dir)) out.push(`             out of date: built from pkghash ${from}, not the current one; ${fix}`);
-    out.push('');
+  const { outputSize, closureSize } = await import('../store/sizes.ts');
+  const store = new DistfileStore(home);
+  const pkg = g.load(dir);
+  const pkghash = g.pkghash(dir);
+  const dbFile = pkg.fetch.length ? mirrorDbPath(dir) : null;
+  const mirrors = dbFile ? MirrorDb.load(dbFile) : null;
+  const sources = pkg.fetch.map((f) => ({
+    file: f.file,
+    sha256: f.sha256,
+    fetched: store.has(f.sha256),
+    urls: f.urls,
+    mirrors: (mirrors?.lookup(f.sha256) ?? []).map((r) => `ipfs://${r.cid}`),
+  }));
+  const archive = path.join(pkg.dir, '.pkg.tar.gz');
+  const st = fs.statSync(archive, { throwIfNoEntry: false });
+  let output: PackageInfo['output'] = null;
+  if (st) {
+    // '' when its rule used no pkghash (a seed's .do): nothing to be out of date with
+    const from = builtFromPkghash(archive);
+    output = { archive, bytes: st.size, sha256: recordedSha256(archive), builtFrom: from || null, upToDate: from === '' || from === pkghash };
   }
-  process.stdout.write(out.map((l) => printable(l)).join('\n'));
+  const closure = g.closure(dir);
+  const bclosure = g.bclosure(dir);
+  const size = {
+    output: (await outputSize(pkg.dir, home)) ?? null,
+    runClosure: await closureSize([pkg.dir, ...closure], home),
+    buildClosure: await closureSize(bclosure, home),
+  };
+  return { package: pkg.dir, pkghash, closure, bclosure, sources, output, size };
+}
+
+/** A closure's size as info says it: its total, or what keeps it from being known. */
+function sizeText(what: string, c: ClosureSize): string {
+  const n = `${c.packages} package${c.packages === 1 ? '' : 's'}`;
+  if (c.bytes !== null) return `${what} ${formatBytes(c.bytes)} (${n})`;
+  return `${what} unknown: ${c.missing.map(rel).join(' ')} not built`;
+}
+
+function infoText(i: PackageInfo): string[] {
+  const out: string[] = [];
+  out.push(`package:   ${rel(i.package)}`);
+  out.push(`pkghash:   ${i.pkghash}`);
+  out.push(`closure:   ${i.closure.map(rel).join(' ') || '(none)'}`);
+  out.push(`bclosure:  ${i.bclosure.map(rel).join(' ') || '(none)'}`);
+  for (const f of i.sources) {
+    out.push(`source:    ${f.file} ${f.sha256} ${f.fetched ? '(in store)' : '(not fetched)'}`);
+    for (const m of f.mirrors) out.push(`             ${m}`);
+    for (const u of f.urls) out.push(`             ${u}`);
+  }
+  const o = i.output;
+  out.push(o ? `output:    ${rel(o.archive)} ${o.bytes} bytes${o.sha256 ? `, sha256 ${o.sha256}` : ''}` : 'output:    not built');
+  const fix = `build-packages-ifchange ${rel(i.package)} rebuilds it`;
+  if (o && !o.upToDate && o.builtFrom === null) out.push(`             out of date: no record of the build that made it (state lost, or the file replaced); ${fix}`);
+  else if (o && !o.upToDate) out.push(`             out of date: built from pkghash ${o.builtFrom}, not the current one; ${fix}`);
+  // as guix size: the package alone, then with what it needs installed, then what its build needs
+  const self = i.size.output === null ? (o ? 'unknown until unpacked' : 'not built') : `${formatBytes(i.size.output)} unpacked`;
+  out.push(`size:      ${self}`);
+  out.push(`             ${sizeText('with its run closure', i.size.runClosure)}`);
+  out.push(`             ${sizeText('build closure', i.size.buildClosure)}`);
+  out.push('');
+  return out;
+}
+
+export async function infoCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
+  const { PackageGraph } = await import('../tree/pkghash.ts');
+  const g = new PackageGraph();
+  const home = peerpkgsHome();
+  const infos: PackageInfo[] = [];
+  for (const dir of packageDirs(positionals)) infos.push(await packageInfo(dir, g, home));
+  if (values.json) printJson(infos);
+  else process.stdout.write(infos.flatMap(infoText).map((l) => printable(l)).join('\n'));
   return EXIT.ok;
 }
 

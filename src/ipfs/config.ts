@@ -9,6 +9,8 @@
  *   $PEERPKGS_HOME/ipfs/identity    the node's libp2p private key (0600)
  *   $PEERPKGS_HOME/ipfs/api.sock    the daemon's API socket, while it runs
  *   $PEERPKGS_HOME/ipfs/addrs       the daemon's peer id and multiaddrs, one a line
+ *   $PEERPKGS_HOME/ipfs/listen      the daemon's listen addresses with the ports it
+ *                                   was given for /tcp/0, asked for again next start
  */
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
@@ -21,6 +23,7 @@ export interface IpfsPaths {
   identity: string;
   socket: string;
   addrs: string;
+  listen: string;
 }
 
 export function ipfsPaths(home: string): IpfsPaths {
@@ -32,6 +35,7 @@ export function ipfsPaths(home: string): IpfsPaths {
     identity: path.join(dir, 'identity'),
     socket: path.join(dir, 'api.sock'),
     addrs: path.join(dir, 'addrs'),
+    listen: path.join(dir, 'listen'),
   };
 }
 

@@ -9,12 +9,18 @@
  * $PEERPKGS_HOME/ipfs/addrs (temporary name, then rename) and prints them,
  * so that others can put them in PKG_IPFS_PEERS. SIGINT and SIGTERM stop
  * it cleanly: no new requests, the node closed, socket and addrs removed.
+ *
+ * The addresses stay the same across restarts: the peer id is the kept
+ * identity's, and a listen address of port 0 asks for the port it was
+ * given last time ($PEERPKGS_HOME/ipfs/listen), so the multiaddr peers
+ * were given still reaches it; when that port is taken it takes a new one
+ * and says so.
  */
 import * as fs from 'node:fs';
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddOptions } from './client.ts';
-import { ipfsPaths } from './config.ts';
+import { ipfsPaths, nodeSettings } from './config.ts';
 import { IpfsError } from './errors.ts';
 import { startNode, type LocalNode } from './node.ts';
 import { encodeError, ERROR_TRAILER, statusOf } from './protocol.ts';
@@ -151,7 +157,21 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
     fs.rmSync(paths.socket, { force: true });
     opts.out(`removed a stale socket: ${paths.socket}`);
   }
-  const node = await startNode({ home: opts.home, env: opts.env, serve: true });
+  const listen = nodeSettings(opts.env).listen;
+  const again = lastPorts(paths.listen, listen);
+  let node: LocalNode | undefined;
+  if (again.some((a, i) => a !== listen[i])) {
+    try {
+      node = await startNode({ home: opts.home, env: opts.env, serve: true, listen: again });
+    } catch (e) {
+      // libp2p's message lists each address with its error's stack: the error's own line says it
+      const message = (e as Error).message;
+      const why = /Error: (.*)$/m.exec(message)?.[1] ?? message.split('\n')[0];
+      const was = again.filter((a, i) => a !== listen[i]).join(' ');
+      opts.out(`could not listen on ${was} as last time (${why}): listening on a new port; peers given the old address need the new one`);
+    }
+  }
+  node ??= await startNode({ home: opts.home, env: opts.env, serve: true, listen });
   const server = http.createServer((req, res) => void handle(node, req, res));
   try {
     await new Promise<void>((resolve, reject) => {
@@ -169,6 +189,7 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
     fs.writeFileSync(tmp, [id.peerId, ...addrs].join('\n') + '\n');
     fs.renameSync(tmp, paths.addrs);
   });
+  rememberPorts(paths.listen, listen, id.addrs);
   opts.out(`peer id: ${id.peerId}`);
   for (const a of addrs) opts.out(`listening: ${a}`);
   opts.out(`api: ${paths.socket}`);
@@ -180,4 +201,44 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
   await node.close();
   fs.rmSync(paths.socket, { force: true });
   fs.rmSync(paths.addrs, { force: true });
+}
+
+/** `/ip4/H/tcp/P…` as [its part before the port, P], or null for another kind of address. */
+function tcpPort(addr: string): [string, string] | null {
+  const m = /^(\/ip[46]\/[^/]+\/tcp\/)(\d+)/.exec(addr);
+  return m ? [m[1]!, m[2]!] : null;
+}
+
+/** `listen` with each /tcp/0 given the port that address had last time, where the file remembers one. */
+function lastPorts(file: string, listen: string[]): string[] {
+  let last: string[];
+  try {
+    last = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return listen; // never started, or the file lost: any port, as configured
+  }
+  return listen.map((a) => {
+    const t = tcpPort(a);
+    if (t?.[1] !== '0') return a;
+    const had = last.map(tcpPort).find((l) => l?.[0] === t[0] && l[1] !== '0');
+    return had ? a.replace(/\/tcp\/0/, `/tcp/${had[1]}`) : a;
+  });
+}
+
+/** Writes `listen` with each /tcp/0 replaced by the port it was bound to, as the node's addresses say. */
+function rememberPorts(file: string, listen: string[], bound: string[]): void {
+  const ports = listen.map((a) => {
+    const t = tcpPort(a);
+    if (t?.[1] !== '0') return a;
+    // a wildcard host is bound on every interface's address, all with its one port
+    const host = t[0].split('/')[2];
+    const wildcard = host === '0.0.0.0' || host === '::';
+    const family = t[0].split('/')[1];
+    const b = bound.map(tcpPort).find((x) => x && x[0].split('/')[1] === family && (wildcard || x[0] === t[0]));
+    return b ? `${t[0]}${b[1]}` : a;
+  });
+  withTemporaryFile(file, (tmp) => {
+    fs.writeFileSync(tmp, ports.join('\n') + '\n');
+    fs.renameSync(tmp, file);
+  });
 }
