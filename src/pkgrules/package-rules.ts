@@ -22,6 +22,7 @@ import { homeLayout, peerpkgsHome } from '../store/home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 import { forget, keep, removeTemporary } from '../archive/temporary.ts';
+import { recordTexts } from '../store/pkghash-texts.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
@@ -142,7 +143,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // the run closure first: the package is of no use without it, and a
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
-  if (await substituteFromCache(dir, ctx, home)) return;
+  if (await substituteFromCache(dir, ctx, home)) return recordPkghashTexts(g, dir, home);
 
   const [{ packDir }, { recordSha256 }] = await Promise.all([import('../archive/pack.ts'), import('../store/outputs.ts')]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
@@ -179,6 +180,13 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
   await removeTemporary(work.dir);
+  recordPkghashTexts(g, dir, home);
+}
+
+/** The pkghash texts this output was built from, its own and its
+ * dependencies', for `peerpkgs why` to compare with the tree's later. */
+function recordPkghashTexts(g: PackageGraph, dir: string, home: string): void {
+  recordTexts(home, g.pkghashTexts(dir));
 }
 
 /** Where the build's lines go: this process's stderr, as they come (not the
