@@ -114,6 +114,9 @@ describe('the package author\'s commands', function () {
     it('refuses a bad command line with usage and bad-tree statuses, and answers --help', () => {
       assert.equal(peerpkgs('shell').status, 2);
       assert.equal(peerpkgs('shell', './pkg/seed', './pkg/seed').status, 2);
+      const seed = peerpkgs('shell', './pkg/seed');
+      assert.equal(seed.status, 2);
+      assert.match(seed.stderr, /pkg\/seed is made by its \.pkg\.tar\.gz\.do on the host, not built in a sandbox/);
       fs.mkdirSync(path.join(t.dir, 'pkg/none'));
       assert.equal(peerpkgs('shell', './pkg/none').status, 4);
       const help = peerpkgs('shell', '--help');

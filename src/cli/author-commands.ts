@@ -24,6 +24,7 @@ export async function shellCmd(argv: string[]): Promise<number> {
   const sandbox = await import('../pkgrules/package-sandbox.ts');
   const g = new PackageGraph();
   const pkg = g.load(dir);
+  if (!pkg.buildScript) throw new UsageError(`${rel(dir)} is made by its .pkg.tar.gz.do on the host, not built in a sandbox: there is none to enter`);
   // a closure with no shell is said before anything is built for it
   const deps = sandbox.buildClosure(g, dir);
   const built = await withEngine({ jobs, keepGoing: false, args: [] }, (e) => e.build(deps.map((d) => path.join(d, '.pkg.tar.gz')), false));
