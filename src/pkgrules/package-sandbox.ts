@@ -25,7 +25,7 @@ import { assembleRoot } from '../sandbox/root.ts';
 import { runSandboxed, type SandboxOptions } from '../sandbox/bwrap.ts';
 import { OutputStore } from '../store/outputs.ts';
 import { homeLayout } from '../store/home.ts';
-import { temporaryName, removeTemporary, sweepNow } from '../archive/temporary.ts';
+import { temporaryName, removeTemporary, sweepNow, withTemporaryFile } from '../archive/temporary.ts';
 import { TreeError, display } from '../tree/errors.ts';
 import type { PackageGraph } from '../tree/pkghash.ts';
 import type { Package } from '../tree/package.ts';
@@ -158,7 +158,12 @@ function copyEntry(from: string, to: string, mode: number): void {
 
 /** Note beside a kept work directory whose failed build it holds. */
 export function recordFailure(work: WorkDir, pkg: Package, message: string): void {
-  fs.writeFileSync(path.join(work.dir, FAILED), `${pkg.dir}\n${message}\n`);
+  // whole or not at all: a torn record would name no package, and no build would sweep the directory
+  const file = path.join(work.dir, FAILED);
+  withTemporaryFile(file, (tmp) => {
+    fs.writeFileSync(tmp, `${pkg.dir}\n${message}\n`);
+    fs.renameSync(tmp, file);
+  });
 }
 
 /** The package a work directory's record names, or null (none: running, or killed before it could fail). */
