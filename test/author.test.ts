@@ -144,6 +144,38 @@ describe('the package author\'s commands', function () {
       assert.equal(lines.length, 6, r.stdout);
     });
 
+    it('follows changes down through dependencies of dependencies, saying a pair seen once "as above"', () => {
+      write(t.dir, simplePackage('a', 'a'));
+      write(t.dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));
+      write(t.dir, simplePackage('c', 'c', { 'pkg/c/run-deps': '../b\n' }));
+      assert.equal(build('./pkg/c').status, 0);
+      fs.appendFileSync(path.join(t.dir, 'pkg/a/build'), '# changed\n');
+      // another seed tarball: every package builds on the seed
+      write(t.dir, { 'pkg/seed/fetch': `url: ${t.www.url}/seed.tar.gz\nsha256: ${'0'.repeat(64)}\n` });
+      const r = peerpkgs('why', './pkg/c');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.replace(/[0-9a-f]{64}/g, 'H').replace(/\(\d{4}-[^)]*\)/, '(DATE)'), [
+        'pkg/c would be rebuilt: its pkghash was H when built (DATE), and is now H',
+        '  - build-dep "seed" H',
+        '  + build-dep "seed" H',
+        '      - fetch "seed.tar.gz" H',
+        '      + fetch "seed.tar.gz" H',
+        '  - run-dep "b" H',
+        '  + run-dep "b" H',
+        '      - build-dep "seed" H',
+        '      + build-dep "seed" H',
+        '          (as above)',
+        '      - run-dep "a" H',
+        '      + run-dep "a" H',
+        '          - script "build" 100755 H',
+        '          + script "build" 100755 H',
+        '          - build-dep "seed" H',
+        '          + build-dep "seed" H',
+        '              (as above)',
+        '',
+      ].join('\n'));
+    });
+
     it('says an unchanged package would not be rebuilt, and a new one was never built', () => {
       write(t.dir, simplePackage('a', 'a'));
       write(t.dir, simplePackage('n', 'n'));
