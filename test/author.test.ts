@@ -111,6 +111,26 @@ describe('the package author\'s commands', function () {
       assert.match(r.stderr, /shell: pkg\/i: in a fresh directory/);
     });
 
+    it('on a terminal, the interactive shell has it, with job control (^C stops its command, not the shell)', function () {
+      if (spawnSync('script', ['--version']).error) {
+        if (process.env.CI === 'true') throw new Error('script(1) is missing: CI must have util-linux');
+        console.log('      skipped: script(1) is missing (CI=true never skips this)');
+        return this.skip();
+      }
+      write(t.dir, pkg('tty', 'mkdir -p $DESTDIR'));
+      const cmd = `${path.join(BIN, 'peerpkgs')} shell ./pkg/tty`;
+      // the terminal echoes the input: what the shell prints is told apart by $((...))
+      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], {
+        cwd: t.dir,
+        env: userEnv({ PEERPKGS_HOME: t.home }),
+        encoding: 'utf8',
+        input: 'set -o | grep monitor; test -t 0 && test -t 1 && echo "terminal $((6*7))"; exit 3\n',
+      });
+      assert.equal(r.status, 3, r.stdout + r.stderr);
+      assert.match(r.stdout, /^monitor\s+on\r?$/m);
+      assert.match(r.stdout, /^terminal 42\r?$/m);
+    });
+
     it('refuses a bad command line with usage and bad-tree statuses, and answers --help', () => {
       assert.equal(peerpkgs('shell').status, 2);
       assert.equal(peerpkgs('shell', './pkg/seed', './pkg/seed').status, 2);
