@@ -8,8 +8,10 @@
  *   .bclosure    the build closure: build-deps and their closures
  *   .pkg.tar.gz  the build: sources fetched into the distfile store, the
  *                build closure built and unpacked, the build script run in
- *                a sandbox whose root is that closure, DESTDIR packed into
- *                a deterministic archive whose identity is recorded beside it
+ *                a sandbox whose root is that closure (package-sandbox.ts,
+ *                which `peerpkgs shell` enters too), DESTDIR packed into
+ *                a deterministic archive whose identity is recorded beside
+ *                it, and the pkghash texts it was made from kept for `why`
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -143,7 +145,8 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // the run closure first: the package is of no use without it, and a
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
-  if (await substituteFromCache(dir, ctx, home)) return recordPkghashTexts(g, dir, home);
+  // the texts of this pkghash and its dependencies', for `peerpkgs why` to compare with the tree's later
+  if (await substituteFromCache(dir, ctx, home)) return recordTexts(home, g.pkghashTexts(dir));
 
   const [{ packDir }, { recordSha256 }] = await Promise.all([import('../archive/pack.ts'), import('../store/outputs.ts')]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
@@ -153,7 +156,6 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const root = await sandbox.packageRoot(g, dir, home);
   ctx.log(`sandbox root: ${root.layers} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
   const work = await sandbox.makeWorkDir(pkg, home);
-  const dest = work.dest;
 
   const output = buildOutput();
   const r = await sandbox.runPackageSandbox({
@@ -171,7 +173,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     if (kept) sandbox.recordFailure(work, pkg, failed);
     throw new RuleError(`${failed}${kept}`, r.status || 1);
   }
-  const packed = await packDir(dest, ctx.out, { relativeSymlinks: true });
+  const packed = await packDir(work.dest, ctx.out, { relativeSymlinks: true });
   // The record names the file by inode: the new archive's, which the rename
   // keeps; or, when the bytes are the same as the target's (the engine then
   // keeps the old file), the target's
@@ -180,12 +182,6 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
   await removeTemporary(work.dir);
-  recordPkghashTexts(g, dir, home);
-}
-
-/** The pkghash texts this output was built from, its own and its
- * dependencies', for `peerpkgs why` to compare with the tree's later. */
-function recordPkghashTexts(g: PackageGraph, dir: string, home: string): void {
   recordTexts(home, g.pkghashTexts(dir));
 }
 
