@@ -10,39 +10,20 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, scratch, write, read, exists, run, busyboxHttpd, userEnv, type Run } from './helpers.ts';
-import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
+import { BIN, scratch, write, read, exists, run, userEnv, type Run } from './helpers.ts';
+import { seededTrees, simplePackage } from './seed.ts';
 import { readManifest } from '../src/archive/manifest.ts';
 import { startNginx } from './nginx.ts';
 
 describe('package tree', function () {
   this.timeout(120_000);
+  const t = seededTrees();
   let dir: string;
-  let cleanup: () => void;
   let www: { url: string; stop(): Promise<void> };
   let seedSha: string;
   let home: string;
   let wwwDir: string;
-
-  let shared: { dir: string; cleanup: () => void };
-  before(async () => {
-    const w = (shared = scratch());
-    wwwDir = path.join(w.dir, 'www');
-    fs.mkdirSync(wwwDir);
-    seedSha = await makeSeedTarball(wwwDir);
-    www = await busyboxHttpd(wwwDir);
-    // one distfile store and output store for the whole file, as a user has
-    home = path.join(w.dir, 'home');
-  });
-  after(async () => {
-    await www.stop();
-    shared.cleanup();
-  });
-  beforeEach(() => {
-    ({ dir, cleanup } = scratch());
-    writeSeedPackage(dir, www.url, seedSha);
-  });
-  afterEach(() => cleanup());
+  beforeEach(() => ({ dir, www, seedSha, home, wwwDir } = t));
 
   const build = (...args: string[]): Run => run(dir, 'build-packages-ifchange', args, { PEERPKGS_HOME: home });
   const peerpkgs = (...args: string[]): Run => run(dir, 'peerpkgs', args, { PEERPKGS_HOME: home });

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir } from '../src/archive/pack.ts';
-import { write } from './helpers.ts';
+import { write, scratch, busyboxHttpd } from './helpers.ts';
 
 export const BUSYBOX = '/usr/bin/busybox';
 
@@ -42,4 +42,46 @@ export function simplePackage(name: string, text: string, extra: Record<string, 
     [`pkg/${name}/build-deps`]: '../seed\n',
     ...extra,
   };
+}
+
+/** What seededTrees() gives a test: its tree, and what the file shares. */
+export interface SeededTree {
+  /** this test's tree, with pkg/seed */
+  dir: string;
+  /** the file's $PEERPKGS_HOME: one distfile and output store, as a user has */
+  home: string;
+  /** what the web server serves, seed.tar.gz included */
+  wwwDir: string;
+  www: { url: string; stop(): Promise<void> };
+  seedSha: string;
+}
+
+/**
+ * Mocha hooks for a file of package-tree tests: the seed served by busybox
+ * httpd and one home for the whole file; a fresh tree with pkg/seed for
+ * each test, removed after it. Read the fields in the tests (they are set
+ * by the hooks).
+ */
+export function seededTrees(): SeededTree {
+  const t = {} as SeededTree;
+  let shared: { dir: string; cleanup: () => void };
+  let cleanup: () => void;
+  before(async () => {
+    shared = scratch();
+    t.wwwDir = path.join(shared.dir, 'www');
+    fs.mkdirSync(t.wwwDir);
+    t.seedSha = await makeSeedTarball(t.wwwDir);
+    t.www = await busyboxHttpd(t.wwwDir);
+    t.home = path.join(shared.dir, 'home');
+  });
+  after(async () => {
+    await t.www.stop();
+    shared.cleanup();
+  });
+  beforeEach(() => {
+    ({ dir: t.dir, cleanup } = scratch());
+    writeSeedPackage(t.dir, t.www.url, t.seedSha);
+  });
+  afterEach(() => cleanup());
+  return t;
 }

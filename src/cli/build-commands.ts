@@ -29,7 +29,7 @@ const EXPORT_OPTIONS = {
   ...Object.fromEntries(STRATEGIES.map((s) => [s, { type: 'boolean' }])),
 } as const;
 
-interface BuildFlags {
+export interface BuildFlags {
   jobs?: number;
   keepGoing: boolean;
   args: string[];
@@ -50,15 +50,16 @@ async function engineFor(flags: BuildFlags): Promise<Engine> {
   });
 }
 
-async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
+export async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
-  onSignals(() => engine.interrupt());
+  const signals = onSignals(() => engine.interrupt());
   try {
     const rc = await f(engine);
     engine.log.summary(engine.failures);
     return rc;
   } finally {
     await engine.close();
+    signals(); // what runs after (a package shell) has its own
   }
 }
 

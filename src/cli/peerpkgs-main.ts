@@ -61,7 +61,7 @@ const subcommand = (load: () => Promise<(args: string[]) => Promise<number>>) =>
 // commands do not pay for the engine, nor a build for the archive layer
 type BuildCommands = typeof import('./build-commands.ts');
 type TreeCommands = typeof import('./tree-commands.ts');
-const building = (name: keyof BuildCommands) => async (args: string[]) => (await import('./build-commands.ts'))[name](args);
+const building = (name: Exclude<keyof BuildCommands, 'withEngine'>) => async (args: string[]) => (await import('./build-commands.ts'))[name](args);
 const ofTree = (name: keyof TreeCommands) => async (args: string[]) => (await import('./tree-commands.ts'))[name](args);
 
 const COMMANDS: Record<string, Command> = {
@@ -94,6 +94,28 @@ const COMMANDS: Record<string, Command> = {
     help: `Build again and compare, naming the files that differ. Exit status 6 when a package\nis not reproducible.\n\n${JOBS_HELP}`,
     env: BUILD_ENV,
     run: building('check'),
+  },
+  shell: {
+    usage: '[-j N] PKGDIR [-- CMD...]',
+    help: `Enter the package's build sandbox: its root, environment, mounts and jobserver, in
+the files of its last failed build if they are kept, else in a fresh directory
+with its sources, files/ and build script (nothing run; removed on exit). Its
+build-deps are built first. With -- CMD, run CMD there and exit with its status;
+else an interactive /bin/sh on the terminal.
+
+  -j N, --jobs N     the jobserver's slots, as a build with -j N has them
+`,
+    env: BUILD_ENV,
+    run: async (args) => (await import('./author-commands.ts')).shellCmd(args),
+  },
+  why: {
+    usage: 'PKGDIR...',
+    help: `Say why each package would be rebuilt, or that it would not: the lines of its
+pkghash text that changed since its last build, and under each dependency
+that changed, that dependency's own. A query: exit 0 whatever it says.
+`,
+    env: ['PEERPKGS_HOME'],
+    run: async (args) => (await import('./author-commands.ts')).whyCmd(args),
   },
   distfiles: {
     usage: 'add FILE...',

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { State, hashFile } from './state.ts';
 import { type DoFile, type Lookup } from './dofile.ts';
-import { JobServer, inheritedJobServer, JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
+import { JobServer, inheritedJobServer } from './jobserver.ts';
 import { Locks, isAlive } from './locks.ts';
 import type { WorkerPool, JobSpec } from './worker.ts';
 import { parseExports, envChanges, envScript } from './env.ts';
@@ -449,12 +449,7 @@ export class Engine {
         job.keep = true;
       },
       log: (line) => this.log.note(job.depth, line, job.err),
-      jobserver: () => {
-        const js = this.jobSlots();
-        const makeflags = js.makeflags(undefined);
-        if (!js.childFds || !makeflags) return null;
-        return { makeflags, fds: { [JOBSERVER_R]: js.childFds[0], [JOBSERVER_W]: js.childFds[1] } };
-      },
+      jobserver: () => this.jobSlots().forChild(),
     };
     try {
       await rule.build(ctx);

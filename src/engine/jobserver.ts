@@ -88,6 +88,15 @@ export class JobServer {
     return [...kept, `-j${this.slots}`, `--jobserver-auth=${JOBSERVER_R},${JOBSERVER_W}`].join(' ').trim();
   }
 
+  /** What a tool run with these slots is given (a rule's make, a package
+   * shell): MAKEFLAGS, and which of our fds it gets at which numbers; null
+   * with one slot, which needs no jobserver. */
+  forChild(): { makeflags: string; fds: Record<number, number> } | null {
+    const makeflags = this.makeflags(undefined);
+    if (!this.childFds || !makeflags) return null;
+    return { makeflags, fds: { [JOBSERVER_R]: this.childFds[0], [JOBSERVER_W]: this.childFds[1] } };
+  }
+
   /** Take a slot, in turn. */
   acquire(): Promise<void> {
     if (this.tryTake()) return Promise.resolve();

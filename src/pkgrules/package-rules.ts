@@ -8,8 +8,10 @@
  *   .bclosure    the build closure: build-deps and their closures
  *   .pkg.tar.gz  the build: sources fetched into the distfile store, the
  *                build closure built and unpacked, the build script run in
- *                a sandbox whose root is that closure, DESTDIR packed into
- *                a deterministic archive whose identity is recorded beside it
+ *                a sandbox whose root is that closure (package-sandbox.ts,
+ *                which `peerpkgs shell` enters too), DESTDIR packed into
+ *                a deterministic archive whose identity is recorded beside
+ *                it, and the pkghash texts it was made from kept for `why`
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -17,11 +19,12 @@ import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
-import { TreeError } from '../tree/errors.ts';
+import { TreeError, display } from '../tree/errors.ts';
 import { homeLayout, peerpkgsHome } from '../store/home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
-import { temporaryName, forget, keep, removeTemporary, sweepNow } from '../archive/temporary.ts';
+import { forget, keep, removeTemporary } from '../archive/temporary.ts';
+import { recordTexts } from '../store/pkghash-texts.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
@@ -135,80 +138,42 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const g = packageGraph();
   const pkg = g.load(dir);
   const home = peerpkgsHome();
+  const sandbox = await import('./package-sandbox.ts');
   // the work directory of an earlier failed build goes once the package is
   // built again (unless its owner still runs)
-  await sweepNow(homeLayout.build(home), (n) => n.startsWith(`${pkg.name}.tmp-`)).catch(() => {});
+  await sandbox.sweepWorkDirs(pkg, home);
   // the run closure first: the package is of no use without it, and a
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
-  if (await substituteFromCache(dir, ctx, home)) return;
+  // the texts of this pkghash and its dependencies', for `peerpkgs why` to compare with the tree's later
+  if (await substituteFromCache(dir, ctx, home)) return recordTexts(home, g.pkghashTexts(dir));
 
-  const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
-    await Promise.all([
-      import('../fetch/store.ts'),
-      import('../fetch/fetchfile.ts'),
-      import('../mirrors/fetching.ts'),
-      import('../archive/pack.ts'),
-      import('../sandbox/root.ts'),
-      import('../sandbox/bwrap.ts'),
-      import('../store/outputs.ts'),
-    ]);
+  const [{ packDir }, { recordSha256 }] = await Promise.all([import('../archive/pack.ts'), import('../store/outputs.ts')]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
-  const deps = g.bclosure(dir);
+  const deps = sandbox.buildClosure(g, dir);
   await ctx.ifchange(deps.map((d) => path.join(d, '.pkg.tar.gz')));
 
-  const store = new DistfileStore(home);
-  const sources = pkg.fetch.length
-    ? await fetchWithMirror(dir, home, (sourcesFor) => fetchAll(pkg.fetch, { store, sourcesFor }))
-    : new Map<string, string>();
+  const root = await sandbox.packageRoot(g, dir, home);
+  ctx.log(`sandbox root: ${root.layers} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
+  const work = await sandbox.makeWorkDir(pkg, home);
 
-  const outputs = new OutputStore(home);
-  const layers = [];
-  for (const d of deps) {
-    const u = await outputs.unpacked(path.join(d, '.pkg.tar.gz'));
-    layers.push({ dir: u.dir, id: u.sha256 });
-  }
-  const root = assembleRoot(home, layers);
-  ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
-
-  const work = temporaryName(path.join(homeLayout.build(home), pkg.name), { visible: true });
-  const wd = path.join(work, 'home');
-  const dest = path.join(work, 'dest');
-  fs.mkdirSync(wd, { recursive: true });
-  fs.mkdirSync(dest);
-  // Copies, not hardlinks: in its user namespace the build owns what it is
-  // given, and could chmod and rewrite the store's file through a link. A
-  // read-only bind mount would cost nothing, but builds remove their
-  // tarball once unpacked, and a mount point cannot be removed. A reflink
-  // where the filesystem has them; test/bench/source-handover.ts has the cost.
-  for (const [file, stored] of sources) await fs.promises.copyFile(stored, path.join(wd, file), fs.constants.COPYFILE_FICLONE);
-  for (const f of pkg.files) copyEntry(path.join(dir, 'files', f.path), path.join(wd, f.path), f.mode);
-  fs.copyFileSync(pkg.buildScript, path.join(wd, 'build'));
-  fs.chmodSync(path.join(wd, 'build'), 0o755);
-
-  const js = ctx.jobserver();
-  const first = fs.readFileSync(pkg.buildScript, 'utf8').split('\n', 1)[0] ?? '';
-  // the umask is the engine's otherwise, and would change the output's modes
-  const run = first.startsWith('#!') ? 'exec ./build' : 'exec /bin/sh -e ./build';
-  const argv = ['/bin/sh', '-c', `umask 022 && ${run}`];
   const output = buildOutput();
-  const tmpBytes = settings().sandboxTmpBytes;
-  const r = await runSandboxed({
+  const r = await sandbox.runPackageSandbox({
     root: root.root,
-    work: wd,
-    destdir: dest,
-    argv,
+    work,
+    argv: sandbox.buildArgv(pkg),
     onLine: output.line,
-    tmpBytes,
-    ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),
+    jobserver: ctx.jobserver(),
   });
   if (r.status !== 0) {
-    const why = output.noSpace ? `; ${noSpaceReason(work, tmpBytes)}` : '';
+    const why = output.noSpace ? `; ${noSpaceReason(work.dir, settings().sandboxTmpBytes)}` : '';
+    const failed = `${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${why}`;
     // kept to be looked into, until the package is built again
-    const kept = keep(work) ? `; its files are kept in ${work} until it is built again` : '';
-    throw new RuleError(`${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${why}${kept}`, r.status || 1);
+    const kept = keep(work.dir) ? `; its files are kept in ${work.dir} until it is built again (peerpkgs shell ${display(pkg.dir)} enters them)` : '';
+    if (kept) sandbox.recordFailure(work, pkg, failed);
+    throw new RuleError(`${failed}${kept}`, r.status || 1);
   }
-  const packed = await packDir(dest, ctx.out, { relativeSymlinks: true });
+  const packed = await packDir(work.dest, ctx.out, { relativeSymlinks: true });
   // The record names the file by inode: the new archive's, which the rename
   // keeps; or, when the bytes are the same as the target's (the engine then
   // keeps the old file), the target's
@@ -216,7 +181,8 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
-  await removeTemporary(work);
+  await removeTemporary(work.dir);
+  recordTexts(home, g.pkghashTexts(dir));
 }
 
 /** Where the build's lines go: this process's stderr, as they come (not the
@@ -260,16 +226,4 @@ function sha256File(file: string): string {
     fs.closeSync(fd);
   }
   return h.digest('hex');
-}
-
-/** Copies a `files/` entry with the mode the pkghash counted (0755 or
- * 0644), not the checkout's, which follows its umask. */
-function copyEntry(from: string, to: string, mode: number): void {
-  fs.mkdirSync(path.dirname(to), { recursive: true });
-  const st = fs.lstatSync(from);
-  if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to);
-  else {
-    fs.copyFileSync(from, to);
-    fs.chmodSync(to, mode & 0o777);
-  }
 }

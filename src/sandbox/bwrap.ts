@@ -55,6 +55,14 @@ export interface SandboxOptions {
    * default: copied to this process's stderr */
   onLine?: (line: Buffer) => void;
   bwrap?: string; // the program, default `bwrap` from PATH
+  /** `terminal`: the caller's own stdin, stdout and stderr, for `peerpkgs
+   * shell`, which is interactive by design; no pipe is read then (onLine
+   * is not called). Default: /dev/null and one pipe, as a build gets */
+  stdio?: 'build' | 'terminal';
+  /** false: stay in the caller's session, so an interactive shell can take
+   * the terminal for job control (^C reaches its command, not bwrap).
+   * Default true: nothing in the sandbox can type into the terminal */
+  newSession?: boolean;
 }
 
 /** The jobserver part of MAKEFLAGS. The rest (-k, -s, `VAR=value`
@@ -119,7 +127,7 @@ export function bwrapArgs(opts: SandboxOptions, covered: number[] = []): string[
     '--ro-bind-data', String(groupFd), '/etc/group',
     '--chdir', BUILD_HOME,
     '--die-with-parent',
-    '--new-session',
+    ...(opts.newSession === false ? [] : ['--new-session']),
     '--clearenv',
   ];
   for (const [k, v] of Object.entries(sandboxEnv(opts))) args.push('--setenv', k, v);
@@ -192,15 +200,19 @@ export async function runSandboxed(opts: SandboxOptions): Promise<{ status: numb
   const [passwdFd, groupFd] = dataFds(opts, covered);
   const args = bwrapArgs(opts, covered);
   const devnull = covered.length > 0 ? fs.openSync('/dev/null', 'r') : -1;
+  const terminal = opts.stdio === 'terminal';
   // one pipe for stdout and stderr keeps their lines in the order written
-  const [outR, outW] = withFifo((fifo) => {
-    const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    return [r, fs.openSync(fifo, fs.constants.O_WRONLY)];
-  });
+  const [outR, outW] = terminal
+    ? [-1, -1]
+    : withFifo((fifo) => {
+        const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+        return [r, fs.openSync(fifo, fs.constants.O_WRONLY)];
+      });
   // every index filled: spawn drops holes in the array and renumbers the rest
   // ('ignore' is /dev/null at 0 to 2, and leaves the fd alone above)
-  const stdio: Array<'ignore' | 'pipe' | number> = Array(groupFd + 1).fill('ignore');
-  stdio[1] = stdio[2] = outW;
+  const stdio: Array<'ignore' | 'pipe' | 'inherit' | number> = Array(groupFd + 1).fill('ignore');
+  if (terminal) stdio[0] = stdio[1] = stdio[2] = 'inherit';
+  else stdio[1] = stdio[2] = outW;
   for (const fd of covered) stdio[fd] = devnull;
   if (opts.fdMap) for (const [child, parent] of mapped) stdio[child] = parent;
   else for (const fd of given) stdio[fd] = fd;
@@ -210,14 +222,14 @@ export async function runSandboxed(opts: SandboxOptions): Promise<{ status: numb
     try {
       child = spawn(opts.bwrap ?? 'bwrap', args, { stdio: stdio as StdioOptions });
     } catch (e) {
-      fs.closeSync(outR);
+      if (outR >= 0) fs.closeSync(outR);
       throw e;
     } finally {
       // the build holds the write end now: the pipe ends when it (and all it started) is done
-      fs.closeSync(outW);
+      if (outW >= 0) fs.closeSync(outW);
       if (devnull >= 0) fs.closeSync(devnull);
     }
-    const output = readLines(outR, opts.onLine ?? toStderr);
+    const output = terminal ? Promise.resolve() : readLines(outR, opts.onLine ?? toStderr);
     child.on('error', (e: NodeJS.ErrnoException) =>
       reject(e.code === 'ENOENT' ? new Error('bwrap not found: install bubblewrap (apt-get install bubblewrap)') : e),
     );

@@ -35,4 +35,6 @@ export const homeLayout = {
   keys: (home: string): string => path.join(home, 'keys'),
   /** the public keys caches are trusted for, one a line: cache/keys.ts */
   trustedKeys: (home: string): string => path.join(home, 'trusted-keys'),
+  /** the pkghash texts of what was built, by pkghash, for `peerpkgs why`: store/pkghash-texts.ts */
+  pkghashTexts: (home: string): string => path.join(home, 'pkghash-texts'),
 };

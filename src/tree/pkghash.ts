@@ -81,6 +81,20 @@ export class PackageGraph {
     return text;
   }
 
+  /** The pkghash texts `dir`'s depends on, by pkghash: its own, its
+   * dependencies', theirs, and so on (what `peerpkgs why` follows). */
+  pkghashTexts(dir: string): Map<string, string> {
+    const texts = new Map<string, string>();
+    const visit = (d: string): void => {
+      const hash = this.pkghash(d);
+      if (texts.has(hash)) return;
+      texts.set(hash, this.pkghashText(d));
+      for (const dep of this.deps(d)) visit(dep);
+    };
+    visit(dir);
+    return texts;
+  }
+
   /** Transitive run-deps of `dir`, without it, each after its own run-deps. */
   closure(dir: string): string[] {
     const pkg = this.load(dir);
