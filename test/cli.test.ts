@@ -38,6 +38,9 @@ const MISUSE: Record<string, string[]> = {
   'redo-ood': ['x'],
 };
 
+// they read the state under the current directory, and nothing else
+const READS_NO_VARIABLE = new Set(['redo-targets', 'redo-sources', 'redo-ood', 'redo-whichdo']);
+
 // names only, and outside a build nothing to refuse
 const NO_USAGE_ERROR = new Set(['redo-ifcreate', 'redo-stamp']);
 
@@ -55,6 +58,7 @@ describe('the command frame', function () {
         const r = run(s.dir, cmd, ['--help'], { PEERPKGS_HOME: path.join(s.dir, 'home') });
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stdout, new RegExp(`^usage: ${cmd}[ \\n]`));
+        if (!READS_NO_VARIABLE.has(cmd)) assert.match(r.stdout, /^Environment\b/m, 'names the variables it reads');
       });
     }
     for (const sub of SUBCOMMANDS) {
