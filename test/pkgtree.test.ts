@@ -405,6 +405,21 @@ describe('package tree', function () {
       assert.equal(outputs[0], outputs[1]);
     });
 
+    it('a build closure with no shell says to add ../seed (exit 4), whether build-deps is empty or lacks it', () => {
+      write(dir, {
+        ...simplePackage('data', 'data'),
+        ...simplePackage('bare', 'bare', { 'pkg/bare/build-deps': '' }),
+        ...simplePackage('noshell', 'noshell', { 'pkg/noshell/build-deps': '../data\n' }),
+      });
+      const bare = build('./pkg/bare');
+      assert.equal(bare.status, 4, bare.stderr);
+      assert.match(bare.stderr, /pkg\/bare: no build-deps, so no shell to run the build: add \.\.\/seed to pkg\/bare\/build-deps/);
+      const noshell = build('./pkg/noshell');
+      assert.equal(noshell.status, 4, noshell.stderr);
+      assert.match(noshell.stderr, /pkg\/noshell: its build closure has no \/bin\/sh to run the build: add \.\.\/seed to pkg\/noshell\/build-deps/);
+      assert.doesNotMatch(bare.stderr + noshell.stderr, /execvp/);
+    });
+
     it('not a package directory (exit 4)', () => {
       fs.mkdirSync(path.join(dir, 'pkg/empty'));
       const r = build('./pkg/empty');

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
-import { TreeError } from '../tree/errors.ts';
+import { TreeError, display } from '../tree/errors.ts';
 import { homeLayout, peerpkgsHome } from '../store/home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
@@ -169,6 +169,11 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     layers.push({ dir: u.dir, id: u.sha256 });
   }
   const root = assembleRoot(home, layers);
+  // bwrap's "execvp /bin/sh: No such file or directory" would name neither the package nor the fix
+  if (!fs.lstatSync(path.join(root.root, 'bin/sh'), { throwIfNoEntry: false })) {
+    const why = deps.length ? 'its build closure has no /bin/sh to run the build' : 'no build-deps, so no shell to run the build';
+    throw new TreeError(`${display(dir)}: ${why}: add ../seed to ${display(path.join(dir, 'build-deps'))}`);
+  }
   ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
 
   const work = temporaryName(path.join(homeLayout.build(home), pkg.name), { visible: true });
