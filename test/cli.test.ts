@@ -148,6 +148,7 @@ describe('the command frame', function () {
         ['peerpkgs', ['distfiles', 'add', '.'], /^peerpkgs: \.: not a regular file\n$/],
         ['do-fetch', ['nothere/fetch'], /^do-fetch: nothere\/fetch: no such file or directory\n$/],
         ['peerpkgs', ['ipfs', 'add', 'nothere'], /^peerpkgs ipfs add: nothere: no such file or directory\n$/],
+        ['peerpkgs', ['verify', 'nothere'], /^peerpkgs: nothere: no such file or directory\n$/],
       ];
       for (const [cmd, args, line] of cases) {
         it(`${cmd} ${args.join(' ')}`, () => {
