@@ -162,7 +162,7 @@ describe('package tree', function () {
 
       const missing = run(dir, 'new-package', ['./pkg/gone', '--url', `${nginx.url}/gone-1.0.tar.gz`], { PEERPKGS_HOME: home });
       assert.equal(missing.status, 5, missing.stderr);
-      assert.match(missing.stderr, /could not fetch gone-1\.0\.tar\.gz:\n  http:\/\/.*\/gone-1\.0\.tar\.gz: .*404/);
+      assert.match(missing.stderr, /could not fetch gone-1\.0\.tar\.gz:\n {2}http:\/\/.*\/gone-1\.0\.tar\.gz: .*404/);
       assert.deepEqual(fs.readdirSync(path.join(dir, 'pkg')).sort(), ['hello', 'seed', 'unpack'], 'a package whose source failed is not left behind');
       assert.equal(run(dir, 'new-package', ['./pkg/x', '--url', 'not a url']).status, 2);
     } finally {
