@@ -56,7 +56,13 @@ export async function newPackage(argv: string[]): Promise<number> {
   const names = urls.map((u) => {
     if (!URL.canParse(u)) throw new UsageError(`--url ${u}: not a URL`);
     // the fetch record's `file:`, when the URL's last part is %-encoded
-    const name = decodeURIComponent(defaultFileName(u));
+    const raw = defaultFileName(u);
+    let name = raw;
+    try {
+      name = decodeURIComponent(raw);
+    } catch {
+      // a lone % or bytes that are not UTF-8: the name as written
+    }
     if (!name || name === '.' || name === '..' || name.includes('/')) throw new UsageError(`--url ${u}: names no file (its path ends in /)`);
     return name;
   });

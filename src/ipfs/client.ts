@@ -144,13 +144,22 @@ export interface IpfsAddress {
 export function parseIpfsAddress(address: string): IpfsAddress {
   const m = /^(?:(ipfs|ipns):\/\/|\/(ipfs|ipns)\/)?(.*)$/s.exec(address)!;
   const scheme = (m[1] ?? m[2] ?? 'ipfs') as 'ipfs' | 'ipns';
-  const parts = (m[1] ? decodeURIComponent(m[3]!) : m[3]!).split('/').filter(Boolean);
+  const parts = (m[1] ? decodeOr(m[3]!) : m[3]!).split('/').filter(Boolean);
   const root = parts[0] ?? '';
-  // bare "NAME" is a CID: without a scheme an IPNS name would be taken for one
+  // "/x/..." is neither a bare CID nor under /ipfs/ or /ipns/
   if (!root || (!m[1] && !m[2] && address.startsWith('/'))) {
     throw new UsageError(`${address}: not an IPFS address (CID[/PATH], /ipfs/CID[/PATH], ipfs://CID[/PATH], /ipns/NAME[/PATH] or ipns://NAME[/PATH])`);
   }
   return { scheme, root, path: parts.slice(1).join('/') };
+}
+
+/** A URL's path %-decoded, or as written when it does not decode (a lone "%"). */
+function decodeOr(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 /** The IPFS path ("CID/a/b") an address names today: an IPNS name resolved (and checked against its key) first. */
