@@ -143,7 +143,7 @@ describe('the command frame', function () {
     describe('a file the command line names that is missing or not a file: one line naming it, exit 2', () => {
       const home = () => ({ PEERPKGS_HOME: path.join(s.dir, 'home') });
       const cases: Array<[string, string[], RegExp]> = [
-        ['peerpkgs', ['key', 'trust', 'nonsense'], /^peerpkgs key: nonsense: neither a public key \(ed25519:\.\.\.\) nor a file \(see peerpkgs key --help\)\n$/],
+        ['peerpkgs', ['key', 'trust', 'nonsense'], /^peerpkgs key: nonsense: neither a public key \(ed25519:\.\.\.\) nor a file \(see peerpkgs key trust --help\)\n$/],
         ['peerpkgs', ['distfiles', 'add', '/nonexistent'], /^peerpkgs: \/nonexistent: no such file or directory\n$/],
         ['peerpkgs', ['distfiles', 'add', '.'], /^peerpkgs: \.: not a regular file\n$/],
         ['do-fetch', ['nothere/fetch'], /^do-fetch: nothere\/fetch: no such file or directory\n$/],

@@ -244,8 +244,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await c.run(args, name);
   } catch (e) {
-    // the usage error names this command's own --help
-    if (e instanceof UsageError) e.command ??= prog;
+    // the usage error names this command's own --help, or its subcommand's
+    if (e instanceof UsageError) e.command ??= sub ? `${prog} ${args[0]}` : prog;
     throw e;
   }
 }
