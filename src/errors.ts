@@ -7,6 +7,7 @@
  * (tree/ included) may throw an error that says its own status without
  * reaching up into the engine or the CLI.
  */
+import * as path from 'node:path';
 
 /** Exit statuses, the same for every command (README: "Exit status"). */
 export const EXIT = {
@@ -66,14 +67,45 @@ export class UsageError extends PeerpkgsError {
   }
 }
 
+/** What each file error means, in the words of the C library's strerror. */
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'is a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EEXIST: 'already exists',
+  ENOSPC: 'no space left on device',
+  EROFS: 'read-only file system',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'file name too long',
+};
+
+/**
+ * A system call's error on a file, as one line: the path, then what is
+ * wrong with it (Node's own message repeats the code and the call:
+ * "ENOENT: no such file or directory, open 'x'"). `named` are the
+ * arguments of the command line: a path among them is the user's mistake,
+ * a usage error, said with the path as the user wrote it; any other file
+ * is a failure.
+ */
+function fileError(e: NodeJS.ErrnoException, named: string[]): { message: string; exitCode: number } | null {
+  const what = e.code && FILE_ERRORS[e.code];
+  if (!what || typeof e.path !== 'string') return null;
+  const cwd = process.cwd();
+  const given = named.find((a) => a !== '' && path.resolve(cwd, a) === path.resolve(cwd, e.path!));
+  if (given !== undefined) return { message: `${given}: ${what}`, exitCode: EXIT.usage };
+  return { message: `${e.path}: ${what}`, exitCode: EXIT.failed };
+}
+
 /**
  * What a command prints for `e` (after "CMD: ") and the status it exits
- * with. An error that is not a PeerpkgsError is a failure (1); a system
- * call's error says what failed on which file in its own message.
+ * with. An error that is not a PeerpkgsError is a failure (1), but for a
+ * file the command line named (see fileError).
  */
-export function explain(e: unknown, cmd: string): { message: string; exitCode: number } {
+export function explain(e: unknown, cmd: string, named: string[] = []): { message: string; exitCode: number } {
   const message = (e as Error)?.message ?? String(e);
   if (e instanceof UsageError) return { message: `${message} (see ${e.command ?? cmd} --help)`, exitCode: EXIT.usage };
   if (e instanceof PeerpkgsError) return { message, exitCode: e.exitCode };
-  return { message, exitCode: EXIT.failed };
+  return fileError(e as NodeJS.ErrnoException, named) ?? { message, exitCode: EXIT.failed };
 }

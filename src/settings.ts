@@ -83,6 +83,24 @@ export function parseCacheUrl(spec: string): CacheUrl {
   return { spec, url, signed: fragment === '' ? undefined : fragment === 'signed' };
 }
 
+/** Every PKG_* and PEERPKGS_* variable this module reads, with what it sets: `peerpkgs --help` lists them. */
+export const VARIABLES: Record<string, string> = {
+  PEERPKGS_HOME: 'where distfiles, unpacked outputs, sandbox roots, logs and keys live (default ~/.cache/peerpkgs)',
+  PKG_CACHE_URL: 'binary caches to substitute from, in order (file://, http(s)://, ipfs://, ipns://)',
+  PKG_FORCE_BINARY: 'yes: a package no cache has is an error, not a build',
+  PKG_TRUSTED_KEYS: 'keys caches must be signed by, beside $PEERPKGS_HOME/trusted-keys',
+  PKG_MIRROR_DB: "the source mirror database (default: mirrors/ipfs.csv beside the tree's pkg/)",
+  PKG_MIRROR_IPFS: 'no: fetch sources from their urls only',
+  PKG_IPFS_PEERS: 'multiaddrs of IPFS peers to dial, each ending in /p2p/<peer id>',
+  PKG_IPFS_LISTEN: "the IPFS node's listen multiaddrs (default /ip4/127.0.0.1/tcp/0)",
+  PKG_IPFS_TIMEOUT: 'seconds an IPFS transfer may bring no data (default 30)',
+  PKG_SANDBOX_TMP_SIZE: "bytes a build's /tmp and /dev/shm may hold (default 4G)",
+  PKG_MAX_DOWNLOAD_SIZE: 'bytes a source without a size: field may have',
+  PKG_MAX_UNPACK_SIZE: 'bytes a cached package without output-size may unpack to',
+  PKG_DOWNLOAD_BASE_TIME: 'seconds an HTTP download may take besides its bytes\' share',
+  PKG_DOWNLOAD_MIN_RATE: 'bytes a second below which a download is too slow to wait for',
+};
+
 export interface Settings {
   /** PEERPKGS_HOME: where all state lives, resolved to an absolute path */
   home: string;

@@ -6,6 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, run, scratch, userEnv, write } from './helpers.ts';
@@ -14,7 +15,14 @@ import { TreeError } from '../src/tree/errors.ts';
 import { FetchError } from '../src/fetch/fetch.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from '../src/ipfs/errors.ts';
 import { KeyError, TrustListError } from '../src/cache/keys.ts';
-import { SettingsError } from '../src/settings.ts';
+import { SettingsError, VARIABLES } from '../src/settings.ts';
+
+/** Subcommands of subcommands: each has a --help of its own. */
+const SUB_SUBCOMMANDS = [
+  ['key', 'generate'], ['key', 'list'], ['key', 'trust'], ['cache', 'add'], ['cache', 'publish'], ['export', 'tarball'], ['export', 'oci'],
+  ['mirrors', 'import'], ['mirrors', 'pin'], ['mirrors', 'pin-all'], ['ipfs', 'cat'], ['ipfs', 'get'], ['ipfs', 'ls'], ['ipfs', 'pin'], ['ipfs', 'add'],
+  ['ipfs', 'daemon'], ['ipfs', 'publish'], ['ipfs', 'resolve'], ['seed', 'reproduce'], ['distfiles', 'add'],
+] as const;
 
 const SUBCOMMANDS = ['build', 'fetch', 'new', 'graph', 'info', 'check', 'distfiles', 'verify', 'venv', 'export', 'sbom', 'cache', 'key', 'ipfs', 'seed', 'mirrors', 'config'];
 
@@ -29,6 +37,9 @@ const MISUSE: Record<string, string[]> = {
   'redo-sources': ['x'],
   'redo-ood': ['x'],
 };
+
+// they read the state under the current directory, and nothing else
+const READS_NO_VARIABLE = new Set(['redo-targets', 'redo-sources', 'redo-ood', 'redo-whichdo']);
 
 // names only, and outside a build nothing to refuse
 const NO_USAGE_ERROR = new Set(['redo-ifcreate', 'redo-stamp']);
@@ -47,6 +58,7 @@ describe('the command frame', function () {
         const r = run(s.dir, cmd, ['--help'], { PEERPKGS_HOME: path.join(s.dir, 'home') });
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stdout, new RegExp(`^usage: ${cmd}[ \\n]`));
+        if (!READS_NO_VARIABLE.has(cmd)) assert.match(r.stdout, /^Environment\b/m, 'names the variables it reads');
       });
     }
     for (const sub of SUBCOMMANDS) {
@@ -56,14 +68,24 @@ describe('the command frame', function () {
         assert.match(r.stdout, new RegExp(`^usage: peerpkgs ${sub}[ \\n]`));
       });
     }
-    it('peerpkgs --help lists every command and every PKG_* and PEERPKGS_* variable', () => {
+    for (const [sub, subsub] of SUB_SUBCOMMANDS) {
+      it(`peerpkgs ${sub} ${subsub} --help shows its own usage and the variables it reads`, () => {
+        const r = run(s.dir, 'peerpkgs', [sub, subsub, '--help'], { PEERPKGS_HOME: path.join(s.dir, 'home') });
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, new RegExp(`^usage: peerpkgs ${sub} ${subsub}[ \\n]`));
+        assert.match(r.stdout, /^Environment: .*PEERPKGS_HOME|^Environment: PKG_IPFS_PEERS/m);
+      });
+    }
+    it('peerpkgs --help lists every command, and every variable settings.ts reads with what it sets', () => {
       const r = run(s.dir, 'peerpkgs', ['--help']);
       assert.equal(r.status, 0, r.stderr);
       for (const sub of SUBCOMMANDS) assert.match(r.stdout, new RegExp(`^  ${sub} `, 'm'));
-      const settings = fs.readFileSync(path.join(BIN, '../src/settings.ts'), 'utf8');
-      const vars = new Set(settings.match(/\b(PKG|PEERPKGS)_[A-Z_]+\b/g));
-      assert.ok(vars.size > 10);
-      for (const v of vars) assert.match(r.stdout, new RegExp(`\\b${v}\\b`), `${v} is not in peerpkgs --help`);
+      // what settings.ts reads from the environment, each in its one list
+      const source = fs.readFileSync(path.join(BIN, '../src/settings.ts'), 'utf8');
+      const read = new Set([...source.matchAll(/\benv\.((?:PKG|PEERPKGS)_[A-Z_]+)\b/g)].map((m) => m[1]!));
+      assert.ok(read.size > 10);
+      assert.deepEqual([...read].filter((v) => !(v in VARIABLES)), [], 'read but not listed in VARIABLES');
+      for (const [v, what] of Object.entries(VARIABLES)) assert.ok(r.stdout.includes(`  ${v.padEnd(23)} ${what}\n`), `${v} is not in peerpkgs --help`);
     });
   });
 
@@ -99,6 +121,60 @@ describe('the command frame', function () {
       // a stable name, the class's own
       for (const [e, name] of [[new TreeError('x'), 'TreeError'], [new KeyError('x'), 'KeyError'], [new TrustListError('x'), 'TrustListError'], [new IpfsError('x'), 'IpfsError'], [new IpfsNotFound('x'), 'IpfsNotFound']] as const) assert.equal(e.name, name);
       assert.equal(explain(new TrustListError('x'), 'cmd').exitCode, 2);
+    });
+
+    it('a missing build-dep is exit 4 (a bad tree) from every command that meets it', () => {
+      const tree = path.join(s.dir, 'missing-dep');
+      write(tree, { '!pkg/a/build': '#!/bin/sh\nmkdir -p "$DESTDIR"\n', 'pkg/a/build-deps': '../nothere\n' });
+      const home = { PEERPKGS_HOME: path.join(tree, 'home') };
+      const lines: Array<[string, ...string[]]> = [
+        ['build-packages-ifchange', './pkg/a'], ['peerpkgs', 'build', './pkg/a'], ['peerpkgs', 'info', './pkg/a'], ['peerpkgs', 'graph', './pkg/a'],
+        ['venv', '-o', 'v', './pkg/a'], ['peerpkgs', 'export', 'tarball', '-o', 'a.tar.gz', './pkg/a'], ['peerpkgs', 'sbom', './pkg/a'], ['peerpkgs', 'check', './pkg/a'],
+        ['add-to-package-cache', '-o', 'cache', './pkg/a'], ['redo-ifchange', 'pkg/a/.pkg.tar.gz'],
+      ];
+      for (const [cmd, ...args] of lines) {
+        const r = run(tree, cmd, args, home);
+        assert.equal(r.status, EXIT.badTree, `${cmd} ${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, /pkg\/a\/build-deps:1: \.\.\/nothere: no such package directory/, `${cmd} ${args.join(' ')}`);
+      }
+      assert.ok(!fs.existsSync(path.join(tree, 'v')) && !fs.existsSync(path.join(tree, 'a.tar.gz')));
+    });
+
+    describe('a file the command line names that is missing or not a file: one line naming it, exit 2', () => {
+      const home = () => ({ PEERPKGS_HOME: path.join(s.dir, 'home') });
+      const cases: Array<[string, string[], RegExp]> = [
+        ['peerpkgs', ['key', 'trust', 'nonsense'], /^peerpkgs key: nonsense: neither a public key \(ed25519:\.\.\.\) nor a file \(see peerpkgs key trust --help\)\n$/],
+        ['peerpkgs', ['distfiles', 'add', '/nonexistent'], /^peerpkgs: \/nonexistent: no such file or directory\n$/],
+        ['peerpkgs', ['distfiles', 'add', '.'], /^peerpkgs: \.: not a regular file\n$/],
+        ['do-fetch', ['nothere/fetch'], /^do-fetch: nothere\/fetch: no such file or directory\n$/],
+        ['peerpkgs', ['ipfs', 'add', 'nothere'], /^peerpkgs ipfs add: nothere: no such file or directory\n$/],
+        ['peerpkgs', ['verify', 'nothere'], /^peerpkgs: nothere: no such file or directory\n$/],
+      ];
+      for (const [cmd, args, line] of cases) {
+        it(`${cmd} ${args.join(' ')}`, () => {
+          const r = run(s.dir, cmd, args, home());
+          assert.equal(r.status, EXIT.usage, r.stderr);
+          assert.match(r.stderr, line);
+          assert.doesNotMatch(r.stderr, /\bE[A-Z]{3,}\b|node:|at /, 'no errno code, no stack');
+        });
+      }
+      it('maps a system call\'s error on a file to the path and what is wrong, and to exit 2 only for a file the user named', () => {
+        const enoent = Object.assign(new Error("ENOENT: no such file or directory, open 'x/y'"), { code: 'ENOENT', syscall: 'open', path: 'x/y' });
+        assert.deepEqual(explain(enoent, 'cmd', ['./x/y']), { message: './x/y: no such file or directory', exitCode: EXIT.usage });
+        assert.deepEqual(explain(enoent, 'cmd', ['other']), { message: 'x/y: no such file or directory', exitCode: EXIT.failed });
+        const eacces = Object.assign(new Error('EACCES'), { code: 'EACCES', syscall: 'open', path: '/etc/shadow' });
+        assert.equal(explain(eacces, 'cmd', ['/etc/shadow']).message, '/etc/shadow: permission denied');
+      });
+    });
+
+    it('do-fetch takes a package directory for its fetch file', () => {
+      const tree = path.join(s.dir, 'do-fetch-dir');
+      write(tree, { 'src.txt': 'a source\n' });
+      const sha = createHash('sha256').update('a source\n').digest('hex');
+      write(tree, { '!pkg/p/build': '#!/bin/sh\n', 'pkg/p/fetch': `url: file://${tree}/src.txt\nsha256: ${sha}\n` });
+      const r = run(tree, 'do-fetch', ['-o', 'out', './pkg/p'], { PEERPKGS_HOME: path.join(tree, 'home') });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(fs.readFileSync(path.join(tree, 'out/src.txt'), 'utf8'), 'a source\n');
     });
 
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {

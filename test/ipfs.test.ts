@@ -108,7 +108,7 @@ describe('IPFS', function () {
       const h = ipfs(home, ['--help']);
       assert.equal(h.status, 0);
       assert.match(h.stdout, /^usage: peerpkgs ipfs COMMAND/);
-      assert.match(ipfs(home, ['get', '--help']).stdout, /^usage: peerpkgs ipfs get CID\[\/PATH\] -o PATH\n$/);
+      assert.match(ipfs(home, ['get', '--help']).stdout, /^usage: peerpkgs ipfs get ADDRESS -o PATH\n\nWrite a file or directory to PATH .*\n\nADDRESS: CID\[\/PATH\], \/ipfs\/CID\[\/PATH\], ipfs:\/\/CID/);
       const bad = ipfs(home, ['get', 'QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o']);
       assert.equal(bad.status, 2);
       assert.equal(bad.stderr, 'peerpkgs ipfs get: name where to write it with -o PATH (see peerpkgs ipfs get --help)\n');
@@ -219,6 +219,28 @@ describe('IPFS', function () {
       const r = ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr });
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout, `/ipfs/${cid}\n`);
+    });
+
+    it('cat, get, ls and pin take every form of address: CID, /ipfs/, ipfs://, /ipns/, ipns://', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      write(s.dir, { 'site/sub/page': 'a page\n' });
+      const cid = ipfs(a.home, ['add', '--cid-version', '1', 'site']).stdout.trim();
+      const name = ipfs(a.home, ['publish', cid, '--key', 'site']).stdout.trim();
+      const forms = [`${cid}/sub`, `/ipfs/${cid}/sub`, `ipfs://${cid}/sub`, `/ipns/${name}/sub`, `ipns://${name}/sub`];
+      for (const [i, at] of forms.entries()) {
+        const cat = ipfs(a.home, ['cat', `${at}/page`]);
+        assert.equal(cat.status, 0, `${at}: ${cat.stderr}`);
+        assert.equal(cat.stdout, 'a page\n', at);
+        assert.match(ipfs(a.home, ['ls', at]).stdout, /^\S+ 7 page\n$/, at);
+        const got = ipfs(a.home, ['get', at, '-o', `out${i}`]);
+        assert.equal(got.status, 0, got.stderr);
+        assert.equal(read(s.dir, `out${i}/page`), 'a page\n', at);
+        const pinned = ipfs(a.home, ['pin', at]);
+        assert.equal(pinned.status, 0, `${at}: ${pinned.stderr}`);
+      }
+      const bad = ipfs(a.home, ['cat', '/nothing/here']);
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.match(bad.stderr, /^peerpkgs ipfs cat: \/nothing\/here: not an IPFS address \(CID\[\/PATH\], .*\)/);
     });
 
     it('refuses a record signed by another key than the name\'s', async () => {

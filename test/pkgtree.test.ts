@@ -111,6 +111,56 @@ describe('package tree', function () {
     assert.equal(run(dir, 'new-package', ['./pkg/hello']).status, 2, 'refuses an existing directory');
   });
 
+  it('new-package --url fetches each URL into the distfile store, and writes its fetch record and a build that unpacks it', async () => {
+    const srv = path.join(dir, 'srv');
+    write(srv, { 'src/hello-2.1/configure': '#!/bin/sh\n' });
+    execFileSync('tar', ['-C', path.join(srv, 'src'), '--format=gnu', '-czf', path.join(srv, 'hello-2.1.tar.gz'), 'hello-2.1']);
+    write(srv, { 'fix+1.patch': '--- a\n+++ b\n' });
+    const nginx = await startNginx(srv);
+    try {
+      // the tree's base packages: the template's build-deps are those of them it has
+      write(dir, simplePackage('unpack', 'unpack'));
+      const tarball = fs.readFileSync(path.join(srv, 'hello-2.1.tar.gz'));
+      const sha = (b: Buffer | string) => crypto.createHash('sha256').update(b).digest('hex');
+      const urls = [`${nginx.url}/hello-2.1.tar.gz`, `${nginx.url}/fix%2B1.patch`];
+      const r = run(dir, 'new-package', ['./pkg/hello', '--url', urls[0]!, '--url', urls[1]!], { PEERPKGS_HOME: home });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(
+        read(dir, 'pkg/hello/fetch'),
+        `url: ${urls[0]}\nsha256: ${sha(tarball)}\nsize: ${tarball.length}\n\n` +
+          `url: ${urls[1]}\nsha256: ${sha('--- a\n+++ b\n')}\nsize: 12\nfile: fix+1.patch\n`,
+      );
+      const script = read(dir, 'pkg/hello/build');
+      assert.match(script, /^#!\/bin\/sh\n(#.*\n)*set -eux\nunpack hello-2\.1\.tar\.gz\nrm hello-2\.1\.tar\.gz\ncd hello-2\.1\n/);
+      assert.match(script, /\.\/configure --prefix=\/usr /);
+      assert.match(script, /^make install DESTDIR="\$DESTDIR"$/m);
+      assert.equal(read(dir, 'pkg/hello/build-deps'), '../seed\n../unpack\n');
+      assert.ok(fs.readFileSync(path.join(home, 'distfiles', sha(tarball))).equals(tarball), 'in the distfile store');
+      // the package's sources are in the store: fetching them asks no server
+      const requests = fs.readFileSync(nginx.accessLog, 'utf8');
+      assert.equal(run(dir, 'do-fetch', ['./pkg/hello'], { PEERPKGS_HOME: home }).status, 0);
+      assert.equal(fs.readFileSync(nginx.accessLog, 'utf8'), requests);
+
+      const missing = run(dir, 'new-package', ['./pkg/gone', '--url', `${nginx.url}/gone-1.0.tar.gz`], { PEERPKGS_HOME: home });
+      assert.equal(missing.status, 5, missing.stderr);
+      assert.match(missing.stderr, /could not fetch gone-1\.0\.tar\.gz:\n {2}http:\/\/.*\/gone-1\.0\.tar\.gz: .*404/);
+      assert.deepEqual(fs.readdirSync(path.join(dir, 'pkg')).sort(), ['hello', 'seed', 'unpack'], 'a package whose source failed is not left behind');
+      assert.equal(run(dir, 'new-package', ['./pkg/x', '--url', 'not a url']).status, 2);
+    } finally {
+      await nginx.stop();
+    }
+  });
+
+  it('new-package without --url writes a build in the tree\'s conventions, which builds', () => {
+    const r = run(dir, 'new-package', ['./pkg/hello'], { PEERPKGS_HOME: home });
+    assert.equal(r.status, 0, r.stderr);
+    const script = read(dir, 'pkg/hello/build');
+    assert.match(script, /^set -eux$/m);
+    assert.match(script, /^mkdir -p "\$DESTDIR\/usr\/bin"$/m);
+    assert.doesNotMatch(script, /DESTDIR\/bin/);
+    assert.equal(build('./pkg/hello').status, 0);
+  });
+
   it('prints the dependency graph and package info', () => {
     write(dir, simplePackage('a', 'a'));
     write(dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));

@@ -165,6 +165,38 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
     assert.match(bad.stdout.toString(), /zlib: inflate error/);
   });
 
+  it('unpacks a tarball of every format (v7, ustar, GNU, pax; gzip, bzip2, xz) with pkg/unpack, in a build', () => {
+    const src = path.join(dir, 'formats-src');
+    // long enough for ustar's prefix field, GNU's ././@LongLink and pax's path record; v7 has none of them
+    const long = `hello-1.0/${'a-long-directory-name-'.repeat(3)}x/${'another-long-directory-'.repeat(3)}y/file`;
+    const files = path.join(dir, 'pkg/formats/files');
+    fs.mkdirSync(files, { recursive: true });
+    const made: string[] = [];
+    for (const format of ['v7', 'ustar', 'gnu', 'posix']) {
+      const root = path.join(src, format);
+      fs.mkdirSync(path.join(root, format === 'v7' ? 'hello-1.0' : path.dirname(long)), { recursive: true });
+      fs.writeFileSync(path.join(root, 'hello-1.0/README'), `${format}\n`);
+      if (format !== 'v7') fs.writeFileSync(path.join(root, long), 'deep\n');
+      for (const [ext, flag] of [['gz', '-z'], ['bz2', '-j'], ['xz', '-J']]) {
+        const name = `hello-${format}.tar.${ext}`;
+        const r = spawnSync('tar', [`--format=${format}`, flag, '-C', root, '-cf', path.join(files, name), 'hello-1.0']);
+        assert.equal(r.status, 0, `host tar ${format} ${ext}: ${r.stderr}`);
+        made.push(name);
+      }
+    }
+    fs.writeFileSync(path.join(dir, 'pkg/formats/build-deps'), '../seed\n../unpack\n');
+    fs.writeFileSync(
+      path.join(dir, 'pkg/formats/build'),
+      `#!/bin/sh\nset -eux\nmkdir -p "$DESTDIR/usr/share"\nfor a in hello-*.tar.*; do\n\tmkdir "x-$a"\n\t(cd "x-$a" && unpack "../$a")\n\techo "$a $(cat "x-$a/hello-1.0/README") $(cat "x-$a/${long}" 2>/dev/null || echo -)" >>"$DESTDIR/usr/share/unpacked"\ndone\n`,
+      { mode: 0o755 },
+    );
+    const r = run(dir, 'build-packages-ifchange', ['./pkg/formats'], env);
+    assert.equal(r.status, 0, r.stderr.slice(-4000));
+    const unpacked = spawnSync('tar', ['-xzOf', path.join(dir, 'pkg/formats/.pkg.tar.gz'), 'usr/share/unpacked'], { encoding: 'utf8' }).stdout;
+    const format = (name: string) => /^hello-(\w+)\./.exec(name)![1]!;
+    assert.equal(unpacked, made.sort().map((n) => `${n} ${format(n)} ${format(n) === 'v7' ? '-' : 'deep'}\n`).join(''));
+  });
+
   it('builds lua a second time to the same output (peerpkgs check)', () => {
     const r = run(dir, 'peerpkgs', ['check', './pkg/lua'], env);
     assert.equal(r.status, 0, r.stderr.slice(-4000));

@@ -18,7 +18,7 @@ import { peerpkgsHome } from '../store/home.ts';
 import { settings } from '../settings.ts';
 import { IpfsNotFound, IpfsUnreachable } from '../ipfs/errors.ts';
 import { acquireIpfs } from '../ipfs/shared.ts';
-import type { IpfsClient } from '../ipfs/client.ts';
+import { parseIpfsAddress, type IpfsClient } from '../ipfs/client.ts';
 import { CacheError, type BackendArgs, type Cache, type CacheOptions, type Fetched, type GetOptions } from './backends.ts';
 
 export class IpfsCache implements Cache {
@@ -35,9 +35,7 @@ export class IpfsCache implements Cache {
   constructor({ spec, url, requireSignature, opts }: BackendArgs, env: NodeJS.ProcessEnv = process.env) {
     this.url = spec;
     this.requireSignature = requireSignature;
-    this.scheme = url.protocol === 'ipns:' ? 'ipns' : 'ipfs';
-    this.root = url.host;
-    this.sub = decodeURIComponent(url.pathname).split('/').filter(Boolean).join('/');
+    ({ scheme: this.scheme, root: this.root, path: this.sub } = parseIpfsAddress(url.href));
     this.opts = opts;
     this.env = env;
   }

@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { settingPlace, settings } from '../settings.ts';
 import { homeLayout } from '../store/home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
-import { PeerpkgsError, EXIT } from '../errors.ts';
+import { PeerpkgsError, EXIT, UsageError } from '../errors.ts';
 
 export const KEY_PREFIX = 'ed25519:';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -273,6 +273,7 @@ export function trustKeys(home: string, inputs: string[]): Array<TrustedKey & { 
   const named: Array<TrustedKey & { already: boolean }> = [];
   const lines: string[] = [];
   for (const a of inputs) {
+    if (!a.startsWith(KEY_PREFIX) && !fs.existsSync(a)) throw new UsageError(`${a}: neither a public key (${KEY_PREFIX}...) nor a file`);
     const text = a.startsWith(KEY_PREFIX) ? a : fs.readFileSync(a, 'utf8');
     for (const k of parseTrustedKeys(text, a.startsWith(KEY_PREFIX) ? 'argument' : a)) {
       const already = !!have.get(k.id) || lines.some((l) => l.startsWith(k.publicKey));

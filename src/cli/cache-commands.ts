@@ -101,8 +101,8 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
 /** `peerpkgs key generate|list|trust` */
 export async function key(argv: string[], io: CommandIO = stdio): Promise<number> {
   const prog = 'peerpkgs key';
+  const [sub, ...args] = argv;
   try {
-    const [sub, ...args] = argv;
     const home = peerpkgsHome(io.env);
     switch (sub) {
       case 'generate': {
@@ -145,6 +145,8 @@ export async function key(argv: string[], io: CommandIO = stdio): Promise<number
         throw new UsageError(`unknown subcommand ${sub}`);
     }
   } catch (e) {
+    // each subcommand has its own --help (peerpkgs-main.ts)
+    if (e instanceof UsageError && (sub === 'generate' || sub === 'list' || sub === 'trust')) e.command ??= `${prog} ${sub}`;
     return failed(prog, e, io);
   }
 }

@@ -85,9 +85,10 @@ export function wantsHelp(argv: string[]): boolean {
   return (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '-h' || a === '--help');
 }
 
-/** Says `e` as `CMD: line` on io.err and returns its exit status. */
-export function report(cmd: string, e: unknown, io: CommandIO = stdio): number {
-  const { message, exitCode } = explain(e, cmd);
+/** Says `e` as `CMD: line` on io.err and returns its exit status; `named`:
+ * the words of the command line, whose files are the user's (errors.ts). */
+export function report(cmd: string, e: unknown, io: CommandIO = stdio, named: string[] = process.argv.slice(2)): number {
+  const { message, exitCode } = explain(e, cmd, named);
   io.err(`${cmd}: ${printable(message, true)}\n`);
   return exitCode;
 }

@@ -7,48 +7,60 @@
  * blocks or the record in time).
  */
 import { peerpkgsHome } from '../store/home.ts';
-import type { AddOptions, IpfsClient } from '../ipfs/client.ts';
+import { resolveAddress, splitPath, type AddOptions, type IpfsClient } from '../ipfs/client.ts';
 import { IpfsError } from '../ipfs/errors.ts';
 import { PeerpkgsError } from '../errors.ts';
 import { EXIT, UsageError, parse as parseOptions, report, onSignals, stdio, type CommandIO, type Options } from './frame.ts';
 
-const HELP = `usage: peerpkgs ipfs COMMAND [ARGS]
+/** Each command: its arguments, and what it does (its lines of the help). */
+const COMMANDS: Record<string, { args: string; what: string }> = {
+  daemon: { args: '', what: "run a node: serve blocks and IPNS records to peers, and\nthis command's API to local commands ($PEERPKGS_HOME/ipfs/api.sock)" },
+  id: { args: '', what: 'peer id, listen addresses (with /p2p/), connected peers' },
+  add: {
+    args: '[--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] PATH',
+    what: "add a file or directory (as kubo's ipfs add -r); print its CID\n(--only-hash: only print it; nothing is stored, no node is started)",
+  },
+  cat: { args: 'ADDRESS', what: 'write a file to stdout' },
+  get: { args: 'ADDRESS -o PATH', what: 'write a file or directory to PATH (complete, or not at all)' },
+  ls: { args: 'ADDRESS', what: 'list a directory: CID, size, name (dirs end in /)' },
+  pin: { args: 'ADDRESS', what: 'fetch and keep a whole DAG (of the root, or of what the path names)' },
+  publish: { args: 'CID --key NAME [--lifetime HOURS]', what: 'point the IPNS name of key NAME (made on first use) at\n/ipfs/CID; print the name (k51…)' },
+  resolve: { args: 'NAME', what: 'print /ipfs/CID for an IPNS name, checked against its key' },
+  connect: { args: 'MULTIADDR...', what: 'dial peers (…/p2p/<peer id>)' },
+};
 
-  daemon                   run a node: serve blocks and IPNS records to peers, and
-                           this command's API to local commands ($PEERPKGS_HOME/ipfs/api.sock)
-  id                       peer id, listen addresses (with /p2p/), connected peers
-  add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] PATH
-                           add a file or directory (as kubo's ipfs add -r); print its CID
-                           (--only-hash: only print it; nothing is stored, no node is started)
-  cat CID[/PATH]           write a file to stdout
-  get CID[/PATH] -o PATH   write a file or directory to PATH (complete, or not at all)
-  ls CID[/PATH]            list a directory: CID, size, name (dirs end in /)
-  pin CID                  fetch and keep a whole DAG
-  publish CID --key NAME [--lifetime HOURS]
-                           point the IPNS name of key NAME (made on first use) at
-                           /ipfs/CID; print the name (k51…)
-  resolve NAME             print /ipfs/CID for an IPNS name, checked against its key
-  connect MULTIADDR...     dial peers (…/p2p/<peer id>)
+const ADDRESS_HELP = `ADDRESS: CID[/PATH], /ipfs/CID[/PATH], ipfs://CID[/PATH], /ipns/NAME[/PATH] or
+ipns://NAME[/PATH] (an IPNS name is resolved, and checked against its key, first).
+`;
 
-Without a running daemon each command starts a node for its own duration.
-Environment: PKG_IPFS_PEERS (multiaddrs to dial, each ending in /p2p/<peer id>),
-PKG_IPFS_LISTEN (default /ip4/127.0.0.1/tcp/0: loopback, any port),
+const ENV_HELP = `Without a running daemon each command starts a node for its own duration.
+Environment: PEERPKGS_HOME, PKG_IPFS_PEERS (multiaddrs to dial, each ending in
+/p2p/<peer id>), PKG_IPFS_LISTEN (default /ip4/127.0.0.1/tcp/0: loopback, any port),
 PKG_IPFS_TIMEOUT (seconds without progress before giving up; default 30).
 Exit status: 0 ok, 1 failed, 2 usage, 7 not found, 8 unreachable, 130 interrupted.
 `;
 
-const USAGE: Record<string, string> = {
-  daemon: 'peerpkgs ipfs daemon',
-  id: 'peerpkgs ipfs id',
-  add: 'peerpkgs ipfs add [--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] PATH',
-  cat: 'peerpkgs ipfs cat CID[/PATH]',
-  get: 'peerpkgs ipfs get CID[/PATH] -o PATH',
-  ls: 'peerpkgs ipfs ls CID[/PATH]',
-  pin: 'peerpkgs ipfs pin CID',
-  publish: 'peerpkgs ipfs publish CID --key NAME [--lifetime HOURS]',
-  resolve: 'peerpkgs ipfs resolve NAME',
-  connect: 'peerpkgs ipfs connect MULTIADDR...',
-};
+function help(): string {
+  const lines = ['usage: peerpkgs ipfs COMMAND [ARGS]', ''];
+  for (const [name, c] of Object.entries(COMMANDS)) {
+    const [first, ...more] = c.what.split('\n');
+    const head = `  ${name} ${c.args}`;
+    // a long usage takes its own line, the description below it
+    if (head.length < 27) lines.push(`${head.padEnd(27)}${first}`);
+    else lines.push(head, `${' '.repeat(27)}${first}`);
+    for (const m of more) lines.push(`${' '.repeat(27)}${m}`);
+  }
+  return `${lines.join('\n')}\n\n${ADDRESS_HELP}\n${ENV_HELP}`;
+}
+
+/** `peerpkgs ipfs SUB --help`: its usage, what it does, and what every command shares. */
+function helpOf(sub: string): string {
+  const c = COMMANDS[sub]!;
+  const usage = `usage: peerpkgs ipfs ${sub} ${c.args}`.trimEnd();
+  const address = c.args.includes('ADDRESS') ? `\n${ADDRESS_HELP}` : '';
+  const what = c.what.replace(/\n/g, ' ');
+  return `${usage}\n\n${what[0]!.toUpperCase()}${what.slice(1)}.\n${address}\n${ENV_HELP}`;
+}
 
 interface Parsed {
   args: string[];
@@ -130,6 +142,8 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
     case 'add': {
       const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash']);
       const file = one(p, 'file or directory to add');
+      // here, not in the node (maybe the daemon's): a missing file is the command line's mistake
+      (await import('node:fs')).statSync(file);
       const opts = addOptions(p);
       if (p.flags.has('-n') || p.flags.has('--only-hash')) {
         if (opts.pin) throw new UsageError('--pin and --only-hash: nothing is stored to pin');
@@ -142,36 +156,36 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       return EXIT.ok;
     }
     case 'cat': {
-      const target = one(parse(argv, [], []), 'CID[/PATH]');
+      const target = one(parse(argv, [], []), 'ADDRESS');
       await withClient(io, async (c) => {
-        for await (const chunk of c.cat(target)) await (io.write ?? stdio.write!)(chunk);
+        for await (const chunk of c.cat(await resolveAddress(c, target))) await (io.write ?? stdio.write!)(chunk);
       });
       return EXIT.ok;
     }
     case 'get': {
       const p = parse(argv, ['-o', '--output'], []);
-      const target = one(p, 'CID[/PATH]');
+      const target = one(p, 'ADDRESS');
       const dest = (p.flags.get('-o') ?? p.flags.get('--output')) as string | undefined;
       if (!dest) throw new UsageError('name where to write it with -o PATH');
       const { getToPath } = await import('../ipfs/get.ts');
-      const kind = await withClient(io, (c) => getToPath(c, target, dest));
+      const kind = await withClient(io, async (c) => getToPath(c, await resolveAddress(c, target), dest));
       io.err(`saved ${kind === 'dir' ? 'directory' : kind} ${target} to ${dest}\n`);
       return EXIT.ok;
     }
     case 'ls': {
-      const target = one(parse(argv, [], []), 'CID[/PATH]');
-      for (const e of await withClient(io, (c) => c.ls(target))) io.out(`${e.cid} ${e.size} ${e.name}${e.type === 'dir' ? '/' : ''}\n`);
+      const target = one(parse(argv, [], []), 'ADDRESS');
+      for (const e of await withClient(io, async (c) => c.ls(await resolveAddress(c, target)))) io.out(`${e.cid} ${e.size} ${e.name}${e.type === 'dir' ? '/' : ''}\n`);
       return EXIT.ok;
     }
     case 'pin': {
-      const target = one(parse(argv, [], []), 'CID');
-      await withClient(io, (c) => c.pin(target));
+      const target = one(parse(argv, [], []), 'ADDRESS');
+      await withClient(io, async (c) => c.pin(await resolveAddress(c, target)));
       io.out(`pinned ${target}\n`);
       return EXIT.ok;
     }
     case 'publish': {
       const p = parse(argv, ['--key', '--lifetime'], []);
-      const cid = one(p, 'CID').replace(/^\/ipfs\//, '');
+      const { cid } = splitPath(one(p, 'CID'));
       const key = p.flags.get('--key') as string | undefined;
       if (!key) throw new UsageError('name the key to sign with: --key NAME (made on first use)');
       let lifetimeMs: number | undefined;
@@ -210,12 +224,12 @@ function fail(prog: string, e: unknown, io: CommandIO): number {
 export async function ipfsCommand(argv: string[], io: CommandIO = stdio): Promise<number> {
   const [sub, ...rest] = argv;
   if (!sub || sub === '-h' || sub === '--help' || sub === 'help') {
-    io.out(HELP);
+    io.out(help());
     return sub ? EXIT.ok : EXIT.usage;
   }
   if (rest.includes('-h') || rest.includes('--help')) {
-    if (!USAGE[sub]) return fail('peerpkgs ipfs', new UsageError(`unknown command ${sub}`), io);
-    io.out(`usage: ${USAGE[sub]}\n`);
+    if (!COMMANDS[sub]) return fail('peerpkgs ipfs', new UsageError(`unknown command ${sub}`), io);
+    io.out(helpOf(sub));
     return EXIT.ok;
   }
   try {

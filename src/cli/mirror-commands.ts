@@ -31,6 +31,11 @@ IPFS when the database has a CID for its sha256 (PKG_MIRROR_IPFS=no: never),
 and from its urls when that fails.
 `;
 
+/** Each subcommand's arguments, for its own usage line. */
+const SUB_ARGS: Record<string, string> = { import: '[--db FILE] P2PKGS-MIRRORS-FILE', pin: '[--db FILE] FETCHFILE...', 'pin-all': '[--db FILE] [TREEDIR]' };
+
+const MIRRORS_ENV = '\nEnvironment: PEERPKGS_HOME, PKG_MIRROR_DB, PKG_IPFS_PEERS, PKG_IPFS_LISTEN, PKG_IPFS_TIMEOUT, PKG_MAX_DOWNLOAD_SIZE,\nPKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE (see peerpkgs --help).\n';
+
 interface Flags {
   db: string | null;
   args: string[];
@@ -46,8 +51,9 @@ function flags(argv: string[]): Flags {
 export async function mirrorsCommand(prog: string, sub: string | undefined, argv: string[]): Promise<number> {
   if (!sub || sub === '-h' || sub === '--help' || argv.includes('-h') || argv.includes('--help')) {
     // p2pkgs' names lead with their own usage
-    const own = prog.startsWith('ipfs-pin-') ? `usage: ${prog} [--db FILE] ${sub === 'pin' ? 'FETCHFILE...' : '[TREEDIR]'}   (peerpkgs mirrors ${sub})\n\n` : '';
-    process.stdout.write(own + MIRRORS_HELP);
+    const args = SUB_ARGS[sub ?? ''];
+    const own = !args ? '' : prog.startsWith('ipfs-pin-') ? `usage: ${prog} ${args}   (peerpkgs mirrors ${sub})\n\n` : `usage: peerpkgs mirrors ${sub} ${args}\n\n`;
+    process.stdout.write(own + MIRRORS_HELP + MIRRORS_ENV);
     return sub ? 0 : 2;
   }
   try {

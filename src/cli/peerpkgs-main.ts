@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import { EXIT, UsageError, wantsHelp, report } from './frame.ts';
 import { peerpkgsHome } from '../store/home.ts';
-import { settings } from '../settings.ts';
+import { settings, VARIABLES } from '../settings.ts';
 
 /** A peerpkgs command: its usage line, its own help, and what runs it. */
 interface Command {
@@ -19,6 +19,8 @@ interface Command {
   /** the variables it reads, beside those every command does */
   env?: string[];
   run(args: string[], prog: string): Promise<number> | number;
+  /** its subcommands' own usage and help (`peerpkgs key trust --help`), where it has them */
+  subs?: Record<string, { usage: string; help: string; env?: string[] }>;
 }
 
 const JOBS_HELP = `  -j N, --jobs N     build N things at once
@@ -31,24 +33,6 @@ order named, each after its run-deps.
 `;
 const BUILD_ENV = ['PEERPKGS_HOME', 'PKG_CACHE_URL', 'PKG_FORCE_BINARY', 'PKG_TRUSTED_KEYS', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPFS_TIMEOUT', 'PKG_SANDBOX_TMP_SIZE', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_MAX_UNPACK_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'];
 const FETCH_ENV = ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPFS_PEERS', 'PKG_IPFS_TIMEOUT', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'];
-
-/** Every PKG_* and PEERPKGS_* variable (settings.ts reads them all), as --help lists them. */
-const VARIABLES: Record<string, string> = {
-  PEERPKGS_HOME: 'where distfiles, unpacked outputs, sandbox roots, logs and keys live (default ~/.cache/peerpkgs)',
-  PKG_CACHE_URL: 'binary caches to substitute from, in order (file://, http(s)://, ipfs://, ipns://)',
-  PKG_FORCE_BINARY: 'yes: a package no cache has is an error, not a build',
-  PKG_TRUSTED_KEYS: 'keys caches must be signed by, beside $PEERPKGS_HOME/trusted-keys',
-  PKG_MIRROR_DB: "the source mirror database (default: mirrors/ipfs.csv beside the tree's pkg/)",
-  PKG_MIRROR_IPFS: 'no: fetch sources from their urls only',
-  PKG_IPFS_PEERS: 'multiaddrs of IPFS peers to dial, each ending in /p2p/<peer id>',
-  PKG_IPFS_LISTEN: "the IPFS node's listen multiaddrs (default /ip4/127.0.0.1/tcp/0)",
-  PKG_IPFS_TIMEOUT: 'seconds an IPFS transfer may bring no data (default 30)',
-  PKG_SANDBOX_TMP_SIZE: "bytes a build's /tmp and /dev/shm may hold (default 4G)",
-  PKG_MAX_DOWNLOAD_SIZE: 'bytes a source without a size: field may have',
-  PKG_MAX_UNPACK_SIZE: 'bytes a cached package without output-size may unpack to',
-  PKG_DOWNLOAD_BASE_TIME: 'seconds an HTTP download may take besides its bytes\' share',
-  PKG_DOWNLOAD_MIN_RATE: 'bytes a second below which a download is too slow to wait for',
-};
 
 const EXIT_HELP = `Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
@@ -72,12 +56,21 @@ const COMMANDS: Record<string, Command> = {
     run: building('build'),
   },
   fetch: {
-    usage: '[-o DIR] FETCHFILE',
-    help: "Fetch one package's sources into the distfile store; with -o, copy them into DIR\n(also: do-fetch).\n",
+    usage: '[-o DIR] FETCHFILE|PKGDIR',
+    help: "Fetch one package's sources (the fetch file named, or PKGDIR/fetch) into the\ndistfile store; with -o, copy them into DIR (also: do-fetch).\n",
     env: FETCH_ENV,
     run: ofTree('fetchCmd'),
   },
-  new: { usage: 'PKGDIR', help: 'Make a new package from a template (also: new-package).\n', run: ofTree('newPackage') },
+  new: {
+    usage: 'PKGDIR [--url URL]...',
+    help: `Make a new package from a template (also: new-package): a build script that
+unpacks, configures and installs under $DESTDIR/usr, with ../seed and ../unpack
+as build-deps (those the tree has). Each --url is fetched into the distfile store
+and gets its fetch record (url, sha256, size), and the script unpacks it.
+`,
+    env: FETCH_ENV,
+    run: ofTree('newPackage'),
+  },
   graph: {
     usage: '[--json] PKGDIR...\n       peerpkgs graph --reverse [--json] PKGDIR',
     help: 'Print the dependency tree of each package; with --reverse, what in the tree (the\ndirectory PKGDIR is in) depends on PKGDIR, marked run or build.\n\n  --json   as one JSON document (README: Queries)\n',
@@ -143,6 +136,13 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     usage: 'tarball -o FILE [-j N] [STRATEGY] PKGDIR...\n       peerpkgs export oci -o PATH [--entrypoint CMD] [--cmd ARG]... [--env K=V]... [--tag NAME[:TAG]] [-j N] [STRATEGY] PKGDIR...',
     help: `tarball: the same merge as venv, as one reproducible .tar.gz.\noci: the same merge as a reproducible OCI image, a layer a package: an image\nlayout directory, or an oci-archive when PATH ends in .tar.\n\n${JOBS_HELP}\n${STRATEGY_HELP}`,
     env: BUILD_ENV,
+    subs: {
+      tarball: { usage: '-o FILE [-j N] [STRATEGY] PKGDIR...', help: `Build, then merge the packages and their run closures as venv does, into one\nreproducible .tar.gz.\n\n${JOBS_HELP}\n${STRATEGY_HELP}` },
+      oci: {
+        usage: '-o PATH [--entrypoint CMD] [--cmd ARG]... [--env K=V]... [--tag NAME[:TAG]] [-j N] [STRATEGY] PKGDIR...',
+        help: `Build, then merge the packages and their run closures into a reproducible OCI\nimage, a layer a package: an image layout directory, or an oci-archive when PATH\nends in .tar.\n\n${JOBS_HELP}\n${STRATEGY_HELP}`,
+      },
+    },
     run: building('exportCmd'),
   },
   sbom: {
@@ -155,6 +155,17 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     usage: 'add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...\n       peerpkgs cache publish DIR [--ipns KEY] [--cid-version 0|1]',
     help: 'add: build, then copy the packages and their run closures into a binary cache\ndirectory with signed .info files (also: add-to-package-cache); --ipfs adds DIR\nto IPFS, --ipns KEY also publishes it under the IPNS key KEY.\npublish: add a cache directory to IPFS (pinned), print ipfs://CID (and ipns://NAME).\n',
     env: [...BUILD_ENV, 'PKG_IPFS_PEERS', 'PKG_IPFS_LISTEN'],
+    subs: {
+      add: {
+        usage: '-o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...',
+        help: `Build, then copy the packages and their run closures into the binary cache\ndirectory DIR as <pkghash>.tar.gz and <pkghash>.info, signed with the key NAME\n(also: add-to-package-cache). --ipfs: then add DIR to IPFS (pinned) and print\nipfs://CID; --ipns KEY: also publish it under the IPNS key KEY, print ipns://NAME.\n\n${JOBS_HELP}`,
+      },
+      publish: {
+        usage: 'DIR [--ipns KEY] [--cid-version 0|1]',
+        help: 'Add a cache directory to IPFS (pinned) and print ipfs://CID; with --ipns KEY\nalso publish it under the IPNS key KEY (made on first use) and print ipns://NAME.\nEither goes in PKG_CACHE_URL.\n',
+        env: ['PEERPKGS_HOME', 'PKG_IPFS_PEERS', 'PKG_IPFS_LISTEN', 'PKG_IPFS_TIMEOUT'],
+      },
+    },
     run: async (args) => {
       if (args[0] === 'publish') return (await import('./ipfs-commands.ts')).cachePublish(args.slice(1));
       if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
@@ -165,6 +176,11 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     usage: 'generate NAME | list | trust KEY|FILE...',
     help: 'Signing keys and the keys trusted for caches.\n',
     env: ['PEERPKGS_HOME', 'PKG_TRUSTED_KEYS'],
+    subs: {
+      generate: { usage: 'NAME', help: 'Make the signing key NAME: $PEERPKGS_HOME/keys/NAME.key (private) and NAME.pub.\nIt is trusted nowhere, not even here, until peerpkgs key trust NAME.pub.\n' },
+      list: { usage: '', help: 'List the signing keys in $PEERPKGS_HOME/keys, and the trusted keys\n($PEERPKGS_HOME/trusted-keys and PKG_TRUSTED_KEYS), each with where it is from.\n' },
+      trust: { usage: 'KEY|FILE...', help: 'Trust public keys, given as ed25519:... or as .pub files: they are added to\n$PEERPKGS_HOME/trusted-keys. A cache is used only when signed by a trusted key.\n' },
+    },
     run: subcommand(async () => (await import('./cache-commands.ts')).key),
   },
   ipfs: {
@@ -217,8 +233,12 @@ async function helpOf(name: string, prog: string, c: Command): Promise<string> {
   else if (name === 'add-to-package-cache') text = (await import('./cache-commands.ts')).ADD_HELP;
   else if (name === 'key') text = (await import('./cache-commands.ts')).KEY_HELP;
   else text = `usage: ${prog} ${c.usage}\n\n${text}`;
-  const env = c.env?.length ? `\nEnvironment: ${c.env.join(', ')} (see peerpkgs --help).\n` : '';
-  return text + env;
+  return text + envHelp(c.env);
+}
+
+/** The line of a command's --help that names the variables it reads. */
+function envHelp(env: string[] | undefined): string {
+  return env?.length ? `\nEnvironment: ${env.join(', ')} (see peerpkgs --help).\n` : '';
 }
 
 function mainHelp(): string {
@@ -244,6 +264,11 @@ async function main(argv: string[]): Promise<number> {
   const c = link ?? COMMANDS[cmd];
   if (!c) throw new UsageError(`unknown command ${cmd}`);
   const prog = link ? name : `peerpkgs ${cmd}`;
+  const sub = link ? undefined : c.subs?.[args[0] ?? ''];
+  if (sub && wantsHelp(args)) {
+    process.stdout.write(`usage: ${prog} ${args[0]} ${sub.usage}`.trimEnd() + `\n\n${sub.help}${envHelp(sub.env ?? c.env)}`);
+    return EXIT.ok;
+  }
   if (!OWN_HELP.has(cmd) && wantsHelp(args)) {
     process.stdout.write(await helpOf(cmd, prog, c));
     return EXIT.ok;
@@ -251,8 +276,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await c.run(args, name);
   } catch (e) {
-    // the usage error names this command's own --help
-    if (e instanceof UsageError) e.command ??= prog;
+    // the usage error names this command's own --help, or its subcommand's
+    if (e instanceof UsageError) e.command ??= sub ? `${prog} ${args[0]}` : prog;
     throw e;
   }
 }

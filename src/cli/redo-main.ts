@@ -16,10 +16,7 @@ import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../pkgrules/rules.ts';
 import { EXIT, UsageError, parse, parseJobs, wantsHelp, report, onSignals } from './frame.ts';
 
-const HELP: Record<string, string> = {
-  redo: `usage: redo [-j N] [-k] [-x] [-v] [-d] [--shuffle] [TARGET...]
-Build each TARGET (default: all), even if it is up to date.
-
+const OPTIONS = `
   -j N, --jobs N   run up to N builds at once (shared with make via the jobserver)
   -k, --keep-going keep building other targets after one fails
   -x               run .do files with sh -x (print each command)
@@ -27,24 +24,44 @@ Build each TARGET (default: all), even if it is up to date.
   -d, --debug      say why each target is rebuilt
   --shuffle        build in random order (shows missing dependencies)
   -h, --help       this text
-`,
+`;
+
+/** What a build reads from the environment: the commands that build say so. */
+const BUILD_ENV = `
+Environment: MAKEFLAGS (a make jobserver to share: --jobserver-auth=R,W),
+REDO_RULES (JavaScript modules of built-in rules, colon-separated); the
+package rules read PEERPKGS_HOME and the PKG_* variables (see peerpkgs --help).
+`;
+
+/** The commands only a .do runs: what they read is the engine's to set. */
+const inBuildEnv = (outside: string) => `
+Environment: REDO_ENGINE and REDO_JOB, which redo sets for the .do it runs;
+without them (outside a build), ${outside}.
+`;
+const IN_BUILD_ENV = inBuildEnv('exit status 3');
+const IN_BUILD_ENV_NOOP = inBuildEnv('it does nothing');
+
+const HELP: Record<string, string> = {
+  redo: `usage: redo [-j N] [-k] [-x] [-v] [-d] [--shuffle] [TARGET...]
+Build each TARGET (default: all), even if it is up to date.
+${OPTIONS}${BUILD_ENV}`,
   'redo-ifchange': `usage: redo-ifchange [-j N] [-k] [-x] [-v] [-d] [--shuffle] TARGET...
 Build each TARGET if it is out of date; inside a .do, also record that the
 target being built depends on it.
-`,
+${OPTIONS}${BUILD_ENV}`,
   'redo-ifcreate': `usage: redo-ifcreate FILE...
 Inside a .do: rebuild the current target when FILE comes into existence.
-`,
+${IN_BUILD_ENV}`,
   'redo-always': `usage: redo-always
 Inside a .do: rebuild the current target every run.
-`,
+${IN_BUILD_ENV}`,
   'redo-stamp': `usage: redo-stamp < DATA
 Inside a .do: dependents of the current target rebuild only when DATA changes.
-`,
+${IN_BUILD_ENV_NOOP}`,
   'redo-flush-cache': `usage: redo-flush-cache
 Inside a build: forget which targets were checked, so that the next
 redo-ifchange looks at them again.
-`,
+${IN_BUILD_ENV_NOOP}`,
   'redo-targets': `usage: redo-targets
 List every target redo has built, relative to the current directory.
 `,

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
 import { isPackageDir } from '../pkgrules/rules.ts';
 import { peerpkgsHome } from '../store/home.ts';
-import { withTemporaryFile } from '../archive/temporary.ts';
+import { forget, removeTemporary, temporaryName, withTemporaryFile } from '../archive/temporary.ts';
 import { EXIT, UsageError, parse, packageDirs, printJson, rel } from './frame.ts';
 import { formatBytes } from '../fetch/progress.ts';
 import type { ClosureSize } from '../store/sizes.ts';
@@ -15,13 +15,18 @@ import type { ClosureSize } from '../store/sizes.ts';
 export async function fetchCmd(argv: string[]): Promise<number> {
   const { values, positionals: args } = parse(argv, { output: { type: 'string', short: 'o' } });
   const out = values.output ?? null;
-  if (args.length !== 1) throw new UsageError('name one fetch file');
+  if (args.length !== 1) throw new UsageError('name one fetch file or package directory');
   if (out && fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UsageError(`-o ${out}: not a directory`);
   const { readFetch } = await import('../tree/package.ts');
   const { DistfileStore } = await import('../fetch/store.ts');
   const { fetchAll } = await import('../fetch/fetchfile.ts');
   const { fetchWithMirror } = await import('../mirrors/fetching.ts');
-  const fetchFile = path.resolve(args[0]!);
+  const named = path.resolve(args[0]!);
+  // a package directory stands for its fetch file, which it may lack: no sources
+  const isPackage = fs.statSync(named, { throwIfNoEntry: false })?.isDirectory();
+  const fetchFile = isPackage ? path.join(named, 'fetch') : named;
+  // readFetch takes a missing file as no sources; a fetch file named is one that must be there
+  if (!isPackage) fs.accessSync(fetchFile, fs.constants.R_OK);
   const entries = readFetch(fetchFile);
   const home = peerpkgsHome();
   const store = new DistfileStore(home);
@@ -43,12 +48,50 @@ export async function fetchCmd(argv: string[]): Promise<number> {
 }
 
 export async function newPackage(argv: string[]): Promise<number> {
-  if (argv.length !== 1) throw new UsageError('name the new package directory, e.g. ./pkg/hello');
-  const dir = path.resolve(argv[0]!);
-  if (fs.existsSync(dir)) throw new UsageError(`${argv[0]} already exists`);
-  const { writePackageTemplate } = await import('../tree/template.ts');
-  writePackageTemplate(dir, isPackageDir(path.join(path.dirname(dir), 'seed')));
-  process.stdout.write(`${argv[0]}: edit build, build-deps, run-deps and fetch, then: bin/build-packages-ifchange ${argv[0]}\n`);
+  const { values, positionals } = parse(argv, { url: { type: 'string', multiple: true } });
+  if (positionals.length !== 1) throw new UsageError('name the new package directory, e.g. ./pkg/hello');
+  const given = positionals[0]!;
+  const dir = path.resolve(given);
+  if (fs.existsSync(dir)) throw new UsageError(`${given} already exists`);
+  const { writePackageTemplate, defaultFileName } = await import('../tree/template.ts');
+  const urls = values.url ?? [];
+  const names = urls.map((u) => {
+    if (!URL.canParse(u)) throw new UsageError(`--url ${u}: not a URL`);
+    // the fetch record's `file:`, when the URL's last part is %-encoded
+    const raw = defaultFileName(u);
+    let name = raw;
+    try {
+      name = decodeURIComponent(raw);
+    } catch {
+      // a lone % or bytes that are not UTF-8: the name as written
+    }
+    if (!name || name === '.' || name === '..' || name.includes('/')) throw new UsageError(`--url ${u}: names no file (its path ends in /)`);
+    return name;
+  });
+  // fetched before anything is written: a URL that fails leaves no package behind
+  const sources = [];
+  if (urls.length) {
+    const { DistfileStore } = await import('../fetch/store.ts');
+    const { prefetchUrl } = await import('../fetch/fetch.ts');
+    const store = new DistfileStore(peerpkgsHome());
+    for (const [i, url] of urls.entries()) {
+      const stored = await prefetchUrl(url, names[i]!, { store });
+      sources.push({ url, file: names[i]!, sha256: path.basename(stored), size: fs.statSync(stored).size });
+    }
+  }
+  const parent = path.dirname(dir);
+  const sibling = (name: string) => isPackageDir(path.join(parent, name));
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = temporaryName(dir);
+  try {
+    writePackageTemplate(tmp, { hasSeed: sibling('seed'), hasUnpack: sibling('unpack'), sources });
+    fs.renameSync(tmp, dir);
+    forget(tmp);
+  } finally {
+    await removeTemporary(tmp);
+  }
+  for (const src of sources) process.stdout.write(`${src.file}: sha256 ${src.sha256}, ${src.size} bytes\n`);
+  process.stdout.write(`${given}: edit build, build-deps, run-deps${sources.length ? '' : ' and fetch'}, then: bin/build-packages-ifchange ${given}\n`);
   return EXIT.ok;
 }
 

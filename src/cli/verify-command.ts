@@ -6,6 +6,7 @@
  * the caller exits with its own status for "damaged" when something is
  * (left) damaged.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../store/verify.ts';
 import { homeLayout } from '../store/home.ts';
@@ -37,6 +38,8 @@ export async function verifyCommand(argv: string[], home: string, out: (s: strin
 
   if (venvs.length) {
     for (const v of venvs) {
+      // a venv named that is not there is the command line's mistake (exit 2), not a damaged venv
+      fs.statSync(v);
       const c = await checkVenv(path.resolve(v), outputsDir);
       for (const d of c.damage) out(`${path.join(v, where(d.path))}: ${d.what}\n`);
       for (const n of c.unknown) out(`${v}: package ${n}: its output is not in the store, its files were not checked (build it)\n`);

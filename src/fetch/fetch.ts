@@ -79,7 +79,7 @@ export class FetchError extends PeerpkgsError {
 
   constructor(failures: Failure[]) {
     const lines = failures.flatMap(({ want, tried }) => [
-      `could not fetch ${want.file} (sha256 ${want.sha256}):`,
+      `could not fetch ${want.file}${want.sha256 ? ` (sha256 ${want.sha256})` : ''}:`,
       ...(tried.length ? tried.map((t) => `  ${t.source}: ${t.reason}`) : ['  no sources: the package lists no url']),
     ]);
     const paths = failures.map((f) => `/path/to/${f.want.file}`).join(' ');
@@ -130,6 +130,19 @@ export async function fetchDistfile(want: Distfile, opts: FetchOptions): Promise
   throw new FetchError([{ want, tried }]);
 }
 
+/**
+ * A URL's bytes into the store before any fetch record names their hash
+ * (new-package --url, as nix-prefetch-url): the same bounds, retries and
+ * progress as a distfile's. Returns the stored path, named by its sha256.
+ */
+export async function prefetchUrl(url: string, file: string, opts: FetchOptions): Promise<string> {
+  const want: Distfile = { file, sha256: '', urls: [url] };
+  const source = urlSource(url);
+  const got = await withRetries(source, want, { ...opts, progress: opts.progress ?? progressFor() });
+  if (typeof got === 'string') return got;
+  throw new FetchError([{ want, tried: [{ source: source.describe(), reason: got.reason }] }]);
+}
+
 async function withRetries(source: Source, want: Distfile, opts: FetchOptions & { progress: Progress }): Promise<string | { reason: string }> {
   const { progress } = opts;
   const retries = opts.retries ?? 2;
@@ -168,7 +181,8 @@ async function attempt(source: Source, want: Distfile, opts: FetchOptions, progr
   }
   const transfer = progress.begin(want.file, source.describe(), opened.size);
   try {
-    const stored = await opts.store.put(want.sha256, counted(opened.body, transfer, want, maxBytes, maxWhat));
+    const body = counted(opened.body, transfer, want, maxBytes, maxWhat);
+    const stored = await (want.sha256 ? opts.store.put(want.sha256, body) : opts.store.putNew(body));
     transfer.done();
     return stored;
   } catch (e) {

@@ -28,6 +28,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { homeLayout } from '../store/home.ts';
+import { EXIT, PeerpkgsError } from '../errors.ts';
 import { temporaryName, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -131,8 +132,21 @@ export class DistfileStore {
 
   /** Store a local file under its hash (how a user works offline). A file already stored is left as it is, if its bytes are right. */
   async add(file: string): Promise<string> {
-    const stored = await this.ingest(fs.createReadStream(file));
+    // opened first: a file that cannot be read is this call's error, not a
+    // stream's 'error' event nobody listens to yet
+    const fd = await fs.promises.open(file);
+    if (!(await fd.stat()).isFile()) {
+      await fd.close();
+      // the file is the caller's to name: a usage error, as a missing one is (errors.ts)
+      throw new PeerpkgsError(`${file}: not a regular file`, EXIT.usage);
+    }
+    const stored = await this.ingest(fd.createReadStream());
     return path.basename(stored);
+  }
+
+  /** Store bytes whose hash is not known yet (a URL prefetched for a new fetch record); returns the stored path. */
+  async putNew(bytes: Bytes): Promise<string> {
+    return this.ingest(bytes);
   }
 
   /** Store bytes that must hash to sha256; throws HashMismatch, storing nothing, when they do not. */

@@ -28,6 +28,7 @@
  */
 import * as fs from 'node:fs';
 import { ipfsPaths } from './config.ts';
+import { UsageError } from '../errors.ts';
 
 export interface AddOptions {
   /** 0 (kubo's default) or 1 */
@@ -126,8 +127,51 @@ export async function openIpfs(opts: OpenOptions): Promise<IpfsClient> {
   return startNode({ home: opts.home, env });
 }
 
-/** "/ipfs/CID/a/b", "CID/a/b" → { cid: "CID", rest: "a/b" }. */
+/** Where an address points: an IPFS path (`ipfs`, root a CID) or one under an IPNS name (`ipns`). */
+export interface IpfsAddress {
+  scheme: 'ipfs' | 'ipns';
+  /** the CID, or the IPNS name */
+  root: string;
+  /** the path under it, without leading or trailing slashes ('' for the root) */
+  path: string;
+}
+
+/**
+ * Every form of address the tool takes, in PKG_CACHE_URL and on the
+ * command line alike: "CID[/PATH]", "/ipfs/CID[/PATH]", "ipfs://CID[/PATH]",
+ * "/ipns/NAME[/PATH]", "ipns://NAME[/PATH]" (a URL's path %-decoded).
+ */
+export function parseIpfsAddress(address: string): IpfsAddress {
+  const m = /^(?:(ipfs|ipns):\/\/|\/(ipfs|ipns)\/)?(.*)$/s.exec(address)!;
+  const scheme = (m[1] ?? m[2] ?? 'ipfs') as 'ipfs' | 'ipns';
+  const parts = (m[1] ? decodeOr(m[3]!) : m[3]!).split('/').filter(Boolean);
+  const root = parts[0] ?? '';
+  // "/x/..." is neither a bare CID nor under /ipfs/ or /ipns/
+  if (!root || (!m[1] && !m[2] && address.startsWith('/'))) {
+    throw new UsageError(`${address}: not an IPFS address (CID[/PATH], /ipfs/CID[/PATH], ipfs://CID[/PATH], /ipns/NAME[/PATH] or ipns://NAME[/PATH])`);
+  }
+  return { scheme, root, path: parts.slice(1).join('/') };
+}
+
+/** A URL's path %-decoded, or as written when it does not decode (a lone "%"). */
+function decodeOr(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** The IPFS path ("CID/a/b") an address names today: an IPNS name resolved (and checked against its key) first. */
+export async function resolveAddress(ipfs: Pick<IpfsClient, 'resolve'>, address: string, opts?: ReadOptions): Promise<string> {
+  const a = parseIpfsAddress(address);
+  const cid = a.scheme === 'ipns' ? await ipfs.resolve(a.root, opts) : a.root;
+  return a.path ? `${cid}/${a.path}` : cid;
+}
+
+/** An IPFS path ("CID/a/b", "/ipfs/CID/a/b", "ipfs://CID/a/b") → { cid: "CID", rest: "a/b" }; an IPNS one is resolveAddress's. */
 export function splitPath(p: string): { cid: string; rest: string } {
-  const parts = p.replace(/^\/ipfs\//, '').split('/').filter(Boolean);
-  return { cid: parts[0] ?? '', rest: parts.slice(1).join('/') };
+  const a = parseIpfsAddress(p);
+  if (a.scheme === 'ipns') throw new UsageError(`${p}: an IPNS name, to be resolved first`);
+  return { cid: a.root, rest: a.path };
 }

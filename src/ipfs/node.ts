@@ -248,7 +248,9 @@ export class LocalNode implements IpfsClient {
   }
 
   async pin(cidStr: string, opts: ReadOptions = {}): Promise<void> {
-    const cid = this.cid(splitPath(cidStr).cid);
+    const { cid: root, rest } = splitPath(cidStr);
+    // a path under the root pins what it names, not the whole root
+    const cid = this.cid(rest ? (await this.stat(cidStr, opts)).cid : root);
     if (await this.helia.pins.isPinned(cid)) return;
     const ms = opts.timeoutMs ?? this.settings.timeoutMs;
     const wd = new Watchdog(ms, opts.signal);
