@@ -9,7 +9,8 @@
  *   .pkg.tar.gz  the build: sources fetched into the distfile store, the
  *                build closure built and unpacked, the build script run in
  *                a sandbox whose root is that closure, DESTDIR packed into
- *                a deterministic archive whose identity is recorded beside it
+ *                a deterministic archive whose identity is recorded beside it,
+ *                and what its provenance needs (build-record.ts)
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -121,6 +122,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   });
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
+    (await import('./build-record.ts')).keepProvenance(ctx.target, r.hit.provenance);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
     ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
@@ -142,6 +144,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
   if (await substituteFromCache(dir, ctx, home)) return;
+  const startedOn = new Date().toISOString();
 
   const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
     await Promise.all([
@@ -163,7 +166,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     : new Map<string, string>();
 
   const outputs = new OutputStore(home);
-  const layers = [];
+  const layers: Array<{ dir: string; id: string }> = [];
   for (const d of deps) {
     const u = await outputs.unpacked(path.join(d, '.pkg.tar.gz'));
     layers.push({ dir: u.dir, id: u.sha256 });
@@ -214,6 +217,9 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // keeps the old file), the target's
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
+  const [{ recordBuild }, { PEERPKGS_VERSION }] = await Promise.all([import('./build-record.ts'), import('../version.ts')]);
+  const buildClosure = deps.map((d, i) => ({ name: g.load(d).name, pkghash: g.pkghash(d), sha256: layers[i]!.id }));
+  recordBuild(ctx.target, { archiveSha256: packed.compressedSha256, peerpkgs: PEERPKGS_VERSION, startedOn, finishedOn: new Date().toISOString(), buildClosure });
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
   await removeTemporary(work);
