@@ -7,6 +7,7 @@
  * entries with a provenance it can verify.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -166,6 +167,28 @@ describe('provenance', function () {
       assert.ok(metadata.startedOn <= metadata.finishedOn, JSON.stringify(metadata));
     });
 
+    it('signs it as DSSE specifies, which openssl verifies with the public key alone', () => {
+      const e = envelopeOf(path.join(cache, `${hash.b}.provenance`));
+      const payload = Buffer.from(e.payload, 'base64');
+      const type = Buffer.from(e.payloadType);
+      // PAE, written out from the specification: "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
+      const encoded = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} `), type, Buffer.from(` ${payload.length} `), payload]);
+      const dir = path.join(top.dir, 'openssl');
+      fs.mkdirSync(dir, { recursive: true });
+      const raw = Buffer.from(read(home, 'keys/team.pub').split(' ')[0]!.replace(/^ed25519:/, ''), 'base64');
+      const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), raw]); // SubjectPublicKeyInfo of an Ed25519 key (RFC 8410)
+      fs.writeFileSync(path.join(dir, 'pub.pem'), `-----BEGIN PUBLIC KEY-----\n${spki.toString('base64')}\n-----END PUBLIC KEY-----\n`);
+      fs.writeFileSync(path.join(dir, 'pae'), encoded);
+      fs.writeFileSync(path.join(dir, 'sig'), Buffer.from(e.signatures[0]!.sig, 'base64'));
+      const verify = (data: string) =>
+        spawnSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', 'pub.pem', '-rawin', '-in', data, '-sigfile', 'sig'], { cwd: dir, encoding: 'utf8' });
+      const ok = verify('pae');
+      assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+      assert.match(ok.stdout, /Signature Verified Successfully/);
+      fs.writeFileSync(path.join(dir, 'payload'), payload);
+      assert.notEqual(verify('payload').status, 0, 'over the encoding, not the bare payload');
+    });
+
     it('writes the same statement for another build of the same tree, but for the build times', () => {
       fs.rmSync(path.join(tree, 'pkg/a/.pkg.tar.gz'));
       const built = run(tree, 'build-packages-ifchange', ['./pkg/a'], env);
@@ -234,11 +257,15 @@ describe('provenance', function () {
   });
 
   describe('a cache marked #provenance', () => {
-    /** Another machine: a fresh home and a copy of the tree with nothing built. */
+    /**
+     * Another machine: a fresh home and a copy of the tree without its
+     * outputs, but with the records of their builds, which describe the
+     * same bytes a cache gives it but no build of its own.
+     */
     function otherMachine(): { dir: string; cleanup: () => void; home: string } {
       const other = scratch();
       for (const p of ['a', 'b', 'seed']) {
-        fs.cpSync(path.join(tree, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !/^\.(pkg\.tar\.gz(\.sha256|\.built|\.provenance)?|pkghash)$/.test(path.basename(f)) });
+        fs.cpSync(path.join(tree, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !/^\.(pkg\.tar\.gz(\.sha256|\.provenance)?|pkghash)$/.test(path.basename(f)) });
       }
       return { ...other, home: path.join(other.dir, 'home') };
     }

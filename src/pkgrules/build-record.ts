@@ -71,8 +71,15 @@ export function buildRecordOf(archive: string, archiveSha256: string): BuildReco
   }
 }
 
-/** Keeps the provenance a cache had for a substituted archive beside it; removes an older one when there is none. */
-export function keepProvenance(archive: string, envelope: Buffer | null): void {
+/**
+ * An archive substituted from a cache: the provenance the cache had for it
+ * is kept beside it (an older one goes when it had none), and the record of
+ * a build here goes, though it may name the same bytes (a tree copied with
+ * its records): this archive was not built here, and is published with
+ * its builder's provenance, not as one of ours.
+ */
+export function recordSubstitution(archive: string, envelope: Buffer | null): void {
+  fs.rmSync(archive + BUILT_SUFFIX, { force: true });
   if (envelope) writeWhole(archive + PROVENANCE_SUFFIX, envelope);
   else fs.rmSync(archive + PROVENANCE_SUFFIX, { force: true });
 }

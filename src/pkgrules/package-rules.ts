@@ -122,7 +122,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   });
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
-    (await import('./build-record.ts')).keepProvenance(ctx.target, r.hit.provenance);
+    (await import('./build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
     ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
