@@ -131,7 +131,7 @@ function signerOf(e: Envelope, trusted: TrustedKeys): TrustedKey {
   const signed = pae(PAYLOAD_TYPE, e.payload);
   const checked = e.signatures.map((s) => trustedSignature(trusted, s.keyid, signed, s.sig));
   const good = checked.find((c) => c?.verifies);
-  if (good) return good!.key;
+  if (good) return good.key;
   const bad = checked.find((c) => c && !c.verifies);
   if (bad) throw new ProvenanceError(`the signature by ${describeKey(bad.key)} does not verify: the statement was altered or damaged`, EXIT.untrusted);
   const by = e.signatures.length ? `signed by ${e.signatures.map((s) => s.keyid ?? 'a key without an id').join(', ')}` : 'not signed';

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseCacheUrls, readAll, type Cache, type Fetched } from '../cache/backends.ts';
+import { CacheConfigError, parseCacheUrls, readAll, type Cache, type Fetched } from '../cache/backends.ts';
 import { loadTrustedKeys, describeKey } from '../cache/keys.ts';
 import { MAX_PROVENANCE_BYTES, verifyProvenance } from '../cache/provenance.ts';
 import { peerpkgsHome } from '../store/home.ts';
@@ -50,7 +50,13 @@ function locate(arg: string, env: NodeJS.ProcessEnv): Located {
     base = pathToFileURL(path.dirname(abs)).href;
   }
   if (!name) throw new UsageError(`${arg}: name a file, not a directory`);
-  return { cache: parseCacheUrls(base, {}, env)[0]!, name, where: arg };
+  try {
+    return { cache: parseCacheUrls(base, {}, env)[0]!, name, where: arg };
+  } catch (e) {
+    // said of PKG_CACHE_URL, where the other caches are named
+    if (e instanceof CacheConfigError) throw new UsageError(`${arg}: ${e.message.replace(/^PKG_CACHE_URL: \S+: /, '')}`);
+    throw e;
+  }
 }
 
 async function fetched(f: Located, maxBytes: number): Promise<Fetched> {
