@@ -20,7 +20,8 @@ export const EXIT = {
   notReproducible: 6, // peerpkgs check: two builds differ; seed reproduce: two generations differ
   ipfsNotFound: 7, // the path is not in a directory that was reached
   ipfsUnreachable: 8, // no connected peer had the blocks or the record in time
-  damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says
+  damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says; verify-provenance: not of this archive
+  untrusted: 10, // verify-provenance: a signature that does not verify, or none by a trusted key
 } as const;
 
 /**

@@ -51,6 +51,8 @@ export interface CacheUrl {
   url: URL;
   /** the trust policy the fragment sets (#signed, #unsigned), if it sets one */
   signed: boolean | undefined;
+  /** #provenance: an entry must come with a provenance a trusted key signed, for its archive */
+  provenance: boolean;
 }
 
 /** One PKG_CACHE_URL entry, its syntax checked: the scheme, the fragment, what the scheme needs. */
@@ -65,10 +67,15 @@ export function parseCacheUrl(spec: string): CacheUrl {
     const known = CACHE_SCHEMES.map((s) => `${s}//`).join(', ');
     throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: ${url.protocol}// caches are not supported (supported: ${known})`);
   }
-  const fragment = url.hash.slice(1);
-  if (fragment !== '' && fragment !== 'signed' && fragment !== 'unsigned') {
-    throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: unknown fragment #${fragment} (use #signed or #unsigned, or none)`);
+  // policies, joined by commas: #signed,provenance
+  const words = url.hash.slice(1).split(',').filter(Boolean);
+  for (const w of words) {
+    if (!['signed', 'unsigned', 'provenance'].includes(w)) {
+      throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: unknown fragment #${w} (use #signed or #unsigned, #provenance, or none)`);
+    }
   }
+  if (words.includes('signed') && words.includes('unsigned')) throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: #signed and #unsigned contradict each other`);
+  const fragment = words.find((w) => w !== 'provenance') ?? '';
   url.hash = '';
   if (url.protocol === 'file:') {
     try {
@@ -80,7 +87,7 @@ export function parseCacheUrl(spec: string): CacheUrl {
   if ((url.protocol === 'ipfs:' || url.protocol === 'ipns:') && !url.host) {
     throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: name the ${url.protocol === 'ipns:' ? 'IPNS name (ipns://k51…)' : 'CID (ipfs://CID)'}`);
   }
-  return { spec, url, signed: fragment === '' ? undefined : fragment === 'signed' };
+  return { spec, url, signed: fragment === '' ? undefined : fragment === 'signed', provenance: words.includes('provenance') };
 }
 
 /** Every PKG_* and PEERPKGS_* variable this module reads, with what it sets: `peerpkgs --help` lists them. */

@@ -17,6 +17,8 @@
  * never sent to a server, so it cannot change what is fetched):
  *   #unsigned  accept entries without a signature by a trusted key
  *   #signed    require one
+ *   #provenance  require a provenance a trusted key signed (provenance.ts),
+ *              with either of the above: #signed,provenance
  * http(s):// caches require signatures unless marked #unsigned. file://
  * caches do not unless marked #signed: a local directory is written by
  * someone who can already write the tree being built; mark a shared mount
@@ -48,6 +50,8 @@ export interface Cache {
   readonly url: string;
   /** whether an entry must be signed by a trusted key */
   readonly requireSignature: boolean;
+  /** whether an entry must come with a provenance a trusted key signed */
+  readonly requireProvenance: boolean;
   /** `name` (e.g. `<pkghash>.info`) from the cache, or null if it is not there; throws CacheError */
   get(name: string, opts?: GetOptions): Promise<Fetched | null>;
 }
@@ -72,6 +76,7 @@ export interface BackendArgs {
   /** parsed, without the fragment */
   url: URL;
   requireSignature: boolean;
+  requireProvenance: boolean;
   opts: Required<CacheOptions>;
 }
 
@@ -94,10 +99,10 @@ export function parseCacheUrls(value: string, options: CacheOptions = {}, env: N
 function cachesOf(urls: CacheUrl[], options: CacheOptions, env: NodeJS.ProcessEnv): Cache[] {
   const s = settings(env);
   const opts = { ...DEFAULTS, deadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate }, ...options };
-  return urls.map(({ spec, url, signed }) => {
+  return urls.map(({ spec, url, signed, provenance }) => {
     const b = backends.get(url.protocol);
     if (!b) throw new CacheConfigError(`PKG_CACHE_URL: ${spec}: ${url.protocol}// caches are not supported`);
-    return b.backend({ spec, url, requireSignature: signed ?? b.signedByDefault, opts });
+    return b.backend({ spec, url, requireSignature: signed ?? b.signedByDefault, requireProvenance: provenance, opts });
   });
 }
 
@@ -114,11 +119,13 @@ function reasonOf(e: unknown): string {
 class FileCache implements Cache {
   readonly url: string;
   readonly requireSignature: boolean;
+  readonly requireProvenance: boolean;
   private readonly dir: string;
 
-  constructor({ spec, url, requireSignature }: BackendArgs) {
+  constructor({ spec, url, requireSignature, requireProvenance }: BackendArgs) {
     this.url = spec;
     this.requireSignature = requireSignature;
+    this.requireProvenance = requireProvenance;
     this.dir = fileURLToPath(url); // settings.ts made sure it is a path
   }
 
@@ -160,14 +167,16 @@ class FileCache implements Cache {
 class HttpCache implements Cache {
   readonly url: string;
   readonly requireSignature: boolean;
+  readonly requireProvenance: boolean;
   private readonly base: URL;
   private readonly opts: Required<CacheOptions>;
   /** why and until when the cache is skipped, after it could not be reached */
   private down: { reason: string; until: number } | null = null;
 
-  constructor({ spec, url, requireSignature, opts }: BackendArgs) {
+  constructor({ spec, url, requireSignature, requireProvenance, opts }: BackendArgs) {
     this.url = spec;
     this.requireSignature = requireSignature;
+    this.requireProvenance = requireProvenance;
     this.base = new URL(url.href.endsWith('/') ? url.href : url.href + '/');
     this.opts = opts;
   }
@@ -216,6 +225,7 @@ registerBackend('https:', (a) => new HttpCache(a));
 class LazyCache implements Cache {
   readonly url: string;
   readonly requireSignature: boolean;
+  readonly requireProvenance: boolean;
   private readonly args: BackendArgs;
   private impl: Promise<Cache> | null = null;
 
@@ -223,6 +233,7 @@ class LazyCache implements Cache {
     this.args = args;
     this.url = args.spec;
     this.requireSignature = args.requireSignature;
+    this.requireProvenance = args.requireProvenance;
   }
 
   async get(name: string, opts?: GetOptions): Promise<Fetched | null> {

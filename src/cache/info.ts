@@ -21,7 +21,7 @@
  * stopped there. Format 1, without it, is still read; its unpacking is
  * bounded by PKG_MAX_UNPACK_SIZE instead.
  */
-import { type SigningKey, type TrustedKey, type TrustedKeys, signBytes, verifyBytes } from './keys.ts';
+import { type SigningKey, type TrustedKey, type TrustedKeys, describeKey, signBytes, trustedSignature } from './keys.ts';
 import { errorClass } from '../errors.ts';
 
 export const INFO_FORMAT = 2;
@@ -168,12 +168,10 @@ export function parseInfo(data: Buffer | string): Info {
  * throws an InfoError saying who signed it and whom we trust.
  */
 export function checkTrust(info: Info, trusted: TrustedKeys, requireSignature: boolean): TrustedKey | null {
-  const signer = info.keyId ? trusted.get(info.keyId) : undefined;
-  if (signer) {
-    if (!verifyBytes(signer, info.signed, info.signature!)) {
-      throw new InfoError(`the signature by ${signer.id}${signer.comment ? ` (${signer.comment})` : ''} does not verify: the .info was altered or damaged`);
-    }
-    return signer;
+  const signed = info.signature ? trustedSignature(trusted, info.keyId, info.signed, info.signature) : null;
+  if (signed) {
+    if (!signed.verifies) throw new InfoError(`the signature by ${describeKey(signed.key)} does not verify: the .info was altered or damaged`);
+    return signed.key;
   }
   if (!requireSignature) return null;
   const relax = 'mark the cache URL with #unsigned in PKG_CACHE_URL to accept entries without a trusted signature';

@@ -24,6 +24,7 @@ import { CacheError, type BackendArgs, type Cache, type CacheOptions, type Fetch
 export class IpfsCache implements Cache {
   readonly url: string;
   readonly requireSignature: boolean;
+  readonly requireProvenance: boolean;
   private readonly scheme: 'ipfs' | 'ipns';
   private readonly root: string;
   private readonly sub: string;
@@ -32,9 +33,10 @@ export class IpfsCache implements Cache {
   private resolved: Promise<string> | null = null;
   private down: { reason: string; until: number } | null = null;
 
-  constructor({ spec, url, requireSignature, opts }: BackendArgs, env: NodeJS.ProcessEnv = process.env) {
+  constructor({ spec, url, requireSignature, requireProvenance, opts }: BackendArgs, env: NodeJS.ProcessEnv = process.env) {
     this.url = spec;
     this.requireSignature = requireSignature;
+    this.requireProvenance = requireProvenance;
     ({ scheme: this.scheme, root: this.root, path: this.sub } = parseIpfsAddress(url.href));
     this.opts = opts;
     this.env = env;

@@ -177,6 +177,21 @@ export function verifyBytes(key: PublicKey, data: Uint8Array, signature: Uint8Ar
   }
 }
 
+/**
+ * The trusted key that made a signature, and whether it verifies over
+ * `data`; null when no trusted key is named. A signature by a key we do not
+ * trust says nothing, whether it verifies or not, so it is not checked.
+ */
+export function trustedSignature(trusted: TrustedKeys, keyId: string | null, data: Uint8Array, signature: Uint8Array): { key: TrustedKey; verifies: boolean } | null {
+  const key = keyId === null ? undefined : trusted.get(keyId);
+  return key ? { key, verifies: verifyBytes(key, data, signature) } : null;
+}
+
+/** `ed25519:… (alice)`: a trusted key as messages name it. */
+export function describeKey(k: TrustedKey): string {
+  return k.comment ? `${k.id} (${k.comment})` : k.id;
+}
+
 /** The set of keys whose signatures we accept, by key id. */
 export class TrustedKeys {
   private readonly byId = new Map<string, TrustedKey>();
@@ -200,9 +215,7 @@ export class TrustedKeys {
   /** `ed25519:… (alice), ed25519:…`, or `none`: for messages that say who is trusted. */
   describe(): string {
     if (this.byId.size === 0) return 'none';
-    return this.list()
-      .map((k) => (k.comment ? `${k.id} (${k.comment})` : k.id))
-      .join(', ');
+    return this.list().map(describeKey).join(', ');
   }
 }
 

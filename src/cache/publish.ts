@@ -1,13 +1,16 @@
 /**
  * Publishing: built packages copied into a cache directory, in p2pkgs'
  * layout, `<pkghash>.tar.gz` with its `<pkghash>.info` beside it, ready to
- * be served over HTTP (any static server) or added to IPFS.
+ * be served over HTTP (any static server) or added to IPFS; and its
+ * `<pkghash>.provenance` (provenance.ts): made and signed here for an
+ * archive built here, carried along as it came for one substituted from
+ * a cache that had one, none for an archive with no record of its build.
  *
  * An .info vouches for an archive, so an archive is read once while it is
  * copied and both its compressed and uncompressed sha256 are computed:
  * what is signed is what was checked, never what a record claims. Each
  * file goes to a hidden temporary name and is renamed into place, the
- * archive before its .info; readers look for the .info first, so they see
+ * archive and its provenance before its .info; readers look for the .info first, so they see
  * a whole entry or none. An entry whose .info and archive are there is
  * left alone, so publishing again is cheap and never changes what others
  * have already fetched. One writer at a time: the cache directory's
@@ -23,6 +26,9 @@ import { drained } from '../archive/files.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { serializeInfo } from './info.ts';
+import { envelope, isProvenanceOf, statement } from './provenance.ts';
+import { buildRecordOf, keptProvenance } from '../pkgrules/build-record.ts';
+import type { FetchEntry } from '../tree/package.ts';
 import type { SigningKey } from './keys.ts';
 import { errorClass } from '../errors.ts';
 import { display } from '../tree/errors.ts';
@@ -38,7 +44,12 @@ export interface PublishPackage {
   sha256?: string;
   /** pkghashes of the run closure */
   closure: string[];
+  /** what its provenance says of its build besides the build's own record; none, none is written */
+  definition?: { path: string; pkghashText: string; sources: FetchEntry[] };
 }
+
+/** How an entry's provenance came to be: made from the record of its build here, carried along from the cache it came from, or none. */
+export type ProvenanceOrigin = 'built' | 'carried' | null;
 
 export interface AddOptions {
   /** the cache directory (made if missing) */
@@ -54,8 +65,9 @@ export interface AddOptions {
 export class PublishError extends errorClass('PublishError') {}
 
 /** Adds each package not yet in the cache; returns the pkghashes added and those already there. */
-export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[] }> {
+export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[]; provenance: Map<string, ProvenanceOrigin> }> {
   const added: string[] = [];
+  const provenance = new Map<string, ProvenanceOrigin>();
   const skipped: string[] = [];
   fs.mkdirSync(opts.dir, { recursive: true });
   const seen = new Set<string>();
@@ -69,16 +81,18 @@ export async function addToCache(opts: AddOptions): Promise<{ added: string[]; s
         skipped.push(pkg.pkghash);
         continue;
       }
-      await addOne(pkg, tarFile, infoFile, opts.signKey);
+      provenance.set(pkg.pkghash, await addOne(pkg, tarFile, infoFile, opts.signKey));
       added.push(pkg.pkghash);
     }
   });
-  return { added, skipped };
+  return { added, skipped, provenance };
 }
 
-async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, key?: SigningKey): Promise<void> {
+async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, key?: SigningKey): Promise<ProvenanceOrigin> {
   const tarTmp = temporaryName(tarFile);
   const infoTmp = temporaryName(infoFile);
+  const provenanceFile = path.join(path.dirname(tarFile), `${pkg.pkghash}.provenance`);
+  const provenanceTmp = temporaryName(provenanceFile);
   try {
     let input: fs.ReadStream;
     try {
@@ -105,12 +119,37 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
       key,
     );
     fs.writeFileSync(infoTmp, info, { flag: 'wx', mode: 0o644, flush: true });
+    const prov = provenanceOf(pkg, copied.archiveSha256, key);
+    if (prov) fs.writeFileSync(provenanceTmp, prov.text, { flag: 'wx', mode: 0o644, flush: true });
     fs.renameSync(tarTmp, tarFile);
+    // an entry published again without one must not keep another archive's
+    if (prov) fs.renameSync(provenanceTmp, provenanceFile);
+    else fs.rmSync(provenanceFile, { force: true });
     fs.renameSync(infoTmp, infoFile);
+    return prov?.origin ?? null;
   } finally {
     removeTemporaryFile(tarTmp);
     removeTemporaryFile(infoTmp);
+    removeTemporaryFile(provenanceTmp);
   }
+}
+
+/**
+ * The provenance of the archive whose bytes have sha256 `archiveSha256`:
+ * a statement made from the record of its build, if it was built here;
+ * else the one kept from the cache it was substituted from, unchanged, as
+ * only its builder can vouch for its build; else none.
+ */
+function provenanceOf(pkg: PublishPackage, archiveSha256: string, key?: SigningKey): { text: string | Buffer; origin: ProvenanceOrigin } | null {
+  const record = pkg.definition ? buildRecordOf(pkg.archive, archiveSha256) : null;
+  if (record && pkg.definition) {
+    const { path: treePath, pkghashText, sources } = pkg.definition;
+    const { peerpkgs, startedOn, finishedOn, buildClosure } = record;
+    const facts = { pkghash: pkg.pkghash, name: pkg.name, path: treePath, pkghashText, sources, buildClosure, archiveSha256, peerpkgs, startedOn, finishedOn };
+    return { text: envelope(statement(facts), key), origin: 'built' };
+  }
+  const kept = keptProvenance(pkg.archive);
+  return kept && isProvenanceOf(kept, archiveSha256) ? { text: kept, origin: 'carried' } : null;
 }
 
 /** Copies a .tar.gz to `to` in one pass, returning its size, its sha256, and the sha256 and size of its uncompressed tar. */
@@ -170,7 +209,9 @@ export function publishable(g: PackageGraph, roots: string[], sha256Of: (archive
       problems.push(`${display(archive)}: out of date, its inputs changed since it was built (${rebuild})`);
       continue;
     }
-    packages.push({ pkghash, name: g.load(d).name, archive, sha256: sha256Of(archive) ?? undefined, closure: g.closure(d).map((c) => g.pkghash(c)) });
+    const pkg = g.load(d);
+    const definition = { path: path.relative(path.dirname(path.dirname(pkg.dir)), pkg.dir), pkghashText: g.pkghashText(d), sources: pkg.fetch };
+    packages.push({ pkghash, name: pkg.name, archive, sha256: sha256Of(archive) ?? undefined, closure: g.closure(d).map((c) => g.pkghash(c)), definition });
   }
   return { packages, problems };
 }

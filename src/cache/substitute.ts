@@ -3,7 +3,11 @@
  * being built, used exactly as a local build would be.
  *
  * For each cache in order: fetch `<pkghash>.info`, parse it and check who
- * signed it against the cache's policy (keys.ts, info.ts); only then ask
+ * signed it against the cache's policy (keys.ts, info.ts); then its
+ * `<pkghash>.provenance`, which a cache marked #provenance must have, signed
+ * by a trusted key for the archive the .info names (provenance.ts), and
+ * which is otherwise kept, unchecked but for its subject, to be carried
+ * along when the package is published again; only then ask
  * for `<pkghash>.tar.gz` and read it once, as a stream: each chunk is
  * counted against the size the .info gives, hashed against its sha256,
  * written to a temporary file beside the target, and gunzipped into a safe
@@ -33,6 +37,7 @@ import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { cachesFromEnv, CacheError, readAll, type Cache, type CacheOptions } from './backends.ts';
 import { checkTrust, InfoError, MAX_INFO_BYTES, parseInfo, type Info } from './info.ts';
 import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
+import { isProvenanceOf, MAX_PROVENANCE_BYTES, ProvenanceError, verifyProvenance } from './provenance.ts';
 import { formatSize, settings } from '../settings.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
 
@@ -63,6 +68,8 @@ export interface Hit {
   info: Info;
   /** id of the trusted key that signed it, or null when taken unsigned */
   signer: string | null;
+  /** the cache's provenance for the archive, as it came, if it had one */
+  provenance: Buffer | null;
 }
 
 export interface Tried {
@@ -86,7 +93,7 @@ export async function substitute(opts: SubstituteOptions): Promise<SubstituteRes
       if (hit) return { hit };
       tried.push({ cache: cache.url, reason: NOT_THERE });
     } catch (e) {
-      if (!(e instanceof CacheError || e instanceof InfoError || e instanceof EntryError || e instanceof ArchiveError)) throw e;
+      if (!(e instanceof CacheError || e instanceof InfoError || e instanceof EntryError || e instanceof ArchiveError || e instanceof ProvenanceError)) throw e;
       const next = opts.caches[i + 1];
       opts.log(`warning: ${opts.name}: ${cache.url}: ${e.message}${next ? `; trying ${next.url}` : ''}`);
       tried.push({ cache: cache.url, reason: e.message });
@@ -119,12 +126,43 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
     if (e instanceof InfoError) throw new InfoError(`refusing ${infoName}: ${e.message}`);
     throw e;
   }
+  const provenance = await provenanceOf(cache, info, opts.trusted);
   const tmp = temporaryName(opts.target); // the caller's to rename into place
   await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes));
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
-  opts.log(`${opts.name}: from ${cache.url}, ${by}, output ${info.outputSha256.slice(0, 16)}…`);
-  return { sha256: info.outputSha256, tmp, cache: cache.url, info, signer };
+  opts.log(`${opts.name}: from ${cache.url}, ${by}${cache.requireProvenance ? ', its provenance verified' : ''}, output ${info.outputSha256.slice(0, 16)}…`);
+  return { sha256: info.outputSha256, tmp, cache: cache.url, info, signer, provenance };
+}
+
+/**
+ * The entry's provenance. A cache marked #provenance must have one that a
+ * trusted key signed for the archive and pkghash of the .info, else the
+ * entry is refused before its archive is asked for. Any other cache's is
+ * taken if it is there and its subject is the archive, else none: a
+ * provenance nobody asked for is no reason to refuse a package.
+ */
+async function provenanceOf(cache: Cache, info: Info, trusted: TrustedKeys): Promise<Buffer | null> {
+  const name = `${info.pkghash}.provenance`;
+  let data: Buffer | null = null;
+  try {
+    const got = await cache.get(name, { maxBytes: MAX_PROVENANCE_BYTES });
+    if (got) data = await readAll(got, MAX_PROVENANCE_BYTES);
+  } catch (e) {
+    if (!(e instanceof CacheError)) throw e;
+    if (cache.requireProvenance) throw new CacheError(`${name}: ${e.message}`);
+    return null;
+  }
+  if (!cache.requireProvenance) return data && isProvenanceOf(data, info.archiveSha256) ? data : null;
+  const relax = 'remove #provenance from the URL in PKG_CACHE_URL to take entries without one';
+  if (!data) throw new ProvenanceError(`refusing ${info.pkghash}.info: the cache is marked #provenance and has no ${name}; ${relax}`, EXIT.untrusted);
+  try {
+    verifyProvenance(data, trusted, { archiveSha256: info.archiveSha256, pkghash: info.pkghash });
+  } catch (e) {
+    if (e instanceof ProvenanceError) throw new ProvenanceError(`refusing ${name}: ${e.message}`, e.exitCode);
+    throw e;
+  }
+  return data;
 }
 
 function unpackBound(info: Info, cap: number): ExtractOptions {

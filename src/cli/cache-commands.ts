@@ -30,9 +30,9 @@ import {
 export const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR...
 
 Copies the built outputs of each package and of its run closure into the
-cache directory DIR, as <pkghash>.tar.gz with a <pkghash>.info beside it
-(signed with the key NAME from $PEERPKGS_HOME/keys if given), skipping
-entries already there. Serve DIR over HTTP, or use it as file://DIR, in
+cache directory DIR, as <pkghash>.tar.gz with a <pkghash>.info and a
+<pkghash>.provenance beside it (signed with the key NAME from
+$PEERPKGS_HOME/keys if given), skipping entries already there. Serve DIR over HTTP, or use it as file://DIR, in
 PKG_CACHE_URL. With --ipfs, DIR is then added to IPFS (pinned) and
 ipfs://CID printed; with --ipns KEY also published under the IPNS key KEY
 (made on first use) and ipns://NAME printed: hand either to others for
@@ -78,6 +78,11 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
     const onWait = (pid: number) => io.err(`${prog}: waiting for ${dir}: process ${pid} is writing to it\n`);
     const r = await addToCache({ dir: path.resolve(dir), packages, signKey: key, onWait });
     for (const h of r.added) io.out(`added ${names.get(h)} ${h}\n`);
+    for (const h of r.added) {
+      const origin = r.provenance.get(h);
+      if (origin === 'carried') io.out(`provenance of ${names.get(h)}: carried along from the cache it was substituted from, signed by its builder\n`);
+      if (origin === null) io.out(`no provenance for ${names.get(h)}: no record of its build here (built by its own .do or an older peerpkgs, or substituted without one)\n`);
+    }
     // what is there, which another run may have signed with another key
     for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h} (${signer(path.join(dir, `${h}.info`))})\n`);
     const signed = r.added.length === 0 ? '' : key ? `, signed by ${key.id} (${key.name})` : ', unsigned';

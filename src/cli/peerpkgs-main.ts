@@ -36,7 +36,8 @@ const FETCH_ENV = ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPF
 
 const EXIT_HELP = `Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
-9 damaged (verify), 129 hangup, 130 interrupted, 143 terminated.
+9 damaged (verify), 10 untrusted (verify-provenance), 129 hangup, 130 interrupted,
+143 terminated.
 `;
 
 const subcommand = (load: () => Promise<(args: string[]) => Promise<number>>) => async (args: string[]) => (await load())(args);
@@ -172,6 +173,12 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
       return building('cacheAdd')(args.slice(1));
     },
   },
+  'verify-provenance': {
+    usage: 'FILE|URL [--archive FILE|URL]',
+    help: '',
+    env: ['PEERPKGS_HOME', 'PKG_TRUSTED_KEYS', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'],
+    run: subcommand(async () => (await import('./provenance-command.ts')).verifyProvenanceCommand),
+  },
   key: {
     usage: 'generate NAME | list | trust KEY|FILE...',
     help: 'Signing keys and the keys trusted for caches.\n',
@@ -232,6 +239,7 @@ async function helpOf(name: string, prog: string, c: Command): Promise<string> {
   else if (name === 'seed') text = (await import('./seed-commands.ts')).SEED_HELP;
   else if (name === 'add-to-package-cache') text = (await import('./cache-commands.ts')).ADD_HELP;
   else if (name === 'key') text = (await import('./cache-commands.ts')).KEY_HELP;
+  else if (name === 'verify-provenance') text = `usage: ${prog} ${c.usage}\n\n${(await import('./provenance-command.ts')).VERIFY_PROVENANCE_HELP}`;
   else text = `usage: ${prog} ${c.usage}\n\n${text}`;
   return text + envHelp(c.env);
 }

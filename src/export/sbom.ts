@@ -28,11 +28,12 @@ import { parseRec } from '../tree/rec.ts';
 import { recordedSha256 } from '../store/outputs.ts';
 import { SettingsError } from '../settings.ts';
 import type { FetchEntry } from '../tree/package.ts';
+import { PEERPKGS_VERSION } from '../version.ts';
 
 export const FORMATS = ['spdx', 'cyclonedx'] as const;
 export type SbomFormat = (typeof FORMATS)[number];
 const TOOL = 'peerpkgs';
-const TOOL_VERSION = '0.1.0';
+const TOOL_VERSION = PEERPKGS_VERSION;
 
 /** What pkg/NAME/meta says; every field optional. */
 export interface Meta {

@@ -11,7 +11,8 @@
  *                a sandbox whose root is that closure (package-sandbox.ts,
  *                which `peerpkgs shell` enters too), DESTDIR packed into
  *                a deterministic archive whose identity is recorded beside
- *                it, and the pkghash texts it was made from kept for `why`
+ *                it, the pkghash texts it was made from kept for `why`, and
+ *                what its provenance needs (build-record.ts)
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -124,6 +125,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   });
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
+    (await import('./build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
     ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
@@ -147,6 +149,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
   // the texts of this pkghash and its dependencies', for `peerpkgs why` to compare with the tree's later
   if (await substituteFromCache(dir, ctx, home)) return recordTexts(home, g.pkghashTexts(dir));
+  const startedOn = new Date().toISOString();
 
   const [{ packDir }, { recordSha256 }] = await Promise.all([import('../archive/pack.ts'), import('../store/outputs.ts')]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
@@ -179,6 +182,9 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // keeps the old file), the target's
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
+  const [{ recordBuild }, { PEERPKGS_VERSION }] = await Promise.all([import('./build-record.ts'), import('../version.ts')]);
+  const buildClosure = deps.map((d, i) => ({ name: g.load(d).name, pkghash: g.pkghash(d), sha256: root.layerIds[i]! }));
+  recordBuild(ctx.target, { archiveSha256: packed.compressedSha256, peerpkgs: PEERPKGS_VERSION, startedOn, finishedOn: new Date().toISOString(), buildClosure });
   ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
   await removeTemporary(work.dir);

@@ -59,7 +59,7 @@ function addSeed(pkg: Package): string {
  * The sandbox root of `dir`: its build closure's outputs (built already)
  * unpacked and merged, as sandbox/root.ts caches them.
  */
-export async function packageRoot(g: PackageGraph, dir: string, home: string): Promise<{ root: string; layers: number; reused: boolean; ms: number }> {
+export async function packageRoot(g: PackageGraph, dir: string, home: string): Promise<{ root: string; layers: number; layerIds: string[]; reused: boolean; ms: number }> {
   const deps = buildClosure(g, dir);
   const outputs = new OutputStore(home);
   const layers = [];
@@ -73,7 +73,7 @@ export async function packageRoot(g: PackageGraph, dir: string, home: string): P
     const names = deps.map((d) => g.load(d).name).join(', ');
     throw new TreeError(`${pkg.name}: its build closure (${names}) has no ${SHELL} to run the build: ${addSeed(pkg)}`);
   }
-  return { ...root, layers: layers.length };
+  return { ...root, layers: layers.length, layerIds: layers.map((l) => l.id) };
 }
 
 /** Is `file` (absolute in the sandbox) an executable file in `root`,
