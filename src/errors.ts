@@ -20,6 +20,7 @@ export const EXIT = {
   ipfsNotFound: 7, // the path is not in a directory that was reached
   ipfsUnreachable: 8, // no connected peer had the blocks or the record in time
   damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says
+  notFound: 10, // peerpkgs log: no build of the package is logged
 } as const;
 
 /**

@@ -192,6 +192,7 @@ export class Engine {
     }
     if (!(r instanceof Promise)) {
       this.memo.set(t, r);
+      this.log.settled(t, r.ok);
       return r;
     }
     return this.remember(t, r, from);
@@ -201,6 +202,7 @@ export class Engine {
     this.memo.set(t, p);
     void p.then((r) => {
       if (this.memo.get(t) === p) this.memo.set(t, r);
+      this.log.settled(t, r.ok);
     });
     return this.waitFor(from, t, p);
   }
@@ -449,6 +451,9 @@ export class Engine {
         job.keep = true;
       },
       log: (line) => this.log.note(job.depth, line, job.err),
+      began: () => this.log.began(job.target),
+      output: (line) => this.log.output(job.target, line),
+      substituted: (how) => this.log.substituted(job.target, job.depth, how, job.err),
       jobserver: () => {
         const js = this.jobSlots();
         const makeflags = js.makeflags(undefined);

@@ -32,7 +32,7 @@ export function printable(s: string, lines = false, tabs = false): string {
 }
 
 export class Log {
-  private readonly color: boolean;
+  protected readonly color: boolean;
   private readonly startDir: string;
   private readonly base: string;
   private readonly write: (s: string) => void;
@@ -44,7 +44,7 @@ export class Log {
     this.color = color ?? (process.stderr.isTTY === true && !process.env.NO_COLOR);
   }
 
-  private paint(code: string, s: string): string {
+  protected paint(code: string, s: string): string {
     return this.color ? `\x1b[${code}m${s}\x1b[0m` : s;
   }
 
@@ -53,6 +53,11 @@ export class Log {
     if (rel.startsWith('builtin:')) return rel;
     const r = path.relative(this.startDir, path.resolve(this.base, rel));
     return r === '' ? '.' : printable(r);
+  }
+
+  /** Everything this log shows on its stream goes through here. */
+  protected print(s: string): void {
+    this.write(s);
   }
 
   private out(s: string, to?: string): void {
@@ -64,7 +69,7 @@ export class Log {
         /* the redirected stderr is gone: ours will do */
       }
     }
-    this.write(s);
+    this.print(s);
   }
 
   start(t: string, depth: number, to?: string): void {
@@ -83,11 +88,11 @@ export class Log {
   summary(failures: ReadonlyArray<{ target: string; status: number }>): void {
     if (failures.length === 0) return;
     const list = failures.map((f) => `${this.show(f.target)} (exit ${f.status})`).join(', ');
-    this.write(`${this.paint('31', 'redo:')} failed: ${list}\n`);
+    this.print(`${this.paint('31', 'redo:')} failed: ${list}\n`);
   }
 
   error(msg: string): void {
-    this.write(`${this.paint('31', 'redo:')} ${printable(msg, true)}\n`);
+    this.print(`${this.paint('31', 'redo:')} ${printable(msg, true)}\n`);
   }
 
   warn(msg: string, to?: string): void {
@@ -95,10 +100,32 @@ export class Log {
   }
 
   info(msg: string): void {
-    this.write(`redo: ${printable(msg, true)}\n`);
+    this.print(`redo: ${printable(msg, true)}\n`);
   }
 
   debug(msg: string): void {
-    this.write(`redo: debug: ${printable(msg, true)}\n`);
+    this.print(`redo: debug: ${printable(msg, true)}\n`);
   }
+
+  // What a built-in rule tells of its target beyond notes (BuildContext).
+  // Here as redo shows it; pkgrules/progress.ts shows packages its own way.
+
+  /** A line of the target's own output (a package build's), escaped:
+   * it could set the title, clear the screen or fill the clipboard (OSC
+   * 52); tabs are layout, not control. */
+  output(_t: string, line: Buffer): void {
+    this.print(`${printable(line.toString(), false, true)}\n`);
+  }
+
+  /** The rule's own work begins, its dependencies made. */
+  began(_t: string): void {}
+
+  /** The target was taken from a cache, `how` says from where, instead of built. */
+  substituted(_t: string, depth: number, how: string, to?: string): void {
+    this.note(depth, `substituted ${how}`, to);
+  }
+
+  /** Whether `t` is up to date is known for this run (built, failed or
+   * found so): what progress counts. */
+  settled(_t: string, _ok: boolean): void {}
 }

@@ -14,7 +14,6 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { printable } from '../engine/log.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
@@ -30,7 +29,7 @@ import { PeerpkgsError, EXIT } from '../errors.ts';
 let graph: PackageGraph | null = null;
 let graphAt = 0;
 
-function packageGraph(): PackageGraph {
+export function packageGraph(): PackageGraph {
   // a long-lived engine (or a test) must see edits: a graph lives 2 seconds
   if (!graph || Date.now() - graphAt > 2000) {
     graph = new PackageGraph();
@@ -123,7 +122,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
-    ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
+    ctx.substituted(`from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
     return true;
   }
   if (config.forceBinary) throw new RuleError(new NoBinaryError(pkg.name, pkghash, r.tried).message);
@@ -191,17 +190,29 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // the umask is the engine's otherwise, and would change the output's modes
   const run = first.startsWith('#!') ? 'exec ./build' : 'exec /bin/sh -e ./build';
   const argv = ['/bin/sh', '-c', `umask 022 && ${run}`];
-  const output = buildOutput();
+  const { BuildLog } = await import('../store/logs.ts');
+  const log = new BuildLog(home, dir);
+  const output = buildOutput(ctx, log);
   const tmpBytes = settings().sandboxTmpBytes;
-  const r = await runSandboxed({
-    root: root.root,
-    work: wd,
-    destdir: dest,
-    argv,
-    onLine: output.line,
-    tmpBytes,
-    ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),
-  });
+  ctx.began();
+  // a log that cannot be kept (a full disk) does not fail the build
+  const keepLog = (ok: boolean) => log.end(ok).catch((e: Error) => ctx.log(`its log could not be kept: ${e.message}`));
+  let r: Awaited<ReturnType<typeof runSandboxed>>;
+  try {
+    r = await runSandboxed({
+      root: root.root,
+      work: wd,
+      destdir: dest,
+      argv,
+      onLine: output.line,
+      tmpBytes,
+      ...(js ? { makeflags: js.makeflags, fdMap: js.fds } : {}),
+    });
+  } catch (e) {
+    await keepLog(false);
+    throw e;
+  }
+  await keepLog(r.status === 0);
   if (r.status !== 0) {
     const why = output.noSpace ? `; ${noSpaceReason(work, tmpBytes)}` : '';
     // kept to be looked into, until the package is built again
@@ -219,17 +230,17 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   await removeTemporary(work);
 }
 
-/** Where the build's lines go: this process's stderr, as they come (not the
- * build's own: that may be a terminal or a log file the build must not
- * reach). What a failure's message needs from them is noted on the way. */
-function buildOutput() {
+/** Where the build's lines go: its kept log, raw, and the engine's log,
+ * which shows them as it shows the run (not the build's own stderr: that
+ * may be a terminal or a log file the build must not reach). What a
+ * failure's message needs from them is noted on the way. */
+function buildOutput(ctx: BuildContext, log: import('../store/logs.ts').BuildLog) {
   const out = {
     noSpace: false,
     line: (line: Buffer) => {
       if (line.includes('No space left on device')) out.noSpace = true;
-      // a build's lines could set the title, clear the screen or fill the
-      // clipboard (OSC 52); tabs are layout, not control
-      process.stderr.write(`${printable(line.toString(), false, true)}\n`);
+      log.line(line);
+      ctx.output(line);
     },
   };
   return out;

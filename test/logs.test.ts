@@ -1,0 +1,200 @@
+/**
+ * What a package author sees of a build: the progress lines on stderr
+ * (plain without a terminal, a live status line with one), the tail of a
+ * failed build's log with the commands that look into it, -v, and the
+ * logs kept under $PEERPKGS_HOME/logs that `peerpkgs log` prints. Real
+ * builds in real sandboxes, driven through bin/.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { BIN, scratch, write, run, busyboxHttpd, userEnv, type Run } from './helpers.ts';
+import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
+import { startNginx } from './nginx.ts';
+
+/* eslint-disable no-control-regex -- what must not be printed */
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+/* eslint-enable no-control-regex */
+
+describe('build logs and progress', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let cleanup: () => void;
+  let www: { url: string; stop(): Promise<void> };
+  let seedSha: string;
+  let home: string;
+  let shared: { dir: string; cleanup: () => void };
+
+  before(async () => {
+    shared = scratch();
+    const wwwDir = path.join(shared.dir, 'www');
+    fs.mkdirSync(wwwDir);
+    seedSha = await makeSeedTarball(wwwDir);
+    www = await busyboxHttpd(wwwDir);
+  });
+  after(async () => {
+    await www.stop();
+    shared.cleanup();
+  });
+  beforeEach(() => {
+    ({ dir, cleanup } = scratch());
+    // a home a test: the logs each test counts are its own
+    home = path.join(dir, 'home');
+    writeSeedPackage(dir, www.url, seedSha);
+  });
+  afterEach(() => cleanup());
+
+  const build = (args: string[], env: NodeJS.ProcessEnv = {}): Run => run(dir, 'build-packages-ifchange', args, { PEERPKGS_HOME: home, ...env });
+  const peerpkgs = (args: string[], env: NodeJS.ProcessEnv = {}): Run => run(dir, 'peerpkgs', args, { PEERPKGS_HOME: home, ...env });
+  /** A package whose build prints `out N` for N in 1..lines (one with an escape), then exits with `status`. */
+  const noisy = (name: string, lines: number, status = 0) =>
+    write(dir, {
+      [`!pkg/${name}/build`]: `#!/bin/sh\ni=1; while [ $i -le ${lines} ]; do echo "out $i"; i=$((i+1)); done\nprintf 'esc \\033[2J end\\n' >&2\nmkdir -p "$DESTDIR/bin"\nexit ${status}\n`,
+      [`pkg/${name}/build-deps`]: '../seed\n',
+    });
+  const logsOf = (name: string): string[] => {
+    const root = path.join(home, 'logs');
+    const d = fs.readdirSync(root).find((n) => n.startsWith(`${name}-`));
+    return d ? fs.readdirSync(path.join(root, d)).sort() : [];
+  };
+
+  it('keeps a failed build\'s log, shows its last lines and the commands, and peerpkgs log prints all of it', () => {
+    noisy('bad', 30, 3);
+    const r = build(['./pkg/bad']);
+    assert.equal(r.status, 3, r.stderr);
+    assert.doesNotMatch(r.stderr, CONTROL, 'no control codes without a terminal');
+    assert.match(r.stderr, /^\[1\/2 \d+:\d\d\] pkg\/seed: built$/m);
+    assert.match(r.stderr, /^\[1\/2 \d+:\d\d\] pkg\/bad: building$/m);
+    assert.match(r.stderr, /^\[\d\/2 \d+:\d\d\] pkg\/bad: failed \(exit 3\) after \d+\.\ds$/m);
+    // the last 20 lines only, escaped, the build's lines streamed nowhere else
+    assert.match(r.stderr, /^ {2}\| out 12\n(?: {2}\| out \d+\n){18} {2}\| esc \\u001b\[2J end$/m);
+    assert.doesNotMatch(r.stderr, /out 11$/m);
+    assert.match(r.stderr, /^ {2}peerpkgs log \.\/pkg\/bad /m);
+    assert.match(r.stderr, /^ {2}peerpkgs shell \.\/pkg\/bad /m);
+    assert.match(r.stderr, /^1 package built, 1 failed in \d/m);
+
+    const logs = logsOf('bad');
+    assert.equal(logs.length, 2, logs.join(' '));
+    assert.match(logs[0]!, /^\d{8}T\d{9}Z-failed\.log\.gz$/);
+    assert.equal(logs[1], 'last');
+    const shown = peerpkgs(['log', './pkg/bad']);
+    assert.equal(shown.status, 0, shown.stderr);
+    const all = Array.from({ length: 30 }, (_, i) => `out ${i + 1}\n`).join('') + 'esc \x1b[2J end\n';
+    assert.equal(shown.stdout, all, 'the raw bytes, all of them');
+    // from inside the package's directory too
+    assert.equal(run(path.join(dir, 'pkg/bad'), 'peerpkgs', ['log', '.'], { PEERPKGS_HOME: home }).stdout, all);
+  });
+
+  it('keeps a successful build\'s log; --list names each kept log and how its build ended', () => {
+    noisy('a', 3);
+    assert.equal(build(['./pkg/a']).status, 0);
+    const shown = peerpkgs(['log', './pkg/a']);
+    assert.equal(shown.status, 0, shown.stderr);
+    assert.match(shown.stdout, /^out 1\nout 2\nout 3\n/);
+    const list = peerpkgs(['log', '--list', './pkg/a']);
+    assert.match(list.stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z {2}ok {6}\S+-ok\.log\.gz\n$/);
+    const file = list.stdout.trim().split(/\s+/).at(-1)!;
+    assert.match(zlib.gunzipSync(fs.readFileSync(file)).toString(), /^out 1\n/, 'gzip-compressed');
+  });
+
+  it('keeps PKG_LOG_KEEP logs a package, the newest, and refuses a count that is no count', () => {
+    noisy('a', 1);
+    const env = { PKG_LOG_KEEP: '2' };
+    for (let i = 0; i < 3; i++) {
+      // redo builds it again whatever is up to date
+      const r = run(dir, 'redo', ['pkg/a/.pkg.tar.gz'], { PEERPKGS_HOME: home, ...env });
+      assert.equal(r.status, 0, r.stderr);
+    }
+    const logs = logsOf('a');
+    assert.equal(logs.filter((n) => n.endsWith('-ok.log.gz')).length, 2, logs.join(' '));
+    const list = peerpkgs(['log', '--list', './pkg/a'], env).stdout.trim().split('\n');
+    assert.equal(list.length, 2);
+    assert.equal(fs.readlinkSync(path.join(home, 'logs', fs.readdirSync(path.join(home, 'logs')).find((n) => n.startsWith('a-'))!, 'last')), path.basename(list[1]!.split(/\s+/).at(-1)!), 'last names the newest');
+    for (const bad of ['0', 'many', '-1']) {
+      const r = build(['./pkg/a'], { PKG_LOG_KEEP: bad });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /PKG_LOG_KEEP=.*: expected a whole number of at least 1/);
+    }
+  });
+
+  it('says in one line, exit 10, that no build of a package is logged', () => {
+    write(dir, simplePackage('never', 'x'));
+    const r = peerpkgs(['log', './pkg/never']);
+    assert.equal(r.status, 10, r.stderr);
+    assert.equal(r.stderr, 'peerpkgs: pkg/never: no build of it is logged (not built here yet, or substituted from a cache)\n');
+    assert.match(peerpkgs(['log', '--help']).stdout, /^usage: peerpkgs log \[--list\] PKGDIR/);
+  });
+
+  it('shows one line a package as it begins and ends, and the plural right', () => {
+    write(dir, simplePackage('a', 'a'));
+    write(dir, simplePackage('b', 'b', { 'pkg/b/run-deps': '../a\n' }));
+    const r = build(['-j2', './pkg/b']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, CONTROL);
+    for (const p of ['a', 'b']) {
+      assert.equal(r.stderr.match(new RegExp(`^\\[\\d/3 \\d+:\\d\\d\\] pkg/${p}: building$`, 'gm'))?.length, 1, r.stderr);
+      assert.equal(r.stderr.match(new RegExp(`^\\[\\d/3 \\d+:\\d\\d\\] pkg/${p}: built in \\d+\\.\\ds$`, 'gm'))?.length, 1, r.stderr);
+    }
+    assert.match(r.stderr, /^\[3\/3 [\d:]+\] pkg\/b: built in/m, 'the last line counts all');
+    assert.match(r.stderr, /^3 packages built in /m);
+    write(dir, simplePackage('b', 'b2', { 'pkg/b/run-deps': '../a\n' }));
+    const again = build(['./pkg/b']);
+    assert.match(again.stderr, /^1 package built, 2 up to date in /m);
+    assert.equal(build(['./pkg/b']).stderr, '', 'nothing to do, nothing said');
+  });
+
+  it('-v shows every build\'s lines after its package\'s name', () => {
+    noisy('a', 2);
+    noisy('b', 2);
+    const r = build(['-v', '-j2', './pkg/a', './pkg/b']);
+    assert.equal(r.status, 0, r.stderr);
+    for (const p of ['a', 'b']) {
+      assert.match(r.stderr, new RegExp(`^pkg/${p}\\| out 1\npkg/${p}\\| out 2$`, 'm'));
+      assert.match(r.stderr, new RegExp(`^pkg/${p}\\| esc \\\\u001b\\[2J end$`, 'm'));
+    }
+    assert.doesNotMatch(build(['./pkg/a']).stderr, /out 1/);
+  });
+
+  it('a substituted package gets one line', async () => {
+    write(dir, simplePackage('a', 'a'));
+    assert.equal(peerpkgs(['key', 'generate', 'me']).status, 0);
+    const cacheDir = path.join(dir, 'cache');
+    assert.equal(run(dir, 'add-to-package-cache', ['-o', cacheDir, '--sign-key', 'me', './pkg/a'], { PEERPKGS_HOME: home }).status, 0);
+    const nginx = await startNginx(cacheDir);
+    const other = scratch();
+    try {
+      for (const p of ['a', 'seed']) fs.cpSync(path.join(dir, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !/\.pkg\.tar\.gz(\.sha256)?$|\.pkghash$/.test(f) });
+      const env = { PEERPKGS_HOME: path.join(other.dir, 'home'), PKG_CACHE_URL: nginx.url, PKG_TRUSTED_KEYS: path.join(home, 'keys/me.pub'), PKG_FORCE_BINARY: 'yes' };
+      const r = run(other.dir, 'build-packages-ifchange', ['./pkg/a'], env);
+      assert.equal(r.status, 0, r.stderr);
+      const lines = r.stderr.split('\n').filter((l) => l.includes('pkg/a'));
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, /^\[1\/2 [\d:]+\] pkg\/a: substituted from http:\/\/127\.0\.0\.1:\d+ \(signed by ed25519:[0-9a-f]{16}\)$/);
+      assert.match(r.stderr, /^1 package substituted in /m);
+    } finally {
+      await nginx.stop();
+      other.cleanup();
+    }
+  });
+
+  it('on a terminal, draws a status line in place of what builds now', function () {
+    if (spawnSync('script', ['--version']).error) {
+      if (process.env.CI === 'true') throw new Error('script(1) is missing: CI must have util-linux');
+      return this.skip();
+    }
+    write(dir, {
+      '!pkg/slow/build': '#!/bin/sh\necho slow-line\nsleep 2\nmkdir -p "$DESTDIR"\n',
+      'pkg/slow/build-deps': '../seed\n',
+    });
+    const cmd = `${path.join(BIN, 'build-packages-ifchange')} ./pkg/slow`;
+    const r = spawnSync('script', ['-qfec', cmd, '/dev/null'], { cwd: dir, env: userEnv({ PEERPKGS_HOME: home }), encoding: 'utf8', input: '' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    /* eslint-disable no-control-regex -- the terminal's codes are the point */
+    assert.match(r.stdout, /\r\[1\/2 [\d:]+\] building pkg\/slow \d+\.\ds\x1b\[K/, 'the status line');
+    assert.match(r.stdout, /\r\x1b\[K\[2\/2 [\d:]+\] pkg\/slow: built in/, 'a line that stays clears it first');
+    /* eslint-enable no-control-regex */
+    assert.doesNotMatch(r.stdout, /slow-line/, 'build lines go to the log only');
+  });
+});
