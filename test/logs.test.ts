@@ -10,8 +10,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { BIN, scratch, write, run, busyboxHttpd, userEnv, type Run } from './helpers.ts';
-import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
+import { BIN, scratch, write, run, userEnv, type Run } from './helpers.ts';
+import { seededTrees, simplePackage } from './seed.ts';
 import { startNginx } from './nginx.ts';
 
 /* eslint-disable no-control-regex -- what must not be printed */
@@ -20,31 +20,14 @@ const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
 
 describe('build logs and progress', function () {
   this.timeout(120_000);
+  const tree = seededTrees();
   let dir: string;
-  let cleanup: () => void;
-  let www: { url: string; stop(): Promise<void> };
-  let seedSha: string;
   let home: string;
-  let shared: { dir: string; cleanup: () => void };
-
-  before(async () => {
-    shared = scratch();
-    const wwwDir = path.join(shared.dir, 'www');
-    fs.mkdirSync(wwwDir);
-    seedSha = await makeSeedTarball(wwwDir);
-    www = await busyboxHttpd(wwwDir);
-  });
-  after(async () => {
-    await www.stop();
-    shared.cleanup();
-  });
   beforeEach(() => {
-    ({ dir, cleanup } = scratch());
+    dir = tree.dir;
     // a home a test: the logs each test counts are its own
     home = path.join(dir, 'home');
-    writeSeedPackage(dir, www.url, seedSha);
   });
-  afterEach(() => cleanup());
 
   const build = (args: string[], env: NodeJS.ProcessEnv = {}): Run => run(dir, 'build-packages-ifchange', args, { PEERPKGS_HOME: home, ...env });
   const peerpkgs = (args: string[], env: NodeJS.ProcessEnv = {}): Run => run(dir, 'peerpkgs', args, { PEERPKGS_HOME: home, ...env });
@@ -151,8 +134,11 @@ describe('build logs and progress', function () {
     const r = build(['-v', '-j2', './pkg/a', './pkg/b']);
     assert.equal(r.status, 0, r.stderr);
     for (const p of ['a', 'b']) {
-      assert.match(r.stderr, new RegExp(`^pkg/${p}\\| out 1\npkg/${p}\\| out 2$`, 'm'));
+      // in the order they came, the lines of builds running at once interleaved
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith(`pkg/${p}| `));
+      assert.deepEqual(lines.slice(0, 2), [`pkg/${p}| out 1`, `pkg/${p}| out 2`], r.stderr);
       assert.match(r.stderr, new RegExp(`^pkg/${p}\\| esc \\\\u001b\\[2J end$`, 'm'));
+      assert.match(r.stderr, new RegExp(`^pkg/${p}: 1 file, output [0-9a-f]{16}…$`, 'm'), 'the rules\' notes');
     }
     assert.doesNotMatch(build(['./pkg/a']).stderr, /out 1/);
   });

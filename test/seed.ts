@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packDir } from '../src/archive/pack.ts';
-import { write } from './helpers.ts';
+import { write, scratch, busyboxHttpd } from './helpers.ts';
 
 export const BUSYBOX = '/usr/bin/busybox';
 
@@ -42,4 +42,33 @@ export function simplePackage(name: string, text: string, extra: Record<string, 
     [`pkg/${name}/build-deps`]: '../seed\n',
     ...extra,
   };
+}
+
+/**
+ * For a describe block: the seed tarball served over HTTP from before its
+ * first test to after its last, and a fresh tree a test whose pkg/seed
+ * fetches it. `tree.dir` is the tree of the running test.
+ */
+export function seededTrees(): { dir: string } {
+  const tree = { dir: '' };
+  let shared: { dir: string; cleanup: () => void };
+  let www: { url: string; stop(): Promise<void> };
+  let sha = '';
+  let current: { dir: string; cleanup: () => void } | null = null;
+  before(async () => {
+    shared = scratch();
+    sha = await makeSeedTarball(shared.dir);
+    www = await busyboxHttpd(shared.dir);
+  });
+  after(async () => {
+    await www.stop();
+    shared.cleanup();
+  });
+  beforeEach(() => {
+    current = scratch();
+    tree.dir = current.dir;
+    writeSeedPackage(tree.dir, www.url, sha);
+  });
+  afterEach(() => current?.cleanup());
+  return tree;
 }

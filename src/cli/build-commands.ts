@@ -61,7 +61,8 @@ function buildPackages(engine: Engine, dirs: string[], again = false): Promise<n
 
 async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
-  onSignals(() => engine.interrupt());
+  // what was done so far is said, and a status line on the terminal goes
+  onSignals(() => engine.interrupt().finally(() => engine.log.summary(engine.failures)));
   try {
     return await f(engine);
   } finally {

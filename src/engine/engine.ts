@@ -450,7 +450,7 @@ export class Engine {
       keep: () => {
         job.keep = true;
       },
-      log: (line) => this.log.note(job.depth, line, job.err),
+      log: (line) => this.log.note(job.depth, line, job.err, job.target),
       began: () => this.log.began(job.target),
       output: (line) => this.log.output(job.target, line),
       substituted: (how) => this.log.substituted(job.target, job.depth, how, job.err),

@@ -31,8 +31,15 @@ export function printable(s: string, lines = false, tabs = false): string {
   return s.replace(which, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** "1 package", "2 packages" */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 export class Log {
   protected readonly color: boolean;
+  /** what its messages say they come from */
+  protected readonly who: string = 'redo';
   private readonly startDir: string;
   private readonly base: string;
   private readonly write: (s: string) => void;
@@ -60,6 +67,11 @@ export class Log {
     this.write(s);
   }
 
+  /** A target as a summary names it. */
+  protected showTarget(t: string): string {
+    return this.show(t);
+  }
+
   private out(s: string, to?: string): void {
     if (to) {
       try {
@@ -76,7 +88,8 @@ export class Log {
     this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth)}${this.paint('1', this.show(t))}\n`, to);
   }
 
-  note(depth: number, line: string, to?: string): void {
+  /** A rule's line about target `t`, shown under it. */
+  note(depth: number, line: string, to?: string, _t?: string): void {
     this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth + 1)}${printable(line)}\n`, to);
   }
 
@@ -87,24 +100,24 @@ export class Log {
   /** The last word of a run that failed: which targets, with what status. */
   summary(failures: ReadonlyArray<{ target: string; status: number }>): void {
     if (failures.length === 0) return;
-    const list = failures.map((f) => `${this.show(f.target)} (exit ${f.status})`).join(', ');
-    this.print(`${this.paint('31', 'redo:')} failed: ${list}\n`);
+    const list = failures.map((f) => `${this.showTarget(f.target)} (exit ${f.status})`).join(', ');
+    this.print(`${this.paint('31', `${this.who}:`)} failed: ${list}\n`);
   }
 
   error(msg: string): void {
-    this.print(`${this.paint('31', 'redo:')} ${printable(msg, true)}\n`);
+    this.print(`${this.paint('31', `${this.who}:`)} ${printable(msg, true)}\n`);
   }
 
   warn(msg: string, to?: string): void {
-    this.out(`${this.paint('33', 'redo:')} warning: ${printable(msg, true)}\n`, to);
+    this.out(`${this.paint('33', `${this.who}:`)} warning: ${printable(msg, true)}\n`, to);
   }
 
   info(msg: string): void {
-    this.print(`redo: ${printable(msg, true)}\n`);
+    this.print(`${this.who}: ${printable(msg, true)}\n`);
   }
 
   debug(msg: string): void {
-    this.print(`redo: debug: ${printable(msg, true)}\n`);
+    this.print(`${this.who}: debug: ${printable(msg, true)}\n`);
   }
 
   // What a built-in rule tells of its target beyond notes (BuildContext).

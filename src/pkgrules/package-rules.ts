@@ -15,6 +15,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
+import { plural } from '../engine/log.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError } from '../tree/errors.ts';
 import { homeLayout, peerpkgsHome } from '../store/home.ts';
@@ -168,7 +169,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     layers.push({ dir: u.dir, id: u.sha256 });
   }
   const root = assembleRoot(home, layers);
-  ctx.log(`sandbox root: ${layers.length} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
+  ctx.log(`sandbox root: ${plural(layers.length, 'package')}, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
 
   const work = temporaryName(path.join(homeLayout.build(home), pkg.name), { visible: true });
   const wd = path.join(work, 'home');
@@ -225,7 +226,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // keeps the old file), the target's
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
-  ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
+  ctx.log(`${plural(packed.files, 'file')}, output ${packed.sha256.slice(0, 16)}…`);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
   await removeTemporary(work);
 }

@@ -14,7 +14,7 @@
  * every package and alone writes the lines the run shows.
  */
 import * as path from 'node:path';
-import { Log, printable } from '../engine/log.ts';
+import { Log, plural, printable } from '../engine/log.ts';
 import { packageGraph } from './package-rules.ts';
 
 /** Lines of a failed build shown with its failure. */
@@ -36,6 +36,7 @@ interface Building {
 }
 
 export class PackageLog extends Log {
+  protected override readonly who = 'peerpkgs';
   private readonly verbose: boolean;
   private readonly stream: Stream;
   private readonly live: boolean;
@@ -81,8 +82,10 @@ export class PackageLog extends Log {
     else if (this.verbose) super.start(t, depth, to);
   }
 
-  override note(depth: number, line: string, to?: string): void {
-    if (this.verbose) super.note(depth, line, to);
+  /** A rule's notes (a sandbox reused, an output's sha256) are for -v;
+   * a warning (a cache that failed, so the package is built) is for all. */
+  override note(_depth: number, line: string, _to?: string, t?: string): void {
+    if (this.verbose || line.startsWith('warning: ')) this.print(`${t ? `${this.name(t)}: ` : ''}${printable(line)}\n`);
   }
 
   override began(t: string): void {
@@ -187,6 +190,10 @@ export class PackageLog extends Log {
     this.drawn = true;
   }
 
+  protected override showTarget(t: string): string {
+    return isPackage(t) ? this.name(t) : super.showTarget(t);
+  }
+
   /** The package of target `t`, as the user names it. */
   private name(t: string): string {
     return this.show(path.dirname(t));
@@ -195,11 +202,6 @@ export class PackageLog extends Log {
 
 function isPackage(t: string): boolean {
   return path.basename(t) === TARGET;
-}
-
-/** "1 package", "2 packages" */
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function duration(ms: number): string {
