@@ -48,7 +48,7 @@ describe('build logs and progress', function () {
     const r = build(['./pkg/bad']);
     assert.equal(r.status, 3, r.stderr);
     assert.doesNotMatch(r.stderr, CONTROL, 'no control codes without a terminal');
-    assert.match(r.stderr, /^\[1\/2 \d+:\d\d\] pkg\/seed: built$/m);
+    assert.match(r.stderr, /^\[0\/2 \d+:\d\d\] pkg\/seed: building\n(?:fetch.*\n)*\[1\/2 \d+:\d\d\] pkg\/seed: built in \d+\.\ds$/m, "a seed's .do is a package build too");
     assert.match(r.stderr, /^\[1\/2 \d+:\d\d\] pkg\/bad: building$/m);
     assert.match(r.stderr, /^\[\d\/2 \d+:\d\d\] pkg\/bad: failed \(exit 3\) after \d+\.\ds$/m);
     // the last 20 lines only, escaped, the build's lines streamed nowhere else

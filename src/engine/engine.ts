@@ -338,7 +338,7 @@ export class Engine {
     // target): the next target built there sweeps, and a no-op lists nothing
     const tmp3 = temporaryName(abs, { sweep: found.kind === 'do' || !found.rule.quiet });
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
-    if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err);
+    if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err, job.rule);
     try {
       if (found.kind === 'do') {
         ran = await this.runDo(job, found, tmp3);

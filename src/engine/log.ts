@@ -84,7 +84,8 @@ export class Log {
     this.print(s);
   }
 
-  start(t: string, depth: number, to?: string): void {
+  /** `t`'s rule starts; `rule`: its .do file, or builtin:NAME. */
+  start(t: string, depth: number, to?: string, _rule?: string): void {
     this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth)}${this.paint('1', this.show(t))}\n`, to);
   }
 

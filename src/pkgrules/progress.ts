@@ -30,6 +30,8 @@ export interface Stream {
 
 interface Building {
   began?: number;
+  /** made by a .do on the host, which writes to the terminal itself, and keeps no log */
+  host?: boolean;
   substituted?: boolean;
   /** the last lines of its output, escaped */
   tail: string[];
@@ -77,9 +79,17 @@ export class PackageLog extends Log {
     }
   }
 
-  override start(t: string, depth: number, to?: string): void {
-    if (isPackage(t)) this.jobs.set(t, { tail: [] });
-    else if (this.verbose) super.start(t, depth, to);
+  override start(t: string, depth: number, to?: string, rule?: string): void {
+    if (!isPackage(t)) {
+      if (this.verbose) super.start(t, depth, to, rule);
+      return;
+    }
+    this.jobs.set(t, { tail: [] });
+    // a seed's .do: its work begins now, on the host, writing to our stderr itself
+    if (rule && !rule.startsWith('builtin:')) {
+      this.jobs.get(t)!.host = true;
+      this.began(t);
+    }
   }
 
   /** A rule's notes (a sandbox reused, an output's sha256) are for -v;
@@ -133,7 +143,7 @@ export class PackageLog extends Log {
     this.done.add(t);
     const after = job?.began ? ` after ${duration(Date.now() - job.began)}` : '';
     this.line(t, `${this.paint('31', 'failed')} (${printable(why ?? `exit ${status}`)})${after}`);
-    if (!job?.began) return; // it never ran: the line above it says why
+    if (!job?.began || job.host) return; // it never ran (the line above it says why), or ran no sandbox
     const pkg = this.name(t);
     const arg = pkg.startsWith('.') || pkg.startsWith('/') ? pkg : `./${pkg}`;
     const tail = job.tail.length ? [`  the last ${plural(job.tail.length, 'line')} of its log:`, ...job.tail.map((l) => `  | ${l}`)] : ['  its build printed nothing'];
@@ -178,7 +188,8 @@ export class PackageLog extends Log {
     if (!this.live || this.timer === null) return;
     const now = Date.now();
     const building = [...this.jobs].filter(([, j]) => j.began).map(([t, j]) => `${this.name(t)} ${duration(now - j.began!)}`);
-    if (!building.length) {
+    // a .do's lines reach the terminal without us: no line of ours to write them over
+    if (!building.length || [...this.jobs.values()].some((j) => j.host)) {
       if (this.drawn) this.stream.write('\r\x1b[K');
       this.drawn = false;
       return;
