@@ -106,7 +106,7 @@ describe('build logs and progress', function () {
     write(dir, simplePackage('never', 'x'));
     const r = peerpkgs(['log', './pkg/never']);
     assert.equal(r.status, 10, r.stderr);
-    assert.equal(r.stderr, 'peerpkgs: pkg/never: no build of it is logged (not built here yet, or substituted from a cache)\n');
+    assert.equal(r.stderr, 'peerpkgs: pkg/never: no build of it is logged (not built here yet, substituted from a cache, or a seed taken by its .do)\n');
     assert.match(peerpkgs(['log', '--help']).stdout, /^usage: peerpkgs log \[--list\] PKGDIR/);
   });
 

@@ -16,7 +16,7 @@ export async function logCommand(argv: string[]): Promise<number> {
   const logs = listLogs(home, dir);
   const last = lastLog(home, dir);
   if (!logs.length || !last || !logs.some((l) => l.file === last)) {
-    throw new PeerpkgsError(`${rel(dir)}: no build of it is logged (not built here yet, or substituted from a cache)`, EXIT.notFound);
+    throw new PeerpkgsError(`${rel(dir)}: no build of it is logged (not built here yet, substituted from a cache, or a seed taken by its .do)`, EXIT.notFound);
   }
   if (values.list) {
     for (const l of logs) process.stdout.write(`${l.when.toISOString()}  ${l.ok ? 'ok    ' : 'failed'}  ${l.file}\n`);

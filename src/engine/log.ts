@@ -10,6 +10,11 @@
  * Every name printed may come from a file someone else wrote (a target, a
  * dependency line, a file name): its control characters are escaped, so
  * that none can clear the terminal, set its title or forge a line.
+ *
+ * A run's Log is the one thing that writes its lines: the engine's, and
+ * what built-in rules hand it (a build's output, its start, a
+ * substitution). The commands that build packages use a Log of their own
+ * that shows packages, not targets (pkgrules/progress.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
