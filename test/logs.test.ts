@@ -6,7 +6,7 @@
  * builds in real sandboxes, driven through bin/.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -39,7 +39,7 @@ describe('build logs and progress', function () {
     });
   const logsOf = (name: string): string[] => {
     const root = path.join(home, 'logs');
-    const d = fs.readdirSync(root).find((n) => n.startsWith(`${name}-`));
+    const d = fs.existsSync(root) ? fs.readdirSync(root).find((n) => n.startsWith(`${name}-`)) : undefined;
     return d ? fs.readdirSync(path.join(root, d)).sort() : [];
   };
 
@@ -100,6 +100,30 @@ describe('build logs and progress', function () {
       assert.equal(r.status, 2, r.stderr);
       assert.match(r.stderr, /PKG_LOG_KEEP=.*: expected a whole number of at least 1/);
     }
+  });
+
+  it('a build killed mid-way leaves no half log as the last one, and the next build sweeps it', async () => {
+    write(dir, {
+      '!pkg/a/build': '#!/bin/sh\necho started\nsleep 60\nmkdir -p "$DESTDIR"\n',
+      'pkg/a/build-deps': '../seed\n',
+    });
+    // its own process group, so that the kill reaches the sandbox too
+    const p = spawn(path.join(BIN, 'build-packages-ifchange'), ['./pkg/a'], { cwd: dir, env: userEnv({ PEERPKGS_HOME: home }), detached: true, stdio: 'ignore' });
+    const exited = new Promise((r) => p.on('close', r));
+    const temporaries = () => logsOf('a').filter((n) => n.includes('.tmp-'));
+    // the log is opened as the build begins
+    for (let i = 0; temporaries().length === 0; i++) {
+      assert.ok(i < 600, 'the build never began');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    process.kill(-p.pid!, 'SIGKILL');
+    await exited;
+    assert.equal(temporaries().length, 1, 'the half log, under its temporary name');
+    assert.equal(peerpkgs(['log', './pkg/a']).status, 10, 'is no log of a build');
+    write(dir, { '!pkg/a/build': '#!/bin/sh\necho again\nmkdir -p "$DESTDIR"\n' });
+    assert.equal(build(['./pkg/a']).status, 0);
+    assert.deepEqual(temporaries(), [], 'swept, its owner dead');
+    assert.equal(peerpkgs(['log', './pkg/a']).stdout, 'again\n');
   });
 
   it('says in one line, exit 10, that no build of a package is logged', () => {
