@@ -454,6 +454,7 @@ export class Engine {
       began: () => this.log.began(job.target),
       output: (line) => this.log.output(job.target, line),
       substituted: (how) => this.log.substituted(job.target, job.depth, how, job.err),
+      progressOutput: this.log.progressOutput(),
       jobserver: () => {
         const js = this.jobSlots();
         const makeflags = js.makeflags(undefined);

@@ -18,6 +18,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ProgressOutput } from './rules.ts';
 
 // C0 controls, DEL and C1 controls; with `lines`, \n stays a line break;
 // with `tabs`, \t stays layout (a build's own output)
@@ -48,11 +49,14 @@ export class Log {
   private readonly startDir: string;
   private readonly base: string;
   private readonly write: (s: string) => void;
+  /** it writes to stderr, a terminal */
+  private readonly tty: boolean;
 
   constructor(startDir: string, base: string, write?: (s: string) => void, color?: boolean) {
     this.startDir = startDir;
     this.base = base;
     this.write = write ?? ((s) => process.stderr.write(s));
+    this.tty = !write && process.stderr.isTTY === true;
     this.color = color ?? (process.stderr.isTTY === true && !process.env.NO_COLOR);
   }
 
@@ -142,6 +146,12 @@ export class Log {
   /** The target was taken from a cache, `how` says from where, instead of built. */
   substituted(_t: string, depth: number, how: string, to?: string): void {
     this.note(depth, `substituted ${how}`, to);
+  }
+
+  /** Where a rule's progress (a download's) goes: this log's stream,
+   * where a terminal gets a redrawn line. */
+  progressOutput(): ProgressOutput {
+    return { write: (s) => this.print(s), isTTY: this.tty, columns: process.stderr.columns };
   }
 
   /** Whether `t` is up to date is known for this run (built, failed or

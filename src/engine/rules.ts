@@ -34,10 +34,20 @@ export interface BuildContext {
   output(line: Buffer): void;
   /** the target was taken from a cache, not built; `how`: "from URL …" */
   substituted(how: string): void;
+  /** where the rule's own progress goes (a download's), through the run's
+   * Log: a terminal to redraw a line on, or not */
+  readonly progressOutput: ProgressOutput;
   /** the jobserver for tools the rule runs (make -j shares the engine's
    * slots): MAKEFLAGS as the tool should see it, and which of the engine's
    * fds the tool must get at which numbers; null when running -j1 */
   jobserver(): { makeflags: string; fds: Record<number, number> } | null;
+}
+
+/** A stream progress is written to (fetch/progress.ts's Output). */
+export interface ProgressOutput {
+  write(s: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
 }
 
 export interface Rule {

@@ -143,10 +143,11 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
   if (await substituteFromCache(dir, ctx, home)) return;
 
-  const [{ DistfileStore }, { fetchAll }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
+  const [{ DistfileStore }, { fetchAll }, { progressFor }, { fetchWithMirror }, { packDir }, { assembleRoot }, { runSandboxed }, { OutputStore, recordSha256 }] =
     await Promise.all([
       import('../fetch/store.ts'),
       import('../fetch/fetchfile.ts'),
+      import('../fetch/progress.ts'),
       import('../mirrors/fetching.ts'),
       import('../archive/pack.ts'),
       import('../sandbox/root.ts'),
@@ -159,7 +160,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
 
   const store = new DistfileStore(home);
   const sources = pkg.fetch.length
-    ? await fetchWithMirror(dir, home, (sourcesFor) => fetchAll(pkg.fetch, { store, sourcesFor }))
+    ? await fetchWithMirror(dir, home, (sourcesFor) => fetchAll(pkg.fetch, { store, sourcesFor, progress: progressFor(ctx.progressOutput) }))
     : new Map<string, string>();
 
   const outputs = new OutputStore(home);

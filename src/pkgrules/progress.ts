@@ -15,6 +15,7 @@
  */
 import * as path from 'node:path';
 import { Log, plural, printable } from '../engine/log.ts';
+import type { ProgressOutput } from '../engine/rules.ts';
 import { packageGraph } from './package-rules.ts';
 
 /** Lines of a failed build shown with its failure. */
@@ -96,6 +97,11 @@ export class PackageLog extends Log {
    * a warning (a cache that failed, so the package is built) is for all. */
   override note(_depth: number, line: string, _to?: string, t?: string): void {
     if (this.verbose || line.startsWith('warning: ')) this.print(`${t ? `${this.name(t)}: ` : ''}${printable(line)}\n`);
+  }
+
+  /** A download's lines, plain: the status line is ours. */
+  override progressOutput(): ProgressOutput {
+    return { write: (s) => this.print(s) };
   }
 
   override began(t: string): void {
