@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -194,9 +195,12 @@ describe('build logs and progress', function () {
       if (process.env.CI === 'true') throw new Error('script(1) is missing: CI must have util-linux');
       return this.skip();
     }
+    const source = crypto.randomBytes(100_000);
+    fs.writeFileSync(path.join(tree.www, `src-${process.pid}.bin`), source);
     write(dir, {
       '!pkg/slow/build': '#!/bin/sh\necho slow-line\nsleep 2\nmkdir -p "$DESTDIR"\n',
       'pkg/slow/build-deps': '../seed\n',
+      'pkg/slow/fetch': `url: ${tree.url}/src-${process.pid}.bin\nsha256: ${crypto.createHash('sha256').update(source).digest('hex')}\n`,
     });
     const cmd = `${path.join(BIN, 'build-packages-ifchange')} ./pkg/slow`;
     const r = spawnSync('script', ['-qfec', cmd, '/dev/null'], { cwd: dir, env: userEnv({ PEERPKGS_HOME: home }), encoding: 'utf8', input: '' });
@@ -206,5 +210,6 @@ describe('build logs and progress', function () {
     assert.match(r.stdout, /\r\x1b\[K\[2\/2 [\d:]+\] pkg\/slow: built in/, 'a line that stays clears it first');
     /* eslint-enable no-control-regex */
     assert.doesNotMatch(r.stdout, /slow-line/, 'build lines go to the log only');
+    assert.match(r.stdout, /^fetching src-\d+\.bin \(97\.7 KiB\) from http:\S+\r\nfetched src-\d+\.bin: /m, 'a download in plain lines, under no second status line');
   });
 });

@@ -47,10 +47,11 @@ export function simplePackage(name: string, text: string, extra: Record<string, 
 /**
  * For a describe block: the seed tarball served over HTTP from before its
  * first test to after its last, and a fresh tree a test whose pkg/seed
- * fetches it. `tree.dir` is the tree of the running test.
+ * fetches it. `tree.dir` is the tree of the running test; `tree.www` the
+ * directory served at `tree.url`.
  */
-export function seededTrees(): { dir: string } {
-  const tree = { dir: '' };
+export function seededTrees(): { dir: string; www: string; url: string } {
+  const tree = { dir: '', www: '', url: '' };
   let shared: { dir: string; cleanup: () => void };
   let www: { url: string; stop(): Promise<void> };
   let sha = '';
@@ -59,6 +60,8 @@ export function seededTrees(): { dir: string } {
     shared = scratch();
     sha = await makeSeedTarball(shared.dir);
     www = await busyboxHttpd(shared.dir);
+    tree.www = shared.dir;
+    tree.url = www.url;
   });
   after(async () => {
     await www.stop();
