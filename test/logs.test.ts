@@ -133,6 +133,12 @@ describe('build logs and progress', function () {
     assert.equal(r.status, 10, r.stderr);
     assert.equal(r.stderr, 'peerpkgs: pkg/never: no build of it is logged (not built here yet, substituted from a cache, or a seed taken by its .do)\n');
     assert.match(peerpkgs(['log', '--help']).stdout, /^usage: peerpkgs log \[--list\] PKGDIR/);
+    for (const bad of [[], ['./pkg/never', './pkg/seed'], ['--frob', './pkg/never']]) {
+      const u = peerpkgs(['log', ...bad]);
+      assert.equal(u.status, 2, u.stderr);
+      assert.match(u.stderr, /\(see peerpkgs log --help\)\n$/);
+    }
+    assert.equal(peerpkgs(['log', './pkg/nothere']).status, 4, 'not a package directory: a bad tree');
   });
 
   it('shows one line a package as it begins and ends, and the plural right', () => {
