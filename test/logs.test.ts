@@ -71,6 +71,16 @@ describe('build logs and progress', function () {
     assert.equal(run(path.join(dir, 'pkg/bad'), 'peerpkgs', ['log', '.'], { PEERPKGS_HOME: home }).stdout, all);
   });
 
+  it('a package whose dependency failed says so in one line, and is counted apart', () => {
+    noisy('bad', 1, 3);
+    write(dir, simplePackage('top', 'top', { 'pkg/top/build-deps': '../seed\n../bad\n' }));
+    const r = build(['./pkg/top']);
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /^\[3\/3 [\d:]+\] pkg\/top: not built: pkg\/bad failed$/m);
+    assert.equal(r.stderr.match(/peerpkgs log/g)?.length, 1, 'the commands for the failed build alone');
+    assert.match(r.stderr, /^1 package built, 1 failed, 1 not built in /m);
+  });
+
   it('keeps a successful build\'s log; --list names each kept log and how its build ended', () => {
     noisy('a', 3);
     assert.equal(build(['./pkg/a']).status, 0);

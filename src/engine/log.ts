@@ -47,7 +47,8 @@ export class Log {
   /** what its messages say they come from */
   protected readonly who: string = 'redo';
   private readonly startDir: string;
-  private readonly base: string;
+  /** the directory targets are named relative to */
+  protected readonly base: string;
   private readonly write: (s: string) => void;
   /** it writes to stderr, a terminal */
   private readonly tty: boolean;

@@ -49,7 +49,9 @@ export class PackageLog extends Log {
   private readonly done = new Set<string>();
   /** the packages whose job runs */
   private readonly jobs = new Map<string, Building>();
-  private readonly counts = { built: 0, substituted: 0, failed: 0, upToDate: 0 };
+  private readonly counts = { built: 0, substituted: 0, failed: 0, notBuilt: 0, upToDate: 0 };
+  /** the packages that failed, by directory: the target */
+  private readonly failedDirs = new Map<string, string>();
   private drawn = false;
   private timer: NodeJS.Timeout | null = null;
 
@@ -145,8 +147,17 @@ export class PackageLog extends Log {
   override failed(t: string, status: number, why?: string, to?: string): void {
     if (!isPackage(t)) return super.failed(t, status, why, to);
     const job = this.jobs.get(t);
-    this.counts.failed++;
     this.done.add(t);
+    const dir = this.dirOf(t);
+    const cause = job?.began ? undefined : this.failedDependency(dir);
+    this.failedDirs.set(dir, t);
+    if (cause) {
+      // its own lines would say no more than that
+      this.counts.notBuilt++;
+      this.line(t, `not built: ${this.name(cause)} failed`);
+      return;
+    }
+    this.counts.failed++;
     const after = job?.began ? ` after ${duration(Date.now() - job.began)}` : '';
     this.line(t, `${this.paint('31', 'failed')} (${printable(why ?? `exit ${status}`)})${after}`);
     if (!job?.began || job.host) return; // it never ran (the line above it says why), or ran no sandbox
@@ -163,7 +174,7 @@ export class PackageLog extends Log {
     if (this.drawn) this.stream.write('\r\x1b[K');
     this.drawn = false;
     const c = this.counts;
-    const did = ([[c.built, 'built'], [c.substituted, 'substituted'], [c.failed, 'failed']] as const).filter(([n]) => n > 0);
+    const did = ([[c.built, 'built'], [c.substituted, 'substituted'], [c.failed, 'failed'], [c.notBuilt, 'not built']] as const).filter(([n]) => n > 0);
     if (did.length) {
       // "1 package built", "2 packages built, 1 substituted"
       const words = did.map(([n, what], i) => `${i === 0 ? plural(n, 'package') : n} ${what}`);
@@ -209,6 +220,29 @@ export class PackageLog extends Log {
 
   protected override showTarget(t: string): string {
     return isPackage(t) ? this.name(t) : super.showTarget(t);
+  }
+
+  /** The package directory of target `t`, as the package graph names it. */
+  private dirOf(t: string): string {
+    const dir = path.resolve(this.base, path.dirname(t));
+    try {
+      return packageGraph().load(dir).dir;
+    } catch {
+      return dir;
+    }
+  }
+
+  /** A package `dir` depends on whose build failed in this run, if one did. */
+  private failedDependency(dir: string): string | undefined {
+    try {
+      for (const d of packageGraph().deps(dir)) {
+        const t = this.failedDirs.get(d);
+        if (t) return t;
+      }
+    } catch {
+      /* a bad tree: said by the build */
+    }
+    return undefined;
   }
 
   /** The package of target `t`, as the user names it. */
