@@ -22,13 +22,6 @@ import { packageGraph } from './package-rules.ts';
 export const TAIL_LINES = 20;
 const TARGET = '.pkg.tar.gz';
 
-/** Where the lines go: process.stderr, or what a test gives. */
-export interface Stream {
-  write(s: string): unknown;
-  isTTY?: boolean;
-  columns?: number;
-}
-
 interface Building {
   began?: number;
   /** made by a .do on the host, which writes to the terminal itself, and keeps no log */
@@ -41,7 +34,8 @@ interface Building {
 export class PackageLog extends Log {
   protected override readonly who = 'peerpkgs';
   private readonly verbose: boolean;
-  private readonly stream: Stream;
+  /** where the lines go: process.stderr, or what a test gives */
+  private readonly stream: ProgressOutput;
   private readonly live: boolean;
   private readonly t0 = Date.now();
   private total: number | null = null;
@@ -55,7 +49,7 @@ export class PackageLog extends Log {
   private drawn = false;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(startDir: string, base: string, opts: { verbose?: boolean; stream?: Stream } = {}) {
+  constructor(startDir: string, base: string, opts: { verbose?: boolean; stream?: ProgressOutput } = {}) {
     const stream = opts.stream ?? process.stderr;
     const tty = stream.isTTY === true;
     super(startDir, base, (s) => void stream.write(s), tty && !process.env.NO_COLOR);
