@@ -22,6 +22,7 @@ export const EXIT = {
   ipfsUnreachable: 8, // no connected peer had the blocks or the record in time
   damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says; verify-provenance: not of this archive
   untrusted: 10, // verify-provenance: a signature that does not verify, or none by a trusted key
+  notFound: 11, // peerpkgs log: no build of the package is logged
 } as const;
 
 /**

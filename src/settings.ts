@@ -106,6 +106,7 @@ export const VARIABLES: Record<string, string> = {
   PKG_MAX_UNPACK_SIZE: 'bytes a cached package without output-size may unpack to',
   PKG_DOWNLOAD_BASE_TIME: 'seconds an HTTP download may take besides its bytes\' share',
   PKG_DOWNLOAD_MIN_RATE: 'bytes a second below which a download is too slow to wait for',
+  PKG_LOG_KEEP: 'build logs kept a package, the newest (default 5): peerpkgs log',
 };
 
 export interface Settings {
@@ -137,6 +138,8 @@ export interface Settings {
   downloadBaseMs: number;
   /** PKG_DOWNLOAD_MIN_RATE: bytes a second below which a download is too slow to wait for */
   downloadMinRate: number;
+  /** PKG_LOG_KEEP: how many build logs are kept a package */
+  logKeep: number;
 }
 
 export const DEFAULTS = {
@@ -147,6 +150,7 @@ export const DEFAULTS = {
   maxUnpackBytes: 16 * GiB,
   downloadBaseMs: 60_000,
   downloadMinRate: 32 * 1024,
+  logKeep: 5,
 };
 
 /** yes/no, as every flag reads it. Unset or empty is `dflt`. */
@@ -177,6 +181,14 @@ export function parseSeconds(name: string, value: string | undefined, dfltMs: nu
   if (ms <= 0) throw new SettingsError(`${name}=${value}: must be at least 0.001 seconds`);
   if (ms > MAX_SECONDS * 1000) throw new SettingsError(`${name}=${value}: must be at most ${MAX_SECONDS} seconds`);
   return ms;
+}
+
+/** A whole number of at least 1. */
+export function parseCount(name: string, value: string | undefined, dflt: number): number {
+  if (value === undefined || value.trim() === '') return dflt;
+  const v = value.trim();
+  if (!/^\d+$/.test(v) || Number(v) < 1 || !Number.isSafeInteger(Number(v))) throw new SettingsError(`${name}=${value}: expected a whole number of at least 1`);
+  return Number(v);
 }
 
 function words(value: string | undefined): string[] {
@@ -215,6 +227,7 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     maxUnpackBytes: parseSize('PKG_MAX_UNPACK_SIZE', env.PKG_MAX_UNPACK_SIZE, DEFAULTS.maxUnpackBytes),
     downloadBaseMs: parseSeconds('PKG_DOWNLOAD_BASE_TIME', env.PKG_DOWNLOAD_BASE_TIME, DEFAULTS.downloadBaseMs),
     downloadMinRate: parseSize('PKG_DOWNLOAD_MIN_RATE', env.PKG_DOWNLOAD_MIN_RATE, DEFAULTS.downloadMinRate),
+    logKeep: parseCount('PKG_LOG_KEEP', env.PKG_LOG_KEEP, DEFAULTS.logKeep),
   };
 }
 

@@ -27,7 +27,8 @@ describe('package tree', function () {
 
   const build = (...args: string[]): Run => run(dir, 'build-packages-ifchange', args, { PEERPKGS_HOME: home });
   const peerpkgs = (...args: string[]): Run => run(dir, 'peerpkgs', args, { PEERPKGS_HOME: home });
-  const built = (r: Run) => [...r.stderr.matchAll(/^redo +(\S+\/\.pkg\.tar\.gz)$/gm)].map((m) => m[1]).sort();
+  // the progress line of each package built (pkgrules/progress.ts)
+  const built = (r: Run) => [...r.stderr.matchAll(/^\[[\d/ :]+\] (\S+): built\b/gm)].map((m) => `${m[1]}/.pkg.tar.gz`).sort();
 
   it('builds a package and its dependencies, each once, and then nothing', async () => {
     write(dir, simplePackage('a', 'hello from a'));
@@ -358,7 +359,7 @@ describe('package tree', function () {
         '!pkg/a/build': '#!/bin/sh\nprintf "\\033]0;pwned\\007\\033]52;c;cm0K\\007\\033[2J\\tcol\\n"\nmkdir -p "$DESTDIR"\n',
         'pkg/a/build-deps': '../seed\n',
       });
-      const r = build('./pkg/a');
+      const r = build('-v', './pkg/a');
       assert.equal(r.status, 0, r.stderr);
       // eslint-disable-next-line no-control-regex -- what must not be printed
       assert.doesNotMatch(r.stderr, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
@@ -607,7 +608,7 @@ describe('package tree', function () {
         'echo fds-done; mkdir -p $DESTDIR',
       ].join('\n')));
       const fd = fs.openSync(log, 'a');
-      const r = spawnSync(path.join(BIN, 'build-packages-ifchange'), ['./pkg/fds'], {
+      const r = spawnSync(path.join(BIN, 'build-packages-ifchange'), ['-v', './pkg/fds'], {
         cwd: dir,
         env: userEnv({ PEERPKGS_HOME: home }),
         stdio: ['ignore', 'pipe', fd],
@@ -618,7 +619,7 @@ describe('package tree', function () {
       assert.equal(r.status, 0, text);
       assert.equal(fs.statSync(log).mode & 0o777, 0o600);
       assert.ok(text.startsWith('the user\'s log\n'), text);
-      assert.match(text, /^fds-done$/m, 'the build\'s lines are copied to the engine\'s stderr');
+      assert.match(text, /^pkg\/fds\| fds-done$/m, 'with -v the build\'s lines are copied to the engine\'s stderr');
       assert.doesNotMatch(text, /is a file/);
       const links = new Map([...text.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => [Number(m[1]), m[2]!]));
       assert.equal(links.get(0), '/dev/null');
@@ -634,7 +635,7 @@ describe('package tree', function () {
         return this.skip();
       }
       write(dir, pkg('tty', 'for n in 0 1 2; do test -t $n && echo "fd $n is a terminal"; done; echo tty-done; mkdir -p $DESTDIR'));
-      const cmd = `${path.join(BIN, 'build-packages-ifchange')} ./pkg/tty`;
+      const cmd = `${path.join(BIN, 'build-packages-ifchange')} -v ./pkg/tty`;
       const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: dir, env: userEnv({ PEERPKGS_HOME: home }), encoding: 'utf8', input: '' });
       assert.equal(r.status, 0, r.stdout + r.stderr);
       assert.match(r.stdout, /tty-done/);

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
-import { Log } from '../engine/log.ts';
+import { PackageLog } from '../pkgrules/progress.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../pkgrules/rules.ts';
 import { homeLayout, peerpkgsHome } from '../store/home.ts';
@@ -19,6 +19,7 @@ import type { Output, Strategy, Settled } from '../archive/merge.ts';
 const BUILD_OPTIONS = {
   jobs: { type: 'string', short: 'j' },
   'keep-going': { type: 'boolean', short: 'k' },
+  verbose: { type: 'boolean', short: 'v' },
 } as const;
 
 const STRATEGIES = ['prefer-existing', 'prefer-new', 'namespaced'] as const;
@@ -32,12 +33,14 @@ const EXPORT_OPTIONS = {
 export interface BuildFlags {
   jobs?: number;
   keepGoing: boolean;
+  /** -v: every build's lines on the terminal, after its package's name */
+  verbose?: boolean;
   args: string[];
 }
 
 function buildFlags(argv: string[]): BuildFlags {
   const { values, positionals } = parse(argv, BUILD_OPTIONS);
-  return { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, args: positionals };
+  return { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, verbose: values.verbose, args: positionals };
 }
 
 async function engineFor(flags: BuildFlags): Promise<Engine> {
@@ -46,18 +49,24 @@ async function engineFor(flags: BuildFlags): Promise<Engine> {
     keepGoing: flags.keepGoing,
     rules: [...packageRules, ...(await loadRules())],
     startDir: process.cwd(),
-    log: new Log(process.cwd(), findBase(process.cwd())),
+    log: new PackageLog(process.cwd(), findBase(process.cwd()), { verbose: flags.verbose }),
   });
+}
+
+/** Build the packages in `dirs` (`again`: even if up to date), counting their closure for the progress lines. */
+function buildPackages(engine: Engine, dirs: string[], again = false): Promise<number> {
+  (engine.log as PackageLog).expect(dirs);
+  return engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), again);
 }
 
 export async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
-  const signals = onSignals(() => engine.interrupt());
+  // what was done so far is said, and a status line on the terminal goes
+  const signals = onSignals(() => engine.interrupt().finally(() => engine.log.summary(engine.failures)));
   try {
-    const rc = await f(engine);
-    engine.log.summary(engine.failures);
-    return rc;
+    return await f(engine);
   } finally {
+    engine.log.summary(engine.failures);
     await engine.close();
     signals(); // what runs after (a package shell) has its own
   }
@@ -66,7 +75,7 @@ export async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<nu
 export async function build(argv: string[]): Promise<number> {
   const flags = buildFlags(argv);
   const dirs = packageDirs(flags.args);
-  return withEngine(flags, (e) => e.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false));
+  return withEngine(flags, (e) => buildPackages(e, dirs));
 }
 
 export async function check(argv: string[]): Promise<number> {
@@ -76,7 +85,7 @@ export async function check(argv: string[]): Promise<number> {
   const outputsDir = homeLayout.outputs(peerpkgsHome());
   const targets = dirs.map((d) => path.join(d, '.pkg.tar.gz'));
   return withEngine(flags, async (engine) => {
-    const results = await rebuildAndCompare(targets, outputsDir, (again) => engine.build(targets, again));
+    const results = await rebuildAndCompare(targets, outputsDir, (again) => buildPackages(engine, dirs, again));
     if (typeof results === 'number') return results;
     for (const r of results) {
       const pkg = rel(path.dirname(r.target));
@@ -96,7 +105,7 @@ export async function check(argv: string[]): Promise<number> {
 export async function cacheAdd(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { jobs: BUILD_OPTIONS.jobs, output: { type: 'string', short: 'o' }, 'sign-key': { type: 'string' }, ipfs: { type: 'boolean' }, ipns: { type: 'string' } });
   if (positionals.length) {
-    const rc = await withEngine({ jobs: parseJobs(values.jobs), keepGoing: false, args: [] }, (e) => e.build(packageDirs(positionals).map((d) => path.join(d, '.pkg.tar.gz')), false));
+    const rc = await withEngine({ jobs: parseJobs(values.jobs), keepGoing: false, args: [] }, (e) => buildPackages(e, packageDirs(positionals)));
     if (rc !== 0) return rc;
   }
   const { addToPackageCache } = await import('./cache-commands.ts');
@@ -114,14 +123,14 @@ function exportFlags<O extends Options>(argv: string[], more?: O) {
   const { values, positionals } = parse(argv, { ...EXPORT_OPTIONS, ...more });
   const named = argv.filter((a) => STRATEGIES.some((s) => a === `--${s}`)).at(-1);
   const strategy = (named?.slice(2) ?? 'error') as Strategy;
-  const flags: BuildFlags = { jobs: parseJobs(values.jobs as string | undefined), keepGoing: (values['keep-going'] as boolean | undefined) ?? false, args: positionals };
+  const flags: BuildFlags = { jobs: parseJobs(values.jobs as string | undefined), keepGoing: (values['keep-going'] as boolean | undefined) ?? false, verbose: values.verbose as boolean | undefined, args: positionals };
   return { ...flags, out: (values.output as string | undefined) ?? null, strategy, values };
 }
 
 /** Builds the packages, then hands their outputs and their run closures' (in merge order) to `f`. */
 async function withOutputs(flags: BuildFlags, dirs: string[], f: (packages: Output[]) => Promise<number>): Promise<number> {
   return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    const rc = await buildPackages(engine, dirs);
     if (rc !== 0) return rc;
     // imported here: no other command should pay for loading them
     const { closureOutputs } = await import('../export/closure.ts');
@@ -189,7 +198,7 @@ async function ociCmd(argv: string[]): Promise<number> {
 
 export async function sbomCmd(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { ...BUILD_OPTIONS, format: { type: 'string' }, output: { type: 'string', short: 'o' } });
-  const flags: BuildFlags = { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, args: positionals };
+  const flags: BuildFlags = { jobs: parseJobs(values.jobs), keepGoing: values['keep-going'] ?? false, verbose: values.verbose, args: positionals };
   const format = values.format ?? 'spdx';
   if (format !== 'spdx' && format !== 'cyclonedx') throw new UsageError(`--format ${format}: spdx or cyclonedx`);
   const out = values.output;
@@ -200,7 +209,7 @@ export async function sbomCmd(argv: string[]): Promise<number> {
   // every package the document lists has its output's sha256 in it
   const all = fullClosure(dirs, new PackageGraph());
   return withEngine(flags, async (engine) => {
-    const rc = await engine.build(all.map((d) => path.join(d, '.pkg.tar.gz')), false);
+    const rc = await buildPackages(engine, all);
     if (rc !== 0) return rc;
     const text = sbom(dirs, format);
     if (out === undefined) {

@@ -25,19 +25,20 @@ interface Command {
 
 const JOBS_HELP = `  -j N, --jobs N     build N things at once
   -k, --keep-going   keep building other packages after one fails
+  -v, --verbose      show every build's lines, each after its package's name
 `;
 const STRATEGY_HELP = `STRATEGY, for a path two packages provide differently (default: an error):
 --prefer-existing (the earlier package's), --prefer-new (the later one's),
 --namespaced (each package's as PATH@PACKAGE). Packages are merged in the
 order named, each after its run-deps.
 `;
-const BUILD_ENV = ['PEERPKGS_HOME', 'PKG_CACHE_URL', 'PKG_FORCE_BINARY', 'PKG_TRUSTED_KEYS', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPFS_TIMEOUT', 'PKG_SANDBOX_TMP_SIZE', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_MAX_UNPACK_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'];
+const BUILD_ENV = ['PEERPKGS_HOME', 'PKG_LOG_KEEP', 'PKG_CACHE_URL', 'PKG_FORCE_BINARY', 'PKG_TRUSTED_KEYS', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPFS_TIMEOUT', 'PKG_SANDBOX_TMP_SIZE', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_MAX_UNPACK_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'];
 const FETCH_ENV = ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPFS_PEERS', 'PKG_IPFS_TIMEOUT', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'];
 
 const EXIT_HELP = `Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
-9 damaged (verify), 10 untrusted (verify-provenance), 129 hangup, 130 interrupted,
-143 terminated.
+9 damaged (verify), 10 untrusted (verify-provenance), 11 not found (log),
+129 hangup, 130 interrupted, 143 terminated.
 `;
 
 const subcommand = (load: () => Promise<(args: string[]) => Promise<number>>) => async (args: string[]) => (await load())(args);
@@ -71,6 +72,12 @@ and gets its fetch record (url, sha256, size), and the script unpacks it.
 `,
     env: FETCH_ENV,
     run: ofTree('newPackage'),
+  },
+  log: {
+    usage: '[--list] PKGDIR',
+    help: "Print the log of the package's last build, failed or not (kept compressed under\n$PEERPKGS_HOME/logs); --list: the kept logs, oldest first. Exit status 11 when none is.\n",
+    env: ['PEERPKGS_HOME', 'PKG_LOG_KEEP'],
+    run: async (args) => (await import('./log-command.ts')).logCommand(args),
   },
   graph: {
     usage: '[--json] PKGDIR...\n       peerpkgs graph --reverse [--json] PKGDIR',

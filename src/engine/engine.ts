@@ -192,6 +192,7 @@ export class Engine {
     }
     if (!(r instanceof Promise)) {
       this.memo.set(t, r);
+      this.log.settled(t, r.ok);
       return r;
     }
     return this.remember(t, r, from);
@@ -201,6 +202,7 @@ export class Engine {
     this.memo.set(t, p);
     void p.then((r) => {
       if (this.memo.get(t) === p) this.memo.set(t, r);
+      this.log.settled(t, r.ok);
     });
     return this.waitFor(from, t, p);
   }
@@ -336,7 +338,7 @@ export class Engine {
     // target): the next target built there sweeps, and a no-op lists nothing
     const tmp3 = temporaryName(abs, { sweep: found.kind === 'do' || !found.rule.quiet });
     const before = fs.lstatSync(abs, { throwIfNoEntry: false });
-    if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err);
+    if (found.kind === 'do' || !found.rule.quiet) this.log.start(t, job.depth, job.err, job.rule);
     try {
       if (found.kind === 'do') {
         ran = await this.runDo(job, found, tmp3);
@@ -448,7 +450,11 @@ export class Engine {
       keep: () => {
         job.keep = true;
       },
-      log: (line) => this.log.note(job.depth, line, job.err),
+      log: (line) => this.log.note(job.depth, line, job.err, job.target),
+      began: () => this.log.began(job.target),
+      output: (line) => this.log.output(job.target, line),
+      substituted: (how) => this.log.substituted(job.target, job.depth, how, job.err),
+      progressOutput: this.log.progressOutput(),
       jobserver: () => this.jobSlots().forChild(),
     };
     try {

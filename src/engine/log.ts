@@ -10,9 +10,15 @@
  * Every name printed may come from a file someone else wrote (a target, a
  * dependency line, a file name): its control characters are escaped, so
  * that none can clear the terminal, set its title or forge a line.
+ *
+ * A run's Log is the one thing that writes its lines: the engine's, and
+ * what built-in rules hand it (a build's output, its start, a
+ * substitution). The commands that build packages use a Log of their own
+ * that shows packages, not targets (pkgrules/progress.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ProgressOutput } from './rules.ts';
 
 // C0 controls, DEL and C1 controls; with `lines`, \n stays a line break;
 // with `tabs`, \t stays layout (a build's own output)
@@ -31,20 +37,31 @@ export function printable(s: string, lines = false, tabs = false): string {
   return s.replace(which, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** "1 package", "2 packages" */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 export class Log {
-  private readonly color: boolean;
+  protected readonly color: boolean;
+  /** what its messages say they come from */
+  protected readonly who: string = 'redo';
   private readonly startDir: string;
-  private readonly base: string;
+  /** the directory targets are named relative to */
+  protected readonly base: string;
   private readonly write: (s: string) => void;
+  /** it writes to stderr, a terminal */
+  private readonly tty: boolean;
 
   constructor(startDir: string, base: string, write?: (s: string) => void, color?: boolean) {
     this.startDir = startDir;
     this.base = base;
     this.write = write ?? ((s) => process.stderr.write(s));
+    this.tty = !write && process.stderr.isTTY === true;
     this.color = color ?? (process.stderr.isTTY === true && !process.env.NO_COLOR);
   }
 
-  private paint(code: string, s: string): string {
+  protected paint(code: string, s: string): string {
     return this.color ? `\x1b[${code}m${s}\x1b[0m` : s;
   }
 
@@ -53,6 +70,16 @@ export class Log {
     if (rel.startsWith('builtin:')) return rel;
     const r = path.relative(this.startDir, path.resolve(this.base, rel));
     return r === '' ? '.' : printable(r);
+  }
+
+  /** Everything this log shows on its stream goes through here. */
+  protected print(s: string): void {
+    this.write(s);
+  }
+
+  /** A target as a summary names it. */
+  protected showTarget(t: string): string {
+    return this.show(t);
   }
 
   private out(s: string, to?: string): void {
@@ -64,14 +91,16 @@ export class Log {
         /* the redirected stderr is gone: ours will do */
       }
     }
-    this.write(s);
+    this.print(s);
   }
 
-  start(t: string, depth: number, to?: string): void {
+  /** `t`'s rule starts; `rule`: its .do file, or builtin:NAME. */
+  start(t: string, depth: number, to?: string, _rule?: string): void {
     this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth)}${this.paint('1', this.show(t))}\n`, to);
   }
 
-  note(depth: number, line: string, to?: string): void {
+  /** A rule's line about target `t`, shown under it. */
+  note(depth: number, line: string, to?: string, _t?: string): void {
     this.out(`${this.paint('32', 'redo ')} ${'  '.repeat(depth + 1)}${printable(line)}\n`, to);
   }
 
@@ -82,23 +111,51 @@ export class Log {
   /** The last word of a run that failed: which targets, with what status. */
   summary(failures: ReadonlyArray<{ target: string; status: number }>): void {
     if (failures.length === 0) return;
-    const list = failures.map((f) => `${this.show(f.target)} (exit ${f.status})`).join(', ');
-    this.write(`${this.paint('31', 'redo:')} failed: ${list}\n`);
+    const list = failures.map((f) => `${this.showTarget(f.target)} (exit ${f.status})`).join(', ');
+    this.print(`${this.paint('31', `${this.who}:`)} failed: ${list}\n`);
   }
 
   error(msg: string): void {
-    this.write(`${this.paint('31', 'redo:')} ${printable(msg, true)}\n`);
+    this.print(`${this.paint('31', `${this.who}:`)} ${printable(msg, true)}\n`);
   }
 
   warn(msg: string, to?: string): void {
-    this.out(`${this.paint('33', 'redo:')} warning: ${printable(msg, true)}\n`, to);
+    this.out(`${this.paint('33', `${this.who}:`)} warning: ${printable(msg, true)}\n`, to);
   }
 
   info(msg: string): void {
-    this.write(`redo: ${printable(msg, true)}\n`);
+    this.print(`${this.who}: ${printable(msg, true)}\n`);
   }
 
   debug(msg: string): void {
-    this.write(`redo: debug: ${printable(msg, true)}\n`);
+    this.print(`${this.who}: debug: ${printable(msg, true)}\n`);
   }
+
+  // What a built-in rule tells of its target beyond notes (BuildContext).
+  // Here as redo shows it; pkgrules/progress.ts shows packages its own way.
+
+  /** A line of the target's own output (a package build's), escaped:
+   * it could set the title, clear the screen or fill the clipboard (OSC
+   * 52); tabs are layout, not control. */
+  output(_t: string, line: Buffer): void {
+    this.print(`${printable(line.toString(), false, true)}\n`);
+  }
+
+  /** The rule's own work begins, its dependencies made. */
+  began(_t: string): void {}
+
+  /** The target was taken from a cache, `how` says from where, instead of built. */
+  substituted(_t: string, depth: number, how: string, to?: string): void {
+    this.note(depth, `substituted ${how}`, to);
+  }
+
+  /** Where a rule's progress (a download's) goes: this log's stream,
+   * where a terminal gets a redrawn line. */
+  progressOutput(): ProgressOutput {
+    return { write: (s) => this.print(s), isTTY: this.tty, columns: process.stderr.columns };
+  }
+
+  /** Whether `t` is up to date is known for this run (built, failed or
+   * found so): what progress counts. */
+  settled(_t: string, _ok: boolean): void {}
 }

@@ -28,10 +28,26 @@ export interface BuildContext {
   keep(): void;
   /** a line for the user, shown under the target */
   log(line: string): void;
+  /** the rule's own work begins (its dependencies are made): for progress */
+  began(): void;
+  /** a line of output of the tool the rule runs (a build's), as it came */
+  output(line: Buffer): void;
+  /** the target was taken from a cache, not built; `how`: "from URL …" */
+  substituted(how: string): void;
+  /** where the rule's own progress goes (a download's), through the run's
+   * Log: a terminal to redraw a line on, or not */
+  readonly progressOutput: ProgressOutput;
   /** the jobserver for tools the rule runs (make -j shares the engine's
    * slots): MAKEFLAGS as the tool should see it, and which of the engine's
    * fds the tool must get at which numbers; null when running -j1 */
   jobserver(): { makeflags: string; fds: Record<number, number> } | null;
+}
+
+/** A stream progress is written to (fetch/progress.ts's Output). */
+export interface ProgressOutput {
+  write(s: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
 }
 
 export interface Rule {

@@ -17,8 +17,8 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { printable } from '../engine/log.ts';
 import { RuleError, type BuildContext } from '../engine/rules.ts';
+import { plural } from '../engine/log.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError, display } from '../tree/errors.ts';
 import { homeLayout, peerpkgsHome } from '../store/home.ts';
@@ -34,7 +34,7 @@ import { PeerpkgsError, EXIT } from '../errors.ts';
 let graph: PackageGraph | null = null;
 let graphAt = 0;
 
-function packageGraph(): PackageGraph {
+export function packageGraph(): PackageGraph {
   // a long-lived engine (or a test) must see edits: a graph lives 2 seconds
   if (!graph || Date.now() - graphAt > 2000) {
     graph = new PackageGraph();
@@ -128,7 +128,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
     (await import('./build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
-    ctx.log(`${pkg.name}: substituted from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
+    ctx.substituted(`from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
     return true;
   }
   if (config.forceBinary) throw new RuleError(new NoBinaryError(pkg.name, pkghash, r.tried).message);
@@ -151,23 +151,35 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   if (await substituteFromCache(dir, ctx, home)) return recordTexts(home, g.pkghashTexts(dir));
   const startedOn = new Date().toISOString();
 
-  const [{ packDir }, { recordSha256 }] = await Promise.all([import('../archive/pack.ts'), import('../store/outputs.ts')]);
+  const [{ packDir }, { recordSha256 }, { progressFor }] = await Promise.all([import('../archive/pack.ts'), import('../store/outputs.ts'), import('../fetch/progress.ts')]);
   if (!pkg.buildScript) throw new RuleError(`${pkg.name}: no build script`);
   const deps = sandbox.buildClosure(g, dir);
   await ctx.ifchange(deps.map((d) => path.join(d, '.pkg.tar.gz')));
 
   const root = await sandbox.packageRoot(g, dir, home);
-  ctx.log(`sandbox root: ${root.layers} packages, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
-  const work = await sandbox.makeWorkDir(pkg, home);
+  ctx.log(`sandbox root: ${plural(root.layers, 'package')}, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
+  const work = await sandbox.makeWorkDir(pkg, home, progressFor(ctx.progressOutput));
 
-  const output = buildOutput();
-  const r = await sandbox.runPackageSandbox({
-    root: root.root,
-    work,
-    argv: sandbox.buildArgv(pkg),
-    onLine: output.line,
-    jobserver: ctx.jobserver(),
-  });
+  const { BuildLog } = await import('../store/logs.ts');
+  const log = new BuildLog(home, dir);
+  const output = buildOutput(ctx, log);
+  ctx.began();
+  // a log that cannot be kept (a full disk) does not fail the build
+  const keepLog = (ok: boolean) => log.end(ok).catch((e: Error) => ctx.log(`its log could not be kept: ${e.message}`));
+  let r: Awaited<ReturnType<typeof sandbox.runPackageSandbox>>;
+  try {
+    r = await sandbox.runPackageSandbox({
+      root: root.root,
+      work,
+      argv: sandbox.buildArgv(pkg),
+      onLine: output.line,
+      jobserver: ctx.jobserver(),
+    });
+  } catch (e) {
+    await keepLog(false);
+    throw e;
+  }
+  await keepLog(r.status === 0);
   if (r.status !== 0) {
     const why = output.noSpace ? `; ${noSpaceReason(work.dir, settings().sandboxTmpBytes)}` : '';
     const failed = `${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${why}`;
@@ -185,23 +197,23 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const [{ recordBuild }, { PEERPKGS_VERSION }] = await Promise.all([import('./build-record.ts'), import('../version.ts')]);
   const buildClosure = deps.map((d, i) => ({ name: g.load(d).name, pkghash: g.pkghash(d), sha256: root.layerIds[i]! }));
   recordBuild(ctx.target, { archiveSha256: packed.compressedSha256, peerpkgs: PEERPKGS_VERSION, startedOn, finishedOn: new Date().toISOString(), buildClosure });
-  ctx.log(`${pkg.name}: ${packed.files} files, output ${packed.sha256.slice(0, 16)}…`);
+  ctx.log(`${plural(packed.files, 'file')}, output ${packed.sha256.slice(0, 16)}…`);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
   await removeTemporary(work.dir);
   recordTexts(home, g.pkghashTexts(dir));
 }
 
-/** Where the build's lines go: this process's stderr, as they come (not the
- * build's own: that may be a terminal or a log file the build must not
- * reach). What a failure's message needs from them is noted on the way. */
-function buildOutput() {
+/** Where the build's lines go: its kept log, raw, and the engine's log,
+ * which shows them as it shows the run (not the build's own stderr: that
+ * may be a terminal or a log file the build must not reach). What a
+ * failure's message needs from them is noted on the way. */
+function buildOutput(ctx: BuildContext, log: import('../store/logs.ts').BuildLog) {
   const out = {
     noSpace: false,
     line: (line: Buffer) => {
       if (line.includes('No space left on device')) out.noSpace = true;
-      // a build's lines could set the title, clear the screen or fill the
-      // clipboard (OSC 52); tabs are layout, not control
-      process.stderr.write(`${printable(line.toString(), false, true)}\n`);
+      log.line(line);
+      ctx.output(line);
     },
   };
   return out;

@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { DistfileStore } from '../fetch/store.ts';
 import { fetchAll } from '../fetch/fetchfile.ts';
 import { fetchWithMirror } from '../mirrors/fetching.ts';
+import type { Progress } from '../fetch/progress.ts';
 import { assembleRoot } from '../sandbox/root.ts';
 import { runSandboxed, type SandboxOptions } from '../sandbox/bwrap.ts';
 import { OutputStore } from '../store/outputs.ts';
@@ -116,10 +117,10 @@ export interface WorkDir {
  * distfile store and copied in with files/ and the build script; nothing
  * run. Removed again if that fails.
  */
-export async function makeWorkDir(pkg: Package, home: string): Promise<WorkDir> {
+export async function makeWorkDir(pkg: Package, home: string, progress?: Progress): Promise<WorkDir> {
   const store = new DistfileStore(home);
   const sources = pkg.fetch.length
-    ? await fetchWithMirror(pkg.dir, home, (sourcesFor) => fetchAll(pkg.fetch, { store, sourcesFor }))
+    ? await fetchWithMirror(pkg.dir, home, (sourcesFor) => fetchAll(pkg.fetch, { store, sourcesFor, ...(progress ? { progress } : {}) }))
     : new Map<string, string>();
   const dir = temporaryName(path.join(homeLayout.build(home), pkg.name), { visible: true });
   const work = { dir, home: path.join(dir, 'home'), dest: path.join(dir, 'dest') };

@@ -27,6 +27,8 @@ export const homeLayout = {
   roots: (home: string): string => path.join(home, 'roots'),
   /** builds' work directories */
   build: (home: string): string => path.join(home, 'build'),
+  /** kept build logs, a directory a package: store/logs.ts */
+  logs: (home: string): string => path.join(home, 'logs'),
   /** the prefix of `seed reproduce`'s temporary work directories */
   reproducePrefix: (home: string): string => path.join(home, 'reproduce-'),
   /** the IPFS node's blocks, datastore, identity and socket: ipfs/config.ts */
