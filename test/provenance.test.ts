@@ -117,7 +117,7 @@ describe('provenance', function () {
     home = path.join(top.dir, 'home');
     env = { PEERPKGS_HOME: home, PKG_TRUSTED_KEYS: path.join(home, 'keys/team.pub') };
     for (const k of ['team', 'other']) assert.equal(peerpkgs(['key', 'generate', k]).status, 0);
-    const built = run(tree, 'build-packages-ifchange', ['./pkg/b'], env);
+    const built = run(tree, 'build-packages-ifchange', ['-v', './pkg/b'], env);
     assert.equal(built.status, 0, built.stderr);
     served = path.join(top.dir, 'served');
     cache = path.join(served, 'cache');
@@ -191,7 +191,7 @@ describe('provenance', function () {
 
     it('writes the same statement for another build of the same tree, but for the build times', () => {
       fs.rmSync(path.join(tree, 'pkg/a/.pkg.tar.gz'));
-      const built = run(tree, 'build-packages-ifchange', ['./pkg/a'], env);
+      const built = run(tree, 'build-packages-ifchange', ['-v', './pkg/a'], env);
       assert.equal(built.status, 0, built.stderr);
       assert.match(built.stderr, /sandbox root/, 'built again');
       const again = path.join(top.dir, 'again');
@@ -281,10 +281,10 @@ describe('provenance', function () {
       const other = otherMachine();
       try {
         const otherEnv = { PEERPKGS_HOME: other.home, PKG_TRUSTED_KEYS: env.PKG_TRUSTED_KEYS, PKG_CACHE_URL: `${nginx.url}/bare#provenance` };
-        const forced = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], { ...otherEnv, PKG_FORCE_BINARY: 'yes' });
+        const forced = run(other.dir, 'build-packages-ifchange', ['-v', './pkg/b'], { ...otherEnv, PKG_FORCE_BINARY: 'yes' });
         assert.notEqual(forced.status, 0);
         assert.match(forced.stderr, new RegExp(`refusing ${hash.a}\\.info: the cache is marked #provenance and has no ${hash.a}\\.provenance`));
-        const r = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], otherEnv);
+        const r = run(other.dir, 'build-packages-ifchange', ['-v', './pkg/b'], otherEnv);
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stderr, /warning: a: \S+\/bare#provenance: refusing [0-9a-f]{64}\.info: the cache is marked #provenance and has no/);
         assert.match(r.stderr, /sandbox root/, 'built instead');
@@ -296,7 +296,7 @@ describe('provenance', function () {
     it('refuses an entry whose provenance is of another archive', () => {
       const other = otherMachine();
       try {
-        const r = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], {
+        const r = run(other.dir, 'build-packages-ifchange', ['-v', './pkg/b'], {
           PEERPKGS_HOME: other.home,
           PKG_TRUSTED_KEYS: env.PKG_TRUSTED_KEYS,
           PKG_CACHE_URL: `${nginx.url}/swapped#provenance`,
@@ -314,7 +314,7 @@ describe('provenance', function () {
       const other = otherMachine();
       try {
         const otherEnv = { PEERPKGS_HOME: other.home, PKG_TRUSTED_KEYS: env.PKG_TRUSTED_KEYS, PKG_CACHE_URL: `${nginx.url}/cache#provenance` };
-        const r = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], { ...otherEnv, PKG_FORCE_BINARY: 'yes' });
+        const r = run(other.dir, 'build-packages-ifchange', ['-v', './pkg/b'], { ...otherEnv, PKG_FORCE_BINARY: 'yes' });
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stderr, /b: from \S+, signed by ed25519:[0-9a-f]{16} \(team\), its provenance verified/);
         assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
