@@ -29,7 +29,7 @@ const EXPORT_OPTIONS = {
   ...Object.fromEntries(STRATEGIES.map((s) => [s, { type: 'boolean' }])),
 } as const;
 
-interface BuildFlags {
+export interface BuildFlags {
   jobs?: number;
   keepGoing: boolean;
   args: string[];
@@ -50,7 +50,7 @@ async function engineFor(flags: BuildFlags): Promise<Engine> {
   });
 }
 
-async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
+export async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
   onSignals(() => engine.interrupt());
   try {
@@ -109,7 +109,7 @@ export async function cacheAdd(argv: string[]): Promise<number> {
 }
 
 /** -o, the strategy flags (the last one named wins), and the build's flags. */
-function exportFlags<O extends Options>(argv: string[], more?: O) {
+export function exportFlags<O extends Options>(argv: string[], more?: O) {
   const { values, positionals } = parse(argv, { ...EXPORT_OPTIONS, ...more });
   const named = argv.filter((a) => STRATEGIES.some((s) => a === `--${s}`)).at(-1);
   const strategy = (named?.slice(2) ?? 'error') as Strategy;
@@ -128,7 +128,7 @@ async function withOutputs(flags: BuildFlags, dirs: string[], f: (packages: Outp
   });
 }
 
-function tellSettled(name: string, settled: Settled[]): void {
+export function tellSettled(name: string, settled: Settled[]): void {
   for (const c of settled) process.stderr.write(`${name}: ${c.path}: ${c.packages[0]} and ${c.packages[1]} differ; kept ${c.kept}\n`);
 }
 

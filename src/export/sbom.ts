@@ -21,7 +21,6 @@
  * the packages it describes.
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PackageGraph } from '../tree/pkghash.ts';
 import type { Meta } from '../tree/meta.ts';

@@ -35,4 +35,6 @@ export const homeLayout = {
   keys: (home: string): string => path.join(home, 'keys'),
   /** the public keys caches are trusted for, one a line: cache/keys.ts */
   trustedKeys: (home: string): string => path.join(home, 'trusted-keys'),
+  /** profiles: NAME, a symlink to the current generation NAME-G: store/profiles.ts */
+  profiles: (home: string): string => path.join(home, 'profiles'),
 };

@@ -1,0 +1,259 @@
+/**
+ * Profiles, as a user meets them: `peerpkgs install`, `remove`,
+ * `upgrade`, `list`, `generations`, `rollback`, `switch-generation`,
+ * `delete-generations` and `env`, on a small
+ * tree built on the busybox seed, with the generation's bin/profile-run
+ * under a real bwrap. Kills at random moments and concurrent installs are
+ * real processes.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { scratch, write, run, start, busyboxHttpd, userEnv, BIN, type Run } from './helpers.ts';
+import { makeSeedTarball, writeSeedPackage } from './seed.ts';
+
+/** A package installing bin/NAME, a script echoing `text`, with the run-deps named. */
+function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string>; meta?: string } = {}): Record<string, string> {
+  const files = { [`bin/${name}`]: `#!/bin/sh\necho ${opts.text ?? `hello from ${name}`}\n`, ...opts.files };
+  const lines = ['#!/bin/sh', 'set -e'];
+  for (const [p, text] of Object.entries(files)) {
+    lines.push(`mkdir -p "$DESTDIR/${path.dirname(p)}"`, `printf '%s' '${text}' >"$DESTDIR/${p}"`);
+    if (p.startsWith('bin/')) lines.push(`chmod 755 "$DESTDIR/${p}"`);
+  }
+  return {
+    [`!pkg/${name}/build`]: lines.join('\n') + '\n',
+    [`pkg/${name}/build-deps`]: '../seed\n',
+    [`pkg/${name}/run-deps`]: (opts.runDeps ?? []).map((d) => `../${d}\n`).join(''),
+    ...(opts.meta !== undefined ? { [`pkg/${name}/meta`]: opts.meta } : {}),
+  };
+}
+
+interface ListJson {
+  profile: string;
+  generation: number;
+  packages: Array<{ name: string; version?: string; pkghash: string; output: string; requested: boolean; size: number; origin: { kind: string; path: string } }>;
+}
+
+describe('store', function () {
+  this.timeout(300_000);
+  let work: string;
+  let cleanup: () => void;
+  let www: { url: string; stop(): Promise<void> };
+  let tree: string;
+  let home: string;
+
+  before(async () => {
+    ({ dir: work, cleanup } = scratch());
+    const wwwDir = path.join(work, 'www');
+    fs.mkdirSync(wwwDir);
+    const seedSha = await makeSeedTarball(wwwDir);
+    www = await busyboxHttpd(wwwDir);
+    tree = path.join(work, 'tree');
+    writeSeedPackage(tree, www.url, seedSha);
+    write(tree, pkg('a', { runDeps: ['seed'], meta: 'version: 1.0\nlicense: MIT\n' }));
+    write(tree, pkg('b', { runDeps: ['a'], meta: 'version: 2.1\n' }));
+    write(tree, pkg('c', { files: { 'bin/x': '#!/bin/sh\necho x from c\n' } }));
+    write(tree, pkg('d', { files: { 'bin/x': '#!/bin/sh\necho x from d\n' } }));
+    write(tree, pkg('e'));
+    write(tree, pkg('f'));
+    home = path.join(work, 'home');
+    const r = run(tree, 'build-packages-ifchange', ['-j2', './pkg/b', './pkg/c', './pkg/d', './pkg/e', './pkg/f'], { PEERPKGS_HOME: home });
+    assert.equal(r.status, 0, r.stderr);
+  });
+  after(async () => {
+    await www.stop();
+    cleanup();
+  });
+
+  const peerpkgs = (args: string[], h = home): Run => run(tree, 'peerpkgs', args, { PEERPKGS_HOME: h });
+  const ok = (args: string[], h = home): string => {
+    const r = peerpkgs(args, h);
+    assert.equal(r.status, 0, `peerpkgs ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const listed = (profile = 'default', h = home): ListJson => JSON.parse(ok(['list', '--json', '--profile', profile], h)) as ListJson;
+  const names = (profile = 'default', h = home) => listed(profile, h).packages.map((p) => p.name).sort();
+  const profileLink = (profile = 'default', h = home) => path.join(h, 'profiles', profile);
+
+  describe('profiles', () => {
+    let h: string;
+    beforeEach(() => {
+      h = path.join(work, `home-${Math.random().toString(16).slice(2)}`);
+      // the outputs are shared: a new home unpacks them again from the tree's archives
+    });
+
+    it('install makes generation 1 of the default profile, with the run closure, and profile-run runs from it', () => {
+      const out = ok(['install', './pkg/b'], h);
+      assert.match(out, /^profile default: generation 1: /);
+      assert.equal(fs.readlinkSync(profileLink('default', h)), 'default-1');
+      assert.deepEqual(names('default', h), ['a', 'b', 'seed']);
+      const b = listed('default', h).packages.find((p) => p.name === 'b')!;
+      assert.equal(b.version, '2.1');
+      assert.equal(b.requested, true);
+      assert.deepEqual(b.origin, { kind: 'tree', path: path.join(tree, 'pkg/b') });
+      assert.equal(listed('default', h).packages.find((p) => p.name === 'a')!.requested, false);
+      const r = spawnSync(path.join(profileLink('default', h), 'bin/profile-run'), ['b'], { encoding: 'utf8', env: userEnv() });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'hello from b\n');
+      // the text form: name, version, short pkghash, size, origin
+      const line = ok(['list'], h).split('\n').find((l) => l.startsWith('b\t'))!;
+      assert.match(line, new RegExp(`^b\\t2\\.1\\t${b.pkghash.slice(0, 12)}\\t\\d+ B\\t${path.join(tree, 'pkg/b')}$`));
+    });
+
+    it('remove, rollback and switch-generation move between whole generations; generations says what changed', () => {
+      ok(['install', './pkg/b'], h);
+      ok(['install', './pkg/e'], h);
+      assert.deepEqual(names('default', h), ['a', 'b', 'e', 'seed']);
+      ok(['remove', 'b'], h);
+      // a and the seed went with b, which alone needed them
+      assert.deepEqual(names('default', h), ['e']);
+      assert.ok(!fs.existsSync(path.join(profileLink('default', h), 'bin/b')));
+      const gens = ok(['generations'], h).trim().split('\n');
+      assert.equal(gens.length, 3);
+      assert.match(gens[0]!, /^1\t\d{4}-\d\d-\d\dT[^\t]+\t.*\+b 2\.1/);
+      assert.match(gens[1]!, /^2\t[^\t]+\t\+e [0-9a-f]{12}$/);
+      assert.match(gens[2]!, /^3\t[^\t]+\t-seed, -a, -b\t\(current\)$/);
+      assert.equal(ok(['rollback'], h), 'profile default: generation 3 -> 2\n');
+      assert.ok(fs.existsSync(path.join(profileLink('default', h), 'bin/b')));
+      ok(['switch-generation', '1'], h);
+      assert.deepEqual(names('default', h), ['a', 'b', 'seed']);
+      const none = peerpkgs(['rollback'], h);
+      assert.equal(none.status, 2);
+      assert.match(none.stderr, /^peerpkgs: profile default has no generation before 1 \(see peerpkgs rollback --help\)\n$/);
+      assert.equal(peerpkgs(['switch-generation', '9'], h).status, 2);
+      assert.equal(peerpkgs(['remove', 'nosuch'], h).status, 2);
+    });
+
+    it('installing what is installed makes no generation', () => {
+      ok(['install', './pkg/e'], h);
+      assert.match(ok(['install', './pkg/e'], h), /nothing changed \(generation 1\)/);
+      assert.deepEqual(fs.readdirSync(path.join(h, 'profiles')).filter((n) => !n.startsWith('.')).sort(), ['default', 'default-1']);
+    });
+
+    it('a conflict is refused, or settled by the strategy named, which the profile remembers for that path', () => {
+      ok(['install', './pkg/c'], h);
+      const refused = peerpkgs(['install', './pkg/d'], h);
+      assert.equal(refused.status, 1);
+      assert.match(refused.stderr, /c and d both provide bin\/x/);
+      assert.equal(fs.readlinkSync(profileLink('default', h)), 'default-1');
+      ok(['install', '--prefer-new', './pkg/d'], h);
+      const x = () => fs.readFileSync(path.join(profileLink('default', h), 'bin/x'), 'utf8');
+      assert.equal(x(), '#!/bin/sh\necho x from d\n');
+      // no strategy named: bin/x is settled as before
+      ok(['install', './pkg/e'], h);
+      assert.equal(x(), '#!/bin/sh\necho x from d\n');
+      const manifest = JSON.parse(fs.readFileSync(path.join(profileLink('default', h), '.peerpkgs-profile'), 'utf8')) as { overrides: Record<string, string> };
+      assert.deepEqual(manifest.overrides, { 'bin/x': 'prefer-new' });
+    });
+
+    it('upgrade builds from the tree again and makes a generation only when an output changed', () => {
+      const t2 = path.join(work, `tree-${Math.random().toString(16).slice(2)}`);
+      fs.cpSync(tree, t2, { recursive: true });
+      const at = (args: string[]) => run(t2, 'peerpkgs', args, { PEERPKGS_HOME: h });
+      assert.equal(at(['install', './pkg/b']).status, 0);
+      assert.match(at(['upgrade']).stdout, /nothing changed \(generation 1\)/);
+      write(t2, pkg('a', { runDeps: ['seed'], text: 'a again', meta: 'version: 1.1\nlicense: MIT\n' }));
+      const r = at(['upgrade']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^profile default: generation 2: a 1\.0 -> 1\.1\n$/);
+      assert.equal(fs.readFileSync(path.join(profileLink('default', h), 'bin/a'), 'utf8'), '#!/bin/sh\necho a again\n');
+    });
+
+    it('delete-generations deletes old generations, never the current one', () => {
+      ok(['install', './pkg/e'], h);
+      ok(['install', './pkg/f'], h);
+      ok(['install', './pkg/c'], h);
+      const refused = peerpkgs(['delete-generations', '3'], h);
+      assert.equal(refused.status, 2);
+      assert.match(refused.stderr, /generation 3 is the current one/);
+      assert.equal(ok(['delete-generations', '1'], h), 'profile default: deleted generation 1\n');
+      assert.equal(ok(['delete-generations', '--older-than', '0d'], h), 'profile default: deleted generation 2\n');
+      assert.deepEqual(ok(['generations'], h).split('\n').filter(Boolean).map((l) => l.split('\t')[0]), ['3']);
+      assert.equal(peerpkgs(['delete-generations', '--older-than', '3w'], h).status, 2);
+    });
+
+    it('profiles are separate; a bad profile name is a usage error', () => {
+      ok(['install', '--profile', 'work', './pkg/e'], h);
+      ok(['install', './pkg/f'], h);
+      assert.deepEqual(names('work', h), ['e']);
+      assert.deepEqual(names('default', h), ['f']);
+      const bad = peerpkgs(['list', '--profile', 'work-2'], h);
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /bad profile name "work-2"/);
+    });
+
+    it('env prints the lines that put the profile on PATH', () => {
+      ok(['install', './pkg/e'], h);
+      const lines = ok(['env'], h);
+      const r = spawnSync('sh', ['-c', `${lines}\ncommand -v e`], { encoding: 'utf8', env: { ...userEnv(), PATH: '/usr/bin:/bin' } });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `${profileLink('default', h)}/bin/e\n`);
+    });
+
+    it('each command has its --help', () => {
+      for (const c of ['install', 'remove', 'upgrade', 'list', 'generations', 'rollback', 'switch-generation', 'delete-generations', 'env']) {
+        const r = peerpkgs([c, '--help'], h);
+        assert.equal(r.status, 0, c);
+        assert.match(r.stdout, new RegExp(`^usage: peerpkgs ${c} `), c);
+      }
+    });
+
+    it('two installs into one profile at once are serialised, and both packages end up in it', async () => {
+      const env = { PEERPKGS_HOME: h };
+      // the outputs unpacked first, so that the two race for the profile, not the store
+      ok(['install', '--profile', 'warm', './pkg/e', './pkg/f'], h);
+      const [r1, r2] = await Promise.all([start(tree, 'peerpkgs', ['install', './pkg/e'], env), start(tree, 'peerpkgs', ['install', './pkg/f'], env)]);
+      assert.equal(r1.status, 0, r1.stderr);
+      assert.equal(r2.status, 0, r2.stderr);
+      assert.deepEqual(names('default', h), ['e', 'f']);
+      assert.equal(fs.readlinkSync(profileLink('default', h)), 'default-2');
+    });
+
+    it('a SIGKILL at any moment of install, remove or rollback leaves the old generation active or the new one, whole', async function () {
+      this.timeout(600_000);
+      ok(['install', './pkg/e'], h);
+      const link = profileLink('default', h);
+      /** The active generation's packages, checked whole: every package's bin/NAME there, as it built it. */
+      const active = (): string => {
+        const m = JSON.parse(fs.readFileSync(path.join(link, '.peerpkgs-profile'), 'utf8')) as { packages: Array<{ name: string; requested: boolean }> };
+        for (const p of m.packages) {
+          if (p.name === 'seed') continue;
+          assert.equal(fs.readFileSync(path.join(link, 'bin', p.name), 'utf8'), `#!/bin/sh\necho hello from ${p.name}\n`, p.name);
+        }
+        assert.ok(fs.statSync(path.join(link, 'bin/profile-run')).mode & 0o100);
+        return m.packages.filter((p) => p.requested).map((p) => p.name).sort().join(' ');
+      };
+      const steps: Array<[string[], string]> = [
+        [['install', './pkg/f'], 'e f'],
+        [['remove', 'f'], 'e'],
+        [['install', './pkg/b'], 'b e'],
+        [['rollback'], 'e'],
+      ];
+      let state = active();
+      let killed = 0;
+      for (let i = 0; i < 16; i++) {
+        const [args, after] = steps[i % steps.length]!;
+        const before = state;
+        const p = spawn(path.join(BIN, 'peerpkgs'), args, { cwd: tree, env: userEnv({ PEERPKGS_HOME: h }), stdio: 'ignore' });
+        const exited = new Promise<number | null>((res) => p.on('exit', (code) => res(code)));
+        await new Promise((res) => setTimeout(res, Math.random() * 1200));
+        p.kill('SIGKILL');
+        if ((await exited) === null) killed++;
+        state = active();
+        assert.ok(state === before || state === after, `after ${args.join(' ')}: ${state}, not ${before} or ${after}`);
+        if (state === before) {
+          // finish the step, so that the next starts where it expects
+          ok(args, h);
+          state = active();
+          assert.equal(state, after);
+        }
+      }
+      assert.ok(killed > 0, 'no command was killed before it finished');
+      // nothing half-made is left once the next writer has swept
+      ok(['install', './pkg/c'], h);
+      const left = fs.readdirSync(path.join(h, 'profiles')).filter((n) => n.includes('.tmp-'));
+      assert.deepEqual(left, []);
+    });
+  });
+});
