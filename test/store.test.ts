@@ -1,7 +1,7 @@
 /**
- * Profiles, as a user meets them: `peerpkgs install`, `remove`,
- * `upgrade`, `list`, `generations`, `rollback`, `switch-generation`,
- * `delete-generations` and `env`, on a small
+ * Profiles and garbage collection, as a user meets them: `peerpkgs
+ * install`, `remove`, `upgrade`, `list`, `generations`, `rollback`,
+ * `switch-generation`, `delete-generations`, `env` and `gc`, on a small
  * tree built on the busybox seed, with the generation's bin/profile-run
  * under a real bwrap. Kills at random moments and concurrent installs are
  * real processes.
@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { scratch, write, run, start, busyboxHttpd, userEnv, BIN, type Run } from './helpers.ts';
+import { scratch, write, run, start, busyboxHttpd, userEnv, deadOwnersTemporary, BIN, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 
 /** A package installing bin/NAME, a script echoing `text`, with the run-deps named. */
@@ -192,7 +192,7 @@ describe('store', function () {
     });
 
     it('each command has its --help', () => {
-      for (const c of ['install', 'remove', 'upgrade', 'list', 'generations', 'rollback', 'switch-generation', 'delete-generations', 'env']) {
+      for (const c of ['install', 'remove', 'upgrade', 'list', 'generations', 'rollback', 'switch-generation', 'delete-generations', 'env', 'gc']) {
         const r = peerpkgs([c, '--help'], h);
         assert.equal(r.status, 0, c);
         assert.match(r.stdout, new RegExp(`^usage: peerpkgs ${c} `), c);
@@ -254,6 +254,81 @@ describe('store', function () {
       ok(['install', './pkg/c'], h);
       const left = fs.readdirSync(path.join(h, 'profiles')).filter((n) => n.includes('.tmp-'));
       assert.deepEqual(left, []);
+    });
+  });
+
+  describe('gc', () => {
+    it('deletes what no generation, venv or registered tree holds, per kind; --dry-run only lists', () => {
+      const h = path.join(work, 'home-gc');
+      // g built here: its sandbox root and the seed's output are this home's
+      write(tree, pkg('g'));
+      ok(['build', './pkg/g'], h);
+      ok(['fetch', 'pkg/seed/fetch'], h);
+      ok(['install', './pkg/a'], h);
+      const venv = path.join(work, 'venv-gc');
+      assert.equal(run(tree, 'venv', ['-o', venv, './pkg/b'], { PEERPKGS_HOME: h }).status, 0);
+      // c unpacked, held by nothing: an export's
+      ok(['export', 'tarball', '-o', path.join(work, 'c.tar.gz'), './pkg/c'], h);
+      const junk = path.join(work, 'junk');
+      fs.writeFileSync(junk, 'no tree names me\n');
+      ok(['distfiles', 'add', junk], h);
+      const leftover = deadOwnersTemporary(path.join(h, 'outputs', 'unpack'));
+      fs.mkdirSync(leftover);
+      const outputs = () => fs.readdirSync(path.join(h, 'outputs')).filter((n) => /^[0-9a-f]{64}$/.test(n)).length;
+      const distfiles = () => fs.readdirSync(path.join(h, 'distfiles')).length;
+      assert.equal(outputs(), 4); // a and seed (the profile's), b (the venv's), c
+      assert.equal(distfiles(), 2); // the seed's and junk
+
+      const dry = ok(['gc', '--dry-run'], h);
+      assert.match(dry, /^would free outputs: 1 \(/m);
+      assert.match(dry, /^would free distfiles: 1 \(/m);
+      assert.match(dry, /^would free crash leftovers: 1 \(/m);
+      assert.match(dry, /^would free sandbox roots: 1 \(/m);
+      assert.ok(dry.includes(`would delete ${leftover}\n`));
+      assert.equal(outputs(), 4);
+      assert.ok(fs.existsSync(leftover));
+
+      const freed = ok(['gc'], h);
+      assert.match(freed, /^freed outputs: 1 \([\d.]+ [KMG]?i?B\)$/m);
+      assert.match(freed, /^freed distfiles: 1 /m);
+      assert.match(freed, /^freed crash leftovers: 1 /m);
+      assert.equal(outputs(), 3);
+      assert.equal(distfiles(), 1); // the seed, which the tree's fetch file names
+      assert.ok(!fs.existsSync(leftover));
+      assert.deepEqual(fs.readdirSync(path.join(h, 'roots')), []);
+      // the profile and the venv still run
+      const inProfile = spawnSync(path.join(profileLink('default', h), 'bin/profile-run'), ['a'], { encoding: 'utf8', env: userEnv() });
+      assert.equal(inProfile.stdout, 'hello from a\n', inProfile.stderr);
+      const inVenv = spawnSync(path.join(venv, 'bin/venv-run'), ['b'], { encoding: 'utf8', env: userEnv() });
+      assert.equal(inVenv.stdout, 'hello from b\n', inVenv.stderr);
+
+      // a deleted venv's registration is stale: its outputs go
+      fs.chmodSync(venv, 0o755);
+      fs.rmSync(venv, { recursive: true, force: true });
+      assert.match(ok(['gc'], h), /^freed outputs: 1 .*\n(.*\n)*freed registrations: 1 /m);
+      assert.equal(outputs(), 2);
+      assert.match(ok(['gc'], h), /^freed outputs: 0 \(0 B\)$/m);
+    });
+
+    it('waits for a running build, which gc never breaks', async () => {
+      const h = path.join(work, 'home-gc-build');
+      const t3 = path.join(work, 'tree-slow');
+      fs.cpSync(tree, t3, { recursive: true });
+      write(t3, {
+        '!pkg/slow/build': '#!/bin/sh\nset -e\nsleep 3\nmkdir -p "$DESTDIR/bin"\ncp /bin/busybox "$DESTDIR/bin/copied"\n',
+        'pkg/slow/build-deps': '../seed\n',
+      });
+      const building = start(t3, 'peerpkgs', ['build', './pkg/slow'], { PEERPKGS_HOME: h });
+      const users = path.join(h, 'gcroots/users');
+      // the build has said it uses the store and is past fetching the seed
+      for (let i = 0; i < 600 && !(fs.existsSync(path.join(h, 'roots')) && fs.readdirSync(users).length > 0); i++) await new Promise((r) => setTimeout(r, 50));
+      const gc = run(t3, 'peerpkgs', ['gc'], { PEERPKGS_HOME: h });
+      const b = await building;
+      assert.equal(b.status, 0, b.stderr);
+      assert.equal(gc.status, 0, gc.stderr);
+      assert.match(gc.stderr, /^gc: waiting for process \d+ \(a build or install\) to finish$/m);
+      // and once the build is done, what it used is garbage
+      assert.match(gc.stdout, /^freed sandbox roots: 1 /m);
     });
   });
 });

@@ -50,7 +50,24 @@ async function engineFor(flags: BuildFlags): Promise<Engine> {
   });
 }
 
+/**
+ * Runs `f` with an engine, as a user of the store (no gc meanwhile), the
+ * trees of the packages named registered for gc (their fetch files name
+ * the distfiles to keep).
+ */
 export async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
+  const home = peerpkgsHome();
+  const { usingStore, register } = await import('../store/roots.ts');
+  const { treeRoot } = await import('../tree/package.ts');
+  for (const a of flags.args) {
+    const tree = treeRoot(a);
+    if (tree !== null) register(home, 'trees', tree);
+  }
+  const onWait = (pid: number) => void process.stderr.write(`waiting for gc (process ${pid}) to finish\n`);
+  return usingStore(home, () => engineRun(flags, f), onWait);
+}
+
+async function engineRun(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
   onSignals(() => engine.interrupt());
   try {
@@ -140,6 +157,8 @@ export async function venvCmd(argv: string[]): Promise<number> {
     const out = flags.out ?? 'venv';
     const onWait = (pid: number) => void process.stderr.write(`venv: waiting for ${out}: process ${pid} is writing it\n`);
     const v = await makeVenv({ dir: out, packages, strategy: flags.strategy, onWait });
+    // a root of gc's while it lasts
+    (await import('../store/roots.ts')).register(peerpkgsHome(), 'venvs', v.dir);
     tellSettled('venv', v.settled);
     return EXIT.ok;
   });

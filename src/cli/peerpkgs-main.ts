@@ -216,6 +216,12 @@ const COMMANDS: Record<string, Command> = {
     env: ['PEERPKGS_HOME'],
     run: ofStore('env'),
   },
+  gc: {
+    usage: '[-n|--dry-run]',
+    help: 'Delete what no profile generation, live venv or registered tree holds: unpacked\noutputs, sandbox roots, unreferenced distfiles, crash leftovers; print what was\nfreed, per kind. Waits for running builds and installs first.\n\n  -n, --dry-run      list what would go, delete nothing\n',
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('gc'),
+  },
 };
 
 /** The p2pkgs-named links in bin/: each runs one command, and has its own usage. */

@@ -1,9 +1,10 @@
 /**
  * The commands of profiles and of garbage collection: install, remove,
  * upgrade, list, generations, rollback, switch-generation,
- * delete-generations and env. Each parses with frame.ts's parser; the
- * work is export/profile.ts's. Every command that
- * changes a profile does it as the profile's one writer.
+ * delete-generations, env and gc. Each parses with frame.ts's parser; the
+ * work is export/profile.ts's and store/gc.ts's. Every command that
+ * changes a profile does it as the profile's one writer, and the ones
+ * that build or make a generation as users of the store (no gc meanwhile).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,6 +12,8 @@ import { peerpkgsHome } from '../store/home.ts';
 import { EXIT, UsageError, parse, packageDirs } from './frame.ts';
 import { withEngine, exportFlags, tellSettled } from './build-commands.ts';
 import { Profile, withInstalled, withRemoved, changes, describeOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';
+import { usingStore, exclusively } from '../store/roots.ts';
+import { findGarbage, collect } from '../store/gc.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import type { Strategy } from '../archive/merge.ts';
 
@@ -92,7 +95,7 @@ export async function remove(argv: string[]): Promise<number> {
   const flags = exportFlags(argv, PROFILE);
   const p = profileOf(flags.values as { profile?: string });
   if (flags.args.length === 0) throw new UsageError('name at least one installed package (peerpkgs list)');
-  return change(p, 'remove', flags.strategy, (cur) => withRemoved(cur, flags.args, p.name));
+  return usingStore(p.home, () => change(p, 'remove', flags.strategy, (cur) => withRemoved(cur, flags.args, p.name)));
 }
 
 export async function upgrade(argv: string[]): Promise<number> {
@@ -227,4 +230,26 @@ export async function env(argv: string[]): Promise<number> {
   // the link, not the generation: a rollback changes what PATH finds
   say(`PEERPKGS_PROFILE=${quote(p.link)}\nexport PEERPKGS_PROFILE\nPATH="$PEERPKGS_PROFILE/bin:$PEERPKGS_PROFILE/usr/bin:$PATH"\nexport PATH\n`);
   return EXIT.ok;
+}
+
+export async function gc(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { 'dry-run': { type: 'boolean', short: 'n' } });
+  if (positionals.length) throw new UsageError(`gc takes no arguments, not ${positionals[0]}`);
+  const home = peerpkgsHome();
+  const dry = values['dry-run'] ?? false;
+  const onWait = (pid: number, what: 'gc' | 'user') => tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build or install'}) to finish\n`);
+  return exclusively(
+    home,
+    async () => {
+      const { keptByRoots } = await import('../export/gc-roots.ts');
+      const garbage = findGarbage(home, keptByRoots(home));
+      if (!dry) collect(garbage);
+      for (const g of garbage) {
+        if (dry) for (const [p] of g.items) say(`would delete ${p}\n`);
+        say(`${dry ? 'would free' : 'freed'} ${g.kind}: ${g.items.length} (${humanSize(g.bytes)})\n`);
+      }
+      return EXIT.ok;
+    },
+    onWait,
+  );
 }

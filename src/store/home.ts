@@ -37,4 +37,6 @@ export const homeLayout = {
   trustedKeys: (home: string): string => path.join(home, 'trusted-keys'),
   /** profiles: NAME, a symlink to the current generation NAME-G: store/profiles.ts */
   profiles: (home: string): string => path.join(home, 'profiles'),
+  /** gc roots and registrations: venvs and trees (a symlink each), the processes using the store: store/roots.ts */
+  gcroots: (home: string): string => path.join(home, 'gcroots'),
 };
