@@ -29,7 +29,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { homeLayout } from './home.ts';
 import { temporaryName, removeTemporaryFile, sweepNow } from '../archive/temporary.ts';
-import { isAlive, tryLockFile } from '../engine/locks.ts';
+import { isAlive, withLockFile } from '../engine/locks.ts';
 
 export type Registry = 'venvs' | 'trees';
 
@@ -130,28 +130,21 @@ async function liveUsers(home: string): Promise<number[]> {
  */
 export async function exclusively<T>(home: string, f: () => Promise<T> | T, onWait: (pid: number, what: 'gc' | 'user') => void = () => {}): Promise<T> {
   fs.mkdirSync(homeLayout.gcroots(home), { recursive: true });
-  const lock = lockFile(home);
   let told = false;
-  const release = () => fs.rmSync(lock, { force: true });
-  for (;;) {
-    const r = tryLockFile(lock);
-    if (r === true) {
-      const users = await liveUsers(home);
-      if (users.length === 0) {
-        process.once('exit', release);
-        try {
-          return await f();
-        } finally {
-          process.off('exit', release);
-          release();
-        }
-      }
-      release(); // so that the user's own children start and it can finish
-      if (!told) onWait(users[0]!, 'user');
-    } else if (!told && r > 0) {
-      onWait(r, 'gc');
-    }
+  const tellOnce = (pid: number, what: 'gc' | 'user') => {
+    if (!told) onWait(pid, what);
     told = true;
+  };
+  for (;;) {
+    const done = await withLockFile(lockFile(home), (pid) => tellOnce(pid, 'gc'), async () => {
+      const users = await liveUsers(home);
+      if (users.length > 0) {
+        tellOnce(users[0]!, 'user');
+        return null; // the lock goes, so that the user's own children start and it can finish
+      }
+      return { value: await f() };
+    });
+    if (done !== null) return done.value;
     await sleep(100);
   }
 }
