@@ -10,12 +10,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { peerpkgsHome } from '../store/home.ts';
 import { EXIT, UsageError, parse, packageDirs } from './frame.ts';
-import { withEngine, exportFlags, tellSettled } from './build-commands.ts';
+// build-commands.ts (the engine) is loaded by the commands that build or merge
 import { Profile, withInstalled, withRemoved, changes, describeOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';
 import { usingStore, exclusively } from '../store/roots.ts';
 import { findGarbage, collect } from '../store/gc.ts';
-import { PackageGraph } from '../tree/pkghash.ts';
 import type { Strategy } from '../archive/merge.ts';
+import type { BuildFlags } from './build-commands.ts';
+
+const building = () => import('./build-commands.ts');
 
 const PROFILE = { profile: { type: 'string' } } as const;
 
@@ -41,11 +43,13 @@ function profileOf(values: { profile?: string }): Profile {
 const waitingFor = (p: Profile) => (pid: number) => tell(`waiting for profile ${p.name}: process ${pid} is changing it\n`);
 
 /** Builds `dirs` and their closures; the profile packages they are, those named requested. */
-async function fromTree(flags: Parameters<typeof withEngine>[0], dirs: string[], then: (pkgs: ProfilePackage[]) => Promise<number> | number): Promise<number> {
+async function fromTree(flags: BuildFlags, dirs: string[], then: (pkgs: ProfilePackage[]) => Promise<number> | number): Promise<number> {
+  const { withEngine } = await building();
   return withEngine(flags, async (engine) => {
     const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
     if (rc !== 0) return rc;
     const { closureOrder, closureOutputs } = await import('../export/closure.ts');
+    const { PackageGraph } = await import('../tree/pkghash.ts');
     const graph = new PackageGraph();
     const outputs = await closureOutputs(dirs, peerpkgsHome(), graph);
     const asked = new Set(dirs.map((d) => graph.load(d).dir));
@@ -73,7 +77,7 @@ async function change(p: Profile, cmd: string, strategy: Strategy, next: (curren
     say(`profile ${p.name}: nothing changed (generation ${p.current() ?? 0})\n`);
     return EXIT.ok;
   }
-  tellSettled(cmd, r.settled);
+  (await building()).tellSettled(cmd, r.settled);
   const before = r.manifest.generation > 1 ? previousManifest(p, r.manifest.generation) : null;
   say(`profile ${p.name}: generation ${r.manifest.generation}: ${changes(before, r.manifest).join(', ') || 'the same packages'}\n`);
   return EXIT.ok;
@@ -85,21 +89,21 @@ function previousManifest(p: Profile, n: number): Manifest | null {
 }
 
 export async function install(argv: string[]): Promise<number> {
-  const flags = exportFlags(argv, PROFILE);
+  const flags = (await building()).exportFlags(argv, PROFILE);
   const p = profileOf(flags.values as { profile?: string });
   const dirs = packageDirs(flags.args);
   return fromTree(flags, dirs, (pkgs) => change(p, 'install', flags.strategy, (cur) => withInstalled(cur, pkgs)));
 }
 
 export async function remove(argv: string[]): Promise<number> {
-  const flags = exportFlags(argv, PROFILE);
+  const flags = (await building()).exportFlags(argv, PROFILE);
   const p = profileOf(flags.values as { profile?: string });
   if (flags.args.length === 0) throw new UsageError('name at least one installed package (peerpkgs list)');
   return usingStore(p.home, () => change(p, 'remove', flags.strategy, (cur) => withRemoved(cur, flags.args, p.name)));
 }
 
 export async function upgrade(argv: string[]): Promise<number> {
-  const flags = exportFlags(argv, PROFILE);
+  const flags = (await building()).exportFlags(argv, PROFILE);
   const p = profileOf(flags.values as { profile?: string });
   const installed = p.currentManifest().packages.filter((x) => x.requested);
   for (const n of flags.args) if (!installed.some((x) => x.name === n)) throw new UsageError(`${n} is not installed in profile ${p.name} (peerpkgs list --profile ${p.name})`);
@@ -124,7 +128,7 @@ export async function list(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`list takes no arguments, not ${positionals[0]}`);
   const p = profileOf(values);
   const m = p.currentManifest();
-  const rows = m.packages.map((x) => ({ ...x, size: treeBytes(p.outputs.path(x.output)) }));
+  const rows = m.packages.map((x) => ({ ...x, size: treeBytes(p.outputPath(x.output)) }));
   if (values.json) {
     say(JSON.stringify({ profile: p.name, generation: p.current(), packages: rows }, null, 2) + '\n');
     return EXIT.ok;

@@ -29,12 +29,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorClass, UsageError } from '../errors.ts';
 import { homeLayout } from '../store/home.ts';
-import { OutputStore } from '../store/outputs.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { removeTreeSync } from '../archive/files.ts';
 import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';
 import { isStrategy, type Output, type Settled, type Strategy } from '../archive/merge.ts';
-import { planMergedDir, writeMergedDir, type OwnFiles } from './venv.ts';
+// venv.ts (and through it the output store and the engine's state) is loaded by
+// commit() alone: a rollback, a list or a switch starts in the time Node does
+import type { OwnFiles } from './venv.ts';
 
 export const PROFILE_MANIFEST = '.peerpkgs-profile';
 const PROFILE_FILES: OwnFiles = { run: 'profile-run', record: PROFILE_MANIFEST, what: 'a profile generation' };
@@ -86,7 +87,7 @@ export function checkProfileName(name: string): string {
 export class Profile {
   readonly dir: string;
   readonly link: string;
-  readonly outputs: OutputStore;
+  readonly outputsDir: string;
 
   readonly home: string;
   readonly name: string;
@@ -96,7 +97,7 @@ export class Profile {
     this.name = checkProfileName(name);
     this.dir = homeLayout.profiles(home);
     this.link = path.join(this.dir, name);
-    this.outputs = new OutputStore(home);
+    this.outputsDir = homeLayout.outputs(home);
   }
 
   /** Every complete generation, oldest first. */
@@ -112,6 +113,11 @@ export class Profile {
       .filter((n) => n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length)))
       .map((n) => ({ number: Number(n.slice(prefix.length)), dir: path.join(this.dir, n) }))
       .sort((a, b) => a.number - b.number);
+  }
+
+  /** The unpacked output of sha256 `output`, in the output store. */
+  outputPath(output: string): string {
+    return path.join(this.outputsDir, output);
   }
 
   /** The current generation's number, or null before the first install. */
@@ -173,12 +179,13 @@ export class Profile {
    * returns its manifest and the conflicts settled; null when it would
    * hold what the current one does. Call it inside locked().
    */
-  commit(next: (current: ProfilePackage[]) => ProfilePackage[], strategy: Strategy): { manifest: Manifest; settled: Settled[] } | null {
+  async commit(next: (current: ProfilePackage[]) => ProfilePackage[], strategy: Strategy): Promise<{ manifest: Manifest; settled: Settled[] } | null> {
+    const { planMergedDir, writeMergedDir } = await import('./venv.ts');
     const before = this.currentManifest();
     const ordered = mergeOrder(next(before.packages));
     if (sameContent(before.packages, ordered)) return null;
     const outputs: Output[] = ordered.map((p) => {
-      const dir = this.outputs.path(p.output);
+      const dir = this.outputPath(p.output);
       if (!fs.existsSync(dir)) throw new ProfileError(`${p.name}: its output ${p.output} is not in the output store (${dir}); install it again from ${describeOrigin(p.origin)}`);
       return { name: p.name, dir, sha256: p.output, pkghash: p.pkghash };
     });
