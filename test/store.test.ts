@@ -11,23 +11,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { scratch, write, run, start, busyboxHttpd, userEnv, deadOwnersTemporary, BIN, type Run } from './helpers.ts';
-import { makeSeedTarball, writeSeedPackage } from './seed.ts';
+import { makeSeedTarball, writeSeedPackage, binPackage } from './seed.ts';
 
-/** A package installing bin/NAME, a script echoing `text`, with the run-deps named. */
-function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string>; meta?: string } = {}): Record<string, string> {
-  const files = { [`bin/${name}`]: `#!/bin/sh\necho ${opts.text ?? `hello from ${name}`}\n`, ...opts.files };
-  const lines = ['#!/bin/sh', 'set -e'];
-  for (const [p, text] of Object.entries(files)) {
-    lines.push(`mkdir -p "$DESTDIR/${path.dirname(p)}"`, `printf '%s' '${text}' >"$DESTDIR/${p}"`);
-    if (p.startsWith('bin/')) lines.push(`chmod 755 "$DESTDIR/${p}"`);
-  }
-  return {
-    [`!pkg/${name}/build`]: lines.join('\n') + '\n',
-    [`pkg/${name}/build-deps`]: '../seed\n',
-    [`pkg/${name}/run-deps`]: (opts.runDeps ?? []).map((d) => `../${d}\n`).join(''),
-    ...(opts.meta !== undefined ? { [`pkg/${name}/meta`]: opts.meta } : {}),
-  };
-}
+const pkg = binPackage;
 
 interface ListJson {
   profile: string;
