@@ -196,7 +196,7 @@ describe('store', function () {
       assert.equal(fs.readlinkSync(profileLink('default', h)), 'default-2');
     });
 
-    it('a SIGKILL at any moment of install, remove or rollback leaves the old generation active or the new one, whole', async function () {
+    it('a SIGKILL at any moment of install, remove, gc or rollback leaves the old generation active or the new one, whole', async function () {
       this.timeout(600_000);
       ok(['install', './pkg/e'], h);
       const link = profileLink('default', h);
@@ -213,12 +213,14 @@ describe('store', function () {
       const steps: Array<[string[], string]> = [
         [['install', './pkg/f'], 'e f'],
         [['remove', 'f'], 'e'],
+        // the outputs f alone held go: a kill half-way must not take e's
+        [['gc'], 'e'],
         [['install', './pkg/b'], 'b e'],
         [['rollback'], 'e'],
       ];
       let state = active();
       let killed = 0;
-      for (let i = 0; i < 16; i++) {
+      for (let i = 0; i < 20; i++) {
         const [args, after] = steps[i % steps.length]!;
         const before = state;
         const p = spawn(path.join(BIN, 'peerpkgs'), args, { cwd: tree, env: userEnv({ PEERPKGS_HOME: h }), stdio: 'ignore' });
@@ -236,10 +238,14 @@ describe('store', function () {
         }
       }
       assert.ok(killed > 0, 'no command was killed before it finished');
-      // nothing half-made is left once the next writer has swept
+      // nothing half-made is left once the next writer has swept, and the output store is whole
       ok(['install', './pkg/c'], h);
       const left = fs.readdirSync(path.join(h, 'profiles')).filter((n) => n.includes('.tmp-'));
       assert.deepEqual(left, []);
+      ok(['gc'], h);
+      assert.deepEqual(fs.readdirSync(path.join(h, 'outputs')).filter((n) => n.includes('.tmp-')), []);
+      const verified = peerpkgs(['verify'], h);
+      assert.equal(verified.status, 0, verified.stdout + verified.stderr);
     });
   });
 
