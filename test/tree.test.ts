@@ -224,6 +224,14 @@ describe('package tree', function () {
       throwsTree(() => loadPackage(pkg('e', { meta: 'homepage: www.lua.org\n' })), /\/pkg\/e\/meta:1: homepage "www.lua.org" is not an http\(s\) url$/);
     });
 
+    it('is given for every package of the real tree, with its license and a description', () => {
+      const real = path.resolve(import.meta.dirname, '../pkg');
+      for (const name of fs.readdirSync(real).filter((n) => fs.statSync(path.join(real, n)).isDirectory())) {
+        const meta = loadPackage(path.join(real, name)).meta;
+        assert.ok(meta.license && meta.description, `pkg/${name}/meta: ${JSON.stringify(meta)}`);
+      }
+    });
+
     it('is no input of the pkghash', () => {
       const a = pkg('lua');
       const before = new PackageGraph().pkghash(a);
