@@ -247,7 +247,7 @@ export async function gc(argv: string[]): Promise<number> {
     async () => {
       const { keptByRoots } = await import('../export/gc-roots.ts');
       const garbage = findGarbage(home, keptByRoots(home));
-      if (!dry) collect(garbage);
+      collect(garbage, dry);
       for (const g of garbage) {
         if (dry) for (const [p] of g.items) say(`would delete ${p}\n`);
         say(`${dry ? 'would free' : 'freed'} ${g.kind}: ${g.items.length} (${humanSize(g.bytes)})\n`);

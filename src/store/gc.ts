@@ -27,7 +27,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { homeLayout } from './home.ts';
-import { removeTreeSync } from '../archive/files.ts';
 import { deadTemporaries, temporaryName, forget } from '../archive/temporary.ts';
 
 export interface Kept {
@@ -107,42 +106,52 @@ const KINDS: Kind[] = [
   { kind: 'registrations', find: (_home, kept) => kept.stale.map((p) => [p]) },
 ];
 
-/** What would go, by kind (kinds with nothing to go included). */
+/** What would go, by kind (kinds with nothing to go included); `bytes` is counted by collect(). */
 export function findGarbage(home: string, kept: Kept): Garbage[] {
-  return KINDS.map(({ kind, find }) => {
-    const items = find(home, kept);
-    return { kind, items, bytes: items.flat().reduce((n, p) => n + diskBytes(p), 0) };
-  });
+  return KINDS.map(({ kind, find }) => ({ kind, items: find(home, kept), bytes: 0 }));
 }
 
-/** Removes what findGarbage found. */
-export function collect(garbage: Garbage[]): void {
+/**
+ * Counts the bytes of what findGarbage found into each kind's `bytes`
+ * and, unless `dryRun`, removes it: in one walk of each tree, which
+ * measures it and makes its directories writable (the store's are not),
+ * then one recursive removal; a tree is renamed away first.
+ */
+export function collect(garbage: Garbage[], dryRun = false): void {
   for (const g of garbage) {
     for (const p of g.items.flat()) {
       const st = fs.lstatSync(p, { throwIfNoEntry: false });
       if (st === undefined) continue;
       if (!st.isDirectory()) {
-        fs.rmSync(p, { force: true });
+        g.bytes += st.blocks * 512;
+        if (!dryRun) fs.rmSync(p, { force: true });
+        continue;
+      }
+      if (dryRun) {
+        g.bytes += walk(p, st, false);
         continue;
       }
       const doomed = p.includes('.tmp-') ? p : temporaryName(p, { sweep: false });
       if (doomed !== p) fs.renameSync(p, doomed);
-      removeTreeSync(doomed);
+      g.bytes += walk(doomed, st, true);
+      fs.rmSync(doomed, { recursive: true, force: true });
       forget(doomed);
     }
   }
 }
 
-/** Bytes a file or tree holds on disk, each inode once. */
-function diskBytes(p: string, seen = new Set<string>()): number {
-  const st = fs.lstatSync(p, { throwIfNoEntry: false });
-  if (st === undefined) return 0;
-  let n = 0;
-  const key = `${st.dev}:${st.ino}`;
-  if (!seen.has(key)) {
-    seen.add(key);
-    n += st.blocks * 512;
+/** Bytes the tree `dir` holds on disk, each inode once; `unlock` makes each directory writable on the way. */
+function walk(dir: string, st: fs.Stats, unlock: boolean, seen = new Set<string>()): number {
+  let n = st.blocks * 512;
+  if (unlock && (st.mode & 0o700) !== 0o700) fs.chmodSync(dir, 0o700);
+  for (const name of fs.readdirSync(dir)) {
+    const p = path.join(dir, name);
+    const c = fs.lstatSync(p);
+    if (c.isDirectory()) n += walk(p, c, unlock, seen);
+    else if (c.nlink === 1 || !seen.has(`${c.ino}`)) {
+      if (c.nlink > 1) seen.add(`${c.ino}`);
+      n += c.blocks * 512;
+    }
   }
-  if (st.isDirectory()) for (const c of fs.readdirSync(p)) n += diskBytes(path.join(p, c), seen);
   return n;
 }
