@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv, writePkgTree, timedCommand, median, REPO } from './trees.ts';
+import { benchEnv, builtPkgTree, timedCommand, median, REPO } from './trees.ts';
 
 const N = Number(process.argv[2] ?? 20);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-store-'));
@@ -36,12 +36,8 @@ function medianOf(n: number, f: (i: number) => number): number {
   return median(Array.from({ length: n }, (_, i) => f(i)));
 }
 
-writePkgTree(tree, N);
-const target = `./pkg/p${N}`;
-timed('build-packages-ifchange', ['./pkg/seed']);
-timed('build-packages-ifchange', ['-j2', target]);
 const venvDir = path.join(dir, 'venv');
-timed('venv', ['-o', venvDir, target]); // unpacks the outputs once, as the builds of dependents already would have
+const target = builtPkgTree(tree, env, N, venvDir);
 
 const node = path.join(REPO, 'node_modules/node/bin/node');
 const letters = (i: number) => String.fromCharCode(97 + i);

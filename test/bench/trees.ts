@@ -48,3 +48,17 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }
+
+/**
+ * writePkgTree's tree of `n` packages at `tree`, built, and a venv of
+ * ./pkg/pN made once at `venvDir`, which unpacks the outputs as the builds
+ * of dependents already would have. Returns ./pkg/pN.
+ */
+export function builtPkgTree(tree: string, env: NodeJS.ProcessEnv, n: number, venvDir: string): string {
+  writePkgTree(tree, n);
+  const target = `./pkg/p${n}`;
+  timedCommand(tree, env, 'build-packages-ifchange', ['./pkg/seed']);
+  timedCommand(tree, env, 'build-packages-ifchange', ['-j2', target]);
+  timedCommand(tree, env, 'venv', ['-o', venvDir, target]);
+  return target;
+}

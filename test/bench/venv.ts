@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv, writePkgTree, timedCommand, median, REPO } from './trees.ts';
+import { benchEnv, builtPkgTree, timedCommand, median, REPO } from './trees.ts';
 import { readManifest } from '../../src/archive/manifest.ts';
 import { closureOutputs } from '../../src/export/closure.ts';
 import { planMerge } from '../../src/archive/merge.ts';
@@ -47,12 +47,8 @@ async function medianOf(n: number, f: () => Promise<number> | number): Promise<n
   return median(xs);
 }
 
-writePkgTree(tree, N);
-const target = `./pkg/p${N}`;
-timed('build-packages-ifchange', ['./pkg/seed']);
-timed('build-packages-ifchange', ['-j2', target]);
 const venvDir = path.join(dir, 'venv');
-timed('venv', ['-o', venvDir, target]); // unpacks the outputs once, as the builds of dependents already would have
+const target = builtPkgTree(tree, env, N, venvDir);
 
 const node = path.join(repo, 'node_modules/node/bin/node');
 const venv = await medianOf(7, () => timed('venv', ['-o', venvDir, target]));
