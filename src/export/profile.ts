@@ -32,9 +32,10 @@ import { homeLayout } from '../store/home.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { removeTreeSync } from '../archive/files.ts';
 import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';
-import { isStrategy, type Output, type Settled, type Strategy } from '../archive/merge.ts';
-// venv.ts (and through it the output store and the engine's state) is loaded by
-// commit() alone: a rollback, a list or a switch starts in the time Node does
+import type { Output, Settled, Strategy } from '../archive/merge.ts';
+// venv.ts and merge.ts (and through them the output store and the engine's
+// state) are loaded by commit() alone: a rollback, a list or a switch
+// starts in the time Node does
 import type { OwnFiles } from './venv.ts';
 
 export const PROFILE_MANIFEST = '.peerpkgs-profile';
@@ -181,6 +182,7 @@ export class Profile {
    */
   async commit(next: (current: ProfilePackage[]) => ProfilePackage[], strategy: Strategy): Promise<{ manifest: Manifest; settled: Settled[] } | null> {
     const { planMergedDir, writeMergedDir } = await import('./venv.ts');
+    const { isStrategy } = await import('../archive/merge.ts');
     const before = this.currentManifest();
     const ordered = mergeOrder(next(before.packages));
     if (sameContent(before.packages, ordered)) return null;

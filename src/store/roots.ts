@@ -24,12 +24,13 @@
  * waits, so that a user's own children may still start), so gc never
  * removes what a running build, venv or install uses.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { homeLayout } from './home.ts';
 import { temporaryName, removeTemporaryFile, sweepNow } from '../archive/temporary.ts';
 import { isAlive, withLockFile } from '../engine/locks.ts';
+// node:crypto, loaded when a registration is made: a rollback has no use for it
+import { crypto } from '../engine/lazy.ts';
 
 export type Registry = 'venvs' | 'trees';
 
@@ -41,7 +42,7 @@ export function register(home: string, registry: Registry, target: string): void
   const abs = path.resolve(target);
   const dir = path.join(homeLayout.gcroots(home), registry);
   fs.mkdirSync(dir, { recursive: true });
-  const link = path.join(dir, crypto.createHash('sha256').update(abs).digest('hex').slice(0, 32));
+  const link = path.join(dir, crypto().createHash('sha256').update(abs).digest('hex').slice(0, 32));
   if (readLink(link) === abs) return;
   const tmp = temporaryName(link);
   try {
