@@ -60,7 +60,7 @@ const subcommand = (load: () => Promise<(args: string[]) => Promise<number>>) =>
 // each command's module is loaded when it runs: --help and the tree
 // commands do not pay for the engine, nor a build for the archive layer
 type BuildModule = typeof import('./build-commands.ts');
-// its commands, not the helpers other command modules share
+// its commands, not the functions other command modules share
 type BuildCommands = { [K in keyof BuildModule as BuildModule[K] extends (argv: string[]) => Promise<number> ? K : never]: BuildModule[K] };
 type TreeCommands = typeof import('./tree-commands.ts');
 const building = (name: keyof BuildCommands) => async (args: string[]) => (await import('./build-commands.ts'))[name](args);
