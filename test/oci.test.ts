@@ -9,22 +9,9 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { scratch, write, read, run, busyboxHttpd, type Run } from './helpers.ts';
-import { makeSeedTarball, writeSeedPackage } from './seed.ts';
+import { makeSeedTarball, writeSeedPackage, binPackage } from './seed.ts';
 
-/** A package installing bin/NAME (a script echoing `text`) and whatever else `files` holds (path → content). */
-function pkg(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string> } = {}): Record<string, string> {
-  const files = { [`bin/${name}`]: `#!/bin/sh\necho ${opts.text ?? `hello from ${name}`}\n`, ...opts.files };
-  const lines = ['#!/bin/sh', 'set -e'];
-  for (const [p, text] of Object.entries(files)) {
-    lines.push(`mkdir -p "$DESTDIR/${path.dirname(p)}"`, `printf '%s' '${text}' >"$DESTDIR/${p}"`);
-    if (p.startsWith('bin/')) lines.push(`chmod 755 "$DESTDIR/${p}"`);
-  }
-  return {
-    [`!pkg/${name}/build`]: lines.join('\n') + '\n',
-    [`pkg/${name}/build-deps`]: '../seed\n',
-    [`pkg/${name}/run-deps`]: (opts.runDeps ?? []).map((d) => `../${d}\n`).join(''),
-  };
-}
+const pkg = binPackage;
 
 /** A program of the distribution, e.g. skopeo. */
 function tool(cmd: string, args: string[], cwd: string): Run {

@@ -85,3 +85,23 @@ export function seededTrees(): SeededTree {
   afterEach(() => cleanup());
   return t;
 }
+
+/**
+ * A package installing bin/NAME (a script echoing `text`) and whatever else
+ * `files` holds (path → content), run-depending on `runDeps`, with `meta`
+ * as its pkg/NAME/meta when given.
+ */
+export function binPackage(name: string, opts: { text?: string; runDeps?: string[]; files?: Record<string, string>; meta?: string } = {}): Record<string, string> {
+  const files = { [`bin/${name}`]: `#!/bin/sh\necho ${opts.text ?? `hello from ${name}`}\n`, ...opts.files };
+  const lines = ['#!/bin/sh', 'set -e'];
+  for (const [p, text] of Object.entries(files)) {
+    lines.push(`mkdir -p "$DESTDIR/${path.dirname(p)}"`, `printf '%s' '${text}' >"$DESTDIR/${p}"`);
+    if (p.startsWith('bin/')) lines.push(`chmod 755 "$DESTDIR/${p}"`);
+  }
+  return {
+    [`!pkg/${name}/build`]: lines.join('\n') + '\n',
+    [`pkg/${name}/build-deps`]: '../seed\n',
+    [`pkg/${name}/run-deps`]: (opts.runDeps ?? []).map((d) => `../${d}\n`).join(''),
+    ...(opts.meta !== undefined ? { [`pkg/${name}/meta`]: opts.meta } : {}),
+  };
+}

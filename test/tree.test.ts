@@ -209,6 +209,37 @@ describe('package tree', function () {
     });
   });
 
+  describe('meta', () => {
+    it('reads version, license, homepage and description', () => {
+      const a = pkg('lua', { meta: 'version: 5.4.4\nlicense: MIT\nhomepage: https://www.lua.org/\ndescription: a small scripting language\n' });
+      assert.deepEqual(loadPackage(a).meta, { version: '5.4.4', license: 'MIT', homepage: 'https://www.lua.org/', description: 'a small scripting language' });
+      assert.deepEqual(loadPackage(pkg('bare')).meta, {});
+    });
+
+    it('refuses an unknown field, a license that is no SPDX expression and a second record, naming the line', () => {
+      throwsTree(() => loadPackage(pkg('a', { meta: 'version: 1\nlicence: MIT\n' })), /\/pkg\/a\/meta:2: unknown field 'licence'; a meta record has version, license, homepage, description$/);
+      throwsTree(() => loadPackage(pkg('b', { meta: 'license: GPL v2\n' })), /\/pkg\/b\/meta:1: license "GPL v2" is not an SPDX license expression/);
+      throwsTree(() => loadPackage(pkg('c', { meta: 'version: 1\n\nversion: 2\n' })), /\/pkg\/c\/meta:3: a meta file holds one record$/);
+      throwsTree(() => loadPackage(pkg('d', { meta: 'version: 1\nversion: 2\n' })), /\/pkg\/d\/meta:2: 'version' is given twice$/);
+      throwsTree(() => loadPackage(pkg('e', { meta: 'homepage: www.lua.org\n' })), /\/pkg\/e\/meta:1: homepage "www.lua.org" is not an http\(s\) url$/);
+    });
+
+    it('is given for every package of the real tree, with its license and a description', () => {
+      const real = path.resolve(import.meta.dirname, '../pkg');
+      for (const name of fs.readdirSync(real).filter((n) => fs.statSync(path.join(real, n)).isDirectory())) {
+        const meta = loadPackage(path.join(real, name)).meta;
+        assert.ok(meta.license && meta.description, `pkg/${name}/meta: ${JSON.stringify(meta)}`);
+      }
+    });
+
+    it('is no input of the pkghash', () => {
+      const a = pkg('lua');
+      const before = new PackageGraph().pkghash(a);
+      write(a, { meta: 'version: 5.4.4\nlicense: MIT\n' });
+      assert.equal(new PackageGraph().pkghash(a), before);
+    });
+  });
+
   describe('pkghash', () => {
     /** A small tree: app builds with seed, runs with lib, which runs with libc. */
     function tree(root = dir): string {

@@ -114,8 +114,12 @@ export function isStrategy(s: string): s is Strategy {
   return (STRATEGIES as readonly string[]).includes(s);
 }
 
-/** Plans the merge of `outputs` (each after its run-deps) into one tree. */
-export function planMerge(outputs: Output[], strategy: Strategy = 'error'): MergePlan {
+/**
+ * Plans the merge of `outputs` (each after its run-deps) into one tree;
+ * `overrides` settles the paths it names its own way (a profile remembers
+ * how each conflict was settled), `strategy` the others.
+ */
+export function planMerge(outputs: Output[], strategy: Strategy = 'error', overrides?: ReadonlyMap<string, Strategy>): MergePlan {
   const root: DirNode = { type: 'directory', pkg: -1, src: '', mode: 0o755, providers: [], children: new Map() };
   const plan: MergePlan = { outputs, root, settled: [], entries: 0 };
   const names = outputs.map((o) => o.name);
@@ -136,7 +140,7 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error'): Merg
       return;
     }
     const pair: [string, string] = [names[there.pkg]!, names[pkg]!];
-    switch (strategy) {
+    switch (overrides?.get(p) ?? strategy) {
       case 'error':
         throw new MergeConflictError(p, pair[0], pair[1], why);
       case 'prefer-existing':

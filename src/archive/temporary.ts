@@ -174,9 +174,11 @@ export function sweep(dir: string): Promise<void> {
 
 /** Remove, in `dir`, the temporaries for which `which` holds and whose owner is dead. */
 export async function sweepNow(dir: string, which: (name: string) => boolean = () => true): Promise<void> {
-  const names = await fs.promises.readdir(dir);
-  for (const name of names) {
-    if (!isTemporary(name) || ownerAlive(name) || !which(name)) continue;
-    await removeTree(path.join(dir, name)).catch(() => {});
-  }
+  for (const p of deadTemporaries(dir, which)) await removeTree(p).catch(() => {});
+}
+
+/** The temporaries in `dir` for which `which` holds and whose owner is dead (what a sweep removes), by path. */
+export function deadTemporaries(dir: string, which: (name: string) => boolean = () => true): string[] {
+  return fs
+    .readdirSync(dir).filter((name) => isTemporary(name) && !ownerAlive(name) && which(name)).map((name) => path.join(dir, name));
 }

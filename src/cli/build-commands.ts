@@ -59,7 +59,24 @@ function buildPackages(engine: Engine, dirs: string[], again = false): Promise<n
   return engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), again);
 }
 
+/**
+ * Runs `f` with an engine, as a user of the store (no gc meanwhile), the
+ * trees of the packages named registered for gc (their fetch files name
+ * the distfiles to keep).
+ */
 export async function withEngine(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
+  const home = peerpkgsHome();
+  const { usingStore, register } = await import('../store/roots.ts');
+  const { treeRoot } = await import('../tree/package.ts');
+  for (const a of flags.args) {
+    const tree = treeRoot(a);
+    if (tree !== null) register(home, 'trees', tree);
+  }
+  const onWait = (pid: number) => void process.stderr.write(`waiting for gc (process ${pid}) to finish\n`);
+  return usingStore(home, () => engineRun(flags, f), onWait);
+}
+
+async function engineRun(flags: BuildFlags, f: (e: Engine) => Promise<number>): Promise<number> {
   const engine = await engineFor(flags);
   // what was done so far is said, and a status line on the terminal goes
   const signals = onSignals(() => engine.interrupt().finally(() => engine.log.summary(engine.failures)));
@@ -119,7 +136,7 @@ export async function cacheAdd(argv: string[]): Promise<number> {
 }
 
 /** -o, the strategy flags (the last one named wins), and the build's flags. */
-function exportFlags<O extends Options>(argv: string[], more?: O) {
+export function exportFlags<O extends Options>(argv: string[], more?: O) {
   const { values, positionals } = parse(argv, { ...EXPORT_OPTIONS, ...more });
   const named = argv.filter((a) => STRATEGIES.some((s) => a === `--${s}`)).at(-1);
   const strategy = (named?.slice(2) ?? 'error') as Strategy;
@@ -138,7 +155,7 @@ async function withOutputs(flags: BuildFlags, dirs: string[], f: (packages: Outp
   });
 }
 
-function tellSettled(name: string, settled: Settled[]): void {
+export function tellSettled(name: string, settled: Settled[]): void {
   for (const c of settled) process.stderr.write(`${name}: ${c.path}: ${c.packages[0]} and ${c.packages[1]} differ; kept ${c.kept}\n`);
 }
 
@@ -150,6 +167,8 @@ export async function venvCmd(argv: string[]): Promise<number> {
     const out = flags.out ?? 'venv';
     const onWait = (pid: number) => void process.stderr.write(`venv: waiting for ${out}: process ${pid} is writing it\n`);
     const v = await makeVenv({ dir: out, packages, strategy: flags.strategy, onWait });
+    // a root of gc's while it lasts
+    (await import('../store/roots.ts')).register(peerpkgsHome(), 'venvs', v.dir);
     tellSettled('venv', v.settled);
     return EXIT.ok;
   });

@@ -45,10 +45,15 @@ const subcommand = (load: () => Promise<(args: string[]) => Promise<number>>) =>
 
 // each command's module is loaded when it runs: --help and the tree
 // commands do not pay for the engine, nor a build for the archive layer
-type BuildCommands = typeof import('./build-commands.ts');
+type BuildModule = typeof import('./build-commands.ts');
+// its commands, not the functions other command modules share
+type BuildCommands = { [K in keyof BuildModule as BuildModule[K] extends (argv: string[]) => Promise<number> ? K : never]: BuildModule[K] };
 type TreeCommands = typeof import('./tree-commands.ts');
 const building = (name: Exclude<keyof BuildCommands, 'withEngine'>) => async (args: string[]) => (await import('./build-commands.ts'))[name](args);
 const ofTree = (name: keyof TreeCommands) => async (args: string[]) => (await import('./tree-commands.ts'))[name](args);
+type StoreCommands = typeof import('./store-commands.ts');
+const ofStore = (name: keyof StoreCommands) => async (args: string[]) => (await import('./store-commands.ts'))[name](args);
+const PROFILE_HELP = '  --profile NAME     the profile (default: default), $PEERPKGS_HOME/profiles/NAME\n';
 
 const COMMANDS: Record<string, Command> = {
   build: {
@@ -218,6 +223,66 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     usage: 'import|pin|pin-all [--db FILE] ...',
     help: '',
     run: async (args, prog) => (await import('./mirror-commands.ts')).mirrorsCommand(prog, args[0], args.slice(1)),
+  },
+  install: {
+    usage: '[--profile NAME] [-j N] [STRATEGY] PKGDIR...',
+    help: `Build, then make the profile's next generation with the packages and their run\nclosures added, and make it current. A strategy that settles a conflict is\nremembered for that path by the profile's later generations.\n\n${PROFILE_HELP}${JOBS_HELP}\n${STRATEGY_HELP}`,
+    env: BUILD_ENV,
+    run: ofStore('install'),
+  },
+  remove: {
+    usage: '[--profile NAME] [STRATEGY] NAME...',
+    help: `Make the profile's next generation without the installed packages NAME (and the\nrun-deps nothing else needs).\n\n${PROFILE_HELP}`,
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('remove'),
+  },
+  upgrade: {
+    usage: '[--profile NAME] [-j N] [STRATEGY] [NAME...]',
+    help: `Build each installed package (or those named) again from the tree it came from;\na new generation only if an output changed.\n\n${PROFILE_HELP}${JOBS_HELP}`,
+    env: BUILD_ENV,
+    run: ofStore('upgrade'),
+  },
+  list: {
+    usage: '[--profile NAME] [--json]',
+    help: `The packages of the profile's current generation: name, version, pkghash, size,\nwhere it came from.\n\n${PROFILE_HELP}  --json             as a JSON object\n`,
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('list'),
+  },
+  generations: {
+    usage: '[--profile NAME]',
+    help: `Each generation of the profile: its number, date and what changed from the one\nbefore.\n\n${PROFILE_HELP}`,
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('generations'),
+  },
+  rollback: {
+    usage: '[--profile NAME]',
+    help: `Make the generation before the current one current.\n\n${PROFILE_HELP}`,
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('rollback'),
+  },
+  'switch-generation': {
+    usage: '[--profile NAME] N',
+    help: `Make generation N current.\n\n${PROFILE_HELP}`,
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('switchGeneration'),
+  },
+  'delete-generations': {
+    usage: '[--profile NAME] (--older-than Nd | N...)',
+    help: `Delete the generations older than N days, or those named; never the current one.\nTheir outputs go at the next gc.\n\n${PROFILE_HELP}`,
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('deleteGenerations'),
+  },
+  env: {
+    usage: '[--profile NAME]',
+    help: `Print the shell lines that put the profile on PATH: eval "$(peerpkgs env)" in\n~/.profile.\n\n${PROFILE_HELP}`,
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('env'),
+  },
+  gc: {
+    usage: '[-n|--dry-run]',
+    help: 'Delete what no profile generation, live venv or registered tree holds: unpacked\noutputs, sandbox roots, unreferenced distfiles, crash leftovers; print what was\nfreed, per kind. Waits for running builds and installs first.\n\n  -n, --dry-run      list what would go, delete nothing\n',
+    env: ['PEERPKGS_HOME'],
+    run: ofStore('gc'),
   },
 };
 

@@ -21,10 +21,9 @@
  * the packages it describes.
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PackageGraph } from '../tree/pkghash.ts';
-import { parseRec } from '../tree/rec.ts';
+import type { Meta } from '../tree/meta.ts';
 import { recordedSha256 } from '../store/outputs.ts';
 import { SettingsError } from '../settings.ts';
 import type { FetchEntry } from '../tree/package.ts';
@@ -34,14 +33,6 @@ export const FORMATS = ['spdx', 'cyclonedx'] as const;
 export type SbomFormat = (typeof FORMATS)[number];
 const TOOL = 'peerpkgs';
 const TOOL_VERSION = PEERPKGS_VERSION;
-
-/** What pkg/NAME/meta says; every field optional. */
-export interface Meta {
-  version?: string;
-  license?: string;
-  homepage?: string;
-  description?: string;
-}
 
 interface Entry {
   dir: string;
@@ -53,38 +44,6 @@ interface Entry {
   sources: FetchEntry[];
   runDeps: string[];
   buildDeps: string[];
-}
-
-/** pkg/NAME/meta's first record: `version:`, `license:`, `homepage:`, `description:` (field names in any case). */
-export function readMeta(dir: string): Meta {
-  const file = path.join(dir, 'meta');
-  if (!fs.existsSync(file)) return {};
-  const meta: Meta = {};
-  const rec = parseRec(fs.readFileSync(file, 'utf8'), file)[0];
-  for (const f of rec?.fields ?? []) {
-    const k = f.name.toLowerCase();
-    if (k === 'version' || k === 'license' || k === 'homepage' || k === 'description') meta[k] ??= f.value;
-  }
-  return meta;
-}
-
-/**
- * Whether `s` has the form of an SPDX license expression: ids (or
- * LicenseRef-s) joined by AND, OR and WITH, in parentheses or not. The ids
- * are not looked up: a new one is no error. Where meta's license is not
- * one (`GPL v2`), SPDX gets NOASSERTION and the text in a comment.
- */
-export function isLicenseExpression(s: string): boolean {
-  let wantId = true;
-  let depth = 0;
-  for (const t of s.replace(/[()]/g, ' $& ').trim().split(/\s+/)) {
-    if (t === '(' && wantId) depth++;
-    else if (t === ')' && !wantId && depth > 0) depth--;
-    else if (wantId && /^(DocumentRef-[A-Za-z0-9.-]+:)?[A-Za-z0-9.-]+\+?$/.test(t)) wantId = false;
-    else if (!wantId && (t === 'AND' || t === 'OR' || t === 'WITH')) wantId = true;
-    else return false;
-  }
-  return !wantId && depth === 0;
 }
 
 /** Every package `dirs` need to be built and run, each after its dependencies, each once. */
@@ -121,7 +80,7 @@ export function sbom(dirs: string[], format: SbomFormat, env: NodeJS.ProcessEnv 
       name: pkg.name,
       pkghash: graph.pkghash(dir),
       output: recordedSha256(path.join(dir, '.pkg.tar.gz')),
-      meta: readMeta(dir),
+      meta: pkg.meta,
       sources: pkg.fetch,
       runDeps: pkg.runDeps,
       buildDeps: pkg.buildDeps,
@@ -153,8 +112,8 @@ function spdx(entries: Entry[], roots: string[], id: string, created: string): o
       ...(e.output !== null ? { checksums: [{ algorithm: 'SHA256', checksumValue: e.output }] } : {}),
       homepage: e.meta.homepage ?? 'NOASSERTION',
       licenseConcluded: 'NOASSERTION',
-      licenseDeclared: e.meta.license !== undefined && isLicenseExpression(e.meta.license) ? e.meta.license : 'NOASSERTION',
-      ...(e.meta.license !== undefined && !isLicenseExpression(e.meta.license) ? { licenseComments: `pkg/${e.name}/meta says: ${e.meta.license}` } : {}),
+      // meta's license is an SPDX expression: the tree refuses any other
+      licenseDeclared: e.meta.license ?? 'NOASSERTION',
       copyrightText: 'NOASSERTION',
       ...(e.meta.description !== undefined ? { description: e.meta.description } : {}),
       externalRefs: [{ referenceCategory: 'OTHER', referenceType: 'peerpkgs-pkghash', referenceLocator: e.pkghash }],
@@ -212,7 +171,7 @@ function cyclonedx(entries: Entry[], id: string, timestamp: string | null): obje
     ...(e.meta.description !== undefined ? { description: e.meta.description } : {}),
     ...(e.output !== null ? { hashes: [{ alg: 'SHA-256', content: e.output }] } : {}),
     ...(e.meta.license !== undefined
-      ? { licenses: isLicenseExpression(e.meta.license) ? [{ expression: e.meta.license }] : [{ license: { name: e.meta.license } }] }
+      ? { licenses: [{ expression: e.meta.license }] }
       : {}),
     externalReferences: [
       ...(e.meta.homepage !== undefined ? [{ type: 'website', url: e.meta.homepage }] : []),

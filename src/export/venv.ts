@@ -27,7 +27,7 @@ import type { ManifestEntry } from '../archive/manifest.ts';
 import { storedManifest } from '../store/outputs.ts';
 import { Hasher, problem, walk, type Damage } from '../store/verify.ts';
 import { withLockFile } from '../engine/locks.ts';
-import { planMerge, writeMerged, replaceDir, lookup, MergeError, type Output, type Settled, type Strategy } from '../archive/merge.ts';
+import { planMerge, writeMerged, replaceDir, lookup, MergeError, type MergePlan, type Output, type Settled, type Strategy, type Written } from '../archive/merge.ts';
 import { removeTreeSync } from '../archive/files.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
@@ -220,19 +220,60 @@ export interface VenvResult {
   ms: number;
 }
 
+/** What a merged directory of ours holds besides its packages: its run script and its record, each under bin/ and at the top. */
+export interface OwnFiles {
+  /** e.g. 'venv-run', made bin/NAME */
+  run: string;
+  /** e.g. VENV_RECORD */
+  record: string;
+  /** 'a venv', 'a profile generation': who refuses a package that provides them */
+  what: string;
+}
+
+/** The script that runs a command in a merged directory, as bin/NAME (VENV_RUN under another name). */
+export function runScript(name: string): string {
+  return name === 'venv-run' ? VENV_RUN : VENV_RUN.replaceAll('venv-run', name);
+}
+
+/**
+ * The merge of `packages`, refused when a package takes what the
+ * directory keeps for its own (bin as no directory, its run script, its
+ * record). `overrides` names a strategy for single paths (a profile's).
+ */
+export function planMergedDir(packages: Output[], strategy: Strategy, own: OwnFiles, overrides?: ReadonlyMap<string, Strategy>): MergePlan {
+  const plan = planMerge(packages, strategy, overrides);
+  const bin = lookup(plan, 'bin');
+  if (bin !== undefined && bin.type !== 'directory') {
+    throw new MergeError(`${packages[bin.pkg]!.name} provides bin as a ${bin.type}; ${own.what} needs a bin directory for bin/${own.run}`);
+  }
+  for (const reserved of [`bin/${own.run}`, own.record]) {
+    const n = lookup(plan, reserved);
+    if (n !== undefined) throw new MergeError(`${packages[n.pkg]!.name} provides ${reserved}, which ${own.what} keeps for its own`);
+  }
+  return plan;
+}
+
+/** Writes the plan into the empty directory `tmp`, with bin/RUN and the record: every directory and file without write bits. */
+export function writeMergedDir(plan: MergePlan, tmp: string, own: OwnFiles, record: string): Written {
+  const written = writeMerged(plan, tmp, { readOnly: true });
+  const binDir = path.join(tmp, 'bin');
+  if (lookup(plan, 'bin') === undefined) fs.mkdirSync(binDir, 0o555);
+  const binMode = fs.statSync(binDir).mode & 0o7777;
+  fs.chmodSync(binDir, binMode | 0o200);
+  fs.writeFileSync(path.join(binDir, own.run), runScript(own.run), { mode: 0o555 });
+  fs.chmodSync(binDir, binMode);
+  fs.writeFileSync(path.join(tmp, own.record), record, { mode: 0o444 });
+  fs.chmodSync(tmp, 0o555);
+  return written;
+}
+
+const VENV_FILES: OwnFiles = { run: 'venv-run', record: VENV_RECORD, what: 'a venv' };
+
 /** Makes (or replaces) the venv `dir` from `packages`. */
 export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
   const t0 = performance.now();
   const dir = target(opts.dir);
-  const plan = planMerge(opts.packages, opts.strategy ?? 'error');
-  const bin = lookup(plan, 'bin');
-  if (bin !== undefined && bin.type !== 'directory') {
-    throw new MergeError(`${opts.packages[bin.pkg]!.name} provides bin as a ${bin.type}; a venv needs a bin directory for bin/venv-run`);
-  }
-  for (const reserved of ['bin/venv-run', VENV_RECORD]) {
-    const n = lookup(plan, reserved);
-    if (n !== undefined) throw new MergeError(`${opts.packages[n.pkg]!.name} provides ${reserved}, which a venv keeps for its own`);
-  }
+  const plan = planMergedDir(opts.packages, opts.strategy ?? 'error', VENV_FILES);
 
   const parent = path.dirname(dir);
   fs.mkdirSync(parent, { recursive: true });
@@ -241,16 +282,8 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
     const tmp = temporaryName(dir);
     fs.mkdirSync(tmp);
     try {
-      const written = writeMerged(plan, tmp, { readOnly: true });
-      const binDir = path.join(tmp, 'bin');
-      if (bin === undefined) fs.mkdirSync(binDir, 0o555);
-      const binMode = fs.statSync(binDir).mode & 0o7777;
-      fs.chmodSync(binDir, binMode | 0o200);
-      fs.writeFileSync(path.join(binDir, 'venv-run'), VENV_RUN, { mode: 0o555 });
-      fs.chmodSync(binDir, binMode);
       const record = opts.packages.map((p) => `${p.name} ${p.sha256}\n`).join('');
-      fs.writeFileSync(path.join(tmp, VENV_RECORD), `${RECORD_HEADER}\n${record}`, { mode: 0o444 });
-      fs.chmodSync(tmp, 0o555);
+      const written = writeMergedDir(plan, tmp, VENV_FILES, `${RECORD_HEADER}\n${record}`);
       const replaced = replaceDir(tmp, dir);
       return { dir, entries: plan.entries, ...written, settled: plan.settled, replaced, ms: performance.now() - t0 };
     } catch (e) {
@@ -260,6 +293,19 @@ export async function makeVenv(opts: VenvOptions): Promise<VenvResult> {
       forget(tmp); // renamed into place, or removed
     }
   });
+}
+
+/** The sha256s of the outputs a venv's record lists; null when `dir` is no venv (any more). */
+export function venvOutputs(dir: string): string[] | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(dir, VENV_RECORD), 'utf8');
+  } catch {
+    return null;
+  }
+  const [header, ...lines] = text.split('\n').filter(Boolean);
+  if (header !== RECORD_HEADER) return null;
+  return lines.map((l) => l.split(' ')[1] ?? '').filter((sha) => /^[0-9a-f]{64}$/.test(sha));
 }
 
 /** The directory to make: through a symlink to an older venv, the venv itself. */

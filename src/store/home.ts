@@ -39,4 +39,8 @@ export const homeLayout = {
   trustedKeys: (home: string): string => path.join(home, 'trusted-keys'),
   /** the pkghash texts of what was built, by pkghash, for `peerpkgs why`: store/pkghash-texts.ts */
   pkghashTexts: (home: string): string => path.join(home, 'pkghash-texts'),
+  /** profiles: NAME, a symlink to the current generation NAME-G: export/profile.ts */
+  profiles: (home: string): string => path.join(home, 'profiles'),
+  /** gc roots and registrations: venvs and trees (a symlink each), the processes using the store: store/roots.ts */
+  gcroots: (home: string): string => path.join(home, 'gcroots'),
 };

@@ -6,6 +6,7 @@
  *   run-deps     relative paths of runtime dependencies, one a line
  *   fetch        rec records: url (one or more mirrors), sha256, size, file
  *   files/       files copied into the build directory
+ *   meta         what the package is (meta.ts): checked here, not hashed
  *   *.do         overrides of the built-in rules; a package may be made by
  *                its .pkg.tar.gz.do alone and have no build script
  *
@@ -17,6 +18,7 @@ import * as path from 'node:path';
 import { TreeError, at, display } from './errors.ts';
 import { parseRec, type RecRecord } from './rec.ts';
 import { isSeedDir, SEED_DO } from './seed-dir.ts';
+import { readMeta, type Meta } from './meta.ts';
 
 // Loaded on first hash, as engine/lazy.ts does for the engine: a no-op build
 // loads packages but must not pay for node:crypto. Kept here so that the
@@ -59,6 +61,8 @@ export interface Package {
   depRefs: DepRef[]; // build-deps then run-deps
   fetch: FetchEntry[];
   files: FileEntry[]; // under files/, sorted by path
+  /** pkg/NAME/meta; no input of the pkghash */
+  meta: Meta;
 }
 
 const OVERRIDE = SEED_DO;
@@ -90,6 +94,7 @@ export function loadPackage(dir: string): Package {
     depRefs: [...buildRefs, ...runRefs],
     fetch: readFetch(path.join(real, 'fetch')),
     files: readFiles(path.join(real, 'files')),
+    meta: readMeta(real),
   };
   checkWorkNames(pkg);
   return pkg;

@@ -16,11 +16,10 @@
  * Target (issue "Venvs"): ≤ 0.1 s; p2pkgs takes 1.45 s on this machine
  * class (not runnable here: printed for reference).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv, writePkgTree, REPO } from './trees.ts';
+import { benchEnv, builtPkgTree, timedCommand, median, REPO } from './trees.ts';
 import { readManifest } from '../../src/archive/manifest.ts';
 import { closureOutputs } from '../../src/export/closure.ts';
 import { planMerge } from '../../src/archive/merge.ts';
@@ -34,23 +33,12 @@ const home = path.join(dir, 'home');
 const env = benchEnv(home);
 
 
-function timed(cmd: string, args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { cwd: tree, env, encoding: 'utf8' });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return s;
-}
+const timed = (cmd: string, args: string[]): number => timedCommand(tree, env, cmd, args);
 
 async function timedIn<T>(f: () => Promise<T> | T): Promise<number> {
   const t0 = performance.now();
   await f();
   return (performance.now() - t0) / 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 async function medianOf(n: number, f: () => Promise<number> | number): Promise<number> {
@@ -59,12 +47,8 @@ async function medianOf(n: number, f: () => Promise<number> | number): Promise<n
   return median(xs);
 }
 
-writePkgTree(tree, N);
-const target = `./pkg/p${N}`;
-timed('build-packages-ifchange', ['./pkg/seed']);
-timed('build-packages-ifchange', ['-j2', target]);
 const venvDir = path.join(dir, 'venv');
-timed('venv', ['-o', venvDir, target]); // unpacks the outputs once, as the builds of dependents already would have
+const target = builtPkgTree(tree, env, N, venvDir);
 
 const node = path.join(repo, 'node_modules/node/bin/node');
 const venv = await medianOf(7, () => timed('venv', ['-o', venvDir, target]));
