@@ -24,6 +24,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXIT, PeerpkgsError } from '../errors.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
+import { withLockFile } from '../engine/locks.ts';
 import { homeLayout } from '../store/home.ts';
 import { META_FIELDS, type Meta } from '../tree/meta.ts';
 import { CacheError, readAll, type Cache } from './backends.ts';
@@ -235,14 +236,14 @@ function cacheKey(cache: Cache): string {
   return cache.url.replace(/#.*$/, '');
 }
 
-/** The file remembering the last generation seen from `cache`. */
+/** The file remembering the last generation seen from `cache` (and beside it, its lock). */
 function seenFile(home: string, cache: Cache): string {
   return path.join(homeLayout.catalogs(home), createHash('sha256').update(cacheKey(cache)).digest('hex').slice(0, 32));
 }
 
-function lastSeen(home: string, cache: Cache): number {
+function lastSeen(file: string): number {
   try {
-    const v = JSON.parse(fs.readFileSync(seenFile(home, cache), 'utf8')) as { generation?: unknown };
+    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { generation?: unknown };
     return typeof v.generation === 'number' ? v.generation : 0;
   } catch {
     return 0;
@@ -254,7 +255,7 @@ function lastSeen(home: string, cache: Cache): number {
  * policy wants, not expired, and no older than the last one seen from it,
  * which it then becomes. Throws a CatalogError (exit status 10) saying why not.
  */
-export function accept(c: Catalog, cache: Cache, trusted: TrustedKeys, home: string, now = Date.now()): void {
+export async function accept(c: Catalog, cache: Cache, trusted: TrustedKeys, home: string, now = Date.now()): Promise<void> {
   const refuse = (why: string): never => {
     throw new CatalogError(`refusing the catalog of ${cache.url}: ${why}`, EXIT.untrusted);
   };
@@ -265,18 +266,20 @@ export function accept(c: Catalog, cache: Cache, trusted: TrustedKeys, home: str
     throw e;
   }
   if (Date.parse(c.expires) <= now) refuse(`it expired at ${c.expires}; its publisher renews it by adding to the cache again (add-to-package-cache)`);
-  const seen = lastSeen(home, cache);
-  if (c.generation < seen) {
-    refuse(`its generation ${c.generation} is lower than ${seen}, the last seen from it: an old catalog replayed, or a mirror frozen in the past; if the cache was made anew on purpose, remove ${seenFile(home, cache)}`);
-  }
-  if (c.generation > seen) {
-    fs.mkdirSync(homeLayout.catalogs(home), { recursive: true });
-    const file = seenFile(home, cache);
+  const file = seenFile(home, cache);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  // one reader at a time compares and writes: two at once must not leave the older generation as the last seen
+  await withLockFile(`${file}.lock`, () => {}, () => {
+    const seen = lastSeen(file);
+    if (c.generation < seen) {
+      refuse(`its generation ${c.generation} is lower than ${seen}, the last seen from it: an old catalog replayed, or a mirror frozen in the past; if the cache was made anew on purpose, remove ${file}`);
+    }
+    if (c.generation === seen) return;
     withTemporaryFile(file, (tmp) => {
       fs.writeFileSync(tmp, JSON.stringify({ cache: cacheKey(cache), generation: c.generation }) + '\n', { flag: 'wx' });
       fs.renameSync(tmp, file);
     });
-  }
+  });
 }
 
 /** The catalog of `cache`, accepted; null when it has none. Throws CacheError (asking failed) or CatalogError. */
@@ -297,7 +300,7 @@ export async function fetchCatalog(cache: Cache, trusted: TrustedKeys, home: str
     if (e instanceof CatalogError) throw new CatalogError(`${cache.url}: ${e.message}`);
     throw e;
   }
-  accept(c, cache, trusted, home);
+  await accept(c, cache, trusted, home);
   return c;
 }
 
