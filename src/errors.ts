@@ -21,8 +21,8 @@ export const EXIT = {
   ipfsNotFound: 7, // the path is not in a directory that was reached
   ipfsUnreachable: 8, // no connected peer had the blocks or the record in time
   damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says; verify-provenance: not of this archive
-  untrusted: 10, // verify-provenance: a signature that does not verify, or none by a trusted key
-  notFound: 11, // peerpkgs log: no build of the package is logged
+  untrusted: 10, // verify-provenance: a signature that does not verify, or none by a trusted key; a catalog refused
+  notFound: 11, // peerpkgs log: no build of the package is logged; info/install NAME: no catalog has it
 } as const;
 
 /**

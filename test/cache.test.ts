@@ -733,8 +733,9 @@ describe('binary package caches', function () {
       const dir = path.join(work, 'cache');
       const r = await addToCache({ dir, packages: [hello, { ...other, closure: [hello.pkghash] }], signKey: alice });
       // no provenance: these archives have no record of a build here (test/provenance.test.ts has those)
-      assert.deepEqual(r, { added: [hello.pkghash, other.pkghash], skipped: [], provenance: new Map([[hello.pkghash, null], [other.pkghash, null]]) });
-      assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`, `${other.pkghash}.info`, `${other.pkghash}.tar.gz`].sort());
+      assert.deepEqual({ ...r, catalog: undefined }, { added: [hello.pkghash, other.pkghash], skipped: [], provenance: new Map([[hello.pkghash, null], [other.pkghash, null]]), catalog: undefined });
+      assert.deepEqual(r.catalog.entries.map((e) => e.name), ['hello', 'other']);
+      assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`, `${other.pkghash}.info`, `${other.pkghash}.tar.gz`, 'catalog'].sort());
       const archive = fs.readFileSync(path.join(dir, `${other.pkghash}.tar.gz`));
       assert.ok(archive.equals(fs.readFileSync(other.archive)));
       const info = parseInfo(fs.readFileSync(path.join(dir, `${other.pkghash}.info`)));
@@ -751,7 +752,7 @@ describe('binary package caches', function () {
       const info = path.join(dir, `${hello.pkghash}.info`);
       const before = fs.statSync(info);
       const r = await addToCache({ dir, packages: [hello, other], signKey: mallory });
-      assert.deepEqual(r, { added: [other.pkghash], skipped: [hello.pkghash], provenance: new Map([[other.pkghash, null]]) });
+      assert.deepEqual({ ...r, catalog: undefined }, { added: [other.pkghash], skipped: [hello.pkghash], provenance: new Map([[other.pkghash, null]]), catalog: undefined });
       assert.equal(fs.statSync(info).ino, before.ino);
       assert.equal(parseInfo(fs.readFileSync(info)).keyId, alice.id);
     });
@@ -825,7 +826,7 @@ describe('binary package caches', function () {
       });
       assert.equal(addedBy.size, 2 + more.length, runs.map((r) => r.stdout).join('---\n'));
       for (const [h, id] of addedBy) assert.equal(parseInfo(fs.readFileSync(path.join(dir, `${h}.info`))).keyId, id, `${h}: the key the run that added it reported`);
-      assert.deepEqual(listAll(dir).filter((f) => !/^[0-9a-f]{64}\.(info|tar\.gz)$/.test(f)), [], 'nothing else: no lock, no temporaries');
+      assert.deepEqual(listAll(dir).filter((f) => !/^[0-9a-f]{64}\.(info|tar\.gz)$/.test(f)), ['catalog'], 'nothing else: no lock, no temporaries');
     });
 
     it('add-to-package-cache waits while another process holds the cache directory\'s lock, and then reports what that one wrote', async () => {
@@ -853,7 +854,7 @@ describe('binary package caches', function () {
       fs.symlinkSync(dead, path.join(dir, '.lock'));
       const r = await addToCache({ dir, packages: [hello], signKey: alice, onWait: () => assert.fail('waited for a dead process') });
       assert.deepEqual(r.added, [hello.pkghash]);
-      assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`]);
+      assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`, 'catalog'].sort());
     });
 
     it('add-to-package-cache publishes packages with their run closures, signed, and names a package not built with the command that builds it', async () => {
@@ -865,7 +866,7 @@ describe('binary package caches', function () {
       assert.equal(await addToPackageCache(['-o', dir, '--sign-key', 'alice', path.join(tree, 'pkg/app')], io), 0, err.join(''));
       const app = g.pkghash(path.join(tree, 'pkg/app'));
       const lib = g.pkghash(path.join(tree, 'pkg/lib'));
-      assert.deepEqual(listAll(dir), [`${app}.info`, `${app}.tar.gz`, `${lib}.info`, `${lib}.tar.gz`].sort());
+      assert.deepEqual(listAll(dir), [`${app}.info`, `${app}.tar.gz`, `${lib}.info`, `${lib}.tar.gz`, 'catalog'].sort());
       assert.deepEqual(parseInfo(fs.readFileSync(path.join(dir, `${app}.info`))).closure, [lib]);
       assert.match(out.join(''), /2 added, signed by ed25519:[0-9a-f]{16} \(alice\); 0 already in /);
 

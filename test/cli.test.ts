@@ -24,7 +24,7 @@ const SUB_SUBCOMMANDS = [
   ['ipfs', 'daemon'], ['ipfs', 'publish'], ['ipfs', 'resolve'], ['seed', 'reproduce'], ['distfiles', 'add'],
 ] as const;
 
-const SUBCOMMANDS = ['build', 'fetch', 'new', 'graph', 'info', 'check', 'distfiles', 'verify', 'venv', 'export', 'sbom', 'cache', 'key', 'ipfs', 'seed', 'mirrors', 'config'];
+const SUBCOMMANDS = ['build', 'fetch', 'new', 'graph', 'info', 'search', 'check', 'distfiles', 'verify', 'venv', 'export', 'sbom', 'cache', 'key', 'ipfs', 'seed', 'mirrors', 'config'];
 
 /** A command line each command refuses as a usage error. */
 const MISUSE: Record<string, string[]> = {

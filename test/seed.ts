@@ -44,6 +44,17 @@ export function simplePackage(name: string, text: string, extra: Record<string, 
   };
 }
 
+/** A tree in `work`/tree with pkg/seed, fetching the seed from busybox httpd serving `work`/www; stop the server after. */
+export async function seededTree(work: string): Promise<{ tree: string; www: { url: string; stop(): Promise<void> } }> {
+  const wwwDir = path.join(work, 'www');
+  fs.mkdirSync(wwwDir);
+  const seedSha = await makeSeedTarball(wwwDir);
+  const www = await busyboxHttpd(wwwDir);
+  const tree = path.join(work, 'tree');
+  writeSeedPackage(tree, www.url, seedSha);
+  return { tree, www };
+}
+
 /** What seededTrees() gives a test: its tree, and what the file shares. */
 export interface SeededTree {
   /** this test's tree, with pkg/seed */

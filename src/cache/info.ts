@@ -99,28 +99,37 @@ export function serializeInfo(fields: InfoFields, key?: SigningKey): string {
   return `${signed}signature: ${signature}\n`;
 }
 
-/** Reads an .info, refusing anything but the canonical text of valid fields. */
-export function parseInfo(data: Buffer | string): Info {
-  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-  if (bytes.length > MAX_INFO_BYTES) throw new InfoError(`invalid .info: more than ${MAX_INFO_BYTES} bytes`);
+/**
+ * The parts of a signed text (an .info, a catalog): the bytes signed and
+ * the signature after them, and the signed lines as fields in order. `what`
+ * names the text in messages ("an .info" is said "invalid .info").
+ */
+export function signedParts(bytes: Buffer, what: string, max: number): { signedText: string; sigText: string; fields: Array<[string, string]> } {
+  if (bytes.length > max) throw new InfoError(`invalid ${what}: more than ${max} bytes`);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw new InfoError('invalid .info: not UTF-8');
+    throw new InfoError(`invalid ${what}: not UTF-8`);
   }
   const at = text.lastIndexOf('signature: ', text.length - 1);
-  if (!text.endsWith('\n') || at < 0 || (at > 0 && text[at - 1] !== '\n')) throw new InfoError('invalid .info: no signature line at the end');
+  if (!text.endsWith('\n') || at < 0 || (at > 0 && text[at - 1] !== '\n')) throw new InfoError(`invalid ${what}: no signature line at the end`);
   const signedText = text.slice(0, at);
-  const sigText = text.slice(at + 'signature: '.length, -1);
-  const fields = new Map<string, string>();
-  const order: string[] = [];
+  const fields: Array<[string, string]> = [];
   for (const line of signedText.split('\n').slice(0, -1)) {
     const m = /^([a-z0-9-]+):(?: (.*))?$/.exec(line);
-    if (!m) throw new InfoError(`invalid .info: line ${JSON.stringify(line)} is not "field: value"`);
-    order.push(m[1]!);
-    fields.set(m[1]!, m[2] ?? '');
+    if (!m) throw new InfoError(`invalid ${what}: line ${JSON.stringify(line.slice(0, 100))} is not "field: value"`);
+    fields.push([m[1]!, m[2] ?? '']);
   }
+  return { signedText, sigText: text.slice(at + 'signature: '.length, -1), fields };
+}
+
+/** Reads an .info, refusing anything but the canonical text of valid fields. */
+export function parseInfo(data: Buffer | string): Info {
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  const { signedText, sigText, fields: pairs } = signedParts(bytes, '.info', MAX_INFO_BYTES);
+  const fields = new Map(pairs);
+  const order = pairs.map(([f]) => f);
   const format = fields.get('peerpkgs-info');
   if (order[0] !== 'peerpkgs-info' || format === undefined) throw new InfoError('invalid .info: it does not start with "peerpkgs-info:"');
   if (!FORMATS.includes(format)) {
@@ -167,10 +176,10 @@ export function parseInfo(data: Buffer | string): Info {
  * only when `requireSignature` is false. Returns the trusted signer, if any;
  * throws an InfoError saying who signed it and whom we trust.
  */
-export function checkTrust(info: Info, trusted: TrustedKeys, requireSignature: boolean): TrustedKey | null {
+export function checkTrust(info: Pick<Info, 'keyId' | 'signature' | 'signed'>, trusted: TrustedKeys, requireSignature: boolean, what = 'the .info'): TrustedKey | null {
   const signed = info.signature ? trustedSignature(trusted, info.keyId, info.signed, info.signature) : null;
   if (signed) {
-    if (!signed.verifies) throw new InfoError(`the signature by ${describeKey(signed.key)} does not verify: the .info was altered or damaged`);
+    if (!signed.verifies) throw new InfoError(`the signature by ${describeKey(signed.key)} does not verify: ${what} was altered or damaged`);
     return signed.key;
   }
   if (!requireSignature) return null;

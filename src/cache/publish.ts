@@ -16,7 +16,8 @@
  * have already fetched. One writer at a time: the cache directory's
  * `.lock` (engine/locks.ts) is held from the look at what is there to the
  * last rename, so two runs never both add an entry, each believing its own
- * .info is the one in place.
+ * .info is the one in place. The cache's catalog (catalog.ts) is written
+ * last, under the same lock.
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -34,6 +35,8 @@ import { errorClass } from '../errors.ts';
 import { display } from '../tree/errors.ts';
 import type { PackageGraph } from '../tree/pkghash.ts';
 import { uncompressedSha256 } from '../store/identity.ts';
+import type { Meta } from '../tree/meta.ts';
+import { writeCatalog, type CatalogFields } from './catalog.ts';
 
 export interface PublishPackage {
   pkghash: string;
@@ -44,6 +47,8 @@ export interface PublishPackage {
   sha256?: string;
   /** pkghashes of the run closure */
   closure: string[];
+  /** its pkg/NAME/meta, for the catalog */
+  meta?: Meta;
   /** what its provenance says of its build besides the build's own record; none, none is written */
   definition?: { path: string; pkghashText: string; sources: FetchEntry[] };
 }
@@ -55,8 +60,10 @@ export interface AddOptions {
   /** the cache directory (made if missing) */
   dir: string;
   packages: PublishPackage[];
-  /** signs each .info; without one the entries are unsigned */
+  /** signs each .info and the catalog; without one they are unsigned */
   signKey?: SigningKey;
+  /** days until the catalog expires (default 30) */
+  expiresDays?: number;
   /** Told once when another process is writing to the directory and this one waits. */
   onWait?: (pid: number) => void;
 }
@@ -65,13 +72,13 @@ export interface AddOptions {
 export class PublishError extends errorClass('PublishError') {}
 
 /** Adds each package not yet in the cache; returns the pkghashes added and those already there. */
-export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[]; provenance: Map<string, ProvenanceOrigin> }> {
+export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[]; provenance: Map<string, ProvenanceOrigin>; catalog: CatalogFields }> {
   const added: string[] = [];
   const provenance = new Map<string, ProvenanceOrigin>();
   const skipped: string[] = [];
   fs.mkdirSync(opts.dir, { recursive: true });
   const seen = new Set<string>();
-  await withLockFile(path.join(opts.dir, '.lock'), opts.onWait ?? (() => {}), async () => {
+  const catalog = await withLockFile(path.join(opts.dir, '.lock'), opts.onWait ?? (() => {}), async () => {
     for (const pkg of opts.packages) {
       if (seen.has(pkg.pkghash)) continue;
       seen.add(pkg.pkghash);
@@ -84,8 +91,11 @@ export async function addToCache(opts: AddOptions): Promise<{ added: string[]; s
       provenance.set(pkg.pkghash, await addOne(pkg, tarFile, infoFile, opts.signKey));
       added.push(pkg.pkghash);
     }
+    // after the entries: a catalog never names one that is not there
+    const meta = new Map(opts.packages.map((p) => [p.pkghash, p.meta ?? {}]));
+    return writeCatalog(opts.dir, meta, opts.signKey, opts.expiresDays);
   });
-  return { added, skipped, provenance };
+  return { added, skipped, provenance, catalog };
 }
 
 async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, key?: SigningKey): Promise<ProvenanceOrigin> {
@@ -211,7 +221,7 @@ export function publishable(g: PackageGraph, roots: string[], sha256Of: (archive
     }
     const pkg = g.load(d);
     const definition = { path: path.relative(path.dirname(path.dirname(pkg.dir)), pkg.dir), pkghashText: g.pkghashText(d), sources: pkg.fetch };
-    packages.push({ pkghash, name: pkg.name, archive, sha256: sha256Of(archive) ?? undefined, closure: g.closure(d).map((c) => g.pkghash(c)), definition });
+    packages.push({ pkghash, name: pkg.name, archive, sha256: sha256Of(archive) ?? undefined, closure: g.closure(d).map((c) => g.pkghash(c)), meta: pkg.meta, definition });
   }
   return { packages, problems };
 }

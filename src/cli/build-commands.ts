@@ -120,7 +120,7 @@ export async function check(argv: string[]): Promise<number> {
 
 /** Build the packages (as `build` does), then publish them. */
 export async function cacheAdd(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { jobs: BUILD_OPTIONS.jobs, output: { type: 'string', short: 'o' }, 'sign-key': { type: 'string' }, ipfs: { type: 'boolean' }, ipns: { type: 'string' } });
+  const { values, positionals } = parse(argv, { jobs: BUILD_OPTIONS.jobs, output: { type: 'string', short: 'o' }, 'sign-key': { type: 'string' }, ipfs: { type: 'boolean' }, ipns: { type: 'string' }, expires: { type: 'string' } });
   if (positionals.length) {
     const rc = await withEngine({ jobs: parseJobs(values.jobs), keepGoing: false, args: [] }, (e) => buildPackages(e, packageDirs(positionals)));
     if (rc !== 0) return rc;
@@ -131,6 +131,7 @@ export async function cacheAdd(argv: string[]): Promise<number> {
     ...(values['sign-key'] !== undefined ? ['--sign-key', values['sign-key']] : []),
     ...(values.ipfs ? ['--ipfs'] : []),
     ...(values.ipns !== undefined ? ['--ipns', values.ipns] : []),
+    ...(values.expires !== undefined ? ['--expires', values.expires] : []),
   ];
   return addToPackageCache([...passOn, ...positionals]);
 }

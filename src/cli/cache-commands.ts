@@ -27,13 +27,15 @@ import {
   type SigningKey,
 } from '../cache/keys.ts';
 
-export const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR...
+export const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--expires Nd] [--ipfs] [--ipns KEY] PKGDIR...
 
 Copies the built outputs of each package and of its run closure into the
 cache directory DIR, as <pkghash>.tar.gz with a <pkghash>.info and a
 <pkghash>.provenance beside it (signed with the key NAME from
-$PEERPKGS_HOME/keys if given), skipping entries already there. Serve DIR over HTTP, or use it as file://DIR, in
-PKG_CACHE_URL. With --ipfs, DIR is then added to IPFS (pinned) and
+$PEERPKGS_HOME/keys if given), skipping entries already there, then
+DIR/catalog, every entry of DIR by name, signed with the same key, its
+generation one more than the last, expiring in 30 days (--expires Nd: in N
+days). Serve DIR over HTTP, or use it as file://DIR, in PKG_CACHE_URL. With --ipfs, DIR is then added to IPFS (pinned) and
 ipfs://CID printed; with --ipns KEY also published under the IPNS key KEY
 (made on first use) and ipns://NAME printed: hand either to others for
 their PKG_CACHE_URL.
@@ -56,6 +58,7 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
       'sign-key': { type: 'string' },
       ipfs: { type: 'boolean' },
       ipns: { type: 'string' },
+      expires: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help) {
@@ -66,6 +69,7 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
     const { output: dir, 'sign-key': signKeyName, ipfs: toIpfs, ipns: ipnsKey } = values;
     if (!dir) throw new UsageError('name the cache directory with -o DIR');
     if (args.length === 0) throw new UsageError('name at least one package directory, e.g. ./pkg/make');
+    const expiresDays = values.expires === undefined ? undefined : days(values.expires);
     const home = peerpkgsHome(io.env);
     const key: SigningKey | undefined = signKeyName ? loadSigningKey(home, signKeyName) : undefined;
 
@@ -76,7 +80,7 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
     }
     const names = new Map(packages.map((p) => [p.pkghash, display(path.dirname(p.archive))]));
     const onWait = (pid: number) => io.err(`${prog}: waiting for ${dir}: process ${pid} is writing to it\n`);
-    const r = await addToCache({ dir: path.resolve(dir), packages, signKey: key, onWait });
+    const r = await addToCache({ dir: path.resolve(dir), packages, signKey: key, onWait, expiresDays });
     for (const h of r.added) io.out(`added ${names.get(h)} ${h}\n`);
     for (const h of r.added) {
       const origin = r.provenance.get(h);
@@ -87,6 +91,7 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
     for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h} (${signer(path.join(dir, `${h}.info`))})\n`);
     const signed = r.added.length === 0 ? '' : key ? `, signed by ${key.id} (${key.name})` : ', unsigned';
     io.out(`${r.added.length} added${signed}; ${r.skipped.length} already in ${dir}\n`);
+    io.out(`catalog: generation ${r.catalog.generation}, ${r.catalog.entries.length} entries, expires ${r.catalog.expires}\n`);
     if (toIpfs || ipnsKey) {
       // loaded here: only a publish to IPFS pays for the node
       const { publishCacheDir } = await import('./ipfs-commands.ts');
@@ -154,6 +159,13 @@ export async function key(argv: string[], io: CommandIO = stdio): Promise<number
     if (e instanceof UsageError && (sub === 'generate' || sub === 'list' || sub === 'trust')) e.command ??= `${prog} ${sub}`;
     return failed(prog, e, io);
   }
+}
+
+/** `30d`: a number of days. */
+function days(v: string): number {
+  const m = /^(\d+)d$/.exec(v);
+  if (!m) throw new UsageError(`--expires takes a number of days, as 30d, not ${JSON.stringify(v)}`);
+  return Number(m[1]);
 }
 
 /** Who signed the .info `file`, as the user is told. */

@@ -37,8 +37,8 @@ const FETCH_ENV = ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPF
 
 const EXIT_HELP = `Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
-9 damaged (verify), 10 untrusted (verify-provenance), 11 not found (log),
-129 hangup, 130 interrupted, 143 terminated.
+9 damaged (verify), 10 untrusted (verify-provenance, catalogs), 11 not found
+(log, catalogs), 129 hangup, 130 interrupted, 143 terminated.
 `;
 
 const subcommand = (load: () => Promise<(args: string[]) => Promise<number>>) => async (args: string[]) => (await load())(args);
@@ -90,10 +90,22 @@ and gets its fetch record (url, sha256, size), and the script unpacks it.
     run: ofTree('graphCmd'),
   },
   info: {
-    usage: '[--json] PKGDIR...',
-    help: 'The pkghash, closure, sources (with their IPFS mirrors), output and sizes of each\npackage: unpacked, with its run closure, and of its build closure.\n\n  --json   as JSON (README: Queries)\n',
-    env: ['PEERPKGS_HOME', 'PKG_MIRROR_DB'],
-    run: ofTree('infoCmd'),
+    usage: '[--json] PKGDIR...\n       peerpkgs info [--json] NAME',
+    help: 'NAME (a bare name): the newest entry named NAME in the catalogs of PKG_CACHE_URL.\nPKGDIR: the pkghash, closure, sources (with their IPFS mirrors), output and sizes of each\npackage: unpacked, with its run closure, and of its build closure.\n\n  --json   as JSON (README: Queries)\n',
+    env: ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_CACHE_URL', 'PKG_TRUSTED_KEYS'],
+    run: async (args) => {
+      // a bare name is a catalog entry's: a package directory is a path
+      const catalog = await import('./catalog-commands.ts');
+      const words = args.filter((a) => !a.startsWith('-'));
+      if (words.length > 0 && words.every(catalog.isBareName)) return catalog.infoByName(args);
+      return ofTree('infoCmd')(args);
+    },
+  },
+  search: {
+    usage: '[--json] WORD',
+    help: 'Search the catalogs of the caches of PKG_CACHE_URL for WORD in names and\ndescriptions: name, version, short pkghash, description, cache of the newest entry\nof each name. A refused catalog (expired, signed by no trusted key, older than one\nseen before) is a line on stderr and exit status 10.\n\n  --json   as a JSON array\n',
+    env: ['PEERPKGS_HOME', 'PKG_CACHE_URL', 'PKG_TRUSTED_KEYS'],
+    run: async (args) => (await import('./catalog-commands.ts')).search(args),
   },
   check: {
     usage: '[-j N] [-k] PKGDIR...',
@@ -225,8 +237,8 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     run: async (args, prog) => (await import('./mirror-commands.ts')).mirrorsCommand(prog, args[0], args.slice(1)),
   },
   install: {
-    usage: '[--profile NAME] [-j N] [STRATEGY] PKGDIR...',
-    help: `Build, then make the profile's next generation with the packages and their run\nclosures added, and make it current. A strategy that settles a conflict is\nremembered for that path by the profile's later generations.\n\n${PROFILE_HELP}${JOBS_HELP}\n${STRATEGY_HELP}`,
+    usage: '[--profile NAME] [-j N] [STRATEGY] PKGDIR...\n       peerpkgs install [--profile NAME] [STRATEGY] NAME...',
+    help: `Build, then make the profile's next generation with the packages and their run\nclosures added, and make it current. A bare NAME is installed from the catalogs of\nPKG_CACHE_URL instead: its newest entry and run closure substituted, no tree needed. A strategy that settles a conflict is\nremembered for that path by the profile's later generations.\n\n${PROFILE_HELP}${JOBS_HELP}\n${STRATEGY_HELP}`,
     env: BUILD_ENV,
     run: ofStore('install'),
   },
@@ -238,7 +250,7 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
   },
   upgrade: {
     usage: '[--profile NAME] [-j N] [STRATEGY] [NAME...]',
-    help: `Build each installed package (or those named) again from the tree it came from;\na new generation only if an output changed.\n\n${PROFILE_HELP}${JOBS_HELP}`,
+    help: `Build each installed package (or those named) again from the tree it came from,\nor take the newest entry of its name from the catalog it came from; a new\ngeneration only if an output changed.\n\n${PROFILE_HELP}${JOBS_HELP}`,
     env: BUILD_ENV,
     run: ofStore('upgrade'),
   },

@@ -1,5 +1,6 @@
 /**
- * The commands of profiles and of garbage collection: install, remove,
+ * The commands of profiles and of garbage collection: install (from a
+ * tree, or by name from the catalogs: catalog-commands.ts), remove,
  * upgrade, list, generations, rollback, switch-generation,
  * delete-generations, env and gc. Each parses with frame.ts's parser; the
  * work is export/profile.ts's and store/gc.ts's. Every command that
@@ -11,7 +12,7 @@ import * as path from 'node:path';
 import { peerpkgsHome } from '../store/home.ts';
 import { EXIT, UsageError, parse, packageDirs } from './frame.ts';
 // build-commands.ts (the engine) is loaded by the commands that build or merge
-import { Profile, withInstalled, withRemoved, changes, describeOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';
+import { Profile, withInstalled, withRemoved, changes, describeOrigin, catalogOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';
 import { usingStore, exclusively } from '../store/roots.ts';
 import { findGarbage, collect } from '../store/gc.ts';
 import type { Strategy } from '../archive/merge.ts';
@@ -91,6 +92,15 @@ function previousManifest(p: Profile, n: number): Manifest | null {
 export async function install(argv: string[]): Promise<number> {
   const flags = (await building()).exportFlags(argv, PROFILE);
   const p = profileOf(flags.values as { profile?: string });
+  const { isBareName, fromCatalogs, inStore } = await import('./catalog-commands.ts');
+  const named = flags.args.filter(isBareName);
+  if (named.length > 0 && named.length < flags.args.length) throw new UsageError('install either package directories (./pkg/NAME) or names from the catalogs, not both at once');
+  if (named.length > 0) {
+    return inStore(async () => {
+      const pkgs = await fromCatalogs(named, 'peerpkgs install');
+      return change(p, 'install', flags.strategy, (cur) => withInstalled(cur, pkgs));
+    });
+  }
   const dirs = packageDirs(flags.args);
   return fromTree(flags, dirs, (pkgs) => change(p, 'install', flags.strategy, (cur) => withInstalled(cur, pkgs)));
 }
@@ -109,6 +119,20 @@ export async function upgrade(argv: string[]): Promise<number> {
   for (const n of flags.args) if (!installed.some((x) => x.name === n)) throw new UsageError(`${n} is not installed in profile ${p.name} (peerpkgs list --profile ${p.name})`);
   const chosen = installed.filter((x) => flags.args.length === 0 || flags.args.includes(x.name));
   const dirs: string[] = [];
+  const fromCatalog = chosen.map((x) => ({ x, origin: catalogOrigin(x.origin) })).filter((c) => c.origin !== null);
+  if (fromCatalog.length > 0) {
+    const { fromOrigin, inStore } = await import('./catalog-commands.ts');
+    const rc = await inStore(async () => {
+      const pkgs: ProfilePackage[] = [];
+      for (const { x, origin } of fromCatalog) {
+        const found = await fromOrigin(origin!.cache, origin!.name, 'peerpkgs upgrade');
+        if (found === null) tell(`peerpkgs upgrade: warning: ${x.name}: the catalog of ${origin!.cache} no longer has it; kept as it is\n`);
+        else pkgs.push(...found);
+      }
+      return change(p, 'upgrade', flags.strategy, (cur) => withInstalled(cur, pkgs));
+    });
+    if (rc !== EXIT.ok) return rc;
+  }
   for (const x of chosen) {
     // an origin of a kind this peerpkgs does not know is kept as it is
     if (x.origin.kind !== 'tree') continue;
@@ -117,7 +141,7 @@ export async function upgrade(argv: string[]): Promise<number> {
     dirs.push(dir);
   }
   if (dirs.length === 0) {
-    say(`profile ${p.name}: nothing to upgrade\n`);
+    if (fromCatalog.length === 0) say(`profile ${p.name}: nothing to upgrade\n`);
     return EXIT.ok;
   }
   return fromTree({ ...flags, args: dirs }, packageDirs(dirs), (pkgs) => change(p, 'upgrade', flags.strategy, (cur) => withInstalled(cur, pkgs)));

@@ -21,8 +21,8 @@
  * its origin; and the strategy each settled conflict was settled with,
  * by path, so that later generations settle it alike (Pandora's
  * overrides). An origin says where the package is found again (upgrade):
- * `{ "kind": "tree", "path": DIR }` for now; a catalog's will be
- * `{ "kind": "catalog", "cache": URL, "name": NAME }`, and a reader meeting
+ * `{ "kind": "tree", "path": DIR }`, or a catalog's,
+ * `{ "kind": "catalog", "cache": URL, "name": NAME }`; a reader meeting
  * a kind it does not know keeps the package as it is.
  */
 import * as fs from 'node:fs';
@@ -45,7 +45,12 @@ const FORMAT = 1;
 /** A profile's state is not what it must be (a generation's manifest unreadable, an output missing). */
 export class ProfileError extends errorClass('ProfileError') {}
 
-export type Origin = { kind: 'tree'; path: string } | { kind: string; [k: string]: unknown };
+export type Origin = { kind: 'tree'; path: string } | { kind: 'catalog'; cache: string; name: string } | { kind: string; [k: string]: unknown };
+
+/** A catalog origin, well formed: a manifest is read, not trusted to be. */
+export function catalogOrigin(o: Origin): { cache: string; name: string } | null {
+  return o.kind === 'catalog' && typeof o.cache === 'string' && typeof o.name === 'string' ? { cache: o.cache, name: o.name } : null;
+}
 
 export interface ProfilePackage {
   name: string;
@@ -305,6 +310,8 @@ export function withRemoved(current: ProfilePackage[], names: string[], profile:
 }
 
 export function describeOrigin(o: Origin): string {
+  const c = catalogOrigin(o);
+  if (c) return `${c.name} from the catalog of ${c.cache}`;
   return o.kind === 'tree' ? String(o.path) : `${o.kind} ${JSON.stringify(o)}`;
 }
 

@@ -43,4 +43,6 @@ export const homeLayout = {
   profiles: (home: string): string => path.join(home, 'profiles'),
   /** gc roots and registrations: venvs and trees (a symlink each), the processes using the store: store/roots.ts */
   gcroots: (home: string): string => path.join(home, 'gcroots'),
+  /** the last catalog generation seen from each cache, a file a cache: cache/catalog.ts */
+  catalogs: (home: string): string => path.join(home, 'catalogs'),
 };
