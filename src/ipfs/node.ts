@@ -9,8 +9,10 @@
  * Yamux, identify, bitswap for blocks and libp2p-fetch for IPNS records
  * (ipns-peers.ts). No DHT and no mDNS: peers are the ones named in
  * PKG_IPFS_PEERS (or `ipfs connect`) and those that dial us; bitswap asks
- * every connected peer. Only the Helia class is loaded from the `helia`
- * package, not its index, which would load all of the above.
+ * every connected peer. The gateways of PKG_IPFS_GATEWAYS, if any, are a
+ * second source of blocks (gateway-broker.ts). Only the Helia class is
+ * loaded from the `helia` package, not its index, which would load all of
+ * the above.
  *
  * State: blocks in blockstore-fs (one file a block), the datastore (pins,
  * the keychain holding IPNS keys, IPNS records) in datastore-fs, the peer
@@ -123,9 +125,12 @@ export class LocalNode implements IpfsClient {
   private closed = false;
   /** where added blocks go: straight to the files (blockfiles.ts) */
   private readonly blockWriter: ReturnType<typeof blockFiles>;
+  /** the blocks this node holds, never asked of the network: what its gateway serves (gateway.ts) */
+  readonly localBlocks: LocalBlocks;
 
-  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string) {
+  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks) {
     this.helia = helia;
+    this.localBlocks = localBlocks;
     this.blockWriter = blockFiles(blocksDir, mods.base32upper);
     this.libp2p = helia.libp2p;
     this.settings = settings;
@@ -143,11 +148,13 @@ export class LocalNode implements IpfsClient {
 
   private peerList(): string {
     const peers = this.libp2p.getConnections().map((c) => c.remotePeer.toString());
-    return peers.length ? [...new Set(peers)].join(' ') : 'none connected; name some in PKG_IPFS_PEERS';
+    const gateways = this.settings.gateways.length ? `; gateways: ${this.settings.gateways.join(' ')}` : '';
+    return (peers.length ? [...new Set(peers)].join(' ') : 'none connected; name some in PKG_IPFS_PEERS') + gateways;
   }
 
   private unreachable(what: string, ms: number): IpfsUnreachable {
-    return new IpfsUnreachable(`could not find ${what} on any connected peer within ${Math.round(ms / 100) / 10} s (peers: ${this.peerList()})`);
+    const where = this.settings.gateways.length ? 'connected peer or gateway' : 'connected peer';
+    return new IpfsUnreachable(`could not find ${what} on any ${where} within ${Math.round(ms / 100) / 10} s (peers: ${this.peerList()})`);
   }
 
   /** what an error during a read means, for `p` */
@@ -359,6 +366,12 @@ export class LocalNode implements IpfsClient {
   }
 }
 
+/** The node's own blockstore, below Helia: a get never goes to the network. */
+export interface LocalBlocks {
+  has(cid: CID): Promise<boolean>;
+  get(cid: CID, opts?: { signal?: AbortSignal }): AsyncIterable<Uint8Array>;
+}
+
 interface Mods {
   CID: typeof import('multiformats/cid').CID;
   exporter: typeof import('ipfs-unixfs-exporter');
@@ -433,7 +446,14 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   } catch (e) {
     throw new IpfsError(`could not start the IPFS node on ${settings.listen.join(' ')}: ${(e as Error).message} (set PKG_IPFS_LISTEN)`);
   }
-  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
+  const blockBrokers = [];
+  if (settings.gateways.length) {
+    const { GatewayBroker } = await import('./gateway-broker.ts');
+    const s = readSettings(env);
+    const deadline = { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate };
+    blockBrokers.push(new GatewayBroker({ gateways: settings.gateways, idleMs: settings.timeoutMs, deadline }));
+  }
+  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, blockBrokers, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
   // bitswap's and yamux's defaults: message sizes (1-4 MB), want-list
   // depths (16-128), send concurrency, want debounce and larger yamux
@@ -441,7 +461,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   // spending its time collecting garbage (test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks);
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks, blockstore);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {
     for (const f of await node.connect(settings.peers)) process.stderr.write(`ipfs: warning: could not connect to ${f.addr}: ${f.error}\n`);
