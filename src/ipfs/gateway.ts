@@ -29,6 +29,7 @@ import { CID } from 'multiformats/cid';
 import { walkPath } from 'ipfs-unixfs-exporter';
 import { carHeader, dagBlocks, isIdentity, sectionPrefix, type DagScope } from './car.ts';
 import type { LocalBlocks } from './node.ts';
+import { drained } from '../archive/files.ts';
 import { IpfsError } from './errors.ts';
 
 const http = createRequire(import.meta.url)('node:http') as typeof Http;
@@ -114,17 +115,7 @@ async function readBlock(local: LocalBlocks, cid: CID, signal: AbortSignal): Pro
 /** Writes `chunk`, waiting while the socket's buffer is full; false once the asker has gone. */
 async function write(res: Http.ServerResponse, chunk: Uint8Array): Promise<boolean> {
   if (res.destroyed) return false;
-  if (!res.write(chunk)) {
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        res.off('drain', done);
-        res.off('close', done);
-        resolve();
-      };
-      res.on('drain', done);
-      res.on('close', done);
-    });
-  }
+  if (!res.write(chunk)) await drained(res);
   return !res.destroyed;
 }
 
