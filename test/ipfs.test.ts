@@ -328,6 +328,15 @@ describe('IPFS', function () {
       }
     });
 
+    it('a running daemon fetches through the gateways a command names, as it dials the peers one names', async () => {
+      const { gw, dir } = await served();
+      const b = await daemon(path.join(s.dir, 'b'));
+      const got = ipfs(b.home, ['get', `${dir}/sub/f`, '-o', 'out'], { PKG_IPFS_GATEWAYS: gw });
+      assert.equal(got.status, 0, got.stderr);
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+      assert.match(ipfs(b.home, ['id']).stdout, new RegExp(`^peer id: ${b.peerId}$`, 'm'), 'through the daemon, not a node of its own');
+    });
+
     it('refuses a gateway setting that does not parse, in one line (2)', () => {
       const bad = ipfs(path.join(s.dir, 'b'), ['cat', 'bafkqaaa'], { PKG_IPFS_GATEWAYS: 'ftp://example.org' });
       assert.equal(bad.status, 2);

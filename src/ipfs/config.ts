@@ -50,6 +50,8 @@ export interface NodeSettings {
   gateways: string[];
   /** where the daemon serves its blocks as a trustless gateway (gateway.ts), if it does */
   gatewayListen: { host: string; port: number } | undefined;
+  /** how long a block from a gateway may take (PKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE) */
+  gatewayDeadline: { baseMs: number; minRate: number };
 }
 
 /** PKG_IPFS_LISTEN, PKG_IPFS_PEERS, PKG_IPFS_TIMEOUT and the gateways', as settings.ts read and checked them. */
@@ -61,5 +63,6 @@ export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings
     timeoutMs: s.ipfsTimeoutMs,
     gateways: [...s.ipfsGateways],
     gatewayListen: s.ipfsGatewayListen,
+    gatewayDeadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate },
   };
 }

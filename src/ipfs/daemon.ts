@@ -118,6 +118,11 @@ async function handle(node: LocalNode, req: Http.IncomingMessage, res: Http.Serv
         const { addrs } = JSON.parse(await readBody(req)) as { addrs: string[] };
         return ok({ failed: await node.connect(addrs) });
       }
+      case 'POST /v1/gateways': {
+        const { urls } = JSON.parse(await readBody(req)) as { urls: string[] };
+        await node.useGateways(urls);
+        return ok({});
+      }
       default:
         return send(res, 404, JSON.stringify({ kind: 'error', message: `no such API call: ${req.method} ${url.pathname}` }));
     }

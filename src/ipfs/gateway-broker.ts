@@ -28,7 +28,7 @@ import { IpfsError } from './errors.ts';
 const MAX_BLOCK = 2 * 1024 * 1024;
 
 export interface GatewayBrokerOptions {
-  /** roots of the gateways, without a trailing slash */
+  /** http(s) URLs of the gateways' roots */
   gateways: string[];
   /** a gateway silent this long has failed */
   idleMs: number;
@@ -37,15 +37,38 @@ export interface GatewayBrokerOptions {
 
 export class GatewayBroker implements BlockBroker {
   readonly name = 'trustless-gateway';
+  /** every gateway, in the order given */
+  private readonly known: string[] = [];
   /** in the order they are asked: a gateway that failed goes last */
-  private readonly order: string[];
+  private readonly order: string[] = [];
   /** gateways that sent a block that was not the CID's: never asked again */
   private readonly liars = new Set<string>();
   private readonly opts: GatewayBrokerOptions;
 
   constructor(opts: GatewayBrokerOptions) {
     this.opts = opts;
-    this.order = [...opts.gateways];
+    this.add(opts.gateways);
+  }
+
+  get gateways(): string[] {
+    return [...this.known];
+  }
+
+  /** Asks these gateways too from now on; one it has already keeps its place. */
+  add(urls: string[]): void {
+    for (const u of urls) {
+      let url: URL;
+      try {
+        url = new URL(u);
+      } catch {
+        throw new IpfsError(`${u}: not a gateway URL`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IpfsError(`${u}: not an http(s) gateway URL`);
+      const root = url.href.replace(/\/+$/, '');
+      if (this.known.includes(root)) continue;
+      this.known.push(root);
+      this.order.push(root);
+    }
   }
 
   async retrieve(cid: CID, options: BlockRetrievalOptions = {}): Promise<Uint8Array> {

@@ -35,6 +35,7 @@ import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
 import { noiseCrypto } from './noise-crypto.ts';
+import type { GatewayBroker } from './gateway-broker.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 const VERSION = '0.1.0';
@@ -127,6 +128,8 @@ export class LocalNode implements IpfsClient {
   private readonly blockWriter: ReturnType<typeof blockFiles>;
   /** the blocks this node holds, never asked of the network: what its gateway serves (gateway.ts) */
   readonly localBlocks: LocalBlocks;
+  /** blocks from HTTP gateways, once there is one to ask */
+  private gatewayBroker: GatewayBroker | null = null;
 
   constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks) {
     this.helia = helia;
@@ -148,12 +151,12 @@ export class LocalNode implements IpfsClient {
 
   private peerList(): string {
     const peers = this.libp2p.getConnections().map((c) => c.remotePeer.toString());
-    const gateways = this.settings.gateways.length ? `; gateways: ${this.settings.gateways.join(' ')}` : '';
+    const gateways = this.gatewayBroker ? `; gateways: ${this.gatewayBroker.gateways.join(' ')}` : '';
     return (peers.length ? [...new Set(peers)].join(' ') : 'none connected; name some in PKG_IPFS_PEERS') + gateways;
   }
 
   private unreachable(what: string, ms: number): IpfsUnreachable {
-    const where = this.settings.gateways.length ? 'connected peer or gateway' : 'connected peer';
+    const where = this.gatewayBroker ? 'connected peer or gateway' : 'connected peer';
     return new IpfsUnreachable(`could not find ${what} on any ${where} within ${Math.round(ms / 100) / 10} s (peers: ${this.peerList()})`);
   }
 
@@ -349,6 +352,16 @@ export class LocalNode implements IpfsClient {
     return failed;
   }
 
+  async useGateways(urls: string[]): Promise<void> {
+    if (!urls.length) return;
+    if (this.gatewayBroker) return this.gatewayBroker.add(urls);
+    const { GatewayBroker } = await import('./gateway-broker.ts');
+    // Helia's storage shares its list of brokers: one added now is asked for the next block
+    const broker = new GatewayBroker({ gateways: urls, idleMs: this.settings.timeoutMs, deadline: this.settings.gatewayDeadline });
+    this.helia.addBlockBroker(broker);
+    this.gatewayBroker = broker;
+  }
+
   async id(): Promise<NodeId> {
     const peerId = this.libp2p.peerId.toString();
     return {
@@ -446,14 +459,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   } catch (e) {
     throw new IpfsError(`could not start the IPFS node on ${settings.listen.join(' ')}: ${(e as Error).message} (set PKG_IPFS_LISTEN)`);
   }
-  const blockBrokers = [];
-  if (settings.gateways.length) {
-    const { GatewayBroker } = await import('./gateway-broker.ts');
-    const s = readSettings(env);
-    const deadline = { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate };
-    blockBrokers.push(new GatewayBroker({ gateways: settings.gateways, idleMs: settings.timeoutMs, deadline }));
-  }
-  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, blockBrokers, components: { libp2p } }) as Helia & { libp2p: Node };
+  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
   // bitswap's and yamux's defaults: message sizes (1-4 MB), want-list
   // depths (16-128), send concurrency, want debounce and larger yamux
@@ -462,6 +468,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   withBitswap(helia as never, {});
   await helia.start();
   const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks, blockstore);
+  await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {
     for (const f of await node.connect(settings.peers)) process.stderr.write(`ipfs: warning: could not connect to ${f.addr}: ${f.error}\n`);
