@@ -225,6 +225,25 @@ describe('IPFS', function () {
     });
   });
 
+  describe('discovery on the DHT', () => {
+    it('C, which knows only B, finds A (which added a file) through the DHT and fetches from it', async () => {
+      const DHT = { PKG_IPFS_DHT: 'yes' };
+      const b = await daemon(path.join(s.dir, 'b'), DHT);
+      const a = await daemon(path.join(s.dir, 'a'), { ...DHT, PKG_IPFS_PEERS: b.addr });
+      write(s.dir, { 'found.txt': 'found through the DHT\n' });
+      const added = ipfs(a.home, ['add', 'found.txt']);
+      assert.equal(added.status, 0, added.stderr);
+      const cid = added.stdout.trim();
+      const c = path.join(s.dir, 'c');
+      const onlyB = { PKG_IPFS_PEERS: b.addr, PKG_IPFS_TIMEOUT: '5' };
+      const without = ipfs(c, ['cat', cid], onlyB);
+      assert.equal(without.status, 8, 'B does not have it, and without the DHT nobody says who does');
+      const got = ipfs(c, ['cat', cid], { ...onlyB, ...DHT });
+      assert.equal(got.status, 0, got.stderr);
+      assert.equal(got.stdout, 'found through the DHT\n');
+    });
+  });
+
   describe('the trustless gateway', () => {
     const GATEWAY = { PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' };
     /** 700 KB that no two chunks share */

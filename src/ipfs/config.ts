@@ -46,6 +46,8 @@ export interface NodeSettings {
   listen: string[];
   peers: string[];
   timeoutMs: number;
+  /** whether the node joins the Kademlia DHT (PKG_IPFS_DHT) */
+  dht: boolean;
   /** trustless gateways blocks are also fetched from (gateway-broker.ts) */
   gateways: string[];
   /** where the daemon serves its blocks as a trustless gateway (gateway.ts), if it does */
@@ -61,6 +63,7 @@ export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings
     listen: [...(s.ipfsListen ?? DEFAULT_LISTEN)],
     peers: [...s.ipfsPeers],
     timeoutMs: s.ipfsTimeoutMs,
+    dht: s.ipfsDht,
     gateways: [...s.ipfsGateways],
     gatewayListen: s.ipfsGatewayListen,
     gatewayDeadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate },

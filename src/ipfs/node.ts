@@ -7,9 +7,12 @@
  * defaults (which bring WebRTC, WebSockets, UPnP, AutoTLS, a DHT, HTTP
  * gateways and delegated routing, and take ~1 s to load): TCP, Noise,
  * Yamux, identify, bitswap for blocks and libp2p-fetch for IPNS records
- * (ipns-peers.ts). No DHT and no mDNS: peers are the ones named in
- * PKG_IPFS_PEERS (or `ipfs connect`) and those that dial us; bitswap asks
- * every connected peer. The gateways of PKG_IPFS_GATEWAYS, if any, are a
+ * (ipns-peers.ts). Peers are the ones named in PKG_IPFS_PEERS (or `ipfs
+ * connect`) and those that dial us; bitswap asks every connected peer.
+ * With PKG_IPFS_DHT the node also joins the Kademlia DHT (and its ping):
+ * bitswap asks it for providers of a block no connected peer has, and a
+ * daemon announces the roots it adds and pins. No mDNS (@libp2p/mdns is
+ * not a dependency). The gateways of PKG_IPFS_GATEWAYS, if any, are a
  * second source of blocks (gateway-broker.ts). Only the Helia class is
  * loaded from the `helia` package, not its index, which would load all of
  * the above.
@@ -182,13 +185,34 @@ export class LocalNode implements IpfsClient {
   async addFile(file: string, opts: AddOptions = {}): Promise<string> {
     const cid = await addPath(file, this.blockWriter, opts);
     if (opts.pin) await this.pin(cid);
+    else await this.announce(cid);
     return cid;
   }
 
   async addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, opts: AddOptions = {}): Promise<string> {
     const cid = await addBytes(data, this.blockWriter, opts);
     if (opts.pin) await this.pin(cid);
+    else await this.announce(cid);
     return cid;
+  }
+
+  /**
+   * Tells the DHT that this node has the DAG under `cid`, when it serves
+   * (a node that does not listen could not be dialled). The root alone:
+   * bitswap asks a provider it found for the root for the rest; the DHT
+   * reprovides what was announced. With no DHT peer yet there is nobody to
+   * tell, and asking would wait out the timeout: `ipfs pin CID` announces
+   * it again once there is one.
+   */
+  private async announce(cid: string): Promise<void> {
+    if (!this.settings.dht || !this.republish) return;
+    const dht = (this.libp2p.services as { dht?: { routingTable: { size: number } } }).dht;
+    if (!dht?.routingTable.size) return;
+    try {
+      await this.helia.routing.provide(this.cid(cid), { signal: AbortSignal.timeout(this.settings.timeoutMs) });
+    } catch (e) {
+      process.stderr.write(`ipfs: warning: could not announce ${cid} on the DHT: ${(e as Error).message}\n`);
+    }
   }
 
   async *cat(p: string, opts: ReadOptions = {}): AsyncIterable<Uint8Array> {
@@ -261,17 +285,18 @@ export class LocalNode implements IpfsClient {
     const { cid: root, rest } = splitPath(cidStr);
     // a path under the root pins what it names, not the whole root
     const cid = this.cid(rest ? (await this.stat(cidStr, opts)).cid : root);
-    if (await this.helia.pins.isPinned(cid)) return;
+    if (await this.helia.pins.isPinned(cid)) return this.announce(cid.toString());
     const ms = opts.timeoutMs ?? this.settings.timeoutMs;
     const wd = new Watchdog(ms, opts.signal);
     try {
       for await (const _ of this.helia.pins.add(cid, { signal: wd.signal })) wd.kick();
     } catch (e) {
-      if ((e as Error)?.name === 'AlreadyPinnedError') return;
+      if ((e as Error)?.name === 'AlreadyPinnedError') return this.announce(cid.toString());
       throw this.readError(e, cidStr, wd, ms);
     } finally {
       wd.done();
     }
+    await this.announce(cid.toString());
   }
 
   private async ipns(): Promise<IPNS> {
@@ -393,6 +418,27 @@ interface Mods {
   base32upper: typeof import('multiformats/bases/base32').base32upper;
 }
 
+/** The Kademlia DHT and the ping service it needs; a node that does not listen only asks (client mode). */
+async function dhtServices(clientMode: boolean): Promise<Record<string, unknown>> {
+  const [{ kadDHT, passthroughMapper }, { ping }] = await Promise.all([import('@libp2p/kad-dht'), import('@libp2p/ping')]);
+  return {
+    ping: ping(),
+    // private and loopback addresses kept: the peers of PKG_IPFS_PEERS are often on a LAN
+    dht: kadDHT({ protocol: '/ipfs/kad/1.0.0', clientMode, peerInfoMapper: passthroughMapper }),
+  };
+}
+
+/** libp2p's content routing (the DHT) as a Helia router. */
+function dhtRouter(libp2p: Node) {
+  return {
+    name: 'kad-dht',
+    provide: (cid: CID, o?: { signal?: AbortSignal }) => libp2p.contentRouting.provide(cid, o),
+    async *findProviders(cid: CID, o?: { signal?: AbortSignal }) {
+      for await (const p of libp2p.contentRouting.findProviders(cid, o)) yield { id: p.id.toCID(), multiaddrs: p.multiaddrs, routing: 'kad-dht' };
+    },
+  };
+}
+
 /** Starts a node on the repo under `home`, dialling PKG_IPFS_PEERS; failed dials are warnings on stderr. */
 export async function startNode(opts: StartOptions): Promise<LocalNode> {
   // the heap sizes fit for moving blocks are given on the command line by
@@ -444,6 +490,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   const datastore = new FsDatastore(paths.datastore);
   await blockstore.open();
   await datastore.open();
+  const services: Record<string, unknown> = { identify: identify(), fetch: fetch() };
+  if (settings.dht) Object.assign(services, await dhtServices(settings.listen.length === 0));
   let libp2p: Node;
   try {
     libp2p = (await createLibp2p({
@@ -452,14 +500,16 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
       transports: [tcp()],
       connectionEncrypters: [noise({ crypto: noiseCrypto(defaultCrypto) })],
       streamMuxers: [yamux()],
-      services: { identify: identify(), fetch: fetch() },
+      services: services as never,
       start: false,
     })) as unknown as Node;
     await libp2p.start();
   } catch (e) {
     throw new IpfsError(`could not start the IPFS node on ${settings.listen.join(' ')}: ${(e as Error).message} (set PKG_IPFS_LISTEN)`);
   }
-  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
+  // bitswap asks the routers for providers of a block no connected peer has, and dials them
+  const routers = settings.dht ? [dhtRouter(libp2p)] : [];
+  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, routers, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
   // bitswap's and yamux's defaults: message sizes (1-4 MB), want-list
   // depths (16-128), send concurrency, want debounce and larger yamux
