@@ -101,6 +101,9 @@ export const VARIABLES: Record<string, string> = {
   PKG_IPFS_PEERS: 'multiaddrs of IPFS peers to dial, each ending in /p2p/<peer id>',
   PKG_IPFS_LISTEN: "the IPFS node's listen multiaddrs (default /ip4/127.0.0.1/tcp/0)",
   PKG_IPFS_TIMEOUT: 'seconds an IPFS transfer may bring no data (default 30)',
+  PKG_IPFS_DHT: 'yes: find and announce providers on the libp2p Kademlia DHT (default no)',
+  PKG_IPFS_GATEWAYS: 'trustless HTTP gateways to fetch IPFS blocks from, each checked against its CID',
+  PKG_IPFS_GATEWAY_LISTEN: 'a multiaddr the daemon serves its blocks on as a trustless HTTP gateway (default: none)',
   PKG_SANDBOX_TMP_SIZE: "bytes a build's /tmp and /dev/shm may hold (default 4G)",
   PKG_MAX_DOWNLOAD_SIZE: 'bytes a source without a size: field may have',
   PKG_MAX_UNPACK_SIZE: 'bytes a cached package without output-size may unpack to',
@@ -128,6 +131,12 @@ export interface Settings {
   ipfsListen: string[] | undefined;
   /** PKG_IPFS_TIMEOUT: ms an IPFS transfer may bring no data (default 30 s) */
   ipfsTimeoutMs: number;
+  /** PKG_IPFS_DHT: whether the node joins the Kademlia DHT to find and announce providers */
+  ipfsDht: boolean;
+  /** PKG_IPFS_GATEWAYS: http(s) URLs of trustless gateways, without a trailing slash (unset: none) */
+  ipfsGateways: string[];
+  /** PKG_IPFS_GATEWAY_LISTEN: where the daemon serves a trustless gateway (unset: it serves none) */
+  ipfsGatewayListen: { host: string; port: number } | undefined;
   /** PKG_SANDBOX_TMP_SIZE: bytes the sandbox's /tmp may hold */
   sandboxTmpBytes: number;
   /** PKG_MAX_DOWNLOAD_SIZE: bytes a source without a `size:` field may have */
@@ -207,6 +216,30 @@ function multiaddrs(name: string, value: string | undefined, peer: boolean): str
   return addrs;
 }
 
+/** http(s) URLs, each the root a gateway's /ipfs/ is under. */
+function gatewayUrls(name: string, value: string | undefined): string[] {
+  return words(value).map((u) => {
+    let url: URL;
+    try {
+      url = new URL(u);
+    } catch {
+      throw new SettingsError(`${name}: ${u} is not a URL (e.g. https://trustless-gateway.link)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SettingsError(`${name}: ${u}: not an http(s) URL`);
+    if (url.search || url.hash) throw new SettingsError(`${name}: ${u}: a gateway URL has no query or fragment`);
+    return url.href.replace(/\/+$/, '');
+  });
+}
+
+/** One /ip4/HOST/tcp/PORT or /ip6/HOST/tcp/PORT: an HTTP server's address written as the node's are. */
+function tcpListen(name: string, value: string | undefined): { host: string; port: number } | undefined {
+  const addrs = words(value);
+  if (addrs.length === 0) return undefined;
+  const m = addrs.length === 1 ? /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d{1,5})$/.exec(addrs[0]!) : null;
+  if (!m || Number(m[3]) > 65535) throw new SettingsError(`${name}: ${value}: expected one address such as /ip4/127.0.0.1/tcp/8080`);
+  return { host: m[2]!, port: Number(m[3]) };
+}
+
 // reads every variable whatever the others' values: the fields the
 // configuration file may have are the variables this reads (load, below)
 function readSettings(env: NodeJS.ProcessEnv): Settings {
@@ -221,6 +254,9 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     ipfsPeers: multiaddrs('PKG_IPFS_PEERS', env.PKG_IPFS_PEERS, true),
     ipfsListen: env.PKG_IPFS_LISTEN !== undefined ? multiaddrs('PKG_IPFS_LISTEN', env.PKG_IPFS_LISTEN, false) : undefined,
     ipfsTimeoutMs: parseSeconds('PKG_IPFS_TIMEOUT', env.PKG_IPFS_TIMEOUT, DEFAULTS.ipfsTimeoutMs),
+    ipfsDht: parseFlag('PKG_IPFS_DHT', env.PKG_IPFS_DHT, false),
+    ipfsGateways: gatewayUrls('PKG_IPFS_GATEWAYS', env.PKG_IPFS_GATEWAYS),
+    ipfsGatewayListen: tcpListen('PKG_IPFS_GATEWAY_LISTEN', env.PKG_IPFS_GATEWAY_LISTEN),
     // bwrap's --size takes up to 2^63 bytes, well above the bound every size has (2^53)
     sandboxTmpBytes: parseSize('PKG_SANDBOX_TMP_SIZE', env.PKG_SANDBOX_TMP_SIZE, DEFAULTS.sandboxTmpBytes),
     maxDownloadBytes: parseSize('PKG_MAX_DOWNLOAD_SIZE', env.PKG_MAX_DOWNLOAD_SIZE, DEFAULTS.maxDownloadBytes),
@@ -254,6 +290,7 @@ const DEFAULT_TEXT: Record<string, string> = {
   PKG_FORCE_BINARY: 'no',
   PKG_MIRROR_IPFS: 'yes',
   PKG_IPFS_TIMEOUT: String(DEFAULTS.ipfsTimeoutMs / 1000),
+  PKG_IPFS_DHT: 'no',
   PKG_SANDBOX_TMP_SIZE: formatSize(DEFAULTS.sandboxTmpBytes),
   PKG_MAX_DOWNLOAD_SIZE: formatSize(DEFAULTS.maxDownloadBytes),
   PKG_MAX_UNPACK_SIZE: formatSize(DEFAULTS.maxUnpackBytes),

@@ -11,6 +11,8 @@ export interface Daemon {
   peerId: string;
   /** its multiaddr, with /p2p/, for PKG_IPFS_PEERS */
   addr: string;
+  /** its trustless gateway's URL, when PKG_IPFS_GATEWAY_LISTEN asked for one */
+  gateway: string | undefined;
   proc: ChildProcess;
   output(): string;
   stop(signal?: NodeJS.Signals): Promise<number | string | null>;
@@ -43,6 +45,7 @@ export async function startDaemon(home: string, env: NodeJS.ProcessEnv = {}): Pr
     home,
     peerId,
     addr,
+    gateway: /^gateway: (\S+)$/m.exec(out)?.[1],
     proc,
     output: () => out,
     stop: async (signal = 'SIGTERM') => {

@@ -6,10 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { BIN, exists, read, run, scratch, userEnv, write, busyboxHttpd, type Run } from './helpers.ts';
+import { BIN, exists, read, run, scratch, start, userEnv, write, busyboxHttpd, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
 import { startDaemon, type Daemon } from './ipfs-peer.ts';
 
@@ -17,6 +19,23 @@ import { startDaemon, type Daemon } from './ipfs-peer.ts';
 async function cidV1(cid: string): Promise<string> {
   const { CID } = await import('multiformats/cid');
   return CID.parse(cid).toV1().toString();
+}
+
+/** The roots and blocks of a CARv1, read independently of the writer under test. */
+async function readCar(car: Buffer): Promise<{ roots: string[]; blocks: { cid: import('multiformats/cid').CID; bytes: Uint8Array }[] }> {
+  const { CID, varint } = await import('multiformats');
+  const dagCbor = await import('@ipld/dag-cbor');
+  const [length, at] = varint.decode(car);
+  const header = dagCbor.decode(car.subarray(at, at + length)) as { version: number; roots: unknown[] };
+  assert.equal(header.version, 1);
+  const blocks = [];
+  for (let i = at + length; i < car.length; ) {
+    const [n, k] = varint.decode(car, i);
+    const [cid, bytes] = CID.decodeFirst(car.subarray(i + k, i + k + n));
+    blocks.push({ cid, bytes });
+    i += k + n;
+  }
+  return { roots: header.roots.map((r) => CID.asCID(r)!.toString()), blocks };
 }
 
 describe('IPFS', function () {
@@ -206,6 +225,147 @@ describe('IPFS', function () {
     });
   });
 
+  describe('discovery on the DHT', () => {
+    it('C, which knows only B, finds A (which added a file) through the DHT and fetches from it', async () => {
+      const DHT = { PKG_IPFS_DHT: 'yes' };
+      const b = await daemon(path.join(s.dir, 'b'), DHT);
+      const a = await daemon(path.join(s.dir, 'a'), { ...DHT, PKG_IPFS_PEERS: b.addr });
+      write(s.dir, { 'found.txt': 'found through the DHT\n' });
+      const added = ipfs(a.home, ['add', 'found.txt']);
+      assert.equal(added.status, 0, added.stderr);
+      const cid = added.stdout.trim();
+      const c = path.join(s.dir, 'c');
+      const onlyB = { PKG_IPFS_PEERS: b.addr, PKG_IPFS_TIMEOUT: '5' };
+      const without = ipfs(c, ['cat', cid], onlyB);
+      assert.equal(without.status, 8, 'B does not have it, and without the DHT nobody says who does');
+      const got = ipfs(c, ['cat', cid], { ...onlyB, ...DHT });
+      assert.equal(got.status, 0, got.stderr);
+      assert.equal(got.stdout, 'found through the DHT\n');
+    });
+  });
+
+  describe('the trustless gateway', () => {
+    const GATEWAY = { PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' };
+    /** 700 KB that no two chunks share */
+    const content = () => {
+      const b = Buffer.alloc(700_000);
+      for (let i = 0; i + 4 <= b.length; i += 4) b.writeUInt32LE((i * 2654435761) >>> 0, i);
+      return b;
+    };
+    const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
+    const get = async (url: string, init: RequestInit = {}) => {
+      const r = await fetch(url, init);
+      return { status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) };
+    };
+    /** A daemon serving a gateway, with d/sub/f (raw leaves) added: its CIDs. */
+    async function served() {
+      const a = await daemon(path.join(s.dir, 'a'), GATEWAY);
+      assert.match(a.gateway ?? '', /^http:\/\/127\.0\.0\.1:\d+$/, a.output());
+      fs.mkdirSync(path.join(s.dir, 'd/sub'), { recursive: true });
+      fs.writeFileSync(path.join(s.dir, 'd/sub/f'), content());
+      const added = ipfs(a.home, ['add', '--cid-version', '1', 'd']);
+      assert.equal(added.status, 0, added.stderr);
+      const dir = added.stdout.trim();
+      const file = ipfs(a.home, ['ls', `${dir}/sub`]).stdout.split(' ')[0]!;
+      return { a, gw: a.gateway!, dir, file };
+    }
+
+    it('serves a block as raw bytes that hash to its CID; 404 for a CID it lacks, even one a connected peer has; 400 for garbage', async () => {
+      const other = await daemon(path.join(s.dir, 'other'));
+      write(s.dir, { 'elsewhere.txt': 'only the other node has this\n' });
+      const elsewhere = ipfs(other.home, ['add', '--cid-version', '1', 'elsewhere.txt']).stdout.trim();
+      const a = await daemon(path.join(s.dir, 'a'), { ...GATEWAY, PKG_IPFS_PEERS: other.addr });
+      write(s.dir, { 'hello.txt': 'hello world\n' });
+      const cid = ipfs(a.home, ['add', '--cid-version', '1', 'hello.txt']).stdout.trim();
+      const { CID } = await import('multiformats/cid');
+
+      const raw = await get(`${a.gateway}/ipfs/${cid}?format=raw`);
+      assert.equal(raw.status, 200);
+      assert.equal(raw.headers.get('content-type'), 'application/vnd.ipld.raw');
+      assert.equal(raw.body.toString(), 'hello world\n');
+      assert.deepEqual(sha256(raw.body), Buffer.from(CID.parse(cid).multihash.digest));
+      // the same asked for by Accept; HEAD has the headers and no body
+      assert.deepEqual((await get(`${a.gateway}/ipfs/${cid}`, { headers: { accept: 'application/vnd.ipld.raw' } })).body, raw.body);
+      const head = await get(`${a.gateway}/ipfs/${cid}?format=raw`, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get('content-length'), '12');
+      assert.equal(head.body.length, 0);
+
+      // never fetched for the asker: the gateway is not a relay to its peers
+      assert.equal((await get(`${a.gateway}/ipfs/${elsewhere}?format=raw`)).status, 404);
+      assert.equal(ipfs(a.home, ['cat', elsewhere]).stdout, 'only the other node has this\n', 'the peer is connected and has it');
+      const garbage = await get(`${a.gateway}/ipfs/not-a-cid?format=raw`);
+      assert.equal(garbage.status, 400);
+      assert.equal(garbage.body.toString(), 'not-a-cid: not a CID\n');
+      assert.equal((await get(`${a.gateway}/ipfs/${cid}`)).status, 400, 'no verifiable format asked for');
+      assert.equal((await get(`${a.gateway}/ipfs/${cid}/x?format=raw`)).status, 400, 'a raw block has no path');
+    });
+
+    it('serves a CAR of a path: the blocks that lead to it, then the whole file, each the block of its CID', async () => {
+      const { gw, dir, file } = await served();
+      const url = `${gw}/ipfs/${dir}/sub/f`;
+      const car = await get(url, { headers: { accept: 'application/vnd.ipld.car' } });
+      assert.equal(car.status, 200, car.body.toString());
+      assert.equal(car.headers.get('content-type'), 'application/vnd.ipld.car; version=1; order=dfs; dups=y');
+      const { roots, blocks } = await readCar(car.body);
+      assert.deepEqual(roots, [dir]);
+      for (const b of blocks) assert.deepEqual(sha256(b.bytes), Buffer.from(b.cid.multihash.digest), `${b.cid} is its block`);
+      // d, d/sub, the file's root, then its three chunks in order
+      assert.equal(blocks.length, 6);
+      assert.equal(blocks[0]!.cid.toString(), dir);
+      assert.equal(blocks[2]!.cid.toString(), file);
+      assert.deepEqual(Buffer.concat(blocks.slice(3).map((b) => b.bytes)), content());
+      // dag-scope=block: the path and the file's root, no chunk
+      const scoped = await readCar((await get(`${url}?format=car&dag-scope=block`)).body);
+      assert.deepEqual(scoped.blocks.map((b) => b.cid.toString()), blocks.slice(0, 3).map((b) => b.cid.toString()));
+      assert.equal((await get(`${gw}/ipfs/${dir}/sub/nothere?format=car`)).status, 404);
+    });
+
+    it('a node fetches through gateways: a block is used only if it hashes to its CID, and a gateway that lied is not asked again', async () => {
+      const { gw, dir } = await served();
+      let asked = 0;
+      const liar = http.createServer((req, res) => {
+        asked++;
+        res.writeHead(200, { 'content-type': 'application/vnd.ipld.raw' });
+        res.end('not the block you asked for');
+      });
+      await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
+      try {
+        const liarUrl = `http://127.0.0.1:${(liar.address() as net.AddressInfo).port}`;
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', `${dir}/sub/f`, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: `${liarUrl} ${gw}` });
+        assert.equal(got.status, 0, got.stderr);
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+        assert.match(got.stderr, new RegExp(`^ipfs: warning: ${liarUrl} sent a block that is not ${dir}; not asking it again$`, 'm'));
+        assert.equal(asked, 1, 'asked for the first block only');
+        // with the liar alone, nothing is had
+        const only = await start(s.dir, 'peerpkgs', ['ipfs', 'cat', `${dir}/sub/f`], { PEERPKGS_HOME: path.join(s.dir, 'c'), PKG_IPFS_GATEWAYS: liarUrl, PKG_IPFS_TIMEOUT: '2' });
+        assert.equal(only.status, 8, only.stderr);
+        assert.equal(only.stdout, '');
+        assert.match(only.stderr, new RegExp(`could not find ${dir}/sub/f on any connected peer or gateway within 2 s \\(peers: none connected; name some in PKG_IPFS_PEERS; gateways: ${liarUrl}\\)`));
+      } finally {
+        await new Promise((r) => liar.close(r));
+      }
+    });
+
+    it('a running daemon fetches through the gateways a command names, as it dials the peers one names', async () => {
+      const { gw, dir } = await served();
+      const b = await daemon(path.join(s.dir, 'b'));
+      const got = ipfs(b.home, ['get', `${dir}/sub/f`, '-o', 'out'], { PKG_IPFS_GATEWAYS: gw });
+      assert.equal(got.status, 0, got.stderr);
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+      assert.match(ipfs(b.home, ['id']).stdout, new RegExp(`^peer id: ${b.peerId}$`, 'm'), 'through the daemon, not a node of its own');
+    });
+
+    it('refuses a gateway setting that does not parse, in one line (2)', () => {
+      const bad = ipfs(path.join(s.dir, 'b'), ['cat', 'bafkqaaa'], { PKG_IPFS_GATEWAYS: 'ftp://example.org' });
+      assert.equal(bad.status, 2);
+      assert.equal(bad.stderr, 'peerpkgs: PKG_IPFS_GATEWAYS: ftp://example.org: not an http(s) URL\n');
+      const listen = ipfs(path.join(s.dir, 'b'), ['daemon'], { PKG_IPFS_GATEWAY_LISTEN: '127.0.0.1:8080' });
+      assert.equal(listen.status, 2);
+      assert.equal(listen.stderr, 'peerpkgs: PKG_IPFS_GATEWAY_LISTEN: 127.0.0.1:8080: expected one address such as /ip4/127.0.0.1/tcp/8080\n');
+    });
+  });
+
   describe('IPNS', () => {
     it('a name published on A resolves on B, which takes the record from A', async () => {
       const a = await daemon(path.join(s.dir, 'a'));
@@ -322,6 +482,32 @@ describe('IPFS', function () {
       assert.match(r.stderr, /a: substituted from ipns:/);
       assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
       assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
+    });
+
+    it('B substitutes from A\'s ipfs:// cache through A\'s trustless gateway, with no libp2p connection between them', async () => {
+      const homeA = path.join(s.dir, 'a');
+      const a = await daemon(homeA, { PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' });
+      const pub = publishTree(homeA, ['--ipfs']);
+      const cid = /^ipfs:\/\/(Qm\w+)$/m.exec(pub.stdout)![1]!;
+      const b = machineB();
+      // no PKG_IPFS_PEERS, and B's node does not listen: the gateway is the only way to A
+      const env = {
+        PKG_CACHE_URL: `ipfs://${cid}`,
+        PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
+        PKG_FORCE_BINARY: 'yes',
+        PKG_IPFS_TIMEOUT: '2',
+      };
+      const without = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(s.dir, 'c-home') });
+      assert.notEqual(without.status, 0, 'without the gateway the cache cannot be reached');
+      assert.match(without.stderr, new RegExp(`warning: a: ipfs://${cid}: .*could not find .* on any connected peer within 2 s`));
+      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(s.dir, 'b-home'), PKG_IPFS_GATEWAYS: a.gateway });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`b: substituted from ipfs://${cid} \\(signed by ed25519:[0-9a-f]{16}\\)`));
+      assert.match(r.stderr, new RegExp(`a: substituted from ipfs://${cid}`));
+      assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
+      for (const p of ['a', 'b']) {
+        assert.equal(read(b, `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0], read(path.join(s.dir, 'tree'), `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0]);
+      }
     });
 
     it('an entry missing from a reachable ipfs:// directory is a miss; an unreachable root is a warning naming the cache', async () => {

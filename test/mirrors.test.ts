@@ -255,7 +255,7 @@ describe('mirrors: fetching from IPFS peers', function () {
       }
     }
     assert.equal(removed, BIG_CHUNKS / 2, 'the leaves of the second half were found in the blockstore');
-    a = await startDaemon(homeA);
+    a = await startDaemon(homeA, { PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' });
   });
   after(async () => {
     await a?.stop();
@@ -327,6 +327,17 @@ describe('mirrors: fetching from IPFS peers', function () {
     assert.match(r.stderr, new RegExp(`fetching x\\.bin \\(300\\.0 KiB\\) from ${www.url}/small\\.bin`));
     assert.doesNotMatch(r.stderr, /ipfs/);
     assert.equal(fs.existsSync(path.join(env.PEERPKGS_HOME!, 'ipfs')), false);
+  });
+
+  it('fetches from the mirror through a gateway when IPFS has no peer but PKG_IPFS_GATEWAYS', function () {
+    const { sha, cid } = files['small.bin']!;
+    fetchFile('x', 'x.bin', sha, `${dead}/x.tar.gz`);
+    mirrorDb([[sha, cid, 'http://example.org/x.tar.gz']]);
+    const env = fresh({ PKG_IPFS_PEERS: '', PKG_IPFS_GATEWAYS: a.gateway });
+    const r = run(dir, 'do-fetch', ['pkg/x/fetch'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`fetching x\\.bin \\(300\\.0 KiB\\) from ipfs://${cid}`));
+    assert.ok(stored(env, sha));
   });
 
   it('PKG_MIRROR_IPFS=no fetches from the urls only', function () {

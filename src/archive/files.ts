@@ -99,8 +99,8 @@ function* removal(dir: string): Steps {
   yield ['rm', dir];
 }
 
-/** Resolves when `out` can take more, or is gone (destroyed after a failure elsewhere). */
-export function drained(out: fs.WriteStream): Promise<void> {
+/** Resolves when `out` (a file, or an HTTP response) can take more, or is gone (destroyed after a failure elsewhere). */
+export function drained(out: Pick<NodeJS.WritableStream, 'on' | 'off'>): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       out.off('drain', done);

@@ -36,7 +36,10 @@ ipns://NAME[/PATH] (an IPNS name is resolved, and checked against its key, first
 const ENV_HELP = `Without a running daemon each command starts a node for its own duration.
 Environment: PEERPKGS_HOME, PKG_IPFS_PEERS (multiaddrs to dial, each ending in
 /p2p/<peer id>), PKG_IPFS_LISTEN (default /ip4/127.0.0.1/tcp/0: loopback, any port),
-PKG_IPFS_TIMEOUT (seconds without progress before giving up; default 30).
+PKG_IPFS_TIMEOUT (seconds without progress before giving up; default 30),
+PKG_IPFS_GATEWAYS (trustless HTTP gateways to fetch blocks from, too),
+PKG_IPFS_GATEWAY_LISTEN (where the daemon serves its blocks as a trustless
+gateway, e.g. /ip4/127.0.0.1/tcp/8080), PKG_IPFS_DHT (yes: use the Kademlia DHT).
 Exit status: 0 ok, 1 failed, 2 usage, 7 not found, 8 unreachable, 130 interrupted.
 `;
 
@@ -123,7 +126,7 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
   switch (sub) {
     case 'daemon': {
       parse(argv, [], []);
-      if (argv.length) throw new UsageError('daemon takes no arguments (configure it with PKG_IPFS_LISTEN and PKG_IPFS_PEERS)');
+      if (argv.length) throw new UsageError('daemon takes no arguments (configure it with PKG_IPFS_LISTEN, PKG_IPFS_PEERS, PKG_IPFS_GATEWAY_LISTEN…)');
       const { runDaemon } = await import('../ipfs/daemon.ts');
       await runDaemon({ home: peerpkgsHome(io.env), env: io.env, out: (l) => io.out(`${l}\n`) });
       // libp2p keeps a 1 s timer after its listeners close; nothing is left to wait for

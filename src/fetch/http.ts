@@ -40,6 +40,10 @@ export interface HttpGetOptions {
   maxBytes: number;
   /** what `maxBytes` is, for messages: "the 287 bytes its .info says" */
   maxWhat?: string;
+  /** request headers besides ours (an IPFS gateway is asked for a block by Accept) */
+  headers?: Record<string, string>;
+  /** gives up on the request, before or during its body */
+  signal?: AbortSignal;
 }
 
 /** The body of a 200 answer, as it arrives. Errors while reading it are HttpErrors. */
@@ -131,9 +135,9 @@ function request(url: URL, opts: HttpGetOptions, redirects: number, start: numbe
       timer.unref();
     };
     const done = () => clearTimeout(timer);
-    const headers = { 'user-agent': 'peerpkgs', 'accept-encoding': 'identity' };
+    const headers = { 'user-agent': 'peerpkgs', 'accept-encoding': 'identity', ...opts.headers };
     // agent: false: a connection a request, closed after it, so no idle socket outlives a download
-    const req = getFor(url)(url, { agent: false, timeout: idleMs, headers }, (res) => {
+    const req = getFor(url)(url, { agent: false, timeout: idleMs, headers, signal: opts.signal }, (res) => {
       answered = true;
       const status = res.statusCode ?? 0;
       const location = res.headers.location;

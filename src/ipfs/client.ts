@@ -8,7 +8,7 @@
  *
  * `openIpfs` talks to `peerpkgs ipfs daemon` over its unix socket
  * ($PEERPKGS_HOME/ipfs/api.sock) when one runs (and asks it to dial
- * PKG_IPFS_PEERS), and otherwise starts a node in this process for as long
+ * PKG_IPFS_PEERS and to use PKG_IPFS_GATEWAYS), and otherwise starts a node in this process for as long
  * as the client is open, which dials PKG_IPFS_PEERS (and listens only if
  * PKG_IPFS_LISTEN is set). Either way the same interface, the same errors:
  *
@@ -90,6 +90,8 @@ export interface IpfsClient {
   resolve(name: string, opts?: ReadOptions): Promise<string>;
   /** dials peers (multiaddrs ending in /p2p/<id>); failures are returned, not thrown */
   connect(addrs: string[]): Promise<{ addr: string; error: string }[]>;
+  /** fetches blocks from these trustless HTTP gateways too, from now on (gateway-broker.ts) */
+  useGateways(urls: string[]): Promise<void>;
   id(): Promise<NodeId>;
   close(): Promise<void>;
 }
@@ -111,10 +113,11 @@ export async function openIpfs(opts: OpenOptions): Promise<IpfsClient> {
     const { connectDaemon } = await import('./remote.ts');
     const client = await connectDaemon(socket);
     if (client) {
-      // the daemon dials what this command was asked to dial
+      // the daemon dials what this command was asked to dial, and asks its gateways
       const { nodeSettings } = await import('./config.ts');
-      const { peers } = nodeSettings(env);
+      const { peers, gateways } = nodeSettings(env);
       if (peers.length) await client.connect(peers);
+      if (gateways.length) await client.useGateways(gateways);
       return client;
     }
     // a stale socket: no daemon behind it; the next daemon replaces it

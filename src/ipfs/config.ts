@@ -46,10 +46,26 @@ export interface NodeSettings {
   listen: string[];
   peers: string[];
   timeoutMs: number;
+  /** whether the node joins the Kademlia DHT (PKG_IPFS_DHT) */
+  dht: boolean;
+  /** trustless gateways blocks are also fetched from (gateway-broker.ts) */
+  gateways: string[];
+  /** where the daemon serves its blocks as a trustless gateway (gateway.ts), if it does */
+  gatewayListen: { host: string; port: number } | undefined;
+  /** how long a block from a gateway may take (PKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE) */
+  gatewayDeadline: { baseMs: number; minRate: number };
 }
 
-/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS and PKG_IPFS_TIMEOUT, as settings.ts read and checked them. */
+/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS, PKG_IPFS_TIMEOUT and the gateways', as settings.ts read and checked them. */
 export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings {
   const s = settings(env);
-  return { listen: [...(s.ipfsListen ?? DEFAULT_LISTEN)], peers: [...s.ipfsPeers], timeoutMs: s.ipfsTimeoutMs };
+  return {
+    listen: [...(s.ipfsListen ?? DEFAULT_LISTEN)],
+    peers: [...s.ipfsPeers],
+    timeoutMs: s.ipfsTimeoutMs,
+    dht: s.ipfsDht,
+    gateways: [...s.ipfsGateways],
+    gatewayListen: s.ipfsGatewayListen,
+    gatewayDeadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate },
+  };
 }

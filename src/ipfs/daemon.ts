@@ -15,6 +15,9 @@
  * given last time ($PEERPKGS_HOME/ipfs/listen), so the multiaddr peers
  * were given still reaches it; when that port is taken it takes a new one
  * and says so.
+ *
+ * With PKG_IPFS_GATEWAY_LISTEN set it also serves its blocks as a
+ * trustless HTTP gateway (gateway.ts) and prints `gateway: http://…`.
  */
 import * as fs from 'node:fs';
 import type * as Http from 'node:http';
@@ -25,6 +28,7 @@ import { IpfsError } from './errors.ts';
 import { startNode, type LocalNode } from './node.ts';
 import { encodeError, ERROR_TRAILER, statusOf } from './protocol.ts';
 import { connectDaemon } from './remote.ts';
+import type { Gateway } from './gateway.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 
 const http = createRequire(import.meta.url)('node:http') as typeof Http;
@@ -114,6 +118,11 @@ async function handle(node: LocalNode, req: Http.IncomingMessage, res: Http.Serv
         const { addrs } = JSON.parse(await readBody(req)) as { addrs: string[] };
         return ok({ failed: await node.connect(addrs) });
       }
+      case 'POST /v1/gateways': {
+        const { urls } = JSON.parse(await readBody(req)) as { urls: string[] };
+        await node.useGateways(urls);
+        return ok({});
+      }
       default:
         return send(res, 404, JSON.stringify({ kind: 'error', message: `no such API call: ${req.method} ${url.pathname}` }));
     }
@@ -172,6 +181,17 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
     }
   }
   node ??= await startNode({ home: opts.home, env: opts.env, serve: true, listen });
+  const gatewayListen = nodeSettings(opts.env).gatewayListen;
+  let gateway: Gateway | undefined;
+  if (gatewayListen) {
+    const { serveGateway } = await import('./gateway.ts');
+    try {
+      gateway = await serveGateway(node.localBlocks, gatewayListen);
+    } catch (e) {
+      await node.close();
+      throw e;
+    }
+  }
   const server = http.createServer((req, res) => void handle(node, req, res));
   try {
     await new Promise<void>((resolve, reject) => {
@@ -179,6 +199,7 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
       server.listen(paths.socket, () => resolve());
     });
   } catch (e) {
+    await gateway?.close();
     await node.close();
     throw new IpfsError(`could not listen on ${paths.socket}: ${(e as Error).message}`);
   }
@@ -192,12 +213,14 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
   rememberPorts(paths.listen, listen, id.addrs);
   opts.out(`peer id: ${id.peerId}`);
   for (const a of addrs) opts.out(`listening: ${a}`);
+  if (gateway) opts.out(`gateway: ${gateway.url}`);
   opts.out(`api: ${paths.socket}`);
   opts.out('ready');
 
   await stopped;
   server.close();
   server.closeAllConnections();
+  await gateway?.close();
   await node.close();
   fs.rmSync(paths.socket, { force: true });
   fs.rmSync(paths.addrs, { force: true });

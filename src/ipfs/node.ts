@@ -7,10 +7,15 @@
  * defaults (which bring WebRTC, WebSockets, UPnP, AutoTLS, a DHT, HTTP
  * gateways and delegated routing, and take ~1 s to load): TCP, Noise,
  * Yamux, identify, bitswap for blocks and libp2p-fetch for IPNS records
- * (ipns-peers.ts). No DHT and no mDNS: peers are the ones named in
- * PKG_IPFS_PEERS (or `ipfs connect`) and those that dial us; bitswap asks
- * every connected peer. Only the Helia class is loaded from the `helia`
- * package, not its index, which would load all of the above.
+ * (ipns-peers.ts). Peers are the ones named in PKG_IPFS_PEERS (or `ipfs
+ * connect`) and those that dial us; bitswap asks every connected peer.
+ * With PKG_IPFS_DHT the node also joins the Kademlia DHT (and its ping):
+ * bitswap asks it for providers of a block no connected peer has, and a
+ * daemon announces the roots it adds and pins. No mDNS (@libp2p/mdns is
+ * not a dependency). The gateways of PKG_IPFS_GATEWAYS, if any, are a
+ * second source of blocks (gateway-broker.ts). Only the Helia class is
+ * loaded from the `helia` package, not its index, which would load all of
+ * the above.
  *
  * State: blocks in blockstore-fs (one file a block), the datastore (pins,
  * the keychain holding IPNS keys, IPNS records) in datastore-fs, the peer
@@ -33,6 +38,7 @@ import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
 import { noiseCrypto } from './noise-crypto.ts';
+import type { GatewayBroker } from './gateway-broker.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 const VERSION = '0.1.0';
@@ -123,9 +129,14 @@ export class LocalNode implements IpfsClient {
   private closed = false;
   /** where added blocks go: straight to the files (blockfiles.ts) */
   private readonly blockWriter: ReturnType<typeof blockFiles>;
+  /** the blocks this node holds, never asked of the network: what its gateway serves (gateway.ts) */
+  readonly localBlocks: LocalBlocks;
+  /** blocks from HTTP gateways, once there is one to ask */
+  private gatewayBroker: GatewayBroker | null = null;
 
-  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string) {
+  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks) {
     this.helia = helia;
+    this.localBlocks = localBlocks;
     this.blockWriter = blockFiles(blocksDir, mods.base32upper);
     this.libp2p = helia.libp2p;
     this.settings = settings;
@@ -143,11 +154,13 @@ export class LocalNode implements IpfsClient {
 
   private peerList(): string {
     const peers = this.libp2p.getConnections().map((c) => c.remotePeer.toString());
-    return peers.length ? [...new Set(peers)].join(' ') : 'none connected; name some in PKG_IPFS_PEERS';
+    const gateways = this.gatewayBroker ? `; gateways: ${this.gatewayBroker.gateways.join(' ')}` : '';
+    return (peers.length ? [...new Set(peers)].join(' ') : 'none connected; name some in PKG_IPFS_PEERS') + gateways;
   }
 
   private unreachable(what: string, ms: number): IpfsUnreachable {
-    return new IpfsUnreachable(`could not find ${what} on any connected peer within ${Math.round(ms / 100) / 10} s (peers: ${this.peerList()})`);
+    const where = this.gatewayBroker ? 'connected peer or gateway' : 'connected peer';
+    return new IpfsUnreachable(`could not find ${what} on any ${where} within ${Math.round(ms / 100) / 10} s (peers: ${this.peerList()})`);
   }
 
   /** what an error during a read means, for `p` */
@@ -172,13 +185,34 @@ export class LocalNode implements IpfsClient {
   async addFile(file: string, opts: AddOptions = {}): Promise<string> {
     const cid = await addPath(file, this.blockWriter, opts);
     if (opts.pin) await this.pin(cid);
+    else await this.announce(cid);
     return cid;
   }
 
   async addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, opts: AddOptions = {}): Promise<string> {
     const cid = await addBytes(data, this.blockWriter, opts);
     if (opts.pin) await this.pin(cid);
+    else await this.announce(cid);
     return cid;
+  }
+
+  /**
+   * Tells the DHT that this node has the DAG under `cid`, when it serves
+   * (a node that does not listen could not be dialled). The root alone:
+   * bitswap asks a provider it found for the root for the rest; the DHT
+   * reprovides what was announced. With no DHT peer yet there is nobody to
+   * tell, and asking would wait out the timeout: `ipfs pin CID` announces
+   * it again once there is one.
+   */
+  private async announce(cid: string): Promise<void> {
+    if (!this.settings.dht || !this.republish) return;
+    const dht = (this.libp2p.services as { dht?: { routingTable: { size: number } } }).dht;
+    if (!dht?.routingTable.size) return;
+    try {
+      await this.helia.routing.provide(this.cid(cid), { signal: AbortSignal.timeout(this.settings.timeoutMs) });
+    } catch (e) {
+      process.stderr.write(`ipfs: warning: could not announce ${cid} on the DHT: ${(e as Error).message}\n`);
+    }
   }
 
   async *cat(p: string, opts: ReadOptions = {}): AsyncIterable<Uint8Array> {
@@ -251,17 +285,18 @@ export class LocalNode implements IpfsClient {
     const { cid: root, rest } = splitPath(cidStr);
     // a path under the root pins what it names, not the whole root
     const cid = this.cid(rest ? (await this.stat(cidStr, opts)).cid : root);
-    if (await this.helia.pins.isPinned(cid)) return;
+    if (await this.helia.pins.isPinned(cid)) return this.announce(cid.toString());
     const ms = opts.timeoutMs ?? this.settings.timeoutMs;
     const wd = new Watchdog(ms, opts.signal);
     try {
       for await (const _ of this.helia.pins.add(cid, { signal: wd.signal })) wd.kick();
     } catch (e) {
-      if ((e as Error)?.name === 'AlreadyPinnedError') return;
+      if ((e as Error)?.name === 'AlreadyPinnedError') return this.announce(cid.toString());
       throw this.readError(e, cidStr, wd, ms);
     } finally {
       wd.done();
     }
+    await this.announce(cid.toString());
   }
 
   private async ipns(): Promise<IPNS> {
@@ -342,6 +377,16 @@ export class LocalNode implements IpfsClient {
     return failed;
   }
 
+  async useGateways(urls: string[]): Promise<void> {
+    if (!urls.length) return;
+    if (this.gatewayBroker) return this.gatewayBroker.add(urls);
+    const { GatewayBroker } = await import('./gateway-broker.ts');
+    // Helia's storage shares its list of brokers: one added now is asked for the next block
+    const broker = new GatewayBroker({ gateways: urls, idleMs: this.settings.timeoutMs, deadline: this.settings.gatewayDeadline });
+    this.helia.addBlockBroker(broker);
+    this.gatewayBroker = broker;
+  }
+
   async id(): Promise<NodeId> {
     const peerId = this.libp2p.peerId.toString();
     return {
@@ -359,12 +404,39 @@ export class LocalNode implements IpfsClient {
   }
 }
 
+/** The node's own blockstore, below Helia: a get never goes to the network. */
+export interface LocalBlocks {
+  has(cid: CID): Promise<boolean>;
+  get(cid: CID, opts?: { signal?: AbortSignal }): AsyncIterable<Uint8Array>;
+}
+
 interface Mods {
   CID: typeof import('multiformats/cid').CID;
   exporter: typeof import('ipfs-unixfs-exporter');
   multiaddr: typeof import('@multiformats/multiaddr').multiaddr;
   peerIdFromString: typeof import('@libp2p/peer-id').peerIdFromString;
   base32upper: typeof import('multiformats/bases/base32').base32upper;
+}
+
+/** The Kademlia DHT and the ping service it needs; a node that does not listen only asks (client mode). */
+async function dhtServices(clientMode: boolean): Promise<Record<string, unknown>> {
+  const [{ kadDHT, passthroughMapper }, { ping }] = await Promise.all([import('@libp2p/kad-dht'), import('@libp2p/ping')]);
+  return {
+    ping: ping(),
+    // private and loopback addresses kept: the peers of PKG_IPFS_PEERS are often on a LAN
+    dht: kadDHT({ protocol: '/ipfs/kad/1.0.0', clientMode, peerInfoMapper: passthroughMapper }),
+  };
+}
+
+/** libp2p's content routing (the DHT) as a Helia router. */
+function dhtRouter(libp2p: Node) {
+  return {
+    name: 'kad-dht',
+    provide: (cid: CID, o?: { signal?: AbortSignal }) => libp2p.contentRouting.provide(cid, o),
+    async *findProviders(cid: CID, o?: { signal?: AbortSignal }) {
+      for await (const p of libp2p.contentRouting.findProviders(cid, o)) yield { id: p.id.toCID(), multiaddrs: p.multiaddrs, routing: 'kad-dht' };
+    },
+  };
 }
 
 /** Starts a node on the repo under `home`, dialling PKG_IPFS_PEERS; failed dials are warnings on stderr. */
@@ -418,6 +490,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   const datastore = new FsDatastore(paths.datastore);
   await blockstore.open();
   await datastore.open();
+  const services: Record<string, unknown> = { identify: identify(), fetch: fetch() };
+  if (settings.dht) Object.assign(services, await dhtServices(settings.listen.length === 0));
   let libp2p: Node;
   try {
     libp2p = (await createLibp2p({
@@ -426,14 +500,16 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
       transports: [tcp()],
       connectionEncrypters: [noise({ crypto: noiseCrypto(defaultCrypto) })],
       streamMuxers: [yamux()],
-      services: { identify: identify(), fetch: fetch() },
+      services: services as never,
       start: false,
     })) as unknown as Node;
     await libp2p.start();
   } catch (e) {
     throw new IpfsError(`could not start the IPFS node on ${settings.listen.join(' ')}: ${(e as Error).message} (set PKG_IPFS_LISTEN)`);
   }
-  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, components: { libp2p } }) as Helia & { libp2p: Node };
+  // bitswap asks the routers for providers of a block no connected peer has, and dials them
+  const routers = settings.dht ? [dhtRouter(libp2p)] : [];
+  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, routers, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
   // bitswap's and yamux's defaults: message sizes (1-4 MB), want-list
   // depths (16-128), send concurrency, want debounce and larger yamux
@@ -441,7 +517,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   // spending its time collecting garbage (test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks);
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks, blockstore);
+  await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {
     for (const f of await node.connect(settings.peers)) process.stderr.write(`ipfs: warning: could not connect to ${f.addr}: ${f.error}\n`);

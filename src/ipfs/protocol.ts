@@ -14,6 +14,7 @@
  *   POST /v1/publish?cid=&key=&lifetimeMs=        → {name}
  *   GET  /v1/resolve?name=&timeoutMs=             → {cid}
  *   POST /v1/connect   body: {"addrs": [...]}     → {failed: [{addr, error}]}
+ *   POST /v1/gateways  body: {"urls": [...]}      → {}  (asks these gateways too)
  *
  * Errors: 404 (not found), 504 (unreachable) or 400 (anything else) with
  * {"kind": "notfound"|"unreachable"|"error", "message": "..."}. A cat that

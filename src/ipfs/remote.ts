@@ -114,6 +114,10 @@ export class RemoteIpfs implements IpfsClient {
     return (await this.call<{ failed: { addr: string; error: string }[] }>('POST', 'connect', {}, JSON.stringify({ addrs }))).failed;
   }
 
+  async useGateways(urls: string[]): Promise<void> {
+    await this.call('POST', 'gateways', {}, JSON.stringify({ urls }));
+  }
+
   id(signal?: AbortSignal): Promise<NodeId> {
     return this.call('GET', 'id', {}, undefined, signal);
   }

@@ -15,12 +15,14 @@ import { ipfsMirrorFor } from './source.ts';
 
 /**
  * Can IPFS reach anyone? The node has no DHT: it asks the peers named in
- * PKG_IPFS_PEERS, or the daemon asks those it is connected to. With neither,
- * every mirror transfer would wait out PKG_IPFS_TIMEOUT for nothing, so a
- * tree whose database lists mirrors still builds from its urls at once.
+ * PKG_IPFS_PEERS and the gateways of PKG_IPFS_GATEWAYS, or the daemon asks
+ * those it is connected to. With none, every mirror transfer would wait out
+ * PKG_IPFS_TIMEOUT for nothing, so a tree whose database lists mirrors
+ * still builds from its urls at once.
  */
 export function ipfsHasPeers(home: string, env: NodeJS.ProcessEnv): boolean {
-  return settings(env).ipfsPeers.length > 0 || fs.existsSync(ipfsPaths(home).socket);
+  const s = settings(env);
+  return s.ipfsPeers.length > 0 || s.ipfsGateways.length > 0 || fs.existsSync(ipfsPaths(home).socket);
 }
 
 export async function fetchWithMirror<T>(

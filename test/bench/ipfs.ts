@@ -16,6 +16,8 @@
  *     node:crypto in a fresh process;
  *   - ipfs substitute: substitute() with PKG_CACHE_URL=ipfs://CID in a
  *     child process whose node (B) dials A: its time includes starting B;
+ *   - gateway substitute: the same, B not dialling A but fetching every
+ *     block from A's trustless gateway (PKG_IPFS_GATEWAYS);
  *   - http substitute: the same call with the nginx URL;
  *   - ipfs get: `peerpkgs ipfs get CID/<pkghash>.tar.gz -o FILE` on a
  *     fresh B, the raw transfer.
@@ -111,8 +113,9 @@ async function makePackage(mb: number): Promise<{ archive: string; sha256: strin
   return { archive, sha256: packed.sha256 };
 }
 
-async function startDaemon(home: string): Promise<{ addr: string; stop(): Promise<void> }> {
-  const p = spawn(peerpkgs, ['ipfs', 'daemon'], { env: { ...process.env, PEERPKGS_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startDaemon(home: string): Promise<{ addr: string; gateway: string; stop(): Promise<void> }> {
+  const env = { ...process.env, PEERPKGS_HOME: home, PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' };
+  const p = spawn(peerpkgs, ['ipfs', 'daemon'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   await new Promise<void>((resolve, reject) => {
     p.stdout.on('data', (d) => {
@@ -124,6 +127,7 @@ async function startDaemon(home: string): Promise<{ addr: string; stop(): Promis
   const addr = /^listening: (\S+)$/m.exec(out)![1]!;
   return {
     addr,
+    gateway: /^gateway: (\S+)$/m.exec(out)![1]!,
     stop: async () => {
       const exited = new Promise((r) => p.once('exit', r));
       p.kill('SIGTERM');
@@ -152,7 +156,7 @@ async function main(): Promise<void> {
   const homeA = path.join(dir, 'a');
   const a = await startDaemon(homeA);
   const nginx = await startNginx(cacheDir);
-  const times = { add: [] as number[], importer: [] as number[], onlyHash: [] as number[], onlyHashCmd: [] as number[], hash: [] as number[], ipfs: [] as number[], http: [] as number[], get: [] as number[] };
+  const times = { add: [] as number[], importer: [] as number[], onlyHash: [] as number[], onlyHashCmd: [] as number[], hash: [] as number[], ipfs: [] as number[], gateway: [] as number[], http: [] as number[], get: [] as number[] };
   let rss = 0;
   try {
     const cid = timed(peerpkgs, ['ipfs', 'add', '--pin', cacheDir], { PEERPKGS_HOME: homeA }).stdout.trim();
@@ -170,15 +174,16 @@ async function main(): Promise<void> {
       times.onlyHashCmd.push(timed(peerpkgs, ['ipfs', 'add', '-n', file], { PEERPKGS_HOME: homeAdd }).s);
       times.hash.push(child(HASH, [file]).s);
 
-      for (const [kind, url] of [
-        ['ipfs', `ipfs://${cid}`],
-        ['http', nginx.url],
+      for (const [kind, url, route] of [
+        ['ipfs', `ipfs://${cid}`, { PKG_IPFS_PEERS: a.addr }],
+        ['gateway', `ipfs://${cid}`, { PKG_IPFS_GATEWAYS: a.gateway }],
+        ['http', nginx.url, {}],
       ] as const) {
         removeTreeSync(homeB);
         removeTreeSync(work); // unpacked outputs are read-only
         fs.mkdirSync(homeB, { recursive: true });
         fs.copyFileSync(path.join(home, 'trusted-keys'), path.join(homeB, 'trusted-keys'));
-        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, PKG_IPFS_PEERS: a.addr }, heapFlags(url));
+        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, ...route }, heapFlags(url));
         if (!fs.existsSync(path.join(work, 'outputs', sha256, 'share/big/data0.bin'))) throw new Error(`${kind}: substitute unpacked nothing`);
         times[kind].push(r.s);
         rss = kind === 'ipfs' ? Math.max(rss, r.rssMB ?? 0) : rss;
@@ -207,9 +212,10 @@ async function main(): Promise<void> {
   row('add --only-hash: peerpkgs ipfs add -n', m.onlyHashCmd, times.onlyHashCmd);
   row('substitute from http:// (nginx)', m.http, times.http);
   row('substitute from ipfs:// (node B <- daemon A)', m.ipfs, times.ipfs);
+  row("substitute from ipfs:// (B <- A's gateway)", m.gateway, times.gateway);
   row('peerpkgs ipfs get (node B <- daemon A)', m.get, times.get);
   console.log('');
-  console.log(`ipfs substitute against http: ${(m.http / m.ipfs).toFixed(2)}× (target ≥ 0.50)`);
+  console.log(`ipfs substitute against http: ${(m.http / m.ipfs).toFixed(2)}× (target ≥ 0.50); through the gateway: ${(m.http / m.gateway).toFixed(2)}×`);
   console.log(`add against sha256: ${(m.hash / m.importer).toFixed(2)}× the import, ${(m.hash / m.add).toFixed(2)}× the command (target ≥ 0.80)`);
   console.log(`add --only-hash against sha256: ${(m.hash / m.onlyHash).toFixed(2)}× the import, ${(m.hash / m.onlyHashCmd).toFixed(2)}× the command`);
   console.log(`peak RSS of the ipfs substitute process: ${rss.toFixed(0)} MB`);

@@ -1,0 +1,123 @@
+/**
+ * Fetching blocks from trustless HTTP gateways (PKG_IPFS_GATEWAYS): a Helia
+ * block broker beside bitswap, so that a node that can reach no peer, or
+ * sits behind a NAT, still gets blocks from any gateway or HTTP cache that
+ * carries them. Helia races it against bitswap for each block it lacks.
+ *
+ * A block is asked for as the trustless gateway specification says,
+ * `GET {gateway}/ipfs/{cid}?format=raw` with `Accept:
+ * application/vnd.ipld.raw`, through the one HTTP getter (fetch/http.ts)
+ * with its idle, deadline and size bounds; the size bound is the block
+ * limit Helia gives (2 MiB). Nothing a gateway sends is trusted: each
+ * block is hashed against its CID (Helia's validateFn) before it is
+ * returned. A gateway whose block does not match is not asked again by this
+ * process; one that fails otherwise is asked after the others next time;
+ * a 404 is only a miss. Gateways are tried one after another, not all at
+ * once: one gateway that has the block costs one request.
+ *
+ * This is what `@helia/block-brokers`' trustlessGateway() does, with the
+ * project's own HTTP bounds; were that package a dependency, it would take
+ * this one's place in node.ts, given the same URLs.
+ */
+import type { BlockBroker, BlockRetrievalOptions } from '@helia/interface';
+import type { CID } from 'multiformats/cid';
+import { httpGet, HttpError, type Deadline } from '../fetch/http.ts';
+import { IpfsError } from './errors.ts';
+
+/** The largest block a gateway may send when Helia does not say (its own default). */
+const MAX_BLOCK = 2 * 1024 * 1024;
+
+export interface GatewayBrokerOptions {
+  /** http(s) URLs of the gateways' roots */
+  gateways: string[];
+  /** a gateway silent this long has failed */
+  idleMs: number;
+  deadline: Deadline;
+}
+
+export class GatewayBroker implements BlockBroker {
+  readonly name = 'trustless-gateway';
+  /** every gateway, in the order given */
+  private readonly known: string[] = [];
+  /** in the order they are asked: a gateway that failed goes last */
+  private readonly order: string[] = [];
+  /** gateways that sent a block that was not the CID's: never asked again */
+  private readonly liars = new Set<string>();
+  private readonly opts: GatewayBrokerOptions;
+
+  constructor(opts: GatewayBrokerOptions) {
+    this.opts = opts;
+    this.add(opts.gateways);
+  }
+
+  get gateways(): string[] {
+    return [...this.known];
+  }
+
+  /** Asks these gateways too from now on; one it has already keeps its place. */
+  add(urls: string[]): void {
+    for (const u of urls) {
+      let url: URL;
+      try {
+        url = new URL(u);
+      } catch {
+        throw new IpfsError(`${u}: not a gateway URL`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IpfsError(`${u}: not an http(s) gateway URL`);
+      const root = url.href.replace(/\/+$/, '');
+      if (this.known.includes(root)) continue;
+      this.known.push(root);
+      this.order.push(root);
+    }
+  }
+
+  async retrieve(cid: CID, options: BlockRetrievalOptions = {}): Promise<Uint8Array> {
+    const maxBytes = options.maxSize ?? MAX_BLOCK;
+    const failures: string[] = [];
+    for (const gateway of [...this.order]) {
+      if (this.liars.has(gateway)) continue;
+      options.signal?.throwIfAborted();
+      let block: Uint8Array;
+      try {
+        block = await this.fetchBlock(gateway, cid, maxBytes, options.signal);
+      } catch (e) {
+        if (options.signal?.aborted) throw e;
+        failures.push(`${gateway}: ${(e as Error).message}`);
+        if (!(e instanceof HttpError && (e.status === 404 || e.status === 410))) this.demote(gateway);
+        continue;
+      }
+      if (options.validateFn) {
+        try {
+          await options.validateFn(block);
+        } catch (e) {
+          if (options.signal?.aborted) throw e;
+          this.liars.add(gateway);
+          failures.push(`${gateway}: sent a block that is not ${cid}`);
+          process.stderr.write(`ipfs: warning: ${gateway} sent a block that is not ${cid}; not asking it again\n`);
+          continue;
+        }
+      }
+      return block;
+    }
+    throw new IpfsError(`${cid}: no gateway has it (${failures.join('; ') || 'every gateway sent a wrong block earlier'})`);
+  }
+
+  private demote(gateway: string): void {
+    const i = this.order.indexOf(gateway);
+    if (i >= 0) this.order.push(...this.order.splice(i, 1));
+  }
+
+  private async fetchBlock(gateway: string, cid: CID, maxBytes: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const got = await httpGet(new URL(`${gateway}/ipfs/${cid}?format=raw`), {
+      idleMs: this.opts.idleMs,
+      deadline: this.opts.deadline,
+      maxBytes,
+      maxWhat: `the ${maxBytes} bytes a block may have`,
+      headers: { accept: 'application/vnd.ipld.raw' },
+      signal,
+    });
+    const parts: Buffer[] = [];
+    for await (const chunk of got.body) parts.push(chunk);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+}
