@@ -111,3 +111,14 @@ export function drained(out: Pick<NodeJS.WritableStream, 'on' | 'off'>): Promise
     out.on('close', done);
   });
 }
+
+/** The names in directory `dir`; none when it does not exist (yet): the
+ * stores' registries, profiles and logs are made on first use. */
+export function namesIn(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}

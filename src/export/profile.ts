@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import { errorClass, UsageError } from '../errors.ts';
 import { homeLayout } from '../store/home.ts';
 import { withLockFile } from '../engine/locks.ts';
-import { removeTreeSync } from '../archive/files.ts';
+import { removeTreeSync, namesIn } from '../archive/files.ts';
 import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';
 import type { Output, Settled, Strategy } from '../archive/merge.ts';
 // venv.ts and merge.ts (and through them the output store and the engine's
@@ -108,12 +108,7 @@ export class Profile {
 
   /** Every complete generation, oldest first. */
   generations(): Generation[] {
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.dir);
-    } catch {
-      return [];
-    }
+    const names = namesIn(this.dir);
     const prefix = `${this.name}-`;
     return names
       .filter((n) => n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length)))
@@ -246,12 +241,7 @@ export function profileNames(home: string): string[] {
 /** Every generation of every profile under `home`, by the profiles' directory (a generation whose profile link is gone still counts). */
 export function allGenerations(home: string): Array<{ dir: string; manifest: Manifest | null }> {
   const dir = homeLayout.profiles(home);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
+  const names = namesIn(dir);
   return names
     .filter((n) => /^[^.].*-\d+$/.test(n))
     .map((n) => {

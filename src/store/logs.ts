@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { homeLayout } from './home.ts';
 import { settings } from '../settings.ts';
 import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';
+import { namesIn } from '../archive/files.ts';
 
 const LOG = /^(\d{8}T\d{9}Z)-(ok|failed)\.log\.gz$/;
 const NEWLINE = Buffer.from('\n');
@@ -46,12 +47,7 @@ export interface KeptLog {
 /** The kept logs of the package in `pkgDir`, oldest first. */
 export function listLogs(home: string, pkgDir: string): KeptLog[] {
   const dir = logDir(home, pkgDir);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
+  const names = namesIn(dir);
   return names
     .map((n) => ({ n, m: LOG.exec(n) }))
     .filter((x) => x.m)

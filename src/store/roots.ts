@@ -31,6 +31,7 @@ import { temporaryName, removeTemporaryFile, sweepNow } from '../archive/tempora
 import { isAlive, withLockFile } from '../engine/locks.ts';
 // node:crypto, loaded when a registration is made: a rollback has no use for it
 import { crypto } from '../engine/lazy.ts';
+import { namesIn } from '../archive/files.ts';
 
 export type Registry = 'venvs' | 'trees';
 
@@ -64,12 +65,7 @@ function readLink(link: string): string | null {
 /** The registrations of `registry`: each link and the path it names. */
 export function registrations(home: string, registry: Registry): Array<{ link: string; target: string }> {
   const dir = path.join(homeLayout.gcroots(home), registry);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
+  const names = namesIn(dir);
   const out: Array<{ link: string; target: string }> = [];
   for (const n of names) {
     if (n.startsWith('.')) continue; // a temporary
