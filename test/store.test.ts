@@ -266,6 +266,13 @@ describe('store', function () {
       const junk = path.join(work, 'junk');
       fs.writeFileSync(junk, 'no tree names me\n');
       ok(['distfiles', 'add', junk], h);
+      // the logs of a package whose tree is gone, and of one no log names
+      const logs = path.join(h, 'logs');
+      const gLogs = fs.readdirSync(logs);
+      assert.equal(gLogs.length, 1, 'g\'s build is logged');
+      fs.mkdirSync(path.join(logs, 'gone-000000000000'));
+      fs.symlinkSync(path.join(work, 'no-such-tree/pkg/gone'), path.join(logs, 'gone-000000000000/package'));
+      fs.mkdirSync(path.join(logs, 'unnamed-000000000000'));
       const leftover = deadOwnersTemporary(path.join(h, 'outputs', 'unpack'));
       fs.mkdirSync(leftover);
       const outputs = () => fs.readdirSync(path.join(h, 'outputs')).filter((n) => /^[0-9a-f]{64}$/.test(n)).length;
@@ -278,6 +285,7 @@ describe('store', function () {
       assert.match(dry, /^would free distfiles: 1 \(/m);
       assert.match(dry, /^would free crash leftovers: 1 \(/m);
       assert.match(dry, /^would free sandbox roots: 1 \(/m);
+      assert.match(dry, /^would free logs: 2 \(/m);
       assert.ok(dry.includes(`would delete ${leftover}\n`));
       assert.equal(outputs(), 4);
       assert.ok(fs.existsSync(leftover));
@@ -286,6 +294,8 @@ describe('store', function () {
       assert.match(freed, /^freed outputs: 1 \([\d.]+ [KMG]?i?B\)$/m);
       assert.match(freed, /^freed distfiles: 1 /m);
       assert.match(freed, /^freed crash leftovers: 1 /m);
+      assert.match(freed, /^freed logs: 2 /m);
+      assert.deepEqual(fs.readdirSync(logs), gLogs, 'the logs of the registered tree\'s g are kept');
       assert.equal(outputs(), 3);
       assert.equal(distfiles(), 1); // the seed, which the tree's fetch file names
       assert.ok(!fs.existsSync(leftover));

@@ -1,7 +1,8 @@
 /**
  * The roots of garbage collection, from what holds them: every generation
  * of every profile and every live venv hold their outputs; every
- * registered tree's fetch files hold their distfiles. The store
+ * registered tree's fetch files hold their distfiles, and its packages
+ * their build logs. The store
  * (store/gc.ts) removes the rest; it lives below the exports and
  * learns only the sets.
  */
@@ -17,6 +18,7 @@ export function keptByRoots(home: string): Kept {
   const outputs = new Set<string>();
   const distfiles = new Set<string>();
   const stale: string[] = [];
+  const packages = new Set<string>();
   for (const g of allGenerations(home)) {
     // what an unreadable generation holds cannot be told: nothing is collected rather than something it needs
     if (g.manifest === null) throw new ProfileError(`${g.dir} has no readable manifest: gc cannot tell what it holds; delete it (peerpkgs delete-generations) or restore it`);
@@ -34,10 +36,11 @@ export function keptByRoots(home: string): Kept {
       continue;
     }
     for (const name of fs.readdirSync(pkgDir)) {
+      packages.add(fs.realpathSync(path.join(pkgDir, name)));
       const fetch = path.join(pkgDir, name, 'fetch');
       // a fetch file that does not parse stops gc (its TreeError names the line): what it names cannot be told
       if (fs.existsSync(fetch)) for (const e of readFetch(fetch)) distfiles.add(e.sha256);
     }
   }
-  return { outputs, distfiles, stale };
+  return { outputs, distfiles, stale, packages };
 }

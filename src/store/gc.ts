@@ -15,7 +15,8 @@
  *                   killed install's), failed builds' kept work directories
  *                   included
  *   registrations   venvs and trees that are gone
- *   logs            (the kept build logs' kind goes here: see LOG_KIND)
+ *   logs            the kept build logs of packages that are not in a
+ *                   registered tree (or whose directory is gone)
  *
  * IPFS blocks are not collected: the node's blockstore has its own pins.
  *
@@ -27,6 +28,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { homeLayout } from './home.ts';
+import { PACKAGE_LINK } from './logs.ts';
 import { deadTemporaries, temporaryName, forget } from '../archive/temporary.ts';
 
 export interface Kept {
@@ -36,6 +38,8 @@ export interface Kept {
   distfiles: ReadonlySet<string>;
   /** registration links found stale by the caller */
   stale: string[];
+  /** the package directories (real paths) of the registered trees, whose logs are kept */
+  packages: ReadonlySet<string>;
 }
 
 export interface Garbage {
@@ -92,8 +96,23 @@ const KINDS: Kind[] = [
       return bySha(homeLayout.distfiles(home), (sha) => !kept.distfiles.has(sha)).map(([file]) => [file!, path.join(verified, path.basename(file!))]);
     },
   },
-  // LOG_KIND: the kept build logs under $PEERPKGS_HOME/logs join here as
-  // { kind: 'logs', find: (home, kept) => the logs of outputs not in kept.outputs }
+  {
+    kind: 'logs',
+    find: (home, kept) =>
+      list(homeLayout.logs(home))
+        .filter((n) => !n.startsWith('.'))
+        .map((n) => path.join(homeLayout.logs(home), n))
+        .filter((d) => {
+          let pkg: string;
+          try {
+            pkg = fs.readlinkSync(path.join(d, PACKAGE_LINK));
+          } catch {
+            return true; // no package named: no root can hold it
+          }
+          return !kept.packages.has(pkg);
+        })
+        .map((d) => [d]),
+  },
   {
     kind: 'crash leftovers',
     find: (home) => {

@@ -80,6 +80,7 @@ export class BuildLog {
   constructor(home: string, pkgDir: string) {
     this.dir = logDir(home, pkgDir);
     fs.mkdirSync(this.dir, { recursive: true });
+    recordPackage(this.dir, pkgDir);
     this.tmp = temporaryName(path.join(this.dir, 'log.gz'));
     this.written = pipeline(this.gzip, fs.createWriteStream(this.tmp));
     this.written.catch(() => {}); // said by end()
@@ -110,6 +111,26 @@ export class BuildLog {
       removeTemporaryFile(this.tmp);
     }
   }
+}
+
+/** The link `package` in a package's log directory names the package
+ * directory its logs are of: gc keeps the logs of packages of registered
+ * trees, and can tell them only by this. */
+export const PACKAGE_LINK = 'package';
+
+function recordPackage(dir: string, pkgDir: string): void {
+  const link = path.join(dir, PACKAGE_LINK);
+  if (fs.existsSync(link)) return;
+  let real: string;
+  try {
+    real = fs.realpathSync(pkgDir);
+  } catch {
+    real = path.resolve(pkgDir);
+  }
+  const tmp = temporaryName(link);
+  fs.symlinkSync(real, tmp);
+  fs.renameSync(tmp, link);
+  forget(tmp);
 }
 
 /** Remove all but the newest `keep` logs in `dir`. */
