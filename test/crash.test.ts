@@ -280,6 +280,26 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     });
   }
 
+  it('a temporary named while the process stops, after its own were removed, goes when it exits', () => {
+    // a build whose sandbox starts as the signal comes opens its log then
+    const dir = path.join(shared.dir, 'late-temporary');
+    fs.mkdirSync(dir, { recursive: true });
+    const module = path.resolve('src/archive/temporary.ts');
+    const script = `
+      import * as fs from 'node:fs';
+      const t = await import(${JSON.stringify(module)});
+      await t.removeOwnTemporaries();
+      const late = t.temporaryName(${JSON.stringify(path.join(dir, 'log.gz'))}, { sweep: false });
+      fs.writeFileSync(late, 'half a log');
+      console.log(fs.readdirSync(${JSON.stringify(dir)}).length);
+      process.exit(143);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 143, r.stderr);
+    assert.equal(r.stdout.trim(), '1', 'the temporary was not written');
+    assert.deepEqual(fs.readdirSync(dir), []);
+  });
+
   it(`after each of ${KILLS} kills at random moments, a rerun gives a clean build's outputs and leaves nothing behind`, async () => {
     const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
     process.stdout.write(`      crash seed: ${seed} (replay with CRASH_SEED=${seed})\n`);

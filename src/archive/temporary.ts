@@ -123,7 +123,21 @@ export function keep(tmp: string): boolean {
 
 /** From now on nothing is kept: the process is stopping (see removeOwnTemporaries). */
 export function interrupting(): void {
+  if (interrupted) return;
   interrupted = true;
+  // Work already under way goes on while the process stops, and may name a
+  // temporary after removeOwnTemporaries has looked (a build's log, opened
+  // as its sandbox starts): whatever is still ours when the process exits
+  // goes then, synchronously, as nothing runs after 'exit'.
+  process.once('exit', () => {
+    for (const t of live) {
+      try {
+        fs.rmSync(t, { recursive: true, force: true });
+      } catch {
+        /* a read-only tree of someone not root: the next writer's sweep takes it */
+      }
+    }
+  });
 }
 
 /** Remove the temporary, a file or a tree (read-only directories and all), if it is there. */
@@ -153,7 +167,7 @@ export function withTemporaryFile<T>(final: string, write: (tmp: string) => T): 
 
 /** Remove every temporary this process has not finished with: the engine does on a signal. */
 export async function removeOwnTemporaries(): Promise<void> {
-  interrupted = true;
+  interrupting();
   await Promise.all([...live].map((t) => removeTemporary(t).catch(() => {})));
 }
 
