@@ -202,7 +202,8 @@ describe('package tree', function () {
       assert.equal(build('./pkg/a').status, 0);
       fs.copyFileSync(path.join(dir, 'pkg/seed/.pkg.tar.gz'), path.join(dir, 'pkg/a/.pkg.tar.gz'));
       const r = build('./pkg/a');
-      assert.deepEqual(built(r), ['pkg/a/.pkg.tar.gz'], r.stderr);
+      // made again: taken from the store, where its build put it
+      assert.match(r.stderr, /^\[[\d/ :]+\] pkg\/a: substituted from this store, built before$/m);
       assert.match(contentOf('a'), /echo a/);
     });
 
@@ -288,9 +289,10 @@ describe('package tree', function () {
         assert.equal(read(other.dir, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(dir, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
         // signed by a key this machine does not trust: refused, and with
         // PKG_FORCE_BINARY=yes that is an error naming the package
+        // (a third machine: the second has them in its store now)
         fs.rmSync(path.join(other.dir, '.redo'), { recursive: true });
         for (const p of ['a', 'b']) fs.rmSync(path.join(other.dir, 'pkg', p, '.pkg.tar.gz'));
-        const refused = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], { ...env, PKG_TRUSTED_KEYS: '' });
+        const refused = run(other.dir, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(other.dir, 'home-3'), PKG_TRUSTED_KEYS: '' });
         assert.notEqual(refused.status, 0);
         assert.match(refused.stderr, /no cache has a usable binary package/);
         assert.match(refused.stderr, /ed25519:[0-9a-f]{16}/);
@@ -577,8 +579,8 @@ describe('package tree', function () {
       fs.writeFileSync(stored, 'A' + bytes.slice(1));
       fs.chmodSync(stored, 0o444);
       fs.utimesSync(stored, before.atime, before.mtime);
-      fs.rmSync(path.join(dir, 'pkg/d/.pkg.tar.gz'));
-      const r = build('./pkg/d');
+      // built again (redo: forced), not taken from the store
+      const r = run(dir, 'redo', ['pkg/d/.pkg.tar.gz'], { PEERPKGS_HOME: home });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, /src2\.txt: the distfile store's copy had wrong bytes \(sha256 [0-9a-f]{64}\): removed it, fetching it again/);
       assert.equal(fs.readFileSync(stored, 'utf8'), bytes);
@@ -593,6 +595,7 @@ describe('package tree', function () {
 
     it('a file in files/ with the name of a fetched source is a bad-tree error naming both places', () => {
       write(dir, pkg('ff', 'true', { 'pkg/ff/fetch': `url: ${www.url}/seed.tar.gz\nsha256: ${seedSha}\n`, 'pkg/ff/files/seed.tar.gz': 'not the seed' }));
+      assert.equal(build('./pkg/seed').status, 0, 'the seed is in the distfile store');
       const r = build('./pkg/ff');
       assert.equal(r.status, 4, r.stderr);
       assert.match(r.stderr, /pkg\/ff\/files\/seed\.tar\.gz: seed\.tar\.gz is also fetched by pkg\/ff\/fetch:1/);

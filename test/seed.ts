@@ -59,7 +59,8 @@ export async function seededTree(work: string): Promise<{ tree: string; www: { u
 export interface SeededTree {
   /** this test's tree, with pkg/seed */
   dir: string;
-  /** the file's $PEERPKGS_HOME: one distfile and output store, as a user has */
+  /** this test's $PEERPKGS_HOME: a package another test built is not
+   * taken from its store (store/built.ts) */
   home: string;
   /** what the web server serves, seed.tar.gz included */
   wwwDir: string;
@@ -69,7 +70,7 @@ export interface SeededTree {
 
 /**
  * Mocha hooks for a file of package-tree tests: the seed served by busybox
- * httpd and one home for the whole file; a fresh tree with pkg/seed for
+ * httpd for the whole file; a fresh tree with pkg/seed and a fresh home for
  * each test, removed after it. Read the fields in the tests (they are set
  * by the hooks).
  */
@@ -83,7 +84,6 @@ export function seededTrees(): SeededTree {
     fs.mkdirSync(t.wwwDir);
     t.seedSha = await makeSeedTarball(t.wwwDir);
     t.www = await busyboxHttpd(t.wwwDir);
-    t.home = path.join(shared.dir, 'home');
   });
   after(async () => {
     await t.www.stop();
@@ -91,6 +91,7 @@ export function seededTrees(): SeededTree {
   });
   beforeEach(() => {
     ({ dir: t.dir, cleanup } = scratch());
+    t.home = fs.mkdtempSync(path.join(shared.dir, 'home-'));
     writeSeedPackage(t.dir, t.www.url, t.seedSha);
   });
   afterEach(() => cleanup());

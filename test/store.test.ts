@@ -251,6 +251,50 @@ describe('store', function () {
     });
   });
 
+  describe('earlier builds', () => {
+    it('a package built once is taken from the store in another checkout of the tree, built afresh by check, and collected unless a root holds it', () => {
+      const h = path.join(work, 'home-built');
+      // checkouts of the tree: its packages without what a build left in them
+      const checkout = (name: string) => {
+        const t = path.join(work, name);
+        fs.cpSync(tree, t, { recursive: true, filter: (f) => path.basename(f) === '.pkg.tar.gz.do' || !/^\.(redo|pkghash|b?closure|pkg\.tar\.gz)/.test(path.basename(f)) });
+        return t;
+      };
+      const built = (t: string, args: string[]) => {
+        const r = run(t, 'build-packages-ifchange', args, { PEERPKGS_HOME: h });
+        assert.equal(r.status, 0, r.stderr);
+        return r.stderr;
+      };
+      const t1 = checkout('checkout-1');
+      assert.match(built(t1, ['./pkg/b']), /^\[[\d/ :]+\] pkg\/b: built in /m);
+      const t2 = checkout('checkout-2');
+      const again = built(t2, ['./pkg/b']);
+      assert.match(again, /^\[[\d/ :]+\] pkg\/b: substituted from this store, built before$/m);
+      assert.match(again, /^\[[\d/ :]+\] pkg\/a: substituted from this store, built before$/m);
+      assert.doesNotMatch(again, /pkg\/[ab]: built in /);
+      const archive = (t: string) => fs.readFileSync(path.join(t, 'pkg/b/.pkg.tar.gz'));
+      assert.ok(archive(t2).equals(archive(t1)));
+      // the archive is the one built, with its record: a cache it is published to gives its provenance
+      assert.ok(fs.existsSync(path.join(t2, 'pkg/b/.pkg.tar.gz.built')));
+
+      const check = run(t2, 'peerpkgs', ['check', './pkg/b'], { PEERPKGS_HOME: h });
+      assert.equal(check.status, 0, check.stderr);
+      assert.match(check.stdout, /^pkg\/b: reproducible, output sha256 [0-9a-f]{64}$/m);
+      assert.match(check.stderr, /^\[[\d/ :]+\] pkg\/b: built in /m, 'the second build of check is a build');
+
+      // gc keeps what a root holds (a/b installed); the rest goes, and the trees keep their own archives
+      ok(['install', './pkg/a'], h);
+      const freed = ok(['gc'], h);
+      assert.match(freed, /^freed earlier builds: [1-9]\d* /m);
+      assert.deepEqual(fs.readdirSync(path.join(h, 'built')).filter((n) => n.endsWith('.pkg.tar.gz')).length, 1, 'a, which the profile holds, is kept');
+      assert.ok(archive(t2).equals(archive(t1)));
+      const t3 = checkout('checkout-3');
+      const third = built(t3, ['./pkg/b']);
+      assert.match(third, /^\[[\d/ :]+\] pkg\/a: substituted from this store, built before$/m);
+      assert.match(third, /^\[[\d/ :]+\] pkg\/b: built in /m);
+    });
+  });
+
   describe('gc', () => {
     it('deletes what no generation, venv or registered tree holds, per kind; --dry-run only lists', () => {
       const h = path.join(work, 'home-gc');

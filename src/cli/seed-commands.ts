@@ -72,10 +72,11 @@ export async function seedCommand(argv: string[]): Promise<number> {
       components: f.components,
       home: peerpkgsHome(),
       log: say,
-      engine: async (base) => {
+      engine: async (base, afresh) => {
         const start = base ?? process.cwd();
         current = new Engine({
           jobs: f.jobs,
+          afresh,
           rules,
           base: base ?? findBase(process.cwd()),
           startDir: start,

@@ -50,6 +50,9 @@ export interface EngineOptions {
   startDir?: string;
   log?: Log;
   env?: NodeJS.ProcessEnv;
+  /** every target is made afresh (BuildContext.afresh): nothing is taken
+   * from an earlier build or a cache (seed reproduce's second generation) */
+  afresh?: boolean;
 }
 
 export class Engine {
@@ -69,6 +72,8 @@ export class Engine {
   private pool: WorkerPool | null = null;
   private server: Server | null = null;
   private readonly memo = new Map<string, Result | Promise<Result>>();
+  /** the targets asked for with `redo` in this run: their rules make them afresh (BuildContext.afresh) */
+  private readonly forced = new Set<string>();
   private readonly jobs = new Map<number, Job>();
   private nextJob = 1;
   /** every target whose rule failed in this run, for the summary at the end */
@@ -167,6 +172,7 @@ export class Engine {
    * when nothing needs building, which keeps a no-op run free of promises.
    */
   ensure(t: string, force: boolean, from: Job | null, quiet = false): Result | Promise<Result> {
+    if (force) this.forced.add(t);
     const prior = this.memo.get(t);
     if (prior !== undefined) {
       if (!(prior instanceof Promise)) {
@@ -436,6 +442,7 @@ export class Engine {
       rel: job.target,
       out: tmp3,
       jobs: this.slots,
+      afresh: this.opts.afresh === true || this.forced.has(job.target),
       ifchange: async (paths) => {
         const rc = await this.request(job, { cmd: 'ifchange', cwd: this.base, args: paths });
         if (rc !== 0) throw new RuleError(`dependencies of ${this.log.show(job.target)} failed`, rc);

@@ -15,6 +15,9 @@ export interface BuildContext {
   readonly out: string;
   /** job slots the engine was given, for rules that run parallel tools */
   readonly jobs: number;
+  /** asked for with `redo` (forced) in this run: made afresh here, not
+   * taken from what an earlier build or a cache has */
+  readonly afresh: boolean;
   /** redo-ifchange: make these up to date and depend on them (absolute or base-relative) */
   ifchange(paths: string[]): Promise<void>;
   /** redo-ifcreate: rebuild if any of these comes into existence */

@@ -26,6 +26,7 @@ import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 import { forget, keep, removeTemporary } from '../archive/temporary.ts';
 import { recordTexts } from '../store/pkghash-texts.ts';
+import { BUILT_SUFFIX, PROVENANCE_SUFFIX } from './build-record.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
@@ -104,6 +105,19 @@ function cacheSetup(home: string) {
   return caches;
 }
 
+/** The records kept beside an archive (build-record.ts), which go with it into and out of the store's index of earlier builds. */
+const RECORDS = [BUILT_SUFFIX, PROVENANCE_SUFFIX];
+
+/** Take the package's archive from this home, if a build (or a substitution) here made it before from the same pkghash. */
+async function takeBuiltBefore(dir: string, ctx: BuildContext, home: string): Promise<boolean> {
+  const { findBuilt, takeBuilt } = await import('../store/built.ts');
+  const found = findBuilt(home, packageGraph().pkghash(dir));
+  if (!found) return false;
+  takeBuilt(found, ctx.out, ctx.target, RECORDS);
+  ctx.substituted('from this store, built before');
+  return true;
+}
+
 /** Take the package from a binary cache if one has it (signed as required). */
 async function substituteFromCache(dir: string, ctx: BuildContext, home: string): Promise<boolean> {
   const config = await cacheSetup(home);
@@ -128,6 +142,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
     (await import('./build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
+    (await import('../store/built.ts')).recordBuilt(home, pkghash, ctx.out, r.hit.sha256, ctx.target, RECORDS);
     ctx.substituted(`from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
     return true;
   }
@@ -148,7 +163,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // package from a cache needs nothing else
   await ctx.ifchange(g.closure(dir).map((d) => path.join(d, '.pkg.tar.gz')));
   // the texts of this pkghash and its dependencies', for `peerpkgs why` to compare with the tree's later
-  if (await substituteFromCache(dir, ctx, home)) return recordTexts(home, g.pkghashTexts(dir));
+  if (!ctx.afresh && ((await takeBuiltBefore(dir, ctx, home)) || (await substituteFromCache(dir, ctx, home)))) return recordTexts(home, g.pkghashTexts(dir));
   const startedOn = new Date().toISOString();
 
   const [{ packDir }, { recordSha256 }, { progressFor }] = await Promise.all([import('../archive/pack.ts'), import('../store/outputs.ts'), import('../fetch/progress.ts')]);
@@ -198,6 +213,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const buildClosure = deps.map((d, i) => ({ name: g.load(d).name, pkghash: g.pkghash(d), sha256: root.layerIds[i]! }));
   recordBuild(ctx.target, { archiveSha256: packed.compressedSha256, peerpkgs: PEERPKGS_VERSION, startedOn, finishedOn: new Date().toISOString(), buildClosure });
   ctx.log(`${plural(packed.files, 'file')}, output ${packed.sha256.slice(0, 16)}…`);
+  (await import('../store/built.ts')).recordBuilt(home, g.pkghash(dir), same ? ctx.target : ctx.out, packed.sha256, ctx.target, RECORDS);
   // a build may leave read-only directories: removed as temporaries are, write bits restored
   await removeTemporary(work.dir);
   recordTexts(home, g.pkghashTexts(dir));

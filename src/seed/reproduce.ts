@@ -44,8 +44,11 @@ export interface ReproduceOptions {
   tree: string;
   components?: string[];
   home: string;
-  /** An engine for the tree whose redo state is in `base` (the caller's default when undefined). */
-  engine: (base: string | undefined) => Promise<Engine>;
+  /** An engine for the tree whose redo state is in `base` (the caller's
+   * default when undefined); `afresh`: its rules take nothing built before
+   * (EngineOptions.afresh), so that the second generation is built, not
+   * found from an earlier run of the same reproduction. */
+  engine: (base: string | undefined, afresh: boolean) => Promise<Engine>;
   /** Progress, a line at a time. */
   log: (line: string) => void;
 }
@@ -154,7 +157,7 @@ interface Built {
 /** Build the components in `tree` and pack them as a seed into `out`. */
 async function generation(opts: ReproduceOptions, tree: string, base: string | undefined, components: string[], out: string): Promise<Built> {
   const dirs = components.map((c) => path.join(tree, 'pkg', c));
-  const engine = await opts.engine(base);
+  const engine = await opts.engine(base, base !== undefined);
   try {
     const rc = await engine.build(
       dirs.map((d) => path.join(d, '.pkg.tar.gz')),

@@ -7,6 +7,8 @@
  * hold them. What goes, by kind:
  *
  *   outputs         unpacked outputs no root holds, with their records
+ *   earlier builds  archives built here before (store/built.ts) whose
+ *                   output no root holds
  *   sandbox roots   every assembled root: a cache, made again on the next
  *                   build of its closure
  *   distfiles       sources no registered tree's fetch file names, with
@@ -29,6 +31,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { homeLayout } from './home.ts';
 import { PACKAGE_LINK } from './logs.ts';
+import { unheldBuilt } from './built.ts';
 import { deadTemporaries, temporaryName, forget } from '../archive/temporary.ts';
 
 export interface Kept {
@@ -81,6 +84,11 @@ const KINDS: Kind[] = [
     find: (home, kept) => bySha(homeLayout.outputs(home), (sha) => !kept.outputs.has(sha)),
   },
   {
+    // a package built again is found here before it is built: what no root holds goes
+    kind: 'earlier builds',
+    find: (home, kept) => unheldBuilt(home, kept.outputs),
+  },
+  {
     kind: 'sandbox roots',
     find: (home) => {
       const dir = homeLayout.roots(home);
@@ -116,7 +124,7 @@ const KINDS: Kind[] = [
   {
     kind: 'crash leftovers',
     find: (home) => {
-      const dirs = [home, homeLayout.outputs(home), homeLayout.roots(home), homeLayout.build(home), homeLayout.distfiles(home), homeLayout.distfilesVerified(home), homeLayout.profiles(home)];
+      const dirs = [home, homeLayout.outputs(home), homeLayout.roots(home), homeLayout.build(home), homeLayout.built(home), homeLayout.distfiles(home), homeLayout.distfilesVerified(home), homeLayout.profiles(home)];
       const gcroots = homeLayout.gcroots(home);
       dirs.push(gcroots, ...list(gcroots).map((n) => path.join(gcroots, n)).filter((p) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()));
       return dirs.flatMap((d) => (fs.existsSync(d) ? deadTemporaries(d) : [])).map((p) => [p]);

@@ -23,6 +23,8 @@ export const homeLayout = {
   distfilesVerified: (home: string): string => path.join(home, 'distfiles.verified'),
   /** unpacked outputs, read-only, by output sha256: store/outputs.ts's OutputStore */
   outputs: (home: string): string => path.join(home, 'outputs'),
+  /** the archives built or substituted here, by pkghash: store/built.ts */
+  built: (home: string): string => path.join(home, 'built'),
   /** assembled sandbox roots, by their layers: sandbox/root.ts */
   roots: (home: string): string => path.join(home, 'roots'),
   /** builds' work directories */
