@@ -309,7 +309,8 @@ describe('binary package caches', function () {
 
     const faultCases: Array<[string, string, RegExp]> = [
       ['answers HTTP 500', '500', /\.info: HTTP 500 Internal Server Error/],
-      ['resets the connection mid-body', 'reset', /\.tar\.gz: connection reset; truncated \(got [1-9]\d* of \d+ bytes\)/],
+      // (how much arrived depends on the scheduler: a reset drops what the client had not read yet)
+      ['resets the connection mid-body', 'reset', /\.tar\.gz: connection reset; truncated \(got \d+ of \d+ bytes\)/],
       ['closes the connection before the announced length', 'truncated', /\.tar\.gz: connection closed early; truncated \(got \d+ of \d+ bytes\)/],
       ['ends a chunked body early', 'short', /\.tar\.gz is truncated \(got \d+ of \d+ bytes\)/],
       ['sends an altered body of the right length', 'altered', /\.tar\.gz (has sha256 [0-9a-f]{64}, its \.info says [0-9a-f]{64}|: .*)/],
