@@ -268,6 +268,8 @@ describe('store', function () {
       const t1 = checkout('checkout-1');
       assert.match(built(t1, ['./pkg/b']), /^\[[\d/ :]+\] pkg\/b: built in /m);
       const t2 = checkout('checkout-2');
+      const why = run(t2, 'peerpkgs', ['why', './pkg/b'], { PEERPKGS_HOME: h });
+      assert.match(why.stdout, /^pkg\/b would be built: never built \(no pkg\/b\/\.pkg\.tar\.gz\)\n {2}but a build of pkghash [0-9a-f]{64} is in this store \(\S+\/built\/[0-9a-f]{64}\.pkg\.tar\.gz\): it would be taken from there$/m);
       const again = built(t2, ['./pkg/b']);
       assert.match(again, /^\[[\d/ :]+\] pkg\/b: substituted from this store, built before$/m);
       assert.match(again, /^\[[\d/ :]+\] pkg\/a: substituted from this store, built before$/m);

@@ -63,10 +63,11 @@ export async function shellCmd(argv: string[]): Promise<number> {
 
 export async function whyCmd(argv: string[]): Promise<number> {
   const dirs = packageDirs(parse(argv, {}).positionals);
-  const [{ builtFromPkghash }, { recordedText }, { diffPkghashTexts }] = await Promise.all([
+  const [{ builtFromPkghash }, { recordedText }, { diffPkghashTexts }, { findBuilt }] = await Promise.all([
     import('../store/outputs.ts'),
     import('../store/pkghash-texts.ts'),
     import('../tree/pkghash-diff.ts'),
+    import('../store/built.ts'),
   ]);
   const home = peerpkgsHome();
   const g = new PackageGraph();
@@ -90,6 +91,8 @@ export async function whyCmd(argv: string[]): Promise<number> {
       if (old === null) out.push(`  (the text of pkghash ${from} was not recorded: built before peerpkgs kept them, or removed)`);
       else out.push(...diffPkghashTexts(old, today.get(now)!, textOf).map((l) => `  ${l}`));
     }
+    const stored = from !== now && from !== '' ? findBuilt(home, now) : null;
+    if (stored) out.push(`  but a build of pkghash ${now} is in this store (${stored.archive}): it would be taken from there`);
   }
   process.stdout.write(out.map((l) => printable(l)).join('\n') + '\n');
   return EXIT.ok;
