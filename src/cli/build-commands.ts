@@ -10,7 +10,7 @@ import { Engine, findBase } from '../engine/engine.ts';
 import { PackageLog } from '../pkgrules/progress.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../pkgrules/rules.ts';
-import { homeLayout, peerpkgsHome } from '../store/home.ts';
+import { homeLayout, peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type Options } from './frame.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.

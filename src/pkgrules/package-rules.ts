@@ -12,7 +12,7 @@
  *                which `peerpkgs shell` enters too), DESTDIR packed into
  *                a deterministic archive whose identity is recorded beside
  *                it, the pkghash texts it was made from kept for `why`, and
- *                what its provenance needs (build-record.ts)
+ *                what its provenance needs (store/build-record.ts)
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -21,7 +21,7 @@ import { RuleError, type BuildContext } from '../engine/rules.ts';
 import { plural } from '../engine/log.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError, display } from '../tree/errors.ts';
-import { homeLayout, peerpkgsHome } from '../store/home.ts';
+import { homeLayout, peerpkgsHome } from '../home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 import { forget, keep, removeTemporary } from '../archive/temporary.ts';
@@ -125,7 +125,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   });
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
-    (await import('./build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
+    (await import('../store/build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
     ctx.substituted(`from ${r.hit.cache}${r.hit.signer ? ` (signed by ${r.hit.signer})` : ''}`);
@@ -194,7 +194,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // keeps the old file), the target's
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
-  const [{ recordBuild }, { PEERPKGS_VERSION }] = await Promise.all([import('./build-record.ts'), import('../version.ts')]);
+  const [{ recordBuild }, { PEERPKGS_VERSION }] = await Promise.all([import('../store/build-record.ts'), import('../version.ts')]);
   const buildClosure = deps.map((d, i) => ({ name: g.load(d).name, pkghash: g.pkghash(d), sha256: root.layerIds[i]! }));
   recordBuild(ctx.target, { archiveSha256: packed.compressedSha256, peerpkgs: PEERPKGS_VERSION, startedOn, finishedOn: new Date().toISOString(), buildClosure });
   ctx.log(`${plural(packed.files, 'file')}, output ${packed.sha256.slice(0, 16)}…`);
