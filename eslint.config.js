@@ -32,8 +32,10 @@ const src = path.join(import.meta.dirname, 'src');
 // folder, so that what is private may change without looking outside.
 // Naming the module rather than the index is allowed on purpose: an ES
 // module is loaded whole, with everything it imports, so `../tree/index.ts`
-// would load all of tree/ where the redo client, started for every redo
-// command run outside a build, needs two of its modules; and a lazy
+// would load all of tree/ where bin/redo, which starts once for every
+// redo-* command a .do runs outside the fast path, needs two of its
+// modules (the hot entry points load today what they loaded before the
+// faces were drawn); and a lazy
 // `await import('../cache/substitute.ts')` loads one module on first use,
 // which going through an index would turn into all of cache/.
 function face(folder) {
