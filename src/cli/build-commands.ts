@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
 import { PackageLog } from '../pkgrules/progress.ts';
 import { loadRules } from '../engine/plugins.ts';
+import { RunContext } from '../engine/rules.ts';
 import { packageRules } from '../pkgrules/rules.ts';
 import { homeLayout, peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type Options } from './frame.ts';
@@ -44,12 +45,15 @@ function buildFlags(argv: string[]): BuildFlags {
 }
 
 async function engineFor(flags: BuildFlags): Promise<Engine> {
+  // the progress lines read the package graph of the rules' run
+  const run = new RunContext();
   return new Engine({
     jobs: flags.jobs,
     keepGoing: flags.keepGoing,
     rules: [...packageRules, ...(await loadRules())],
     startDir: process.cwd(),
-    log: new PackageLog(process.cwd(), findBase(process.cwd()), { verbose: flags.verbose }),
+    log: new PackageLog(process.cwd(), findBase(process.cwd()), { verbose: flags.verbose, run }),
+    run,
   });
 }
 

@@ -17,7 +17,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RuleError, type BuildContext } from '../engine/rules.ts';
+import { RuleError, type BuildContext, type RunContext } from '../engine/rules.ts';
 import { plural } from '../engine/log.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError, display } from '../tree/errors.ts';
@@ -30,17 +30,12 @@ import { PeerpkgsError, EXIT } from '../errors.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
 
-/** One graph a run: packages are read once however many rules ask. */
-let graph: PackageGraph | null = null;
-let graphAt = 0;
+const GRAPH = Symbol('package graph');
 
-export function packageGraph(): PackageGraph {
-  // a long-lived engine (or a test) must see edits: a graph lives 2 seconds
-  if (!graph || Date.now() - graphAt > 2000) {
-    graph = new PackageGraph();
-    graphAt = Date.now();
-  }
-  return graph;
+/** One graph a run: packages are read once however many rules ask, and
+ * a run that follows (a test's, or after redo-flush-cache) reads them again. */
+export function packageGraph(run: RunContext): PackageGraph {
+  return run.once(GRAPH, () => new PackageGraph());
 }
 
 /** Run a rule, turning the layers' errors into one-line rule failures. */
@@ -71,7 +66,7 @@ export async function buildTarget(target: PackageTarget, ctx: BuildContext): Pro
 }
 
 function writePkghash(dir: string, ctx: BuildContext): void {
-  const hash = packageGraph().pkghash(dir);
+  const hash = packageGraph(ctx.run).pkghash(dir);
   ctx.always();
   ctx.stamp(hash);
   let old = '';
@@ -86,29 +81,28 @@ function writePkghash(dir: string, ctx: BuildContext): void {
 
 async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: BuildContext): Promise<void> {
   await ctx.ifchange([path.join(dir, '.pkghash')]);
-  const g = packageGraph();
+  const g = packageGraph(ctx.run);
   const dirs = which === '.closure' ? g.closure(dir) : g.bclosure(dir);
   fs.writeFileSync(ctx.out, dirs.map((d) => path.relative(dir, d) + '\n').join(''));
 }
 
-/** The binary caches of this run (PKG_CACHE_URL), read once. */
-let caches: Promise<import('../cache/substitute.ts').CacheConfig | null> | null = null;
+const CACHES = Symbol('binary caches');
 
-function cacheSetup(home: string) {
-  caches ??= (async () => {
+/** The binary caches of this run (PKG_CACHE_URL), read once. */
+function cacheSetup(run: RunContext, home: string): Promise<import('../cache/substitute.ts').CacheConfig | null> {
+  return run.once(CACHES, async () => {
     const s = settings();
     if (!s.cacheUrls.length && !s.forceBinary) return null;
     const { cacheConfig } = await import('../cache/substitute.ts');
     return cacheConfig(home);
-  })();
-  return caches;
+  });
 }
 
 /** Take the package from a binary cache if one has it (signed as required). */
 async function substituteFromCache(dir: string, ctx: BuildContext, home: string): Promise<boolean> {
-  const config = await cacheSetup(home);
+  const config = await cacheSetup(ctx.run, home);
   if (!config) return false;
-  const g = packageGraph();
+  const g = packageGraph(ctx.run);
   const pkg = g.load(dir);
   const pkghash = g.pkghash(dir);
   const { substitute, NoBinaryError } = await import('../cache/substitute.ts');
@@ -137,7 +131,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
 
 async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   await ctx.ifchange([path.join(dir, '.pkghash')]);
-  const g = packageGraph();
+  const g = packageGraph(ctx.run);
   const pkg = g.load(dir);
   const home = peerpkgsHome();
   const sandbox = await import('./package-sandbox.ts');
