@@ -34,10 +34,9 @@ const src = path.join(import.meta.dirname, 'src');
 // module is loaded whole, with everything it imports, so `../tree/index.ts`
 // would load all of tree/ where bin/redo, which starts once for every
 // redo-* command a .do runs outside the fast path, needs two of its
-// modules (the hot entry points load today what they loaded before the
-// faces were drawn); and a lazy
-// `await import('../cache/substitute.ts')` loads one module on first use,
-// which going through an index would turn into all of cache/.
+// modules (the hot entry points load the modules they loaded before the
+// faces were drawn, no more); and a lazy `await import()` of one module
+// of cache/ would become a load of all of cache/.
 function face(folder) {
   const index = path.join(src, folder, 'index.ts');
   if (!fs.existsSync(index)) throw new Error(`src/${folder}/index.ts is missing: every folder of src/ has one, its public face`);
@@ -48,7 +47,14 @@ function face(folder) {
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const isFolder = (unit) => !unit.endsWith('.ts');
 
-/** The rules that hold `unit` to its layer: for static imports, and for import() expressions. */
+/**
+ * The rules that hold `unit` to its layer: ESLint's own no-restricted-imports
+ * for static imports (`import type` and `export … from` included), and
+ * no-restricted-syntax for import() expressions, which the former does not
+ * see. No plugin: eslint-plugin-import's no-restricted-paths does not
+ * support ESLint 10, and it and eslint-plugin-boundaries want a resolver,
+ * where here every import names its folder in its specifier.
+ */
 function layerRules(unit, layer) {
   const from = isFolder(unit) ? '\\.\\./' : '\\./'; // how a module of the unit names one of src/
   const above = LAYERS.slice(0, layer + 1)
