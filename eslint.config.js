@@ -51,9 +51,9 @@ const isFolder = (unit) => !unit.endsWith('.ts');
  * The rules that hold `unit` to its layer: ESLint's own no-restricted-imports
  * for static imports (`import type` and `export … from` included), and
  * no-restricted-syntax for import() expressions, which the former does not
- * see. No plugin: eslint-plugin-import's no-restricted-paths does not
- * support ESLint 10, and it and eslint-plugin-boundaries want a resolver,
- * where here every import names its folder in its specifier.
+ * see. No plugin: eslint-plugin-import (no-restricted-paths) names no
+ * ESLint after 9 among its peers, and it and eslint-plugin-boundaries want
+ * a resolver, where here every import names its folder in its specifier.
  */
 function layerRules(unit, layer) {
   const from = isFolder(unit) ? '\\.\\./' : '\\./'; // how a module of the unit names one of src/
