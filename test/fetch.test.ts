@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { scratch, write, busyboxHttpd, start } from './helpers.ts';
-import { peerpkgsHome } from '../src/store/home.ts';
+import { peerpkgsHome } from '../src/home.ts';
 import { DistfileStore, HashMismatch } from '../src/fetch/store.ts';
 import { fetchDistfile, FetchError, type Distfile, type FetchOptions, type Source } from '../src/fetch/fetch.ts';
 import { fetchAll } from '../src/fetch/fetchfile.ts';

@@ -441,6 +441,22 @@ export const rules = [
       assert.equal(read(dir, 'bork'), 'by hand\n');
     });
 
+    it('built-in rules share what they keep for a run, until redo-flush-cache forgets it', () => {
+      // each .n holds the value its rule kept for the run: 1 made first, 2 after
+      const rules = `import * as fs from 'node:fs';
+const KEY = Symbol('kept');
+let made = 0;
+export const rules = [
+  { name: 'n', version: '1', matches: (rel) => rel.endsWith('.n'),
+    async build(ctx) { fs.writeFileSync(ctx.out, String(ctx.run.once(KEY, () => ++made))); } },
+];
+`;
+      write(dir, { 'rules.mjs': rules, 'all.do': 'redo-ifchange a.n b.n; redo-flush-cache; redo-ifchange c.n' });
+      const r = run(dir, 'redo', ['all'], { REDO_RULES: path.join(dir, 'rules.mjs') });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(['a.n', 'b.n', 'c.n'].map((f) => read(dir, f)), ['1', '1', '2']);
+    });
+
     it('redo-whichdo lists the candidates up to the .do that exists', () => {
       write(dir, { 'default.o.do': '', 'a/.keep': '' });
       const r = run(dir, 'redo-whichdo', ['a/x.o']);

@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { EXIT, PeerpkgsError } from '../errors.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { withLockFile } from '../engine/locks.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { META_FIELDS, type Meta } from '../tree/meta.ts';
 import { CacheError, readAll, type Cache } from './backends.ts';
 import { checkTrust, InfoError, parseInfo, signedParts } from './info.ts';

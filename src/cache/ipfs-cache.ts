@@ -14,7 +14,7 @@
  * ipns:// record is checked against its name's key before it is used.
  * An IPNS name is resolved once a process.
  */
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { settings } from '../settings.ts';
 import { IpfsNotFound, IpfsUnreachable } from '../ipfs/errors.ts';
 import { acquireIpfs } from '../ipfs/shared.ts';

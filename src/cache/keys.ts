@@ -23,7 +23,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { settingPlace, settings } from '../settings.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { PeerpkgsError, EXIT, UsageError } from '../errors.ts';
 

@@ -18,7 +18,7 @@
  * at hand (else it is not this archive's: damaged).
  */
 import { signBytes, trustedSignature, describeKey, type SigningKey, type TrustedKey, type TrustedKeys } from './keys.ts';
-import type { ClosureOutput } from '../pkgrules/build-record.ts';
+import type { ClosureOutput } from '../store/build-record.ts';
 import type { FetchEntry } from '../tree/package.ts';
 import { BUILDER_VERSION } from '../tree/pkghash.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';

@@ -28,7 +28,7 @@ import { withLockFile } from '../engine/locks.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import { serializeInfo } from './info.ts';
 import { envelope, isProvenanceOf, statement } from './provenance.ts';
-import { buildRecordOf, keptProvenance } from '../pkgrules/build-record.ts';
+import { buildRecordOf, keptProvenance } from '../store/build-record.ts';
 import type { FetchEntry } from '../tree/package.ts';
 import type { SigningKey } from './keys.ts';
 import { errorClass } from '../errors.ts';

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
 import { JobServer } from '../engine/jobserver.ts';
 import { removeOwnTemporaries, removeTemporary } from '../archive/temporary.ts';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { withEngine } from './build-commands.ts';
 import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel } from './frame.ts';

@@ -9,8 +9,9 @@ import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
 import { PackageLog } from '../pkgrules/progress.ts';
 import { loadRules } from '../engine/plugins.ts';
+import { RunContext } from '../engine/rules.ts';
 import { packageRules } from '../pkgrules/rules.ts';
-import { homeLayout, peerpkgsHome } from '../store/home.ts';
+import { homeLayout, peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type Options } from './frame.ts';
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
@@ -44,12 +45,15 @@ function buildFlags(argv: string[]): BuildFlags {
 }
 
 async function engineFor(flags: BuildFlags): Promise<Engine> {
+  // the progress lines read the package graph of the rules' run
+  const run = new RunContext();
   return new Engine({
     jobs: flags.jobs,
     keepGoing: flags.keepGoing,
     rules: [...packageRules, ...(await loadRules())],
     startDir: process.cwd(),
-    log: new PackageLog(process.cwd(), findBase(process.cwd()), { verbose: flags.verbose }),
+    log: new PackageLog(process.cwd(), findBase(process.cwd()), { verbose: flags.verbose, run }),
+    run,
   });
 }
 

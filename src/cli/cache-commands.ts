@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { recordedSha256 } from '../store/outputs.ts';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { display, TreeError } from '../tree/errors.ts';
 import { PeerpkgsError } from '../errors.ts';

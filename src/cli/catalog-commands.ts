@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { EXIT, PeerpkgsError, UsageError } from '../errors.ts';
 import { parse, printJson } from './frame.ts';
 import { printable } from '../engine/log.ts';
-import { peerpkgsHome, homeLayout } from '../store/home.ts';
+import { peerpkgsHome, homeLayout } from '../home.ts';
 import { forget, removeTemporaryFile } from '../archive/temporary.ts';
 import { usingStore } from '../store/roots.ts';
 import { catalogsOf, closureOf, newest, newestByName, type Catalog, type CatalogEntry } from '../cache/catalog.ts';

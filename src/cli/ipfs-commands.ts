@@ -6,7 +6,7 @@
  * directory that was reached), 8 unreachable (no connected peer had the
  * blocks or the record in time).
  */
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { resolveAddress, splitPath, type AddOptions, type IpfsClient } from '../ipfs/client.ts';
 import { IpfsError } from '../ipfs/errors.ts';
 import { PeerpkgsError } from '../errors.ts';

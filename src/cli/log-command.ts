@@ -5,7 +5,7 @@
  */
 import { PeerpkgsError } from '../errors.ts';
 import { printLog, lastLog, listLogs } from '../store/logs.ts';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, packageDirs, rel } from './frame.ts';
 
 export async function logCommand(argv: string[]): Promise<number> {

@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { display } from '../tree/errors.ts';
 import { PeerpkgsError } from '../errors.ts';
 import { UsageError, parse } from './frame.ts';

@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import { EXIT, UsageError, wantsHelp, report } from './frame.ts';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { settings, VARIABLES } from '../settings.ts';
 
 /** A peerpkgs command: its usage line, its own help, and what runs it. */

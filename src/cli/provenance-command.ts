@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { CacheConfigError, parseCacheUrls, readAll, type Cache, type Fetched } from '../cache/backends.ts';
 import { loadTrustedKeys, describeKey } from '../cache/keys.ts';
 import { MAX_PROVENANCE_BYTES, verifyProvenance } from '../cache/provenance.ts';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { settings } from '../settings.ts';
 import { PeerpkgsError } from '../errors.ts';
 import { UsageError, parse, report, stdio, type CommandIO } from './frame.ts';

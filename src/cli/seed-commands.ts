@@ -8,7 +8,7 @@ import { Engine, findBase } from '../engine/engine.ts';
 import { Log } from '../engine/log.ts';
 import { loadRules } from '../engine/plugins.ts';
 import { packageRules } from '../pkgrules/rules.ts';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { SEED_COMPONENTS, GenerationFailed, reproduceSeed, type ReproduceResult } from '../seed/reproduce.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { UsageError, parse, parseJobs, onSignals } from './frame.ts';

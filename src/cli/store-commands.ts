@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, packageDirs } from './frame.ts';
 // build-commands.ts (the engine) is loaded by the commands that build or merge
 import { Profile, withInstalled, withRemoved, changes, describeOrigin, catalogOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
 import { isPackageDir } from '../pkgrules/rules.ts';
-import { peerpkgsHome } from '../store/home.ts';
+import { peerpkgsHome } from '../home.ts';
 import { forget, removeTemporary, temporaryName, withTemporaryFile } from '../archive/temporary.ts';
 import { EXIT, UsageError, parse, packageDirs, printJson, rel } from './frame.ts';
 import { formatBytes } from '../fetch/progress.ts';

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../store/verify.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { checkVenv } from '../export/venv.ts';
 import { UsageError, parse } from './frame.ts';
 

@@ -19,7 +19,7 @@ import { Locks, isAlive } from './locks.ts';
 import type { WorkerPool, JobSpec } from './worker.ts';
 import { parseExports, envChanges, envScript } from './env.ts';
 import type { Rule, BuildContext } from './rules.ts';
-import { RuleError } from './rules.ts';
+import { RuleError, RunContext } from './rules.ts';
 import { Log } from './log.ts';
 import { temporaryName, forget, removeOwnTemporaries, interrupting } from '../archive/temporary.ts';
 import { Paths, findBase, STATE_DIR } from './paths.ts';
@@ -53,6 +53,8 @@ export interface EngineOptions {
   /** every target is made afresh (BuildContext.afresh): nothing is taken
    * from an earlier build or a cache (seed reproduce's second generation) */
   afresh?: boolean;
+  /** what the rules keep for the run, when the log reads it too (a new one if unset) */
+  run?: RunContext;
 }
 
 export class Engine {
@@ -74,6 +76,8 @@ export class Engine {
   private readonly memo = new Map<string, Result | Promise<Result>>();
   /** the targets asked for with `redo` in this run: their rules make them afresh (BuildContext.afresh) */
   private readonly forced = new Set<string>();
+  /** what the rules keep for the run, forgotten with the memo */
+  private readonly run: RunContext;
   private readonly jobs = new Map<number, Job>();
   private nextJob = 1;
   /** every target whose rule failed in this run, for the summary at the end */
@@ -90,6 +94,7 @@ export class Engine {
     this.paths = new Paths(this.base);
     this.stateDir = path.join(this.base, STATE_DIR);
     this.rules = opts.rules ?? [];
+    this.run = opts.run ?? new RunContext();
     this.log = opts.log ?? new Log(opts.startDir ?? process.cwd(), this.base);
     this.state = new State(this.stateDir);
     this.locks = new Locks(this.stateDir);
@@ -161,6 +166,7 @@ export class Engine {
   flush(): void {
     for (const [t, p] of this.memo) if (!(p instanceof Promise)) this.memo.delete(t);
     this.shebangs.clear();
+    this.run.forget();
     this.paths.forget();
     this.state.refresh();
   }
@@ -463,6 +469,7 @@ export class Engine {
       substituted: (how) => this.log.substituted(job.target, job.depth, how, job.err),
       progressOutput: this.log.progressOutput(),
       jobserver: () => this.jobSlots().forChild(),
+      run: this.run,
     };
     try {
       await rule.build(ctx);

@@ -44,6 +44,33 @@ export interface BuildContext {
    * slots): MAKEFLAGS as the tool should see it, and which of the engine's
    * fds the tool must get at which numbers; null when running -j1 */
   jobserver(): { makeflags: string; fds: Record<number, number> } | null;
+  /** what the rules keep for the rest of this run */
+  readonly run: RunContext;
+}
+
+/**
+ * What the rules keep for one run of the engine: what they read once a run
+ * (the package tree's graph, the binary caches to ask) and share between
+ * the targets they build in it. A rule keeps it here, not in its module,
+ * since a module outlives the run in a process that runs several (a test,
+ * `seed reproduce`'s two trees), and there a second run must see the tree
+ * as it is now. redo-flush-cache forgets it with the rest of what the run
+ * has checked.
+ */
+export class RunContext {
+  private readonly values = new Map<symbol, unknown>();
+
+  /** The value `make` gives, made the first time `key` is asked for in this run. */
+  once<T>(key: symbol, make: () => T): T {
+    if (this.values.has(key)) return this.values.get(key) as T;
+    const value = make();
+    this.values.set(key, value);
+    return value;
+  }
+
+  forget(): void {
+    this.values.clear();
+  }
 }
 
 /** A stream progress is written to (fetch/progress.ts's Output). */

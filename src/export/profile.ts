@@ -28,7 +28,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorClass, UsageError } from '../errors.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { removeTreeSync, namesIn } from '../archive/files.ts';
 import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';

@@ -27,7 +27,7 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { EXIT, PeerpkgsError } from '../errors.ts';
 import { temporaryName, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 

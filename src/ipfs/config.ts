@@ -14,7 +14,7 @@
  */
 import * as path from 'node:path';
 import { settings } from '../settings.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 
 export interface IpfsPaths {
   dir: string;

@@ -12,36 +12,31 @@
  *                which `peerpkgs shell` enters too), DESTDIR packed into
  *                a deterministic archive whose identity is recorded beside
  *                it, the pkghash texts it was made from kept for `why`, and
- *                what its provenance needs (build-record.ts)
+ *                what its provenance needs (store/build-record.ts)
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RuleError, type BuildContext } from '../engine/rules.ts';
+import { RuleError, type BuildContext, type RunContext } from '../engine/rules.ts';
 import { plural } from '../engine/log.ts';
 import { PackageGraph } from '../tree/pkghash.ts';
 import { TreeError, display } from '../tree/errors.ts';
-import { homeLayout, peerpkgsHome } from '../store/home.ts';
+import { homeLayout, peerpkgsHome } from '../home.ts';
 import { formatSize, settings } from '../settings.ts';
 import type { PackageTarget } from './rules.ts';
 import { forget, keep, removeTemporary } from '../archive/temporary.ts';
 import { recordTexts } from '../store/pkghash-texts.ts';
-import { BUILT_SUFFIX, PROVENANCE_SUFFIX } from './build-record.ts';
+import { BUILT_SUFFIX, PROVENANCE_SUFFIX } from '../store/build-record.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
 // fetch, archive and sandbox are imported by the build itself: .pkghash runs
 // every time and must not pay for them
 
-/** One graph a run: packages are read once however many rules ask. */
-let graph: PackageGraph | null = null;
-let graphAt = 0;
+const GRAPH = Symbol('package graph');
 
-export function packageGraph(): PackageGraph {
-  // a long-lived engine (or a test) must see edits: a graph lives 2 seconds
-  if (!graph || Date.now() - graphAt > 2000) {
-    graph = new PackageGraph();
-    graphAt = Date.now();
-  }
-  return graph;
+/** One graph a run: packages are read once however many rules ask, and
+ * a run that follows (a test's, or after redo-flush-cache) reads them again. */
+export function packageGraph(run: RunContext): PackageGraph {
+  return run.once(GRAPH, () => new PackageGraph());
 }
 
 /** Run a rule, turning the layers' errors into one-line rule failures. */
@@ -72,7 +67,7 @@ export async function buildTarget(target: PackageTarget, ctx: BuildContext): Pro
 }
 
 function writePkghash(dir: string, ctx: BuildContext): void {
-  const hash = packageGraph().pkghash(dir);
+  const hash = packageGraph(ctx.run).pkghash(dir);
   ctx.always();
   ctx.stamp(hash);
   let old = '';
@@ -87,22 +82,21 @@ function writePkghash(dir: string, ctx: BuildContext): void {
 
 async function writeClosure(dir: string, which: '.closure' | '.bclosure', ctx: BuildContext): Promise<void> {
   await ctx.ifchange([path.join(dir, '.pkghash')]);
-  const g = packageGraph();
+  const g = packageGraph(ctx.run);
   const dirs = which === '.closure' ? g.closure(dir) : g.bclosure(dir);
   fs.writeFileSync(ctx.out, dirs.map((d) => path.relative(dir, d) + '\n').join(''));
 }
 
-/** The binary caches of this run (PKG_CACHE_URL), read once. */
-let caches: Promise<import('../cache/substitute.ts').CacheConfig | null> | null = null;
+const CACHES = Symbol('binary caches');
 
-function cacheSetup(home: string) {
-  caches ??= (async () => {
+/** The binary caches of this run (PKG_CACHE_URL), read once. */
+function cacheSetup(run: RunContext, home: string): Promise<import('../cache/substitute.ts').CacheConfig | null> {
+  return run.once(CACHES, async () => {
     const s = settings();
     if (!s.cacheUrls.length && !s.forceBinary) return null;
     const { cacheConfig } = await import('../cache/substitute.ts');
     return cacheConfig(home);
-  })();
-  return caches;
+  });
 }
 
 /** The records kept beside an archive (build-record.ts), which go with it into and out of the store's index of earlier builds. */
@@ -111,7 +105,7 @@ const RECORDS = [BUILT_SUFFIX, PROVENANCE_SUFFIX];
 /** Take the package's archive from this home, if a build (or a substitution) here made it before from the same pkghash. */
 async function takeBuiltBefore(dir: string, ctx: BuildContext, home: string): Promise<boolean> {
   const { findBuilt, takeBuilt } = await import('../store/built.ts');
-  const found = findBuilt(home, packageGraph().pkghash(dir));
+  const found = findBuilt(home, packageGraph(ctx.run).pkghash(dir));
   if (!found) return false;
   takeBuilt(found, ctx.out, ctx.target, RECORDS);
   ctx.substituted('from this store, built before');
@@ -120,9 +114,9 @@ async function takeBuiltBefore(dir: string, ctx: BuildContext, home: string): Pr
 
 /** Take the package from a binary cache if one has it (signed as required). */
 async function substituteFromCache(dir: string, ctx: BuildContext, home: string): Promise<boolean> {
-  const config = await cacheSetup(home);
+  const config = await cacheSetup(ctx.run, home);
   if (!config) return false;
-  const g = packageGraph();
+  const g = packageGraph(ctx.run);
   const pkg = g.load(dir);
   const pkghash = g.pkghash(dir);
   const { substitute, NoBinaryError } = await import('../cache/substitute.ts');
@@ -139,7 +133,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
   });
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);
-    (await import('./build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
+    (await import('../store/build-record.ts')).recordSubstitution(ctx.target, r.hit.provenance);
     fs.renameSync(r.hit.tmp, ctx.out);
     forget(r.hit.tmp);
     (await import('../store/built.ts')).recordBuilt(home, pkghash, ctx.out, r.hit.sha256, ctx.target, RECORDS);
@@ -152,7 +146,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
 
 async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   await ctx.ifchange([path.join(dir, '.pkghash')]);
-  const g = packageGraph();
+  const g = packageGraph(ctx.run);
   const pkg = g.load(dir);
   const home = peerpkgsHome();
   const sandbox = await import('./package-sandbox.ts');
@@ -209,7 +203,7 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   // keeps the old file), the target's
   const same = sameBytes(ctx.target, packed.size, packed.compressedSha256);
   recordSha256(same ? ctx.target : ctx.out, packed.sha256, ctx.target);
-  const [{ recordBuild }, { PEERPKGS_VERSION }] = await Promise.all([import('./build-record.ts'), import('../version.ts')]);
+  const [{ recordBuild }, { PEERPKGS_VERSION }] = await Promise.all([import('../store/build-record.ts'), import('../version.ts')]);
   const buildClosure = deps.map((d, i) => ({ name: g.load(d).name, pkghash: g.pkghash(d), sha256: root.layerIds[i]! }));
   recordBuild(ctx.target, { archiveSha256: packed.compressedSha256, peerpkgs: PEERPKGS_VERSION, startedOn, finishedOn: new Date().toISOString(), buildClosure });
   ctx.log(`${plural(packed.files, 'file')}, output ${packed.sha256.slice(0, 16)}…`);

@@ -25,7 +25,7 @@ import type { Progress } from '../fetch/progress.ts';
 import { assembleRoot } from '../sandbox/root.ts';
 import { runSandboxed, type SandboxOptions } from '../sandbox/bwrap.ts';
 import { OutputStore } from '../store/outputs.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { temporaryName, removeTemporary, sweepNow, withTemporaryFile } from '../archive/temporary.ts';
 import { TreeError, display } from '../tree/errors.ts';
 import type { PackageGraph } from '../tree/pkghash.ts';

@@ -15,7 +15,7 @@
  */
 import * as path from 'node:path';
 import { Log, plural, printable } from '../engine/log.ts';
-import type { ProgressOutput } from '../engine/rules.ts';
+import { RunContext, type ProgressOutput } from '../engine/rules.ts';
 import { packageGraph } from './package-rules.ts';
 
 /** Lines of a failed build shown with its failure. */
@@ -49,19 +49,23 @@ export class PackageLog extends Log {
   private drawn = false;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(startDir: string, base: string, opts: { verbose?: boolean; stream?: ProgressOutput } = {}) {
+  /** the run whose package graph the rules read: the engine's (EngineOptions.run) */
+  private readonly run: RunContext;
+
+  constructor(startDir: string, base: string, opts: { verbose?: boolean; stream?: ProgressOutput; run?: RunContext } = {}) {
     const stream = opts.stream ?? process.stderr;
     const tty = stream.isTTY === true;
     super(startDir, base, (s) => void stream.write(s), tty && !process.env.NO_COLOR);
     this.stream = stream;
     this.live = tty;
     this.verbose = opts.verbose === true;
+    this.run = opts.run ?? new RunContext();
   }
 
   /** The packages of `dirs` and everything they depend on: the run's total. */
   expect(dirs: string[]): void {
     try {
-      const g = packageGraph();
+      const g = packageGraph(this.run);
       const seen = new Set<string>();
       const visit = (d: string): void => {
         const dir = g.load(d).dir;
@@ -220,7 +224,7 @@ export class PackageLog extends Log {
   private dirOf(t: string): string {
     const dir = path.resolve(this.base, path.dirname(t));
     try {
-      return packageGraph().load(dir).dir;
+      return packageGraph(this.run).load(dir).dir;
     } catch {
       return dir;
     }
@@ -229,7 +233,7 @@ export class PackageLog extends Log {
   /** A package `dir` depends on whose build failed in this run, if one did. */
   private failedDependency(dir: string): string | undefined {
     try {
-      for (const d of packageGraph().deps(dir)) {
+      for (const d of packageGraph(this.run).deps(dir)) {
         const t = this.failedDirs.get(d);
         if (t) return t;
       }

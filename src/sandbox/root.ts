@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import { removeTreeSync } from '../archive/files.ts';
 import { planMerge, writeMerged, MergeConflictError, type MergePlan, type Output } from '../archive/merge.ts';
 import { MOUNT_POINTS } from './bwrap.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 
 /** An unpacked package output and what identifies its content (its sha256). */

@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../engine/engine.ts';
-import { homeLayout } from '../store/home.ts';
+import { homeLayout } from '../home.ts';
 import { readManifest } from '../archive/manifest.ts';
 import { recordedSha256, OutputStore } from '../store/outputs.ts';
 import { DistfileStore } from '../fetch/store.ts';

@@ -23,7 +23,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { homeLayout } from './home.ts';
+import { homeLayout } from '../home.ts';
 import { recordSha256, recordedSha256 } from './outputs.ts';
 import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';
 

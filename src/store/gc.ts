@@ -29,7 +29,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { homeLayout } from './home.ts';
+import { homeLayout } from '../home.ts';
 import { PACKAGE_LINK } from './logs.ts';
 import { unheldBuilt } from './built.ts';
 import { deadTemporaries, temporaryName, forget } from '../archive/temporary.ts';

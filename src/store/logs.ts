@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
-import { homeLayout } from './home.ts';
+import { homeLayout } from '../home.ts';
 import { settings } from '../settings.ts';
 import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';
 import { namesIn } from '../archive/files.ts';

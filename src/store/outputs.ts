@@ -21,7 +21,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { extract, type ExtractOptions } from '../archive/extract.ts';
-import { homeLayout } from './home.ts';
+import { homeLayout } from '../home.ts';
 import { uncompressedSha256 } from './identity.ts';
 import { ArchiveError } from '../archive/errors.ts';
 import { treeManifest } from '../archive/pack.ts';

@@ -13,7 +13,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { homeLayout } from './home.ts';
+import { homeLayout } from '../home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { sha256 } from '../tree/package.ts';
 

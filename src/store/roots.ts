@@ -26,7 +26,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { homeLayout } from './home.ts';
+import { homeLayout } from '../home.ts';
 import { temporaryName, removeTemporaryFile, sweepNow } from '../archive/temporary.ts';
 import { isAlive, withLockFile } from '../engine/locks.ts';
 // node:crypto, loaded when a registration is made: a rollback has no use for it

@@ -30,8 +30,9 @@ import { generateKey } from '../../src/cache/keys.ts';
 import { addToCache } from '../../src/cache/publish.ts';
 import { startNginx } from '../nginx.ts';
 import { substituteChild } from './substitute-child.ts';
+import { median, settle, REPO } from './measure.ts';
 
-const repo = path.resolve(import.meta.dirname, '../..');
+const repo = REPO;
 const dir = path.join(os.tmpdir(), 'bench-cache');
 const PKGHASH = 'b'.repeat(64);
 
@@ -42,15 +43,6 @@ interface ChildResult {
 
 const CHILD = substituteChild(repo, PKGHASH, { log: false });
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-/** Writes back what earlier steps left dirty, so that no step pays for another's writes. */
-function settle(): void {
-  spawnSync('sync');
-}
 
 function sh(script: string): number {
   settle();

@@ -35,8 +35,9 @@ import { generateKey } from '../../src/cache/keys.ts';
 import { addToCache } from '../../src/cache/publish.ts';
 import { startNginx } from '../nginx.ts';
 import { substituteChild } from './substitute-child.ts';
+import { median, settle, timed as run, REPO } from './measure.ts';
 
-const repo = path.resolve(import.meta.dirname, '../..');
+const repo = REPO;
 const dir = path.join(os.tmpdir(), 'bench-ipfs');
 const PKGHASH = 'c'.repeat(64);
 const peerpkgs = path.join(repo, 'bin/peerpkgs');
@@ -74,22 +75,7 @@ function heapFlags(url: string): string[] {
   return (/^(ipfs|ipns):/.test(url) ? ipfs : other).split(' ');
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-function settle(): void {
-  spawnSync('sync');
-}
-
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): { s: number; stdout: string } {
-  settle();
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status})`);
-  return { s: Number(process.hrtime.bigint() - t0) / 1e9, stdout: r.stdout };
-}
+const timed = (cmd: string, args: string[], env: NodeJS.ProcessEnv) => run(cmd, args, { env: { ...process.env, ...env }, settle: true, showStderr: true });
 
 function child(script: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): { s: number; rssMB?: number } {
   settle();

@@ -15,7 +15,6 @@
  * as the reference. The do-fetch times include Node's start and, for the
  * mirror, the node's. Run `npm run build` first.
  */
-import { spawnSync } from 'node:child_process';
 import { randomFillSync, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,22 +22,11 @@ import * as path from 'node:path';
 import { startNginx } from '../nginx.ts';
 import { startDaemon } from '../ipfs-peer.ts';
 import { BIN, userEnv } from '../helpers.ts';
+import { median, timed as run } from './measure.ts';
 
 const dir = path.join(os.tmpdir(), 'bench-mirror');
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd = dir): { s: number; stdout: string; stderr: string } {
-  spawnSync('sync');
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { cwd, env: userEnv(env), encoding: 'utf8', maxBuffer: 1 << 26 });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return { s, stdout: r.stdout, stderr: r.stderr };
-}
+const timed = (cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd = dir) => run(cmd, args, { cwd, env: userEnv(env), settle: true });
 
 async function main(): Promise<void> {
   const mb = Number(process.argv[2] ?? 100);

@@ -13,30 +13,17 @@
  * then the same exports in this process, without Node's start and the
  * engine's no-op check.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv, writePkgTree } from './trees.ts';
+import { writePkgTree } from './trees.ts';
+import { median, workspace } from './measure.ts';
 import { closureOutputs } from '../../src/export/closure.ts';
 import { exportOci } from '../../src/export/oci.ts';
 import { exportTarball } from '../../src/export/tarball.ts';
 
 const N = Number(process.argv[2] ?? 20);
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-oci-'));
-const tree = path.join(dir, 'tree');
-const home = path.join(dir, 'home');
-const env = benchEnv(home);
-
-function timed(cmd: string, args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { cwd: tree, env, encoding: 'utf8' });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return s;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const { dir, tree, home, timed } = workspace('oci');
 const size = (p: string): number =>
   fs.statSync(p).isDirectory() ? fs.readdirSync(p).reduce((n, e) => n + size(path.join(p, e)), 0) : fs.statSync(p).size;
 

@@ -12,39 +12,27 @@
  * ≤ 5 s, no-op ≤ 0.2 s; p2pkgs with apenwarr's redo takes 70 s (-j1) and
  * 0.46 s on this machine class (not runnable here: printed for reference).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv, writePkgTree } from './trees.ts';
+import { writePkgTree } from './trees.ts';
+import { median, workspace } from './measure.ts';
 
 const N = Number(process.argv[2] ?? 20);
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pkg-tree-'));
-const env = benchEnv(path.join(dir, 'home'));
+const { dir, tree, timed } = workspace('pkg-tree');
 
-function timed(args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync('build-packages-ifchange', args, { cwd: path.join(dir, 'tree'), env, encoding: 'utf8' });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`build failed (${r.status}):\n${r.stderr}`);
-  return s;
-}
+const build = (args: string[]): number => timed('build-packages-ifchange', args);
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-writePkgTree(path.join(dir, 'tree'), N);
+writePkgTree(tree, N);
 const targets = [`./pkg/p${N}`];
 // the seed is the host's busybox, packed once: not part of the tree's build
-timed(['./pkg/seed']);
-const full = timed(['-j2', ...targets]);
-const noop = median([0, 1, 2, 3, 4].map(() => timed(['-j2', ...targets])));
+build(['./pkg/seed']);
+const full = build(['-j2', ...targets]);
+const noop = median([0, 1, 2, 3, 4].map(() => build(['-j2', ...targets])));
 const ones: number[] = [];
 for (let rep = 0; rep < 3; rep++) {
-  fs.appendFileSync(path.join(dir, `tree/pkg/p${N}/build`), `# change ${rep}\n`);
-  ones.push(timed(['-j2', ...targets]));
+  fs.appendFileSync(path.join(tree, `pkg/p${N}/build`), `# change ${rep}\n`);
+  ones.push(build(['-j2', ...targets]));
 }
 fs.rmSync(dir, { recursive: true, force: true });
 

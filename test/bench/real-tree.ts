@@ -16,20 +16,13 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv } from './trees.ts';
+import { benchEnv, timed as run, REPO } from './measure.ts';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-real-tree-'));
 const home = path.join(dir, 'home');
 const env = benchEnv(home);
 
-function timed(cmd: string, args: string[], cwd = dir, extra: NodeJS.ProcessEnv = env): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { cwd, env: extra, encoding: 'utf8' });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${(r.stdout + r.stderr).slice(-3000)}`);
-  return s;
-}
+const timed = (cmd: string, args: string[], cwd = dir, extra: NodeJS.ProcessEnv = env): number => run(cmd, args, { cwd, env: extra }).s;
 
 /** The host build of each package: its commands after unpacking (cwd: the source dir). */
 const hostBuild: Record<string, { script: string; zlib?: boolean }> = {

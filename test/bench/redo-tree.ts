@@ -16,13 +16,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { benchEnv, median } from './measure.ts';
 
-const repo = path.resolve(import.meta.dirname, '../..');
 const N = Number(process.argv[2] ?? 2000);
 const jobsList = process.argv[3] ? [Number(process.argv[3])] : [1, 2];
-const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${repo}/bin:${process.env.PATH}` };
-delete env.REDO_ENGINE;
-delete env.MAKEFLAGS;
+const env = benchEnv();
 
 function makeTree(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
@@ -53,11 +51,6 @@ function timed(cmd: string[], cwd: string): { s: number; mb: number } {
   const lines = r.stderr.trim().split('\n');
   const mb = haveTime ? Number(lines[lines.length - 1]) / 1024 : NaN;
   return { s, mb };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 interface Figures {

@@ -23,15 +23,11 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv, builtPkgTree, timedCommand, median, REPO } from './trees.ts';
+import { builtPkgTree } from './trees.ts';
+import { benchEnv, median, workspace, REPO } from './measure.ts';
 
 const N = Number(process.argv[2] ?? 20);
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-store-'));
-const tree = path.join(dir, 'tree');
-const home = path.join(dir, 'home');
-const env = benchEnv(home);
-
-const timed = (cmd: string, args: string[], e: NodeJS.ProcessEnv = env): number => timedCommand(tree, e, cmd, args);
+const { dir, tree, env, timed } = workspace('store');
 
 const venvDir = path.join(dir, 'venv');
 const target = builtPkgTree(tree, env, N, venvDir);

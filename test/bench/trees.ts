@@ -4,18 +4,9 @@
  * into $DESTDIR, each run-depending on the two before it, all
  * build-depending on the seed.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-
-export const REPO = path.resolve(import.meta.dirname, '../..');
-
-/** The environment of a user with our bin/ on PATH and no build running. */
-export function benchEnv(home: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${REPO}/bin:${process.env.PATH}`, PEERPKGS_HOME: home };
-  for (const k of Object.keys(env)) if (k.startsWith('REDO_') || k === 'MAKEFLAGS') delete env[k];
-  return env;
-}
+import { REPO, timed } from './measure.ts';
 
 export function writePkgTree(tree: string, n: number): void {
   const pkg = path.join(tree, 'pkg');
@@ -35,20 +26,6 @@ export function writePkgTree(tree: string, n: number): void {
   }
 }
 
-/** Seconds `cmd args` takes to run in `cwd`; it must succeed. */
-export function timedCommand(cwd: string, env: NodeJS.ProcessEnv, cmd: string, args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { cwd, env, encoding: 'utf8' });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return s;
-}
-
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 /**
  * writePkgTree's tree of `n` packages at `tree`, built, and a venv of
  * ./pkg/pN made once at `venvDir`, which unpacks the outputs as the builds
@@ -57,8 +34,8 @@ export function median(xs: number[]): number {
 export function builtPkgTree(tree: string, env: NodeJS.ProcessEnv, n: number, venvDir: string): string {
   writePkgTree(tree, n);
   const target = `./pkg/p${n}`;
-  timedCommand(tree, env, 'build-packages-ifchange', ['./pkg/seed']);
-  timedCommand(tree, env, 'build-packages-ifchange', ['-j2', target]);
-  timedCommand(tree, env, 'venv', ['-o', venvDir, target]);
+  timed('build-packages-ifchange', ['./pkg/seed'], { cwd: tree, env });
+  timed('build-packages-ifchange', ['-j2', target], { cwd: tree, env });
+  timed('venv', ['-o', venvDir, target], { cwd: tree, env });
   return target;
 }

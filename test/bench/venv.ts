@@ -19,7 +19,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchEnv, builtPkgTree, timedCommand, median, REPO } from './trees.ts';
+import { builtPkgTree } from './trees.ts';
+import { median, workspace, REPO } from './measure.ts';
 import { readManifest } from '../../src/archive/manifest.ts';
 import { closureOutputs } from '../../src/export/closure.ts';
 import { planMerge } from '../../src/archive/merge.ts';
@@ -27,13 +28,7 @@ import { makeVenv } from '../../src/export/venv.ts';
 
 const repo = REPO;
 const N = Number(process.argv[2] ?? 20);
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-venv-'));
-const tree = path.join(dir, 'tree');
-const home = path.join(dir, 'home');
-const env = benchEnv(home);
-
-
-const timed = (cmd: string, args: string[]): number => timedCommand(tree, env, cmd, args);
+const { dir, tree, home, env, timed } = workspace('venv');
 
 async function timedIn<T>(f: () => Promise<T> | T): Promise<number> {
   const t0 = performance.now();

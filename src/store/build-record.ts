@@ -12,6 +12,9 @@
  * Each names the archive by the sha256 of its bytes, so a record left
  * behind when the archive was replaced (rebuilt, substituted, copied over)
  * describes no archive and is ignored: nothing needs to remove it first.
+ *
+ * It lives in store/, below both the package rules that write it and the
+ * cache that publishes it, so that neither imports the other.
  */
 import * as fs from 'node:fs';
 import { withTemporaryFile } from '../archive/temporary.ts';

@@ -4,11 +4,13 @@
  * variable moves the whole store (a test, a CI cache, a second user),
  * nothing is written outside it, and the layout can be read in one place.
  *
- * It imports nothing but settings.ts, so the layers below store/ (fetch,
- * sandbox, ipfs) may name their directories through it without a loop.
+ * It sits beside settings.ts, under every folder but tree/, engine/ and
+ * archive/, and imports nothing but settings.ts: the layers below store/
+ * (fetch, sandbox, ipfs) name their directories here too, and an import
+ * may only point down (eslint.config.js).
  */
 import * as path from 'node:path';
-import { settings } from '../settings.ts';
+import { settings } from './settings.ts';
 
 /** The home itself; settings.ts resolves it once, with every other variable. */
 export function peerpkgsHome(env: NodeJS.ProcessEnv = process.env): string {
