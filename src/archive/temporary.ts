@@ -175,6 +175,13 @@ export async function removeOwnTemporaries(): Promise<void> {
  * Remove the temporaries in `dir` whose owner is dead, once a process (the
  * first call; later ones wait for it).
  */
+/** Every sweep this process started, finished: a process that exits
+ * waits for them, or a short run (everything taken from the store) would
+ * leave the dead owners' temporaries it had begun to remove. */
+export async function sweepsDone(): Promise<void> {
+  await Promise.all(swept.values());
+}
+
 export function sweep(dir: string): Promise<void> {
   let done = swept.get(dir);
   if (!done) {

@@ -21,7 +21,7 @@ import { parseExports, envChanges, envScript } from './env.ts';
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError, RunContext } from './rules.ts';
 import { Log } from './log.ts';
-import { temporaryName, forget, removeOwnTemporaries, interrupting } from '../archive/temporary.ts';
+import { temporaryName, forget, removeOwnTemporaries, interrupting, sweepsDone } from '../archive/temporary.ts';
 import { Paths, findBase, STATE_DIR } from './paths.ts';
 import { BuildError, OK_SOURCE, newJob, addDep, type Job, type Result, type Batch } from './job.ts';
 import { Waits } from './waits.ts';
@@ -148,6 +148,7 @@ export class Engine {
 
   /** Stop workers, fold our journal into the snapshot, drop our locks. */
   async close(): Promise<void> {
+    await sweepsDone();
     this.pool?.stop();
     this.jobserver?.close();
     this.locks.releaseAll();
