@@ -510,6 +510,31 @@ describe('IPFS', function () {
       }
     });
 
+    it('B, which names no peer, finds A on the local network by mDNS and substitutes from A\'s ipfs:// cache', async () => {
+      const MDNS = { PKG_IPFS_MDNS: 'yes' };
+      const homeA = path.join(s.dir, 'a');
+      await daemon(homeA, MDNS);
+      const pub = publishTree(homeA, ['--ipfs']);
+      const cid = /^ipfs:\/\/(Qm\w+)$/m.exec(pub.stdout)![1]!;
+      const b = machineB();
+      // no PKG_IPFS_PEERS, no gateway, no DHT: a multicast query is the only way to A
+      const env = {
+        PKG_CACHE_URL: `ipfs://${cid}`,
+        PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
+        PKG_FORCE_BINARY: 'yes',
+        PKG_IPFS_TIMEOUT: '5',
+      };
+      const without = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(s.dir, 'c-home') });
+      assert.notEqual(without.status, 0, 'without mDNS nobody says where A is');
+      assert.match(without.stderr, /could not find .* on any connected peer within 5 s \(peers: none connected/);
+      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, ...MDNS, PEERPKGS_HOME: path.join(s.dir, 'b-home') });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`b: substituted from ipfs://${cid} \\(signed by ed25519:[0-9a-f]{16}\\)`));
+      assert.match(r.stderr, new RegExp(`a: substituted from ipfs://${cid}`));
+      assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
+      assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
+    });
+
     it('an entry missing from a reachable ipfs:// directory is a miss; an unreachable root is a warning naming the cache', async () => {
       const homeA = path.join(s.dir, 'a');
       const a = await daemon(homeA);

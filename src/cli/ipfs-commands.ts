@@ -39,7 +39,8 @@ Environment: PEERPKGS_HOME, PKG_IPFS_PEERS (multiaddrs to dial, each ending in
 PKG_IPFS_TIMEOUT (seconds without progress before giving up; default 30),
 PKG_IPFS_GATEWAYS (trustless HTTP gateways to fetch blocks from, too),
 PKG_IPFS_GATEWAY_LISTEN (where the daemon serves its blocks as a trustless
-gateway, e.g. /ip4/127.0.0.1/tcp/8080), PKG_IPFS_DHT (yes: use the Kademlia DHT).
+gateway, e.g. /ip4/127.0.0.1/tcp/8080), PKG_IPFS_DHT (yes: use the Kademlia DHT),
+PKG_IPFS_MDNS (yes: find peers on the local network by multicast DNS).
 Exit status: 0 ok, 1 failed, 2 usage, 7 not found, 8 unreachable, 130 interrupted.
 `;
 

@@ -48,6 +48,8 @@ export interface NodeSettings {
   timeoutMs: number;
   /** whether the node joins the Kademlia DHT (PKG_IPFS_DHT) */
   dht: boolean;
+  /** whether the node finds peers on the local network by multicast DNS (PKG_IPFS_MDNS) */
+  mdns: boolean;
   /** trustless gateways blocks are also fetched from (gateway-broker.ts) */
   gateways: string[];
   /** where the daemon serves its blocks as a trustless gateway (gateway.ts), if it does */
@@ -56,7 +58,7 @@ export interface NodeSettings {
   gatewayDeadline: { baseMs: number; minRate: number };
 }
 
-/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS, PKG_IPFS_TIMEOUT and the gateways', as settings.ts read and checked them. */
+/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS, PKG_IPFS_TIMEOUT, the DHT's, mDNS's and the gateways', as settings.ts read and checked them. */
 export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings {
   const s = settings(env);
   return {
@@ -64,6 +66,7 @@ export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings
     peers: [...s.ipfsPeers],
     timeoutMs: s.ipfsTimeoutMs,
     dht: s.ipfsDht,
+    mdns: s.ipfsMdns,
     gateways: [...s.ipfsGateways],
     gatewayListen: s.ipfsGatewayListen,
     gatewayDeadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate },

@@ -11,8 +11,10 @@
  * connect`) and those that dial us; bitswap asks every connected peer.
  * With PKG_IPFS_DHT the node also joins the Kademlia DHT (and its ping):
  * bitswap asks it for providers of a block no connected peer has, and a
- * daemon announces the roots it adds and pins. No mDNS (@libp2p/mdns is
- * not a dependency). The gateways of PKG_IPFS_GATEWAYS, if any, are a
+ * daemon announces the roots it adds and pins. With PKG_IPFS_MDNS it
+ * finds peers on the local network by multicast DNS, dials each it finds
+ * (libp2p only files them away), and a node that listens answers others'
+ * queries with its addresses. The gateways of PKG_IPFS_GATEWAYS, if any, are a
  * second source of blocks (gateway-broker.ts). Only the Helia class is
  * loaded from the `helia` package, not its index, which would load all of
  * the above.
@@ -428,6 +430,23 @@ async function dhtServices(clientMode: boolean): Promise<Record<string, unknown>
   };
 }
 
+/**
+ * Dials each peer mDNS finds: libp2p only files a discovered peer away, and
+ * bitswap asks connected peers alone. A peer already connected is left be;
+ * one that cannot be dialled (an address of another host's loopback, a
+ * node gone) is not worth a warning: it answered a broadcast, nobody named it.
+ */
+function dialWhatMdnsFinds(libp2p: Node): void {
+  const mdns = (libp2p.services as { mdns?: EventTarget }).mdns;
+  mdns?.addEventListener('peer', (evt) => {
+    const peer = (evt as CustomEvent<import('@libp2p/interface').PeerInfo>).detail;
+    if (peer.id.equals(libp2p.peerId) || libp2p.getConnections(peer.id).length || !peer.multiaddrs.length) return;
+    // its addresses as it gave them: libp2p may not have filed them yet
+    const addrs = peer.multiaddrs.map((a) => a.encapsulate(`/p2p/${peer.id.toString()}`));
+    libp2p.dial(addrs, { signal: AbortSignal.timeout(10_000) }).catch(() => {});
+  });
+}
+
 /** libp2p's content routing (the DHT) as a Helia router. */
 function dhtRouter(libp2p: Node) {
   return {
@@ -492,6 +511,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   await datastore.open();
   const services: Record<string, unknown> = { identify: identify(), fetch: fetch() };
   if (settings.dht) Object.assign(services, await dhtServices(settings.listen.length === 0));
+  // on the standard service name (_p2p._udp.local), so kubo's nodes on the LAN are found and find us
+  if (settings.mdns) services.mdns = (await import('@libp2p/mdns')).mdns();
   let libp2p: Node;
   try {
     libp2p = (await createLibp2p({
@@ -503,6 +524,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
       services: services as never,
       start: false,
     })) as unknown as Node;
+    dialWhatMdnsFinds(libp2p); // before starting: the first query goes out at once
     await libp2p.start();
   } catch (e) {
     throw new IpfsError(`could not start the IPFS node on ${settings.listen.join(' ')}: ${(e as Error).message} (set PKG_IPFS_LISTEN)`);
