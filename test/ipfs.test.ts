@@ -181,6 +181,22 @@ describe('IPFS', function () {
       assert.equal(ipfs(b, ['cat', `${cid}/README`]).stdout, 'read me\n');
     });
 
+    it('B reads a file whose DAG is three levels deep, with dag-pb or raw leaves, byte for byte as A added it', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      // 1 KiB chunks: 700 leaves, more than the 174 links a node holds, twice over
+      const data = Buffer.alloc(700 * 1024 + 5);
+      for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+      fs.writeFileSync(path.join(s.dir, 'deep.bin'), data);
+      for (const leaves of [[], ['--cid-version', '1']]) {
+        const added = ipfs(a.home, ['add', '--chunker', 'size-1024', ...leaves, 'deep.bin']);
+        assert.equal(added.status, 0, added.stderr);
+        const b = path.join(s.dir, `b${leaves.length}`);
+        const got = ipfs(b, ['get', added.stdout.trim(), '-o', `out${leaves.length}`], { PKG_IPFS_PEERS: a.addr });
+        assert.equal(got.status, 0, got.stderr);
+        assert.ok(fs.readFileSync(path.join(s.dir, `out${leaves.length}`)).equals(data), `leaves ${leaves.join(' ') || 'dag-pb'}`);
+      }
+    });
+
     it('what B pinned stays readable when A is gone', async () => {
       const a = await daemon(path.join(s.dir, 'a'));
       write(s.dir, { 'd/one': '1\n', 'd/sub/two': '2\n' });

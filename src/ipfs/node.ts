@@ -32,6 +32,7 @@ import type { Fetch } from '@libp2p/fetch';
 import type { IPNS } from '@helia/ipns';
 import type { CID } from 'multiformats/cid';
 import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
+import type { PBNode } from '@ipld/dag-pb';
 import type { AddOptions, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
 import { splitPath } from './client.ts';
 import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
@@ -40,6 +41,8 @@ import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
 import { noiseCrypto } from './noise-crypto.ts';
+import { fileContent, wholeBlock } from './file-content.ts';
+import { recordBitswapMatches, sha256HashedOnce } from './hashed-once.ts';
 import type { GatewayBroker } from './gateway-broker.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
@@ -227,7 +230,10 @@ export class LocalNode implements IpfsClient {
       try {
         // blocks asked for ahead of the one being read: the sender reads all it
         // was asked for before sending any, so a long want-list waits longer
-        for await (const chunk of e.content({ signal: wd.signal, blockReadConcurrency: 16 })) {
+        const opts = { signal: wd.signal, window: 16 };
+        const plainFile = e.type === 'raw' || (e.type === 'file' && (e.unixfs.type === 'file' || e.unixfs.type === 'raw'));
+        const content = plainFile ? fileContent(this.mods, e.node as PBNode | Uint8Array, (cid, signal) => wholeBlock(this.helia.blockstore.get(cid, { signal })), opts) : e.content({ signal: wd.signal, blockReadConcurrency: opts.window });
+        for await (const chunk of content) {
           wd.kick();
           yield chunk;
         }
@@ -418,6 +424,8 @@ interface Mods {
   multiaddr: typeof import('@multiformats/multiaddr').multiaddr;
   peerIdFromString: typeof import('@libp2p/peer-id').peerIdFromString;
   base32upper: typeof import('multiformats/bases/base32').base32upper;
+  dagPb: typeof import('@ipld/dag-pb');
+  UnixFS: typeof import('ipfs-unixfs').UnixFS;
 }
 
 /** The Kademlia DHT and the ping service it needs; a node that does not listen only asks (client mode). */
@@ -485,6 +493,9 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     { multiaddr },
     { peerIdFromString },
     { base32upper },
+    dagPb,
+    { UnixFS },
+    { sha256 },
   ] = await Promise.all([
     import('libp2p'),
     import('@libp2p/tcp'),
@@ -503,6 +514,9 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('@multiformats/multiaddr'),
     import('@libp2p/peer-id'),
     import('multiformats/bases/base32'),
+    import('@ipld/dag-pb'),
+    import('ipfs-unixfs'),
+    import('multiformats/hashes/sha2'),
   ]);
   const privateKey = await loadIdentity(paths.identity);
   const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper);
@@ -531,7 +545,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   }
   // bitswap asks the routers for providers of a block no connected peer has, and dials them
   const routers = settings.dht ? [dhtRouter(libp2p)] : [];
-  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, routers, components: { libp2p } }) as Helia & { libp2p: Node };
+  const hashers = [sha256HashedOnce(sha256)];
+  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, routers, hashers, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
   // bitswap's and yamux's defaults: message sizes (1-4 MB), want-list
   // depths (16-128), send concurrency, want debounce and larger yamux
@@ -539,7 +554,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   // spending its time collecting garbage (test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks, blockstore);
+  recordBitswapMatches((helia as unknown as { blockBrokers: Parameters<typeof recordBitswapMatches>[0] }).blockBrokers);
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS }, opts.serve ?? false, paths.blocks, blockstore);
   await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {
