@@ -197,6 +197,31 @@ describe('IPFS', function () {
       }
     });
 
+    it('add --nocopy keeps a file\'s data in the file alone; B fetches it from A; once the file changes A sends nothing of it', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      const data = Buffer.alloc(700 * 1024);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+      fs.writeFileSync(path.join(s.dir, 'src.bin'), data);
+      const added = ipfs(a.home, ['add', '--nocopy', 'src.bin']);
+      assert.equal(added.status, 0, added.stderr);
+      const cid = added.stdout.trim();
+      assert.equal(cid, ipfs(a.home, ['add', '-n', 'src.bin']).stdout.trim(), 'the CID add prints for the same bytes');
+      const blockFiles = (fs.readdirSync(path.join(a.home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data'));
+      assert.equal(blockFiles.length, 1, 'the root alone is a block file; its three leaves are read from src.bin');
+      const got = ipfs(path.join(s.dir, 'b'), ['get', cid, '-o', 'out'], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(got.status, 0, got.stderr);
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(data));
+      // one byte changed in place: A no longer has that leaf, and says why
+      const fd = fs.openSync(path.join(s.dir, 'src.bin'), 'r+');
+      fs.writeSync(fd, Buffer.from([data[300_000]! ^ 1]), 0, 1, 300_000);
+      fs.closeSync(fd);
+      // run alongside, not blocking: A's stderr is read meanwhile
+      const after = await start(s.dir, 'peerpkgs', ['ipfs', 'get', cid, '-o', 'out2'], { PEERPKGS_HOME: path.join(s.dir, 'c'), PKG_IPFS_PEERS: a.addr, PKG_IPFS_TIMEOUT: '3' });
+      assert.equal(after.status, 8, after.stderr);
+      assert.ok(!exists(s.dir, 'out2'));
+      assert.match(a.output(), /src\.bin has changed since it was added: its bytes at 262144 are no longer the block /);
+    });
+
     it('what B pinned stays readable when A is gone', async () => {
       const a = await daemon(path.join(s.dir, 'a'));
       write(s.dir, { 'd/one': '1\n', 'd/sub/two': '2\n' });

@@ -17,8 +17,8 @@ const COMMANDS: Record<string, { args: string; what: string }> = {
   daemon: { args: '', what: "run a node: serve blocks and IPNS records to peers, and\nthis command's API to local commands ($PEERPKGS_HOME/ipfs/api.sock)" },
   id: { args: '', what: 'peer id, listen addresses (with /p2p/), connected peers' },
   add: {
-    args: '[--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] PATH',
-    what: "add a file or directory (as kubo's ipfs add -r); print its CID\n(--only-hash: only print it; nothing is stored, no node is started)",
+    args: '[--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] [--nocopy] PATH',
+    what: "add a file or directory (as kubo's ipfs add -r); print its CID\n(--only-hash: only print it; nothing is stored, no node is started;\n--nocopy: a file's data stays in the file, which must then not change)",
   },
   cat: { args: 'ADDRESS', what: 'write a file to stdout' },
   get: { args: 'ADDRESS -o PATH', what: 'write a file or directory to PATH (complete, or not at all)' },
@@ -102,6 +102,7 @@ function addOptions(p: Parsed): AddOptions {
   if (p.flags.has('--raw-leaves')) o.rawLeaves = true;
   if (p.flags.has('--pin')) o.pin = true;
   if (p.flags.has('--hidden')) o.hidden = true;
+  if (p.flags.has('--nocopy')) o.nocopy = true;
   const c = p.flags.get('--chunker');
   if (c !== undefined) {
     const m = /^size-(\d+)$/.exec(String(c));
@@ -144,7 +145,7 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       return EXIT.ok;
     }
     case 'add': {
-      const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash']);
+      const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash', '--nocopy']);
       const file = one(p, 'file or directory to add');
       // here, not in the node (maybe the daemon's): a missing file is the command line's mistake
       (await import('node:fs')).statSync(file);

@@ -6,6 +6,7 @@
  *
  *   $PEERPKGS_HOME/ipfs/blocks      the blockstore (one file a block)
  *   $PEERPKGS_HOME/ipfs/datastore   pins, IPNS keys (the keychain) and records
+ *   $PEERPKGS_HOME/ipfs/filestore   where the leaves of files added with nocopy are (filestore.ts)
  *   $PEERPKGS_HOME/ipfs/identity    the node's libp2p private key (0600)
  *   $PEERPKGS_HOME/ipfs/api.sock    the daemon's API socket, while it runs
  *   $PEERPKGS_HOME/ipfs/addrs       the daemon's peer id and multiaddrs, one a line
@@ -20,6 +21,7 @@ export interface IpfsPaths {
   dir: string;
   blocks: string;
   datastore: string;
+  filestore: string;
   identity: string;
   socket: string;
   addrs: string;
@@ -32,6 +34,7 @@ export function ipfsPaths(home: string): IpfsPaths {
     dir,
     blocks: path.join(dir, 'blocks'),
     datastore: path.join(dir, 'datastore'),
+    filestore: path.join(dir, 'filestore'),
     identity: path.join(dir, 'identity'),
     socket: path.join(dir, 'api.sock'),
     addrs: path.join(dir, 'addrs'),

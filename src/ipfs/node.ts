@@ -40,6 +40,8 @@ import { settings as readSettings } from '../settings.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
+import { Filestore } from './filestore.ts';
+import { frame, type LeafPlace } from './leaves.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { fileContent, wholeBlock } from './file-content.ts';
 import { recordBitswapMatches, sha256HashedOnce } from './hashed-once.ts';
@@ -139,8 +141,12 @@ export class LocalNode implements IpfsClient {
   /** blocks from HTTP gateways, once there is one to ask */
   private gatewayBroker: GatewayBroker | null = null;
 
-  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks) {
+  /** where the leaves of files added with nocopy are */
+  private readonly filestore: Filestore;
+
+  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks, filestore: Filestore) {
     this.helia = helia;
+    this.filestore = filestore;
     this.localBlocks = localBlocks;
     this.blockWriter = blockFiles(blocksDir, mods.base32upper);
     this.libp2p = helia.libp2p;
@@ -188,10 +194,29 @@ export class LocalNode implements IpfsClient {
   }
 
   async addFile(file: string, opts: AddOptions = {}): Promise<string> {
-    const cid = await addPath(file, this.blockWriter, opts);
+    const cid = opts.nocopy ? await this.addNoCopy(file, opts) : await addPath(file, this.blockWriter, opts);
     if (opts.pin) await this.pin(cid);
     else await this.announce(cid);
     return cid;
+  }
+
+  /** A file whose leaves are recorded in the filestore, not written; the blocks above them are. */
+  private async addNoCopy(file: string, opts: AddOptions): Promise<string> {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(file);
+    } catch (e) {
+      throw new IpfsError(`${file}: ${(e as Error).message}`);
+    }
+    if (!st.isFile()) throw new IpfsError(`${file}: --nocopy adds a file, not a directory`);
+    const leaves: Parameters<Filestore['record']>[2] = [];
+    const store = {
+      put: (cid: CID, bytes: Uint8Array) => this.blockWriter.put(cid, bytes),
+      putParts: (cid: CID, _parts: Uint8Array[], place: LeafPlace) => void leaves.push({ cid, ...place }),
+    };
+    const root = await addPath(file, store, opts);
+    this.filestore.record(root, file, leaves);
+    return root;
   }
 
   async addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, opts: AddOptions = {}): Promise<string> {
@@ -519,7 +544,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('multiformats/hashes/sha2'),
   ]);
   const privateKey = await loadIdentity(paths.identity);
-  const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper);
+  const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb, UnixFS }, n));
+  const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper, filestore);
   const datastore = new FsDatastore(paths.datastore);
   await blockstore.open();
   await datastore.open();
@@ -555,7 +581,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   withBitswap(helia as never, {});
   await helia.start();
   recordBitswapMatches((helia as unknown as { blockBrokers: Parameters<typeof recordBitswapMatches>[0] }).blockBrokers);
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS }, opts.serve ?? false, paths.blocks, blockstore);
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS }, opts.serve ?? false, paths.blocks, blockstore, filestore);
   await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {
