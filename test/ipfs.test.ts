@@ -152,6 +152,20 @@ describe('IPFS', function () {
       assert.equal(both.status, 2);
       assert.match(both.stderr, /--pin and --only-hash: nothing is stored to pin/);
     });
+
+    it('with no daemon and nothing to pin, writes the blocks without starting a node; with --pin it starts one', () => {
+      fs.writeFileSync(path.join(s.dir, 'big'), Buffer.alloc(3 * 262144 + 5, 7));
+      const home = path.join(s.dir, 'home');
+      const added = ipfs(home, ['add', 'big']);
+      assert.equal(added.status, 0, added.stderr);
+      assert.ok(!exists(home, 'ipfs/identity'), 'no node: a node makes its identity first');
+      assert.ok(exists(home, 'ipfs/blocks'));
+      assert.equal(ipfs(home, ['cat', added.stdout.trim()]).stdout, fs.readFileSync(path.join(s.dir, 'big'), 'utf8'));
+      const pinned = ipfs(path.join(s.dir, 'other'), ['add', '--pin', 'big']);
+      assert.equal(pinned.status, 0, pinned.stderr);
+      assert.equal(pinned.stdout, added.stdout);
+      assert.ok(exists(path.join(s.dir, 'other'), 'ipfs/identity'), 'pins are kept by a node');
+    });
   });
 
   describe('between two nodes', () => {

@@ -157,6 +157,18 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
         io.out(`${await addPath(file, nowhere, opts)}\n`);
         return EXIT.ok;
       }
+      if (!opts.pin) {
+        // nothing to pin and no daemon to tell: no node either, the blocks are written as a node would
+        const { openIpfs } = await import('../ipfs/client.ts');
+        const home = peerpkgsHome(io.env);
+        const daemon = await openIpfs({ home, env: io.env, use: 'daemon' }).catch(() => null);
+        if (!daemon) {
+          const { addWithoutNode } = await import('../ipfs/node.ts');
+          io.out(`${await addWithoutNode(home, file, opts)}\n`);
+          return EXIT.ok;
+        }
+        await daemon.close();
+      }
       io.out(`${await withClient(io, (c) => c.addFile(file, opts))}\n`);
       return EXIT.ok;
     }
