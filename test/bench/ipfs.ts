@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     const homeB = path.join(dir, 'b');
     const work = path.join(dir, 'work');
     for (let rep = 0; rep < reps; rep++) {
-      // adding: into a fresh repo each time, where no daemon runs: the command starts a node of its own
+      // adding: into a fresh repo each time, where no daemon runs: the command writes the blocks itself
       const homeAdd = path.join(dir, 'add');
       fs.rmSync(homeAdd, { recursive: true, force: true });
       times.add.push(timed(peerpkgs, ['ipfs', 'add', file], { PEERPKGS_HOME: homeAdd }).s);
@@ -207,7 +207,7 @@ async function main(): Promise<void> {
   console.log(''.padEnd(44) + 'time'.padStart(9) + 'throughput'.padStart(12));
   row('openssl dgst -sha256 of the file', m.hash, times.hash);
   row('add: the import (into the block files)', m.importer, times.importer);
-  row('add: peerpkgs ipfs add (starts a node)', m.add, times.add);
+  row('add: peerpkgs ipfs add (the command, no daemon)', m.add, times.add);
   row('add --only-hash: the import (stores nothing)', m.onlyHash, times.onlyHash);
   row('add --only-hash: peerpkgs ipfs add -n', m.onlyHashCmd, times.onlyHashCmd);
   row('add --nocopy: peerpkgs ipfs add --nocopy', m.nocopy, times.nocopy);
