@@ -102,6 +102,7 @@ export const VARIABLES: Record<string, string> = {
   PKG_IPFS_LISTEN: "the IPFS node's listen multiaddrs (default /ip4/127.0.0.1/tcp/0)",
   PKG_IPFS_TIMEOUT: 'seconds an IPFS transfer may bring no data (default 30)',
   PKG_IPFS_DHT: 'yes: find and announce providers on the libp2p Kademlia DHT (default no)',
+  PKG_IPFS_MDNS: 'yes: find IPFS peers on the local network by multicast DNS, and answer their queries (default no)',
   PKG_IPFS_GATEWAYS: 'trustless HTTP gateways to fetch IPFS blocks from, each checked against its CID',
   PKG_IPFS_GATEWAY_LISTEN: 'a multiaddr the daemon serves its blocks on as a trustless HTTP gateway (default: none)',
   PKG_SANDBOX_TMP_SIZE: "bytes a build's /tmp and /dev/shm may hold (default 4G)",
@@ -133,6 +134,8 @@ export interface Settings {
   ipfsTimeoutMs: number;
   /** PKG_IPFS_DHT: whether the node joins the Kademlia DHT to find and announce providers */
   ipfsDht: boolean;
+  /** PKG_IPFS_MDNS: whether the node finds (and answers) peers on the local network by mDNS */
+  ipfsMdns: boolean;
   /** PKG_IPFS_GATEWAYS: http(s) URLs of trustless gateways, without a trailing slash (unset: none) */
   ipfsGateways: string[];
   /** PKG_IPFS_GATEWAY_LISTEN: where the daemon serves a trustless gateway (unset: it serves none) */
@@ -255,6 +258,7 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     ipfsListen: env.PKG_IPFS_LISTEN !== undefined ? multiaddrs('PKG_IPFS_LISTEN', env.PKG_IPFS_LISTEN, false) : undefined,
     ipfsTimeoutMs: parseSeconds('PKG_IPFS_TIMEOUT', env.PKG_IPFS_TIMEOUT, DEFAULTS.ipfsTimeoutMs),
     ipfsDht: parseFlag('PKG_IPFS_DHT', env.PKG_IPFS_DHT, false),
+    ipfsMdns: parseFlag('PKG_IPFS_MDNS', env.PKG_IPFS_MDNS, false),
     ipfsGateways: gatewayUrls('PKG_IPFS_GATEWAYS', env.PKG_IPFS_GATEWAYS),
     ipfsGatewayListen: tcpListen('PKG_IPFS_GATEWAY_LISTEN', env.PKG_IPFS_GATEWAY_LISTEN),
     // bwrap's --size takes up to 2^63 bytes, well above the bound every size has (2^53)
@@ -291,6 +295,7 @@ const DEFAULT_TEXT: Record<string, string> = {
   PKG_MIRROR_IPFS: 'yes',
   PKG_IPFS_TIMEOUT: String(DEFAULTS.ipfsTimeoutMs / 1000),
   PKG_IPFS_DHT: 'no',
+  PKG_IPFS_MDNS: 'no',
   PKG_SANDBOX_TMP_SIZE: formatSize(DEFAULTS.sandboxTmpBytes),
   PKG_MAX_DOWNLOAD_SIZE: formatSize(DEFAULTS.maxDownloadBytes),
   PKG_MAX_UNPACK_SIZE: formatSize(DEFAULTS.maxUnpackBytes),

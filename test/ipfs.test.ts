@@ -152,6 +152,20 @@ describe('IPFS', function () {
       assert.equal(both.status, 2);
       assert.match(both.stderr, /--pin and --only-hash: nothing is stored to pin/);
     });
+
+    it('with no daemon and nothing to pin, writes the blocks without starting a node; with --pin it starts one', () => {
+      fs.writeFileSync(path.join(s.dir, 'big'), Buffer.alloc(3 * 262144 + 5, 7));
+      const home = path.join(s.dir, 'home');
+      const added = ipfs(home, ['add', 'big']);
+      assert.equal(added.status, 0, added.stderr);
+      assert.ok(!exists(home, 'ipfs/identity'), 'no node: a node makes its identity first');
+      assert.ok(exists(home, 'ipfs/blocks'));
+      assert.equal(ipfs(home, ['cat', added.stdout.trim()]).stdout, fs.readFileSync(path.join(s.dir, 'big'), 'utf8'));
+      const pinned = ipfs(path.join(s.dir, 'other'), ['add', '--pin', 'big']);
+      assert.equal(pinned.status, 0, pinned.stderr);
+      assert.equal(pinned.stdout, added.stdout);
+      assert.ok(exists(path.join(s.dir, 'other'), 'ipfs/identity'), 'pins are kept by a node');
+    });
   });
 
   describe('between two nodes', () => {
@@ -179,6 +193,47 @@ describe('IPFS', function () {
       assert.match(ipfs(b, ['ls', cid], peers).stdout, /^\S+ 8 README\n\S+ 0 link\n\S+ 0 sub\/\n$/);
       // B now has the blocks itself: no peer needed
       assert.equal(ipfs(b, ['cat', `${cid}/README`]).stdout, 'read me\n');
+    });
+
+    it('B reads a file whose DAG is three levels deep, with dag-pb or raw leaves, byte for byte as A added it', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      // 1 KiB chunks: 700 leaves, more than the 174 links a node holds, twice over
+      const data = Buffer.alloc(700 * 1024 + 5);
+      for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+      fs.writeFileSync(path.join(s.dir, 'deep.bin'), data);
+      for (const leaves of [[], ['--cid-version', '1']]) {
+        const added = ipfs(a.home, ['add', '--chunker', 'size-1024', ...leaves, 'deep.bin']);
+        assert.equal(added.status, 0, added.stderr);
+        const b = path.join(s.dir, `b${leaves.length}`);
+        const got = ipfs(b, ['get', added.stdout.trim(), '-o', `out${leaves.length}`], { PKG_IPFS_PEERS: a.addr });
+        assert.equal(got.status, 0, got.stderr);
+        assert.ok(fs.readFileSync(path.join(s.dir, `out${leaves.length}`)).equals(data), `leaves ${leaves.join(' ') || 'dag-pb'}`);
+      }
+    });
+
+    it('add --nocopy keeps a file\'s data in the file alone; B fetches it from A; once the file changes A sends nothing of it', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      const data = Buffer.alloc(700 * 1024);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+      fs.writeFileSync(path.join(s.dir, 'src.bin'), data);
+      const added = ipfs(a.home, ['add', '--nocopy', 'src.bin']);
+      assert.equal(added.status, 0, added.stderr);
+      const cid = added.stdout.trim();
+      assert.equal(cid, ipfs(a.home, ['add', '-n', 'src.bin']).stdout.trim(), 'the CID add prints for the same bytes');
+      const blockFiles = (fs.readdirSync(path.join(a.home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data'));
+      assert.equal(blockFiles.length, 1, 'the root alone is a block file; its three leaves are read from src.bin');
+      const got = ipfs(path.join(s.dir, 'b'), ['get', cid, '-o', 'out'], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(got.status, 0, got.stderr);
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(data));
+      // one byte changed in place: A no longer has that leaf, and says why
+      const fd = fs.openSync(path.join(s.dir, 'src.bin'), 'r+');
+      fs.writeSync(fd, Buffer.from([data[300_000]! ^ 1]), 0, 1, 300_000);
+      fs.closeSync(fd);
+      // run alongside, not blocking: A's stderr is read meanwhile
+      const after = await start(s.dir, 'peerpkgs', ['ipfs', 'get', cid, '-o', 'out2'], { PEERPKGS_HOME: path.join(s.dir, 'c'), PKG_IPFS_PEERS: a.addr, PKG_IPFS_TIMEOUT: '3' });
+      assert.equal(after.status, 8, after.stderr);
+      assert.ok(!exists(s.dir, 'out2'));
+      assert.match(a.output(), /src\.bin has changed since it was added: its bytes at 262144 are no longer the block /);
     });
 
     it('what B pinned stays readable when A is gone', async () => {
@@ -508,6 +563,31 @@ describe('IPFS', function () {
       for (const p of ['a', 'b']) {
         assert.equal(read(b, `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0], read(path.join(s.dir, 'tree'), `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0]);
       }
+    });
+
+    it('B, which names no peer, finds A on the local network by mDNS and substitutes from A\'s ipfs:// cache', async () => {
+      const MDNS = { PKG_IPFS_MDNS: 'yes' };
+      const homeA = path.join(s.dir, 'a');
+      await daemon(homeA, MDNS);
+      const pub = publishTree(homeA, ['--ipfs']);
+      const cid = /^ipfs:\/\/(Qm\w+)$/m.exec(pub.stdout)![1]!;
+      const b = machineB();
+      // no PKG_IPFS_PEERS, no gateway, no DHT: a multicast query is the only way to A
+      const env = {
+        PKG_CACHE_URL: `ipfs://${cid}`,
+        PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
+        PKG_FORCE_BINARY: 'yes',
+        PKG_IPFS_TIMEOUT: '5',
+      };
+      const without = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(s.dir, 'c-home') });
+      assert.notEqual(without.status, 0, 'without mDNS nobody says where A is');
+      assert.match(without.stderr, /could not find .* on any connected peer within 5 s \(peers: none connected/);
+      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, ...MDNS, PEERPKGS_HOME: path.join(s.dir, 'b-home') });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`b: substituted from ipfs://${cid} \\(signed by ed25519:[0-9a-f]{16}\\)`));
+      assert.match(r.stderr, new RegExp(`a: substituted from ipfs://${cid}`));
+      assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
+      assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
     });
 
     it('an entry missing from a reachable ipfs:// directory is a miss; an unreachable root is a warning naming the cache', async () => {

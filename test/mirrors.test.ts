@@ -406,6 +406,8 @@ describe('mirrors: fetching from IPFS peers', function () {
     const pin = run(dir, 'ipfs-pin-fetch-file', ['pkg/p/fetch'], { PEERPKGS_HOME: homeP });
     assert.equal(pin.status, 0, pin.stderr);
     assert.match(pin.stderr, /which no daemon serves: run peerpkgs ipfs daemon so that peers can fetch from it/);
+    const blocks = (fs.readdirSync(path.join(homeP, 'ipfs/blocks'), { recursive: true, withFileTypes: true }) as fs.Dirent[]).filter((d) => d.isFile());
+    assert.deepEqual(blocks, [], 'the distfile is kept once: its one leaf is read from the distfile store, not copied into a block');
     const [row] = readMirrorDb(path.join(dir, 'mirrors/ipfs.csv'));
     const p = await startDaemon(homeP);
     try {

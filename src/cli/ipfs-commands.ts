@@ -17,8 +17,8 @@ const COMMANDS: Record<string, { args: string; what: string }> = {
   daemon: { args: '', what: "run a node: serve blocks and IPNS records to peers, and\nthis command's API to local commands ($PEERPKGS_HOME/ipfs/api.sock)" },
   id: { args: '', what: 'peer id, listen addresses (with /p2p/), connected peers' },
   add: {
-    args: '[--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] PATH',
-    what: "add a file or directory (as kubo's ipfs add -r); print its CID\n(--only-hash: only print it; nothing is stored, no node is started)",
+    args: '[--cid-version 0|1] [--raw-leaves] [--pin] [--hidden] [--chunker size-N] [-n|--only-hash] [--nocopy] PATH',
+    what: "add a file or directory (as kubo's ipfs add -r); print its CID\n(--only-hash: only print it; nothing is stored, no node is started;\n--nocopy: a file's data stays in the file, which must then not change)",
   },
   cat: { args: 'ADDRESS', what: 'write a file to stdout' },
   get: { args: 'ADDRESS -o PATH', what: 'write a file or directory to PATH (complete, or not at all)' },
@@ -39,7 +39,8 @@ Environment: PEERPKGS_HOME, PKG_IPFS_PEERS (multiaddrs to dial, each ending in
 PKG_IPFS_TIMEOUT (seconds without progress before giving up; default 30),
 PKG_IPFS_GATEWAYS (trustless HTTP gateways to fetch blocks from, too),
 PKG_IPFS_GATEWAY_LISTEN (where the daemon serves its blocks as a trustless
-gateway, e.g. /ip4/127.0.0.1/tcp/8080), PKG_IPFS_DHT (yes: use the Kademlia DHT).
+gateway, e.g. /ip4/127.0.0.1/tcp/8080), PKG_IPFS_DHT (yes: use the Kademlia DHT),
+PKG_IPFS_MDNS (yes: find peers on the local network by multicast DNS).
 Exit status: 0 ok, 1 failed, 2 usage, 7 not found, 8 unreachable, 130 interrupted.
 `;
 
@@ -101,6 +102,7 @@ function addOptions(p: Parsed): AddOptions {
   if (p.flags.has('--raw-leaves')) o.rawLeaves = true;
   if (p.flags.has('--pin')) o.pin = true;
   if (p.flags.has('--hidden')) o.hidden = true;
+  if (p.flags.has('--nocopy')) o.nocopy = true;
   const c = p.flags.get('--chunker');
   if (c !== undefined) {
     const m = /^size-(\d+)$/.exec(String(c));
@@ -143,7 +145,7 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       return EXIT.ok;
     }
     case 'add': {
-      const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash']);
+      const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash', '--nocopy']);
       const file = one(p, 'file or directory to add');
       // here, not in the node (maybe the daemon's): a missing file is the command line's mistake
       (await import('node:fs')).statSync(file);
@@ -154,6 +156,18 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
         const nowhere = { put: async <T>(cid: T) => cid, putParts: async <T>(cid: T) => cid };
         io.out(`${await addPath(file, nowhere, opts)}\n`);
         return EXIT.ok;
+      }
+      if (!opts.pin) {
+        // nothing to pin and no daemon to tell: no node either, the blocks are written as a node would
+        const { openIpfs } = await import('../ipfs/client.ts');
+        const home = peerpkgsHome(io.env);
+        const daemon = await openIpfs({ home, env: io.env, use: 'daemon' }).catch(() => null);
+        if (!daemon) {
+          const { addWithoutNode } = await import('../ipfs/node.ts');
+          io.out(`${await addWithoutNode(home, file, opts)}\n`);
+          return EXIT.ok;
+        }
+        await daemon.close();
       }
       io.out(`${await withClient(io, (c) => c.addFile(file, opts))}\n`);
       return EXIT.ok;

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
+import type { Filestore } from './filestore.ts';
 
 type Base32 = typeof import('multiformats/bases/base32').base32upper;
 
@@ -24,16 +25,21 @@ export interface BlockFiles {
   putParts(cid: CID, parts: Uint8Array[]): Promise<CID>;
 }
 
+/** where blockstore-fs keeps the block of `cid` under `dir` (its next-to-last sharding) */
+function blockPath(dir: string, base32upper: Base32, cid: CID): { name: string; sub: string; file: string } {
+  const name = base32upper.encode(cid.multihash.bytes);
+  const sub = path.join(dir, name.slice(-2));
+  return { name, sub, file: path.join(sub, `${name}.data`) };
+}
+
 export function blockFiles(dir: string, base32upper: Base32): BlockFiles {
   const made = new Set<string>();
   const putParts = async (cid: CID, parts: Uint8Array[]): Promise<CID> => {
-    const name = base32upper.encode(cid.multihash.bytes);
-    const sub = path.join(dir, name.slice(-2));
+    const { name, sub, file } = blockPath(dir, base32upper, cid);
     if (!made.has(sub)) {
       await fs.promises.mkdir(sub, { recursive: true });
       made.add(sub);
     }
-    const file = path.join(sub, `${name}.data`);
     // in the store's top directory: one to sweep of what a crash left, not one a block
     const tmp = temporaryName(path.join(dir, `${name}.data`));
     // on libuv's threads: the next leaf is hashed meanwhile (the importer
@@ -84,18 +90,42 @@ async function whole(val: Bytes): Promise<Uint8Array> {
 /**
  * `store` (a blockstore-fs on `dir`) whose put and putMany write as above:
  * what Helia stores as blocks arrive from peers goes the fast way too.
- * Everything else (get, has, delete, listing) is blockstore-fs's own.
+ * A get reads the block in one read into one buffer: blockstore-fs's
+ * streams it in 64 KiB pieces, which bitswap's sender then joins one
+ * piece at a time (it-to-buffer), copying a 256 KiB block some 2.5 times
+ * over; that garbage set off a full collection every few dozen blocks.
+ * A block with no file may be a leaf in the filestore (filestore.ts), which
+ * `has` and `get` ask too. Everything else (delete, listing) is
+ * blockstore-fs's own.
  */
-export function withFastPut<T extends object>(store: T, dir: string, base32upper: Base32): T {
+export function withFastPut<T extends object>(store: T, dir: string, base32upper: Base32, filestore?: Filestore): T {
   const writer = blockFiles(dir, base32upper);
   const put = async (cid: CID, val: Bytes) => writer.put(cid, await whole(val));
   async function* putMany(source: Iterable<{ cid: CID; bytes: Bytes }> | AsyncIterable<{ cid: CID; bytes: Bytes }>): AsyncGenerator<CID> {
     for await (const { cid, bytes } of source) yield await put(cid, bytes);
   }
+  async function* get(cid: CID, options?: { signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
+    options?.signal?.throwIfAborted();
+    let block: Uint8Array | null;
+    try {
+      block = await fs.promises.readFile(blockPath(dir, base32upper, cid).file, { signal: options?.signal });
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') throw e;
+      // a leaf of a file added with nocopy is in that file
+      block = (await filestore?.get(cid)) ?? null;
+      // the error blockstore-fs gives, which Helia and the exporter recognise by name
+      if (!block) throw Object.assign(new Error(String(e)), { name: 'NotFoundError' });
+    }
+    yield block;
+  }
+  const has = async (cid: CID, options?: object): Promise<boolean> =>
+    filestore?.has(cid) || (store as unknown as { has(c: CID, o?: object): Promise<boolean> }).has(cid, options);
   return new Proxy(store, {
     get(target, key) {
       if (key === 'put') return put;
       if (key === 'putMany') return putMany;
+      if (key === 'get') return get;
+      if (key === 'has') return has;
       const v = Reflect.get(target, key, target);
       return typeof v === 'function' ? v.bind(target) : v;
     },

@@ -41,6 +41,8 @@ export interface AddOptions {
   hidden?: boolean;
   /** chunk size in bytes (kubo: --chunker size-N); 262144 by default */
   chunkSize?: number;
+  /** a file's leaves stay in the file, referred to rather than copied (kubo: --nocopy; filestore.ts) */
+  nocopy?: boolean;
 }
 
 export interface ReadOptions {

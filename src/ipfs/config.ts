@@ -6,6 +6,7 @@
  *
  *   $PEERPKGS_HOME/ipfs/blocks      the blockstore (one file a block)
  *   $PEERPKGS_HOME/ipfs/datastore   pins, IPNS keys (the keychain) and records
+ *   $PEERPKGS_HOME/ipfs/filestore   where the leaves of files added with nocopy are (filestore.ts)
  *   $PEERPKGS_HOME/ipfs/identity    the node's libp2p private key (0600)
  *   $PEERPKGS_HOME/ipfs/api.sock    the daemon's API socket, while it runs
  *   $PEERPKGS_HOME/ipfs/addrs       the daemon's peer id and multiaddrs, one a line
@@ -20,6 +21,7 @@ export interface IpfsPaths {
   dir: string;
   blocks: string;
   datastore: string;
+  filestore: string;
   identity: string;
   socket: string;
   addrs: string;
@@ -32,6 +34,7 @@ export function ipfsPaths(home: string): IpfsPaths {
     dir,
     blocks: path.join(dir, 'blocks'),
     datastore: path.join(dir, 'datastore'),
+    filestore: path.join(dir, 'filestore'),
     identity: path.join(dir, 'identity'),
     socket: path.join(dir, 'api.sock'),
     addrs: path.join(dir, 'addrs'),
@@ -48,6 +51,8 @@ export interface NodeSettings {
   timeoutMs: number;
   /** whether the node joins the Kademlia DHT (PKG_IPFS_DHT) */
   dht: boolean;
+  /** whether the node finds peers on the local network by multicast DNS (PKG_IPFS_MDNS) */
+  mdns: boolean;
   /** trustless gateways blocks are also fetched from (gateway-broker.ts) */
   gateways: string[];
   /** where the daemon serves its blocks as a trustless gateway (gateway.ts), if it does */
@@ -56,7 +61,7 @@ export interface NodeSettings {
   gatewayDeadline: { baseMs: number; minRate: number };
 }
 
-/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS, PKG_IPFS_TIMEOUT and the gateways', as settings.ts read and checked them. */
+/** PKG_IPFS_LISTEN, PKG_IPFS_PEERS, PKG_IPFS_TIMEOUT, the DHT's, mDNS's and the gateways', as settings.ts read and checked them. */
 export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings {
   const s = settings(env);
   return {
@@ -64,6 +69,7 @@ export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings
     peers: [...s.ipfsPeers],
     timeoutMs: s.ipfsTimeoutMs,
     dht: s.ipfsDht,
+    mdns: s.ipfsMdns,
     gateways: [...s.ipfsGateways],
     gatewayListen: s.ipfsGatewayListen,
     gatewayDeadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate },

@@ -19,9 +19,16 @@ import { createHash } from 'node:crypto';
 import type { BufferImporter } from 'ipfs-unixfs-importer';
 import type { CID } from 'multiformats/cid';
 
-/** where leaves go: whole blocks as parts, written in order (blockfiles.ts), or nowhere when only hashing */
+/** where a leaf's bytes are in the file being added: what the filestore records instead of the block */
+export interface LeafPlace {
+  offset: number;
+  length: number;
+  kind: 'raw' | 'pb';
+}
+
+/** where leaves go: whole blocks as parts, written in order (blockfiles.ts), their places (filestore.ts), or nowhere when only hashing */
 export interface LeafStore {
-  putParts(cid: CID, parts: Uint8Array[]): Promise<unknown> | unknown;
+  putParts(cid: CID, parts: Uint8Array[], place: LeafPlace): Promise<unknown> | unknown;
 }
 
 interface Mods {
@@ -40,7 +47,7 @@ const SHA256 = 0x12;
 const RAW = 0x55;
 
 /** dag-pb's encoding of a UnixFS file leaf of `n` bytes, around the bytes */
-function frame(m: Mods, n: number): { prefix: Uint8Array; suffix: Uint8Array } {
+export function frame(m: Pick<Mods, 'dagPb' | 'UnixFS'>, n: number): { prefix: Uint8Array; suffix: Uint8Array } {
   const enc = (fill: number) => m.dagPb.encode({ Data: new m.UnixFS({ type: 'file', data: new Uint8Array(n).fill(fill) }).marshal(), Links: [] });
   const a = enc(0);
   const b = enc(1);
@@ -53,7 +60,11 @@ function frame(m: Mods, n: number): { prefix: Uint8Array; suffix: Uint8Array } {
 export function leafImporter(m: Mods, store: LeafStore, opts: { rawLeaves: boolean; cidVersion: 0 | 1 }): BufferImporter {
   const frames = new Map<number, { prefix: Uint8Array; suffix: Uint8Array }>();
   return async function* (file) {
+    // each file's leaves come in the order of its bytes
+    let offset = 0;
     for await (const chunk of file.content) {
+      const place: LeafPlace = { offset, length: chunk.byteLength, kind: opts.rawLeaves ? 'raw' : 'pb' };
+      offset += chunk.byteLength;
       yield async () => {
         let parts: Uint8Array[];
         let cid: CID;
@@ -75,7 +86,7 @@ export function leafImporter(m: Mods, store: LeafStore, opts: { rawLeaves: boole
           // what the tree above needs of it: the type and the size
           unixfs = new m.UnixFS({ type: 'file', data: chunk });
         }
-        await store.putParts(cid, parts);
+        await store.putParts(cid, parts, place);
         const size = parts.reduce((n, p) => n + p.byteLength, 0);
         // `block` is read by the importer only to give a single-leaf file a
         // mode or mtime, from the leaf's data; add stores neither

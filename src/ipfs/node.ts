@@ -11,8 +11,10 @@
  * connect`) and those that dial us; bitswap asks every connected peer.
  * With PKG_IPFS_DHT the node also joins the Kademlia DHT (and its ping):
  * bitswap asks it for providers of a block no connected peer has, and a
- * daemon announces the roots it adds and pins. No mDNS (@libp2p/mdns is
- * not a dependency). The gateways of PKG_IPFS_GATEWAYS, if any, are a
+ * daemon announces the roots it adds and pins. With PKG_IPFS_MDNS it
+ * finds peers on the local network by multicast DNS, dials each it finds
+ * (libp2p only files them away), and a node that listens answers others'
+ * queries with its addresses. The gateways of PKG_IPFS_GATEWAYS, if any, are a
  * second source of blocks (gateway-broker.ts). Only the Helia class is
  * loaded from the `helia` package, not its index, which would load all of
  * the above.
@@ -30,6 +32,7 @@ import type { Fetch } from '@libp2p/fetch';
 import type { IPNS } from '@helia/ipns';
 import type { CID } from 'multiformats/cid';
 import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
+import type { PBNode } from '@ipld/dag-pb';
 import type { AddOptions, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
 import { splitPath } from './client.ts';
 import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
@@ -37,7 +40,11 @@ import { settings as readSettings } from '../settings.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, withFastPut } from './blockfiles.ts';
+import { Filestore } from './filestore.ts';
+import { frame, type LeafPlace } from './leaves.ts';
 import { noiseCrypto } from './noise-crypto.ts';
+import { fileContent, wholeBlock } from './file-content.ts';
+import { recordBitswapMatches, sha256HashedOnce } from './hashed-once.ts';
 import type { GatewayBroker } from './gateway-broker.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
@@ -134,8 +141,12 @@ export class LocalNode implements IpfsClient {
   /** blocks from HTTP gateways, once there is one to ask */
   private gatewayBroker: GatewayBroker | null = null;
 
-  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks) {
+  /** where the leaves of files added with nocopy are */
+  private readonly filestore: Filestore;
+
+  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks, filestore: Filestore) {
     this.helia = helia;
+    this.filestore = filestore;
     this.localBlocks = localBlocks;
     this.blockWriter = blockFiles(blocksDir, mods.base32upper);
     this.libp2p = helia.libp2p;
@@ -183,7 +194,7 @@ export class LocalNode implements IpfsClient {
   }
 
   async addFile(file: string, opts: AddOptions = {}): Promise<string> {
-    const cid = await addPath(file, this.blockWriter, opts);
+    const cid = await addToRepo(file, opts, this.blockWriter, this.filestore);
     if (opts.pin) await this.pin(cid);
     else await this.announce(cid);
     return cid;
@@ -225,7 +236,10 @@ export class LocalNode implements IpfsClient {
       try {
         // blocks asked for ahead of the one being read: the sender reads all it
         // was asked for before sending any, so a long want-list waits longer
-        for await (const chunk of e.content({ signal: wd.signal, blockReadConcurrency: 16 })) {
+        const opts = { signal: wd.signal, window: 16 };
+        const plainFile = e.type === 'raw' || (e.type === 'file' && (e.unixfs.type === 'file' || e.unixfs.type === 'raw'));
+        const content = plainFile ? fileContent(this.mods, e.node as PBNode | Uint8Array, (cid, signal) => wholeBlock(this.helia.blockstore.get(cid, { signal })), opts) : e.content({ signal: wd.signal, blockReadConcurrency: opts.window });
+        for await (const chunk of content) {
           wd.kick();
           yield chunk;
         }
@@ -404,6 +418,41 @@ export class LocalNode implements IpfsClient {
   }
 }
 
+/** Adds a file or directory into the repo's blocks, or with nocopy a file's leaves into the filestore: what add does, node or not. */
+async function addToRepo(file: string, opts: AddOptions, blockWriter: ReturnType<typeof blockFiles>, filestore: Filestore): Promise<string> {
+  if (!opts.nocopy) return addPath(file, blockWriter, opts);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new IpfsError(`${file}: ${(e as Error).message}`);
+  }
+  if (!st.isFile()) throw new IpfsError(`${file}: --nocopy adds a file, not a directory`);
+  // the blocks above the leaves are written; the leaves' places are recorded
+  const leaves: Parameters<Filestore['record']>[2] = [];
+  const store = {
+    put: (cid: CID, bytes: Uint8Array) => blockWriter.put(cid, bytes),
+    putParts: (cid: CID, _parts: Uint8Array[], place: LeafPlace) => void leaves.push({ cid, ...place }),
+  };
+  const root = await addPath(file, store, opts);
+  filestore.record(root, file, leaves);
+  return root;
+}
+
+/**
+ * `ipfs add` without a node, when no daemon runs and nothing is to be
+ * pinned: the same blocks and filestore records a node's add makes (a
+ * command's node announces nothing), without starting libp2p and Helia,
+ * which took longer than adding 64 MB.
+ */
+export async function addWithoutNode(home: string, file: string, opts: AddOptions): Promise<string> {
+  if (opts.pin) throw new IpfsError('pinning needs a node');
+  const [dagPb, { UnixFS }, { base32upper }] = await Promise.all([import('@ipld/dag-pb'), import('ipfs-unixfs'), import('multiformats/bases/base32')]);
+  const paths = ipfsPaths(home);
+  const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb, UnixFS }, n));
+  return addToRepo(file, opts, blockFiles(paths.blocks, base32upper), filestore);
+}
+
 /** The node's own blockstore, below Helia: a get never goes to the network. */
 export interface LocalBlocks {
   has(cid: CID): Promise<boolean>;
@@ -416,6 +465,8 @@ interface Mods {
   multiaddr: typeof import('@multiformats/multiaddr').multiaddr;
   peerIdFromString: typeof import('@libp2p/peer-id').peerIdFromString;
   base32upper: typeof import('multiformats/bases/base32').base32upper;
+  dagPb: typeof import('@ipld/dag-pb');
+  UnixFS: typeof import('ipfs-unixfs').UnixFS;
 }
 
 /** The Kademlia DHT and the ping service it needs; a node that does not listen only asks (client mode). */
@@ -426,6 +477,23 @@ async function dhtServices(clientMode: boolean): Promise<Record<string, unknown>
     // private and loopback addresses kept: the peers of PKG_IPFS_PEERS are often on a LAN
     dht: kadDHT({ protocol: '/ipfs/kad/1.0.0', clientMode, peerInfoMapper: passthroughMapper }),
   };
+}
+
+/**
+ * Dials each peer mDNS finds: libp2p only files a discovered peer away, and
+ * bitswap asks connected peers alone. A peer already connected is left be;
+ * one that cannot be dialled (an address of another host's loopback, a
+ * node gone) is not worth a warning: it answered a broadcast, nobody named it.
+ */
+function dialWhatMdnsFinds(libp2p: Node): void {
+  const mdns = (libp2p.services as { mdns?: EventTarget }).mdns;
+  mdns?.addEventListener('peer', (evt) => {
+    const peer = (evt as CustomEvent<import('@libp2p/interface').PeerInfo>).detail;
+    if (peer.id.equals(libp2p.peerId) || libp2p.getConnections(peer.id).length || !peer.multiaddrs.length) return;
+    // its addresses as it gave them: libp2p may not have filed them yet
+    const addrs = peer.multiaddrs.map((a) => a.encapsulate(`/p2p/${peer.id.toString()}`));
+    libp2p.dial(addrs, { signal: AbortSignal.timeout(10_000) }).catch(() => {});
+  });
 }
 
 /** libp2p's content routing (the DHT) as a Helia router. */
@@ -466,6 +534,9 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     { multiaddr },
     { peerIdFromString },
     { base32upper },
+    dagPb,
+    { UnixFS },
+    { sha256 },
   ] = await Promise.all([
     import('libp2p'),
     import('@libp2p/tcp'),
@@ -484,14 +555,20 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('@multiformats/multiaddr'),
     import('@libp2p/peer-id'),
     import('multiformats/bases/base32'),
+    import('@ipld/dag-pb'),
+    import('ipfs-unixfs'),
+    import('multiformats/hashes/sha2'),
   ]);
   const privateKey = await loadIdentity(paths.identity);
-  const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper);
+  const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb, UnixFS }, n));
+  const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper, filestore);
   const datastore = new FsDatastore(paths.datastore);
   await blockstore.open();
   await datastore.open();
   const services: Record<string, unknown> = { identify: identify(), fetch: fetch() };
   if (settings.dht) Object.assign(services, await dhtServices(settings.listen.length === 0));
+  // on the standard service name (_p2p._udp.local), so kubo's nodes on the LAN are found and find us
+  if (settings.mdns) services.mdns = (await import('@libp2p/mdns')).mdns();
   let libp2p: Node;
   try {
     libp2p = (await createLibp2p({
@@ -503,13 +580,15 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
       services: services as never,
       start: false,
     })) as unknown as Node;
+    dialWhatMdnsFinds(libp2p); // before starting: the first query goes out at once
     await libp2p.start();
   } catch (e) {
     throw new IpfsError(`could not start the IPFS node on ${settings.listen.join(' ')}: ${(e as Error).message} (set PKG_IPFS_LISTEN)`);
   }
   // bitswap asks the routers for providers of a block no connected peer has, and dials them
   const routers = settings.dht ? [dhtRouter(libp2p)] : [];
-  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, routers, components: { libp2p } }) as Helia & { libp2p: Node };
+  const hashers = [sha256HashedOnce(sha256)];
+  const helia = new heliaMod.Helia({ name: 'peerpkgs', version: VERSION, blockstore, datastore, routers, hashers, components: { libp2p } }) as Helia & { libp2p: Node };
   Object.defineProperty(helia, 'libp2p', { value: libp2p, enumerable: true });
   // bitswap's and yamux's defaults: message sizes (1-4 MB), want-list
   // depths (16-128), send concurrency, want debounce and larger yamux
@@ -517,7 +596,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   // spending its time collecting garbage (test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks, blockstore);
+  recordBitswapMatches((helia as unknown as { blockBrokers: Parameters<typeof recordBitswapMatches>[0] }).blockBrokers);
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS }, opts.serve ?? false, paths.blocks, blockstore, filestore);
   await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {

@@ -21,7 +21,7 @@ function qs(q: Query): string {
 }
 
 function addQuery(o: AddOptions): Query {
-  return { cidVersion: o.cidVersion, rawLeaves: o.rawLeaves, pin: o.pin, hidden: o.hidden, chunkSize: o.chunkSize };
+  return { cidVersion: o.cidVersion, rawLeaves: o.rawLeaves, pin: o.pin, hidden: o.hidden, chunkSize: o.chunkSize, nocopy: o.nocopy };
 }
 
 export class RemoteIpfs implements IpfsClient {

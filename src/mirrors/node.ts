@@ -7,8 +7,12 @@
 import type { IpfsClient } from '../ipfs/client.ts';
 import type { PinNode } from './pin.ts';
 
-/** kubo's `ipfs add` defaults: the CIDs anyone gets with `ipfs add FILE` */
-const KUBO_DEFAULTS = { cidVersion: 0, rawLeaves: false, pin: true } as const;
+/**
+ * kubo's `ipfs add` defaults: the CIDs anyone gets with `ipfs add FILE`.
+ * The leaves stay in the distfile (nocopy): it is read-only in the store
+ * and named by its hash, so the mirror keeps one copy of a source, not two.
+ */
+const KUBO_DEFAULTS = { cidVersion: 0, rawLeaves: false, pin: true, nocopy: true } as const;
 
 export function mirrorNode(ipfs: IpfsClient, close: () => Promise<void>): PinNode {
   return {
