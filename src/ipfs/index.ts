@@ -11,5 +11,6 @@ export * from './config.ts';
 export * from './daemon.ts';
 export * from './errors.ts';
 export * from './get.ts';
+export * from './node.ts';
 export * from './shared.ts';
 export * from './unixfs.ts';
