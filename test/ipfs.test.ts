@@ -200,10 +200,10 @@ describe('IPFS', function () {
       write(s.dir, { 'cache/x.info': 'info\n', 'cache/.x.info.tmp-1': 'half-written' });
       const r = run(s.dir, 'peerpkgs', ['cache', 'publish', 'cache', '--ipns', 'team'], { PEERPKGS_HOME: a.home });
       assert.equal(r.status, 0, r.stderr);
-      const [, cid, name] = /^ipfs:\/\/(\w+)\nipns:\/\/(k51\w+)\n$/.exec(r.stdout) ?? [];
+      const [, cid, name] = /^catalog: generation 1, 0 entries, expires \S+\nipfs:\/\/(\w+)\nipns:\/\/(k51\w+)\n$/.exec(r.stdout) ?? [];
       assert.ok(cid && name, r.stdout);
       assert.equal(ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr }).stdout, `/ipfs/${await cidV1(cid)}\n`);
-      assert.equal(ipfs(a.home, ['ls', cid]).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[2]).join(' '), 'x.info', 'temporary files are not published');
+      assert.equal(ipfs(a.home, ['ls', cid]).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[2]).join(' '), 'catalog x.info', 'temporary files are not published');
     });
 
     it('a path missing from a reachable directory is "not found" (7); blocks nobody has are "unreachable" (8), naming the peers', async () => {
@@ -508,6 +508,31 @@ describe('IPFS', function () {
       for (const p of ['a', 'b']) {
         assert.equal(read(b, `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0], read(path.join(s.dir, 'tree'), `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0]);
       }
+    });
+
+    it('cache publish writes the catalog anew, signed, a generation up each time, and search finds its packages over ipfs://', async () => {
+      const homeA = path.join(s.dir, 'a');
+      const a = await daemon(homeA);
+      assert.match(publishTree(homeA, []).stdout, /^catalog: generation 1, 2 entries/m);
+      const publish = (more: string[] = ['--sign-key', 'team']) => run(s.dir, 'peerpkgs', ['cache', 'publish', 'cache', ...more], { PEERPKGS_HOME: homeA });
+      const first = publish();
+      assert.equal(first.status, 0, first.stderr);
+      const [, cid] = /^catalog: generation 2, 2 entries, expires \S+\nipfs:\/\/(Qm\w+)\n$/.exec(first.stdout) ?? [];
+      assert.ok(cid, first.stdout);
+      const user = (args: string[]) =>
+        run(s.dir, 'peerpkgs', args, { PEERPKGS_HOME: path.join(s.dir, 'b-home'), PKG_CACHE_URL: `ipfs://${cid}`, PKG_IPFS_PEERS: a.addr, PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub') });
+      const found = user(['search', 'b']);
+      assert.equal(found.status, 0, found.stderr);
+      assert.match(found.stdout, new RegExp(`^b\\s.*ipfs://${cid}$`, 'm'));
+      assert.match(user(['info', 'b']).stdout, /catalog generation 2, signed by ed25519:[0-9a-f]{16}/);
+      const second = publish();
+      assert.equal(second.status, 0, second.stderr);
+      assert.match(second.stdout, /^catalog: generation 3, 2 entries/m);
+      // a signed catalog is not silently replaced by an unsigned one
+      const unsigned = publish([]);
+      assert.equal(unsigned.status, 2);
+      assert.match(unsigned.stderr, /^peerpkgs cache publish: \S+\/cache\/catalog is signed by ed25519:[0-9a-f]{16}: sign its next generation too \(--sign-key NAME\), or move it away to publish the cache unsigned/);
+      assert.match(fs.readFileSync(path.join(s.dir, 'cache/catalog'), 'utf8'), /^generation: 3$/m, 'the refused publish changed nothing');
     });
 
     it('an entry missing from a reachable ipfs:// directory is a miss; an unreachable root is a warning naming the cache', async () => {

@@ -1,6 +1,6 @@
 /**
- * `peerpkgs ipfs …` and `peerpkgs cache publish`: argument parsing and what
- * the user sees. The node, the daemon and the client are src/ipfs/.
+ * `peerpkgs ipfs …`: argument parsing and what the user sees; and the step
+ * of `cache publish` (cache-commands.ts) that adds a cache directory. The node, the daemon and the client are src/ipfs/.
  *
  * Exit statuses are errors.ts's: 7 not found (the path is not in a
  * directory that was reached), 8 unreachable (no connected peer had the
@@ -239,24 +239,6 @@ export async function ipfsCommand(argv: string[], io: CommandIO = stdio): Promis
     return await run(sub, rest, io);
   } catch (e) {
     return fail(`peerpkgs ipfs ${sub}`, e, io);
-  }
-}
-
-/** `peerpkgs cache publish DIR [--ipns KEY]`: the cache directory added (pinned); prints ipfs://CID and ipns://NAME. */
-export async function cachePublish(argv: string[], io: CommandIO = stdio): Promise<number> {
-  const prog = 'peerpkgs cache publish';
-  try {
-    const p = parse(argv, ['--ipns', '--cid-version'], ['--help', '-h']);
-    if (p.flags.has('--help') || p.flags.has('-h')) {
-      io.out('usage: peerpkgs cache publish DIR [--ipns KEY] [--cid-version 0|1]\n');
-      return EXIT.ok;
-    }
-    const dir = one(p, 'cache directory');
-    const key = p.flags.get('--ipns') as string | undefined;
-    await publishCacheDir(dir, key, addOptions(p).cidVersion, io);
-    return EXIT.ok;
-  } catch (e) {
-    return fail(prog, e, io);
   }
 }
 
