@@ -225,6 +225,64 @@ describe('IPFS', function () {
     });
   });
 
+  describe('gc', () => {
+    /** The block files of a home's blockstore. */
+    const blockFiles = (home: string): string[] =>
+      (fs.readdirSync(path.join(home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data')).sort();
+    /** Two files of four blocks each (three 256 KiB leaves and a root): one added pinned, one not. */
+    const addTwo = (home: string): { pinned: string; loose: string } => {
+      for (const [name, seed] of [['pinned.bin', 1], ['loose.bin', 2]] as const) {
+        const b = Buffer.alloc(600_000);
+        for (let i = 0; i < b.length; i += 4) b.writeUInt32LE(((i + seed) * 2654435761) >>> 0, i);
+        fs.writeFileSync(path.join(s.dir, name), b);
+      }
+      const pinned = ipfs(home, ['add', '--pin', 'pinned.bin']);
+      const loose = ipfs(home, ['add', 'loose.bin']);
+      assert.equal(pinned.status + loose.status, 0, pinned.stderr + loose.stderr);
+      return { pinned: pinned.stdout.trim(), loose: loose.stdout.trim() };
+    };
+    const gc = (home: string, args: string[] = []): Run => run(s.dir, 'peerpkgs', ['gc', ...args], { PEERPKGS_HOME: home });
+
+    it('deletes the blocks no pin reaches, says what it freed as its own kind, and lists them with --dry-run', () => {
+      const home = path.join(s.dir, 'home');
+      const { pinned, loose } = addTwo(home);
+      const before = blockFiles(home);
+      assert.equal(before.length, 8);
+      const dry = gc(home, ['--dry-run']);
+      assert.equal(dry.status, 0, dry.stderr);
+      assert.match(dry.stdout, /^would free IPFS blocks: 4 \(\d+(\.\d)? KiB\)$/m);
+      assert.equal(dry.stdout.split('\n').filter((l) => /^would delete \S+\/ipfs\/blocks\/\w\w\/B\w+\.data$/.test(l)).length, 4);
+      assert.deepEqual(blockFiles(home), before, 'a dry run deletes nothing');
+      const r = gc(home);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^freed IPFS blocks: 4 \(\d+(\.\d)? KiB\)$/m);
+      assert.equal(blockFiles(home).length, 4);
+      const offline = { PKG_IPFS_TIMEOUT: '1' };
+      const kept = ipfs(home, ['cat', pinned], offline);
+      assert.equal(kept.status, 0, kept.stderr);
+      assert.equal(kept.stdout, fs.readFileSync(path.join(s.dir, 'pinned.bin')).toString('utf8'), 'the pinned file reads back whole');
+      const gone = ipfs(home, ['cat', loose], offline);
+      assert.equal(gone.status, 8, gone.stderr);
+      assert.match(gc(home).stdout, /^freed IPFS blocks: 0 \(0 B\)$/m, 'nothing more to free');
+    });
+
+    it('collects through the running daemon, which goes on serving what is pinned', async () => {
+      const d = await daemon(path.join(s.dir, 'home'));
+      const { pinned, loose } = addTwo(d.home);
+      const r = gc(d.home);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^freed IPFS blocks: 4 /m);
+      assert.equal(blockFiles(d.home).length, 4);
+      assert.equal(ipfs(d.home, ['cat', pinned]).stdout, fs.readFileSync(path.join(s.dir, 'pinned.bin')).toString('utf8'));
+      assert.equal(ipfs(d.home, ['cat', loose], { PKG_IPFS_TIMEOUT: '1' }).status, 8);
+      // and takes new blocks as before
+      write(s.dir, { 'after.txt': 'after gc\n' });
+      const after = ipfs(d.home, ['add', 'after.txt']);
+      assert.equal(ipfs(d.home, ['cat', after.stdout.trim()]).stdout, 'after gc\n');
+      assert.equal(await d.stop('SIGTERM'), 0, d.output());
+    });
+  });
+
   describe('discovery on the DHT', () => {
     it('C, which knows only B, finds A (which added a file) through the DHT and fetches from it', async () => {
       const DHT = { PKG_IPFS_DHT: 'yes' };

@@ -110,16 +110,28 @@ function addOptions(p: Parsed): AddOptions {
   return o;
 }
 
+/**
+ * Runs `f` with a client (the daemon's, or a node of this process), as a
+ * user of the store: gc, which removes the blocks no pin reaches, never
+ * runs between an add and its pin.
+ */
 async function withClient<T>(io: CommandIO, f: (c: IpfsClient) => Promise<T>): Promise<T> {
-  const { openIpfs } = await import('../ipfs/client.ts');
-  const client = await openIpfs({ home: peerpkgsHome(io.env), env: io.env });
-  const offSignals = onSignals(() => client.close());
-  try {
-    return await f(client);
-  } finally {
-    offSignals();
-    await client.close();
-  }
+  const home = peerpkgsHome(io.env);
+  const [{ openIpfs }, { usingStore }] = await Promise.all([import('../ipfs/client.ts'), import('../store/roots.ts')]);
+  return usingStore(
+    home,
+    async () => {
+      const client = await openIpfs({ home, env: io.env });
+      const offSignals = onSignals(() => client.close());
+      try {
+        return await f(client);
+      } finally {
+        offSignals();
+        await client.close();
+      }
+    },
+    (pid) => io.err(`waiting for gc (process ${pid}) to finish\n`),
+  );
 }
 
 async function run(sub: string, argv: string[], io: CommandIO): Promise<number> {

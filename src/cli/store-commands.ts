@@ -14,7 +14,7 @@ import { EXIT, UsageError, parse, packageDirs } from './frame.ts';
 // build-commands.ts (the engine) is loaded by the commands that build or merge
 import { Profile, withInstalled, withRemoved, changes, describeOrigin, catalogOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';
 import { usingStore, exclusively } from '../store/roots.ts';
-import { findGarbage, collect } from '../store/gc.ts';
+import { findGarbage, collect, ipfsGarbage } from '../store/gc.ts';
 import type { Strategy } from '../archive/merge.ts';
 import type { BuildFlags } from './build-commands.ts';
 
@@ -265,13 +265,14 @@ export async function gc(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`gc takes no arguments, not ${positionals[0]}`);
   const home = peerpkgsHome();
   const dry = values['dry-run'] ?? false;
-  const onWait = (pid: number, what: 'gc' | 'user') => tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build or install'}) to finish\n`);
+  const onWait = (pid: number, what: 'gc' | 'user') => tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build, an install or an IPFS command'}) to finish\n`);
   return exclusively(
     home,
     async () => {
       const { keptByRoots } = await import('../export/gc-roots.ts');
       const garbage = findGarbage(home, keptByRoots(home));
       collect(garbage, dry);
+      garbage.push(await ipfsGarbage(home, dry));
       for (const g of garbage) {
         if (dry) for (const [p] of g.items) say(`would delete ${p}\n`);
         say(`${dry ? 'would free' : 'freed'} ${g.kind}: ${g.items.length} (${humanSize(g.bytes)})\n`);

@@ -20,8 +20,8 @@
  * State: blocks in blockstore-fs (one file a block), the datastore (pins,
  * the keychain holding IPNS keys, IPNS records) in datastore-fs, the peer
  * identity as a protobuf private key in `identity` (0600), made on first
- * use. There is no garbage collection: blocks stay until the repo is
- * removed; pins say what must be kept once there is one.
+ * use. Blocks stay until `peerpkgs gc` (collectGarbage) removes those no
+ * pin reaches.
  */
 import * as fs from 'node:fs';
 import type { Helia } from '@helia/interface';
@@ -30,13 +30,13 @@ import type { Fetch } from '@libp2p/fetch';
 import type { IPNS } from '@helia/ipns';
 import type { CID } from 'multiformats/cid';
 import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
-import type { AddOptions, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
+import type { AddOptions, CollectedBlocks, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
 import { splitPath } from './client.ts';
 import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
 import { settings as readSettings } from '../settings.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
-import { blockFiles, withFastPut } from './blockfiles.ts';
+import { blockFiles, listBlockFiles, withFastPut } from './blockfiles.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import type { GatewayBroker } from './gateway-broker.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
@@ -129,6 +129,7 @@ export class LocalNode implements IpfsClient {
   private closed = false;
   /** where added blocks go: straight to the files (blockfiles.ts) */
   private readonly blockWriter: ReturnType<typeof blockFiles>;
+  private readonly blocksDir: string;
   /** the blocks this node holds, never asked of the network: what its gateway serves (gateway.ts) */
   readonly localBlocks: LocalBlocks;
   /** blocks from HTTP gateways, once there is one to ask */
@@ -138,6 +139,7 @@ export class LocalNode implements IpfsClient {
     this.helia = helia;
     this.localBlocks = localBlocks;
     this.blockWriter = blockFiles(blocksDir, mods.base32upper);
+    this.blocksDir = blocksDir;
     this.libp2p = helia.libp2p;
     this.settings = settings;
     this.mods = mods;
@@ -387,6 +389,29 @@ export class LocalNode implements IpfsClient {
     this.gatewayBroker = broker;
   }
 
+  async collectGarbage(opts: { dryRun?: boolean } = {}): Promise<CollectedBlocks> {
+    const { CID, digest } = this.mods;
+    const removed: CollectedBlocks['removed'] = [];
+    let kept = 0;
+    // Helia's own lock against its gc: its puts (blocks arriving from peers) wait meanwhile
+    const release = await (this.helia.blockstore as unknown as { lock: { writeLock(): Promise<() => void> } }).lock.writeLock();
+    try {
+      for (const b of listBlockFiles(this.blocksDir, this.mods.base32upper)) {
+        // a pin is kept by multihash: the codec of the CID asked with does not matter
+        const cid = CID.createV1(0x55, digest.decode(b.multihash));
+        if (await this.helia.pins.isPinned(cid)) {
+          kept++;
+          continue;
+        }
+        if (!opts.dryRun) fs.rmSync(b.file, { force: true });
+        removed.push({ cid: cid.toString(), file: b.file, bytes: b.diskBytes });
+      }
+    } finally {
+      release();
+    }
+    return { removed, kept };
+  }
+
   async id(): Promise<NodeId> {
     const peerId = this.libp2p.peerId.toString();
     return {
@@ -416,6 +441,7 @@ interface Mods {
   multiaddr: typeof import('@multiformats/multiaddr').multiaddr;
   peerIdFromString: typeof import('@libp2p/peer-id').peerIdFromString;
   base32upper: typeof import('multiformats/bases/base32').base32upper;
+  digest: typeof import('multiformats/hashes/digest');
 }
 
 /** The Kademlia DHT and the ping service it needs; a node that does not listen only asks (client mode). */
@@ -466,6 +492,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     { multiaddr },
     { peerIdFromString },
     { base32upper },
+    digest,
   ] = await Promise.all([
     import('libp2p'),
     import('@libp2p/tcp'),
@@ -484,6 +511,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('@multiformats/multiaddr'),
     import('@libp2p/peer-id'),
     import('multiformats/bases/base32'),
+    import('multiformats/hashes/digest'),
   ]);
   const privateKey = await loadIdentity(paths.identity);
   const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper);
@@ -517,7 +545,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   // spending its time collecting garbage (test/bench/ipfs.ts)
   withBitswap(helia as never, {});
   await helia.start();
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper }, opts.serve ?? false, paths.blocks, blockstore);
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, digest }, opts.serve ?? false, paths.blocks, blockstore);
   await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {
