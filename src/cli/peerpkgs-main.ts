@@ -6,7 +6,7 @@
  * of their own subcommands; the work is done in the layers below.
  */
 import * as path from 'node:path';
-import { EXIT, UsageError, wantsHelp, report } from './frame.ts';
+import { EXIT, UsageError, wantsHelp, report, isBareName } from './frame.ts';
 import { peerpkgsHome } from '../store/home.ts';
 import { settings, VARIABLES } from '../settings.ts';
 
@@ -95,9 +95,8 @@ and gets its fetch record (url, sha256, size), and the script unpacks it.
     env: ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_CACHE_URL', 'PKG_TRUSTED_KEYS'],
     run: async (args) => {
       // a bare name is a catalog entry's: a package directory is a path
-      const catalog = await import('./catalog-commands.ts');
       const words = args.filter((a) => !a.startsWith('-'));
-      if (words.length > 0 && words.every(catalog.isBareName)) return catalog.infoByName(args);
+      if (words.length > 0 && words.every(isBareName)) return (await import('./catalog-commands.ts')).infoByName(args);
       return ofTree('infoCmd')(args);
     },
   },
