@@ -102,15 +102,6 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
   }
 }
 
-export const PUBLISH_HELP = `usage: peerpkgs cache publish DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]
-
-Writes DIR/catalog anew, as add-to-package-cache does (every entry of DIR,
-signed with the key NAME, its generation one more than the last, expiring
-in 30 days or N), then adds the cache directory DIR to IPFS (pinned) and
-prints ipfs://CID; with --ipns KEY also publishes it under the IPNS key KEY
-(made on first use) and prints ipns://NAME. Either goes in PKG_CACHE_URL.
-`;
-
 /** `peerpkgs cache publish DIR`: the catalog written anew, then DIR added to IPFS (pinned), and named under an IPNS key if asked. */
 export async function cachePublish(argv: string[], io: CommandIO = stdio): Promise<number> {
   const prog = 'peerpkgs cache publish';
@@ -122,8 +113,9 @@ export async function cachePublish(argv: string[], io: CommandIO = stdio): Promi
       'cid-version': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
+    // what it does is peerpkgs-main.ts's help of `cache publish`, which answers --help before this runs
     if (values.help) {
-      io.out(PUBLISH_HELP);
+      io.out('usage: peerpkgs cache publish DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]\n');
       return 0;
     }
     for (const [flag, v] of [['--sign-key', values['sign-key']], ['--ipns', values.ipns]] as const) if (v === '') throw new UsageError(`${flag} needs a value`);
