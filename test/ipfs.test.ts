@@ -255,10 +255,10 @@ describe('IPFS', function () {
       write(s.dir, { 'cache/x.info': 'info\n', 'cache/.x.info.tmp-1': 'half-written' });
       const r = run(s.dir, 'peerpkgs', ['cache', 'publish', 'cache', '--ipns', 'team'], { PEERPKGS_HOME: a.home });
       assert.equal(r.status, 0, r.stderr);
-      const [, cid, name] = /^ipfs:\/\/(\w+)\nipns:\/\/(k51\w+)\n$/.exec(r.stdout) ?? [];
+      const [, cid, name] = /^catalog: generation 1, 0 entries, expires \S+\nipfs:\/\/(\w+)\nipns:\/\/(k51\w+)\n$/.exec(r.stdout) ?? [];
       assert.ok(cid && name, r.stdout);
       assert.equal(ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr }).stdout, `/ipfs/${await cidV1(cid)}\n`);
-      assert.equal(ipfs(a.home, ['ls', cid]).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[2]).join(' '), 'x.info', 'temporary files are not published');
+      assert.equal(ipfs(a.home, ['ls', cid]).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[2]).join(' '), 'catalog x.info', 'temporary files are not published');
     });
 
     it('a path missing from a reachable directory is "not found" (7); blocks nobody has are "unreachable" (8), naming the peers', async () => {
@@ -277,6 +277,64 @@ describe('IPFS', function () {
       assert.ok(!exists(s.dir, 'out'));
       assert.equal(ipfs(b, ['get', nobody, '-o', 'out'], env).status, 8);
       assert.deepEqual(fs.readdirSync(s.dir).filter((f) => f.includes('out')), [], 'nothing of a failed get is left');
+    });
+  });
+
+  describe('gc', () => {
+    /** The block files of a home's blockstore. */
+    const blockFiles = (home: string): string[] =>
+      (fs.readdirSync(path.join(home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data')).sort();
+    /** Two files of four blocks each (three 256 KiB leaves and a root): one added pinned, one not. */
+    const addTwo = (home: string): { pinned: string; loose: string } => {
+      for (const [name, seed] of [['pinned.bin', 1], ['loose.bin', 2]] as const) {
+        const b = Buffer.alloc(600_000);
+        for (let i = 0; i < b.length; i += 4) b.writeUInt32LE(((i + seed) * 2654435761) >>> 0, i);
+        fs.writeFileSync(path.join(s.dir, name), b);
+      }
+      const pinned = ipfs(home, ['add', '--pin', 'pinned.bin']);
+      const loose = ipfs(home, ['add', 'loose.bin']);
+      assert.equal(pinned.status + loose.status, 0, pinned.stderr + loose.stderr);
+      return { pinned: pinned.stdout.trim(), loose: loose.stdout.trim() };
+    };
+    const gc = (home: string, args: string[] = []): Run => run(s.dir, 'peerpkgs', ['gc', ...args], { PEERPKGS_HOME: home });
+
+    it('deletes the blocks no pin reaches, says what it freed as its own kind, and lists them with --dry-run', () => {
+      const home = path.join(s.dir, 'home');
+      const { pinned, loose } = addTwo(home);
+      const before = blockFiles(home);
+      assert.equal(before.length, 8);
+      const dry = gc(home, ['--dry-run']);
+      assert.equal(dry.status, 0, dry.stderr);
+      assert.match(dry.stdout, /^would free IPFS blocks: 4 \(\d+(\.\d)? KiB\)$/m);
+      assert.equal(dry.stdout.split('\n').filter((l) => /^would delete \S+\/ipfs\/blocks\/\w\w\/B\w+\.data$/.test(l)).length, 4);
+      assert.deepEqual(blockFiles(home), before, 'a dry run deletes nothing');
+      const r = gc(home);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^freed IPFS blocks: 4 \(\d+(\.\d)? KiB\)$/m);
+      assert.equal(blockFiles(home).length, 4);
+      const offline = { PKG_IPFS_TIMEOUT: '1' };
+      const kept = ipfs(home, ['cat', pinned], offline);
+      assert.equal(kept.status, 0, kept.stderr);
+      assert.equal(kept.stdout, fs.readFileSync(path.join(s.dir, 'pinned.bin')).toString('utf8'), 'the pinned file reads back whole');
+      const gone = ipfs(home, ['cat', loose], offline);
+      assert.equal(gone.status, 8, gone.stderr);
+      assert.match(gc(home).stdout, /^freed IPFS blocks: 0 \(0 B\)$/m, 'nothing more to free');
+    });
+
+    it('collects through the running daemon, which goes on serving what is pinned', async () => {
+      const d = await daemon(path.join(s.dir, 'home'));
+      const { pinned, loose } = addTwo(d.home);
+      const r = gc(d.home);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^freed IPFS blocks: 4 /m);
+      assert.equal(blockFiles(d.home).length, 4);
+      assert.equal(ipfs(d.home, ['cat', pinned]).stdout, fs.readFileSync(path.join(s.dir, 'pinned.bin')).toString('utf8'));
+      assert.equal(ipfs(d.home, ['cat', loose], { PKG_IPFS_TIMEOUT: '1' }).status, 8);
+      // and takes new blocks as before
+      write(s.dir, { 'after.txt': 'after gc\n' });
+      const after = ipfs(d.home, ['add', 'after.txt']);
+      assert.equal(ipfs(d.home, ['cat', after.stdout.trim()]).stdout, 'after gc\n');
+      assert.equal(await d.stop('SIGTERM'), 0, d.output());
     });
   });
 
@@ -588,6 +646,31 @@ describe('IPFS', function () {
       assert.match(r.stderr, new RegExp(`a: substituted from ipfs://${cid}`));
       assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
       assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
+    });
+
+    it('cache publish writes the catalog anew, signed, a generation up each time, and search finds its packages over ipfs://', async () => {
+      const homeA = path.join(s.dir, 'a');
+      const a = await daemon(homeA);
+      assert.match(publishTree(homeA, []).stdout, /^catalog: generation 1, 2 entries/m);
+      const publish = (more: string[] = ['--sign-key', 'team']) => run(s.dir, 'peerpkgs', ['cache', 'publish', 'cache', ...more], { PEERPKGS_HOME: homeA });
+      const first = publish();
+      assert.equal(first.status, 0, first.stderr);
+      const [, cid] = /^catalog: generation 2, 2 entries, expires \S+\nipfs:\/\/(Qm\w+)\n$/.exec(first.stdout) ?? [];
+      assert.ok(cid, first.stdout);
+      const user = (args: string[]) =>
+        run(s.dir, 'peerpkgs', args, { PEERPKGS_HOME: path.join(s.dir, 'b-home'), PKG_CACHE_URL: `ipfs://${cid}`, PKG_IPFS_PEERS: a.addr, PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub') });
+      const found = user(['search', 'b']);
+      assert.equal(found.status, 0, found.stderr);
+      assert.match(found.stdout, new RegExp(`^b\\s.*ipfs://${cid}$`, 'm'));
+      assert.match(user(['info', 'b']).stdout, /catalog generation 2, signed by ed25519:[0-9a-f]{16}/);
+      const second = publish();
+      assert.equal(second.status, 0, second.stderr);
+      assert.match(second.stdout, /^catalog: generation 3, 2 entries/m);
+      // a signed catalog is not silently replaced by an unsigned one
+      const unsigned = publish([]);
+      assert.equal(unsigned.status, 2);
+      assert.match(unsigned.stderr, /^peerpkgs cache publish: \S+\/cache\/catalog is signed by ed25519:[0-9a-f]{16}: sign its next generation too \(--sign-key NAME\), or move it away to publish the cache unsigned/);
+      assert.match(fs.readFileSync(path.join(s.dir, 'cache/catalog'), 'utf8'), /^generation: 3$/m, 'the refused publish changed nothing');
     });
 
     it('an entry missing from a reachable ipfs:// directory is a miss; an unreachable root is a warning naming the cache', async () => {

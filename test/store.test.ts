@@ -376,7 +376,7 @@ describe('store', function () {
       const b = await building;
       assert.equal(b.status, 0, b.stderr);
       assert.equal(gc.status, 0, gc.stderr);
-      assert.match(gc.stderr, /^gc: waiting for process \d+ \(a build or install\) to finish$/m);
+      assert.match(gc.stderr, /^gc: waiting for process \d+ \(a build, an install or an IPFS command\) to finish$/m);
       // and once the build is done, what it used is garbage
       assert.match(gc.stdout, /^freed sandbox roots: 1 /m);
     });

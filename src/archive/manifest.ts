@@ -18,9 +18,8 @@
  * odd, is one unambiguous line.
  */
 import * as fs from 'node:fs';
-import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
-import * as tarStream from 'tar-stream';
+// the tar reader and zlib are loaded by readManifest alone: the store
+// parses kept manifests on every export and install, which need neither
 import { ArchiveError, asArchiveError } from './errors.ts';
 
 export const MANIFEST_NAME = '.peerpkgs-manifest';
@@ -85,6 +84,7 @@ function parseLine(line: string, lineNo: number): ManifestEntry {
  * than its first entry.
  */
 export async function readManifest(gzPath: string): Promise<ManifestEntry[]> {
+  const [{ pipeline }, zlib, tarStream] = await Promise.all([import('node:stream/promises'), import('node:zlib'), import('tar-stream')]);
   const input = fs.createReadStream(gzPath);
   const tar = tarStream.extract();
   const feeding = pipeline(input, zlib.createGunzip(), tar as unknown as NodeJS.WritableStream); // a streamx stream, which Node's pipeline takes

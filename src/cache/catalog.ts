@@ -4,8 +4,8 @@
  * `info NAME`, `install NAME`); and the checks that make an old or forged
  * one useless, as SwiftOS and TUF have them.
  *
- * add-to-package-cache writes `DIR/catalog` after the entries, under the
- * directory's lock: every entry whose `.info` is in DIR (read back, so
+ * add-to-package-cache and `cache publish` write `DIR/catalog` (through
+ * publish.ts's addToCache) after the entries, under the directory's lock: every entry whose `.info` is in DIR (read back, so
  * that adding to a cache keeps the others), with its name, meta, pkghash,
  * output sha256 and run closure, in the order they were added (the last
  * of a name is its newest); `generation`, the previous catalog's plus one;
@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EXIT, PeerpkgsError } from '../errors.ts';
+import { EXIT, PeerpkgsError, UsageError } from '../errors.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { homeLayout } from '../home.ts';
@@ -199,6 +199,8 @@ function readCatalogFile(file: string): Catalog | null {
 export function writeCatalog(dir: string, meta: Map<string, Meta>, key: SigningKey | undefined, expiresDays = DEFAULT_EXPIRES_DAYS, now = Date.now()): CatalogFields {
   const file = path.join(dir, CATALOG);
   const previous = readCatalogFile(file);
+  // readers that trust the cache's key would take an unsigned one from whoever can write here
+  if (previous?.keyId && !key) throw new UsageError(`${file} is signed by ${previous.keyId}: sign its next generation too (--sign-key NAME), or move it away to publish the cache unsigned`);
   const here = new Map<string, CatalogEntry>();
   for (const n of fs.readdirSync(dir).sort()) {
     if (n.startsWith('.') || !n.endsWith('.info') || !fs.existsSync(path.join(dir, `${n.slice(0, -5)}.tar.gz`))) continue;

@@ -17,7 +17,10 @@
  * `.lock` (engine/locks.ts) is held from the look at what is there to the
  * last rename, so two runs never both add an entry, each believing its own
  * .info is the one in place. The cache's catalog (catalog.ts) is written
- * last, under the same lock.
+ * last, under the same lock, by this one function for every command that
+ * adds to a cache or publishes one; what publishes the directory (to
+ * IPFS) runs then, still under the lock, so that what it reads is one
+ * state of the directory, its catalog naming exactly the entries there.
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -68,17 +71,29 @@ export interface AddOptions {
   onWait?: (pid: number) => void;
 }
 
+export interface AddResult {
+  added: string[];
+  skipped: string[];
+  provenance: Map<string, ProvenanceOrigin>;
+  catalog: CatalogFields;
+}
+
 /** An archive that is missing or not what its record says. */
 export class PublishError extends errorClass('PublishError') {}
 
-/** Adds each package not yet in the cache; returns the pkghashes added and those already there. */
-export async function addToCache(opts: AddOptions): Promise<{ added: string[]; skipped: string[]; provenance: Map<string, ProvenanceOrigin>; catalog: CatalogFields }> {
+/**
+ * Adds each package not yet in the cache (none: the catalog alone is
+ * written anew, a generation up), then writes the catalog; returns the
+ * pkghashes added and those already there. `then` runs last, with the
+ * directory's lock still held: publishing the directory as it now is.
+ */
+export async function addToCache(opts: AddOptions, then?: (r: AddResult) => Promise<void>): Promise<AddResult> {
   const added: string[] = [];
   const provenance = new Map<string, ProvenanceOrigin>();
   const skipped: string[] = [];
   fs.mkdirSync(opts.dir, { recursive: true });
   const seen = new Set<string>();
-  const catalog = await withLockFile(path.join(opts.dir, '.lock'), opts.onWait ?? (() => {}), async () => {
+  return withLockFile(path.join(opts.dir, '.lock'), opts.onWait ?? (() => {}), async () => {
     for (const pkg of opts.packages) {
       if (seen.has(pkg.pkghash)) continue;
       seen.add(pkg.pkghash);
@@ -93,9 +108,10 @@ export async function addToCache(opts: AddOptions): Promise<{ added: string[]; s
     }
     // after the entries: a catalog never names one that is not there
     const meta = new Map(opts.packages.map((p) => [p.pkghash, p.meta ?? {}]));
-    return writeCatalog(opts.dir, meta, opts.signKey, opts.expiresDays);
+    const r = { added, skipped, provenance, catalog: writeCatalog(opts.dir, meta, opts.signKey, opts.expiresDays) };
+    await then?.(r);
+    return r;
   });
-  return { added, skipped, provenance, catalog };
 }
 
 async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, key?: SigningKey): Promise<ProvenanceOrigin> {

@@ -16,6 +16,7 @@ import { EXIT, UsageError, parse, parseJobs, onSignals, packageDirs, rel, type O
 // The rest is imported by the commands that use it: the archive and fetch
 // layers (tar-stream, zlib, http, tls) cost a no-op build tens of ms.
 import type { Output, Strategy, Settled } from '../archive/merge.ts';
+import type { PackageGraph } from '../tree/pkghash.ts';
 
 const BUILD_OPTIONS = {
   jobs: { type: 'string', short: 'j' },
@@ -149,14 +150,20 @@ export function exportFlags<O extends Options>(argv: string[], more?: O) {
   return { ...flags, out: (values.output as string | undefined) ?? null, strategy, values };
 }
 
-/** Builds the packages, then hands their outputs and their run closures' (in merge order) to `f`. */
-async function withOutputs(flags: BuildFlags, dirs: string[], f: (packages: Output[]) => Promise<number>): Promise<number> {
+/**
+ * Builds the packages, then hands their outputs and their run closures'
+ * (in merge order) to `f`, with the package graph the build read: the
+ * pkghashes the outputs were checked against, not a second reading of
+ * the tree (which would cost an export as much again).
+ */
+export async function withOutputs(flags: BuildFlags, dirs: string[], f: (packages: Output[], graph: PackageGraph) => Promise<number> | number): Promise<number> {
   return withEngine(flags, async (engine) => {
     const rc = await buildPackages(engine, dirs);
     if (rc !== 0) return rc;
     // imported here: no other command should pay for loading them
-    const { closureOutputs } = await import('../export/closure.ts');
-    return f(await closureOutputs(dirs, peerpkgsHome()));
+    const [{ closureOutputs }, { packageGraph }] = await Promise.all([import('../export/closure.ts'), import('../pkgrules/package-rules.ts')]);
+    const graph = packageGraph(engine.run);
+    return f(await closureOutputs(dirs, peerpkgsHome(), graph), graph);
   });
 }
 

@@ -15,6 +15,7 @@ import { display, TreeError } from '../tree/errors.ts';
 import { PeerpkgsError } from '../errors.ts';
 import { UsageError, parse, report, stdio, type CommandIO } from './frame.ts';
 import { addToCache, publishable } from '../cache/publish.ts';
+import type { CatalogFields } from '../cache/catalog.ts';
 import { parseInfo } from '../cache/info.ts';
 import {
   generateKey,
@@ -80,31 +81,78 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
     }
     const names = new Map(packages.map((p) => [p.pkghash, display(path.dirname(p.archive))]));
     const onWait = (pid: number) => io.err(`${prog}: waiting for ${dir}: process ${pid} is writing to it\n`);
-    const r = await addToCache({ dir: path.resolve(dir), packages, signKey: key, onWait, expiresDays });
-    for (const h of r.added) io.out(`added ${names.get(h)} ${h}\n`);
-    for (const h of r.added) {
-      const origin = r.provenance.get(h);
-      if (origin === 'carried') io.out(`provenance of ${names.get(h)}: carried along from the cache it was substituted from, signed by its builder\n`);
-      if (origin === null) io.out(`no provenance for ${names.get(h)}: no record of its build here (built by its own .do or an older peerpkgs, or substituted without one)\n`);
-    }
-    // what is there, which another run may have signed with another key
-    for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h} (${signer(path.join(dir, `${h}.info`))})\n`);
-    const signed = r.added.length === 0 ? '' : key ? `, signed by ${key.id} (${key.name})` : ', unsigned';
-    io.out(`${r.added.length} added${signed}; ${r.skipped.length} already in ${dir}\n`);
-    io.out(`catalog: generation ${r.catalog.generation}, ${r.catalog.entries.length} entries, expires ${r.catalog.expires}\n`);
-    if (toIpfs || ipnsKey) {
-      // loaded here: only a publish to IPFS pays for the node
-      const { publishCacheDir } = await import('./ipfs-commands.ts');
-      try {
-        await publishCacheDir(dir, ipnsKey, undefined, io);
-      } catch (e) {
-        io.err(`${prog}: ${(e as Error).message}\n`);
-        return 1;
+    let status = 0;
+    await addToCache({ dir: path.resolve(dir), packages, signKey: key, onWait, expiresDays }, async (r) => {
+      for (const h of r.added) io.out(`added ${names.get(h)} ${h}\n`);
+      for (const h of r.added) {
+        const origin = r.provenance.get(h);
+        if (origin === 'carried') io.out(`provenance of ${names.get(h)}: carried along from the cache it was substituted from, signed by its builder\n`);
+        if (origin === null) io.out(`no provenance for ${names.get(h)}: no record of its build here (built by its own .do or an older peerpkgs, or substituted without one)\n`);
       }
-    }
-    return 0;
+      // what is there, which another run may have signed with another key
+      for (const h of r.skipped) io.out(`already there ${names.get(h)} ${h} (${signer(path.join(dir, `${h}.info`))})\n`);
+      const signed = r.added.length === 0 ? '' : key ? `, signed by ${key.id} (${key.name})` : ', unsigned';
+      io.out(`${r.added.length} added${signed}; ${r.skipped.length} already in ${dir}\n`);
+      io.out(catalogLine(r.catalog));
+      if (toIpfs || ipnsKey) status = await toIpfsOrReport(prog, dir, ipnsKey, undefined, io);
+    });
+    return status;
   } catch (e) {
     return failed(prog, e, io);
+  }
+}
+
+/** `peerpkgs cache publish DIR`: the catalog written anew, then DIR added to IPFS (pinned), and named under an IPNS key if asked. */
+export async function cachePublish(argv: string[], io: CommandIO = stdio): Promise<number> {
+  const prog = 'peerpkgs cache publish';
+  try {
+    const { values, positionals } = parse(argv, {
+      'sign-key': { type: 'string' },
+      expires: { type: 'string' },
+      ipns: { type: 'string' },
+      'cid-version': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    // what it does is peerpkgs-main.ts's help of `cache publish`, which answers --help before this runs
+    if (values.help) {
+      io.out('usage: peerpkgs cache publish DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]\n');
+      return 0;
+    }
+    for (const [flag, v] of [['--sign-key', values['sign-key']], ['--ipns', values.ipns]] as const) if (v === '') throw new UsageError(`${flag} needs a value`);
+    if (positionals.length !== 1) throw new UsageError('name one cache directory');
+    const dir = positionals[0]!;
+    const cv = values['cid-version'];
+    if (cv !== undefined && cv !== '0' && cv !== '1') throw new UsageError('--cid-version must be 0 or 1');
+    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new PeerpkgsError(`${dir}: not a directory`);
+    const expiresDays = values.expires === undefined ? undefined : days(values.expires);
+    const home = peerpkgsHome(io.env);
+    const key = values['sign-key'] ? loadSigningKey(home, values['sign-key']) : undefined;
+    const onWait = (pid: number) => io.err(`${prog}: waiting for ${dir}: process ${pid} is writing to it\n`);
+    let status = 0;
+    await addToCache({ dir: path.resolve(dir), packages: [], signKey: key, onWait, expiresDays }, async (r) => {
+      io.out(catalogLine(r.catalog));
+      status = await toIpfsOrReport(prog, dir, values.ipns, cv === undefined ? undefined : (Number(cv) as 0 | 1), io);
+    });
+    return status;
+  } catch (e) {
+    return failed(prog, e, io);
+  }
+}
+
+function catalogLine(c: CatalogFields): string {
+  return `catalog: generation ${c.generation}, ${c.entries.length} entries, expires ${c.expires}\n`;
+}
+
+/** DIR added to IPFS (and named under `ipnsKey`), its URLs printed; an IPFS failure is reported here, as the command's own exit status. */
+async function toIpfsOrReport(prog: string, dir: string, ipnsKey: string | undefined, cidVersion: 0 | 1 | undefined, io: CommandIO): Promise<number> {
+  // loaded here: only a publish to IPFS pays for the node
+  const { publishCacheDir } = await import('./ipfs-commands.ts');
+  try {
+    await publishCacheDir(dir, ipnsKey, cidVersion, io);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof PeerpkgsError)) throw e;
+    return report(prog, e, io);
   }
 }
 

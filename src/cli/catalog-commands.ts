@@ -7,7 +7,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXIT, PeerpkgsError, UsageError } from '../errors.ts';
-import { parse, printJson } from './frame.ts';
+import { parse, printJson, isBareName } from './frame.ts';
+
+export { isBareName };
 import { printable } from '../engine/log.ts';
 import { peerpkgsHome, homeLayout } from '../home.ts';
 import { forget, removeTemporaryFile } from '../archive/temporary.ts';
@@ -20,11 +22,6 @@ import type { ProfilePackage } from '../export/profile.ts';
 
 const say = (s: string) => void process.stdout.write(s);
 const tell = (s: string) => void process.stderr.write(s);
-
-/** A word that names a catalog entry rather than a package directory. */
-export function isBareName(a: string): boolean {
-  return a !== '' && a !== '.' && a !== '..' && !a.includes('/');
-}
 
 /** Nothing found, where something was asked for by name. */
 class NotInCatalogs extends PeerpkgsError {

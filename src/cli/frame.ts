@@ -6,11 +6,16 @@
  * redo-main.ts's tables.
  */
 import * as path from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { explain, SIGNAL_EXIT, UsageError, type HandledSignal } from '../errors.ts';
 import { printable } from '../engine/log.ts';
 import { isPackageDir } from '../pkgrules/rules.ts';
 import { TreeError } from '../tree/errors.ts';
+
+// node:util as the CommonJS module Node has loaded already: importing it as
+// an ES module builds a facade that loads every lazy part of it (its diff,
+// TextDecoder, colours...), a few milliseconds every command would pay
+const util = (): typeof import('node:util') => process.getBuiltinModule('node:util');
 
 export { EXIT, UsageError } from '../errors.ts';
 
@@ -39,7 +44,7 @@ export type Options = NonNullable<ParseArgsConfig['options']>;
  */
 export function parse<O extends Options>(argv: string[], options: O) {
   try {
-    return parseArgs({ args: joinValues(argv, options), options, allowPositionals: true, strict: true });
+    return util().parseArgs({ args: joinValues(argv, options), options, allowPositionals: true, strict: true });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     // "Unknown option '-z'", "Option '-o, --output <value>' argument missing"
@@ -115,6 +120,11 @@ export function onSignals(cleanup: () => Promise<unknown> | unknown): () => void
   return () => {
     for (const [sig, h] of handlers) process.off(sig, h);
   };
+}
+
+/** A word that names a catalog entry rather than a package directory (which is a path: ./pkg/NAME). */
+export function isBareName(a: string): boolean {
+  return a !== '' && a !== '.' && a !== '..' && !a.includes('/');
 }
 
 /** The package directories a command names: at least one, each a package. */

@@ -1,6 +1,6 @@
 /**
- * `peerpkgs ipfs …` and `peerpkgs cache publish`: argument parsing and what
- * the user sees. The node, the daemon and the client are src/ipfs/.
+ * `peerpkgs ipfs …`: argument parsing and what the user sees; and the step
+ * of `cache publish` (cache-commands.ts) that adds a cache directory. The node, the daemon and the client are src/ipfs/.
  *
  * Exit statuses are errors.ts's: 7 not found (the path is not in a
  * directory that was reached), 8 unreachable (no connected peer had the
@@ -112,16 +112,28 @@ function addOptions(p: Parsed): AddOptions {
   return o;
 }
 
+/**
+ * Runs `f` with a client (the daemon's, or a node of this process), as a
+ * user of the store: gc, which removes the blocks no pin reaches, never
+ * runs between an add and its pin.
+ */
 async function withClient<T>(io: CommandIO, f: (c: IpfsClient) => Promise<T>): Promise<T> {
-  const { openIpfs } = await import('../ipfs/client.ts');
-  const client = await openIpfs({ home: peerpkgsHome(io.env), env: io.env });
-  const offSignals = onSignals(() => client.close());
-  try {
-    return await f(client);
-  } finally {
-    offSignals();
-    await client.close();
-  }
+  const home = peerpkgsHome(io.env);
+  const [{ openIpfs }, { usingStore }] = await Promise.all([import('../ipfs/client.ts'), import('../store/roots.ts')]);
+  return usingStore(
+    home,
+    async () => {
+      const client = await openIpfs({ home, env: io.env });
+      const offSignals = onSignals(() => client.close());
+      try {
+        return await f(client);
+      } finally {
+        offSignals();
+        await client.close();
+      }
+    },
+    (pid) => io.err(`waiting for gc (process ${pid}) to finish\n`),
+  );
 }
 
 async function run(sub: string, argv: string[], io: CommandIO): Promise<number> {
@@ -253,24 +265,6 @@ export async function ipfsCommand(argv: string[], io: CommandIO = stdio): Promis
     return await run(sub, rest, io);
   } catch (e) {
     return fail(`peerpkgs ipfs ${sub}`, e, io);
-  }
-}
-
-/** `peerpkgs cache publish DIR [--ipns KEY]`: the cache directory added (pinned); prints ipfs://CID and ipns://NAME. */
-export async function cachePublish(argv: string[], io: CommandIO = stdio): Promise<number> {
-  const prog = 'peerpkgs cache publish';
-  try {
-    const p = parse(argv, ['--ipns', '--cid-version'], ['--help', '-h']);
-    if (p.flags.has('--help') || p.flags.has('-h')) {
-      io.out('usage: peerpkgs cache publish DIR [--ipns KEY] [--cid-version 0|1]\n');
-      return EXIT.ok;
-    }
-    const dir = one(p, 'cache directory');
-    const key = p.flags.get('--ipns') as string | undefined;
-    await publishCacheDir(dir, key, addOptions(p).cidVersion, io);
-    return EXIT.ok;
-  } catch (e) {
-    return fail(prog, e, io);
   }
 }
 

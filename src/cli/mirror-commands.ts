@@ -96,6 +96,13 @@ async function importCmd(f: Flags): Promise<number> {
 
 async function pinCmd(prog: string, db: string | null, fetchFiles: string[]): Promise<number> {
   if (fetchFiles.length === 0) throw new UsageError('name at least one fetch file, e.g. pkg/make/fetch');
+  const { usingStore } = await import('../store/roots.ts');
+  // a user of the store: gc takes neither a distfile being pinned nor blocks added and not yet pinned
+  const onWait = (pid: number) => void process.stderr.write(`waiting for gc (process ${pid}) to finish\n`);
+  return usingStore(peerpkgsHome(), () => pinAll(prog, db, fetchFiles), onWait);
+}
+
+async function pinAll(prog: string, db: string | null, fetchFiles: string[]): Promise<number> {
   const [{ DistfileStore }, { pinFetchFile }, { ipfsMirrorFor }, { openMirrorNode }, { ipfsHasPeers }] = await Promise.all([
     import('../fetch/store.ts'),
     import('../mirrors/pin.ts'),

@@ -6,7 +6,7 @@
  * of their own subcommands; the work is done in the layers below.
  */
 import * as path from 'node:path';
-import { EXIT, UsageError, wantsHelp, report } from './frame.ts';
+import { EXIT, UsageError, wantsHelp, report, isBareName } from './frame.ts';
 import { peerpkgsHome } from '../home.ts';
 import { settings, VARIABLES } from '../settings.ts';
 
@@ -95,9 +95,8 @@ and gets its fetch record (url, sha256, size), and the script unpacks it.
     env: ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_CACHE_URL', 'PKG_TRUSTED_KEYS'],
     run: async (args) => {
       // a bare name is a catalog entry's: a package directory is a path
-      const catalog = await import('./catalog-commands.ts');
       const words = args.filter((a) => !a.startsWith('-'));
-      if (words.length > 0 && words.every(catalog.isBareName)) return catalog.infoByName(args);
+      if (words.length > 0 && words.every(isBareName)) return (await import('./catalog-commands.ts')).infoByName(args);
       return ofTree('infoCmd')(args);
     },
   },
@@ -177,8 +176,8 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     run: building('sbomCmd'),
   },
   cache: {
-    usage: 'add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...\n       peerpkgs cache publish DIR [--ipns KEY] [--cid-version 0|1]',
-    help: 'add: build, then copy the packages and their run closures into a binary cache\ndirectory with signed .info files (also: add-to-package-cache); --ipfs adds DIR\nto IPFS, --ipns KEY also publishes it under the IPNS key KEY.\npublish: add a cache directory to IPFS (pinned), print ipfs://CID (and ipns://NAME).\n',
+    usage: 'add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...\n       peerpkgs cache publish DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]',
+    help: 'add: build, then copy the packages and their run closures into a binary cache\ndirectory with signed .info files and a signed catalog (also: add-to-package-cache);\n--ipfs adds DIR to IPFS, --ipns KEY also publishes it under the IPNS key KEY.\npublish: write the catalog of a cache directory anew, signed, then add the directory\nto IPFS (pinned), print ipfs://CID (and ipns://NAME).\n',
     env: [...BUILD_ENV, 'PKG_IPFS_PEERS', 'PKG_IPFS_LISTEN'],
     subs: {
       add: {
@@ -186,14 +185,14 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
         help: `Build, then copy the packages and their run closures into the binary cache\ndirectory DIR as <pkghash>.tar.gz and <pkghash>.info, signed with the key NAME\n(also: add-to-package-cache). --ipfs: then add DIR to IPFS (pinned) and print\nipfs://CID; --ipns KEY: also publish it under the IPNS key KEY, print ipns://NAME.\n\n${JOBS_HELP}`,
       },
       publish: {
-        usage: 'DIR [--ipns KEY] [--cid-version 0|1]',
-        help: 'Add a cache directory to IPFS (pinned) and print ipfs://CID; with --ipns KEY\nalso publish it under the IPNS key KEY (made on first use) and print ipns://NAME.\nEither goes in PKG_CACHE_URL.\n',
+        usage: 'DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]',
+        help: 'Write DIR/catalog anew, as add does: every entry of DIR, signed with the key NAME,\nits generation one more than the last, expiring in 30 days (--expires Nd: in N days).\nThen add the cache directory to IPFS (pinned) and print ipfs://CID; with --ipns KEY\nalso publish it under the IPNS key KEY (made on first use) and print ipns://NAME.\nEither goes in PKG_CACHE_URL.\n',
         env: ['PEERPKGS_HOME', 'PKG_IPFS_PEERS', 'PKG_IPFS_LISTEN', 'PKG_IPFS_TIMEOUT'],
       },
     },
     run: async (args) => {
-      if (args[0] === 'publish') return (await import('./ipfs-commands.ts')).cachePublish(args.slice(1));
-      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--ipns KEY]');
+      if (args[0] === 'publish') return (await import('./cache-commands.ts')).cachePublish(args.slice(1));
+      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--sign-key NAME] [--ipns KEY]');
       return building('cacheAdd')(args.slice(1));
     },
   },

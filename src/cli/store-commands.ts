@@ -10,11 +10,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { peerpkgsHome } from '../home.ts';
-import { EXIT, UsageError, parse, packageDirs } from './frame.ts';
+import { EXIT, UsageError, parse, packageDirs, isBareName } from './frame.ts';
 // build-commands.ts (the engine) is loaded by the commands that build or merge
 import { Profile, withInstalled, withRemoved, changes, describeOrigin, catalogOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';
 import { usingStore, exclusively } from '../store/roots.ts';
-import { findGarbage, collect } from '../store/gc.ts';
 import type { Strategy } from '../archive/merge.ts';
 import type { BuildFlags } from './build-commands.ts';
 
@@ -43,16 +42,11 @@ function profileOf(values: { profile?: string }): Profile {
 
 const waitingFor = (p: Profile) => (pid: number) => tell(`waiting for profile ${p.name}: process ${pid} is changing it\n`);
 
-/** Builds `dirs` and their closures; the profile packages they are, those named requested. */
+/** Builds `dirs` and their closures (as every export does); the profile packages they are, those named requested. */
 async function fromTree(flags: BuildFlags, dirs: string[], then: (pkgs: ProfilePackage[]) => Promise<number> | number): Promise<number> {
-  const { withEngine } = await building();
-  return withEngine(flags, async (engine) => {
-    const rc = await engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), false);
-    if (rc !== 0) return rc;
-    const { closureOrder, closureOutputs } = await import('../export/closure.ts');
-    const { PackageGraph } = await import('../tree/pkghash.ts');
-    const graph = new PackageGraph();
-    const outputs = await closureOutputs(dirs, peerpkgsHome(), graph);
+  const { withOutputs } = await building();
+  return withOutputs(flags, dirs, async (outputs, graph) => {
+    const { closureOrder } = await import('../export/closure.ts');
     const asked = new Set(dirs.map((d) => graph.load(d).dir));
     const pkgs = closureOrder(dirs, graph).map((dir, i): ProfilePackage => {
       const pkg = graph.load(dir);
@@ -92,10 +86,11 @@ function previousManifest(p: Profile, n: number): Manifest | null {
 export async function install(argv: string[]): Promise<number> {
   const flags = (await building()).exportFlags(argv, PROFILE);
   const p = profileOf(flags.values as { profile?: string });
-  const { isBareName, fromCatalogs, inStore } = await import('./catalog-commands.ts');
   const named = flags.args.filter(isBareName);
   if (named.length > 0 && named.length < flags.args.length) throw new UsageError('install either package directories (./pkg/NAME) or names from the catalogs, not both at once');
   if (named.length > 0) {
+    // the catalogs' code (caches, keys, archives) is loaded for an install by name alone
+    const { fromCatalogs, inStore } = await import('./catalog-commands.ts');
     return inStore(async () => {
       const pkgs = await fromCatalogs(named, 'peerpkgs install');
       return change(p, 'install', flags.strategy, (cur) => withInstalled(cur, pkgs));
@@ -265,13 +260,14 @@ export async function gc(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`gc takes no arguments, not ${positionals[0]}`);
   const home = peerpkgsHome();
   const dry = values['dry-run'] ?? false;
-  const onWait = (pid: number, what: 'gc' | 'user') => tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build or install'}) to finish\n`);
+  const onWait = (pid: number, what: 'gc' | 'user') => tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build, an install or an IPFS command'}) to finish\n`);
   return exclusively(
     home,
     async () => {
-      const { keptByRoots } = await import('../export/gc-roots.ts');
+      const [{ keptByRoots }, { findGarbage, collect, ipfsGarbage }] = await Promise.all([import('../export/gc-roots.ts'), import('../store/gc.ts')]);
       const garbage = findGarbage(home, keptByRoots(home));
       collect(garbage, dry);
+      garbage.push(await ipfsGarbage(home, dry));
       for (const g of garbage) {
         if (dry) for (const [p] of g.items) say(`would delete ${p}\n`);
         say(`${dry ? 'would free' : 'freed'} ${g.kind}: ${g.items.length} (${humanSize(g.bytes)})\n`);

@@ -76,8 +76,8 @@ export class Engine {
   private readonly memo = new Map<string, Result | Promise<Result>>();
   /** the targets asked for with `redo` in this run: their rules make them afresh (BuildContext.afresh) */
   private readonly forced = new Set<string>();
-  /** what the rules keep for the run, forgotten with the memo */
-  private readonly run: RunContext;
+  /** what the rules keep for the run, forgotten with the memo: a command reads what its build read (the package graph) */
+  readonly run: RunContext;
   private readonly jobs = new Map<number, Job>();
   private nextJob = 1;
   /** every target whose rule failed in this run, for the summary at the end */

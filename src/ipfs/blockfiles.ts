@@ -131,3 +131,43 @@ export function withFastPut<T extends object>(store: T, dir: string, base32upper
     },
   });
 }
+
+/** A block file of the store: its path, the multihash its name encodes, and the bytes it takes on disk. */
+export interface BlockFile {
+  file: string;
+  multihash: Uint8Array;
+  diskBytes: number;
+}
+
+/**
+ * Every block file under `dir`, read from the names alone (listing the
+ * blockstore would read every block). A name that does not decode is not
+ * a block of ours and is not listed.
+ */
+export function listBlockFiles(dir: string, base32upper: Base32): BlockFile[] {
+  const out: BlockFile[] = [];
+  const entries = (d: string) => {
+    try {
+      return fs.readdirSync(d, { withFileTypes: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  };
+  for (const sub of entries(dir)) {
+    if (!sub.isDirectory()) continue;
+    for (const f of entries(path.join(dir, sub.name))) {
+      if (!f.isFile() || !f.name.endsWith('.data')) continue;
+      let multihash: Uint8Array;
+      try {
+        multihash = base32upper.decode(f.name.slice(0, -'.data'.length));
+      } catch {
+        continue;
+      }
+      const file = path.join(dir, sub.name, f.name);
+      const st = fs.statSync(file, { throwIfNoEntry: false });
+      if (st) out.push({ file, multihash, diskBytes: st.blocks * 512 });
+    }
+  }
+  return out;
+}

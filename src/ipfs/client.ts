@@ -74,6 +74,14 @@ export interface PublishOptions {
   lifetimeMs?: number;
 }
 
+/** What a garbage collection of the blockstore found unpinned (and, unless a dry run, removed). */
+export interface CollectedBlocks {
+  /** each block no pin reaches: its CID (CIDv1, raw: the block's multihash), its file, the bytes it took */
+  removed: Array<{ cid: string; file: string; bytes: number }>;
+  /** blocks kept because a pin reaches them */
+  kept: number;
+}
+
 export interface IpfsClient {
   /** a file or a directory (recursively, as `ipfs add -r`) → the CID kubo prints for it */
   addFile(path: string, opts?: AddOptions): Promise<string>;
@@ -94,6 +102,12 @@ export interface IpfsClient {
   connect(addrs: string[]): Promise<{ addr: string; error: string }[]>;
   /** fetches blocks from these trustless HTTP gateways too, from now on (gateway-broker.ts) */
   useGateways(urls: string[]): Promise<void>;
+  /**
+   * Removes every block that no pin reaches (dryRun: only says which). The
+   * caller keeps writers away meanwhile (store/roots.ts's exclusively): a
+   * block added and not yet pinned would go too.
+   */
+  collectGarbage(opts?: { dryRun?: boolean }): Promise<CollectedBlocks>;
   id(): Promise<NodeId>;
   close(): Promise<void>;
 }

@@ -108,6 +108,8 @@ async function handle(node: LocalNode, req: Http.IncomingMessage, res: Http.Serv
       case 'POST /v1/pin':
         await node.pin(q.get('cid') ?? '', read());
         return ok({});
+      case 'POST /v1/gc':
+        return ok(await node.collectGarbage({ dryRun: q.get('dryRun') === 'true' }));
       case 'POST /v1/publish': {
         const lifetimeMs = q.has('lifetimeMs') ? Number(q.get('lifetimeMs')) : undefined;
         return ok({ name: await node.publish(q.get('cid') ?? '', q.get('key') ?? '', { lifetimeMs }) });

@@ -22,8 +22,8 @@
  * State: blocks in blockstore-fs (one file a block), the datastore (pins,
  * the keychain holding IPNS keys, IPNS records) in datastore-fs, the peer
  * identity as a protobuf private key in `identity` (0600), made on first
- * use. There is no garbage collection: blocks stay until the repo is
- * removed; pins say what must be kept once there is one.
+ * use. Blocks stay until `peerpkgs gc` (collectGarbage) removes those no
+ * pin reaches.
  */
 import * as fs from 'node:fs';
 import type { Helia } from '@helia/interface';
@@ -33,13 +33,13 @@ import type { IPNS } from '@helia/ipns';
 import type { CID } from 'multiformats/cid';
 import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
 import type { PBNode } from '@ipld/dag-pb';
-import type { AddOptions, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
+import type { AddOptions, CollectedBlocks, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
 import { splitPath } from './client.ts';
 import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
 import { settings as readSettings } from '../settings.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
-import { blockFiles, withFastPut } from './blockfiles.ts';
+import { blockFiles, listBlockFiles, withFastPut } from './blockfiles.ts';
 import { Filestore } from './filestore.ts';
 import { frame, type LeafPlace } from './leaves.ts';
 import { noiseCrypto } from './noise-crypto.ts';
@@ -136,6 +136,7 @@ export class LocalNode implements IpfsClient {
   private closed = false;
   /** where added blocks go: straight to the files (blockfiles.ts) */
   private readonly blockWriter: ReturnType<typeof blockFiles>;
+  private readonly blocksDir: string;
   /** the blocks this node holds, never asked of the network: what its gateway serves (gateway.ts) */
   readonly localBlocks: LocalBlocks;
   /** blocks from HTTP gateways, once there is one to ask */
@@ -149,6 +150,7 @@ export class LocalNode implements IpfsClient {
     this.filestore = filestore;
     this.localBlocks = localBlocks;
     this.blockWriter = blockFiles(blocksDir, mods.base32upper);
+    this.blocksDir = blocksDir;
     this.libp2p = helia.libp2p;
     this.settings = settings;
     this.mods = mods;
@@ -401,6 +403,29 @@ export class LocalNode implements IpfsClient {
     this.gatewayBroker = broker;
   }
 
+  async collectGarbage(opts: { dryRun?: boolean } = {}): Promise<CollectedBlocks> {
+    const { CID, digest } = this.mods;
+    const removed: CollectedBlocks['removed'] = [];
+    let kept = 0;
+    // Helia's own lock against its gc: its puts (blocks arriving from peers) wait meanwhile
+    const release = await (this.helia.blockstore as unknown as { lock: { writeLock(): Promise<() => void> } }).lock.writeLock();
+    try {
+      for (const b of listBlockFiles(this.blocksDir, this.mods.base32upper)) {
+        // a pin is kept by multihash: the codec of the CID asked with does not matter
+        const cid = CID.createV1(0x55, digest.decode(b.multihash));
+        if (await this.helia.pins.isPinned(cid)) {
+          kept++;
+          continue;
+        }
+        if (!opts.dryRun) fs.rmSync(b.file, { force: true });
+        removed.push({ cid: cid.toString(), file: b.file, bytes: b.diskBytes });
+      }
+    } finally {
+      release();
+    }
+    return { removed, kept };
+  }
+
   async id(): Promise<NodeId> {
     const peerId = this.libp2p.peerId.toString();
     return {
@@ -467,6 +492,7 @@ interface Mods {
   base32upper: typeof import('multiformats/bases/base32').base32upper;
   dagPb: typeof import('@ipld/dag-pb');
   UnixFS: typeof import('ipfs-unixfs').UnixFS;
+  digest: typeof import('multiformats/hashes/digest');
 }
 
 /** The Kademlia DHT and the ping service it needs; a node that does not listen only asks (client mode). */
@@ -537,6 +563,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     dagPb,
     { UnixFS },
     { sha256 },
+    digest,
   ] = await Promise.all([
     import('libp2p'),
     import('@libp2p/tcp'),
@@ -558,6 +585,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('@ipld/dag-pb'),
     import('ipfs-unixfs'),
     import('multiformats/hashes/sha2'),
+    import('multiformats/hashes/digest'),
   ]);
   const privateKey = await loadIdentity(paths.identity);
   const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb, UnixFS }, n));
@@ -597,7 +625,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   withBitswap(helia as never, {});
   await helia.start();
   recordBitswapMatches((helia as unknown as { blockBrokers: Parameters<typeof recordBitswapMatches>[0] }).blockBrokers);
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS }, opts.serve ?? false, paths.blocks, blockstore, filestore);
+  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS, digest }, opts.serve ?? false, paths.blocks, blockstore, filestore);
   await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {

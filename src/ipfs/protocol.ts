@@ -12,6 +12,7 @@
  *   GET  /v1/ls?path=&timeoutMs=                  → Entry[]
  *   POST /v1/pin?cid=&timeoutMs=                  → {}
  *   POST /v1/publish?cid=&key=&lifetimeMs=        → {name}
+ *   POST /v1/gc?dryRun=                           → CollectedBlocks (the blocks no pin reaches, removed)
  *   GET  /v1/resolve?name=&timeoutMs=             → {cid}
  *   POST /v1/connect   body: {"addrs": [...]}     → {failed: [{addr, error}]}
  *   POST /v1/gateways  body: {"urls": [...]}      → {}  (asks these gateways too)

@@ -5,7 +5,7 @@
  */
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
-import type { AddOptions, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
+import type { AddOptions, CollectedBlocks, Entry, IpfsClient, NodeId, PublishOptions, ReadOptions } from './client.ts';
 import { IpfsError } from './errors.ts';
 import { decodeError, ERROR_TRAILER } from './protocol.ts';
 
@@ -116,6 +116,10 @@ export class RemoteIpfs implements IpfsClient {
 
   async useGateways(urls: string[]): Promise<void> {
     await this.call('POST', 'gateways', {}, JSON.stringify({ urls }));
+  }
+
+  collectGarbage(opts: { dryRun?: boolean } = {}): Promise<CollectedBlocks> {
+    return this.call('POST', 'gc', { dryRun: opts.dryRun });
   }
 
   id(signal?: AbortSignal): Promise<NodeId> {

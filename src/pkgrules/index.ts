@@ -10,3 +10,4 @@ export * from './package-sandbox.ts';
 export * from './progress.ts';
 export * from './reproducible.ts';
 export * from './rules.ts';
+export { packageGraph } from './package-rules.ts';

@@ -19,8 +19,11 @@
  *   registrations   venvs and trees that are gone
  *   logs            the kept build logs of packages that are not in a
  *                   registered tree (or whose directory is gone)
- *
- * IPFS blocks are not collected: the node's blockstore has its own pins.
+ *   IPFS blocks     blocks of $PEERPKGS_HOME/ipfs that no pin reaches
+ *                   (ipfsGarbage): what `ipfs add --pin`, `ipfs pin`,
+ *                   `cache publish` and `mirror pin` added stays; blocks
+ *                   fetched on the way (a substitution, a `cat`) and
+ *                   unpinned adds go
  *
  * A tree or root is renamed to a temporary name before it is removed: a
  * kill half-way leaves a temporary for the next sweep, never half an
@@ -33,6 +36,7 @@ import { homeLayout } from '../home.ts';
 import { PACKAGE_LINK } from './logs.ts';
 import { unheldBuilt } from './built.ts';
 import { deadTemporaries, temporaryName, forget } from '../archive/temporary.ts';
+import { ipfsPaths } from '../ipfs/config.ts';
 
 export interface Kept {
   /** output sha256s */
@@ -124,7 +128,7 @@ const KINDS: Kind[] = [
   {
     kind: 'crash leftovers',
     find: (home) => {
-      const dirs = [home, homeLayout.outputs(home), homeLayout.roots(home), homeLayout.build(home), homeLayout.built(home), homeLayout.distfiles(home), homeLayout.distfilesVerified(home), homeLayout.profiles(home)];
+      const dirs = [home, homeLayout.outputs(home), homeLayout.roots(home), homeLayout.build(home), homeLayout.built(home), homeLayout.distfiles(home), homeLayout.distfilesVerified(home), homeLayout.profiles(home), ipfsPaths(home).blocks];
       const gcroots = homeLayout.gcroots(home);
       dirs.push(gcroots, ...list(gcroots).map((n) => path.join(gcroots, n)).filter((p) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()));
       return dirs.flatMap((d) => (fs.existsSync(d) ? deadTemporaries(d) : [])).map((p) => [p]);
@@ -181,4 +185,33 @@ function walk(dir: string, st: fs.Stats, unlock: boolean, seen = new Set<string>
     }
   }
   return n;
+}
+
+/**
+ * The IPFS blocks no pin reaches, removed unless `dryRun`, by the node
+ * that owns the blockstore: the daemon of this home when one runs (its
+ * lock on its blockstore is held meanwhile, so its own work is not cut),
+ * else a node started here for the purpose, dialling nobody. The caller
+ * holds exclusively(): every process that adds or pins (the `ipfs`,
+ * `cache` and `mirror` commands, builds) is a user of the store, so no
+ * block is between being added and being pinned. No repo: nothing to do,
+ * and no node is started.
+ */
+export async function ipfsGarbage(home: string, dryRun: boolean, env: NodeJS.ProcessEnv = process.env): Promise<Garbage> {
+  const g: Garbage = { kind: 'IPFS blocks', items: [], bytes: 0 };
+  if (!fs.existsSync(ipfsPaths(home).blocks)) return g;
+  const { openIpfs } = await import('../ipfs/client.ts');
+  // the pins and blocks are all here: no peer, gateway or DHT to ask
+  const quiet = { ...env, PKG_IPFS_PEERS: '', PKG_IPFS_GATEWAYS: '', PKG_IPFS_DHT: 'no' };
+  const client = await openIpfs({ home, env: quiet });
+  try {
+    const r = await client.collectGarbage({ dryRun });
+    for (const b of r.removed) {
+      g.items.push([b.file]);
+      g.bytes += b.bytes;
+    }
+  } finally {
+    await client.close();
+  }
+  return g;
 }

@@ -20,11 +20,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { extract, type ExtractOptions } from '../archive/extract.ts';
+// extract.ts, identity.ts and pack.ts (tar, zlib, streams) are loaded when
+// an archive is read: an install or export of outputs already unpacked,
+// the common case, only looks at the store
+import type { ExtractOptions } from '../archive/extract.ts';
 import { homeLayout } from '../home.ts';
-import { uncompressedSha256 } from './identity.ts';
 import { ArchiveError } from '../archive/errors.ts';
-import { treeManifest } from '../archive/pack.ts';
 import { temporaryName, removeTemporary, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 import { parseManifest, readManifest, serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 import { findBase, STATE_DIR } from '../engine/engine.ts';
@@ -99,7 +100,7 @@ export class OutputStore {
     // no record (a seed made by its .do, or a stale one): hashing the
     // uncompressed stream finds an unpacked copy ten times faster than
     // extracting it again (12 ms against 135 ms for a busybox seed)
-    const known = recorded ?? (await uncompressedSha256(archive));
+    const known = recorded ?? (await (await import('./identity.ts')).uncompressedSha256(archive));
     const dir = this.path(known);
     if (fs.existsSync(dir)) {
       if (!recorded) recordSha256(archive, known);
@@ -151,6 +152,7 @@ export async function unpackOutput(
   fs.mkdirSync(outputsDir, { recursive: true });
   const tmp = temporaryName(path.join(outputsDir, 'unpack'));
   try {
+    const [{ extract }, { treeManifest }] = await Promise.all([import('../archive/extract.ts'), import('../archive/pack.ts')]);
     const { sha256, manifest } = await extract(source, tmp, { expectSha256, readOnly: true, ...bound });
     const dest = path.join(outputsDir, sha256);
     if (!fs.existsSync(dest)) {

@@ -15,11 +15,9 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { extract } from '../archive/extract.ts';
 import { removeTree } from '../archive/files.ts';
 import { serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 import { archiveFile, recordedSha256, storedManifest } from './outputs.ts';
-import { uncompressedSha256 } from './identity.ts';
 
 /** One path that is not as the manifest says: relative to the tree ('' for the tree itself). */
 export interface Damage {
@@ -164,6 +162,7 @@ export async function repairOutput(check: OutputCheck): Promise<string | null> {
   if (recorded !== null && recorded !== check.sha256) return notThis(`it is output ${recorded}`);
   if (recorded === null) {
     try {
+      const { uncompressedSha256 } = await import('./identity.ts');
       const sha = await uncompressedSha256(check.archive, bound);
       if (sha !== check.sha256) return notThis(`it is output ${sha}`);
     } catch (e) {
@@ -173,6 +172,7 @@ export async function repairOutput(check: OutputCheck): Promise<string | null> {
   const from = path.join(path.dirname(check.dir), `.repair-${process.pid}-${Math.random().toString(36).slice(2)}`);
   try {
     try {
+      const { extract } = await import('../archive/extract.ts');
       await extract(check.archive, from, { expectSha256: check.sha256, ...bound });
     } catch (e) {
       return notThis((e as Error).message);
