@@ -47,7 +47,7 @@ export const f = async () => [homeLayout, parseRec, await import('../archive/pac
   });
 
   it('refuses a module another folder keeps private, imported or loaded', async () => {
-    const problems = await layerProblems('cli/x.ts', `import { commit } from '../engine/commit.ts';\nexport const f = () => [commit, import('../ipfs/node.ts')];\n`);
+    const problems = await layerProblems('cli/x.ts', `import { commit } from '../engine/commit.ts';\nexport const f = () => [commit, import('../ipfs/gateway.ts')];\n`);
     assert.deepEqual(
       problems.map((p) => /^(?:'[^']*' import is restricted from being used by a pattern\. )?(\w+)\/ is imported through its face/.exec(p)?.[1]),
       ['engine', 'ipfs'],
