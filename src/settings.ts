@@ -108,7 +108,7 @@ export const VARIABLES: Record<string, string> = {
   PKG_SANDBOX_TMP_SIZE: "bytes a build's /tmp and /dev/shm may hold (default 4G)",
   PKG_MAX_DOWNLOAD_SIZE: 'bytes a source without a size: field may have',
   PKG_MAX_UNPACK_SIZE: 'bytes a cached package without output-size may unpack to',
-  PKG_DOWNLOAD_BASE_TIME: 'seconds an HTTP download may take besides its bytes\' share',
+  PKG_DOWNLOAD_BASE_TIME: "seconds an HTTP download may take besides its bytes' share",
   PKG_DOWNLOAD_MIN_RATE: 'bytes a second below which a download is too slow to wait for',
   PKG_LOG_KEEP: 'build logs kept a package, the newest (default 5): peerpkgs log',
 };
@@ -408,7 +408,12 @@ export function settingPlace(name: string, env: NodeJS.ProcessEnv = process.env)
 }
 
 export function formatSize(bytes: number): string {
-  for (const [unit, n] of [['T', 1024 ** 4], ['G', GiB], ['M', 1024 ** 2], ['K', 1024]] as const) {
+  for (const [unit, n] of [
+    ['T', 1024 ** 4],
+    ['G', GiB],
+    ['M', 1024 ** 2],
+    ['K', 1024],
+  ] as const) {
     if (bytes >= n && bytes % n === 0) return `${bytes / n}${unit}`;
   }
   return `${bytes} bytes`;

@@ -122,7 +122,10 @@ describe('archive', function () {
         { path: 'doc', type: 'file', mode: 0o644, size: 4, sha256: sha256('text') },
         { path: 'doc2', type: 'link', mode: 0o644, size: 0, target: 'doc' },
       ]);
-      assert.deepEqual(rest.map((e) => e.header.name), ['bin', 'bin/x', 'bin/y', 'doc', 'doc2']);
+      assert.deepEqual(
+        rest.map((e) => e.header.name),
+        ['bin', 'bin/x', 'bin/y', 'doc', 'doc2'],
+      );
     });
 
     it('sorts entries bytewise, a directory before its contents', async () => {
@@ -231,7 +234,10 @@ describe('archive', function () {
       const full = await readManifest(path.join(dir, 'out.tar.gz'));
       fs.truncateSync(path.join(dir, 'out.tar.gz'), 2048);
       assert.deepEqual(await readManifest(path.join(dir, 'out.tar.gz')), full);
-      assert.deepEqual(full.map((e) => e.path), ['big']);
+      assert.deepEqual(
+        full.map((e) => e.path),
+        ['big'],
+      );
     });
 
     it('is refused from an archive that does not start with one', async () => {
@@ -288,32 +294,63 @@ describe('archive', function () {
 
     describe('refuses, writing nothing,', () => {
       const refusals: [string, Crafted[], RegExp][] = [
-        ['a path going up with ..', [{ name: 'ok', body: 'fine' }, { name: '../evil', body: 'x' }], /"\.\.\/evil": its path goes up through '\.\.'/],
+        [
+          'a path going up with ..',
+          [
+            { name: 'ok', body: 'fine' },
+            { name: '../evil', body: 'x' },
+          ],
+          /"\.\.\/evil": its path goes up through '\.\.'/,
+        ],
         ['a .. hidden inside a path', [{ name: 'a/../../evil', body: 'x' }], /"a\/\.\.\/\.\.\/evil": its path goes up/],
         ['an absolute path', [{ name: '/abs', body: 'x' }], /"\/abs": its path is absolute/],
         [
           'a file written through a symlink',
-          [{ name: 'link', type: 'symlink', linkname: '../../outside' }, { name: 'link/file', body: 'x' }],
+          [
+            { name: 'link', type: 'symlink', linkname: '../../outside' },
+            { name: 'link/file', body: 'x' },
+          ],
           /"link": symlink to "\.\.\/\.\.\/outside": it leads outside the archive/,
         ],
         [
           'a file written through a symlink, even one that stays inside',
-          [{ name: 'sub', type: 'directory' }, { name: 'link', type: 'symlink', linkname: 'sub' }, { name: 'link/file', body: 'x' }],
+          [
+            { name: 'sub', type: 'directory' },
+            { name: 'link', type: 'symlink', linkname: 'sub' },
+            { name: 'link/file', body: 'x' },
+          ],
           /"link\/file": its parent "link" is a symlink/,
         ],
         ['a symlink leading outside', [{ name: 'up', type: 'symlink', linkname: 'a/../../x' }], /"up": symlink to "a\/\.\.\/\.\.\/x": it leads outside the archive/],
         ['a symlink with an absolute target', [{ name: 'etc', type: 'symlink', linkname: '/etc' }], /"etc": symlink to "\/etc": it leads to the absolute path \/etc/],
         [
           'a symlink leading outside through another symlink made after it',
-          [{ name: 'b', type: 'symlink', linkname: 'a/..' }, { name: 'a', type: 'symlink', linkname: '.' }],
+          [
+            { name: 'b', type: 'symlink', linkname: 'a/..' },
+            { name: 'a', type: 'symlink', linkname: '.' },
+          ],
           /"b": symlink: it leads outside the archive/,
         ],
         ['a hardlink to a path outside', [{ name: 'h', type: 'link', linkname: '../x' }], /"h": its target "\.\.\/x" goes up/],
-        ['a hardlink to a path not yet extracted', [{ name: 'h', type: 'link', linkname: 'later' }, { name: 'later', body: 'x' }], /"h": hardlink to "later", which is not a file extracted before it/],
+        [
+          'a hardlink to a path not yet extracted',
+          [
+            { name: 'h', type: 'link', linkname: 'later' },
+            { name: 'later', body: 'x' },
+          ],
+          /"h": hardlink to "later", which is not a file extracted before it/,
+        ],
         ['a device', [{ name: 'dev/sda', type: 'block-device', devmajor: 8 }], /"dev\/sda": block-device entries are not allowed/],
         ['a fifo', [{ name: 'p', type: 'fifo' }], /"p": fifo entries are not allowed/],
         ['a setuid file', [{ name: 'bin/su', mode: 0o4755, body: 'x' }], /"bin\/su": mode 4755 has a setuid or setgid bit/],
-        ['a path that appears twice', [{ name: 'f', body: 'one' }, { name: 'f', type: 'symlink', linkname: '/etc/passwd' }], /"f": it appears twice/],
+        [
+          'a path that appears twice',
+          [
+            { name: 'f', body: 'one' },
+            { name: 'f', type: 'symlink', linkname: '/etc/passwd' },
+          ],
+          /"f": it appears twice/,
+        ],
       ];
       for (const [what, list, message] of refusals) {
         it(what, async () => {

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { BIN, scratch, write, run, userEnv, type Run } from './helpers.ts';
 import { seededTrees, writeSeedPackage, simplePackage } from './seed.ts';
 
-describe('the package author\'s commands', function () {
+describe("the package author's commands", function () {
   this.timeout(120_000);
   const t = seededTrees();
 
@@ -57,7 +57,7 @@ describe('the package author\'s commands', function () {
         assert.equal(build('./pkg/twin').status, 1);
         assert.equal(run(other.dir, 'build-packages-ifchange', ['./pkg/twin'], { PEERPKGS_HOME: t.home }).status, 1);
         assert.equal(peerpkgs('shell', './pkg/twin', '--', 'cat', 'mark').stdout, 'this tree\n');
-        assert.equal(workDirs('twin').length, 2, 'the other tree\'s build did not sweep this one\'s');
+        assert.equal(workDirs('twin').length, 2, "the other tree's build did not sweep this one's");
       } finally {
         other.cleanup();
       }
@@ -66,10 +66,13 @@ describe('the package author\'s commands', function () {
     it('on a package never built: a fresh directory with its sources and files/, nothing run, removed after', () => {
       const source = 'a source\n';
       fs.writeFileSync(path.join(t.wwwDir, 'src.txt'), source);
-      write(t.dir, pkg('fresh', 'touch ran\nmkdir -p $DESTDIR', {
-        'pkg/fresh/fetch': `url: ${t.www.url}/src.txt\nsha256: ${crypto.createHash('sha256').update(source).digest('hex')}\n`,
-        'pkg/fresh/files/patches/fix.patch': 'a patch\n',
-      }));
+      write(
+        t.dir,
+        pkg('fresh', 'touch ran\nmkdir -p $DESTDIR', {
+          'pkg/fresh/fetch': `url: ${t.www.url}/src.txt\nsha256: ${crypto.createHash('sha256').update(source).digest('hex')}\n`,
+          'pkg/fresh/files/patches/fix.patch': 'a patch\n',
+        }),
+      );
       const r = peerpkgs('shell', './pkg/fresh', '--', 'sh', '-c', 'find . /destdir | sort; cat src.txt patches/fix.patch');
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout, '.\n./build\n./patches\n./patches/fix.patch\n./src.txt\n/destdir\na source\na patch\n');
@@ -98,7 +101,7 @@ describe('the package author\'s commands', function () {
       assert.equal(inShell.stdout, inBuild);
     });
 
-    it('without a command, runs an interactive shell on the caller\'s stdin', () => {
+    it("without a command, runs an interactive shell on the caller's stdin", () => {
       write(t.dir, pkg('i', 'mkdir -p $DESTDIR'));
       const r = spawnSync(path.join(BIN, 'peerpkgs'), ['shell', './pkg/i'], {
         cwd: t.dir,
@@ -174,26 +177,29 @@ describe('the package author\'s commands', function () {
       write(t.dir, { 'pkg/seed/fetch': `url: ${t.www.url}/seed.tar.gz\nsha256: ${'0'.repeat(64)}\n` });
       const r = peerpkgs('why', './pkg/c');
       assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout.replace(/[0-9a-f]{64}/g, 'H').replace(/\(\d{4}-[^)]*\)/, '(DATE)'), [
-        'pkg/c would be rebuilt: its pkghash was H when built (DATE), and is now H',
-        '  - build-dep "seed" H',
-        '  + build-dep "seed" H',
-        '      - fetch "seed.tar.gz" H',
-        '      + fetch "seed.tar.gz" H',
-        '  - run-dep "b" H',
-        '  + run-dep "b" H',
-        '      - build-dep "seed" H',
-        '      + build-dep "seed" H',
-        '          (as above)',
-        '      - run-dep "a" H',
-        '      + run-dep "a" H',
-        '          - script "build" 100755 H',
-        '          + script "build" 100755 H',
-        '          - build-dep "seed" H',
-        '          + build-dep "seed" H',
-        '              (as above)',
-        '',
-      ].join('\n'));
+      assert.equal(
+        r.stdout.replace(/[0-9a-f]{64}/g, 'H').replace(/\(\d{4}-[^)]*\)/, '(DATE)'),
+        [
+          'pkg/c would be rebuilt: its pkghash was H when built (DATE), and is now H',
+          '  - build-dep "seed" H',
+          '  + build-dep "seed" H',
+          '      - fetch "seed.tar.gz" H',
+          '      + fetch "seed.tar.gz" H',
+          '  - run-dep "b" H',
+          '  + run-dep "b" H',
+          '      - build-dep "seed" H',
+          '      + build-dep "seed" H',
+          '          (as above)',
+          '      - run-dep "a" H',
+          '      + run-dep "a" H',
+          '          - script "build" 100755 H',
+          '          + script "build" 100755 H',
+          '          - build-dep "seed" H',
+          '          + build-dep "seed" H',
+          '              (as above)',
+          '',
+        ].join('\n'),
+      );
     });
 
     it('says an unchanged package would not be rebuilt, and a new one was never built', () => {
@@ -203,7 +209,10 @@ describe('the package author\'s commands', function () {
       const hash = fs.readFileSync(path.join(t.dir, 'pkg/a/.pkghash'), 'utf8').trim();
       const r = peerpkgs('why', './pkg/a', './pkg/n');
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, new RegExp(`^pkg/a would not be rebuilt: pkghash ${hash} unchanged since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\npkg/n would be built: never built`));
+      assert.match(
+        r.stdout,
+        new RegExp(`^pkg/a would not be rebuilt: pkghash ${hash} unchanged since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\npkg/n would be built: never built`),
+      );
     });
 
     it('refuses a path that is not a package (exit 4) and no path (exit 2)', () => {

@@ -195,8 +195,7 @@ describe('binary package caches', function () {
       },
       'no-archive': (req, res, data) => (isArchive(req) ? res.writeHead(404).end() : serve(res, data)),
       // the .info of `other` under hello's name: a replayed, validly signed entry
-      'wrong-info': (req, res, data) =>
-        isArchive(req) ? serve(res, data) : serve(res, fs.readFileSync(path.join(signed, `${other.pkghash}.info`))),
+      'wrong-info': (req, res, data) => (isArchive(req) ? serve(res, data) : serve(res, fs.readFileSync(path.join(signed, `${other.pkghash}.info`)))),
       // output-sha256 changed after signing, as an attacker would to slip in another archive
       'altered-info': (req, res, data) => {
         if (isArchive(req)) return serve(res, data);
@@ -221,7 +220,10 @@ describe('binary package caches', function () {
 
   afterEach(() => removeTreeSync(work)); // unpacked outputs are read-only
 
-  async function sub(urls: string, opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[]; maxUnpackBytes?: number } = {}): Promise<{ r: SubstituteResult; log: string[] }> {
+  async function sub(
+    urls: string,
+    opts: { trusted?: TrustedKeys; pkg?: Built; closure?: string[]; maxUnpackBytes?: number } = {},
+  ): Promise<{ r: SubstituteResult; log: string[] }> {
     const log: string[] = [];
     const pkg = opts.pkg ?? hello;
     const r = await substitute({
@@ -393,7 +395,15 @@ describe('binary package caches', function () {
       const caches = parseCacheUrls(dead);
       const reasons: string[] = [];
       for (let i = 0; i < 2; i++) {
-        const r = await substitute({ pkghash: hello.pkghash, name: 'hello', target: path.join(targetDir, '.pkg.tar.gz'), caches, trusted: trustAlice, outputsDir: outputs, log: () => {} });
+        const r = await substitute({
+          pkghash: hello.pkghash,
+          name: 'hello',
+          target: path.join(targetDir, '.pkg.tar.gz'),
+          caches,
+          trusted: trustAlice,
+          outputsDir: outputs,
+          log: () => {},
+        });
         assert.ok('miss' in r);
         reasons.push(r.tried[0]!.reason);
       }
@@ -543,7 +553,11 @@ describe('binary package caches', function () {
         ['PKG_SANDBOX_TMP_SIZE', '99999999T', 'must be at most 8192T'],
         ['PKG_MAX_DOWNLOAD_SIZE', '9'.repeat(400), 'must be at most 8192T'],
       ]) {
-        assert.throws(() => settings({ [name]: value }), (e: Error) => e instanceof SettingsError && e.message === `${name}=${value}: ${why}`, `${name}=${value}`);
+        assert.throws(
+          () => settings({ [name]: value }),
+          (e: Error) => e instanceof SettingsError && e.message === `${name}=${value}: ${why}`,
+          `${name}=${value}`,
+        );
       }
       const r = build({ PKG_SANDBOX_TMP_SIZE: '99999999T' });
       assert.equal(r.status, 2, r.stderr);
@@ -567,12 +581,15 @@ describe('binary package caches', function () {
       oneLine(k.stderr, new RegExp(`^peerpkgs key: ${where}`));
     });
 
-    it('a .pub file\'s text in PKG_TRUSTED_KEYS is one line naming the variable and the word, exit 2', () => {
+    it("a .pub file's text in PKG_TRUSTED_KEYS is one line naming the variable and the word, exit 2", () => {
       const pub = fs.readFileSync(path.join(home, 'keys/alice.pub'), 'utf8');
       fs.mkdirSync(path.join(work, 'empty-cache'));
       const b = build({ PKG_CACHE_URL: `file://${work}/empty-cache`, PKG_TRUSTED_KEYS: pub });
       assert.equal(b.status, 2, b.stderr);
-      oneLine(b.stderr, /PKG_TRUSTED_KEYS, word 2: "alice": no such file \(give public keys, ed25519:<base64>, or paths to \.pub files; a \.pub file's comment cannot be given here\)$/m);
+      oneLine(
+        b.stderr,
+        /PKG_TRUSTED_KEYS, word 2: "alice": no such file \(give public keys, ed25519:<base64>, or paths to \.pub files; a \.pub file's comment cannot be given here\)$/m,
+      );
     });
   });
 
@@ -634,17 +651,26 @@ describe('binary package caches', function () {
       assert.equal(loadTrustedKeys(h, {}).size, 0);
       fs.writeFileSync(path.join(h, 'trusted-keys'), `# who signs our caches\n\n${alice.publicKey} alice@example.org\n`);
       const fromFile = loadTrustedKeys(h, {});
-      assert.deepEqual(fromFile.list().map((k) => [k.id, k.comment]), [[alice.id, 'alice@example.org']]);
+      assert.deepEqual(
+        fromFile.list().map((k) => [k.id, k.comment]),
+        [[alice.id, 'alice@example.org']],
+      );
       assertHello(hitOf((await sub(`${nginx.url}/mallory ${nginx.url}/signed`, { trusted: fromFile })).r));
 
       const fromEnv = loadTrustedKeys(path.join(work, 'nowhere'), { PKG_TRUSTED_KEYS: `${alice.publicKey} ${path.join(home, 'keys/mallory.pub')}` });
-      assert.deepEqual(fromEnv.list().map((k) => k.id), [alice.id, mallory.id]);
+      assert.deepEqual(
+        fromEnv.list().map((k) => k.id),
+        [alice.id, mallory.id],
+      );
       assert.equal(fromEnv.get(mallory.id)?.comment, 'mallory');
 
       assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: 'ed25519:nope' }), /PKG_TRUSTED_KEYS, word 1: not a public key/);
       assert.throws(() => loadTrustedKeys(h, { PKG_TRUSTED_KEYS: '/no/such.pub' }), /PKG_TRUSTED_KEYS, word 1: "\/no\/such\.pub": no such file/);
       fs.appendFileSync(path.join(h, 'trusted-keys'), 'ssh-ed25519 AAAA bob\n');
-      assert.throws(() => loadTrustedKeys(h, {}), (e: Error) => e instanceof KeyError && /trusted-keys:4: not a public key/.test(e.message));
+      assert.throws(
+        () => loadTrustedKeys(h, {}),
+        (e: Error) => e instanceof KeyError && /trusted-keys:4: not a public key/.test(e.message),
+      );
     });
 
     it('does not trust a key because it was generated here; keeps its private half 0600; never overwrites one', () => {
@@ -663,7 +689,15 @@ describe('binary package caches', function () {
   });
 
   describe('the .info and PKG_CACHE_URL', () => {
-    const fields = () => ({ pkghash: hello.pkghash, name: 'hello', outputSha256: hello.sha256, outputSize: 10240, archiveSize: 123, archiveSha256: sha256('x'), closure: [other.pkghash] });
+    const fields = () => ({
+      pkghash: hello.pkghash,
+      name: 'hello',
+      outputSha256: hello.sha256,
+      outputSize: 10240,
+      archiveSize: 123,
+      archiveSha256: sha256('x'),
+      closure: [other.pkghash],
+    });
 
     it('writes one canonical text, signed over the bytes before its signature line', () => {
       const text = serializeInfo(fields(), alice);
@@ -683,7 +717,13 @@ describe('binary package caches', function () {
       const info = parseInfo(text);
       assert.deepEqual({ ...info, signature: null, signed: null }, { ...fields(), keyId: alice.id, signature: null, signed: null });
       assert.equal(checkTrust(info, trustAlice, true)?.id, alice.id);
-      assert.equal(serializeInfo({ ...fields(), closure: [] }).split('\n').slice(7).join('\n'), 'closure:\nkey: none\nsignature: none\n');
+      assert.equal(
+        serializeInfo({ ...fields(), closure: [] })
+          .split('\n')
+          .slice(7)
+          .join('\n'),
+        'closure:\nkey: none\nsignature: none\n',
+      );
     });
 
     it('reads format 1, which has no output-size', () => {
@@ -714,14 +754,20 @@ describe('binary package caches', function () {
 
     it('reads PKG_CACHE_URL: space-separated URLs in order, each with its trust policy', () => {
       const c = parseCacheUrls(`  file:///srv/c   http://h/c#unsigned\nhttps://h/d file:///mnt/shared#signed `);
-      assert.deepEqual(c.map((x) => [x.url, x.requireSignature]), [
-        ['file:///srv/c', false],
-        ['http://h/c#unsigned', false],
-        ['https://h/d', true],
-        ['file:///mnt/shared#signed', true],
-      ]);
+      assert.deepEqual(
+        c.map((x) => [x.url, x.requireSignature]),
+        [
+          ['file:///srv/c', false],
+          ['http://h/c#unsigned', false],
+          ['https://h/d', true],
+          ['file:///mnt/shared#signed', true],
+        ],
+      );
       assert.deepEqual(parseCacheUrls(''), []);
-      assert.throws(() => parseCacheUrls('./cache'), (e: Error) => e instanceof CacheConfigError && /not a URL \(for a directory write file:\/\/\/absolute\/path\)/.test(e.message));
+      assert.throws(
+        () => parseCacheUrls('./cache'),
+        (e: Error) => e instanceof CacheConfigError && /not a URL \(for a directory write file:\/\/\/absolute\/path\)/.test(e.message),
+      );
       assert.throws(() => parseCacheUrls('ftp://h/c'), /ftp:\/\/ caches are not supported \(supported: file:\/\/, http:\/\/, https:\/\/, ipfs:\/\/, ipns:\/\/\)/);
       assert.throws(() => parseCacheUrls('http://h/c#trusted'), /unknown fragment #trusted/);
       const cfg = cacheConfig(home, { PKG_CACHE_URL: 'http://h/c', PKG_FORCE_BINARY: 'yes', PKG_TRUSTED_KEYS: alice.publicKey });
@@ -734,8 +780,22 @@ describe('binary package caches', function () {
       const dir = path.join(work, 'cache');
       const r = await addToCache({ dir, packages: [hello, { ...other, closure: [hello.pkghash] }], signKey: alice });
       // no provenance: these archives have no record of a build here (test/provenance.test.ts has those)
-      assert.deepEqual({ ...r, catalog: undefined }, { added: [hello.pkghash, other.pkghash], skipped: [], provenance: new Map([[hello.pkghash, null], [other.pkghash, null]]), catalog: undefined });
-      assert.deepEqual(r.catalog.entries.map((e) => e.name), ['hello', 'other']);
+      assert.deepEqual(
+        { ...r, catalog: undefined },
+        {
+          added: [hello.pkghash, other.pkghash],
+          skipped: [],
+          provenance: new Map([
+            [hello.pkghash, null],
+            [other.pkghash, null],
+          ]),
+          catalog: undefined,
+        },
+      );
+      assert.deepEqual(
+        r.catalog.entries.map((e) => e.name),
+        ['hello', 'other'],
+      );
       assert.deepEqual(listAll(dir), [`${hello.pkghash}.info`, `${hello.pkghash}.tar.gz`, `${other.pkghash}.info`, `${other.pkghash}.tar.gz`, 'catalog'].sort());
       const archive = fs.readFileSync(path.join(dir, `${other.pkghash}.tar.gz`));
       assert.ok(archive.equals(fs.readFileSync(other.archive)));
@@ -760,7 +820,10 @@ describe('binary package caches', function () {
 
     it('refuses an archive that is not what its record says, or missing, and writes nothing', async () => {
       const dir = path.join(work, 'cache');
-      await assert.rejects(addToCache({ dir, packages: [{ ...hello, sha256: other.sha256 }], signKey: alice }), (e: Error) => e instanceof PublishError && /is [0-9a-f]{64}, but [0-9a-f]{64} is recorded for it; rebuild it/.test(e.message));
+      await assert.rejects(
+        addToCache({ dir, packages: [{ ...hello, sha256: other.sha256 }], signKey: alice }),
+        (e: Error) => e instanceof PublishError && /is [0-9a-f]{64}, but [0-9a-f]{64} is recorded for it; rebuild it/.test(e.message),
+      );
       await assert.rejects(addToCache({ dir, packages: [{ ...hello, archive: path.join(work, 'nope.tar.gz') }] }), /nope\.tar\.gz: not built/);
       const junk = path.join(work, 'junk.tar.gz');
       fs.writeFileSync(junk, 'not gzip');
@@ -827,10 +890,14 @@ describe('binary package caches', function () {
       });
       assert.equal(addedBy.size, 2 + more.length, runs.map((r) => r.stdout).join('---\n'));
       for (const [h, id] of addedBy) assert.equal(parseInfo(fs.readFileSync(path.join(dir, `${h}.info`))).keyId, id, `${h}: the key the run that added it reported`);
-      assert.deepEqual(listAll(dir).filter((f) => !/^[0-9a-f]{64}\.(info|tar\.gz)$/.test(f)), ['catalog'], 'nothing else: no lock, no temporaries');
+      assert.deepEqual(
+        listAll(dir).filter((f) => !/^[0-9a-f]{64}\.(info|tar\.gz)$/.test(f)),
+        ['catalog'],
+        'nothing else: no lock, no temporaries',
+      );
     });
 
-    it('add-to-package-cache waits while another process holds the cache directory\'s lock, and then reports what that one wrote', async () => {
+    it("add-to-package-cache waits while another process holds the cache directory's lock, and then reports what that one wrote", async () => {
       const { tree, g } = await builtTree();
       const dir = path.join(work, 'cache');
       fs.mkdirSync(dir);

@@ -64,7 +64,10 @@ describe('catalogs', function () {
     assert.match(publish('signed', ['./pkg/b']), /^catalog: generation 1, 3 entries, expires \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/m);
     const one = catalogOf('signed');
     assert.equal(one.generation, 1);
-    assert.deepEqual(one.entries.map((e) => e.name), ['seed', 'a', 'b']);
+    assert.deepEqual(
+      one.entries.map((e) => e.name),
+      ['seed', 'a', 'b'],
+    );
     const b = one.entries[2]!;
     assert.deepEqual(b.meta, { version: '2.1', license: 'MIT', homepage: 'https://example.org/b', description: 'greets the world' });
     assert.deepEqual(b.closure, [one.entries[0]!.pkghash, one.entries[1]!.pkghash]);
@@ -77,14 +80,20 @@ describe('catalogs', function () {
     publish('signed', ['./pkg/c']);
     const two = catalogOf('signed');
     assert.equal(two.generation, 2);
-    assert.deepEqual(two.entries.map((e) => e.name), ['seed', 'a', 'b', 'c']);
+    assert.deepEqual(
+      two.entries.map((e) => e.name),
+      ['seed', 'a', 'b', 'c'],
+    );
     assert.deepEqual(two.entries[2]!.meta, b.meta);
     // one altered byte and the signature no longer verifies
     const text = fs.readFileSync(path.join(caches, 'signed', 'catalog'), 'utf8');
     write(caches, { 'altered/catalog': text.replace('greets the world', 'greets the worle') });
     const r = user(freshHome(), `${nginx.url}/altered`, ['search', 'greet']);
     assert.equal(r.status, 10, r.stderr);
-    assert.match(r.stderr, /^peerpkgs search: refusing the catalog of http:\S+\/altered: the signature by ed25519:[0-9a-f]{16} \(alice\) does not verify: the catalog was altered or damaged$/m);
+    assert.match(
+      r.stderr,
+      /^peerpkgs search: refusing the catalog of http:\S+\/altered: the signature by ed25519:[0-9a-f]{16} \(alice\) does not verify: the catalog was altered or damaged$/m,
+    );
   });
 
   it('search and info NAME read the catalogs over HTTP', async () => {
@@ -96,9 +105,17 @@ describe('catalogs', function () {
     assert.equal(found.status, 0, found.stderr);
     assert.equal(found.stdout, `b\t2.1\t${b.pkghash.slice(0, 12)}\tgreets the world\t${url}\n`);
     const byName = user(h, url, ['search', 'a']);
-    assert.deepEqual(byName.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]), ['a']);
+    assert.deepEqual(
+      byName.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t')[0]),
+      ['a'],
+    );
     const json = JSON.parse(user(h, url, ['search', '--json', 'b']).stdout) as Array<Record<string, string>>;
-    assert.deepEqual(json, [{ name: 'b', version: '2.1', license: 'MIT', homepage: 'https://example.org/b', description: 'greets the world', pkghash: b.pkghash, output: b.outputSha256, cache: url }]);
+    assert.deepEqual(json, [
+      { name: 'b', version: '2.1', license: 'MIT', homepage: 'https://example.org/b', description: 'greets the world', pkghash: b.pkghash, output: b.outputSha256, cache: url },
+    ]);
     await assertSchema('search', json);
     const infoJson = JSON.parse(user(h, url, ['info', '--json', 'b']).stdout) as { closure: string[]; catalog: { generation: number } };
     await assertSchema('catalog-info', infoJson);
@@ -121,7 +138,10 @@ describe('catalogs', function () {
       publish('expired', ['./pkg/c'], ['--sign-key', 'alice', '--expires', '0d']);
       const r = user(freshHome(), `${nginx.url}/expired`, ['search', 'c']);
       assert.equal(r.status, 10);
-      assert.match(r.stderr, /^peerpkgs search: refusing the catalog of \S+\/expired: it expired at \d{4}-[^;]+Z; its publisher renews it by adding to the cache again \(add-to-package-cache\)$/m);
+      assert.match(
+        r.stderr,
+        /^peerpkgs search: refusing the catalog of \S+\/expired: it expired at \d{4}-[^;]+Z; its publisher renews it by adding to the cache again \(add-to-package-cache\)$/m,
+      );
       assert.equal(r.stdout, '');
     });
 
@@ -130,7 +150,10 @@ describe('catalogs', function () {
       const h = freshHome();
       const r = user(h, `${nginx.url}/mallory`, ['install', 'c']);
       assert.equal(r.status, 10, r.stderr);
-      assert.match(r.stderr, /^peerpkgs install: refusing the catalog of \S+\/mallory: signed by ed25519:[0-9a-f]{16}, which is not a trusted key \(trusted: ed25519:[0-9a-f]{16} \(alice\)\)/m);
+      assert.match(
+        r.stderr,
+        /^peerpkgs install: refusing the catalog of \S+\/mallory: signed by ed25519:[0-9a-f]{16}, which is not a trusted key \(trusted: ed25519:[0-9a-f]{16} \(alice\)\)/m,
+      );
       assert.ok(!fs.existsSync(path.join(h, 'profiles')));
       // nor unsigned, where the cache needs a signature
       publish('nokey', ['./pkg/c'], []);
@@ -149,7 +172,10 @@ describe('catalogs', function () {
       fs.writeFileSync(path.join(caches, 'replay', 'catalog'), old);
       const r = user(h, url, ['search', 'a']);
       assert.equal(r.status, 10);
-      assert.match(r.stderr, /^peerpkgs search: refusing the catalog of \S+\/replay: its generation 1 is lower than 2, the last seen from it: an old catalog replayed, or a mirror frozen in the past; if the cache was made anew on purpose, remove \S+$/m);
+      assert.match(
+        r.stderr,
+        /^peerpkgs search: refusing the catalog of \S+\/replay: its generation 1 is lower than 2, the last seen from it: an old catalog replayed, or a mirror frozen in the past; if the cache was made anew on purpose, remove \S+$/m,
+      );
       // another home has seen nothing yet
       assert.equal(user(freshHome(), url, ['search', 'a']).status, 0);
     });
@@ -162,8 +188,17 @@ describe('catalogs', function () {
       const r = user(h, url, ['install', 'b']);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /^profile default: generation 1: /);
-      const listed = JSON.parse(user(h, url, ['list', '--json']).stdout) as { packages: Array<{ name: string; version?: string; requested: boolean; deps: string[]; origin: unknown }> };
-      assert.deepEqual(listed.packages.map((p) => [p.name, p.requested, p.deps]), [['seed', false, []], ['a', false, ['seed']], ['b', true, ['a']]]);
+      const listed = JSON.parse(user(h, url, ['list', '--json']).stdout) as {
+        packages: Array<{ name: string; version?: string; requested: boolean; deps: string[]; origin: unknown }>;
+      };
+      assert.deepEqual(
+        listed.packages.map((p) => [p.name, p.requested, p.deps]),
+        [
+          ['seed', false, []],
+          ['a', false, ['seed']],
+          ['b', true, ['a']],
+        ],
+      );
       assert.deepEqual(listed.packages[2]!.origin, { kind: 'catalog', cache: url, name: 'b' });
       assert.equal(listed.packages[2]!.version, '2.1');
       const ran = spawnSync(path.join(h, 'profiles/default/bin/profile-run'), ['b'], { encoding: 'utf8', env: userEnv() });

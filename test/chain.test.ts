@@ -79,12 +79,15 @@ describe('the real tree: structure', function () {
         const sha = rec.filter((f) => f.name === 'sha256').map((f) => f.value);
         assert.equal(sha.length, 1, `record ${JSON.stringify(rec)}`);
         assert.match(sha[0]!, /^[0-9a-f]{64}$/);
-        assert.ok(rec.some((f) => f.name === 'url'), `record without url: ${JSON.stringify(rec)}`);
+        assert.ok(
+          rec.some((f) => f.name === 'url'),
+          `record without url: ${JSON.stringify(rec)}`,
+        );
       }
     });
   }
 
-  it('the chain takes its sources from Debian\'s archive, the one server a build machine may reach', () => {
+  it("the chain takes its sources from Debian's archive, the one server a build machine may reach", () => {
     // each is in Debian's pool (bootstrap/import-sources reads the source
     // package from that url) and names upstream's sha256, in a url record
     // or in the comment saying why Debian's tarball is used instead (GCC

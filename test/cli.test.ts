@@ -19,12 +19,48 @@ import { SettingsError, VARIABLES } from '../src/settings.ts';
 
 /** Subcommands of subcommands: each has a --help of its own. */
 const SUB_SUBCOMMANDS = [
-  ['key', 'generate'], ['key', 'list'], ['key', 'trust'], ['cache', 'add'], ['cache', 'publish'], ['export', 'tarball'], ['export', 'oci'],
-  ['mirrors', 'import'], ['mirrors', 'pin'], ['mirrors', 'pin-all'], ['ipfs', 'cat'], ['ipfs', 'get'], ['ipfs', 'ls'], ['ipfs', 'pin'], ['ipfs', 'add'],
-  ['ipfs', 'daemon'], ['ipfs', 'publish'], ['ipfs', 'resolve'], ['seed', 'reproduce'], ['distfiles', 'add'],
+  ['key', 'generate'],
+  ['key', 'list'],
+  ['key', 'trust'],
+  ['cache', 'add'],
+  ['cache', 'publish'],
+  ['export', 'tarball'],
+  ['export', 'oci'],
+  ['mirrors', 'import'],
+  ['mirrors', 'pin'],
+  ['mirrors', 'pin-all'],
+  ['ipfs', 'cat'],
+  ['ipfs', 'get'],
+  ['ipfs', 'ls'],
+  ['ipfs', 'pin'],
+  ['ipfs', 'add'],
+  ['ipfs', 'daemon'],
+  ['ipfs', 'publish'],
+  ['ipfs', 'resolve'],
+  ['seed', 'reproduce'],
+  ['distfiles', 'add'],
 ] as const;
 
-const SUBCOMMANDS = ['build', 'fetch', 'new', 'graph', 'info', 'search', 'check', 'distfiles', 'verify', 'venv', 'export', 'sbom', 'cache', 'key', 'ipfs', 'seed', 'mirrors', 'config'];
+const SUBCOMMANDS = [
+  'build',
+  'fetch',
+  'new',
+  'graph',
+  'info',
+  'search',
+  'check',
+  'distfiles',
+  'verify',
+  'venv',
+  'export',
+  'sbom',
+  'cache',
+  'key',
+  'ipfs',
+  'seed',
+  'mirrors',
+  'config',
+];
 
 /** A command line each command refuses as a usage error. */
 const MISUSE: Record<string, string[]> = {
@@ -84,7 +120,11 @@ describe('the command frame', function () {
       const source = fs.readFileSync(path.join(BIN, '../src/settings.ts'), 'utf8');
       const read = new Set([...source.matchAll(/\benv\.((?:PKG|PEERPKGS)_[A-Z_]+)\b/g)].map((m) => m[1]!));
       assert.ok(read.size > 10);
-      assert.deepEqual([...read].filter((v) => !(v in VARIABLES)), [], 'read but not listed in VARIABLES');
+      assert.deepEqual(
+        [...read].filter((v) => !(v in VARIABLES)),
+        [],
+        'read but not listed in VARIABLES',
+      );
       for (const [v, what] of Object.entries(VARIABLES)) assert.ok(r.stdout.includes(`  ${v.padEnd(23)} ${what}\n`), `${v} is not in peerpkgs --help`);
     });
   });
@@ -119,7 +159,14 @@ describe('the command frame', function () {
       for (const [e, code] of cases) assert.equal(explain(e, 'cmd').exitCode, code, String(e));
       assert.equal(explain(new UsageError('bad'), 'peerpkgs build').message, 'bad (see peerpkgs build --help)');
       // a stable name, the class's own
-      for (const [e, name] of [[new TreeError('x'), 'TreeError'], [new KeyError('x'), 'KeyError'], [new TrustListError('x'), 'TrustListError'], [new IpfsError('x'), 'IpfsError'], [new IpfsNotFound('x'), 'IpfsNotFound']] as const) assert.equal(e.name, name);
+      for (const [e, name] of [
+        [new TreeError('x'), 'TreeError'],
+        [new KeyError('x'), 'KeyError'],
+        [new TrustListError('x'), 'TrustListError'],
+        [new IpfsError('x'), 'IpfsError'],
+        [new IpfsNotFound('x'), 'IpfsNotFound'],
+      ] as const)
+        assert.equal(e.name, name);
       assert.equal(explain(new TrustListError('x'), 'cmd').exitCode, 2);
     });
 
@@ -128,9 +175,16 @@ describe('the command frame', function () {
       write(tree, { '!pkg/a/build': '#!/bin/sh\nmkdir -p "$DESTDIR"\n', 'pkg/a/build-deps': '../nothere\n' });
       const home = { PEERPKGS_HOME: path.join(tree, 'home') };
       const lines: Array<[string, ...string[]]> = [
-        ['build-packages-ifchange', './pkg/a'], ['peerpkgs', 'build', './pkg/a'], ['peerpkgs', 'info', './pkg/a'], ['peerpkgs', 'graph', './pkg/a'],
-        ['venv', '-o', 'v', './pkg/a'], ['peerpkgs', 'export', 'tarball', '-o', 'a.tar.gz', './pkg/a'], ['peerpkgs', 'sbom', './pkg/a'], ['peerpkgs', 'check', './pkg/a'],
-        ['add-to-package-cache', '-o', 'cache', './pkg/a'], ['redo-ifchange', 'pkg/a/.pkg.tar.gz'],
+        ['build-packages-ifchange', './pkg/a'],
+        ['peerpkgs', 'build', './pkg/a'],
+        ['peerpkgs', 'info', './pkg/a'],
+        ['peerpkgs', 'graph', './pkg/a'],
+        ['venv', '-o', 'v', './pkg/a'],
+        ['peerpkgs', 'export', 'tarball', '-o', 'a.tar.gz', './pkg/a'],
+        ['peerpkgs', 'sbom', './pkg/a'],
+        ['peerpkgs', 'check', './pkg/a'],
+        ['add-to-package-cache', '-o', 'cache', './pkg/a'],
+        ['redo-ifchange', 'pkg/a/.pkg.tar.gz'],
       ];
       for (const [cmd, ...args] of lines) {
         const r = run(tree, cmd, args, home);
@@ -158,7 +212,7 @@ describe('the command frame', function () {
           assert.doesNotMatch(r.stderr, /\bE[A-Z]{3,}\b|node:|at /, 'no errno code, no stack');
         });
       }
-      it('maps a system call\'s error on a file to the path and what is wrong, and to exit 2 only for a file the user named', () => {
+      it("maps a system call's error on a file to the path and what is wrong, and to exit 2 only for a file the user named", () => {
         const enoent = Object.assign(new Error("ENOENT: no such file or directory, open 'x/y'"), { code: 'ENOENT', syscall: 'open', path: 'x/y' });
         assert.deepEqual(explain(enoent, 'cmd', ['./x/y']), { message: './x/y: no such file or directory', exitCode: EXIT.usage });
         assert.deepEqual(explain(enoent, 'cmd', ['other']), { message: 'x/y: no such file or directory', exitCode: EXIT.failed });

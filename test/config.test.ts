@@ -65,7 +65,7 @@ describe('configuration file', function () {
     assert.deepEqual(by.get('PKG_MIRROR_DB'), { name: 'PKG_MIRROR_DB', value: null, source: 'default' });
   });
 
-  it('a bad value in it is the environment\'s error, named by file and line, exit 2, for any command', () => {
+  it("a bad value in it is the environment's error, named by file and line, exit 2, for any command", () => {
     const env = peerpkgs(['config'], { PKG_SANDBOX_TMP_SIZE: 'lots' });
     assert.equal(env.status, 2);
     assert.equal(env.stderr, 'peerpkgs: PKG_SANDBOX_TMP_SIZE=lots: expected a size such as 512M or 4G\n');
@@ -76,7 +76,10 @@ describe('configuration file', function () {
     }
     assert.equal(peerpkgs(['config'], { PKG_SANDBOX_TMP_SIZE: '1G' }).status, 0, 'the environment overrides the bad value');
     write(home, { config: 'PKG_CACHE_URL: ftp://example.org/\n' });
-    assert.equal(peerpkgs(['config']).stderr, `peerpkgs: ${config}:1: PKG_CACHE_URL: ftp://example.org/: ftp:// caches are not supported (supported: file://, http://, https://, ipfs://, ipns://)\n`);
+    assert.equal(
+      peerpkgs(['config']).stderr,
+      `peerpkgs: ${config}:1: PKG_CACHE_URL: ftp://example.org/: ftp:// caches are not supported (supported: file://, http://, https://, ipfs://, ipns://)\n`,
+    );
     // checked where it is used, and named by its place all the same
     write(home, { config: 'PKG_FORCE_BINARY: no\nPKG_TRUSTED_KEYS: ed25519:nonsense\n' });
     const keys = peerpkgs(['key', 'list']);
@@ -94,7 +97,7 @@ describe('configuration file', function () {
     refused('PKG_FORCE_BINARY: no\nsandbox_tmp_size: 1G\n', '2: unknown setting sandbox_tmp_size (did you mean PKG_SANDBOX_TMP_SIZE?); peerpkgs config lists them');
     refused('PKG_CACHE_URLS: file:///x\n', '1: unknown setting PKG_CACHE_URLS; peerpkgs config lists them');
     refused('PEERPKGS_HOME: /elsewhere\n', '1: PEERPKGS_HOME is where this file is: set it in the environment');
-    refused('PKG_FORCE_BINARY yes\n', '1: expected \'Name: value\', a \'+\' continuation, a \'#\' comment or a blank line, not "PKG_FORCE_BINARY yes"');
+    refused('PKG_FORCE_BINARY yes\n', "1: expected 'Name: value', a '+' continuation, a '#' comment or a blank line, not \"PKG_FORCE_BINARY yes\"");
   });
 
   it('has --help and usage errors', () => {

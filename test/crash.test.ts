@@ -232,10 +232,16 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     fs.writeFileSync(file, 'a source\n');
     const r = run(shared.dir, 'peerpkgs', ['distfiles', 'add', file], { PEERPKGS_HOME: home });
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(fs.readdirSync(store).filter((n) => n.startsWith('.')).sort(), [names.live, names.otherHost].sort());
+    assert.deepEqual(
+      fs
+        .readdirSync(store)
+        .filter((n) => n.startsWith('.'))
+        .sort(),
+      [names.live, names.otherHost].sort(),
+    );
   });
 
-  it('keeps a failed build\'s work directory until the package is built again', () => {
+  it("keeps a failed build's work directory until the package is built again", () => {
     const dir = path.join(shared.dir, 'failed');
     const tree = path.join(dir, 'tree');
     const home = path.join(dir, 'home');
@@ -248,7 +254,7 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     assert.ok(kept, failed.stderr);
     assert.equal(fs.readFileSync(path.join(kept, 'home/made-so-far'), 'utf8'), 'half\n');
     assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/b'], env).status, 0);
-    assert.ok(fs.existsSync(kept), 'another package\'s build removed it');
+    assert.ok(fs.existsSync(kept), "another package's build removed it");
     writeTree(tree);
     const again = run(tree, 'build-packages-ifchange', ['./pkg/c'], env);
     assert.equal(again.status, 0, again.stderr);

@@ -89,12 +89,18 @@ describe('export', function () {
     });
 
     it('merges the package and its run closure as hardlinks of the unpacked outputs', () => {
-      for (const [name, file] of [['a', 'bin/a'], ['b', 'bin/b'], ['seed', 'bin/busybox']] as const) {
+      for (const [name, file] of [
+        ['a', 'bin/a'],
+        ['b', 'bin/b'],
+        ['seed', 'bin/busybox'],
+      ] as const) {
         assert.equal(fs.statSync(path.join(V, file)).ino, fs.statSync(path.join(outputOf(name), file)).ino, file);
       }
       assert.equal(fs.readlinkSync(path.join(V, 'usr/bin')), '../bin');
       assert.deepEqual(
-        read(V, '.peerpkgs-venv').split('\n').map((l) => l.split(' ')[0]),
+        read(V, '.peerpkgs-venv')
+          .split('\n')
+          .map((l) => l.split(' ')[0]),
         ['peerpkgs-venv', 'seed', 'a', 'b', ''],
         'the record lists the packages in merge order',
       );
@@ -109,10 +115,10 @@ describe('export', function () {
       const w = exec(cwd, path.join(V, 'bin/venv-run'), ['sh', '-c', 'pwd; echo made >here']);
       assert.equal(w.status, 0, w.stderr);
       assert.equal(w.stdout, `${cwd}\n`);
-      assert.equal(read(cwd, 'here'), 'made\n', 'written to the host\'s directory');
+      assert.equal(read(cwd, 'here'), 'made\n', "written to the host's directory");
     });
 
-    it('puts the venv\'s top-level directories in place of the host\'s and keeps the rest of the host and the environment', () => {
+    it("puts the venv's top-level directories in place of the host's and keeps the rest of the host and the environment", () => {
       const script = [
         'test -x /bin/b || exit 11', // the venv's /bin
         'test -L /usr/bin || exit 12', // the venv's /usr: the seed's usr/bin -> ../bin
@@ -235,7 +241,7 @@ describe('export', function () {
       assert.deepEqual(leftovers(V), []);
     });
 
-    it('waits while another process holds the venv\'s lock, and replaces it only after', async () => {
+    it("waits while another process holds the venv's lock, and replaces it only after", async () => {
       const V = fresh('venv-held');
       assert.equal(venv('-o', V, './pkg/b').status, 0);
       const lock = path.join(work, '.venv-held.lock');
@@ -295,22 +301,22 @@ describe('export', function () {
       assert.equal(read(V, 'share/common'), COMMON);
     });
 
-    it('--prefer-existing keeps the earlier package\'s', () => {
+    it("--prefer-existing keeps the earlier package's", () => {
       const V = fresh('venv-existing');
       const r = venv('--prefer-existing', '-o', V, './pkg/c', './pkg/d');
       assert.equal(r.status, 0, r.stderr);
       assert.equal(read(V, 'bin/x'), X_C);
-      assert.equal(r.stderr, 'venv: bin/x: c and d differ; kept c\'s\n');
+      assert.equal(r.stderr, "venv: bin/x: c and d differ; kept c's\n");
     });
 
-    it('--prefer-new keeps the later package\'s', () => {
+    it("--prefer-new keeps the later package's", () => {
       const V = fresh('venv-new');
       const r = venv('--prefer-new', '-o', V, './pkg/c', './pkg/d');
       assert.equal(r.status, 0, r.stderr);
       assert.equal(read(V, 'bin/x'), X_D);
     });
 
-    it('--namespaced keeps each package\'s as PATH@PACKAGE, and none at PATH', () => {
+    it("--namespaced keeps each package's as PATH@PACKAGE, and none at PATH", () => {
       const V = fresh('venv-ns');
       const r = venv('--namespaced', '-o', V, './pkg/c', './pkg/d');
       assert.equal(r.status, 0, r.stderr);
@@ -331,7 +337,7 @@ describe('export', function () {
       for (const p of ['bin/a', 'bin/b', 'bin/busybox']) assert.equal(entries.get(p)?.type, 'file', p);
       assert.equal(entries.get('usr/bin')?.target, '../bin');
       assert.ok(!entries.has('bin/venv-run'), 'a tarball is no venv');
-      assert.equal(entries.get('bin/b')?.mode, 0o755, 'the package\'s own mode, not the read-only store\'s');
+      assert.equal(entries.get('bin/b')?.mode, 0o755, "the package's own mode, not the read-only store's");
       assert.equal(entries.get('bin')?.mode, 0o755);
       assert.equal(fs.statSync(path.join(outputOf('b'), 'bin/b')).mode & 0o777, 0o555);
       const x = fresh('t-closure-x');
@@ -460,13 +466,16 @@ describe('export', function () {
       const r = peerpkgs('verify');
       assert.equal(r.status, 9);
       const lines = r.stdout.split('\n').filter((l) => l.startsWith(out));
-      assert.deepEqual(lines.sort(), [
-        `${out} (seed): bin/${gone}: missing`,
-        `${out} (seed): bin/added: not in the package`,
-        `${out} (seed): bin/added-dir: not in the package`,
-        `${out} (seed): bin/added-dir/file: not in the package`,
-        `${out} (seed): bin/busybox: its content changed (8 bytes, the package's ${busybox.length})`,
-      ].sort());
+      assert.deepEqual(
+        lines.sort(),
+        [
+          `${out} (seed): bin/${gone}: missing`,
+          `${out} (seed): bin/added: not in the package`,
+          `${out} (seed): bin/added-dir: not in the package`,
+          `${out} (seed): bin/added-dir/file: not in the package`,
+          `${out} (seed): bin/busybox: its content changed (8 bytes, the package's ${busybox.length})`,
+        ].sort(),
+      );
       const fix = peerpkgs('verify', '--repair');
       assert.equal(fix.status, 0, fix.stdout);
       assert.ok(fs.readFileSync(path.join(out, 'bin/busybox')).equals(busybox));
@@ -501,13 +510,25 @@ describe('export', function () {
       const outputs = path.join(home, 'outputs');
       const r = peerpkgs('verify', '--repair');
       assert.equal(r.status, 9);
-      assert.match(r.stdout, new RegExp(`^${out} \\(g\\): cannot repair: its archive ${tree}/pkg/g/\\.pkg\\.tar\\.gz is no longer this output \\(it is output ${path.basename(other)}\\); rebuild the package$`, 'm'));
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `^${out} \\(g\\): cannot repair: its archive ${tree}/pkg/g/\\.pkg\\.tar\\.gz is no longer this output \\(it is output ${path.basename(other)}\\); rebuild the package$`,
+          'm',
+        ),
+      );
       // without the archive's record, it is hashed, and no further than the manifest's size
       fs.rmSync(path.join(tree, 'pkg/g/.pkg.tar.gz.sha256'));
       const again = peerpkgs('verify', '--repair');
       assert.equal(again.status, 9);
-      assert.match(again.stdout, new RegExp(`^${out} \\(g\\): cannot repair: its archive \\S+ is no longer this output \\(it unpacks to more than the size its manifest gives\\)`, 'm'));
-      assert.deepEqual(fs.readdirSync(outputs).filter((n) => n.startsWith('.repair-')), []);
+      assert.match(
+        again.stdout,
+        new RegExp(`^${out} \\(g\\): cannot repair: its archive \\S+ is no longer this output \\(it unpacks to more than the size its manifest gives\\)`, 'm'),
+      );
+      assert.deepEqual(
+        fs.readdirSync(outputs).filter((n) => n.startsWith('.repair-')),
+        [],
+      );
       // built as it was, the archive is this output again
       write(tree, pkg('g', { runDeps: ['seed'] }));
       assert.equal(run(tree, 'build-packages-ifchange', ['./pkg/g'], { PEERPKGS_HOME: home }).status, 0);
@@ -614,9 +635,12 @@ describe('export', function () {
       return list;
     };
 
-    it('a directory and a symlink at one path conflict, and the loser\'s subtree goes with it', () => {
+    it("a directory and a symlink at one path conflict, and the loser's subtree goes with it", () => {
       const outs = outputs({ s: { 'usr/bin': '->../bin' }, t: { 'usr/bin/tool': 'tool' } });
-      assert.throws(() => planMerge(outs), (e: unknown) => e instanceof MergeConflictError && e.path === 'usr/bin' && /a symlink and a directory/.test(e.message));
+      assert.throws(
+        () => planMerge(outs),
+        (e: unknown) => e instanceof MergeConflictError && e.path === 'usr/bin' && /a symlink and a directory/.test(e.message),
+      );
       assert.deepEqual(merged(outs, 'prefer-existing'), ['usr/bin -> ../bin']);
       assert.deepEqual(merged(outs, 'prefer-new'), ['usr/bin/tool: tool']);
       assert.deepEqual(merged(outs, 'namespaced'), ['usr/bin@s -> ../bin', 'usr/bin@t/tool: tool']);

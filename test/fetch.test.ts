@@ -118,7 +118,10 @@ describe('fetch', function () {
     return names.sort();
   };
   const failure = async (p: Promise<unknown>): Promise<FetchError> => {
-    const e = await p.then(() => assert.fail('fetch succeeded'), (e: unknown) => e);
+    const e = await p.then(
+      () => assert.fail('fetch succeeded'),
+      (e: unknown) => e,
+    );
     assert.ok(e instanceof FetchError, String(e));
     return e;
   };
@@ -451,27 +454,23 @@ describe('fetch', function () {
   describe('fetchAll', () => {
     it('fetches every distfile of a package and returns their store paths by file name', async () => {
       fs.writeFileSync(path.join(dir, 'www', 'other.txt'), OTHER);
-      const got = await fetchAll(
-        [want(`${www.url}/foo-1.0.tar.gz`), { file: 'other.txt', sha256: OTHER_SHA, urls: [`${www.url}/other.txt`] }],
-        opts(),
+      const got = await fetchAll([want(`${www.url}/foo-1.0.tar.gz`), { file: 'other.txt', sha256: OTHER_SHA, urls: [`${www.url}/other.txt`] }], opts());
+      assert.deepEqual(
+        [...got],
+        [
+          ['foo-1.0.tar.gz', store.path(DATA_SHA)],
+          ['other.txt', store.path(OTHER_SHA)],
+        ],
       );
-      assert.deepEqual([...got], [
-        ['foo-1.0.tar.gz', store.path(DATA_SHA)],
-        ['other.txt', store.path(OTHER_SHA)],
-      ]);
     });
 
     it('tries every distfile even when one fails, and names all that are missing', async () => {
       const s404 = await fault((_req, res) => res.writeHead(404).end());
       const e = await failure(
-        fetchAll(
-          [
-            { file: 'a.tar', sha256: OTHER_SHA, urls: [`${s404.url}/a.tar`] },
-            want(`${www.url}/foo-1.0.tar.gz`),
-            { file: 'b.tar', sha256: sha256('b'), urls: [] },
-          ],
-          { ...opts(), concurrency: 1 },
-        ),
+        fetchAll([{ file: 'a.tar', sha256: OTHER_SHA, urls: [`${s404.url}/a.tar`] }, want(`${www.url}/foo-1.0.tar.gz`), { file: 'b.tar', sha256: sha256('b'), urls: [] }], {
+          ...opts(),
+          concurrency: 1,
+        }),
       );
       assert.ok(store.has(DATA_SHA));
       assert.match(e.message, /^could not fetch a\.tar .*:\n {2}http:\/\/.*\/a\.tar: HTTP 404 Not Found\ncould not fetch b\.tar .*:\n {2}no sources: the package lists no url\n/);

@@ -29,7 +29,7 @@ async function readCar(car: Buffer): Promise<{ roots: string[]; blocks: { cid: i
   const header = dagCbor.decode(car.subarray(at, at + length)) as { version: number; roots: unknown[] };
   assert.equal(header.version, 1);
   const blocks = [];
-  for (let i = at + length; i < car.length; ) {
+  for (let i = at + length; i < car.length;) {
     const [n, k] = varint.decode(car, i);
     const [cid, bytes] = CID.decodeFirst(car.subarray(i + k, i + k + n));
     blocks.push({ cid, bytes });
@@ -109,7 +109,7 @@ describe('IPFS', function () {
       await killed.stop('SIGKILL');
       assert.ok(exists(home, 'ipfs/api.sock'), 'a killed daemon leaves its socket');
       // commands do not trip over it: they start a node of their own
-      write(s.dir, { 'f': 'x' });
+      write(s.dir, { f: 'x' });
       assert.equal(ipfs(home, ['add', 'f']).status, 0);
       const d = await daemon(home);
       assert.match(d.output(), /removed a stale socket/);
@@ -127,7 +127,10 @@ describe('IPFS', function () {
       const h = ipfs(home, ['--help']);
       assert.equal(h.status, 0);
       assert.match(h.stdout, /^usage: peerpkgs ipfs COMMAND/);
-      assert.match(ipfs(home, ['get', '--help']).stdout, /^usage: peerpkgs ipfs get ADDRESS -o PATH\n\nWrite a file or directory to PATH .*\n\nADDRESS: CID\[\/PATH\], \/ipfs\/CID\[\/PATH\], ipfs:\/\/CID/);
+      assert.match(
+        ipfs(home, ['get', '--help']).stdout,
+        /^usage: peerpkgs ipfs get ADDRESS -o PATH\n\nWrite a file or directory to PATH .*\n\nADDRESS: CID\[\/PATH\], \/ipfs\/CID\[\/PATH\], ipfs:\/\/CID/,
+      );
       const bad = ipfs(home, ['get', 'QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o']);
       assert.equal(bad.status, 2);
       assert.equal(bad.stderr, 'peerpkgs ipfs get: name where to write it with -o PATH (see peerpkgs ipfs get --help)\n');
@@ -183,10 +186,7 @@ describe('IPFS', function () {
       const peers = { PKG_IPFS_PEERS: a.addr };
       const got = ipfs(b, ['get', cid, '-o', 'out'], peers);
       assert.equal(got.status, 0, got.stderr);
-      assert.deepEqual(
-        (fs.readdirSync(path.join(s.dir, 'out'), { recursive: true }) as string[]).sort(),
-        ['README', 'link', 'sub', 'sub/big.bin', 'sub/deeper', 'sub/deeper/x'],
-      );
+      assert.deepEqual((fs.readdirSync(path.join(s.dir, 'out'), { recursive: true }) as string[]).sort(), ['README', 'link', 'sub', 'sub/big.bin', 'sub/deeper', 'sub/deeper/x']);
       assert.ok(fs.readFileSync(path.join(s.dir, 'out/sub/big.bin')).equals(big));
       assert.equal(fs.readlinkSync(path.join(s.dir, 'out/link')), 'sub/deeper/x');
       assert.equal(ipfs(b, ['cat', `${cid}/sub/deeper/x`], peers).stdout, 'x\n');
@@ -211,7 +211,7 @@ describe('IPFS', function () {
       }
     });
 
-    it('add --nocopy keeps a file\'s data in the file alone; B fetches it from A; once the file changes A sends nothing of it', async () => {
+    it("add --nocopy keeps a file's data in the file alone; B fetches it from A; once the file changes A sends nothing of it", async () => {
       const a = await daemon(path.join(s.dir, 'a'));
       const data = Buffer.alloc(700 * 1024);
       for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
@@ -258,7 +258,15 @@ describe('IPFS', function () {
       const [, cid, name] = /^catalog: generation 1, 0 entries, expires \S+\nipfs:\/\/(\w+)\nipns:\/\/(k51\w+)\n$/.exec(r.stdout) ?? [];
       assert.ok(cid && name, r.stdout);
       assert.equal(ipfs(path.join(s.dir, 'b'), ['resolve', name], { PKG_IPFS_PEERS: a.addr }).stdout, `/ipfs/${await cidV1(cid)}\n`);
-      assert.equal(ipfs(a.home, ['ls', cid]).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[2]).join(' '), 'catalog x.info', 'temporary files are not published');
+      assert.equal(
+        ipfs(a.home, ['ls', cid])
+          .stdout.split('\n')
+          .filter(Boolean)
+          .map((l) => l.split(' ')[2])
+          .join(' '),
+        'catalog x.info',
+        'temporary files are not published',
+      );
     });
 
     it('a path missing from a reachable directory is "not found" (7); blocks nobody has are "unreachable" (8), naming the peers', async () => {
@@ -276,17 +284,23 @@ describe('IPFS', function () {
       assert.equal(gone.stderr, `peerpkgs ipfs cat: could not find ${nobody} on any connected peer within 2 s (peers: ${a.peerId})\n`);
       assert.ok(!exists(s.dir, 'out'));
       assert.equal(ipfs(b, ['get', nobody, '-o', 'out'], env).status, 8);
-      assert.deepEqual(fs.readdirSync(s.dir).filter((f) => f.includes('out')), [], 'nothing of a failed get is left');
+      assert.deepEqual(
+        fs.readdirSync(s.dir).filter((f) => f.includes('out')),
+        [],
+        'nothing of a failed get is left',
+      );
     });
   });
 
   describe('gc', () => {
     /** The block files of a home's blockstore. */
-    const blockFiles = (home: string): string[] =>
-      (fs.readdirSync(path.join(home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data')).sort();
+    const blockFiles = (home: string): string[] => (fs.readdirSync(path.join(home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data')).sort();
     /** Two files of four blocks each (three 256 KiB leaves and a root): one added pinned, one not. */
     const addTwo = (home: string): { pinned: string; loose: string } => {
-      for (const [name, seed] of [['pinned.bin', 1], ['loose.bin', 2]] as const) {
+      for (const [name, seed] of [
+        ['pinned.bin', 1],
+        ['loose.bin', 2],
+      ] as const) {
         const b = Buffer.alloc(600_000);
         for (let i = 0; i < b.length; i += 4) b.writeUInt32LE(((i + seed) * 2654435761) >>> 0, i);
         fs.writeFileSync(path.join(s.dir, name), b);
@@ -430,7 +444,10 @@ describe('IPFS', function () {
       assert.deepEqual(Buffer.concat(blocks.slice(3).map((b) => b.bytes)), content());
       // dag-scope=block: the path and the file's root, no chunk
       const scoped = await readCar((await get(`${url}?format=car&dag-scope=block`)).body);
-      assert.deepEqual(scoped.blocks.map((b) => b.cid.toString()), blocks.slice(0, 3).map((b) => b.cid.toString()));
+      assert.deepEqual(
+        scoped.blocks.map((b) => b.cid.toString()),
+        blocks.slice(0, 3).map((b) => b.cid.toString()),
+      );
       assert.equal((await get(`${gw}/ipfs/${dir}/sub/nothere?format=car`)).status, 404);
     });
 
@@ -454,7 +471,10 @@ describe('IPFS', function () {
         const only = await start(s.dir, 'peerpkgs', ['ipfs', 'cat', `${dir}/sub/f`], { PEERPKGS_HOME: path.join(s.dir, 'c'), PKG_IPFS_GATEWAYS: liarUrl, PKG_IPFS_TIMEOUT: '2' });
         assert.equal(only.status, 8, only.stderr);
         assert.equal(only.stdout, '');
-        assert.match(only.stderr, new RegExp(`could not find ${dir}/sub/f on any connected peer or gateway within 2 s \\(peers: none connected; name some in PKG_IPFS_PEERS; gateways: ${liarUrl}\\)`));
+        assert.match(
+          only.stderr,
+          new RegExp(`could not find ${dir}/sub/f on any connected peer or gateway within 2 s \\(peers: none connected; name some in PKG_IPFS_PEERS; gateways: ${liarUrl}\\)`),
+        );
       } finally {
         await new Promise((r) => liar.close(r));
       }
@@ -482,7 +502,7 @@ describe('IPFS', function () {
   describe('IPNS', () => {
     it('a name published on A resolves on B, which takes the record from A', async () => {
       const a = await daemon(path.join(s.dir, 'a'));
-      write(s.dir, { 'v1': 'version 1\n' });
+      write(s.dir, { v1: 'version 1\n' });
       const cid = ipfs(a.home, ['add', '--cid-version', '1', 'v1']).stdout.trim();
       const pub = ipfs(a.home, ['publish', cid, '--key', 'team']);
       assert.equal(pub.status, 0, pub.stderr);
@@ -516,10 +536,10 @@ describe('IPFS', function () {
       assert.match(bad.stderr, /^peerpkgs ipfs cat: \/nothing\/here: not an IPFS address \(CID\[\/PATH\], .*\)/);
     });
 
-    it('refuses a record signed by another key than the name\'s', async () => {
+    it("refuses a record signed by another key than the name's", async () => {
       const home = path.join(s.dir, 'a');
       let a = await daemon(home);
-      write(s.dir, { 'good': 'good\n', 'evil': 'evil\n' });
+      write(s.dir, { good: 'good\n', evil: 'evil\n' });
       const good = ipfs(home, ['add', 'good']).stdout.trim();
       const evil = ipfs(home, ['add', 'evil']).stdout.trim();
       const name = ipfs(home, ['publish', good, '--key', 'team']).stdout.trim();
@@ -569,12 +589,15 @@ describe('IPFS', function () {
     function machineB(): string {
       const b = path.join(s.dir, 'b-tree');
       for (const p of ['a', 'b', 'seed']) {
-        fs.cpSync(path.join(s.dir, 'tree/pkg', p), path.join(b, 'pkg', p), { recursive: true, filter: (f) => !['.pkg.tar.gz', '.pkg.tar.gz.sha256', '.pkghash'].includes(path.basename(f)) });
+        fs.cpSync(path.join(s.dir, 'tree/pkg', p), path.join(b, 'pkg', p), {
+          recursive: true,
+          filter: (f) => !['.pkg.tar.gz', '.pkg.tar.gz.sha256', '.pkghash'].includes(path.basename(f)),
+        });
       }
       return b;
     }
 
-    it('B builds from A\'s cache published under IPNS, substituting every package', async () => {
+    it("B builds from A's cache published under IPNS, substituting every package", async () => {
       const homeA = path.join(s.dir, 'a');
       const a = await daemon(homeA);
       const pub = publishTree(homeA, ['--ipns', 'team']);
@@ -597,7 +620,7 @@ describe('IPFS', function () {
       assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
     });
 
-    it('B substitutes from A\'s ipfs:// cache through A\'s trustless gateway, with no libp2p connection between them', async () => {
+    it("B substitutes from A's ipfs:// cache through A's trustless gateway, with no libp2p connection between them", async () => {
       const homeA = path.join(s.dir, 'a');
       const a = await daemon(homeA, { PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' });
       const pub = publishTree(homeA, ['--ipfs']);
@@ -623,7 +646,7 @@ describe('IPFS', function () {
       }
     });
 
-    it('B, which names no peer, finds A on the local network by mDNS and substitutes from A\'s ipfs:// cache', async () => {
+    it("B, which names no peer, finds A on the local network by mDNS and substitutes from A's ipfs:// cache", async () => {
       const MDNS = { PKG_IPFS_MDNS: 'yes' };
       const homeA = path.join(s.dir, 'a');
       await daemon(homeA, MDNS);
@@ -658,7 +681,12 @@ describe('IPFS', function () {
       const [, cid] = /^catalog: generation 2, 2 entries, expires \S+\nipfs:\/\/(Qm\w+)\n$/.exec(first.stdout) ?? [];
       assert.ok(cid, first.stdout);
       const user = (args: string[]) =>
-        run(s.dir, 'peerpkgs', args, { PEERPKGS_HOME: path.join(s.dir, 'b-home'), PKG_CACHE_URL: `ipfs://${cid}`, PKG_IPFS_PEERS: a.addr, PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub') });
+        run(s.dir, 'peerpkgs', args, {
+          PEERPKGS_HOME: path.join(s.dir, 'b-home'),
+          PKG_CACHE_URL: `ipfs://${cid}`,
+          PKG_IPFS_PEERS: a.addr,
+          PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
+        });
       const found = user(['search', 'b']);
       assert.equal(found.status, 0, found.stderr);
       assert.match(found.stdout, new RegExp(`^b\\s.*ipfs://${cid}$`, 'm'));
@@ -669,7 +697,10 @@ describe('IPFS', function () {
       // a signed catalog is not silently replaced by an unsigned one
       const unsigned = publish([]);
       assert.equal(unsigned.status, 2);
-      assert.match(unsigned.stderr, /^peerpkgs cache publish: \S+\/cache\/catalog is signed by ed25519:[0-9a-f]{16}: sign its next generation too \(--sign-key NAME\), or move it away to publish the cache unsigned/);
+      assert.match(
+        unsigned.stderr,
+        /^peerpkgs cache publish: \S+\/cache\/catalog is signed by ed25519:[0-9a-f]{16}: sign its next generation too \(--sign-key NAME\), or move it away to publish the cache unsigned/,
+      );
       assert.match(fs.readFileSync(path.join(s.dir, 'cache/catalog'), 'utf8'), /^generation: 3$/m, 'the refused publish changed nothing');
     });
 
@@ -696,7 +727,10 @@ describe('IPFS', function () {
       const nobody = 'QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n';
       const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PKG_CACHE_URL: `ipfs://${nobody} ipfs://${cid}` });
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stderr, new RegExp(`warning: b: ipfs://${nobody}: .*could not find ${nobody}/\\w+\\.info on any connected peer within 2 s \\(peers: ${a.peerId}\\).*; trying ipfs://${cid}`));
+      assert.match(
+        r.stderr,
+        new RegExp(`warning: b: ipfs://${nobody}: .*could not find ${nobody}/\\w+\\.info on any connected peer within 2 s \\(peers: ${a.peerId}\\).*; trying ipfs://${cid}`),
+      );
       assert.match(r.stderr, new RegExp(`b: substituted from ipfs://${cid}`));
     });
   });

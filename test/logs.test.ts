@@ -42,10 +42,15 @@ describe('build logs and progress', function () {
     const root = path.join(home, 'logs');
     const d = fs.existsSync(root) ? fs.readdirSync(root).find((n) => n.startsWith(`${name}-`)) : undefined;
     // the logs and `last`; `package` names whose they are (for gc)
-    return d ? fs.readdirSync(path.join(root, d)).filter((n) => n !== 'package').sort() : [];
+    return d
+      ? fs
+          .readdirSync(path.join(root, d))
+          .filter((n) => n !== 'package')
+          .sort()
+      : [];
   };
 
-  it('keeps a failed build\'s log, shows its last lines and the commands, and peerpkgs log prints all of it', () => {
+  it("keeps a failed build's log, shows its last lines and the commands, and peerpkgs log prints all of it", () => {
     noisy('bad', 30, 3);
     const r = build(['./pkg/bad']);
     assert.equal(r.status, 3, r.stderr);
@@ -82,7 +87,7 @@ describe('build logs and progress', function () {
     assert.match(r.stderr, /^1 package built, 1 failed, 1 not built in /m);
   });
 
-  it('keeps a successful build\'s log; --list names each kept log and how its build ended', () => {
+  it("keeps a successful build's log; --list names each kept log and how its build ended", () => {
     noisy('a', 3);
     assert.equal(build(['./pkg/a']).status, 0);
     const shown = peerpkgs(['log', './pkg/a']);
@@ -106,7 +111,18 @@ describe('build logs and progress', function () {
     assert.equal(logs.filter((n) => n.endsWith('-ok.log.gz')).length, 2, logs.join(' '));
     const list = peerpkgs(['log', '--list', './pkg/a'], env).stdout.trim().split('\n');
     assert.equal(list.length, 2);
-    assert.equal(fs.readlinkSync(path.join(home, 'logs', fs.readdirSync(path.join(home, 'logs')).find((n) => n.startsWith('a-'))!, 'last')), path.basename(list[1]!.split(/\s+/).at(-1)!), 'last names the newest');
+    assert.equal(
+      fs.readlinkSync(
+        path.join(
+          home,
+          'logs',
+          fs.readdirSync(path.join(home, 'logs')).find((n) => n.startsWith('a-'))!,
+          'last',
+        ),
+      ),
+      path.basename(list[1]!.split(/\s+/).at(-1)!),
+      'last names the newest',
+    );
     for (const bad of ['0', 'many', '-1']) {
       const r = build(['./pkg/a'], { PKG_LOG_KEEP: bad });
       assert.equal(r.status, 2, r.stderr);
@@ -170,7 +186,7 @@ describe('build logs and progress', function () {
     assert.equal(build(['./pkg/b']).stderr, '', 'nothing to do, nothing said');
   });
 
-  it('-v shows every build\'s lines after its package\'s name', () => {
+  it("-v shows every build's lines after its package's name", () => {
     noisy('a', 2);
     noisy('b', 2);
     const r = build(['-v', '-j2', './pkg/a', './pkg/b']);
@@ -180,7 +196,7 @@ describe('build logs and progress', function () {
       const lines = r.stderr.split('\n').filter((l) => l.startsWith(`pkg/${p}| `));
       assert.deepEqual(lines.slice(0, 2), [`pkg/${p}| out 1`, `pkg/${p}| out 2`], r.stderr);
       assert.match(r.stderr, new RegExp(`^pkg/${p}\\| esc \\\\u001b\\[2J end$`, 'm'));
-      assert.match(r.stderr, new RegExp(`^pkg/${p}: 1 file, output [0-9a-f]{16}…$`, 'm'), 'the rules\' notes');
+      assert.match(r.stderr, new RegExp(`^pkg/${p}: 1 file, output [0-9a-f]{16}…$`, 'm'), "the rules' notes");
     }
     assert.doesNotMatch(build(['./pkg/a']).stderr, /out 1/);
   });
@@ -193,7 +209,8 @@ describe('build logs and progress', function () {
     const nginx = await startNginx(cacheDir);
     const other = scratch();
     try {
-      for (const p of ['a', 'seed']) fs.cpSync(path.join(dir, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !/\.pkg\.tar\.gz(\.sha256)?$|\.pkghash$/.test(f) });
+      for (const p of ['a', 'seed'])
+        fs.cpSync(path.join(dir, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !/\.pkg\.tar\.gz(\.sha256)?$|\.pkghash$/.test(f) });
       const env = { PEERPKGS_HOME: path.join(other.dir, 'home'), PKG_CACHE_URL: nginx.url, PKG_TRUSTED_KEYS: path.join(home, 'keys/me.pub'), PKG_FORCE_BINARY: 'yes' };
       const r = run(other.dir, 'build-packages-ifchange', ['./pkg/a'], env);
       assert.equal(r.status, 0, r.stderr);

@@ -63,7 +63,10 @@ describe('mirrors: the database', function () {
 
   it('names the file and line of a malformed row', function () {
     const bad = (text: string, want: RegExp) =>
-      assert.throws(() => parseMirrorDb(text, 'mirrors/ipfs.csv'), (e: Error) => e instanceof TreeError && want.test(e.message));
+      assert.throws(
+        () => parseMirrorDb(text, 'mirrors/ipfs.csv'),
+        (e: Error) => e instanceof TreeError && want.test(e.message),
+      );
     const ok = `sha256,cid,url\n${SHA_A},${CID_1},http://x/a\n`;
     bad(`${ok}${SHA_B.slice(1)},${CID_1},http://x/b\n`, /^mirrors\/ipfs\.csv:3: sha256 must be 64 lowercase hex digits/);
     bad(`${ok}${SHA_B},not-a-cid,http://x/b\n`, /^mirrors\/ipfs\.csv:3: not an IPFS CID: "not-a-cid"/);
@@ -81,10 +84,7 @@ describe('mirrors: the database', function () {
     assert.equal((await addMirrorRecords(db, [r(second, CID_2), r(first, CID_2)])).length, 2);
     const added = await addMirrorRecords(db, [r(second, CID_1), r(second, CID_2, 'http://other/f'), r(second, CID_1)]);
     assert.deepEqual(added, [r(second, CID_1)]);
-    assert.equal(
-      fs.readFileSync(db, 'utf8'),
-      `sha256,cid,url\n${first},${CID_2},http://x/f\n${second},${CID_1},http://x/f\n${second},${CID_2},http://x/f\n`,
-    );
+    assert.equal(fs.readFileSync(db, 'utf8'), `sha256,cid,url\n${first},${CID_2},http://x/f\n${second},${CID_1},http://x/f\n${second},${CID_2},http://x/f\n`);
     assert.deepEqual(fs.readdirSync(path.dirname(db)), ['ipfs.csv'], 'no temporary file or lock is left');
     assert.equal(formatMirrorDb(readMirrorDb(db)), fs.readFileSync(db, 'utf8'), 'what is written reads back the same');
   });
@@ -114,7 +114,10 @@ describe('mirrors: the database', function () {
     });
     // older files name the url field url:
     assert.equal(parseP2pkgsMirrors(`url: http://x/a\nsha256: ${SHA_A}\ncid: ${CID_1}\n`, 'f')[0]!.url, 'http://x/a');
-    throwsMessage(() => parseP2pkgsMirrors(P2PKGS_DB.replace('cid: QmYp', 'xcid: QmYp'), 'mirrors/ipfs'), /^mirrors\/ipfs:11: record lacks the mandatory field 'cid' \(%mandatory at line 3\)$/);
+    throwsMessage(
+      () => parseP2pkgsMirrors(P2PKGS_DB.replace('cid: QmYp', 'xcid: QmYp'), 'mirrors/ipfs'),
+      /^mirrors\/ipfs:11: record lacks the mandatory field 'cid' \(%mandatory at line 3\)$/,
+    );
     throwsMessage(() => parseP2pkgsMirrors(`url: http://x/a\nsha256: ${SHA_A}\n`, 'f'), /^f:1: record has no cid$/);
     throwsMessage(() => parseP2pkgsMirrors(`url: http://x/a\nsha256: ${SHA_A}\ncid: Qm123\n`, 'f'), /^f:3: not an IPFS CID: "Qm123"$/);
   });
@@ -125,7 +128,10 @@ describe('mirrors: the database', function () {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /mirrors\/ipfs\.csv: 3 records added, 0 already there/);
     const rows = readMirrorDb(path.join(dir, 'mirrors/ipfs.csv'));
-    assert.deepEqual(rows.map((x) => x.sha256), [...rows.map((x) => x.sha256)].sort());
+    assert.deepEqual(
+      rows.map((x) => x.sha256),
+      [...rows.map((x) => x.sha256)].sort(),
+    );
     assert.equal(rows.length, 3);
     const again = run(dir, 'peerpkgs', ['mirrors', 'import', 'p2pkgs-ipfs']);
     assert.match(again.stdout, /0 records added, 3 already there/);
@@ -144,7 +150,12 @@ describe('mirrors: the database', function () {
     fs.rmdirSync(path.join(dir, 'mirrors/.ipfs.csv.lock'));
     const r = await importing;
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(readMirrorDb(db).map((x) => x.cid).sort(), [CID_1, CID_2].sort());
+    assert.deepEqual(
+      readMirrorDb(db)
+        .map((x) => x.cid)
+        .sort(),
+      [CID_1, CID_2].sort(),
+    );
   });
 
   it('a malformed database stops a fetch that would use it, naming file and line', function () {
@@ -275,8 +286,7 @@ describe('mirrors: fetching from IPFS peers', function () {
     PKG_IPFS_TIMEOUT: '3',
     ...more,
   });
-  const mirrorDb = (rows: Array<[string, string, string]>) =>
-    write(dir, { 'mirrors/ipfs.csv': `sha256,cid,url\n${rows.map((r) => r.join(',')).join('\n')}\n` });
+  const mirrorDb = (rows: Array<[string, string, string]>) => write(dir, { 'mirrors/ipfs.csv': `sha256,cid,url\n${rows.map((r) => r.join(',')).join('\n')}\n` });
   const fetchFile = (pkg: string, file: string, sha: string, ...urls: string[]) =>
     write(dir, { [`pkg/${pkg}/fetch`]: `${urls.map((u) => `url: ${u}`).join('\n')}\nfile: ${file}\nsha256: ${sha}\n` });
   const stored = (env: NodeJS.ProcessEnv, sha: string) => fs.existsSync(path.join(env.PEERPKGS_HOME!, 'distfiles', sha));
@@ -372,7 +382,10 @@ describe('mirrors: fetching from IPFS peers', function () {
     mirrorDb([[sha, wrong, `${dead}/x.bin`]]);
     const r = run(dir, 'do-fetch', ['pkg/x/fetch'], fresh());
     assert.equal(r.status, 5, r.stderr);
-    assert.match(r.stderr, new RegExp(`could not fetch x\\.bin \\(sha256 ${sha}\\):\\n  ipfs://${wrong}: sha256 mismatch \\(got [0-9a-f]{64}\\)\\n  ${dead}/x\\.bin: connection refused\\n`));
+    assert.match(
+      r.stderr,
+      new RegExp(`could not fetch x\\.bin \\(sha256 ${sha}\\):\\n  ipfs://${wrong}: sha256 mismatch \\(got [0-9a-f]{64}\\)\\n  ${dead}/x\\.bin: connection refused\\n`),
+    );
   });
 
   it('ipfs-pin-fetch-file records a row that a second, fresh node fetches through; ipfs-pin-all-fetch-files the whole tree', function () {
@@ -396,7 +409,12 @@ describe('mirrors: fetching from IPFS peers', function () {
     // the whole tree: the seed's tarball is added, pinme.bin is not recorded twice
     const all = run(dir, 'ipfs-pin-all-fetch-files', [], { PEERPKGS_HOME: homeA });
     assert.equal(all.status, 0, all.stderr);
-    assert.deepEqual(readMirrorDb(path.join(dir, 'mirrors/ipfs.csv')).map((x) => x.sha256).sort(), [sha, seedSha].sort());
+    assert.deepEqual(
+      readMirrorDb(path.join(dir, 'mirrors/ipfs.csv'))
+        .map((x) => x.sha256)
+        .sort(),
+      [sha, seedSha].sort(),
+    );
   });
 
   it('ipfs-pin-fetch-file with no daemon pins into the home, which a daemon started later serves', async function () {
@@ -443,5 +461,8 @@ describe('mirrors: fetching from IPFS peers', function () {
 });
 
 function listFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.join(d.parentPath, d.name));
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isFile())
+    .map((d) => path.join(d.parentPath, d.name));
 }

@@ -146,7 +146,10 @@ describe('export oci', function () {
       assert.equal(c.created, '1970-01-01T00:00:00Z');
       assert.deepEqual(c.config, { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'GREETING=hi'], Entrypoint: ['/bin/sh'], Cmd: ['-c', 'b'] });
       assert.equal(c.rootfs.diff_ids.length, 3);
-      const text = fs.readdirSync(path.join(img, 'blobs/sha256')).map((b) => fs.readFileSync(path.join(img, 'blobs/sha256', b), 'latin1')).join('');
+      const text = fs
+        .readdirSync(path.join(img, 'blobs/sha256'))
+        .map((b) => fs.readFileSync(path.join(img, 'blobs/sha256', b), 'latin1'))
+        .join('');
       for (const host of [work, home, process.env.HOME ?? '/root', process.env.USER ?? 'root']) {
         if (host.length > 4) assert.ok(!text.includes(host), `${host} in the image`);
       }
@@ -201,7 +204,10 @@ describe('export oci', function () {
     const img = fresh('img-m2');
     exportOk('-o', img, './pkg/m2');
     const m = inspect(`oci:${img}:latest`, '--raw') as { layers: { digest: string; size: number; annotations: Record<string, string> }[] };
-    assert.deepEqual(m.layers.map((l) => l.annotations['org.peerpkgs.package.name']), ['seed', 'a', 'm1', 'm2']);
+    assert.deepEqual(
+      m.layers.map((l) => l.annotations['org.peerpkgs.package.name']),
+      ['seed', 'a', 'm1', 'm2'],
+    );
     assert.equal(m.layers[2]!.digest, m.layers[3]!.digest);
     assert.equal(m.layers[3]!.size, 1024, 'a tar of nothing: its two zero blocks');
     const out = path.join(work, 'm2.docker.tar');

@@ -59,7 +59,10 @@ describe('package tree', function () {
     const r = build('-j1', './pkg/m');
     assert.equal(r.status, 0, r.stderr);
     const links = (await readManifest(path.join(dir, 'pkg/l/.pkg.tar.gz'))).filter((e) => e.type === 'symlink');
-    assert.deepEqual(links.map((e) => `${e.path} -> ${e.target}`), ['opt/l/bin/cc -> gcc', 'opt/l/root -> ../..']);
+    assert.deepEqual(
+      links.map((e) => `${e.path} -> ${e.target}`),
+      ['opt/l/bin/cc -> gcc', 'opt/l/root -> ../..'],
+    );
     const m = await readManifest(path.join(dir, 'pkg/m/.pkg.tar.gz'));
     assert.equal(m.find((e) => e.path === 'share/via-link')?.size, 2);
   });
@@ -82,7 +85,7 @@ describe('package tree', function () {
     write(dir, { 'pkg/seed/fetch': `url: http://127.0.0.1:9/mirror/seed.tar.gz\n${fetch}` });
     const r = build('./pkg/a');
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(built(r), ['pkg/seed/.pkg.tar.gz'], 'the seed\'s own .do reruns; nothing built on it does');
+    assert.deepEqual(built(r), ['pkg/seed/.pkg.tar.gz'], "the seed's own .do reruns; nothing built on it does");
   });
 
   it('builds the same output twice (peerpkgs check)', () => {
@@ -128,8 +131,7 @@ describe('package tree', function () {
       assert.equal(r.status, 0, r.stderr);
       assert.equal(
         read(dir, 'pkg/hello/fetch'),
-        `url: ${urls[0]}\nsha256: ${sha(tarball)}\nsize: ${tarball.length}\n\n` +
-          `url: ${urls[1]}\nsha256: ${sha('--- a\n+++ b\n')}\nsize: 12\nfile: fix+1.patch\n`,
+        `url: ${urls[0]}\nsha256: ${sha(tarball)}\nsize: ${tarball.length}\n\n` + `url: ${urls[1]}\nsha256: ${sha('--- a\n+++ b\n')}\nsize: 12\nfile: fix+1.patch\n`,
       );
       const script = read(dir, 'pkg/hello/build');
       assert.match(script, /^#!\/bin\/sh\n(#.*\n)*set -eux\nunpack hello-2\.1\.tar\.gz\nrm hello-2\.1\.tar\.gz\ncd hello-2\.1\n/);
@@ -152,7 +154,7 @@ describe('package tree', function () {
     }
   });
 
-  it('new-package without --url writes a build in the tree\'s conventions, which builds', () => {
+  it("new-package without --url writes a build in the tree's conventions, which builds", () => {
     const r = run(dir, 'new-package', ['./pkg/hello'], { PEERPKGS_HOME: home });
     assert.equal(r.status, 0, r.stderr);
     const script = read(dir, 'pkg/hello/build');
@@ -274,7 +276,11 @@ describe('package tree', function () {
       // another machine: a fresh home and a fresh copy of the tree
       const other = scratch();
       try {
-        for (const p of ['a', 'b', 'seed']) fs.cpSync(path.join(dir, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !['.pkg.tar.gz', '.pkg.tar.gz.sha256', '.pkghash'].includes(path.basename(f)) });
+        for (const p of ['a', 'b', 'seed'])
+          fs.cpSync(path.join(dir, 'pkg', p), path.join(other.dir, 'pkg', p), {
+            recursive: true,
+            filter: (f) => !['.pkg.tar.gz', '.pkg.tar.gz.sha256', '.pkghash'].includes(path.basename(f)),
+          });
         const env = {
           PEERPKGS_HOME: path.join(other.dir, 'home'),
           PKG_CACHE_URL: nginx.url,
@@ -331,7 +337,10 @@ describe('package tree', function () {
       try {
         write(other.dir, simplePackage('x', 'x', { 'pkg/x/build-deps': '' }));
         const rel = path.relative(path.join(dir, 'pkg/a'), path.join(other.dir, 'pkg/x'));
-        for (const [line, where] of [[rel, 1], [path.join(other.dir, 'pkg/x'), 2]] as const) {
+        for (const [line, where] of [
+          [rel, 1],
+          [path.join(other.dir, 'pkg/x'), 2],
+        ] as const) {
           write(dir, simplePackage('a', 'a', { 'pkg/a/run-deps': `${'\n'.repeat(where - 1)}${line}\n` }));
           const r = build('./pkg/a');
           assert.equal(r.status, 4, r.stderr);
@@ -356,7 +365,7 @@ describe('package tree', function () {
       }
     });
 
-    it('prints a build\'s own lines with their control characters escaped, tabs kept', () => {
+    it("prints a build's own lines with their control characters escaped, tabs kept", () => {
       write(dir, {
         '!pkg/a/build': '#!/bin/sh\nprintf "\\033]0;pwned\\007\\033]52;c;cm0K\\007\\033[2J\\tcol\\n"\nmkdir -p "$DESTDIR"\n',
         'pkg/a/build-deps': '../seed\n',
@@ -368,7 +377,7 @@ describe('package tree', function () {
       assert.match(r.stderr, /\\u001b\]0;pwned\\u0007\\u001b\]52;c;cm0K\\u0007\\u001b\[2J\tcol\n/);
     });
 
-    it('gives a files/ entry the mode the pkghash counts (0755 or 0644), whatever the checkout\'s umask', () => {
+    it("gives a files/ entry the mode the pkghash counts (0755 or 0644), whatever the checkout's umask", () => {
       write(dir, {
         '!pkg/m/build': '#!/bin/sh\nset -e\nmkdir -p "$DESTDIR"\nstat -c %a conf tool > "$DESTDIR/modes"\n',
         'pkg/m/build-deps': '../seed\n',
@@ -376,7 +385,10 @@ describe('package tree', function () {
         'pkg/m/files/tool': 'y\n',
       });
       const outputs: string[] = [];
-      for (const [conf, tool] of [[0o644, 0o755], [0o600, 0o700]]) {
+      for (const [conf, tool] of [
+        [0o644, 0o755],
+        [0o600, 0o700],
+      ]) {
         fs.chmodSync(path.join(dir, 'pkg/m/files/conf'), conf);
         fs.chmodSync(path.join(dir, 'pkg/m/files/tool'), tool);
         // redo builds again whatever the records say: the pkghash is the same
@@ -398,7 +410,7 @@ describe('package tree', function () {
   });
 
   describe('fetching sources', () => {
-    it('fetches a package\'s sources into the store and verifies them', () => {
+    it("fetches a package's sources into the store and verifies them", () => {
       write(dir, {
         '!pkg/src/build': '#!/bin/sh\nmkdir -p $DESTDIR/share\ncp seed.tar.gz $DESTDIR/share/copy\n',
         'pkg/src/build-deps': '../seed\n',
@@ -453,7 +465,7 @@ describe('package tree', function () {
       [`pkg/${name}/build-deps`]: '../seed\n',
     });
 
-    it('a connection to a server on the host\'s loopback', async () => {
+    it("a connection to a server on the host's loopback", async () => {
       let connections = 0;
       const server = http.createServer((_q, s) => s.end('hi')).on('connection', () => connections++);
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -469,19 +481,25 @@ describe('package tree', function () {
       }
     });
 
-    it('reading the host\'s home, /etc or the tree outside the package', () => {
+    it("reading the host's home, /etc or the tree outside the package", () => {
       const marker = path.join(os.homedir(), `.peerpkgs-test-marker-${process.pid}`);
       fs.writeFileSync(marker, 'secret');
       try {
         write(dir, { 'outside.txt': 'secret' });
-        write(dir, sandboxed('peek', [
-          `test ! -e ${marker} || exit 11`,
-          `test ! -e ${path.join(dir, 'outside.txt')} || exit 12`,
-          'test ! -e ../../outside.txt || exit 13',
-          'test ! -e /etc/hostname || exit 14',
-          'test ! -e /etc/shadow || exit 15',
-          'mkdir -p $DESTDIR; echo ok >$DESTDIR/ok',
-        ].join('\n')));
+        write(
+          dir,
+          sandboxed(
+            'peek',
+            [
+              `test ! -e ${marker} || exit 11`,
+              `test ! -e ${path.join(dir, 'outside.txt')} || exit 12`,
+              'test ! -e ../../outside.txt || exit 13',
+              'test ! -e /etc/hostname || exit 14',
+              'test ! -e /etc/shadow || exit 15',
+              'mkdir -p $DESTDIR; echo ok >$DESTDIR/ok',
+            ].join('\n'),
+          ),
+        );
         const r = build('./pkg/peek');
         assert.equal(r.status, 0, r.stderr);
       } finally {
@@ -602,14 +620,20 @@ describe('package tree', function () {
       assert.equal(sha256(fs.readFileSync(path.join(home, 'distfiles', seedSha))), seedSha);
     });
 
-    it('a build gets /dev/null and one pipe, never the engine\'s stderr (a 0600 log file)', () => {
+    it("a build gets /dev/null and one pipe, never the engine's stderr (a 0600 log file)", () => {
       const log = path.join(dir, 'build.log');
-      fs.writeFileSync(log, 'the user\'s log\n', { mode: 0o600 });
-      write(dir, pkg('fds', [
-        'ls -l /proc/self/fd',
-        'for n in 1 2; do test -f /proc/self/fd/$n && echo "fd $n is a file"; chmod 666 /proc/self/fd/$n; : >/proc/self/fd/$n; done',
-        'echo fds-done; mkdir -p $DESTDIR',
-      ].join('\n')));
+      fs.writeFileSync(log, "the user's log\n", { mode: 0o600 });
+      write(
+        dir,
+        pkg(
+          'fds',
+          [
+            'ls -l /proc/self/fd',
+            'for n in 1 2; do test -f /proc/self/fd/$n && echo "fd $n is a file"; chmod 666 /proc/self/fd/$n; : >/proc/self/fd/$n; done',
+            'echo fds-done; mkdir -p $DESTDIR',
+          ].join('\n'),
+        ),
+      );
       const fd = fs.openSync(log, 'a');
       const r = spawnSync(path.join(BIN, 'build-packages-ifchange'), ['-v', './pkg/fds'], {
         cwd: dir,
@@ -621,8 +645,8 @@ describe('package tree', function () {
       const text = read(dir, 'build.log');
       assert.equal(r.status, 0, text);
       assert.equal(fs.statSync(log).mode & 0o777, 0o600);
-      assert.ok(text.startsWith('the user\'s log\n'), text);
-      assert.match(text, /^pkg\/fds\| fds-done$/m, 'with -v the build\'s lines are copied to the engine\'s stderr');
+      assert.ok(text.startsWith("the user's log\n"), text);
+      assert.match(text, /^pkg\/fds\| fds-done$/m, "with -v the build's lines are copied to the engine's stderr");
       assert.doesNotMatch(text, /is a file/);
       const links = new Map([...text.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => [Number(m[1]), m[2]!]));
       assert.equal(links.get(0), '/dev/null');
@@ -653,7 +677,12 @@ describe('package tree', function () {
       for (const p of ['tmp', 'shm']) {
         const r = run(dir, 'build-packages-ifchange', [`./pkg/${p}`], env);
         assert.equal(r.status, 1, r.stderr);
-        assert.match(r.stderr, new RegExp(`${p}: build failed \\(exit 1\\); it ran out of space in /tmp or /dev/shm, which hold at most 1M each: raise the limit with PKG_SANDBOX_TMP_SIZE=2M; its files are kept in`));
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `${p}: build failed \\(exit 1\\); it ran out of space in /tmp or /dev/shm, which hold at most 1M each: raise the limit with PKG_SANDBOX_TMP_SIZE=2M; its files are kept in`,
+          ),
+        );
       }
       const dev = run(dir, 'build-packages-ifchange', ['./pkg/dev'], env);
       assert.equal(dev.status, 1, dev.stderr);
@@ -671,7 +700,9 @@ describe('package tree', function () {
     it('a build leaving read-only directories is cleaned up after, for a user who is not root', function () {
       // root removes read-only directories anyway: the build must run as someone else
       const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
-      const probe = spawnSync(asUser[0] ?? 'bwrap', [...asUser.slice(1), ...(asUser.length ? ['bwrap'] : []), '--unshare-user', '--ro-bind', '/', '/', 'true'], { encoding: 'utf8' });
+      const probe = spawnSync(asUser[0] ?? 'bwrap', [...asUser.slice(1), ...(asUser.length ? ['bwrap'] : []), '--unshare-user', '--ro-bind', '/', '/', 'true'], {
+        encoding: 'utf8',
+      });
       if (probe.status !== 0) {
         const why = `an unprivileged user cannot run bwrap here (${(probe.error?.message ?? probe.stderr).trim()})`;
         if (process.env.CI === 'true') throw new Error(`${why}; CI must`);
@@ -681,14 +712,24 @@ describe('package tree', function () {
       const mine = path.join(dir, 'unprivileged');
       fs.chmodSync(dir, 0o755);
       fs.cpSync(path.join(dir, 'pkg/seed'), path.join(mine, 'pkg/seed'), { recursive: true });
-      write(mine, pkg('ro', 'set -e\nmkdir -p sub/deep $DESTDIR/share/ro/deep\necho x >sub/deep/f\necho y >$DESTDIR/share/ro/deep/f\nchmod 555 sub/deep sub $DESTDIR/share/ro/deep $DESTDIR/share/ro'));
+      write(
+        mine,
+        pkg(
+          'ro',
+          'set -e\nmkdir -p sub/deep $DESTDIR/share/ro/deep\necho x >sub/deep/f\necho y >$DESTDIR/share/ro/deep/f\nchmod 555 sub/deep sub $DESTDIR/share/ro/deep $DESTDIR/share/ro',
+        ),
+      );
       if (asUser.length) spawnSync('chown', ['-R', '65534:65534', mine]);
       const userHome = path.join(mine, 'home');
-      const r = spawnSync(asUser[0] ?? path.join(BIN, 'build-packages-ifchange'), [...asUser.slice(1), ...(asUser.length ? [path.join(BIN, 'build-packages-ifchange')] : []), './pkg/ro'], {
-        cwd: mine,
-        env: userEnv({ PEERPKGS_HOME: userHome, HOME: mine }),
-        encoding: 'utf8',
-      });
+      const r = spawnSync(
+        asUser[0] ?? path.join(BIN, 'build-packages-ifchange'),
+        [...asUser.slice(1), ...(asUser.length ? [path.join(BIN, 'build-packages-ifchange')] : []), './pkg/ro'],
+        {
+          cwd: mine,
+          env: userEnv({ PEERPKGS_HOME: userHome, HOME: mine }),
+          encoding: 'utf8',
+        },
+      );
       assert.equal(r.status, 0, r.stderr);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
       assert.deepEqual(fs.readdirSync(path.join(userHome, 'build')), []);

@@ -140,10 +140,19 @@ describe('provenance', function () {
 
   describe('what add-to-package-cache writes', () => {
     it('writes beside each entry a DSSE envelope, signed with the cache key, of an in-toto statement of how its archive was built', () => {
-      assert.deepEqual(fs.readdirSync(cache).filter((f) => !f.startsWith('.')).sort(), [...[hash.a, hash.b].flatMap((h) => [`${h}.info`, `${h}.provenance`, `${h}.tar.gz`]), 'catalog'].sort());
+      assert.deepEqual(
+        fs
+          .readdirSync(cache)
+          .filter((f) => !f.startsWith('.'))
+          .sort(),
+        [...[hash.a, hash.b].flatMap((h) => [`${h}.info`, `${h}.provenance`, `${h}.tar.gz`]), 'catalog'].sort(),
+      );
       const e = envelopeOf(path.join(cache, `${hash.a}.provenance`));
       assert.equal(e.payloadType, 'application/vnd.in-toto+json');
-      assert.deepEqual(e.signatures.map((s) => s.keyid), [teamKey()]);
+      assert.deepEqual(
+        e.signatures.map((s) => s.keyid),
+        [teamKey()],
+      );
       const s = statementOf(e);
       const ajv = new Ajv({ strict: true, allErrors: true });
       addFormats.default(ajv);
@@ -175,7 +184,12 @@ describe('provenance', function () {
       const encoded = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} `), type, Buffer.from(` ${payload.length} `), payload]);
       const dir = path.join(top.dir, 'openssl');
       fs.mkdirSync(dir, { recursive: true });
-      const raw = Buffer.from(read(home, 'keys/team.pub').split(' ')[0]!.replace(/^ed25519:/, ''), 'base64');
+      const raw = Buffer.from(
+        read(home, 'keys/team.pub')
+          .split(' ')[0]!
+          .replace(/^ed25519:/, ''),
+        'base64',
+      );
       const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), raw]); // SubjectPublicKeyInfo of an Ed25519 key (RFC 8410)
       fs.writeFileSync(path.join(dir, 'pub.pem'), `-----BEGIN PUBLIC KEY-----\n${spki.toString('base64')}\n-----END PUBLIC KEY-----\n`);
       fs.writeFileSync(path.join(dir, 'pae'), encoded);
@@ -265,14 +279,25 @@ describe('provenance', function () {
     function otherMachine(): { dir: string; cleanup: () => void; home: string } {
       const other = scratch();
       for (const p of ['a', 'b', 'seed']) {
-        fs.cpSync(path.join(tree, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !/^\.(pkg\.tar\.gz(\.sha256|\.provenance)?|pkghash)$/.test(path.basename(f)) });
+        fs.cpSync(path.join(tree, 'pkg', p), path.join(other.dir, 'pkg', p), {
+          recursive: true,
+          filter: (f) => !/^\.(pkg\.tar\.gz(\.sha256|\.provenance)?|pkghash)$/.test(path.basename(f)),
+        });
       }
       return { ...other, home: path.join(other.dir, 'home') };
     }
 
     it('reads #provenance, alone or with #signed or #unsigned', () => {
       const c = parseCacheUrls('http://h/a#provenance http://h/b#signed,provenance file:///c#unsigned,provenance http://h/d');
-      assert.deepEqual(c.map((x) => [x.requireSignature, x.requireProvenance]), [[true, true], [true, true], [false, true], [true, false]]);
+      assert.deepEqual(
+        c.map((x) => [x.requireSignature, x.requireProvenance]),
+        [
+          [true, true],
+          [true, true],
+          [false, true],
+          [true, false],
+        ],
+      );
       assert.throws(() => parseCacheUrls('http://h/a#signed,unsigned'), /#signed and #unsigned contradict each other/);
       assert.throws(() => parseCacheUrls('http://h/a#provenance,slsa'), /unknown fragment #slsa/);
     });
@@ -322,7 +347,8 @@ describe('provenance', function () {
         const pub = run(other.dir, 'add-to-package-cache', ['-o', again, './pkg/b'], otherEnv);
         assert.equal(pub.status, 0, pub.stderr);
         assert.match(pub.stdout, /provenance of pkg\/b: carried along from the cache it was substituted from/);
-        for (const h of [hash.a, hash.b]) assert.ok(fs.readFileSync(path.join(again, `${h}.provenance`)).equals(fs.readFileSync(path.join(cache, `${h}.provenance`))), 'the same bytes');
+        for (const h of [hash.a, hash.b])
+          assert.ok(fs.readFileSync(path.join(again, `${h}.provenance`)).equals(fs.readFileSync(path.join(cache, `${h}.provenance`))), 'the same bytes');
         assert.equal(peerpkgs(['verify-provenance', path.join(again, `${hash.b}.provenance`)]).status, 0);
       } finally {
         other.cleanup();

@@ -98,7 +98,13 @@ describe('queries', function () {
     it('gives the unpacked size of the output, with its run closure, and of its build closure', () => {
       const r = peerpkgs('info', './pkg/b');
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, new RegExp(`^size: +${script('b')} B unpacked\\n +with its run closure ${script('a') + script('b')} B \\(2 packages\\)\\n +build closure \\d+\\.\\d [KM]iB \\(1 package\\)$`, 'm'));
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `^size: +${script('b')} B unpacked\\n +with its run closure ${script('a') + script('b')} B \\(2 packages\\)\\n +build closure \\d+\\.\\d [KM]iB \\(1 package\\)$`,
+          'm',
+        ),
+      );
     });
 
     it('says which packages are not built', () => {

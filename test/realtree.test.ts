@@ -79,8 +79,7 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
     return { status: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
   };
   const recorded = () => /^sha256:\s*([0-9a-f]{64})$/m.exec(fs.readFileSync(path.join(dir, 'pkg/seed/fetch'), 'utf8'))![1];
-  const venvRun = (args: string[], input?: Buffer | string) =>
-    spawnSync(path.join(dir, 'venv/bin/venv-run'), args, { cwd: dir, env: userEnv(), input, timeout: 60_000 });
+  const venvRun = (args: string[], input?: Buffer | string) => spawnSync(path.join(dir, 'venv/bin/venv-run'), args, { cwd: dir, env: userEnv(), input, timeout: 60_000 });
 
   it('says to run bootstrap/make-seed when the seed is not in the distfile store', () => {
     const r = run(dir, 'build-packages-ifchange', ['./pkg/lua'], env);
@@ -91,7 +90,9 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
   it('makes the seed whose sha256 pkg/seed/fetch records, from the pinned Debian packages', () => {
     const r = bootstrap('make-seed', '-o', 'seed.tar.gz');
     assert.equal(r.status, 0, r.stderr);
-    const sha = createHash('sha256').update(fs.readFileSync(path.join(dir, 'seed.tar.gz'))).digest('hex');
+    const sha = createHash('sha256')
+      .update(fs.readFileSync(path.join(dir, 'seed.tar.gz')))
+      .digest('hex');
     assert.equal(sha, recorded(), 'the seed was not reproduced');
     assert.equal(r.stdout, `${sha}  ${path.join(dir, 'seed.tar.gz')}\n`);
     assert.ok(fs.existsSync(path.join(dir, 'home/distfiles', sha)), 'the seed is in the distfile store');
@@ -112,10 +113,13 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
     const r = bootstrap('make-seed', '--lock', 'gone.lock');
     assert.equal(r.status, 1);
     assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, r.stderr);
-    assert.match(r.stderr, /^make-seed: tcc 0\.9\.26-1 is not in the archive any more .* get tcc_0\.9\.26-1_amd64\.deb \(sha256 0{64}\) from https:\/\/snapshot\.debian\.org\/binary\/tcc\/ into a directory DIR and run bootstrap\/make-seed --debs DIR$/m);
+    assert.match(
+      r.stderr,
+      /^make-seed: tcc 0\.9\.26-1 is not in the archive any more .* get tcc_0\.9\.26-1_amd64\.deb \(sha256 0{64}\) from https:\/\/snapshot\.debian\.org\/binary\/tcc\/ into a directory DIR and run bootstrap\/make-seed --debs DIR$/m,
+    );
   });
 
-  it('imports the sources from Debian\'s archive, naming what no Debian tarball matches', () => {
+  it("imports the sources from Debian's archive, naming what no Debian tarball matches", () => {
     // musl too: make links the tree's musl (pkg/make/build-deps)
     const r = bootstrap('import-sources', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make', './pkg/musl');
     assert.equal(r.status, 0, r.stdout + r.stderr);
@@ -127,7 +131,8 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
       /^pkg\/make: make-dfsg_4\.4\.1\.orig\.tar\.xz: NOT MATCHED \(Debian's make-dfsg 4\.3-4\.1 has make-dfsg_4\.3\.orig\.tar\.gz .*\): fetched from its urls$/m,
       /^pkg\/pigz: pigz_2\.8\.orig\.tar\.xz: NOT MATCHED \(.*\): fetched from its urls$/m,
       /^pkg\/musl: musl-1\.2\.3\.tar\.gz: imported from Debian's musl_1\.2\.3\.orig\.tar\.gz /m,
-    ]) assert.match(r.stdout, line);
+    ])
+      assert.match(r.stdout, line);
   });
 
   it('builds zlib, lua, pngcheck, pigz, xz and make from source on the seed, with no download', () => {
@@ -175,7 +180,11 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
       fs.mkdirSync(path.join(root, format === 'v7' ? 'hello-1.0' : path.dirname(long)), { recursive: true });
       fs.writeFileSync(path.join(root, 'hello-1.0/README'), `${format}\n`);
       if (format !== 'v7') fs.writeFileSync(path.join(root, long), 'deep\n');
-      for (const [ext, flag] of [['gz', '-z'], ['bz2', '-j'], ['xz', '-J']]) {
+      for (const [ext, flag] of [
+        ['gz', '-z'],
+        ['bz2', '-j'],
+        ['xz', '-J'],
+      ]) {
         const name = `hello-${format}.tar.${ext}`;
         const r = spawnSync('tar', [`--format=${format}`, flag, '-C', root, '-cf', path.join(files, name), 'hello-1.0']);
         assert.equal(r.status, 0, `host tar ${format} ${ext}: ${r.stderr}`);
@@ -192,10 +201,16 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
     assert.equal(r.status, 0, r.stderr.slice(-4000));
     const unpacked = spawnSync('tar', ['-xzOf', path.join(dir, 'pkg/formats/.pkg.tar.gz'), 'usr/share/unpacked'], { encoding: 'utf8' }).stdout;
     const format = (name: string) => /^hello-(\w+)\./.exec(name)![1]!;
-    assert.equal(unpacked, made.sort().map((n) => `${n} ${format(n)} ${format(n) === 'v7' ? '-' : 'deep'}\n`).join(''));
+    assert.equal(
+      unpacked,
+      made
+        .sort()
+        .map((n) => `${n} ${format(n)} ${format(n) === 'v7' ? '-' : 'deep'}\n`)
+        .join(''),
+    );
   });
 
-  it('builds the compiler chain\'s first stages from source, binutils, GCC 3.4.6 (C and C++) and musl by it, and compiles with them', function () {
+  it("builds the compiler chain's first stages from source, binutils, GCC 3.4.6 (C and C++) and musl by it, and compiles with them", function () {
     // what of the chain fits in CI's time; the rest (GCC 10 and 12) is the README's
     this.timeout(60 * 60_000);
     const chain = ['./pkg/tar', './pkg/binutils', './pkg/gcc-3', './pkg/musl-gcc3'];

@@ -43,7 +43,7 @@ describe('redo', function () {
       assert.match(r.stderr, /built-all/);
     });
 
-    it('passes $1, $2, $3 and runs in the .do file\'s directory', () => {
+    it("passes $1, $2, $3 and runs in the .do file's directory", () => {
       write(dir, {
         'sub/default.txt.do': 'echo "1=$1 2=$2 3=$3 pwd=$(basename "$PWD")"',
       });
@@ -115,7 +115,7 @@ describe('redo', function () {
   describe('deciding what is out of date', () => {
     const counted = (name: string, body: string) => `echo ${name} >>"${'$'}{RUNS:-runs.log}"\n${body}`;
 
-    it('rebuilds only when a dependency\'s content changed', () => {
+    it("rebuilds only when a dependency's content changed", () => {
       write(dir, { 'out.do': counted('out', 'redo-ifchange in; cat in'), in: 'v1\n' });
       run(dir, 'redo-ifchange', ['out']);
       run(dir, 'redo-ifchange', ['out']);
@@ -252,7 +252,11 @@ describe('redo', function () {
       assert.match(r.stderr, /x: exit 42/);
       assert.match(r.stderr, /redo: failed: x \(exit 42\)\n$/, 'the last line names the failure');
       assert.equal(read(dir, 'x'), 'good\n');
-      assert.deepEqual(fs.readdirSync(dir).filter((n) => n.includes('.tmp-')), [], 'no temporary left');
+      assert.deepEqual(
+        fs.readdirSync(dir).filter((n) => n.includes('.tmp-')),
+        [],
+        'no temporary left',
+      );
       write(dir, { in: 'good again\n' });
       assert.equal(run(dir, 'redo-ifchange', ['x']).status, 0);
       assert.equal(read(dir, 'x'), 'good again\n');
@@ -407,7 +411,7 @@ export const rules = [
         assert.equal(read(dir, 'x.gen'), 'built\n');
       });
 
-      it('redo-ood agrees with the build: a quiet stamped rule is asked, a deleted directory\'s targets are gone', () => {
+      it("redo-ood agrees with the build: a quiet stamped rule is asked, a deleted directory's targets are gone", () => {
         write(dir, { 'rules.mjs': rules, VERSION: '1\nnotes\n', 'out.do': 'redo-ifchange x.ver; cat x.ver', 'sub/y.do': 'echo y' });
         assert.equal(withRules(dir, 'redo-ifchange', ['out', 'sub/y']).status, 0);
         assert.equal(withRules(dir, 'redo-ood').stdout, '');
@@ -454,7 +458,10 @@ export const rules = [
       write(dir, { 'rules.mjs': rules, 'all.do': 'redo-ifchange a.n b.n; redo-flush-cache; redo-ifchange c.n' });
       const r = run(dir, 'redo', ['all'], { REDO_RULES: path.join(dir, 'rules.mjs') });
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(['a.n', 'b.n', 'c.n'].map((f) => read(dir, f)), ['1', '1', '2']);
+      assert.deepEqual(
+        ['a.n', 'b.n', 'c.n'].map((f) => read(dir, f)),
+        ['1', '1', '2'],
+      );
     });
 
     it('redo-whichdo lists the candidates up to the .do that exists', () => {
@@ -469,8 +476,7 @@ export const rules = [
 
   describe('parallel builds', () => {
     // each .do waits until the other has started: only a parallel build ends
-    const meet = (me: string, other: string) =>
-      `touch started.${me}; n=0; while [ ! -e started.${other} ]; do n=$((n+1)); [ $n -lt 300 ] || exit 9; sleep 0.05; done; echo ${me}`;
+    const meet = (me: string, other: string) => `touch started.${me}; n=0; while [ ! -e started.${other} ]; do n=$((n+1)); [ $n -lt 300 ] || exit 9; sleep 0.05; done; echo ${me}`;
 
     it('-j2 runs two builds at once', () => {
       write(dir, { 'a.do': meet('a', 'b'), 'b.do': meet('b', 'a'), 'all.do': 'redo-ifchange a b' });
@@ -490,7 +496,7 @@ export const rules = [
       assert.equal(r.status, 0, r.stderr);
     });
 
-    it('-j1 rebuilds a changed dependency found while checking, on the asking job\'s slot', function () {
+    it("-j1 rebuilds a changed dependency found while checking, on the asking job's slot", function () {
       this.timeout(20_000);
       write(dir, {
         'all.do': 'redo-ifchange use',
@@ -506,7 +512,7 @@ export const rules = [
       assert.equal(read(dir, 'use'), '2\n');
     });
 
-    it('gives make the jobserver, so make -j in a .do shares redo\'s slots', () => {
+    it("gives make the jobserver, so make -j in a .do shares redo's slots", () => {
       write(dir, {
         Makefile: 'all: p q\np:\n\t@echo "$(MAKEFLAGS)" >flags\nq:\n\t@true\n',
         'm.do': 'make -s >&2; cat flags',
@@ -566,8 +572,7 @@ export const rules = [
     });
 
     it('a nested redo -jN runs its targets in parallel even under -j1', () => {
-      const meet = (me: string, other: string) =>
-        `touch started.${me}; n=0; while [ ! -e started.${other} ]; do n=$((n+1)); [ $n -lt 300 ] || exit 9; sleep 0.05; done`;
+      const meet = (me: string, other: string) => `touch started.${me}; n=0; while [ ! -e started.${other} ]; do n=$((n+1)); [ $n -lt 300 ] || exit 9; sleep 0.05; done`;
       write(dir, { 'p1.do': meet('p1', 'p2'), 'p2.do': meet('p2', 'p1'), 'all.do': 'redo -j2 p1 p2' });
       const r = run(dir, 'redo', ['-j1', 'all']);
       assert.equal(r.status, 0, r.stderr);
@@ -634,7 +639,7 @@ export const rules = [
   });
 
   describe('interruption', () => {
-    it('a redo killed mid-build stops the .do\'s processes and keeps the old target', async () => {
+    it("a redo killed mid-build stops the .do's processes and keeps the old target", async () => {
       write(dir, { 'slow.do': 'echo old' });
       run(dir, 'redo', ['slow']);
       write(dir, { 'slow.do': 'sleep 30 & echo $! >sleeper.pid; wait; echo new' });

@@ -61,13 +61,13 @@ describe('sandbox', function () {
   }
 
   describe('the root', () => {
-    it('holds every layer\'s files', async () => {
+    it("holds every layer's files", async () => {
       const r = await build('hello\ntest -x /bin/busybox');
       assert.equal(r.status, 0, r.output);
       assert.equal(r.output, 'hello from a layer\n');
     });
 
-    it('links the layers\' files instead of copying them', () => {
+    it("links the layers' files instead of copying them", () => {
       const inLayer = fs.statSync(path.join(layers[0]!.dir, 'bin/busybox'));
       const inRoot = fs.statSync(path.join(root, 'bin/busybox'));
       assert.equal(inRoot.ino, inLayer.ino);
@@ -93,7 +93,7 @@ describe('sandbox', function () {
       assert.deepEqual([first.reused, again.reused, again.root], [false, true, first.root]);
     });
 
-    it('is made anew when a layer\'s identity changes', () => {
+    it("is made anew when a layer's identity changes", () => {
       const home = path.join(dir, 'home');
       const first = assembleRoot(home, layers);
       const changed = assembleRoot(home, [layers[0]!, { ...layers[1]!, id: 'hello-2' }]);
@@ -106,11 +106,7 @@ describe('sandbox', function () {
       write(other.dir, { 'usr/share/hello/greeting': 'a different greeting\n' });
       assert.throws(
         () => assembleRoot(path.join(dir, 'home'), [...layers, other]),
-        (e: unknown) =>
-          e instanceof RootConflictError &&
-          e.message.includes('/usr/share/hello/greeting') &&
-          e.message.includes(layers[1]!.dir) &&
-          e.message.includes(other.dir),
+        (e: unknown) => e instanceof RootConflictError && e.message.includes('/usr/share/hello/greeting') && e.message.includes(layers[1]!.dir) && e.message.includes(other.dir),
       );
     });
 
@@ -134,10 +130,13 @@ describe('sandbox', function () {
       const other: Layer = { dir: path.join(dir, 'out/other'), id: 'other-1' };
       write(other.dir, { '!usr/bin/hello': '#!/bin/sh\ncat /usr/share/hello/greeting\n' });
       fs.chmodSync(path.join(other.dir, 'usr/bin/hello'), 0o4755);
-      assert.throws(() => assembleRoot(path.join(dir, 'home'), [...layers, other]), (e: unknown) => e instanceof RootConflictError && e.path === 'usr/bin/hello');
+      assert.throws(
+        () => assembleRoot(path.join(dir, 'home'), [...layers, other]),
+        (e: unknown) => e instanceof RootConflictError && e.path === 'usr/bin/hello',
+      );
     });
 
-    it('keeps a layer\'s hardlinks as hardlinks where it copies them from another filesystem', function () {
+    it("keeps a layer's hardlinks as hardlinks where it copies them from another filesystem", function () {
       const shm = '/dev/shm';
       if (!fs.existsSync(shm) || fs.statSync(shm).dev === fs.statSync(dir).dev) this.skip();
       const far = fs.mkdtempSync(path.join(shm, 'peerpkgs-test-'));
@@ -188,7 +187,7 @@ describe('sandbox', function () {
       assert.equal(r.output, '/home/build\nbuild\nfiles\nmake-1.0.tar.gz\npatch\n');
     });
 
-    it('leaves what it installs in $DESTDIR in the caller\'s destdir', async () => {
+    it("leaves what it installs in $DESTDIR in the caller's destdir", async () => {
       const r = await build('mkdir -p "$DESTDIR/bin"; echo installed >"$DESTDIR/bin/tool"');
       assert.equal(r.status, 0, r.output);
       assert.equal(read(destdir, 'bin/tool'), 'installed\n');
@@ -201,38 +200,38 @@ describe('sandbox', function () {
     });
 
     it('has a /tmp and a /dev/shm of the size it is given, and a read-only /dev', async () => {
-      const r = await build('cat /dev/zero >/tmp/full || true\ncat /dev/zero >/dev/shm/full || true\necho x >/dev/new || true\nwc -c /tmp/full /dev/shm/full', { tmpBytes: 256 * 1024 });
+      const r = await build('cat /dev/zero >/tmp/full || true\ncat /dev/zero >/dev/shm/full || true\necho x >/dev/new || true\nwc -c /tmp/full /dev/shm/full', {
+        tmpBytes: 256 * 1024,
+      });
       assert.equal(r.status, 0, r.output);
       assert.match(r.output, /^\s*262144 \/tmp\/full$/m);
       assert.match(r.output, /^\s*262144 \/dev\/shm\/full$/m);
       assert.match(r.output, /Read-only file system/);
     });
 
-    it('reports the build script\'s exit status', async () => {
+    it("reports the build script's exit status", async () => {
       const r = await build('exit 3');
       assert.deepEqual([r.status, r.signal], [3, null]);
     });
   });
 
   describe('what the build cannot do', () => {
-    it('cannot write to /, /bin, /usr, /etc or a layer\'s file', async () => {
+    it("cannot write to /, /bin, /usr, /etc or a layer's file", async () => {
       const r = await build(
-        'for p in /new /bin/new /usr/new /etc/new /etc/passwd /bin/busybox /usr/share/hello/greeting; do\n' +
-          '  if echo x >>$p; then echo "wrote $p"; fi\n' +
-          'done 2>/dev/null',
+        'for p in /new /bin/new /usr/new /etc/new /etc/passwd /bin/busybox /usr/share/hello/greeting; do\n' + '  if echo x >>$p; then echo "wrote $p"; fi\n' + 'done 2>/dev/null',
       );
       assert.equal(r.status, 0, r.output);
       assert.equal(r.output, '');
       assert.equal(read(layers[1]!.dir, 'usr/share/hello/greeting'), 'hello from a layer\n');
     });
 
-    it('finds nothing of the host\'s /etc but its own passwd and group', async () => {
+    it("finds nothing of the host's /etc but its own passwd and group", async () => {
       const r = await build('ls -A /etc');
       assert.equal(r.status, 0, r.output);
       assert.equal(r.output, 'group\npasswd\n');
     });
 
-    it('finds nothing of the host\'s $HOME, of the tree outside its package or of the host\'s files', async () => {
+    it("finds nothing of the host's $HOME, of the tree outside its package or of the host's files", async () => {
       write(dir, { 'tree/pkg/other/secret': 'secret' });
       const paths = [os.homedir(), path.join(dir, 'tree/pkg/other/secret'), work, '/etc/hostname', '/usr/bin/busybox', '/root'];
       const r = await build(`for p in ${paths.join(' ')}; do if test -e $p; then echo "visible: $p"; fi; done; ls -A ..`);
@@ -240,7 +239,7 @@ describe('sandbox', function () {
       assert.equal(r.output, 'build\n');
     });
 
-    it('cannot connect to a server on the host\'s loopback', async () => {
+    it("cannot connect to a server on the host's loopback", async () => {
       let connections = 0;
       const server = net.createServer((s) => {
         connections++;
@@ -249,10 +248,7 @@ describe('sandbox', function () {
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const port = (server.address() as net.AddressInfo).port;
       try {
-        const r = await build(
-          `if nc 127.0.0.1 ${port} </dev/null; then echo nc connected; fi\n` +
-            `if wget -q -T 2 -O- http://127.0.0.1:${port}/; then echo wget connected; fi`,
-        );
+        const r = await build(`if nc 127.0.0.1 ${port} </dev/null; then echo nc connected; fi\n` + `if wget -q -T 2 -O- http://127.0.0.1:${port}/; then echo wget connected; fi`);
         assert.doesNotMatch(r.output, /^(nc|wget) connected$/m);
         assert.equal(connections, 0);
       } finally {

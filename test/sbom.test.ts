@@ -143,7 +143,13 @@ describe('sbom', function () {
     });
 
     it('lists the whole closure, build closure included, each with its pkghash and output sha256', () => {
-      assert.deepEqual(doc.packages.filter((p) => p.primaryPackagePurpose !== 'SOURCE').map((p) => p.name).sort(), ['app', 'lib', 'seed', 'tool']);
+      assert.deepEqual(
+        doc.packages
+          .filter((p) => p.primaryPackagePurpose !== 'SOURCE')
+          .map((p) => p.name)
+          .sort(),
+        ['app', 'lib', 'seed', 'tool'],
+      );
       for (const name of ['app', 'lib', 'seed', 'tool']) {
         const p = pkgNamed(name);
         const i = info(name);
@@ -171,8 +177,7 @@ describe('sbom', function () {
       assert.equal(src.downloadLocation, `${www.url}/lib-1.2.txt`);
       assert.deepEqual(src.checksums, [{ algorithm: 'SHA256', checksumValue: srcSha }]);
       const id = (name: string) => pkgNamed(name).SPDXID;
-      const has = (a: string, type: string, b: string) =>
-        doc.relationships.some((r) => r.spdxElementId === a && r.relationshipType === type && r.relatedSpdxElement === b);
+      const has = (a: string, type: string, b: string) => doc.relationships.some((r) => r.spdxElementId === a && r.relationshipType === type && r.relatedSpdxElement === b);
       assert.ok(has('SPDXRef-DOCUMENT', 'DESCRIBES', id('app')));
       assert.ok(has(id('app'), 'DEPENDS_ON', id('lib')));
       assert.ok(has(id('lib'), 'DEPENDS_ON', id('seed')));
@@ -211,7 +216,11 @@ describe('sbom', function () {
       const validate = cyclonedxValidator();
       assert.ok(validate(doc), JSON.stringify(validate.errors, null, 2));
       assert.equal(validate({ ...doc, serialNumber: 'not a urn' }), false);
-      assert.deepEqual(fs.readdirSync(work).filter((n) => n.startsWith('app.cdx.json.')), [], 'no temporary file left');
+      assert.deepEqual(
+        fs.readdirSync(work).filter((n) => n.startsWith('app.cdx.json.')),
+        [],
+        'no temporary file left',
+      );
     });
 
     it('lists each package with its output sha256, pkghash, meta and sources', () => {
@@ -219,7 +228,10 @@ describe('sbom', function () {
       for (const name of ['app', 'lib', 'seed', 'tool']) {
         const i = info(name);
         assert.deepEqual(comp(name).hashes, [{ alg: 'SHA-256', content: i.output }]);
-        assert.ok(comp(name).properties.some((p) => p.name === 'peerpkgs:pkghash' && p.value === i.pkghash), name);
+        assert.ok(
+          comp(name).properties.some((p) => p.name === 'peerpkgs:pkghash' && p.value === i.pkghash),
+          name,
+        );
       }
       const lib = comp('lib');
       assert.equal(lib.version, '1.2');
@@ -241,7 +253,9 @@ describe('sbom', function () {
       const ref = (name: string) => comp(name)['bom-ref'];
       assert.deepEqual(doc.dependencies.find((d) => d.ref === ref('app'))!.dependsOn, [ref('lib')]);
       assert.deepEqual(
-        comp('app').properties.filter((p) => p.name === 'peerpkgs:build-dependency').map((p) => p.value),
+        comp('app')
+          .properties.filter((p) => p.name === 'peerpkgs:build-dependency')
+          .map((p) => p.value),
         [ref('seed'), ref('tool')],
       );
     });

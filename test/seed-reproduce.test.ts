@@ -75,7 +75,10 @@ describe('seed reproduce', function () {
     const stored = /in the distfile store as ([0-9a-f]{64})/.exec(r.stdout)![1]!;
     assert.deepEqual(fs.readFileSync(path.join(home, 'distfiles', stored)), fs.readFileSync(out));
     // a fixpoint leaves no work directory behind
-    assert.deepEqual(fs.readdirSync(home).filter((f) => f.startsWith('reproduce-')), []);
+    assert.deepEqual(
+      fs.readdirSync(home).filter((f) => f.startsWith('reproduce-')),
+      [],
+    );
   });
 
   it('names the files that differ between the generations, and exits 6', () => {
@@ -95,13 +98,16 @@ describe('seed reproduce', function () {
     assert.ok(fs.existsSync(path.join(kept[1]!, 'pkg/stamp/.pkg.tar.gz')));
   });
 
-  it('stops with the build\'s status when generation 1 cannot be built, leaving nothing behind', () => {
+  it("stops with the build's status when generation 1 cannot be built, leaving nothing behind", () => {
     write(dir, SHELL);
     fs.rmSync(path.join(dir, '../www/seed.tar.gz')); // the bootstrap seed is nowhere
     const r = reproduce('--components', 'shell');
     assert.equal(r.status, 5, r.stdout + r.stderr);
     assert.match(r.stderr, /seed reproduce: the build of shell in \S+ failed$/m);
-    assert.deepEqual(fs.readdirSync(home).filter((f) => f.startsWith('reproduce-')), []);
+    assert.deepEqual(
+      fs.readdirSync(home).filter((f) => f.startsWith('reproduce-')),
+      [],
+    );
   });
 
   it('refuses a component the tree does not have, as a bad tree', () => {

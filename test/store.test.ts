@@ -59,7 +59,10 @@ describe('store', function () {
     return r.stdout;
   };
   const listed = (profile = 'default', h = home): ListJson => JSON.parse(ok(['list', '--json', '--profile', profile], h)) as ListJson;
-  const names = (profile = 'default', h = home) => listed(profile, h).packages.map((p) => p.name).sort();
+  const names = (profile = 'default', h = home) =>
+    listed(profile, h)
+      .packages.map((p) => p.name)
+      .sort();
   const profileLink = (profile = 'default', h = home) => path.join(h, 'profiles', profile);
 
   describe('profiles', () => {
@@ -83,7 +86,9 @@ describe('store', function () {
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout, 'hello from b\n');
       // the text form: name, version, short pkghash, size, origin
-      const line = ok(['list'], h).split('\n').find((l) => l.startsWith('b\t'))!;
+      const line = ok(['list'], h)
+        .split('\n')
+        .find((l) => l.startsWith('b\t'))!;
       assert.match(line, new RegExp(`^b\\t2\\.1\\t${b.pkghash.slice(0, 12)}\\t\\d+ B\\t${path.join(tree, 'pkg/b')}$`));
     });
 
@@ -114,7 +119,13 @@ describe('store', function () {
     it('installing what is installed makes no generation', () => {
       ok(['install', './pkg/e'], h);
       assert.match(ok(['install', './pkg/e'], h), /nothing changed \(generation 1\)/);
-      assert.deepEqual(fs.readdirSync(path.join(h, 'profiles')).filter((n) => !n.startsWith('.')).sort(), ['default', 'default-1']);
+      assert.deepEqual(
+        fs
+          .readdirSync(path.join(h, 'profiles'))
+          .filter((n) => !n.startsWith('.'))
+          .sort(),
+        ['default', 'default-1'],
+      );
     });
 
     it('a conflict is refused, or settled by the strategy named, which the profile remembers for that path', () => {
@@ -155,7 +166,13 @@ describe('store', function () {
       assert.match(refused.stderr, /generation 3 is the current one/);
       assert.equal(ok(['delete-generations', '1'], h), 'profile default: deleted generation 1\n');
       assert.equal(ok(['delete-generations', '--older-than', '0d'], h), 'profile default: deleted generation 2\n');
-      assert.deepEqual(ok(['generations'], h).split('\n').filter(Boolean).map((l) => l.split('\t')[0]), ['3']);
+      assert.deepEqual(
+        ok(['generations'], h)
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.split('\t')[0]),
+        ['3'],
+      );
       assert.equal(peerpkgs(['delete-generations', '--older-than', '3w'], h).status, 2);
     });
 
@@ -208,7 +225,11 @@ describe('store', function () {
           assert.equal(fs.readFileSync(path.join(link, 'bin', p.name), 'utf8'), `#!/bin/sh\necho hello from ${p.name}\n`, p.name);
         }
         assert.ok(fs.statSync(path.join(link, 'bin/profile-run')).mode & 0o100);
-        return m.packages.filter((p) => p.requested).map((p) => p.name).sort().join(' ');
+        return m.packages
+          .filter((p) => p.requested)
+          .map((p) => p.name)
+          .sort()
+          .join(' ');
       };
       const steps: Array<[string[], string]> = [
         [['install', './pkg/f'], 'e f'],
@@ -245,7 +266,10 @@ describe('store', function () {
       const left = fs.readdirSync(path.join(h, 'profiles')).filter((n) => n.includes('.tmp-'));
       assert.deepEqual(left, []);
       ok(['gc'], h);
-      assert.deepEqual(fs.readdirSync(path.join(h, 'outputs')).filter((n) => n.includes('.tmp-')), []);
+      assert.deepEqual(
+        fs.readdirSync(path.join(h, 'outputs')).filter((n) => n.includes('.tmp-')),
+        [],
+      );
       const verified = peerpkgs(['verify'], h);
       assert.equal(verified.status, 0, verified.stdout + verified.stderr);
     });
@@ -269,7 +293,10 @@ describe('store', function () {
       assert.match(built(t1, ['./pkg/b']), /^\[[\d/ :]+\] pkg\/b: built in /m);
       const t2 = checkout('checkout-2');
       const why = run(t2, 'peerpkgs', ['why', './pkg/b'], { PEERPKGS_HOME: h });
-      assert.match(why.stdout, /^pkg\/b would be built: never built \(no pkg\/b\/\.pkg\.tar\.gz\)\n {2}but a build of pkghash [0-9a-f]{64} is in this store \(\S+\/built\/[0-9a-f]{64}\.pkg\.tar\.gz\): it would be taken from there$/m);
+      assert.match(
+        why.stdout,
+        /^pkg\/b would be built: never built \(no pkg\/b\/\.pkg\.tar\.gz\)\n {2}but a build of pkghash [0-9a-f]{64} is in this store \(\S+\/built\/[0-9a-f]{64}\.pkg\.tar\.gz\): it would be taken from there$/m,
+      );
       const again = built(t2, ['./pkg/b']);
       assert.match(again, /^\[[\d/ :]+\] pkg\/b: substituted from this store, built before$/m);
       assert.match(again, /^\[[\d/ :]+\] pkg\/a: substituted from this store, built before$/m);
@@ -315,7 +342,7 @@ describe('store', function () {
       // the logs of a package whose tree is gone, and of one no log names
       const logs = path.join(h, 'logs');
       const gLogs = fs.readdirSync(logs);
-      assert.equal(gLogs.length, 1, 'g\'s build is logged');
+      assert.equal(gLogs.length, 1, "g's build is logged");
       fs.mkdirSync(path.join(logs, 'gone-000000000000'));
       fs.symlinkSync(path.join(work, 'no-such-tree/pkg/gone'), path.join(logs, 'gone-000000000000/package'));
       fs.mkdirSync(path.join(logs, 'unnamed-000000000000'));
@@ -341,7 +368,7 @@ describe('store', function () {
       assert.match(freed, /^freed distfiles: 1 /m);
       assert.match(freed, /^freed crash leftovers: 1 /m);
       assert.match(freed, /^freed logs: 2 /m);
-      assert.deepEqual(fs.readdirSync(logs), gLogs, 'the logs of the registered tree\'s g are kept');
+      assert.deepEqual(fs.readdirSync(logs), gLogs, "the logs of the registered tree's g are kept");
       assert.equal(outputs(), 3);
       assert.equal(distfiles(), 1); // the seed, which the tree's fetch file names
       assert.ok(!fs.existsSync(leftover));

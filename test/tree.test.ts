@@ -46,34 +46,69 @@ describe('package tree', function () {
     it('reads records separated by blank lines, each field with its line', () => {
       const recs = parseRec('url: https://a/x.tgz\nsha256: 1\n\n\nurl: https://b/y.tgz\nsha256: 2\n', 'f.rec');
       assert.deepEqual(recs, [
-        { line: 1, fields: [{ name: 'url', value: 'https://a/x.tgz', line: 1 }, { name: 'sha256', value: '1', line: 2 }] },
-        { line: 5, fields: [{ name: 'url', value: 'https://b/y.tgz', line: 5 }, { name: 'sha256', value: '2', line: 6 }] },
+        {
+          line: 1,
+          fields: [
+            { name: 'url', value: 'https://a/x.tgz', line: 1 },
+            { name: 'sha256', value: '1', line: 2 },
+          ],
+        },
+        {
+          line: 5,
+          fields: [
+            { name: 'url', value: 'https://b/y.tgz', line: 5 },
+            { name: 'sha256', value: '2', line: 6 },
+          ],
+        },
       ]);
     });
 
     it('keeps repeated fields in a record, in order, as mirrors of one file', () => {
       const [rec] = parseRec('url: https://a/x.tgz\nurl: https://b/x.tgz\nsha256: 1\n', 'f.rec');
-      assert.deepEqual(rec.fields.map((f) => `${f.name}=${f.value}`), ['url=https://a/x.tgz', 'url=https://b/x.tgz', 'sha256=1']);
+      assert.deepEqual(
+        rec.fields.map((f) => `${f.name}=${f.value}`),
+        ['url=https://a/x.tgz', 'url=https://b/x.tgz', 'sha256=1'],
+      );
     });
 
     it('continues a value on a new line for each + line, with or without the space after it', () => {
       const [rec] = parseRec('Address:\n+ Foostrs. 19\n+Frankfurt\nNote: a\n+ b\n', 'f.rec');
-      assert.deepEqual(rec.fields.map((f) => f.value), ['\nFoostrs. 19\nFrankfurt', 'a\nb']);
+      assert.deepEqual(
+        rec.fields.map((f) => f.value),
+        ['\nFoostrs. 19\nFrankfurt', 'a\nb'],
+      );
     });
 
     it('joins a line ending in a backslash with the next', () => {
       const [rec] = parseRec('LongLine: a quite long \\\nvalue\nNext: x\n', 'f.rec');
-      assert.deepEqual(rec.fields.map((f) => [f.name, f.value]), [['LongLine', 'a quite long value'], ['Next', 'x']]);
+      assert.deepEqual(
+        rec.fields.map((f) => [f.name, f.value]),
+        [
+          ['LongLine', 'a quite long value'],
+          ['Next', 'x'],
+        ],
+      );
     });
 
     it('skips comment lines inside and between records', () => {
       const recs = parseRec('# sources\nurl: x\n# the hash\nsha256: y\n\n# end\n', 'f.rec');
-      assert.deepEqual(recs, [{ line: 2, fields: [{ name: 'url', value: 'x', line: 2 }, { name: 'sha256', value: 'y', line: 4 }] }]);
+      assert.deepEqual(recs, [
+        {
+          line: 2,
+          fields: [
+            { name: 'url', value: 'x', line: 2 },
+            { name: 'sha256', value: 'y', line: 4 },
+          ],
+        },
+      ]);
     });
 
     it('does not return record descriptors as data', () => {
       const recs = parseRec('%rec: Fetch\n%mandatory: url sha256\n%type: url line\n\nurl: x\nsha256: y\n', 'f.rec');
-      assert.deepEqual(recs.map((r) => r.line), [5]);
+      assert.deepEqual(
+        recs.map((r) => r.line),
+        [5],
+      );
     });
 
     it('rejects a record that lacks a %mandatory field, naming the record', () => {
@@ -85,7 +120,10 @@ describe('package tree', function () {
 
     it('applies %mandatory only to the records after its descriptor, until the next one', () => {
       const text = 'url: before\n\n%rec: Fetch\n%mandatory: sha256\n\nsha256: y\n\n%rec: Other\n\nurl: after\n';
-      assert.deepEqual(parseRec(text, 'f.rec').map((r) => r.fields[0].value), ['before', 'y', 'after']);
+      assert.deepEqual(
+        parseRec(text, 'f.rec').map((r) => r.fields[0].value),
+        ['before', 'y', 'after'],
+      );
     });
 
     it('names the file and line of a line that is not a field', () => {
@@ -192,9 +230,12 @@ describe('package tree', function () {
       throwsTree(() => loadPackage(a), `${a}/fetch:4: file 'x.tgz' is already fetched by the record at line 1`);
     });
 
-    it('reads a fetch record\'s size, and rejects one that is not a byte count or is given twice, naming its line', () => {
+    it("reads a fetch record's size, and rejects one that is not a byte count or is given twice, naming its line", () => {
       const a = pkg('app', { fetch: `url: https://a/x.tgz\nsha256: ${A}\nsize: 1234\n\nurl: https://a/y.tgz\nsha256: ${B}\n` });
-      assert.deepEqual(loadPackage(a).fetch.map((f) => f.size), [1234, undefined]);
+      assert.deepEqual(
+        loadPackage(a).fetch.map((f) => f.size),
+        [1234, undefined],
+      );
       for (const bad of ['12k', '-1', '012', '1e3', '']) {
         write(a, { fetch: `url: https://a/x.tgz\nsha256: ${A}\nsize: ${bad}\n` });
         throwsTree(() => loadPackage(a), `${a}/fetch:3: size must be a number of bytes, not ${JSON.stringify(bad)}`);
@@ -217,7 +258,10 @@ describe('package tree', function () {
     });
 
     it('refuses an unknown field, a license that is no SPDX expression and a second record, naming the line', () => {
-      throwsTree(() => loadPackage(pkg('a', { meta: 'version: 1\nlicence: MIT\n' })), /\/pkg\/a\/meta:2: unknown field 'licence'; a meta record has version, license, homepage, description$/);
+      throwsTree(
+        () => loadPackage(pkg('a', { meta: 'version: 1\nlicence: MIT\n' })),
+        /\/pkg\/a\/meta:2: unknown field 'licence'; a meta record has version, license, homepage, description$/,
+      );
       throwsTree(() => loadPackage(pkg('b', { meta: 'license: GPL v2\n' })), /\/pkg\/b\/meta:1: license "GPL v2" is not an SPDX license expression/);
       throwsTree(() => loadPackage(pkg('c', { meta: 'version: 1\n\nversion: 2\n' })), /\/pkg\/c\/meta:3: a meta file holds one record$/);
       throwsTree(() => loadPackage(pkg('d', { meta: 'version: 1\nversion: 2\n' })), /\/pkg\/d\/meta:2: 'version' is given twice$/);
@@ -305,14 +349,16 @@ describe('package tree', function () {
       assert.notEqual(after, before);
     });
 
-    it('changes when a fetched file\'s sha256 changes', () => {
+    it("changes when a fetched file's sha256 changes", () => {
       const [before, after] = around((app) => write(app, { fetch: `url: https://a/app-1.tgz\nsha256: ${C}\n\nurl: https://a/extra.tgz\nsha256: ${B}\n` }));
       assert.notEqual(after, before);
     });
 
     it('does not change when a mirror is added or the mirrors are reordered', () => {
       const [before, after] = around((app) =>
-        write(app, { fetch: `url: https://mirror/extra.tgz\nurl: https://a/extra.tgz\nfile: extra.tgz\nsha256: ${B}\n\nurl: https://b/app-1.tgz\nurl: https://a/app-1.tgz\nsha256: ${A}\n` }),
+        write(app, {
+          fetch: `url: https://mirror/extra.tgz\nurl: https://a/extra.tgz\nfile: extra.tgz\nsha256: ${B}\n\nurl: https://b/app-1.tgz\nurl: https://a/app-1.tgz\nsha256: ${A}\n`,
+        }),
       );
       assert.equal(after, before);
     });
@@ -368,7 +414,10 @@ describe('package tree', function () {
       pkg('b', { 'run-deps': '../d\n' });
       pkg('c', { 'run-deps': '../d\n' });
       const a = pkg('a', { 'run-deps': '../b\n../c\n' });
-      assert.deepEqual(new PackageGraph().closure(a), ['d', 'b', 'c'].map((n) => path.join(dir, 'pkg', n)));
+      assert.deepEqual(
+        new PackageGraph().closure(a),
+        ['d', 'b', 'c'].map((n) => path.join(dir, 'pkg', n)),
+      );
     });
 
     it('leaves build-deps out of the closure', () => {
@@ -383,7 +432,10 @@ describe('package tree', function () {
       pkg('lib', { 'run-deps': '../libc\n' });
       pkg('make', { 'build-deps': '../gcc\n', 'run-deps': '../libc\n' });
       const a = pkg('app', { 'build-deps': '../make\n../lib\n', 'run-deps': '../lib\n' });
-      assert.deepEqual(new PackageGraph().bclosure(a), ['libc', 'make', 'lib'].map((n) => path.join(dir, 'pkg', n)));
+      assert.deepEqual(
+        new PackageGraph().bclosure(a),
+        ['libc', 'make', 'lib'].map((n) => path.join(dir, 'pkg', n)),
+      );
     });
   });
 

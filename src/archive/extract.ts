@@ -181,11 +181,7 @@ export interface ExtractOptions {
  * Returns the sha256 of the uncompressed tar, and the text of its leading
  * manifest if it has one.
  */
-export async function extract(
-  source: string | NodeJS.ReadableStream,
-  destDir: string,
-  opts: ExtractOptions = {},
-): Promise<{ sha256: string; manifest?: string }> {
+export async function extract(source: string | NodeJS.ReadableStream, destDir: string, opts: ExtractOptions = {}): Promise<{ sha256: string; manifest?: string }> {
   const mask = opts.readOnly ? ~0o222 : ~0;
   const what = typeof source === 'string' ? source : 'archive stream';
   const tree = new Tree(temporaryName(destDir));

@@ -33,7 +33,7 @@ export function sameContent(a: string, b: string): boolean {
  */
 export async function removeTree(dir: string): Promise<void> {
   const steps = removal(dir);
-  for (let step = steps.next(); !step.done; ) {
+  for (let step = steps.next(); !step.done;) {
     const [op, p] = step.value;
     try {
       step = steps.next(await asynchronously[op](p));
@@ -46,7 +46,7 @@ export async function removeTree(dir: string): Promise<void> {
 /** removeTree for callers that cannot wait: an exit handler, a write under a lock. */
 export function removeTreeSync(dir: string): void {
   const steps = removal(dir);
-  for (let step = steps.next(); !step.done; ) {
+  for (let step = steps.next(); !step.done;) {
     const [op, p] = step.value;
     try {
       step = steps.next(synchronously[op](p));

@@ -42,9 +42,7 @@ export interface ManifestEntry {
 }
 
 export function serializeManifest(entries: readonly ManifestEntry[]): string {
-  const lines = entries.map((e) =>
-    JSON.stringify([e.type, e.mode.toString(8).padStart(4, '0'), e.size, (e.type === 'file' ? e.sha256 : e.target) ?? '', e.path]),
-  );
+  const lines = entries.map((e) => JSON.stringify([e.type, e.mode.toString(8).padStart(4, '0'), e.size, (e.type === 'file' ? e.sha256 : e.target) ?? '', e.path]));
   return [HEADER, ...lines].join('\n') + '\n';
 }
 

@@ -78,7 +78,10 @@ function isTemporary(name: string): boolean {
 
 // unique enough beside the owner's pid and start time; node:crypto would
 // cost every redo process its load time
-const random = () => Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, '0');
+const random = () =>
+  Math.floor(Math.random() * 2 ** 32)
+    .toString(16)
+    .padStart(8, '0');
 
 const live = new Set<string>();
 const swept = new Map<string, Promise<void>>();
@@ -201,5 +204,7 @@ export async function sweepNow(dir: string, which: (name: string) => boolean = (
 /** The temporaries in `dir` for which `which` holds and whose owner is dead (what a sweep removes), by path. */
 export function deadTemporaries(dir: string, which: (name: string) => boolean = () => true): string[] {
   return fs
-    .readdirSync(dir).filter((name) => isTemporary(name) && !ownerAlive(name) && which(name)).map((name) => path.join(dir, name));
+    .readdirSync(dir)
+    .filter((name) => isTemporary(name) && !ownerAlive(name) && which(name))
+    .map((name) => path.join(dir, name));
 }

@@ -136,7 +136,8 @@ export function parseCatalog(data: Buffer): Catalog {
     return typeof s === 'string' ? s : bad(`${f} ${JSON.stringify(v.slice(0, 40))} is not a JSON string`);
   };
   const format = next('peerpkgs-catalog');
-  if (format !== String(CATALOG_FORMAT)) throw new CatalogError(`catalog format ${JSON.stringify(format)} is not understood (this peerpkgs reads format ${CATALOG_FORMAT}; a newer peerpkgs may)`);
+  if (format !== String(CATALOG_FORMAT))
+    throw new CatalogError(`catalog format ${JSON.stringify(format)} is not understood (this peerpkgs reads format ${CATALOG_FORMAT}; a newer peerpkgs may)`);
   const count = (v: string) => (/^(0|[1-9][0-9]*)$/.test(v) ? Number(v) : NaN);
   const generation = count(next('generation'));
   const expires = next('expires');
@@ -185,7 +186,10 @@ function readCatalogFile(file: string): Catalog | null {
   try {
     return parseCatalog(data);
   } catch (e) {
-    if (e instanceof CatalogError) throw new CatalogError(`${file}: ${e.message}; move it away to start a new catalog at generation 1 (whoever saw this one will refuse the new one until it passes its generation)`);
+    if (e instanceof CatalogError)
+      throw new CatalogError(
+        `${file}: ${e.message}; move it away to start a new catalog at generation 1 (whoever saw this one will refuse the new one until it passes its generation)`,
+      );
     throw e;
   }
 }
@@ -200,7 +204,8 @@ export function writeCatalog(dir: string, meta: Map<string, Meta>, key: SigningK
   const file = path.join(dir, CATALOG);
   const previous = readCatalogFile(file);
   // readers that trust the cache's key would take an unsigned one from whoever can write here
-  if (previous?.keyId && !key) throw new UsageError(`${file} is signed by ${previous.keyId}: sign its next generation too (--sign-key NAME), or move it away to publish the cache unsigned`);
+  if (previous?.keyId && !key)
+    throw new UsageError(`${file} is signed by ${previous.keyId}: sign its next generation too (--sign-key NAME), or move it away to publish the cache unsigned`);
   const here = new Map<string, CatalogEntry>();
   for (const n of fs.readdirSync(dir).sort()) {
     if (n.startsWith('.') || !n.endsWith('.info') || !fs.existsSync(path.join(dir, `${n.slice(0, -5)}.tar.gz`))) continue;
@@ -271,17 +276,23 @@ export async function accept(c: Catalog, cache: Cache, trusted: TrustedKeys, hom
   const file = seenFile(home, cache);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   // one reader at a time compares and writes: two at once must not leave the older generation as the last seen
-  await withLockFile(`${file}.lock`, () => {}, () => {
-    const seen = lastSeen(file);
-    if (c.generation < seen) {
-      refuse(`its generation ${c.generation} is lower than ${seen}, the last seen from it: an old catalog replayed, or a mirror frozen in the past; if the cache was made anew on purpose, remove ${file}`);
-    }
-    if (c.generation === seen) return;
-    withTemporaryFile(file, (tmp) => {
-      fs.writeFileSync(tmp, JSON.stringify({ cache: cacheKey(cache), generation: c.generation }) + '\n', { flag: 'wx' });
-      fs.renameSync(tmp, file);
-    });
-  });
+  await withLockFile(
+    `${file}.lock`,
+    () => {},
+    () => {
+      const seen = lastSeen(file);
+      if (c.generation < seen) {
+        refuse(
+          `its generation ${c.generation} is lower than ${seen}, the last seen from it: an old catalog replayed, or a mirror frozen in the past; if the cache was made anew on purpose, remove ${file}`,
+        );
+      }
+      if (c.generation === seen) return;
+      withTemporaryFile(file, (tmp) => {
+        fs.writeFileSync(tmp, JSON.stringify({ cache: cacheKey(cache), generation: c.generation }) + '\n', { flag: 'wx' });
+        fs.renameSync(tmp, file);
+      });
+    },
+  );
 }
 
 /** The catalog of `cache`, accepted; null when it has none. Throws CacheError (asking failed) or CatalogError. */
@@ -307,7 +318,11 @@ export async function fetchCatalog(cache: Cache, trusted: TrustedKeys, home: str
 }
 
 /** The catalogs of `caches`, in order, each accepted or with why not (a cache without one is left out). */
-export async function catalogsOf(caches: Cache[], trusted: TrustedKeys, home: string): Promise<{ found: Array<{ cache: Cache; catalog: Catalog }>; refused: CatalogError[]; failed: string[] }> {
+export async function catalogsOf(
+  caches: Cache[],
+  trusted: TrustedKeys,
+  home: string,
+): Promise<{ found: Array<{ cache: Cache; catalog: Catalog }>; refused: CatalogError[]; failed: string[] }> {
   const found: Array<{ cache: Cache; catalog: Catalog }> = [];
   const refused: CatalogError[] = [];
   const failed: string[] = [];

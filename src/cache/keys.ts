@@ -159,7 +159,11 @@ export function loadSigningKey(home: string, name: string): SigningKey {
 /** The names of the key pairs under `<home>/keys`. */
 export function listSigningKeys(home: string): string[] {
   try {
-    return fs.readdirSync(keysDir(home)).filter((f) => f.endsWith('.key')).map((f) => f.slice(0, -4)).sort();
+    return fs
+      .readdirSync(keysDir(home))
+      .filter((f) => f.endsWith('.key'))
+      .map((f) => f.slice(0, -4))
+      .sort();
   } catch {
     return [];
   }
@@ -267,7 +271,7 @@ export function loadTrustedKeys(home: string, env: NodeJS.ProcessEnv = process.e
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
       // a .pub file's text pasted in whole: its comment is no key and no file
-      const pasted = i > 0 && words[i - 1]!.startsWith(KEY_PREFIX) ? '; a .pub file\'s comment cannot be given here' : '';
+      const pasted = i > 0 && words[i - 1]!.startsWith(KEY_PREFIX) ? "; a .pub file's comment cannot be given here" : '';
       throw new TrustListError(`${where}: ${quote(word)}: ${why} (give public keys, ed25519:<base64>, or paths to .pub files${pasted})`);
     }
     keys.push(...parseTrustedKeys(pub, word));

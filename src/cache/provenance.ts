@@ -203,7 +203,10 @@ export function verifyProvenance(data: Buffer, trusted: TrustedKeys, expect: { a
   const signer = signerOf(e, trusted);
   const p = readStatement(e.payload);
   if (p.subject.sha256 !== expect.archiveSha256) {
-    throw new ProvenanceError(`its subject ${p.subject.name} has sha256 ${p.subject.sha256}, but the archive's is ${expect.archiveSha256}: it is not this archive's provenance`, EXIT.damaged);
+    throw new ProvenanceError(
+      `its subject ${p.subject.name} has sha256 ${p.subject.sha256}, but the archive's is ${expect.archiveSha256}: it is not this archive's provenance`,
+      EXIT.damaged,
+    );
   }
   if (expect.pkghash !== undefined && p.pkghash !== expect.pkghash) {
     throw new ProvenanceError(`it is the provenance of pkghash ${p.pkghash ?? '(none)'}, not ${expect.pkghash}`, EXIT.damaged);

@@ -27,7 +27,12 @@ export async function shellCmd(argv: string[]): Promise<number> {
   if (!pkg.buildScript) throw new UsageError(`${rel(dir)} is made by its .pkg.tar.gz.do on the host, not built in a sandbox: there is none to enter`);
   // a closure with no shell is said before anything is built for it
   const deps = sandbox.buildClosure(g, dir);
-  const built = await withEngine({ jobs, keepGoing: false, args: [] }, (e) => e.build(deps.map((d) => path.join(d, '.pkg.tar.gz')), false));
+  const built = await withEngine({ jobs, keepGoing: false, args: [] }, (e) =>
+    e.build(
+      deps.map((d) => path.join(d, '.pkg.tar.gz')),
+      false,
+    ),
+  );
   if (built !== EXIT.ok) return built;
 
   const home = peerpkgsHome();
@@ -78,7 +83,12 @@ export async function whyCmd(argv: string[]): Promise<number> {
     const st = fs.statSync(archive, { throwIfNoEntry: false });
     const from = st ? builtFromPkghash(archive) : null;
     const now = g.pkghash(dir);
-    const when = st ? st.mtime.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '';
+    const when = st
+      ? st.mtime
+          .toISOString()
+          .replace('T', ' ')
+          .replace(/\.\d+Z$/, ' UTC')
+      : '';
     if (!st) out.push(`${name} would be built: never built (no ${rel(archive)})`);
     else if (from === null) out.push(`${name} would be rebuilt: no record of the build that made ${rel(archive)} (state lost, or the file replaced)`);
     else if (from === '') out.push(`${name} is made by its .pkg.tar.gz.do, not from a pkghash: redo-ood lists it when the files that .do read change`);

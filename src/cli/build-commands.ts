@@ -61,7 +61,10 @@ async function engineFor(flags: BuildFlags): Promise<Engine> {
 /** Build the packages in `dirs` (`again`: even if up to date), counting their closure for the progress lines. */
 function buildPackages(engine: Engine, dirs: string[], again = false): Promise<number> {
   (engine.log as PackageLog).expect(dirs);
-  return engine.build(dirs.map((d) => path.join(d, '.pkg.tar.gz')), again);
+  return engine.build(
+    dirs.map((d) => path.join(d, '.pkg.tar.gz')),
+    again,
+  );
 }
 
 /**
@@ -112,7 +115,9 @@ export async function check(argv: string[]): Promise<number> {
     for (const r of results) {
       const pkg = rel(path.dirname(r.target));
       if (reproduced(r)) {
-        const harm = r.damaged ? `, but its unpacked copy ${r.damaged.dir} is damaged (${r.damaged.damage.length} paths: peerpkgs verify names them, verify --repair restores them)` : '';
+        const harm = r.damaged
+          ? `, but its unpacked copy ${r.damaged.dir} is damaged (${r.damaged.damage.length} paths: peerpkgs verify names them, verify --repair restores them)`
+          : '';
         process.stdout.write(`${pkg}: reproducible, output sha256 ${r.second}${harm}\n`);
       } else {
         process.stdout.write(`${pkg}: NOT reproducible: ${r.first} then ${r.second}\n`);
@@ -125,7 +130,14 @@ export async function check(argv: string[]): Promise<number> {
 
 /** Build the packages (as `build` does), then publish them. */
 export async function cacheAdd(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { jobs: BUILD_OPTIONS.jobs, output: { type: 'string', short: 'o' }, 'sign-key': { type: 'string' }, ipfs: { type: 'boolean' }, ipns: { type: 'string' }, expires: { type: 'string' } });
+  const { values, positionals } = parse(argv, {
+    jobs: BUILD_OPTIONS.jobs,
+    output: { type: 'string', short: 'o' },
+    'sign-key': { type: 'string' },
+    ipfs: { type: 'boolean' },
+    ipns: { type: 'string' },
+    expires: { type: 'string' },
+  });
   if (positionals.length) {
     const rc = await withEngine({ jobs: parseJobs(values.jobs), keepGoing: false, args: [] }, (e) => buildPackages(e, packageDirs(positionals)));
     if (rc !== 0) return rc;
@@ -146,7 +158,12 @@ export function exportFlags<O extends Options>(argv: string[], more?: O) {
   const { values, positionals } = parse(argv, { ...EXPORT_OPTIONS, ...more });
   const named = argv.filter((a) => STRATEGIES.some((s) => a === `--${s}`)).at(-1);
   const strategy = (named?.slice(2) ?? 'error') as Strategy;
-  const flags: BuildFlags = { jobs: parseJobs(values.jobs as string | undefined), keepGoing: (values['keep-going'] as boolean | undefined) ?? false, verbose: values.verbose as boolean | undefined, args: positionals };
+  const flags: BuildFlags = {
+    jobs: parseJobs(values.jobs as string | undefined),
+    keepGoing: (values['keep-going'] as boolean | undefined) ?? false,
+    verbose: values.verbose as boolean | undefined,
+    args: positionals,
+  };
   return { ...flags, out: (values.output as string | undefined) ?? null, strategy, values };
 }
 

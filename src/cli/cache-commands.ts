@@ -17,16 +17,7 @@ import { UsageError, parse, report, stdio, type CommandIO } from './frame.ts';
 import { addToCache, publishable } from '../cache/publish.ts';
 import type { CatalogFields } from '../cache/catalog.ts';
 import { parseInfo } from '../cache/info.ts';
-import {
-  generateKey,
-  listSigningKeys,
-  loadSigningKey,
-  loadTrustedKeys,
-  trustKeys,
-  trustedKeysFile,
-  keysDir,
-  type SigningKey,
-} from '../cache/keys.ts';
+import { generateKey, listSigningKeys, loadSigningKey, loadTrustedKeys, trustKeys, trustedKeysFile, keysDir, type SigningKey } from '../cache/keys.ts';
 
 export const ADD_HELP = `usage: add-to-package-cache -o DIR [--sign-key NAME] [--expires Nd] [--ipfs] [--ipns KEY] PKGDIR...
 
@@ -66,7 +57,12 @@ export async function addToPackageCache(argv: string[], io: CommandIO = stdio): 
       io.out(ADD_HELP);
       return 0;
     }
-    for (const [flag, v] of [['-o', values.output], ['--sign-key', values['sign-key']], ['--ipns', values.ipns]] as const) if (v === '') throw new UsageError(`${flag} needs a value`);
+    for (const [flag, v] of [
+      ['-o', values.output],
+      ['--sign-key', values['sign-key']],
+      ['--ipns', values.ipns],
+    ] as const)
+      if (v === '') throw new UsageError(`${flag} needs a value`);
     const { output: dir, 'sign-key': signKeyName, ipfs: toIpfs, ipns: ipnsKey } = values;
     if (!dir) throw new UsageError('name the cache directory with -o DIR');
     if (args.length === 0) throw new UsageError('name at least one package directory, e.g. ./pkg/make');
@@ -118,7 +114,11 @@ export async function cachePublish(argv: string[], io: CommandIO = stdio): Promi
       io.out('usage: peerpkgs cache publish DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]\n');
       return 0;
     }
-    for (const [flag, v] of [['--sign-key', values['sign-key']], ['--ipns', values.ipns]] as const) if (v === '') throw new UsageError(`${flag} needs a value`);
+    for (const [flag, v] of [
+      ['--sign-key', values['sign-key']],
+      ['--ipns', values.ipns],
+    ] as const)
+      if (v === '') throw new UsageError(`${flag} needs a value`);
     if (positionals.length !== 1) throw new UsageError('name one cache directory');
     const dir = positionals[0]!;
     const cv = values['cid-version'];

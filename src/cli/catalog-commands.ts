@@ -85,7 +85,9 @@ export async function infoByName(argv: string[]): Promise<number> {
   const hit = lookup(found, name);
   if (!hit) throw notFound(name, found, caches);
   const { cache, catalog, entry } = hit;
-  const closure = closureOf(catalog, entry).slice(0, -1).map((c) => c.entry.name);
+  const closure = closureOf(catalog, entry)
+    .slice(0, -1)
+    .map((c) => c.entry.name);
   const doc = {
     name: entry.name,
     ...entry.meta,
@@ -149,7 +151,8 @@ async function substituteClosure(hit: { cache: Cache; catalog: Catalog; entry: C
     if (!fs.existsSync(path.join(outputsDir, e.outputSha256))) {
       fs.mkdirSync(outputsDir, { recursive: true });
       const r = await substitute({ pkghash: e.pkghash, name: e.name, target, caches, trusted, outputsDir, closure: e.closure, log: (l) => tell(`${l}\n`) });
-      if (!('hit' in r)) throw new PeerpkgsError(`${e.name}: no cache has a usable binary package (pkghash ${e.pkghash}): ${r.tried.map((t) => `${t.cache}: ${t.reason}`).join('; ')}`);
+      if (!('hit' in r))
+        throw new PeerpkgsError(`${e.name}: no cache has a usable binary package (pkghash ${e.pkghash}): ${r.tried.map((t) => `${t.cache}: ${t.reason}`).join('; ')}`);
       if (r.hit.sha256 !== e.outputSha256) {
         removeTemporaryFile(r.hit.tmp);
         throw new PeerpkgsError(`${e.name}: ${r.hit.cache} has output ${r.hit.sha256} for pkghash ${e.pkghash}, its catalog says ${e.outputSha256}`, EXIT.untrusted);

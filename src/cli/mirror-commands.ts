@@ -34,7 +34,8 @@ and from its urls when that fails.
 /** Each subcommand's arguments, for its own usage line. */
 const SUB_ARGS: Record<string, string> = { import: '[--db FILE] P2PKGS-MIRRORS-FILE', pin: '[--db FILE] FETCHFILE...', 'pin-all': '[--db FILE] [TREEDIR]' };
 
-const MIRRORS_ENV = '\nEnvironment: PEERPKGS_HOME, PKG_MIRROR_DB, PKG_IPFS_PEERS, PKG_IPFS_LISTEN, PKG_IPFS_TIMEOUT, PKG_MAX_DOWNLOAD_SIZE,\nPKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE (see peerpkgs --help).\n';
+const MIRRORS_ENV =
+  '\nEnvironment: PEERPKGS_HOME, PKG_MIRROR_DB, PKG_IPFS_PEERS, PKG_IPFS_LISTEN, PKG_IPFS_TIMEOUT, PKG_MAX_DOWNLOAD_SIZE,\nPKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE (see peerpkgs --help).\n';
 
 interface Flags {
   db: string | null;
@@ -134,7 +135,11 @@ async function pinAll(prog: string, db: string | null, fetchFiles: string[]): Pr
       }
     }
   } finally {
-    if (node) await (node as Promise<{ close(): Promise<void> }>).then((n) => n.close(), () => undefined);
+    if (node)
+      await (node as Promise<{ close(): Promise<void> }>).then(
+        (n) => n.close(),
+        () => undefined,
+      );
   }
   if (node && !daemon) {
     process.stderr.write(`${prog}: pinned in ${display(path.dirname(ipfsPaths(home).socket))}, which no daemon serves: run peerpkgs ipfs daemon so that peers can fetch from it\n`);

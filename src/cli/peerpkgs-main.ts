@@ -32,8 +32,31 @@ const STRATEGY_HELP = `STRATEGY, for a path two packages provide differently (de
 --namespaced (each package's as PATH@PACKAGE). Packages are merged in the
 order named, each after its run-deps.
 `;
-const BUILD_ENV = ['PEERPKGS_HOME', 'PKG_LOG_KEEP', 'PKG_CACHE_URL', 'PKG_FORCE_BINARY', 'PKG_TRUSTED_KEYS', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPFS_TIMEOUT', 'PKG_SANDBOX_TMP_SIZE', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_MAX_UNPACK_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'];
-const FETCH_ENV = ['PEERPKGS_HOME', 'PKG_MIRROR_DB', 'PKG_MIRROR_IPFS', 'PKG_IPFS_PEERS', 'PKG_IPFS_TIMEOUT', 'PKG_MAX_DOWNLOAD_SIZE', 'PKG_DOWNLOAD_BASE_TIME', 'PKG_DOWNLOAD_MIN_RATE'];
+const BUILD_ENV = [
+  'PEERPKGS_HOME',
+  'PKG_LOG_KEEP',
+  'PKG_CACHE_URL',
+  'PKG_FORCE_BINARY',
+  'PKG_TRUSTED_KEYS',
+  'PKG_MIRROR_DB',
+  'PKG_MIRROR_IPFS',
+  'PKG_IPFS_TIMEOUT',
+  'PKG_SANDBOX_TMP_SIZE',
+  'PKG_MAX_DOWNLOAD_SIZE',
+  'PKG_MAX_UNPACK_SIZE',
+  'PKG_DOWNLOAD_BASE_TIME',
+  'PKG_DOWNLOAD_MIN_RATE',
+];
+const FETCH_ENV = [
+  'PEERPKGS_HOME',
+  'PKG_MIRROR_DB',
+  'PKG_MIRROR_IPFS',
+  'PKG_IPFS_PEERS',
+  'PKG_IPFS_TIMEOUT',
+  'PKG_MAX_DOWNLOAD_SIZE',
+  'PKG_DOWNLOAD_BASE_TIME',
+  'PKG_DOWNLOAD_MIN_RATE',
+];
 
 const EXIT_HELP = `Exit status: 0 ok, 1 a build failed, 2 usage, 4 bad package tree, 5 fetch
 failed, 6 not reproducible, 7 not found in IPFS, 8 IPFS unreachable,
@@ -157,11 +180,15 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     run: building('venvCmd'),
   },
   export: {
-    usage: 'tarball -o FILE [-j N] [STRATEGY] PKGDIR...\n       peerpkgs export oci -o PATH [--entrypoint CMD] [--cmd ARG]... [--env K=V]... [--tag NAME[:TAG]] [-j N] [STRATEGY] PKGDIR...',
+    usage:
+      'tarball -o FILE [-j N] [STRATEGY] PKGDIR...\n       peerpkgs export oci -o PATH [--entrypoint CMD] [--cmd ARG]... [--env K=V]... [--tag NAME[:TAG]] [-j N] [STRATEGY] PKGDIR...',
     help: `tarball: the same merge as venv, as one reproducible .tar.gz.\noci: the same merge as a reproducible OCI image, a layer a package: an image\nlayout directory, or an oci-archive when PATH ends in .tar.\n\n${JOBS_HELP}\n${STRATEGY_HELP}`,
     env: BUILD_ENV,
     subs: {
-      tarball: { usage: '-o FILE [-j N] [STRATEGY] PKGDIR...', help: `Build, then merge the packages and their run closures as venv does, into one\nreproducible .tar.gz.\n\n${JOBS_HELP}\n${STRATEGY_HELP}` },
+      tarball: {
+        usage: '-o FILE [-j N] [STRATEGY] PKGDIR...',
+        help: `Build, then merge the packages and their run closures as venv does, into one\nreproducible .tar.gz.\n\n${JOBS_HELP}\n${STRATEGY_HELP}`,
+      },
       oci: {
         usage: '-o PATH [--entrypoint CMD] [--cmd ARG]... [--env K=V]... [--tag NAME[:TAG]] [-j N] [STRATEGY] PKGDIR...',
         help: `Build, then merge the packages and their run closures into a reproducible OCI\nimage, a layer a package: an image layout directory, or an oci-archive when PATH\nends in .tar.\n\n${JOBS_HELP}\n${STRATEGY_HELP}`,
@@ -176,7 +203,8 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     run: building('sbomCmd'),
   },
   cache: {
-    usage: 'add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...\n       peerpkgs cache publish DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]',
+    usage:
+      'add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] [-j N] PKGDIR...\n       peerpkgs cache publish DIR [--sign-key NAME] [--expires Nd] [--ipns KEY] [--cid-version 0|1]',
     help: 'add: build, then copy the packages and their run closures into a binary cache\ndirectory with signed .info files and a signed catalog (also: add-to-package-cache);\n--ipfs adds DIR to IPFS, --ipns KEY also publishes it under the IPNS key KEY.\npublish: write the catalog of a cache directory anew, signed, then add the directory\nto IPFS (pinned), print ipfs://CID (and ipns://NAME).\n',
     env: [...BUILD_ENV, 'PKG_IPFS_PEERS', 'PKG_IPFS_LISTEN'],
     subs: {
@@ -192,7 +220,8 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     },
     run: async (args) => {
       if (args[0] === 'publish') return (await import('./cache-commands.ts')).cachePublish(args.slice(1));
-      if (args[0] !== 'add') throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--sign-key NAME] [--ipns KEY]');
+      if (args[0] !== 'add')
+        throw new UsageError('usage: peerpkgs cache add -o DIR [--sign-key NAME] [--ipfs] [--ipns KEY] PKGDIR... | cache publish DIR [--sign-key NAME] [--ipns KEY]');
       return building('cacheAdd')(args.slice(1));
     },
   },
@@ -207,9 +236,18 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
     help: 'Signing keys and the keys trusted for caches.\n',
     env: ['PEERPKGS_HOME', 'PKG_TRUSTED_KEYS'],
     subs: {
-      generate: { usage: 'NAME', help: 'Make the signing key NAME: $PEERPKGS_HOME/keys/NAME.key (private) and NAME.pub.\nIt is trusted nowhere, not even here, until peerpkgs key trust NAME.pub.\n' },
-      list: { usage: '', help: 'List the signing keys in $PEERPKGS_HOME/keys, and the trusted keys\n($PEERPKGS_HOME/trusted-keys and PKG_TRUSTED_KEYS), each with where it is from.\n' },
-      trust: { usage: 'KEY|FILE...', help: 'Trust public keys, given as ed25519:... or as .pub files: they are added to\n$PEERPKGS_HOME/trusted-keys. A cache is used only when signed by a trusted key.\n' },
+      generate: {
+        usage: 'NAME',
+        help: 'Make the signing key NAME: $PEERPKGS_HOME/keys/NAME.key (private) and NAME.pub.\nIt is trusted nowhere, not even here, until peerpkgs key trust NAME.pub.\n',
+      },
+      list: {
+        usage: '',
+        help: 'List the signing keys in $PEERPKGS_HOME/keys, and the trusted keys\n($PEERPKGS_HOME/trusted-keys and PKG_TRUSTED_KEYS), each with where it is from.\n',
+      },
+      trust: {
+        usage: 'KEY|FILE...',
+        help: 'Trust public keys, given as ed25519:... or as .pub files: they are added to\n$PEERPKGS_HOME/trusted-keys. A cache is used only when signed by a trusted key.\n',
+      },
     },
     run: subcommand(async () => (await import('./cache-commands.ts')).key),
   },
@@ -226,7 +264,7 @@ that changed, that dependency's own. A query: exit 0 whatever it says.
   },
   config: {
     usage: '[--json]',
-    help: 'Print every variable\'s effective value and where it came from: the environment,\na line of $PEERPKGS_HOME/config, or the default.\n\n  --json   as one JSON document (README: Configuration)\n',
+    help: "Print every variable's effective value and where it came from: the environment,\na line of $PEERPKGS_HOME/config, or the default.\n\n  --json   as one JSON document (README: Configuration)\n",
     env: Object.keys(VARIABLES),
     run: async (args) => (await import('./config-command.ts')).configCmd(args),
   },

@@ -93,7 +93,9 @@ export async function verifyProvenanceCommand(argv: string[], io: CommandIO = st
     const trusted = loadTrustedKeys(peerpkgsHome(io.env), io.env);
     const data = await readAll(await fetched(provenance, MAX_PROVENANCE_BYTES), MAX_PROVENANCE_BYTES);
     const v = verifyProvenance(data, trusted, { archiveSha256: await sha256Of(archive) });
-    const version = Object.entries(v.builder?.version ?? {}).map(([k, x]) => `${k} ${x}`).join(', ');
+    const version = Object.entries(v.builder?.version ?? {})
+      .map(([k, x]) => `${k} ${x}`)
+      .join(', ');
     io.out(
       `${provenance.where}: verified\n` +
         `  subject:   ${v.subject.name} sha256 ${v.subject.sha256}, as ${archive.where}\n` +

@@ -110,7 +110,8 @@ export async function seedCommand(argv: string[]): Promise<number> {
 export function report(r: ReproduceResult): string {
   const lines: string[] = [];
   const width = Math.max(...r.components.map((c) => c.name.length), 'seed (archive)'.length);
-  const row = (name: string, a: string, b: string) => lines.push(`${name.padEnd(width)}  ${a === b ? 'identical' : 'DIFFERENT'}\n${' '.repeat(width)}  generation 1 ${a}\n${' '.repeat(width)}  generation 2 ${b}`);
+  const row = (name: string, a: string, b: string) =>
+    lines.push(`${name.padEnd(width)}  ${a === b ? 'identical' : 'DIFFERENT'}\n${' '.repeat(width)}  generation 1 ${a}\n${' '.repeat(width)}  generation 2 ${b}`);
   for (const c of r.components) {
     row(c.name, c.gen1, c.gen2);
     for (const d of c.diffs) lines.push(`${' '.repeat(width)}    ${d.path}: ${d.what}`);

@@ -79,7 +79,10 @@ async function change(p: Profile, cmd: string, strategy: Strategy, next: (curren
 }
 
 function previousManifest(p: Profile, n: number): Manifest | null {
-  const prev = p.generations().filter((g) => g.number < n).at(-1);
+  const prev = p
+    .generations()
+    .filter((g) => g.number < n)
+    .at(-1);
   return prev ? p.manifest(prev.number) : null;
 }
 
@@ -199,7 +202,10 @@ export async function rollback(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`rollback takes no arguments, not ${positionals[0]}`);
   const p = profileOf(values);
   return switchTo(p, (cur) => {
-    const prev = p.generations().filter((g) => g.number < cur).at(-1);
+    const prev = p
+      .generations()
+      .filter((g) => g.number < cur)
+      .at(-1);
     if (!prev) throw new UsageError(`profile ${p.name} has no generation before ${cur}`);
     return prev.number;
   });
@@ -260,7 +266,8 @@ export async function gc(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`gc takes no arguments, not ${positionals[0]}`);
   const home = peerpkgsHome();
   const dry = values['dry-run'] ?? false;
-  const onWait = (pid: number, what: 'gc' | 'user') => tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build, an install or an IPFS command'}) to finish\n`);
+  const onWait = (pid: number, what: 'gc' | 'user') =>
+    tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build, an install or an IPFS command'}) to finish\n`);
   return exclusively(
     home,
     async () => {

@@ -105,7 +105,11 @@ export async function graphCmd(argv: string[]): Promise<number> {
     const target = g.load(dirs[0]!).dir;
     // the tree is the pkg/ directory the package is in
     const tree = path.dirname(target);
-    const candidates = fs.readdirSync(tree).sort().map((n) => path.join(tree, n)).filter(isPackageDir);
+    const candidates = fs
+      .readdirSync(tree)
+      .sort()
+      .map((n) => path.join(tree, n))
+      .filter(isPackageDir);
     const found = walk.dependents(g, target, candidates);
     if (values.json) printJson({ package: target, tree, dependents: found.map((d) => ({ package: d.dir, kind: d.kind, direct: d.direct })) });
     else process.stdout.write(found.map((d) => printable(`${d.kind}: ${rel(d.dir)}${d.direct ? '' : ' (indirectly)'}`) + '\n').join(''));
@@ -218,7 +222,13 @@ export async function infoCmd(argv: string[]): Promise<number> {
   const infos: PackageInfo[] = [];
   for (const dir of packageDirs(positionals)) infos.push(await packageInfo(dir, g, home));
   if (values.json) printJson(infos);
-  else process.stdout.write(infos.flatMap(infoText).map((l) => printable(l)).join('\n'));
+  else
+    process.stdout.write(
+      infos
+        .flatMap(infoText)
+        .map((l) => printable(l))
+        .join('\n'),
+    );
   return EXIT.ok;
 }
 

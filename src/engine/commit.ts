@@ -73,7 +73,13 @@ export function commit(state: State, job: FinishedJob, o: Outputs): Committed {
     sig = intact ? prev!.sig : statSig(now);
     oh = intact ? prevHash : hashFile(abs);
     id = 'h:' + oh;
-  } else if ((st3?.isFile() || (!st3 && wroteStdout)) && intact && (st3 ?? stOut)!.size === now!.size && ((st3 ?? stOut)!.mode & 0o7777) === (now!.mode & 0o7777) && hashFile(st3 ? tmp3 : stdout!) === prevHash) {
+  } else if (
+    (st3?.isFile() || (!st3 && wroteStdout)) &&
+    intact &&
+    (st3 ?? stOut)!.size === now!.size &&
+    ((st3 ?? stOut)!.mode & 0o7777) === (now!.mode & 0o7777) &&
+    hashFile(st3 ? tmp3 : stdout!) === prevHash
+  ) {
     // the same bytes as before: keep the old file (and its mtime, and
     // the cost of renaming over it, which journalled file systems make
     // wait for the new data to reach the disk)

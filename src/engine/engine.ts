@@ -100,7 +100,10 @@ export class Engine {
     this.locks = new Locks(this.stateDir);
     this.state.load();
     this.topBatch = { failed: false, keepGoing: opts.keepGoing === true };
-    this.slotsLent = new SlotScheduler(() => this.jobSlots(), (from, to) => this.waits.reaches(from, to));
+    this.slotsLent = new SlotScheduler(
+      () => this.jobSlots(),
+      (from, to) => this.waits.reaches(from, to),
+    );
     this.decision = new Decision({
       state: this.state,
       paths: this.paths,
@@ -190,7 +193,11 @@ export class Engine {
         if (cycle) return this.fail(`dependency cycle: ${cycle.map((c) => this.log.show(c)).join(' -> ')}`, 208);
         if (!force) return this.waitFor(from, t, prior);
         // `redo t` runs t's rule every time it is asked, after any build of t under way
-        return this.remember(t, prior.then(() => this.decision.examine(t, true, from)), from);
+        return this.remember(
+          t,
+          prior.then(() => this.decision.examine(t, true, from)),
+          from,
+        );
       }
     }
     let r: Result | Promise<Result>;
@@ -301,9 +308,7 @@ export class Engine {
     if (batch?.failed && !batch.keepGoing) return { ok: false, id: '', status: 1 };
     const abs = this.paths.abs(t);
     this.locks.register();
-    const waited = await this.locks.lock(t, (pid) =>
-      this.log.info(`${this.log.show(t)}: waiting for redo process ${pid}, which is building it`),
-    );
+    const waited = await this.locks.lock(t, (pid) => this.log.info(`${this.log.show(t)}: waiting for redo process ${pid}, which is building it`));
     try {
       if (waited) {
         // someone else built it while we waited: look again
@@ -409,7 +414,11 @@ export class Engine {
       // loaded once something is to be built: a no-op run starts without it
       const { WorkerPool } = await import('./worker.ts');
       const js = this.jobSlots();
-      this.pool ??= new WorkerPool(() => this.childEnv(), () => js.childFds, path.join(this.stateDir, 'tmp'));
+      this.pool ??= new WorkerPool(
+        () => this.childEnv(),
+        () => js.childFds,
+        path.join(this.stateDir, 'tmp'),
+      );
     }
     const argv = this.interpreter(found.dofile);
     const spec: JobSpec = {

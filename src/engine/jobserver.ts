@@ -82,9 +82,7 @@ export class JobServer {
   /** MAKEFLAGS value for children, keeping flags the caller already had. */
   makeflags(existing: string | undefined): string | undefined {
     if (!this.childFds) return existing;
-    const kept = (existing ?? '')
-      .split(' ')
-      .filter((w) => w && !/^--jobserver-(auth|fds)=/.test(w) && !/^-j\d*$/.test(w));
+    const kept = (existing ?? '').split(' ').filter((w) => w && !/^--jobserver-(auth|fds)=/.test(w) && !/^-j\d*$/.test(w));
     return [...kept, `-j${this.slots}`, `--jobserver-auth=${JOBSERVER_R},${JOBSERVER_W}`].join(' ').trim();
   }
 

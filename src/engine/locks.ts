@@ -27,7 +27,11 @@ function lockDir(stateDir: string): string {
   try {
     fs.accessSync(shm, fs.constants.W_OK);
     const real = fs.realpathSync(path.dirname(stateDir));
-    const key = crypto().createHash('sha1').update(path.join(real, path.basename(stateDir))).digest('hex').slice(0, 16);
+    const key = crypto()
+      .createHash('sha1')
+      .update(path.join(real, path.basename(stateDir)))
+      .digest('hex')
+      .slice(0, 16);
     const uid = process.getuid?.() ?? 0;
     return path.join(shm, `redo-${uid}-${key}`);
   } catch {

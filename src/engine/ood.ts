@@ -171,9 +171,7 @@ export class Decision {
       const r = this.builder.ensure(d.p, false, self, true);
       if (r instanceof Promise) {
         const me = self;
-        return r.then((res) =>
-          !res.ok || res.id !== d.id ? this.why(rec, d.p, 'changed') : this.depsChanged(rec, asker, i + 1, me),
-        );
+        return r.then((res) => (!res.ok || res.id !== d.id ? this.why(rec, d.p, 'changed') : this.depsChanged(rec, asker, i + 1, me)));
       }
       if (!r.ok || r.id !== d.id) return this.why(rec, d.p, 'changed');
     }

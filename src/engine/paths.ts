@@ -11,7 +11,7 @@ export const STATE_DIR = '.redo';
 
 /** Find the directory holding .redo, from `start` upward; else `start`. */
 export function findBase(start: string): string {
-  for (let d = start; ; ) {
+  for (let d = start; ;) {
     if (fs.statSync(path.join(d, STATE_DIR), { throwIfNoEntry: false })?.isDirectory()) return d;
     const up = path.dirname(d);
     if (up === d) return start;

@@ -72,9 +72,7 @@ export function statSig(st: fs.Stats): Sig {
 
 /** Compared field by field: no string is built on the no-op path. */
 export function sameSig(st: fs.Stats, sig: Sig | null | undefined): boolean {
-  return (
-    sig != null && sig[0] === st.size && sig[1] === st.mtimeMs && sig[2] === st.ctimeMs && sig[3] === st.ino
-  );
+  return sig != null && sig[0] === st.size && sig[1] === st.mtimeMs && sig[2] === st.ctimeMs && sig[3] === st.ino;
 }
 
 /** Kernel timestamps are coarse: a file written within this many ms of the
@@ -175,7 +173,10 @@ export class State {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
-    return names.filter((n) => !n.startsWith('.')).sort().map((n) => path.join(jdir, n));
+    return names
+      .filter((n) => !n.startsWith('.'))
+      .sort()
+      .map((n) => path.join(jdir, n));
   }
 
   private readRecords(file: string, key: string | null, mustExist = false): void {
@@ -371,8 +372,7 @@ export class State {
       // worth it once the journals are a good part of its size
       const size = (f: string) => fs.statSync(f, { throwIfNoEntry: false })?.size ?? 0;
       const pending = done.reduce((n, j) => n + size(j), 0);
-      if (done.length === 0 || (done.length < 64 && pending < Math.max(256 << 10, size(path.join(this.dir, 'db')) / 3)))
-        return;
+      if (done.length === 0 || (done.length < 64 && pending < Math.max(256 << 10, size(path.join(this.dir, 'db')) / 3))) return;
       // what other engines wrote since we loaded; then memory holds the
       // snapshot and every journal, and is written out as the new snapshot
       this.refresh();

@@ -142,9 +142,7 @@ export class Worker {
     // written over the last job in place, never truncated (ext4 flushes a
     // file rewritten after truncation on close); `return` ends the job
     const text =
-      `_redo_env=${shQuote(spec.envScript)} _redo_err=${shQuote(spec.err)}\n` +
-      words.map((w, i) => (i === 0 || /^[\w./-]+$/.test(w) ? w : shQuote(w))).join(' ') +
-      '\nreturn\n';
+      `_redo_env=${shQuote(spec.envScript)} _redo_err=${shQuote(spec.err)}\n` + words.map((w, i) => (i === 0 || /^[\w./-]+$/.test(w) ? w : shQuote(w))).join(' ') + '\nreturn\n';
     fs.writeSync(this.jobFd, text, 0);
     return new Promise((resolve) => {
       this.finish = resolve;

@@ -173,9 +173,7 @@ export async function exportOci(opts: OciOptions): Promise<OciResult> {
     const imageConfig: Record<string, unknown> = { Env: env };
     if (opts.entrypoint !== undefined) imageConfig.Entrypoint = opts.entrypoint;
     if (opts.cmd !== undefined) imageConfig.Cmd = opts.cmd;
-    const config = blob(
-      JSON.stringify({ created: EPOCH, architecture: architecture(), os: 'linux', config: imageConfig, rootfs: { type: 'layers', diff_ids: diffIds } }),
-    );
+    const config = blob(JSON.stringify({ created: EPOCH, architecture: architecture(), os: 'linux', config: imageConfig, rootfs: { type: 'layers', diff_ids: diffIds } }));
     const manifest = blob(
       JSON.stringify({
         schemaVersion: 2,

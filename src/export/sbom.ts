@@ -170,9 +170,7 @@ function cyclonedx(entries: Entry[], id: string, timestamp: string | null): obje
     ...(e.meta.version !== undefined ? { version: e.meta.version } : {}),
     ...(e.meta.description !== undefined ? { description: e.meta.description } : {}),
     ...(e.output !== null ? { hashes: [{ alg: 'SHA-256', content: e.output }] } : {}),
-    ...(e.meta.license !== undefined
-      ? { licenses: [{ expression: e.meta.license }] }
-      : {}),
+    ...(e.meta.license !== undefined ? { licenses: [{ expression: e.meta.license }] } : {}),
     externalReferences: [
       ...(e.meta.homepage !== undefined ? [{ type: 'website', url: e.meta.homepage }] : []),
       ...e.sources.flatMap((s) => s.urls.map((url) => ({ type: 'source-distribution', url, hashes: [{ alg: 'SHA-256', content: s.sha256 }] }))),

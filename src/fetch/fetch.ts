@@ -172,7 +172,8 @@ async function attempt(source: Source, want: Distfile, opts: FetchOptions, progr
   const s = settings();
   const cap = opts.maxBytes ?? s.maxDownloadBytes;
   const maxBytes = want.size ?? cap;
-  const maxWhat = want.size !== undefined ? `the ${want.size} bytes its fetch record says` : `the ${formatSize(cap)} that PKG_MAX_DOWNLOAD_SIZE allows a source whose fetch record gives no size`;
+  const maxWhat =
+    want.size !== undefined ? `the ${want.size} bytes its fetch record says` : `the ${formatSize(cap)} that PKG_MAX_DOWNLOAD_SIZE allows a source whose fetch record gives no size`;
   const deadline = opts.deadline ?? { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate };
   const opened = await source.open(want, { timeoutMs: opts.timeoutMs ?? 30_000, maxBytes, maxWhat, deadline });
   if (want.size !== undefined && opened.size !== undefined && opened.size !== want.size) {

@@ -23,8 +23,7 @@ import { PeerpkgsError, EXIT } from '../errors.ts';
 // and node:http's WebSocket getter then loads undici, some 12 MB of memory
 // in every process that only wanted http.get. https is loaded on first use.
 const builtin = createRequire(import.meta.url);
-const getFor = (url: URL): typeof Http.get =>
-  url.protocol === 'https:' ? (builtin('node:https') as typeof Https).get : (builtin('node:http') as typeof Http).get;
+const getFor = (url: URL): typeof Http.get => (url.protocol === 'https:' ? (builtin('node:https') as typeof Https).get : (builtin('node:http') as typeof Http).get);
 
 /** How long a download may take: `baseMs`, plus its bytes at `minRate` bytes a second. */
 export interface Deadline {

@@ -48,7 +48,7 @@ export function blockFiles(dir: string, base32upper: Base32): BlockFiles {
       const fh = await fs.promises.open(tmp, 'w');
       try {
         let left = parts.reduce((k, p) => k + p.byteLength, 0);
-        for (let views = parts; left > 0; ) {
+        for (let views = parts; left > 0;) {
           const { bytesWritten } = await fh.writev(views);
           left -= bytesWritten;
           views = skip(views, bytesWritten);
@@ -118,8 +118,7 @@ export function withFastPut<T extends object>(store: T, dir: string, base32upper
     }
     yield block;
   }
-  const has = async (cid: CID, options?: object): Promise<boolean> =>
-    filestore?.has(cid) || (store as unknown as { has(c: CID, o?: object): Promise<boolean> }).has(cid, options);
+  const has = async (cid: CID, options?: object): Promise<boolean> => filestore?.has(cid) || (store as unknown as { has(c: CID, o?: object): Promise<boolean> }).has(cid, options);
   return new Proxy(store, {
     get(target, key) {
       if (key === 'put') return put;

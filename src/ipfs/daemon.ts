@@ -43,7 +43,14 @@ export interface DaemonOptions {
 function addOptions(q: URLSearchParams): AddOptions {
   const bool = (k: string) => (q.has(k) ? q.get(k) === 'true' : undefined);
   const num = (k: string) => (q.has(k) ? Number(q.get(k)) : undefined);
-  return { cidVersion: num('cidVersion') as 0 | 1 | undefined, rawLeaves: bool('rawLeaves'), pin: bool('pin'), hidden: bool('hidden'), chunkSize: num('chunkSize'), nocopy: bool('nocopy') };
+  return {
+    cidVersion: num('cidVersion') as 0 | 1 | undefined,
+    rawLeaves: bool('rawLeaves'),
+    pin: bool('pin'),
+    hidden: bool('hidden'),
+    chunkSize: num('chunkSize'),
+    nocopy: bool('nocopy'),
+  };
 }
 
 async function readBody(req: Http.IncomingMessage, max = 1 << 20): Promise<string> {

@@ -144,7 +144,16 @@ async function serveRaw(local: LocalBlocks, cid: CID, pathname: string, res: Htt
   res.end(head ? undefined : bytes);
 }
 
-async function serveCar(local: LocalBlocks, cid: CID, segments: string[], scope: DagScope, pathname: string, res: Http.ServerResponse, head: boolean, signal: AbortSignal): Promise<void> {
+async function serveCar(
+  local: LocalBlocks,
+  cid: CID,
+  segments: string[],
+  scope: DagScope,
+  pathname: string,
+  res: Http.ServerResponse,
+  head: boolean,
+  signal: AbortSignal,
+): Promise<void> {
   // the blocks walkPath reads are those a client needs to verify the path
   const onPath: CID[] = [];
   const recording = {
@@ -164,7 +173,10 @@ async function serveCar(local: LocalBlocks, cid: CID, segments: string[], scope:
   }
   // the end of the path must be here before a 200 is promised
   if (!isIdentity(end) && !(await local.has(end))) throw new MissingBlock(end);
-  const etag = `W/"${createHash('sha256').update(`${cid}/${segments.join('/')}?${scope}`).digest('hex').slice(0, 32)}.car"`;
+  const etag = `W/"${createHash('sha256')
+    .update(`${cid}/${segments.join('/')}?${scope}`)
+    .digest('hex')
+    .slice(0, 32)}.car"`;
   res.writeHead(200, contentHeaders(pathname, `${cid}.car`, etag, CAR_RESPONSE_TYPE));
   if (head) return void res.end();
   if (!(await write(res, carHeader(cid)))) return;

@@ -82,7 +82,12 @@ export class PeerIpnsRouting implements IPNSRouting {
       }
     }
     if (valid.length === 0) return found[0]!;
-    return valid[this.d.ipns.ipnsSelector(routingKey, valid.map((v) => v.entry))]!.bytes;
+    return valid[
+      this.d.ipns.ipnsSelector(
+        routingKey,
+        valid.map((v) => v.entry),
+      )
+    ]!.bytes;
   }
 
   toString(): string {

@@ -240,7 +240,9 @@ export class LocalNode implements IpfsClient {
         // was asked for before sending any, so a long want-list waits longer
         const opts = { signal: wd.signal, window: 16 };
         const plainFile = e.type === 'raw' || (e.type === 'file' && (e.unixfs.type === 'file' || e.unixfs.type === 'raw'));
-        const content = plainFile ? fileContent(this.mods, e.node as PBNode | Uint8Array, (cid, signal) => wholeBlock(this.helia.blockstore.get(cid, { signal })), opts) : e.content({ signal: wd.signal, blockReadConcurrency: opts.window });
+        const content = plainFile
+          ? fileContent(this.mods, e.node as PBNode | Uint8Array, (cid, signal) => wholeBlock(this.helia.blockstore.get(cid, { signal })), opts)
+          : e.content({ signal: wd.signal, blockReadConcurrency: opts.window });
         for await (const chunk of content) {
           wd.kick();
           yield chunk;
@@ -625,7 +627,15 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   withBitswap(helia as never, {});
   await helia.start();
   recordBitswapMatches((helia as unknown as { blockBrokers: Parameters<typeof recordBitswapMatches>[0] }).blockBrokers);
-  const node = new LocalNode(helia, settings, { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS, digest }, opts.serve ?? false, paths.blocks, blockstore, filestore);
+  const node = new LocalNode(
+    helia,
+    settings,
+    { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS, digest },
+    opts.serve ?? false,
+    paths.blocks,
+    blockstore,
+    filestore,
+  );
   await node.useGateways(settings.gateways);
   if (opts.serve) await node.serveIpns();
   if (settings.peers.length) {

@@ -140,7 +140,8 @@ export async function connectDaemon(socket: string): Promise<RemoteIpfs | null> 
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'ENOTSOCK') return null;
-    if ((e as Error).message === 'interrupted') throw new IpfsError(`the IPFS daemon on ${socket} accepts connections but does not answer within 10 s (stop it, or remove the socket if no daemon runs)`);
+    if ((e as Error).message === 'interrupted')
+      throw new IpfsError(`the IPFS daemon on ${socket} accepts connections but does not answer within 10 s (stop it, or remove the socket if no daemon runs)`);
     throw e;
   }
 }

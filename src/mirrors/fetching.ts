@@ -37,6 +37,10 @@ export async function fetchWithMirror<T>(
   try {
     return await fetch(mirror?.sourcesFor);
   } finally {
-    if (node) await (node as Promise<MirrorNode>).then((n) => n.close(), () => undefined);
+    if (node)
+      await (node as Promise<MirrorNode>).then(
+        (n) => n.close(),
+        () => undefined,
+      );
   }
 }

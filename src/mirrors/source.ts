@@ -159,15 +159,12 @@ class Idle {
       this.stop();
       const secs = `${this.ms / 1000} s`;
       throw new SourceError(
-        got
-          ? `stalled after ${formatBytes(got)}: no data for ${secs} (the peer went away or lacks the rest)`
-          : `no data for ${secs}: no reachable peer has it`,
+        got ? `stalled after ${formatBytes(got)}: no data for ${secs} (the peer went away or lacks the rest)` : `no data for ${secs}: no reachable peer has it`,
         false,
       );
     }
   }
 }
-
 
 export interface MirrorSetup {
   /** where the package's fetch file lies; its tree's mirrors/ipfs.csv is used */

@@ -82,7 +82,7 @@ export async function packageRoot(g: PackageGraph, dir: string, home: string): P
 function isExecutable(root: string, file: string): boolean {
   let at = root;
   let todo = file.split('/').filter(Boolean);
-  for (let links = 0; todo.length > 0; ) {
+  for (let links = 0; todo.length > 0;) {
     const part = todo.shift()!;
     if (part === '.') continue;
     if (part === '..') {

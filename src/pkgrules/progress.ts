@@ -172,7 +172,14 @@ export class PackageLog extends Log {
     if (this.drawn) this.stream.write('\r\x1b[K');
     this.drawn = false;
     const c = this.counts;
-    const did = ([[c.built, 'built'], [c.substituted, 'substituted'], [c.failed, 'failed'], [c.notBuilt, 'not built']] as const).filter(([n]) => n > 0);
+    const did = (
+      [
+        [c.built, 'built'],
+        [c.substituted, 'substituted'],
+        [c.failed, 'failed'],
+        [c.notBuilt, 'not built'],
+      ] as const
+    ).filter(([n]) => n > 0);
     if (did.length) {
       // "1 package built", "2 packages built, 1 substituted"
       const words = did.map(([n, what], i) => `${i === 0 ? plural(n, 'package') : n} ${what}`);

@@ -38,9 +38,10 @@ export async function rebuildAndCompare(targets: string[], outputsDir: string, b
   for (const [i, target] of targets.entries()) {
     const sha = recordedSha256(target);
     const unpacked = (s: string | null) => path.join(outputsDir, s ?? 'none');
-    const diffs = compareOutputs({ manifest: first[i]!, dir: unpacked(firstSha[i]!) }, { manifest: await readManifest(target), dir: unpacked(sha) }, ['the first build', 'the second build']).map(
-      (d) => (d.what.startsWith('only in ') ? `${d.what}: ${d.path}` : `differs: ${d.path} (${d.what})`),
-    );
+    const diffs = compareOutputs({ manifest: first[i]!, dir: unpacked(firstSha[i]!) }, { manifest: await readManifest(target), dir: unpacked(sha) }, [
+      'the first build',
+      'the second build',
+    ]).map((d) => (d.what.startsWith('only in ') ? `${d.what}: ${d.path}` : `differs: ${d.path} (${d.what})`));
     const same = sha !== null && sha === firstSha[i] && diffs.length === 0;
     const stored = same && fs.existsSync(unpacked(sha)) ? await checkOutput(outputsDir, sha) : null;
     results.push({ target, first: firstSha[i]!, second: sha, diffs, damaged: stored?.damage.length ? stored : null });

@@ -45,9 +45,4 @@ function rule(target: PackageTarget, version: string): Rule {
 }
 
 /** Bump a version to rebuild everything that rule made. */
-export const packageRules: Rule[] = [
-  rule('.pkghash', '1'),
-  rule('.closure', '1'),
-  rule('.bclosure', '1'),
-  rule('.pkg.tar.gz', '1'),
-];
+export const packageRules: Rule[] = [rule('.pkghash', '1'), rule('.closure', '1'), rule('.bclosure', '1'), rule('.pkg.tar.gz', '1')];

@@ -110,22 +110,50 @@ export function bwrapArgs(opts: SandboxOptions, covered: number[] = []): string[
   // a tmpfs takes half the machine's memory unless told
   const tmp = String(opts.tmpBytes ?? settings().sandboxTmpBytes);
   const args = [
-    '--unshare-user', '--unshare-net', '--unshare-ipc', '--unshare-pid', '--unshare-uts',
-    '--hostname', 'build',
-    '--uid', String(BUILD_UID), '--gid', String(BUILD_UID),
-    '--ro-bind', opts.root, '/',
+    '--unshare-user',
+    '--unshare-net',
+    '--unshare-ipc',
+    '--unshare-pid',
+    '--unshare-uts',
+    '--hostname',
+    'build',
+    '--uid',
+    String(BUILD_UID),
+    '--gid',
+    String(BUILD_UID),
+    '--ro-bind',
+    opts.root,
+    '/',
     // --dev's own tmpfs is unbounded, so it is made read-only; /dev/shm,
     // which some builds need, gets a bounded one
-    '--dev', '/dev',
-    '--size', tmp, '--tmpfs', '/dev/shm',
-    '--remount-ro', '/dev',
-    '--proc', '/proc',
-    '--size', tmp, '--tmpfs', '/tmp',
-    '--bind', opts.work, BUILD_HOME,
-    '--bind', opts.destdir, '/destdir',
-    '--ro-bind-data', String(passwdFd), '/etc/passwd',
-    '--ro-bind-data', String(groupFd), '/etc/group',
-    '--chdir', BUILD_HOME,
+    '--dev',
+    '/dev',
+    '--size',
+    tmp,
+    '--tmpfs',
+    '/dev/shm',
+    '--remount-ro',
+    '/dev',
+    '--proc',
+    '/proc',
+    '--size',
+    tmp,
+    '--tmpfs',
+    '/tmp',
+    '--bind',
+    opts.work,
+    BUILD_HOME,
+    '--bind',
+    opts.destdir,
+    '/destdir',
+    '--ro-bind-data',
+    String(passwdFd),
+    '/etc/passwd',
+    '--ro-bind-data',
+    String(groupFd),
+    '/etc/group',
+    '--chdir',
+    BUILD_HOME,
     '--die-with-parent',
     ...(opts.newSession === false ? [] : ['--new-session']),
     '--clearenv',
@@ -230,12 +258,8 @@ export async function runSandboxed(opts: SandboxOptions): Promise<{ status: numb
       if (devnull >= 0) fs.closeSync(devnull);
     }
     const output = terminal ? Promise.resolve() : readLines(outR, opts.onLine ?? toStderr);
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'ENOENT' ? new Error('bwrap not found: install bubblewrap (apt-get install bubblewrap)') : e),
-    );
-    child.on('close', (status, signal) =>
-      void output.then(() => resolve({ status: status ?? 128 + (signal ? os.constants.signals[signal] : 0), signal })),
-    );
+    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new Error('bwrap not found: install bubblewrap (apt-get install bubblewrap)') : e));
+    child.on('close', (status, signal) => void output.then(() => resolve({ status: status ?? 128 + (signal ? os.constants.signals[signal] : 0), signal })));
     const pipes = child.stdio as unknown as Array<Socket | null>;
     // bwrap reads both before the build starts; if it fails first, no matter
     pipes[passwdFd]?.on('error', () => {}).end(PASSWD);

@@ -128,9 +128,24 @@ const KINDS: Kind[] = [
   {
     kind: 'crash leftovers',
     find: (home) => {
-      const dirs = [home, homeLayout.outputs(home), homeLayout.roots(home), homeLayout.build(home), homeLayout.built(home), homeLayout.distfiles(home), homeLayout.distfilesVerified(home), homeLayout.profiles(home), ipfsPaths(home).blocks];
+      const dirs = [
+        home,
+        homeLayout.outputs(home),
+        homeLayout.roots(home),
+        homeLayout.build(home),
+        homeLayout.built(home),
+        homeLayout.distfiles(home),
+        homeLayout.distfilesVerified(home),
+        homeLayout.profiles(home),
+        ipfsPaths(home).blocks,
+      ];
       const gcroots = homeLayout.gcroots(home);
-      dirs.push(gcroots, ...list(gcroots).map((n) => path.join(gcroots, n)).filter((p) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()));
+      dirs.push(
+        gcroots,
+        ...list(gcroots)
+          .map((n) => path.join(gcroots, n))
+          .filter((p) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()),
+      );
       return dirs.flatMap((d) => (fs.existsSync(d) ? deadTemporaries(d) : [])).map((p) => [p]);
     },
   },

@@ -135,7 +135,10 @@ function recordPackage(dir: string, pkgDir: string): void {
 
 /** Remove all but the newest `keep` logs in `dir`. */
 function prune(dir: string, keep: number): void {
-  const logs = fs.readdirSync(dir).filter((n) => LOG.test(n)).sort();
+  const logs = fs
+    .readdirSync(dir)
+    .filter((n) => LOG.test(n))
+    .sort();
   for (const n of logs.slice(0, Math.max(0, logs.length - keep))) fs.rmSync(path.join(dir, n), { force: true });
 }
 

@@ -45,7 +45,10 @@ export interface Unpacked {
  */
 export function recordedSha256(archive: string): string | null {
   try {
-    const [sha, size, ino] = fs.readFileSync(archive + SHA_SUFFIX, 'utf8').trim().split(' ');
+    const [sha, size, ino] = fs
+      .readFileSync(archive + SHA_SUFFIX, 'utf8')
+      .trim()
+      .split(' ');
     const st = fs.statSync(archive);
     if (Number(size) !== st.size || Number(ino) !== st.ino) return null;
     return /^[0-9a-f]{64}$/.test(sha ?? '') ? sha! : null;
@@ -200,4 +203,3 @@ async function recordOrigin(dir: string, manifest: string | undefined, archive: 
     }
   }
 }
-

@@ -114,7 +114,10 @@ async function liveUsers(home: string): Promise<number[]> {
   const dir = usersDir(home);
   try {
     await sweepNow(dir);
-    return fs.readdirSync(dir).map((n) => Number(/\.tmp-(\d+)-/.exec(n)?.[1])).filter((pid) => pid > 0 && pid !== process.pid);
+    return fs
+      .readdirSync(dir)
+      .map((n) => Number(/\.tmp-(\d+)-/.exec(n)?.[1]))
+      .filter((pid) => pid > 0 && pid !== process.pid);
   } catch {
     return [];
   }
@@ -133,16 +136,19 @@ export async function exclusively<T>(home: string, f: () => Promise<T> | T, onWa
     told = true;
   };
   for (;;) {
-    const done = await withLockFile(lockFile(home), (pid) => tellOnce(pid, 'gc'), async () => {
-      const users = await liveUsers(home);
-      if (users.length > 0) {
-        tellOnce(users[0]!, 'user');
-        return null; // the lock goes, so that the user's own children start and it can finish
-      }
-      return { value: await f() };
-    });
+    const done = await withLockFile(
+      lockFile(home),
+      (pid) => tellOnce(pid, 'gc'),
+      async () => {
+        const users = await liveUsers(home);
+        if (users.length > 0) {
+          tellOnce(users[0]!, 'user');
+          return null; // the lock goes, so that the user's own children start and it can finish
+        }
+        return { value: await f() };
+      },
+    );
     if (done !== null) return done.value;
     await sleep(100);
   }
 }
-

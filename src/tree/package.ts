@@ -79,7 +79,12 @@ export function loadPackage(dir: string): Package {
   const hostScripts = scripts.filter((s) => s.path !== 'build').map((s) => s.path);
   if (hostScripts.length > 0 && (hostScripts.some((s) => s !== SEED_DO) || !isSeedDir(real))) {
     throw new TreeError(
-      `${display(path.join(real, hostScripts.find((s) => s !== SEED_DO || !isSeedDir(real))!))}: only a seed (a package with no build script, build-deps or run-deps) may have a .do file, and only ${SEED_DO}: a .do runs on the host, outside the sandbox`,
+      `${display(
+        path.join(
+          real,
+          hostScripts.find((s) => s !== SEED_DO || !isSeedDir(real))!,
+        ),
+      )}: only a seed (a package with no build script, build-deps or run-deps) may have a .do file, and only ${SEED_DO}: a .do runs on the host, outside the sandbox`,
     );
   }
   const buildRefs = readDeps(real, 'build-deps');
@@ -124,7 +129,7 @@ function checkWorkNames(pkg: Package): void {
  * that holds a `pkg/` directory (for pkg/NAME, the parent of pkg/), or null.
  */
 export function treeRoot(start: string): string | null {
-  for (let dir = path.resolve(start); ; ) {
+  for (let dir = path.resolve(start); ;) {
     if (fs.statSync(path.join(dir, 'pkg'), { throwIfNoEntry: false })?.isDirectory()) return dir;
     const up = path.dirname(dir);
     if (up === dir) return null;

@@ -27,7 +27,7 @@ export interface TemplateOptions {
 }
 
 const FETCH_TEMPLATE =
-  '# One record a source file, records separated by blank lines\n# (new-package --url URL writes them; peerpkgs distfiles add FILE prints a\n# local file\'s sha256 and size):\n# url: https://example.org/hello-1.0.tar.gz\n# sha256: <64 hex digits>\n# size: <bytes>\n';
+  "# One record a source file, records separated by blank lines\n# (new-package --url URL writes them; peerpkgs distfiles add FILE prints a\n# local file's sha256 and size):\n# url: https://example.org/hello-1.0.tar.gz\n# sha256: <64 hex digits>\n# size: <bytes>\n";
 
 /** What `unpack` takes (pkg/unpack/files/unpack), by name: tar in any format, compressed or not, and zip. */
 const ARCHIVE = /\.(tar|tar\.(gz|bz2|xz|lzma|Z)|tgz|tbz2?|txz|zip)$/;
@@ -63,9 +63,7 @@ export function buildScript(name: string, sources: TemplateSource[]): string {
 
 /** The fetch file's records, with `file:` only where the URL does not already name the file so. */
 export function fetchRecords(sources: TemplateSource[]): string {
-  return sources
-    .map((s) => `url: ${s.url}\nsha256: ${s.sha256}\nsize: ${s.size}\n${s.file !== defaultFileName(s.url) ? `file: ${s.file}\n` : ''}`)
-    .join('\n');
+  return sources.map((s) => `url: ${s.url}\nsha256: ${s.sha256}\nsize: ${s.size}\n${s.file !== defaultFileName(s.url) ? `file: ${s.file}\n` : ''}`).join('\n');
 }
 
 /** Writes the template into `dir`, which must not exist. */

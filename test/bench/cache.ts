@@ -43,7 +43,6 @@ interface ChildResult {
 
 const CHILD = substituteChild(repo, PKGHASH, { log: false });
 
-
 function sh(script: string): number {
   settle();
   const t0 = process.hrtime.bigint();

@@ -46,7 +46,9 @@ const info = spawnSync(path.join(BIN, 'peerpkgs'), ['info', './pkg/gcc'], { cwd:
 const pkghash = /^pkghash: +([0-9a-f]{64})$/m.exec(info.stdout)?.[1];
 const home = process.env.PEERPKGS_HOME ?? path.join(os.homedir(), '.cache/peerpkgs');
 if (!pkghash || !fs.existsSync(path.join(home, 'built', `${pkghash}.pkg.tar.gz`))) {
-  console.error(`bench:compilers: pkg/gcc is not in ${home}/built: build it first (bin/build-packages-ifchange -j2 ./pkg/gcc, hours the first time)${info.status ? `: ${info.stderr.trim()}` : ''}`);
+  console.error(
+    `bench:compilers: pkg/gcc is not in ${home}/built: build it first (bin/build-packages-ifchange -j2 ./pkg/gcc, hours the first time)${info.status ? `: ${info.stderr.trim()}` : ''}`,
+  );
   fs.rmSync(dir, { recursive: true, force: true });
   process.exit(1);
 }
@@ -79,9 +81,11 @@ build(pairs.flat());
 const buildTimes = pairs.map(([t, g]) => [t, forced(t), forced(g)] as const);
 
 // the data: words in a seeded random order
-const words = fs.existsSync('/usr/share/dict/words') ? fs.readFileSync('/usr/share/dict/words', 'utf8').split('\n').filter(Boolean) : 'the quick brown fox jumps over a lazy dog with some more words for variety'.split(' ');
+const words = fs.existsSync('/usr/share/dict/words')
+  ? fs.readFileSync('/usr/share/dict/words', 'utf8').split('\n').filter(Boolean)
+  : 'the quick brown fox jumps over a lazy dog with some more words for variety'.split(' ');
 let seed = 1;
-const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
 const chunks: string[] = [];
 let size = 0;
 while (size < MB * 1e6) {
@@ -115,4 +119,4 @@ row(`xz -T1, compress ${MB} MB`, `${tccXz.compress.toFixed(2)}s`, `${gccXz.compr
 row(`xz -T1, decompress`, `${tccXz.decompress.toFixed(2)}s`, `${gccXz.decompress.toFixed(2)}s`, `${(tccXz.decompress / gccXz.decompress).toFixed(2)}×`);
 console.log('');
 console.log(`compression ratio: tcc's xz ${tccXz.ratio.toFixed(2)}, GCC's ${gccXz.ratio.toFixed(2)} (the same format: they must agree)`);
-console.log('zlib-gcc ran zlib\'s own tests (make test) in its build.');
+console.log("zlib-gcc ran zlib's own tests (make test) in its build.");

@@ -49,7 +49,6 @@ const peerpkgs = path.join(repo, 'bin/peerpkgs');
 
 const CHILD = substituteChild(repo, PKGHASH, { log: true });
 
-
 /** addPath into a fresh block directory as ipfs add writes it (or, given '-', storing nothing as add --only-hash), timed around the call: the import itself, without starting a node. */
 const ADD = `
 const [file, blocks] = process.argv.slice(1);
@@ -75,7 +74,11 @@ const timed = (cmd: string, args: string[], env: NodeJS.ProcessEnv) => run(cmd, 
 
 function child(script: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): { s: number; rssMB?: number } {
   settle();
-  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script, ...args], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   if (r.status !== 0) throw new Error(`child failed (${r.status})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as { s: number; rssMB?: number };
 }
@@ -138,7 +141,18 @@ async function main(): Promise<void> {
   const homeA = path.join(dir, 'a');
   const a = await startDaemon(homeA);
   const nginx = await startNginx(cacheDir);
-  const times = { add: [] as number[], importer: [] as number[], onlyHash: [] as number[], onlyHashCmd: [] as number[], nocopy: [] as number[], hash: [] as number[], ipfs: [] as number[], gateway: [] as number[], http: [] as number[], get: [] as number[] };
+  const times = {
+    add: [] as number[],
+    importer: [] as number[],
+    onlyHash: [] as number[],
+    onlyHashCmd: [] as number[],
+    nocopy: [] as number[],
+    hash: [] as number[],
+    ipfs: [] as number[],
+    gateway: [] as number[],
+    http: [] as number[],
+    get: [] as number[],
+  };
   const rss = { ipfs: 0, gateway: 0, http: 0 };
   try {
     const cid = timed(peerpkgs, ['ipfs', 'add', '--pin', cacheDir], { PEERPKGS_HOME: homeA }).stdout.trim();
@@ -188,7 +202,8 @@ async function main(): Promise<void> {
   const dht = await dhtLookup(reps);
   const m = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])) as Record<keyof typeof times, number>;
   const rate = (s: number) => `${(size / 2 ** 20 / s).toFixed(0)} MB/s`;
-  const row = (x: string, t: number, xs: number[]) => console.log(x.padEnd(44) + `${t.toFixed(3)}s`.padStart(9) + rate(t).padStart(12) + `   (${xs.map((v) => v.toFixed(2)).join(' ')})`);
+  const row = (x: string, t: number, xs: number[]) =>
+    console.log(x.padEnd(44) + `${t.toFixed(3)}s`.padStart(9) + rate(t).padStart(12) + `   (${xs.map((v) => v.toFixed(2)).join(' ')})`);
   console.log(`archive ${(size / 2 ** 20).toFixed(0)} MB; median of ${reps} runs each (each run's time in brackets)\n`);
   console.log(''.padEnd(44) + 'time'.padStart(9) + 'throughput'.padStart(12));
   row('openssl dgst -sha256 of the file', m.hash, times.hash);
@@ -206,7 +221,9 @@ async function main(): Promise<void> {
   console.log(`add against openssl: ${(m.hash / m.importer).toFixed(2)}× the import, ${(m.hash / m.add).toFixed(2)}× the command (target ≥ 0.50)`);
   console.log(`add --only-hash against openssl: ${(m.hash / m.onlyHash).toFixed(2)}× the import, ${(m.hash / m.onlyHashCmd).toFixed(2)}× the command (target ≥ 0.80)`);
   console.log(`add --nocopy (the filestore) against openssl: ${(m.hash / m.nocopy).toFixed(2)}× the command (target ≥ 0.80)`);
-  console.log(`peak RSS of the substitute process: ${rss.ipfs.toFixed(0)} MB ipfs (B <- A), ${rss.gateway.toFixed(0)} MB through the gateway, ${rss.http.toFixed(0)} MB http (target ≤ 150 MB for 1 GB)`);
+  console.log(
+    `peak RSS of the substitute process: ${rss.ipfs.toFixed(0)} MB ipfs (B <- A), ${rss.gateway.toFixed(0)} MB through the gateway, ${rss.http.toFixed(0)} MB http (target ≤ 150 MB for 1 GB)`,
+  );
   console.log(
     `DHT: ipfs get of a 1 MB file only a node two hops away holds, C knowing only the hub B: ${dht.viaDht.toFixed(3)}s; ` +
       `the same from the holder named directly: ${dht.direct.toFixed(3)}s; the lookup costs ${(dht.viaDht - dht.direct).toFixed(3)}s (medians of ${reps}: ${dht.runs})`,

@@ -24,8 +24,7 @@ import { exportTarball } from '../../src/export/tarball.ts';
 
 const N = Number(process.argv[2] ?? 20);
 const { dir, tree, home, timed } = workspace('oci');
-const size = (p: string): number =>
-  fs.statSync(p).isDirectory() ? fs.readdirSync(p).reduce((n, e) => n + size(path.join(p, e)), 0) : fs.statSync(p).size;
+const size = (p: string): number => (fs.statSync(p).isDirectory() ? fs.readdirSync(p).reduce((n, e) => n + size(path.join(p, e)), 0) : fs.statSync(p).size);
 
 writePkgTree(tree, N);
 const target = `./pkg/p${N}`;

@@ -52,11 +52,17 @@ const OUTPUTS = new Set(['.pkghash', '.pkg.tar.gz', '.pkg.tar.gz.sha256', '.clos
 fs.cpSync(path.join(REPO, 'pkg'), path.join(dir, 'pkg'), { recursive: true, filter: (f) => !OUTPUTS.has(path.basename(f)) });
 const seedFirst = timed(path.join(REPO, 'bootstrap/make-seed'), []);
 const seedAgain = timed(path.join(REPO, 'bootstrap/make-seed'), []);
-const imported = timed(path.join(REPO, 'bootstrap/import-sources'), packages.map((p) => `./pkg/${p}`));
+const imported = timed(
+  path.join(REPO, 'bootstrap/import-sources'),
+  packages.map((p) => `./pkg/${p}`),
+);
 timed('build-packages-ifchange', ['-j2', './pkg/seed', './pkg/untar-v7']);
 const rows: [string, number, number | null][] = [];
 for (const name of packages) {
-  const deps = fs.readFileSync(path.join(dir, 'pkg', name, 'build-deps'), 'utf8').split('\n').filter((l) => l.startsWith('../'));
+  const deps = fs
+    .readFileSync(path.join(dir, 'pkg', name, 'build-deps'), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('../'));
   timed('build-packages-ifchange', ['-j2', ...deps.map((d) => `./pkg/${d.slice(3)}`)]);
   rows.push([name, timed('build-packages-ifchange', ['-j2', `./pkg/${name}`]), hostTime(name)]);
 }

@@ -33,10 +33,7 @@ function makeTree(dir: string): void {
   fs.writeFileSync(path.join(dir, 'src/common.h'), '#define COMMON 1\n');
   fs.writeFileSync(path.join(dir, 'src/default.o.do'), 'redo-ifchange "$2.c" common.h\ncat "$2.c" common.h >"$3"\n');
   fs.writeFileSync(path.join(dir, 'all.do'), `redo-ifchange ${objs.join(' ')}\n`);
-  fs.writeFileSync(
-    path.join(dir, 'Makefile'),
-    `all: ${objs.join(' ')}\n\nsrc/%.o: src/%.c src/common.h\n\tcat $^ >$@\n`,
-  );
+  fs.writeFileSync(path.join(dir, 'Makefile'), `all: ${objs.join(' ')}\n\nsrc/%.o: src/%.c src/common.h\n\tcat $^ >$@\n`);
 }
 
 const haveTime = fs.existsSync('/usr/bin/time');
@@ -93,8 +90,7 @@ function measure(tool: 'make' | 'redo', jobs: number): Figures {
 execFileSync('make', ['--version'], { stdio: 'ignore' });
 console.log(`redo-tree: ${N} sources, ${os.cpus().length} cores, node ${process.version}`);
 console.log('');
-const row = (a: string, b: string, c: string, d: string, e: string) =>
-  console.log(a.padEnd(22) + b.padStart(10) + c.padStart(10) + d.padStart(9) + e.padStart(10));
+const row = (a: string, b: string, c: string, d: string, e: string) => console.log(a.padEnd(22) + b.padStart(10) + c.padStart(10) + d.padStart(9) + e.padStart(10));
 row('', 'make', 'redo', 'ratio', 'target');
 for (const j of jobsList) {
   const m = measure('make', j);

@@ -59,7 +59,11 @@ async function median(runs: number, f: () => unknown): Promise<number> {
 }
 
 function spawnTrue(): Promise<void> {
-  return new Promise((resolve, reject) => spawn('/bin/true', { stdio: 'ignore' }).on('error', reject).on('close', () => resolve()));
+  return new Promise((resolve, reject) =>
+    spawn('/bin/true', { stdio: 'ignore' })
+      .on('error', reject)
+      .on('close', () => resolve()),
+  );
 }
 
 const layers = makeLayers();
@@ -72,7 +76,10 @@ fs.mkdirSync(destdir);
 let round = 0;
 const first = await median(5, () => {
   // a closure not seen before: each round, other identities
-  const r = assembleRoot(home, layers.map((l) => ({ ...l, id: `${l.id}-${round++}` })));
+  const r = assembleRoot(
+    home,
+    layers.map((l) => ({ ...l, id: `${l.id}-${round++}` })),
+  );
   if (r.reused) throw new Error('a new closure reused a root');
 });
 const { root } = assembleRoot(home, layers);

@@ -74,7 +74,11 @@ function settle(): void {
 
 function step(mode: string, file: string, blocks: string, cid = ''): { s: number; cid?: string; bytes: number } {
   settle();
-  const r = spawnSync(process.execPath, ['--max-semi-space-size=16', '--input-type=module', '-e', STEP, mode, file, blocks, cid], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, ['--max-semi-space-size=16', '--input-type=module', '-e', STEP, mode, file, blocks, cid], {
+    cwd: repo,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   if (r.status !== 0) throw new Error(`${mode} failed (${r.status})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as { s: number; cid?: string; bytes: number };
 }
@@ -132,7 +136,9 @@ async function main(): Promise<void> {
   row('cat, ours (file-content.ts)', 'cat-ours');
   row('cat, @helia/unixfs', 'cat-helia');
   const m = (k: string) => median(t[k]!);
-  console.log(`\nadd: ours ${(m('add-helia') / m('add-ours')).toFixed(2)}× the speed of @helia/unixfs; cat: ours ${(m('cat-helia') / m('cat-ours')).toFixed(2)}× the speed of @helia/unixfs`);
+  console.log(
+    `\nadd: ours ${(m('add-helia') / m('add-ours')).toFixed(2)}× the speed of @helia/unixfs; cat: ours ${(m('cat-helia') / m('cat-ours')).toFixed(2)}× the speed of @helia/unixfs`,
+  );
   removeTreeSync(dir);
 }
 

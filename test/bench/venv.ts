@@ -77,7 +77,7 @@ row('    closure: graph, identities, unpacked', ms(closure));
 row('    makeVenv: plan, link, replace the old', ms(make));
 console.log('  learning the contents of the closure:');
 row('    walking the unpacked outputs (planMerge)', ms(walk));
-row('    reading the archives\' manifests', ms(manifests));
+row("    reading the archives' manifests", ms(manifests));
 console.log('');
 console.log(
   `bin/venv's own work (closure + makeVenv) is ${ms(closure + make)} of the ${ms(venv)}; the rest is Node and the CLI ` +
