@@ -620,23 +620,33 @@ describe('IPFS', function () {
       assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
     });
 
-    it("B substitutes from A's ipfs:// cache through A's trustless gateway, with no libp2p connection between them", async () => {
+    /**
+     * A publishes the tree to IPFS; B, whose node does not listen and names
+     * no peer, cannot reach it (`missing`), and then, with `reach` in its
+     * environment, substitutes a and b from it, building nothing.
+     */
+    async function onlyThrough(o: {
+      a: NodeJS.ProcessEnv;
+      timeout: number;
+      missing: (cid: string) => RegExp;
+      why: string;
+      reach: (a: Awaited<ReturnType<typeof daemon>>) => NodeJS.ProcessEnv;
+    }) {
       const homeA = path.join(s.dir, 'a');
-      const a = await daemon(homeA, { PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' });
+      const a = await daemon(homeA, o.a);
       const pub = publishTree(homeA, ['--ipfs']);
       const cid = /^ipfs:\/\/(Qm\w+)$/m.exec(pub.stdout)![1]!;
       const b = machineB();
-      // no PKG_IPFS_PEERS, and B's node does not listen: the gateway is the only way to A
       const env = {
         PKG_CACHE_URL: `ipfs://${cid}`,
         PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
         PKG_FORCE_BINARY: 'yes',
-        PKG_IPFS_TIMEOUT: '2',
+        PKG_IPFS_TIMEOUT: String(o.timeout),
       };
       const without = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(s.dir, 'c-home') });
-      assert.notEqual(without.status, 0, 'without the gateway the cache cannot be reached');
-      assert.match(without.stderr, new RegExp(`warning: a: ipfs://${cid}: .*could not find .* on any connected peer within 2 s`));
-      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(s.dir, 'b-home'), PKG_IPFS_GATEWAYS: a.gateway });
+      assert.notEqual(without.status, 0, o.why);
+      assert.match(without.stderr, o.missing(cid));
+      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, ...o.reach(a), PEERPKGS_HOME: path.join(s.dir, 'b-home') });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, new RegExp(`b: substituted from ipfs://${cid} \\(signed by ed25519:[0-9a-f]{16}\\)`));
       assert.match(r.stderr, new RegExp(`a: substituted from ipfs://${cid}`));
@@ -644,32 +654,26 @@ describe('IPFS', function () {
       for (const p of ['a', 'b']) {
         assert.equal(read(b, `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0], read(path.join(s.dir, 'tree'), `pkg/${p}/.pkg.tar.gz.sha256`).split(' ')[0]);
       }
-    });
+    }
 
-    it("B, which names no peer, finds A on the local network by mDNS and substitutes from A's ipfs:// cache", async () => {
-      const MDNS = { PKG_IPFS_MDNS: 'yes' };
-      const homeA = path.join(s.dir, 'a');
-      await daemon(homeA, MDNS);
-      const pub = publishTree(homeA, ['--ipfs']);
-      const cid = /^ipfs:\/\/(Qm\w+)$/m.exec(pub.stdout)![1]!;
-      const b = machineB();
-      // no PKG_IPFS_PEERS, no gateway, no DHT: a multicast query is the only way to A
-      const env = {
-        PKG_CACHE_URL: `ipfs://${cid}`,
-        PKG_TRUSTED_KEYS: path.join(homeA, 'keys/team.pub'),
-        PKG_FORCE_BINARY: 'yes',
-        PKG_IPFS_TIMEOUT: '5',
-      };
-      const without = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, PEERPKGS_HOME: path.join(s.dir, 'c-home') });
-      assert.notEqual(without.status, 0, 'without mDNS nobody says where A is');
-      assert.match(without.stderr, /could not find .* on any connected peer within 5 s \(peers: none connected/);
-      const r = run(b, 'build-packages-ifchange', ['./pkg/b'], { ...env, ...MDNS, PEERPKGS_HOME: path.join(s.dir, 'b-home') });
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stderr, new RegExp(`b: substituted from ipfs://${cid} \\(signed by ed25519:[0-9a-f]{16}\\)`));
-      assert.match(r.stderr, new RegExp(`a: substituted from ipfs://${cid}`));
-      assert.doesNotMatch(r.stderr, /sandbox root/, 'nothing was built');
-      assert.equal(read(b, 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0], read(path.join(s.dir, 'tree'), 'pkg/b/.pkg.tar.gz.sha256').split(' ')[0]);
-    });
+    it("B substitutes from A's ipfs:// cache through A's trustless gateway, with no libp2p connection between them", () =>
+      onlyThrough({
+        a: { PKG_IPFS_GATEWAY_LISTEN: '/ip4/127.0.0.1/tcp/0' },
+        timeout: 2,
+        why: 'without the gateway the cache cannot be reached',
+        missing: (cid) => new RegExp(`warning: a: ipfs://${cid}: .*could not find .* on any connected peer within 2 s`),
+        reach: (a) => ({ PKG_IPFS_GATEWAYS: a.gateway }),
+      }));
+
+    it("B, which names no peer, finds A on the local network by mDNS and substitutes from A's ipfs:// cache", () =>
+      // no gateway, no DHT: a multicast query is the only way to A
+      onlyThrough({
+        a: { PKG_IPFS_MDNS: 'yes' },
+        timeout: 5,
+        why: 'without mDNS nobody says where A is',
+        missing: () => /could not find .* on any connected peer within 5 s \(peers: none connected/,
+        reach: () => ({ PKG_IPFS_MDNS: 'yes' }),
+      }));
 
     it('cache publish writes the catalog anew, signed, a generation up each time, and search finds its packages over ipfs://', async () => {
       const homeA = path.join(s.dir, 'a');
