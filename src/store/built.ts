@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { homeLayout } from '../home.ts';
 import { recordSha256, recordedSha256 } from './outputs.ts';
-import { temporaryName, forget, removeTemporaryFile } from '../archive/temporary.ts';
+import { temporaryName, forget, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
 
 const ARCHIVE = '.pkg.tar.gz';
 
@@ -67,14 +67,10 @@ function copyRecords(from: string, to: string, suffixes: readonly string[]): voi
       fs.rmSync(to + s, { force: true });
       continue;
     }
-    const tmp = temporaryName(to + s);
-    try {
+    withTemporaryFile(to + s, (tmp) => {
       fs.writeFileSync(tmp, text, { mode: 0o644 });
       fs.renameSync(tmp, to + s);
-      forget(tmp);
-    } finally {
-      removeTemporaryFile(tmp);
-    }
+    });
   }
 }
 
