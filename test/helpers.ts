@@ -137,3 +137,34 @@ export async function assertSchema(name: string, value: unknown): Promise<void> 
   const validate = new Ajv({ allErrors: true }).compile(JSON.parse(fs.readFileSync(path.join(REPO, 'test/schemas', `${name}.schema.json`), 'utf8')));
   if (!validate(value)) throw new Error(`${name}.schema.json: ${JSON.stringify(validate.errors, null, 2)}\n${JSON.stringify(value, null, 2)}`);
 }
+
+/** Names a build leaves in a package directory: outputs, not the tree's own files (`.pkg.tar.gz.do` is a seed's own). */
+const BUILD_OUTPUT = /^\.(redo|pkghash|b?closure|pkg\.tar\.gz(?!\.do))/;
+
+/** The checked-out tree's pkg/ copied to DIR/pkg, without the outputs a build in the checkout left. */
+export function copyTree(dir: string): void {
+  fs.cpSync(path.join(REPO, 'pkg'), path.join(dir, 'pkg'), { recursive: true, filter: (f) => !BUILD_OUTPUT.test(path.basename(f)) });
+}
+
+/**
+ * The build-deps that put the tree's GCC-built packages back on the seed's
+ * tcc, as the tree built them before GCC: CI has no GCC (its chain takes
+ * over an hour), and tcc is what GCC's gain is measured against. Their
+ * build scripts call `cc` and `make`, which both toolchains provide.
+ */
+export const ON_TCC: Readonly<Record<string, readonly string[]>> = {
+  zlib: ['../seed'],
+  lua: ['../seed'],
+  xz: ['../seed', '../untar-v7'],
+  pigz: ['../seed', '../zlib'],
+  pngcheck: ['../seed', '../zlib'],
+};
+
+/** Put pkg/NAME of the tree at DIR on tcc; with `as`, a copy pkg/AS is, and pkg/NAME is left as it is. */
+export function onTcc(dir: string, name: string, as?: string): void {
+  const deps = ON_TCC[name];
+  if (!deps) throw new Error(`no tcc build-deps known for pkg/${name}`);
+  const to = path.join(dir, 'pkg', as ?? name);
+  if (as) fs.cpSync(path.join(dir, 'pkg', name), to, { recursive: true });
+  fs.writeFileSync(path.join(to, 'build-deps'), deps.join('\n') + '\n');
+}

@@ -126,9 +126,12 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
     if (e instanceof InfoError) throw new InfoError(`refusing ${infoName}: ${e.message}`);
     throw e;
   }
-  const provenance = await provenanceOf(cache, info, opts.trusted);
+  // a provenance required is checked before the archive is asked for; one only carried along comes beside it, costing no round trip
+  const required = cache.requireProvenance ? await provenanceOf(cache, info, opts.trusted) : null;
+  const carried = cache.requireProvenance ? null : provenanceOf(cache, info, opts.trusted).catch(() => null);
   const tmp = temporaryName(opts.target); // the caller's to rename into place
   await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes));
+  const provenance = required ?? (await carried);
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
   opts.log(`${opts.name}: from ${cache.url}, ${by}${cache.requireProvenance ? ', its provenance verified' : ''}, output ${info.outputSha256.slice(0, 16)}…`);

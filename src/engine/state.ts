@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import type { Hash } from 'node:crypto';
 import { crypto } from './lazy.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';
+import { namesIn } from '../archive/files.ts';
 
 /** A dependency of a target, as recorded when the target was built. */
 export type Dep =
@@ -166,14 +167,7 @@ export class State {
 
   private listJournals(): string[] {
     const jdir = path.join(this.dir, 'journal');
-    let names: string[];
-    try {
-      names = fs.readdirSync(jdir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
-    return names
+    return namesIn(jdir)
       .filter((n) => !n.startsWith('.'))
       .sort()
       .map((n) => path.join(jdir, n));

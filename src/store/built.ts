@@ -26,6 +26,7 @@ import * as path from 'node:path';
 import { homeLayout } from '../home.ts';
 import { recordSha256, recordedSha256 } from './outputs.ts';
 import { temporaryName, forget, removeTemporaryFile, withTemporaryFile } from '../archive/temporary.ts';
+import { namesIn } from '../archive/files.ts';
 
 const ARCHIVE = '.pkg.tar.gz';
 
@@ -113,13 +114,7 @@ export function takeBuilt(found: BuiltArchive, out: string, target: string, suff
  */
 export function unheldBuilt(home: string, keptOutputs: ReadonlySet<string>): string[][] {
   const dir = homeLayout.built(home);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir).filter((n) => !n.startsWith('.'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+  const names = namesIn(dir).filter((n) => !n.startsWith('.'));
   const archives = new Set(names.filter((n) => n.endsWith(ARCHIVE)));
   const out: string[][] = [];
   for (const n of [...archives].sort()) {

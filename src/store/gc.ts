@@ -36,6 +36,7 @@ import { homeLayout } from '../home.ts';
 import { PACKAGE_LINK } from './logs.ts';
 import { unheldBuilt } from './built.ts';
 import { deadTemporaries, temporaryName, forget } from '../archive/temporary.ts';
+import { namesIn } from '../archive/files.ts';
 import { ipfsPaths } from '../ipfs/config.ts';
 
 export interface Kept {
@@ -62,7 +63,7 @@ type Kind = { kind: string; find: (home: string, kept: Kept) => string[][] };
 /** The paths of `dir` whose names pass `keep`, grouped by the name's first 64 characters (a sha256 and its records). */
 function bySha(dir: string, garbage: (sha: string) => boolean): string[][] {
   const groups = new Map<string, string[]>();
-  for (const n of list(dir).sort()) {
+  for (const n of namesIn(dir).sort()) {
     const sha = n.slice(0, 64);
     if (!SHA.test(sha) || (n.length > 64 && n[64] !== '.') || !garbage(sha)) continue;
     // the tree (the bare name, sorted first) goes before its records: a record without its tree is rewritten when the output is unpacked again
@@ -72,15 +73,6 @@ function bySha(dir: string, garbage: (sha: string) => boolean): string[][] {
 }
 
 const SHA = /^[0-9a-f]{64}$/;
-
-function list(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
-}
 
 const KINDS: Kind[] = [
   {
@@ -96,7 +88,7 @@ const KINDS: Kind[] = [
     kind: 'sandbox roots',
     find: (home) => {
       const dir = homeLayout.roots(home);
-      return list(dir)
+      return namesIn(dir)
         .filter((n) => !n.startsWith('.'))
         .map((n) => [path.join(dir, n)]);
     },
@@ -111,7 +103,7 @@ const KINDS: Kind[] = [
   {
     kind: 'logs',
     find: (home, kept) =>
-      list(homeLayout.logs(home))
+      namesIn(homeLayout.logs(home))
         .filter((n) => !n.startsWith('.'))
         .map((n) => path.join(homeLayout.logs(home), n))
         .filter((d) => {
@@ -142,7 +134,7 @@ const KINDS: Kind[] = [
       const gcroots = homeLayout.gcroots(home);
       dirs.push(
         gcroots,
-        ...list(gcroots)
+        ...namesIn(gcroots)
           .map((n) => path.join(gcroots, n))
           .filter((p) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()),
       );

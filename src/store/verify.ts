@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { removeTree } from '../archive/files.ts';
+import { namesIn, removeTree } from '../archive/files.ts';
 import { serializeManifest, type ManifestEntry } from '../archive/manifest.ts';
 import { archiveFile, recordedSha256, storedManifest } from './outputs.ts';
 
@@ -100,14 +100,9 @@ function packageName(archive: string | null): string | null {
 
 /** The trees of the output store (`<home>/outputs`), by sha256. */
 export function storedOutputs(outputsDir: string): string[] {
-  let names: string[];
-  try {
-    names = fs.readdirSync(outputsDir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
-  return names.filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
+  return namesIn(outputsDir)
+    .filter((n) => /^[0-9a-f]{64}$/.test(n))
+    .sort();
 }
 
 /** Checks the output `outputsDir/<sha256>` against its stored manifest. */

@@ -6,11 +6,12 @@
  *
  * In a scratch copy of the tree (pkg/), with the user's $PEERPKGS_HOME so
  * that the GCC chain built before is taken from the store (built/), not
- * built again: xz, lua and zlib as the tree builds them, with the seed's
- * tcc, and the same sources built by pkg/gcc at -O2 (variant packages
- * NAME-gcc whose build-deps are ../busybox ../make ../gcc instead of the
- * seed). Each build is timed alone, forced (bin/redo), its dependencies
- * built first. zlib-gcc runs zlib's own tests (make test) in its build.
+ * built again: xz, lua and zlib as the
+ * tree builds them, with GCC 12 at -O2, and the same packages put back on
+ * the seed's tcc (variants NAME-tcc whose build-deps are the seed's:
+ * ON_TCC, the build-deps CI's real-tree test gives them). Each build is
+ * timed alone, forced (bin/redo), its dependencies built first. Both
+ * zlibs run zlib's own tests (make test), both xz theirs (make check).
  * Then each xz compresses and decompresses MB megabytes of text (a
  * dictionary's words, in a seeded random order: compressible as real data
  * is), in a venv, timed.
@@ -23,9 +24,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BIN, copyTree, onTcc } from '../helpers.ts';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(REPO, 'bin');
 const MB = Number(process.argv[2] ?? 100);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-compilers-'));
 const tree = path.join(dir, 'tree');
@@ -38,8 +38,7 @@ function run(cmd: string, args: string[], opts: { cwd?: string; input?: Buffer; 
   return { seconds, stdout: r.stdout ?? Buffer.alloc(0) };
 }
 
-const OUTPUTS = /^\.(redo|pkghash|b?closure|pkg\.tar\.gz(?!\.do))/;
-fs.cpSync(path.join(REPO, 'pkg'), path.join(tree, 'pkg'), { recursive: true, filter: (f) => !OUTPUTS.test(path.basename(f)) });
+copyTree(tree);
 
 // is GCC in the store? (built/PKGHASH.pkg.tar.gz: store/built.ts)
 const info = spawnSync(path.join(BIN, 'peerpkgs'), ['info', './pkg/gcc'], { cwd: tree, encoding: 'utf8' });
@@ -53,32 +52,19 @@ if (!pkghash || !fs.existsSync(path.join(home, 'built', `${pkghash}.pkg.tar.gz`)
   process.exit(1);
 }
 
-/** The variant of `name` built by GCC: its fetch, files and build script, with `extra` added to the build. */
-function variant(name: string, deps: string[], edit: (script: string) => string): string {
-  const to = path.join(tree, 'pkg', `${name}-gcc`);
-  fs.cpSync(path.join(tree, 'pkg', name), to, { recursive: true });
-  fs.writeFileSync(path.join(to, 'build-deps'), ['../busybox', '../make', '../gcc', ...deps].join('\n') + '\n');
-  fs.writeFileSync(path.join(to, 'build'), edit(fs.readFileSync(path.join(to, 'build'), 'utf8')), { mode: 0o755 });
-  return `${name}-gcc`;
-}
-// the tarball is xz's, unpacked by the tree's xz (busybox has no xz) and untar-v7
-variant('xz', ['../xz', '../untar-v7'], (s) => s);
-variant('lua', [], (s) => s);
-// zlib's own tests, in the build
-variant('zlib', [], (s) => s.replace(/^make$/m, 'make\nmake test'));
-if (!fs.readFileSync(path.join(tree, 'pkg/zlib-gcc/build'), 'utf8').includes('make test')) throw new Error('pkg/zlib/build changed: no line `make` to add `make test` after');
+for (const name of ['xz', 'lua', 'zlib']) onTcc(tree, name, `${name}-tcc`);
 
 const build = (pkgs: string[]) => run(path.join(BIN, 'build-packages-ifchange'), ['-j2', ...pkgs.map((p) => `./pkg/${p}`)]);
 const forced = (p: string) => run(path.join(BIN, 'redo'), ['-j2', `pkg/${p}/.pkg.tar.gz`]).seconds;
 
 // dependencies first (GCC from the store), untimed
 const pairs = [
-  ['xz', 'xz-gcc'],
-  ['lua', 'lua-gcc'],
-  ['zlib', 'zlib-gcc'],
+  ['xz-tcc', 'xz'],
+  ['lua-tcc', 'lua'],
+  ['zlib-tcc', 'zlib'],
 ] as const;
 build(pairs.flat());
-const buildTimes = pairs.map(([t, g]) => [t, forced(t), forced(g)] as const);
+const buildTimes = pairs.map(([t, g]) => [g, forced(t), forced(g)] as const);
 
 // the data: words in a seeded random order
 const words = fs.existsSync('/usr/share/dict/words')
@@ -106,8 +92,8 @@ function xzTimes(pkg: string): { compress: number; decompress: number; ratio: nu
   const d = run('sh', ['-c', `"${xz}" xz -T1 -dc <"${packed}" | cmp - "${input}"`]);
   return { compress: c.seconds, decompress: d.seconds, ratio: data.length / fs.statSync(packed).size };
 }
-const tccXz = xzTimes('xz');
-const gccXz = xzTimes('xz-gcc');
+const tccXz = xzTimes('xz-tcc');
+const gccXz = xzTimes('xz');
 fs.rmSync(dir, { recursive: true, force: true });
 
 console.log(`compilers: ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}, ${MB} MB of text, node ${process.version}`);
@@ -119,4 +105,4 @@ row(`xz -T1, compress ${MB} MB`, `${tccXz.compress.toFixed(2)}s`, `${gccXz.compr
 row(`xz -T1, decompress`, `${tccXz.decompress.toFixed(2)}s`, `${gccXz.decompress.toFixed(2)}s`, `${(tccXz.decompress / gccXz.decompress).toFixed(2)}×`);
 console.log('');
 console.log(`compression ratio: tcc's xz ${tccXz.ratio.toFixed(2)}, GCC's ${gccXz.ratio.toFixed(2)} (the same format: they must agree)`);
-console.log("zlib-gcc ran zlib's own tests (make test) in its build.");
+console.log("Both zlibs ran zlib's own tests (make test) in their builds, both xz theirs (make check).");

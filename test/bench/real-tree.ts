@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { copyTree, onTcc, ON_TCC } from '../helpers.ts';
 import { benchEnv, timed as run, REPO } from './measure.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-real-tree-'));
@@ -48,8 +49,9 @@ function hostTime(name: string): number | null {
   return timed('sh', ['-c', b.script], src, { ...process.env, CC: 'gcc', CFLAGS: '-O2' });
 }
 
-const OUTPUTS = new Set(['.pkghash', '.pkg.tar.gz', '.pkg.tar.gz.sha256', '.closure', '.bclosure', '.redo']);
-fs.cpSync(path.join(REPO, 'pkg'), path.join(dir, 'pkg'), { recursive: true, filter: (f) => !OUTPUTS.has(path.basename(f)) });
+copyTree(dir);
+// on the seed's tcc, as CI's real-tree test builds them (the tree builds them with GCC: bench:compilers)
+for (const name of Object.keys(ON_TCC)) onTcc(dir, name);
 const seedFirst = timed(path.join(REPO, 'bootstrap/make-seed'), []);
 const seedAgain = timed(path.join(REPO, 'bootstrap/make-seed'), []);
 const imported = timed(
