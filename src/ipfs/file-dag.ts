@@ -7,8 +7,10 @@
  * chunker's lists, the HAMT code a file never uses) and collecting the
  * garbage of its byte stream than hashing 64 MB. Here each leaf is read
  * from the file straight into the buffer of its block (a dag-pb leaf
- * between its prefix and suffix, leaves.ts), hashed, and handed to the
- * store while the next is read; the balanced tree above is built as the
+ * between its prefix and suffix, leaves.ts), hashed on libuv's threads
+ * (WebCrypto's digest runs there, so the other core hashes while this one
+ * reads the next leaves), and handed to the store in order; the balanced
+ * tree above is built as the
  * importer's 'balanced' layout builds it: leaves in groups of at most
  * `maxChildren` under a parent, then the parents so, until one node is
  * left; a file of one leaf is that leaf. A parent's UnixFS data is
@@ -18,7 +20,7 @@
  * no mode or mtime): directories and anything else go to the importer.
  * test/ipfs-cid.test.ts holds both to kubo's recorded CIDs and to each other.
  */
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
 import { fileData, frame, type LeafStore } from './leaves.ts';
 
@@ -59,6 +61,9 @@ const SHA256 = 0x12;
 const RAW = 0x55;
 /** a store's writes waiting at once: each holds a block's buffer */
 const IN_FLIGHT = 16;
+/** leaves being hashed at once */
+const HASHING = 8;
+const subtle = webcrypto.subtle;
 
 /** Builds and stores the DAG of the `size` bytes `read` gives; returns its root CID. */
 export async function addFileDag(m: DagMods, read: ReadAt, size: number, store: DagStore, o: FileDagOptions): Promise<CID> {
@@ -82,8 +87,17 @@ export async function addFileDag(m: DagMods, read: ReadAt, size: number, store: 
   };
 
   const leaves: Linked[] = [];
+  // leaves read but not yet named: their hashes are computed meanwhile
+  const ahead: { block: Buffer; offset: number; n: number; digest: Promise<ArrayBuffer> }[] = [];
+  const name = async (leaf: (typeof ahead)[number]) => {
+    const digest = m.Digest.create(SHA256, new Uint8Array(await leaf.digest));
+    const cid = o.rawLeaves ? m.CID.create(1, RAW, digest) : m.CID.create(o.cidVersion, m.dagPb.code, digest);
+    leaves.push({ cid, tsize: leaf.block.byteLength, fileSize: leaf.n });
+    await track(store.putParts(cid, [leaf.block], { offset: leaf.offset, length: leaf.n, kind: o.rawLeaves ? 'raw' : 'pb' }));
+    check();
+  };
   // an empty file is one empty leaf, as the importer's chunker gives it
-  for (let offset = 0; offset < size || leaves.length === 0; offset += o.chunkSize) {
+  for (let offset = 0, first = true; offset < size || first; offset += o.chunkSize, first = false) {
     const n = Math.min(o.chunkSize, size - offset);
     let f = o.rawLeaves ? { prefix: new Uint8Array(0), suffix: new Uint8Array(0) } : frames.get(n);
     if (!f) frames.set(n, (f = frame(m, n)));
@@ -95,12 +109,13 @@ export async function addFileDag(m: DagMods, read: ReadAt, size: number, store: 
       if (k === 0) throw new Error(`the file ended at ${offset + got} bytes, before the ${size} it had when the add began`);
       got += k;
     }
-    const digest = m.Digest.create(SHA256, createHash('sha256').update(block).digest());
-    const cid = o.rawLeaves ? m.CID.create(1, RAW, digest) : m.CID.create(o.cidVersion, m.dagPb.code, digest);
-    leaves.push({ cid, tsize: block.byteLength, fileSize: n });
-    await track(store.putParts(cid, [block], { offset, length: n, kind: o.rawLeaves ? 'raw' : 'pb' }));
-    check();
+    // on libuv's threads, so that both cores hash while this one reads
+    const digest = subtle.digest('SHA-256', block);
+    digest.catch(() => {}); // awaited in turn by name()
+    ahead.push({ block, offset, n, digest });
+    if (ahead.length >= HASHING) await name(ahead.shift()!);
   }
+  while (ahead.length) await name(ahead.shift()!);
 
   let level = leaves;
   while (level.length > 1) {
