@@ -70,10 +70,21 @@ export async function addFileDag(m: DagMods, read: ReadAt, size: number, store: 
   const frames = new Map<number, { prefix: Uint8Array; suffix: Uint8Array }>();
   const pending = new Set<Promise<unknown>>();
   let failed: unknown = null;
-  const track = (r: Promise<unknown> | unknown): Promise<void> | void => {
-    if (!(r instanceof Promise)) return;
+  // blocks the store is done with, for the next leaves (all but the last
+  // are one size): fresh buffers cost a page fault every 4 KiB, more than
+  // reading into them
+  const free: Buffer[] = [];
+  const take = (length: number) => {
+    const b = free.pop();
+    return b?.byteLength === length ? b : Buffer.allocUnsafe(length);
+  };
+  const track = (r: Promise<unknown> | unknown, done: () => void = () => {}): Promise<void> | void => {
+    if (!(r instanceof Promise)) return done();
     const p = r.then(
-      () => void pending.delete(p),
+      () => {
+        pending.delete(p);
+        done();
+      },
       (e: unknown) => {
         pending.delete(p);
         failed ??= e;
@@ -93,7 +104,8 @@ export async function addFileDag(m: DagMods, read: ReadAt, size: number, store: 
     const digest = m.Digest.create(SHA256, new Uint8Array(await leaf.digest));
     const cid = o.rawLeaves ? m.CID.create(1, RAW, digest) : m.CID.create(o.cidVersion, m.dagPb.code, digest);
     leaves.push({ cid, tsize: leaf.block.byteLength, fileSize: leaf.n });
-    await track(store.putParts(cid, [leaf.block], { offset: leaf.offset, length: leaf.n, kind: o.rawLeaves ? 'raw' : 'pb' }));
+    const place = { offset: leaf.offset, length: leaf.n, kind: o.rawLeaves ? ('raw' as const) : ('pb' as const) };
+    await track(store.putParts(cid, [leaf.block], place), () => free.push(leaf.block));
     check();
   };
   // an empty file is one empty leaf, as the importer's chunker gives it
@@ -101,7 +113,7 @@ export async function addFileDag(m: DagMods, read: ReadAt, size: number, store: 
     const n = Math.min(o.chunkSize, size - offset);
     let f = o.rawLeaves ? { prefix: new Uint8Array(0), suffix: new Uint8Array(0) } : frames.get(n);
     if (!f) frames.set(n, (f = frame(m, n)));
-    const block = Buffer.allocUnsafe(f.prefix.byteLength + n + f.suffix.byteLength);
+    const block = take(f.prefix.byteLength + n + f.suffix.byteLength);
     block.set(f.prefix, 0);
     block.set(f.suffix, f.prefix.byteLength + n);
     for (let got = 0; got < n;) {

@@ -28,6 +28,7 @@ export interface LeafPlace {
 
 /** where leaves go: whole blocks as parts, written in order (blockfiles.ts), their places (filestore.ts), or nowhere when only hashing */
 export interface LeafStore {
+  /** the parts are the store's until this returns, or until the promise it returns settles: their buffers are used again */
   putParts(cid: CID, parts: Uint8Array[], place: LeafPlace): Promise<unknown> | unknown;
 }
 
