@@ -160,6 +160,21 @@ describe('ipfs add: a file added without the importer is the DAG the importer ma
     });
   }
 
+  it('a file that ends before the size it had when the add began is an error, not a shorter DAG', async () => {
+    const { addFileDag, loadDagMods } = await import('../src/ipfs/file-dag.ts');
+    const data = bytes(100);
+    // the file as read after a truncation to 40 bytes
+    const read = (into: Uint8Array, at: number, n: number, pos: number) => {
+      const got = data.subarray(pos, Math.min(pos + n, 40));
+      into.set(got, at);
+      return got.byteLength;
+    };
+    await assert.rejects(addFileDag(await loadDagMods(), read, 100, nowhere, { cidVersion: 0, rawLeaves: false, chunkSize: 16, maxChildren: 174 }), {
+      name: 'IpfsError',
+      message: 'the file ended at 40 bytes, before the 100 it had when the add began',
+    });
+  });
+
   it('a file on disk: the root the importer makes of its bytes', async () => {
     const s = scratch();
     try {

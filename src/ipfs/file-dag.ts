@@ -22,6 +22,7 @@
  */
 import { createHash, webcrypto } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
+import { IpfsError } from './errors.ts';
 import { fileData, frame, type LeafStore } from './leaves.ts';
 
 export interface FileDagOptions {
@@ -118,7 +119,7 @@ export async function addFileDag(m: DagMods, read: ReadAt, size: number, store: 
     block.set(f.suffix, f.prefix.byteLength + n);
     for (let got = 0; got < n;) {
       const k = read(block, f.prefix.byteLength + got, n - got, offset + got);
-      if (k === 0) throw new Error(`the file ended at ${offset + got} bytes, before the ${size} it had when the add began`);
+      if (k === 0) throw new IpfsError(`the file ended at ${offset + got} bytes, before the ${size} it had when the add began`);
       got += k;
     }
     // on libuv's threads, so that both cores hash while this one reads
