@@ -111,3 +111,79 @@ describe('ipfs add: CIDs as kubo makes them', () => {
     });
   });
 });
+
+describe('ipfs add: a file added without the importer is the DAG the importer makes', () => {
+  // the same blocks, byte for byte: every block each put, by CID
+  const importerBlocks = async (data: Uint8Array, o: AddOptions) => {
+    const blocks = new Map<string, string>();
+    // no putParts: addBytes hands this store to ipfs-unixfs-importer, leaves and all
+    const store = { put: async <T extends { toString(): string }>(cid: T, bytes: Uint8Array) => (blocks.set(cid.toString(), Buffer.from(bytes).toString('hex')), cid) };
+    const root = await addBytes(toStream(data), store, o);
+    return { root, blocks };
+  };
+  const leanBlocks = async (data: Uint8Array, o: AddOptions) => {
+    const blocks = new Map<string, string>();
+    const store = {
+      put: async <T extends { toString(): string }>(cid: T, bytes: Uint8Array) => (blocks.set(cid.toString(), Buffer.from(bytes).toString('hex')), cid),
+      putParts: async <T extends { toString(): string }>(cid: T, parts: Uint8Array[]) => (blocks.set(cid.toString(), Buffer.concat(parts).toString('hex')), cid),
+    };
+    const root = await addBytes(data, store, o);
+    return { root, blocks };
+  };
+  async function* toStream(data: Uint8Array) {
+    for (let i = 0; i < data.byteLength; i += 1000) yield data.subarray(i, i + 1000);
+  }
+  const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 8)) & 0xff);
+
+  for (const [what, o] of [
+    ['CIDv0', {}],
+    ['CIDv0 with raw leaves', { rawLeaves: true }],
+    ['CIDv1', { cidVersion: 1 }],
+    ['CIDv1 with dag-pb leaves', { cidVersion: 1, rawLeaves: false }],
+  ] as [string, AddOptions][]) {
+    it(`${what}: empty, one chunk, a chunk and a byte, 174 and 175 chunks, three levels`, async () => {
+      for (const [n, chunkSize] of [
+        [0, 16],
+        [1, 16],
+        [16, 16],
+        [17, 16],
+        [174 * 16, 16],
+        [174 * 16 + 1, 16],
+        [174 * 174 + 1, 1],
+      ] as const) {
+        const data = bytes(n);
+        const want = await importerBlocks(data, { ...o, chunkSize });
+        const got = await leanBlocks(data, { ...o, chunkSize });
+        assert.equal(got.root, want.root, `${n} bytes in chunks of ${chunkSize}`);
+        assert.deepEqual(got.blocks, want.blocks, `${n} bytes in chunks of ${chunkSize}: the blocks`);
+      }
+    });
+  }
+
+  it('a file that ends before the size it had when the add began is an error, not a shorter DAG', async () => {
+    const { addFileDag, loadDagMods } = await import('../src/ipfs/file-dag.ts');
+    const data = bytes(100);
+    // the file as read after a truncation to 40 bytes
+    const read = (into: Uint8Array, at: number, n: number, pos: number) => {
+      const got = data.subarray(pos, Math.min(pos + n, 40));
+      into.set(got, at);
+      return got.byteLength;
+    };
+    await assert.rejects(addFileDag(await loadDagMods(), read, 100, nowhere, { cidVersion: 0, rawLeaves: false, chunkSize: 16, maxChildren: 174 }), {
+      name: 'IpfsError',
+      message: 'the file ended at 40 bytes, before the 100 it had when the add began',
+    });
+  });
+
+  it('a file on disk: the root the importer makes of its bytes', async () => {
+    const s = scratch();
+    try {
+      const file = path.join(s.dir, 'f');
+      const data = bytes(3 * 262144 + 5);
+      fs.writeFileSync(file, data);
+      assert.equal(await addPath(file, nowhere), (await importerBlocks(data, {})).root);
+    } finally {
+      s.cleanup();
+    }
+  });
+});

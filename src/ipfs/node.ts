@@ -474,9 +474,9 @@ async function addToRepo(file: string, opts: AddOptions, blockWriter: ReturnType
  */
 export async function addWithoutNode(home: string, file: string, opts: AddOptions): Promise<string> {
   if (opts.pin) throw new IpfsError('pinning needs a node');
-  const [dagPb, { UnixFS }, { base32upper }] = await Promise.all([import('@ipld/dag-pb'), import('ipfs-unixfs'), import('multiformats/bases/base32')]);
+  const [dagPb, { base32upper }] = await Promise.all([import('@ipld/dag-pb'), import('multiformats/bases/base32')]);
   const paths = ipfsPaths(home);
-  const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb, UnixFS }, n));
+  const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb }, n));
   return addToRepo(file, opts, blockFiles(paths.blocks, base32upper), filestore);
 }
 
@@ -590,7 +590,7 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     import('multiformats/hashes/digest'),
   ]);
   const privateKey = await loadIdentity(paths.identity);
-  const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb, UnixFS }, n));
+  const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb }, n));
   const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper, filestore);
   const datastore = new FsDatastore(paths.datastore);
   await blockstore.open();

@@ -22,22 +22,33 @@ import type { Blockstore } from 'interface-blockstore';
 import type { AddOptions, Entry } from './client.ts';
 import { IpfsError } from './errors.ts';
 import { leafImporter, loadLeafMods, type LeafStore } from './leaves.ts';
+import type { FileDagOptions, ReadAt } from './file-dag.ts';
 
 type Importer = typeof import('ipfs-unixfs-importer');
 /** a blockstore, or block files that also take a leaf as parts (blockfiles.ts; leaves are then written the fast way, leaves.ts) */
 type WritableStorage = Pick<Blockstore, 'put'> & Partial<LeafStore>;
 
-async function importerOptions(o: AddOptions, store: WritableStorage): Promise<ImporterOptions> {
+const hasLeafStore = (s: WritableStorage): s is WritableStorage & LeafStore => typeof s.putParts === 'function';
+
+/** kubo's layout of a file for these options: the importer's profile, or file-dag.ts's options */
+function layout(o: AddOptions): FileDagOptions {
   const cidVersion = o.cidVersion ?? 0;
   if (cidVersion !== 0 && cidVersion !== 1) throw new IpfsError(`--cid-version must be 0 or 1, not ${String(cidVersion)}`);
+  if (o.chunkSize !== undefined && (!Number.isInteger(o.chunkSize) || o.chunkSize < 1 || o.chunkSize > 1 << 20)) {
+    throw new IpfsError(`chunk size must be 1 to 1048576 bytes, not ${o.chunkSize}`);
+  }
+  return { cidVersion, rawLeaves: o.rawLeaves ?? cidVersion === 1, chunkSize: o.chunkSize ?? 262144, maxChildren: 174 };
+}
+
+async function importerOptions(o: AddOptions, store: WritableStorage): Promise<ImporterOptions> {
+  const { cidVersion, rawLeaves } = layout(o);
   const opts: ImporterOptions = {
     profile: 'unixfs-v0-2015',
     cidVersion,
-    rawLeaves: o.rawLeaves ?? cidVersion === 1,
+    rawLeaves,
     wrapWithDirectory: false,
   };
   if (o.chunkSize !== undefined) {
-    if (!Number.isInteger(o.chunkSize) || o.chunkSize < 1 || o.chunkSize > 1 << 20) throw new IpfsError(`chunk size must be 1 to 1048576 bytes, not ${o.chunkSize}`);
     const { fixedSize } = await import('ipfs-unixfs-importer/chunker');
     opts.chunker = fixedSize({ chunkSize: o.chunkSize });
   }
@@ -66,16 +77,31 @@ async function* walk(dir: string, rel: string, hidden: boolean): AsyncGenerator<
   if (!any) yield { path: rel };
 }
 
+/** A file's DAG without the importer (file-dag.ts), into a store that takes leaves as parts; `read` gives its `size` bytes. */
+async function addLean(read: ReadAt, size: number, store: WritableStorage & LeafStore, o: AddOptions): Promise<string> {
+  const opts = layout(o);
+  const { addFileDag, loadDagMods } = await import('./file-dag.ts');
+  return (await addFileDag(await loadDagMods(), read, size, store, opts)).toString();
+}
+
 /** Adds a file or directory; returns the root CID. */
 export async function addPath(file: string, blockstore: WritableStorage, o: AddOptions = {}): Promise<string> {
-  const importer: Importer = await import('ipfs-unixfs-importer');
-  const opts = await importerOptions(o, blockstore);
   let st: fs.Stats;
   try {
     st = await fs.promises.stat(file);
   } catch (e) {
     throw new IpfsError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`);
   }
+  if (st.isFile() && hasLeafStore(blockstore)) {
+    const fd = fs.openSync(file, 'r');
+    try {
+      return await addLean((into, at, n, pos) => fs.readSync(fd, into, at, n, pos), fs.fstatSync(fd).size, blockstore, o);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  const importer: Importer = await import('ipfs-unixfs-importer');
+  const opts = await importerOptions(o, blockstore);
   if (st.isFile()) {
     const r = await importer.importByteStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), blockstore, opts);
     return r.cid.toString();
@@ -91,6 +117,10 @@ export async function addPath(file: string, blockstore: WritableStorage, o: AddO
 }
 
 export async function addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, blockstore: WritableStorage, o: AddOptions = {}): Promise<string> {
+  if (data instanceof Uint8Array && hasLeafStore(blockstore)) {
+    const bytes = data;
+    return addLean((into, at, n, pos) => (into.set(bytes.subarray(pos, pos + n), at), Math.min(n, bytes.byteLength - pos)), bytes.byteLength, blockstore, o);
+  }
   const importer: Importer = await import('ipfs-unixfs-importer');
   const opts = await importerOptions(o, blockstore);
   const r = data instanceof Uint8Array ? await importer.importBytes(data, blockstore, opts) : await importer.importByteStream(data, blockstore, opts);
