@@ -168,3 +168,43 @@ export function onTcc(dir: string, name: string, as?: string): void {
   if (as) fs.cpSync(path.join(dir, 'pkg', name), to, { recursive: true });
   fs.writeFileSync(path.join(to, 'build-deps'), deps.join('\n') + '\n');
 }
+
+/**
+ * The `before` of a file testing packages the tree builds with GCC: CI has
+ * no GCC (its chain takes over an hour), so such a file runs only with
+ * PKG_TEST_GCC_HOME, a peerpkgs home whose built/ holds pkg/gcc, and is
+ * skipped, saying how to run it, without. In a scratch copy of the tree,
+ * `packages` are built with that home (each taken from its store when it
+ * built them before, else built: minutes each), and put in one venv,
+ * DIR/venv, with `alsoInVenv`.
+ */
+export function gccTree(ctx: Mocha.Context, packages: readonly string[], alsoInVenv: readonly string[] = []): { dir: string; cleanup: () => void; env: NodeJS.ProcessEnv } {
+  const home = process.env.PKG_TEST_GCC_HOME;
+  if (!home) {
+    console.log('      skipped: PKG_TEST_GCC_HOME is unset; set it to a peerpkgs home whose built/ holds pkg/gcc (PKG_TEST_GCC_HOME=$HOME/.cache/peerpkgs)');
+    ctx.skip();
+  }
+  const { dir, cleanup } = scratch();
+  try {
+    copyTree(dir);
+    const env = { PEERPKGS_HOME: home };
+    const info = run(dir, 'peerpkgs', ['info', './pkg/gcc'], env);
+    const pkghash = /^pkghash: +([0-9a-f]{64})$/m.exec(info.stdout)?.[1];
+    if (!pkghash || !fs.existsSync(path.join(home, 'built', `${pkghash}.pkg.tar.gz`))) {
+      throw new Error(`PKG_TEST_GCC_HOME=${home}: its built/ does not hold pkg/gcc; build it there first (PEERPKGS_HOME=${home} bin/build-packages-ifchange -j2 ./pkg/gcc, hours)`);
+    }
+    const pkgs = packages.map((p) => `./pkg/${p}`);
+    const built = run(dir, 'build-packages-ifchange', ['-j2', ...pkgs], env, 4 * 3600_000);
+    if (built.status !== 0) throw new Error(`building ${packages.join(' ')} failed (${built.status}):\n${built.stderr.slice(-4000)}`);
+    for (const p of packages) {
+      if (!new RegExp(`^\\[[\\d/ :]+\\] pkg/${p}: (built|substituted)\\b`, 'm').test(built.stderr)) throw new Error(`pkg/${p} was neither built nor substituted:\n${built.stderr}`);
+    }
+    if (/^\[[\d/ :]+\] pkg\/gcc: building/m.test(built.stderr)) throw new Error('pkg/gcc was built, not taken from the store');
+    const venv = run(dir, 'venv', ['-o', 'venv', ...pkgs, ...alsoInVenv.map((p) => `./pkg/${p}`)], env);
+    if (venv.status !== 0) throw new Error(`bin/venv failed (${venv.status}): ${venv.stderr}`);
+    return { dir, cleanup, env };
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
+}

@@ -18,32 +18,17 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { REPO, scratch, run, userEnv } from './helpers.ts';
+import { gccTree, userEnv } from './helpers.ts';
 
-/** What a build in a checkout leaves in pkg/ (outputs, the engine's records), but not a package's own .pkg.tar.gz.do. */
-const OUTPUTS = /^\.(redo|pkghash|b?closure|pkg\.tar\.gz(?!\.do))/;
 const PACKAGES = ['sed', 'grep', 'diffutils', 'findutils', 'gawk', 'gzip', 'bzip2', 'patch', 'coreutils', 'bash'];
 
 describe('the GNU base and shells, built by GCC (PKG_TEST_GCC_HOME)', function () {
   this.timeout(60_000);
   let dir: string;
   let cleanup: (() => void) | undefined;
-  let env: NodeJS.ProcessEnv;
 
   before(function () {
-    const home = process.env.PKG_TEST_GCC_HOME;
-    if (!home) {
-      console.log('      skipped: PKG_TEST_GCC_HOME is unset; run with PKG_TEST_GCC_HOME=$HOME/.cache/peerpkgs, a home whose built/ holds pkg/gcc');
-      this.skip();
-    }
-    ({ dir, cleanup } = scratch());
-    fs.cpSync(path.join(REPO, 'pkg'), path.join(dir, 'pkg'), { recursive: true, filter: (f) => !OUTPUTS.test(path.basename(f)) });
-    env = { PEERPKGS_HOME: home };
-    // GCC must come from the home's store: building it here would take hours
-    const info = run(dir, 'peerpkgs', ['info', './pkg/gcc'], env);
-    const pkghash = /^pkghash: +([0-9a-f]{64})$/m.exec(info.stdout)?.[1];
-    if (!pkghash || !fs.existsSync(path.join(home, 'built', `${pkghash}.pkg.tar.gz`)))
-      throw new Error(`PKG_TEST_GCC_HOME=${home}: its built/ does not hold pkg/gcc; build it there first (PEERPKGS_HOME=${home} bin/build-packages-ifchange -j2 ./pkg/gcc)`);
+    ({ dir, cleanup } = gccTree(this, PACKAGES));
   });
   after(() => cleanup?.());
 
@@ -53,16 +38,6 @@ describe('the GNU base and shells, built by GCC (PKG_TEST_GCC_HOME)', function (
     return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString(), bytes: r.stdout };
   };
   const file = (name: string, text: string) => fs.writeFileSync(path.join(dir, name), text);
-
-  it('builds each package with GCC and makes one venv of them', function () {
-    // each package built from source when the home has not built it before
-    this.timeout(4 * 60 * 60_000);
-    const r = run(dir, 'build-packages-ifchange', ['-j2', ...PACKAGES.map((p) => `./pkg/${p}`)], env, 4 * 60 * 60_000);
-    assert.equal(r.status, 0, r.stderr.slice(-4000));
-    for (const p of PACKAGES) assert.match(r.stderr, new RegExp(`^\\[[\\d/ :]+\\] pkg/${p}: (built|substituted)\\b`, 'm'));
-    const v = run(dir, 'venv', ['-o', 'venv', ...PACKAGES.map((p) => `./pkg/${p}`)], env);
-    assert.equal(v.status, 0, v.stderr);
-  });
 
   it('sed edits a stream', () => {
     assert.equal(venvRun(['sed', '-E', 's/([^ ]+) ([^ ]+)/\\2 \\1/; 2d'], 'hello world\ndropped line\nsed 4.9\n').stdout, 'world hello\n4.9 sed\n');

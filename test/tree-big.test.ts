@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { scratch, run, userEnv, copyTree } from './helpers.ts';
+import { gccTree, userEnv } from './helpers.ts';
 
 const PACKAGES = ['perl', 'openssl', 'nginx', 'git'];
 
@@ -32,18 +32,7 @@ describe('the larger packages built with GCC (PKG_TEST_GCC_HOME)', function () {
   };
 
   before(function () {
-    const home = process.env.PKG_TEST_GCC_HOME;
-    if (!home) {
-      console.log('      skipped: PKG_TEST_GCC_HOME is unset; set it to a peerpkgs home whose built/ holds pkg/gcc (e.g. PKG_TEST_GCC_HOME=$HOME/.cache/peerpkgs)');
-      this.skip();
-    }
-    ({ dir, cleanup } = scratch());
-    copyTree(dir);
-    const built = run(dir, 'build-packages-ifchange', ['-j2', ...PACKAGES.map((p) => `./pkg/${p}`)], { PEERPKGS_HOME: home }, 4 * 60 * 60_000);
-    assert.equal(built.status, 0, built.stderr.slice(-4000));
-    for (const p of PACKAGES) assert.match(built.stderr, new RegExp(`^\\[[\\d/ :]+\\] pkg/${p}: (built|substituted)\\b`, 'm'));
-    const v = run(dir, 'venv', ['-o', 'venv', ...PACKAGES.map((p) => `./pkg/${p}`)], { PEERPKGS_HOME: home });
-    assert.equal(v.status, 0, v.stderr);
+    ({ dir, cleanup } = gccTree(this, PACKAGES));
   });
   after(() => cleanup?.());
 

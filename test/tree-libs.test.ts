@@ -20,28 +20,18 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO, scratch, run, userEnv } from './helpers.ts';
+import { gccTree, userEnv } from './helpers.ts';
 
 const PACKAGES = ['zstd', 'pkgconf', 'libffi', 'libsodium', 'ncurses', 'readline', 'sqlite'];
-// the build outputs a checkout's tree may hold, not its .pkg.tar.gz.do rules
-const OUTPUTS = /^\.(redo|pkghash|b?closure|pkg\.tar\.gz(?!\.do))/;
 
 describe('libraries and build tools built by the tree’s GCC', function () {
   // a package missing from the home is built: minutes each
   this.timeout(3 * 3600_000);
   let dir: string;
   let cleanup: (() => void) | undefined;
-  let env: NodeJS.ProcessEnv;
 
   before(function () {
-    const home = process.env.PKG_TEST_GCC_HOME;
-    if (!home) {
-      console.log('      skipped: needs a peerpkgs home with pkg/gcc built; run with PKG_TEST_GCC_HOME=$HOME/.cache/peerpkgs');
-      this.skip();
-    }
-    ({ dir, cleanup } = scratch());
-    fs.cpSync(path.join(REPO, 'pkg'), path.join(dir, 'pkg'), { recursive: true, filter: (f) => !OUTPUTS.test(path.basename(f)) });
-    env = { PEERPKGS_HOME: home };
+    ({ dir, cleanup } = gccTree(this, PACKAGES, ['gcc']));
   });
   after(() => cleanup?.());
 
@@ -59,15 +49,6 @@ describe('libraries and build tools built by the tree’s GCC', function () {
     assert.equal(cc.status, 0, cc.stderr);
     return venvRun([`./${name}`], input);
   };
-
-  it('builds them (or takes them from the home’s store), GCC from that store', () => {
-    const r = run(dir, 'build-packages-ifchange', ['-j2', ...PACKAGES.map((p) => `./pkg/${p}`)], env, 3 * 3600_000);
-    assert.equal(r.status, 0, r.stderr.slice(-4000));
-    for (const p of PACKAGES) assert.match(r.stderr, new RegExp(`^\\[[\\d/ :]+\\] pkg/${p}: (built|substituted)\\b`, 'm'));
-    assert.doesNotMatch(r.stderr, /^\[[\d/ :]+\] pkg\/gcc: building/m, 'GCC comes from the store');
-    const v = run(dir, 'venv', ['-o', 'venv', ...PACKAGES.map((p) => `./pkg/${p}`), './pkg/gcc'], env);
-    assert.equal(v.status, 0, v.stderr);
-  });
 
   it('zstd compresses and decompresses', () => {
     assert.match(venvRun(['zstd', '--version']).stdout, /^\*\*\* Zstandard CLI \(64-bit\) v1\.5\.4, by Yann Collet \*\*\*$/m);
