@@ -23,7 +23,7 @@
 import { createHash, webcrypto } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
 import { IpfsError } from './errors.ts';
-import { fileData, frame, type LeafStore } from './leaves.ts';
+import { fileData, frame, RAW, SHA256, type LeafStore } from './leaves.ts';
 
 export interface FileDagOptions {
   cidVersion: 0 | 1;
@@ -58,8 +58,6 @@ interface Linked {
   fileSize: number;
 }
 
-const SHA256 = 0x12;
-const RAW = 0x55;
 /** a store's writes waiting at once: each holds a block's buffer */
 const IN_FLIGHT = 16;
 /** leaves being hashed at once */

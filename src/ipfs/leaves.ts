@@ -44,8 +44,8 @@ export async function loadLeafMods(): Promise<Mods> {
   return { dagPb, UnixFS, CID, Digest };
 }
 
-const SHA256 = 0x12;
-const RAW = 0x55;
+export const SHA256 = 0x12;
+export const RAW = 0x55;
 
 function varint(out: number[], n: number): void {
   while (n >= 0x80) {
