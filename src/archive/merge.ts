@@ -31,7 +31,7 @@
  * faster than through the thread pool.
  */
 import { errorClass, PeerpkgsError } from '../errors.ts';
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { sameContent, removeTreeSync } from './files.ts';
 import { temporaryName, forget } from './temporary.ts';
 import * as path from 'node:path';

@@ -7,7 +7,7 @@
  * changes a profile does it as the profile's one writer, and the ones
  * that build or make a generation as users of the store (no gc meanwhile).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, packageDirs, isBareName } from './frame.ts';

@@ -21,7 +21,7 @@
  *
  * Synchronous inside, as merge.ts is, for the same reason.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { ManifestEntry } from '../archive/manifest.ts';
 import { storedManifest } from '../store/outputs.ts';
