@@ -16,7 +16,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { errorClass, EXIT } from './errors.ts';
 import { fileURLToPath } from 'node:url';
 import { parseRec } from './tree/rec.ts';

@@ -6,7 +6,7 @@
  * package is not reproducible, so that the file to look at is named and
  * not just the archive.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { ManifestEntry } from './manifest.ts';
 

@@ -3,7 +3,8 @@
  * layers share: comparing two files byte for byte, removing an unpacked
  * tree (read-only directories and all), and waiting for a write stream.
  */
-import * as fs from 'node:fs';
+import type { Dirent, Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 
 /** Do the two files hold the same bytes? (Sizes are the caller's to check.) */
@@ -70,7 +71,7 @@ const synchronously = {
   lstat: (p: string) => fs.lstatSync(p),
 };
 type Step = [keyof typeof synchronously, string];
-type Steps = Generator<Step, void, fs.Dirent[] | fs.Stats | void>;
+type Steps = Generator<Step, void, Dirent[] | Stats | void>;
 
 /**
  * How a tree is removed, written once for both forms: the file operations
@@ -89,10 +90,10 @@ function* removal(dir: string): Steps {
   }
   function* writable(d: string): Steps {
     yield ['chmod', d];
-    for (const e of (yield ['readdir', d]) as fs.Dirent[]) if (e.isDirectory()) yield* writable(path.join(d, e.name));
+    for (const e of (yield ['readdir', d]) as Dirent[]) if (e.isDirectory()) yield* writable(path.join(d, e.name));
   }
   try {
-    if (((yield ['lstat', dir]) as fs.Stats).isDirectory()) yield* writable(dir);
+    if (((yield ['lstat', dir]) as Stats).isDirectory()) yield* writable(dir);
   } catch {
     // gone already, or not ours to change: the second rm says which
   }

@@ -17,7 +17,7 @@
  * escapes quotes, newlines and control characters, so every path, however
  * odd, is one unambiguous line.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 // the tar reader and zlib are loaded by readManifest alone: the store
 // parses kept manifests on every export and install, which need neither
 import { ArchiveError, asArchiveError } from './errors.ts';

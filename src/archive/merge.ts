@@ -31,7 +31,7 @@
  * faster than through the thread pool.
  */
 import { errorClass, PeerpkgsError } from '../errors.ts';
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { sameContent, removeTreeSync } from './files.ts';
 import { temporaryName, forget } from './temporary.ts';
 import * as path from 'node:path';
@@ -187,7 +187,10 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error', overr
   /** Adds the entries of package `pkg`'s directory `from` to `into`, which is at `rel` in the plan. */
   const fill = (pkg: number, into: DirNode, from: string, rel: string): void => {
     for (const d of fs.readdirSync(from, { withFileTypes: true })) {
-      const src = path.join(from, d.name);
+      // a name read from a directory is never '', '.', '..' nor holds a
+      // slash, and `from` is resolved: path.join would give the same path,
+      // after normalising it character by character, once for every file
+      const src = `${from}/${d.name}`;
       let node: Node;
       if (d.isDirectory()) node = { type: 'directory', pkg, src, mode: fs.lstatSync(src).mode & 0o7777, providers: [pkg], children: new Map() };
       else if (d.isFile()) node = { type: 'file', pkg, src, providers: [pkg], sources: [src] };
@@ -197,7 +200,7 @@ export function planMerge(outputs: Output[], strategy: Strategy = 'error', overr
     }
   };
 
-  outputs.forEach((o, i) => fill(i, root, o.dir, ''));
+  outputs.forEach((o, i) => fill(i, root, path.resolve(o.dir), ''));
   plan.entries = count(root) - 1;
   return plan;
 }
@@ -321,7 +324,7 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
 
   const write = (dir: DirNode, at: string): void => {
     for (const [name, n] of dir.children) {
-      const dst = path.join(at, name);
+      const dst = `${at}/${name}`; // as fill() makes src
       if (n.type === 'directory') {
         if (opts.dirMode !== undefined) fs.mkdirSync(dst, opts.dirMode);
         else {
@@ -338,7 +341,7 @@ export function writeMerged(plan: MergePlan, into: string, opts: { readOnly?: bo
       }
     }
   };
-  write(plan.root, into);
+  write(plan.root, path.resolve(into));
   // deepest first, so that a read-only directory is made so after its contents
   for (let i = dirModes.length - 1; i >= 0; i--) fs.chmodSync(dirModes[i]![0], dirModes[i]![1] & mask);
   return w;

@@ -13,8 +13,9 @@
  * hashes them again to catch a file changed in between. Setuid bits and
  * special files have no place in a package and are refused.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
+const { createHash } = process.getBuiltinModule('node:crypto');
+import type { BigIntStats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -51,8 +52,8 @@ function decodeName(raw: Buffer, where: string): string {
 }
 
 /** Every path below srcDir with its lstat, sorted bytewise so a directory precedes its contents. */
-async function walk(srcDir: string): Promise<{ rel: string; st: fs.BigIntStats }[]> {
-  const found: { rel: string; st: fs.BigIntStats; key: Buffer }[] = [];
+async function walk(srcDir: string): Promise<{ rel: string; st: BigIntStats }[]> {
+  const found: { rel: string; st: BigIntStats; key: Buffer }[] = [];
   const visit = async (rel: string): Promise<void> => {
     for (const raw of await reachable(rel, () => fs.promises.readdir(path.join(srcDir, rel), { encoding: 'buffer' }))) {
       const name = decodeName(raw, rel ? rel + '/' : '');
@@ -80,7 +81,7 @@ async function reachable<T>(rel: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-function special(st: fs.BigIntStats): string {
+function special(st: BigIntStats): string {
   if (st.isCharacterDevice()) return 'a character device';
   if (st.isBlockDevice()) return 'a block device';
   if (st.isFIFO()) return 'a fifo';

@@ -19,7 +19,7 @@
  * a process names a temporary there, the temporaries of dead owners go.
  * A live owner's are never touched, whoever asks.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { removeTree } from './files.ts';

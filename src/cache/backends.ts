@@ -24,7 +24,8 @@
  * someone who can already write the tree being built; mark a shared mount
  * #signed. Whatever the policy, every byte is checked against the .info.
  */
-import * as fs from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+const fs = process.getBuiltinModule('node:fs');
 import { fileURLToPath } from 'node:url';
 import { errnoReason, httpGet, HttpError, type Deadline } from '../fetch/http.ts';
 import { CacheConfigError, parseCacheUrl, settings, type CacheUrl } from '../settings.ts';
@@ -131,7 +132,7 @@ class FileCache implements Cache {
 
   async get(name: string): Promise<Fetched | null> {
     const file = `${this.dir.replace(/\/+$/, '')}/${name}`;
-    let fd: fs.promises.FileHandle;
+    let fd: FileHandle;
     try {
       // a FIFO or a device would block the open itself, out of reach of any
       // deadline or signal; a symlink could lead to one: open none of them

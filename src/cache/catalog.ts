@@ -19,8 +19,8 @@
  * an old one, or a mirror frozen in the past); the last generation seen is
  * kept per cache under $PEERPKGS_HOME/catalogs.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
+const { createHash } = process.getBuiltinModule('node:crypto');
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { EXIT, PeerpkgsError, UsageError } from '../errors.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';

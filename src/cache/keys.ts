@@ -20,7 +20,7 @@
  * on every machine that copies its home.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { settingPlace, settings } from '../settings.ts';
 import { homeLayout } from '../home.ts';

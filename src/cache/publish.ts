@@ -22,9 +22,10 @@
  * IPFS) runs then, still under the lock, so that what it reads is one
  * state of the directory, its catalog naming exactly the entries there.
  */
-import { createHash } from 'node:crypto';
+const { createHash } = process.getBuiltinModule('node:crypto');
 import { once } from 'node:events';
-import * as fs from 'node:fs';
+import type { ReadStream } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { drained } from '../archive/files.ts';
 import { withLockFile } from '../engine/locks.ts';
@@ -120,7 +121,7 @@ async function addOne(pkg: PublishPackage, tarFile: string, infoFile: string, ke
   const provenanceFile = path.join(path.dirname(tarFile), `${pkg.pkghash}.provenance`);
   const provenanceTmp = temporaryName(provenanceFile);
   try {
-    let input: fs.ReadStream;
+    let input: ReadStream;
     try {
       input = fs.createReadStream(pkg.archive);
       await once(input, 'open');
@@ -179,7 +180,7 @@ function provenanceOf(pkg: PublishPackage, archiveSha256: string, key?: SigningK
 }
 
 /** Copies a .tar.gz to `to` in one pass, returning its size, its sha256, and the sha256 and size of its uncompressed tar. */
-async function copyHashed(input: fs.ReadStream, to: string): Promise<{ size: number; archiveSha256: string; sha256: string; outputSize: number }> {
+async function copyHashed(input: ReadStream, to: string): Promise<{ size: number; archiveSha256: string; sha256: string; outputSize: number }> {
   const out = fs.createWriteStream(to, { flags: 'wx', mode: 0o644, flush: true });
   const gz = createHash('sha256');
   let sha256: string;

@@ -23,9 +23,9 @@
  * when none has the package, the caller builds it (or, with
  * PKG_FORCE_BINARY=yes, fails with NoBinaryError).
  */
-import { createHash } from 'node:crypto';
+const { createHash } = process.getBuiltinModule('node:crypto');
 import { once } from 'node:events';
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { ExtractOptions } from '../archive/extract.ts';

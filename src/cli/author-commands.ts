@@ -4,7 +4,7 @@
  * sets it up for both), and `why`, which says why a package would be
  * rebuilt (tree/pkghash-diff.ts, on the texts store/pkghash-texts.ts keeps).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
 import { JobServer } from '../engine/jobserver.ts';

@@ -4,7 +4,7 @@
  * frame.ts's parser and runs one engine under the signal policy; the work
  * is build/'s, export/'s and cache/'s.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
 import { PackageLog } from '../pkgrules/progress.ts';

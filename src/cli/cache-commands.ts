@@ -6,7 +6,7 @@
  * own errors; errors of the package tree (TreeError) are left to the
  * caller, which maps them to their own status.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { recordedSha256 } from '../store/outputs.ts';
 import { peerpkgsHome } from '../home.ts';

@@ -4,7 +4,7 @@
  * the tree's commands). The catalogs are cache/catalog.ts's, substitution
  * cache/substitute.ts's, the profile export/profile.ts's.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { EXIT, PeerpkgsError, UsageError } from '../errors.ts';
 import { parse, printJson, isBareName } from './frame.ts';

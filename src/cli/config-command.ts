@@ -3,7 +3,7 @@
  * came from (the environment, a line of $PEERPKGS_HOME/config, or the
  * default). settings.ts reads and checks them; this only prints.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { printable } from '../engine/log.ts';
 import { settingOrigins, type Origin } from '../settings.ts';
 import { EXIT, UsageError, parse, printJson } from './frame.ts';

@@ -7,7 +7,7 @@
  * (TreeError, exit 4) and a source no mirror or url had (FetchError, exit 5)
  * are left to the caller, which maps every command's errors alike.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { peerpkgsHome } from '../home.ts';
 import { display } from '../tree/errors.ts';

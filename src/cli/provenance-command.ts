@@ -6,7 +6,7 @@
  * substitution has; the archive is by default the `<pkghash>.tar.gz`
  * beside a `<pkghash>.provenance`, as a cache lays them out.
  */
-import { createHash } from 'node:crypto';
+const { createHash } = process.getBuiltinModule('node:crypto');
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CacheConfigError, parseCacheUrls, readAll, type Cache, type Fetched } from '../cache/backends.ts';

@@ -3,7 +3,7 @@
  * Which command runs is the name it was called by (bin/redo-ifchange is a
  * link to bin/redo), passed as the first argument by the bin/ wrapper.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { crypto } from '../engine/lazy.ts';
 import { digest } from '../engine/state.ts';

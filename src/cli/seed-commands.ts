@@ -2,7 +2,7 @@
  * `peerpkgs seed reproduce`: arguments and what the user sees. The work is
  * seed/reproduce.ts's.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { Engine, findBase } from '../engine/engine.ts';
 import { Log } from '../engine/log.ts';

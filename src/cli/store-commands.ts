@@ -7,17 +7,19 @@
  * changes a profile does it as the profile's one writer, and the ones
  * that build or make a generation as users of the store (no gc meanwhile).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, packageDirs, isBareName } from './frame.ts';
 // build-commands.ts (the engine) is loaded by the commands that build or merge
 import { Profile, withInstalled, withRemoved, changes, describeOrigin, catalogOrigin, type Manifest, type ProfilePackage } from '../export/profile.ts';
-import { usingStore, exclusively } from '../store/roots.ts';
 import type { Strategy } from '../archive/merge.ts';
 import type { BuildFlags } from './build-commands.ts';
 
 const building = () => import('./build-commands.ts');
+// the store's roots are loaded by the commands that take part in gc's
+// exclusion: a rollback or a list starts without them
+const roots = () => import('../store/roots.ts');
 
 const PROFILE = { profile: { type: 'string' } } as const;
 
@@ -107,6 +109,7 @@ export async function remove(argv: string[]): Promise<number> {
   const flags = (await building()).exportFlags(argv, PROFILE);
   const p = profileOf(flags.values as { profile?: string });
   if (flags.args.length === 0) throw new UsageError('name at least one installed package (peerpkgs list)');
+  const { usingStore } = await roots();
   return usingStore(p.home, () => change(p, 'remove', flags.strategy, (cur) => withRemoved(cur, flags.args, p.name)));
 }
 
@@ -268,6 +271,7 @@ export async function gc(argv: string[]): Promise<number> {
   const dry = values['dry-run'] ?? false;
   const onWait = (pid: number, what: 'gc' | 'user') =>
     tell(`gc: waiting for process ${pid} (${what === 'gc' ? 'another gc' : 'a build, an install or an IPFS command'}) to finish\n`);
+  const { exclusively } = await roots();
   return exclusively(
     home,
     async () => {

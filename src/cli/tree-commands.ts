@@ -2,7 +2,7 @@
  * The commands about the package tree itself, that build nothing: fetch,
  * new, graph, info and distfiles add. The work is tree/'s and fetch/'s.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { printable } from '../engine/log.ts';
 import { isPackageDir } from '../pkgrules/rules.ts';

@@ -6,7 +6,7 @@
  * the caller exits with its own status for "damaged" when something is
  * (left) damaged.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { checkOutput, repairOutput, storedOutputs, type Damage, type OutputCheck } from '../store/verify.ts';
 import { homeLayout } from '../home.ts';

@@ -8,17 +8,18 @@
  * is known to be an output and is rebuilt, while a file without the mark is
  * a source and is never overwritten (a default.do may match sources).
  */
-import * as fs from 'node:fs';
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { statSig, sameSig, hashFile, type Dep, type Sig, type State, type TargetRecord } from './state.ts';
 
 const GENERATED_US = 777;
 
-function markGenerated(abs: string, st: fs.Stats): void {
+function markGenerated(abs: string, st: Stats): void {
   const secs = Math.floor(st.mtimeMs / 1000);
   fs.utimesSync(abs, st.atime, secs + GENERATED_US / 1e6);
 }
 
-export function isMarkedGenerated(st: fs.Stats): boolean {
+export function isMarkedGenerated(st: Stats): boolean {
   return st.isFile() && Math.round((st.mtimeMs % 1000) * 1000) === GENERATED_US;
 }
 
@@ -36,7 +37,7 @@ export interface Outputs {
   abs: string; // the target
   tmp3: string; // $3
   stdout: string | null; // the file holding what it wrote to stdout
-  before: fs.Stats | undefined; // lstat of the target before it ran
+  before: Stats | undefined; // lstat of the target before it ran
 }
 
 /** The identity recorded, or why the output was refused (an exit status

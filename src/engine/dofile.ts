@@ -9,7 +9,7 @@
  * and before its parents, so a package directory's .do overrides them but a
  * stray default.do higher up does not.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { Rule } from './rules.ts';
 

@@ -10,7 +10,8 @@
  * locks.ts. What is out of date is decided in ood.ts; a finished job's
  * output is committed by commit.ts; names are resolved by paths.ts.
  */
-import * as fs from 'node:fs';
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { State, hashFile } from './state.ts';
 import { type DoFile, type Lookup } from './dofile.ts';
@@ -232,7 +233,7 @@ export class Engine {
   }
 
   /** Is the file `t` (stat `st`), which no record describes, a source? */
-  isSource(t: string, st: fs.Stats): boolean {
+  isSource(t: string, st: Stats): boolean {
     return this.decision.isSource(t, st);
   }
 

@@ -3,7 +3,7 @@
  * mkfifo(1) in a private directory, opened, and unlinked is the same thing.
  * The jobserver's slots and a sandboxed build's output both travel in one.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { childProcess } from './lazy.ts';

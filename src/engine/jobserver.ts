@@ -11,7 +11,7 @@
  *
  * The pipe is a FIFO (fifo.ts): Node has no pipe(2).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { withFifo } from './fifo.ts';
 
 export const JOBSERVER_R = 7;

@@ -8,7 +8,7 @@
  * tree's state directory: taking and dropping 2000 locks on a journalled
  * disk costs a build of 2000 small targets a fifth of its time.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { crypto } from './lazy.ts';
 

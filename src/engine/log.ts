@@ -16,7 +16,7 @@
  * substitution). The commands that build packages use a Log of their own
  * that shows packages, not targets (pkgrules/progress.ts).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { ProgressOutput } from './rules.ts';
 

@@ -10,7 +10,8 @@
  * dependency that is itself a target is brought up to date first, on
  * behalf of whoever asked.
  */
-import * as fs from 'node:fs';
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { statSig, sameSig, hashFile, type State, type TargetRecord, type Sig } from './state.ts';
 import { findRule, type Lookup } from './dofile.ts';
 import { isMarkedGenerated } from './commit.ts';
@@ -113,7 +114,7 @@ export class Decision {
     return this.builder.make(t, lookup, from);
   }
 
-  private rebuild(t: string, abs: string, st: fs.Stats | undefined, from: Job | null): Result | Promise<Result> {
+  private rebuild(t: string, abs: string, st: Stats | undefined, from: Job | null): Result | Promise<Result> {
     const lookup = this.lookup(abs, t);
     if (!lookup.found) {
       if (st) {
@@ -128,7 +129,7 @@ export class Decision {
     return this.builder.make(t, lookup, from);
   }
 
-  private modifiedByHand(t: string, abs: string, rec: TargetRecord, st: fs.Stats | undefined, to?: string): Result | null {
+  private modifiedByHand(t: string, abs: string, rec: TargetRecord, st: Stats | undefined, to?: string): Result | null {
     if (!st) return null;
     if (rec.out === 'd') return null;
     if (rec.out === 'f') {
@@ -230,7 +231,7 @@ export class Decision {
    * mark): then its record was lost (state deleted, damaged, copied, a
    * crash) and it is rebuilt. Never a wrong "up to date" rests on this.
    */
-  isSource(t: string, st: fs.Stats): boolean {
+  isSource(t: string, st: Stats): boolean {
     if (isMarkedGenerated(st)) return false;
     if (this.targetRules.length === 0) return true;
     const abs = this.paths.abs(t);

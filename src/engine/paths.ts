@@ -3,7 +3,7 @@
  * holding .redo) and how a path given from some directory becomes the
  * base-relative name a target is known by, and back.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { BuildError } from './job.ts';
 

@@ -26,7 +26,7 @@
  * arguments of ifchange and redo carry the flags of a nested `redo -j4 x`
  * (requestArgs, parseRequestFlags).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type * as netTypes from 'node:net';

@@ -4,7 +4,7 @@
  * redo-sources and redo-ood list them. Paths are base-relative; the
  * commands show them relative to where they run.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { Engine } from './engine.ts';
 

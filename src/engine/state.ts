@@ -15,7 +15,8 @@
  * A line that does not parse is skipped: the target it described is then
  * unknown and gets rebuilt, never wrongly taken as up to date.
  */
-import * as fs from 'node:fs';
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { Hash } from 'node:crypto';
 import { crypto } from './lazy.ts';
@@ -67,12 +68,12 @@ export class StateError extends Error {}
  * size, mtime, ctime (moves on any write, chmod or rename) and inode. */
 export type Sig = [number, number, number, number];
 
-export function statSig(st: fs.Stats): Sig {
+export function statSig(st: Stats): Sig {
   return [st.size, st.mtimeMs, st.ctimeMs, st.ino];
 }
 
 /** Compared field by field: no string is built on the no-op path. */
-export function sameSig(st: fs.Stats, sig: Sig | null | undefined): boolean {
+export function sameSig(st: Stats, sig: Sig | null | undefined): boolean {
   return sig != null && sig[0] === st.size && sig[1] === st.mtimeMs && sig[2] === st.ctimeMs && sig[3] === st.ino;
 }
 
@@ -318,7 +319,7 @@ export class State {
    * Content hash of the file `rel` (absolute path `abs`), from the cache when
    * its stat signature is unchanged. Returns null if it does not exist.
    */
-  fileHash(rel: string, abs: string, st: fs.Stats): string {
+  fileHash(rel: string, abs: string, st: Stats): string {
     const cached = this.files.get(rel);
     if (cached && sameSig(st, cached.sig)) return cached.h;
     const h = st.isDirectory() ? 'dir' : hashFile(abs);

@@ -21,7 +21,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { childProcess } from './lazy.ts';
 import type { Socket } from 'node:net';
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';

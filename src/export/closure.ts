@@ -5,7 +5,7 @@
  * the order named, each after its own run-deps (PackageGraph.closure's
  * order), each package once, at its first place.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { OutputStore } from '../store/outputs.ts';
 import { PackageGraph } from '../tree/pkghash.ts';

@@ -6,7 +6,7 @@
  * (store/gc.ts) removes the rest; it lives below the exports and
  * learns only the sets.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { allGenerations, ProfileError } from './profile.ts';
 import { venvOutputs } from './venv.ts';

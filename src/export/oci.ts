@@ -22,8 +22,8 @@
  * digest must not. The config says created 1970-01-01 and holds no host
  * data; JSON is written with keys in a fixed order and no whitespace.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
+const { createHash } = process.getBuiltinModule('node:crypto');
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { packDir } from '../archive/pack.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';

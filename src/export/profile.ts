@@ -25,7 +25,7 @@
  * `{ "kind": "catalog", "cache": URL, "name": NAME }`; a reader meeting
  * a kind it does not know keeps the package as it is.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { errorClass, UsageError } from '../errors.ts';
 import { homeLayout } from '../home.ts';

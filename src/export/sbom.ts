@@ -20,7 +20,7 @@
  * document's namespace and serial number derive from the pkghashes of
  * the packages it describes.
  */
-import { createHash } from 'node:crypto';
+const { createHash } = process.getBuiltinModule('node:crypto');
 import * as path from 'node:path';
 import { PackageGraph } from '../tree/pkghash.ts';
 import type { Meta } from '../tree/meta.ts';

@@ -12,7 +12,7 @@
  * even where it had to copy, so the archive's link entries do not depend
  * on the filesystem either.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { packDir, type PackResult } from '../archive/pack.ts';
 import { storedManifest } from '../store/outputs.ts';

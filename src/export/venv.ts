@@ -21,11 +21,13 @@
  *
  * Synchronous inside, as merge.ts is, for the same reason.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { ManifestEntry } from '../archive/manifest.ts';
 import { storedManifest } from '../store/outputs.ts';
-import { Hasher, problem, walk, type Damage } from '../store/verify.ts';
+// verify.ts (hashing and streams) is loaded by checkVenv alone: making a
+// venv or a profile generation reads no file's content
+import type { Damage } from '../store/verify.ts';
 import { withLockFile } from '../engine/locks.ts';
 import { planMerge, writeMerged, replaceDir, lookup, MergeError, type MergePlan, type Output, type Settled, type Strategy, type Written } from '../archive/merge.ts';
 import { removeTreeSync } from '../archive/files.ts';
@@ -350,6 +352,7 @@ export async function checkVenv(dir: string, outputsDir: string): Promise<VenvCh
     return { name, manifest: /^[0-9a-f]{64}$/.test(sha256) ? storedManifest(path.join(outputsDir, sha256)) : null };
   });
   const check: VenvCheck = { dir, damage: [], unknown: pkgs.filter((p) => p.manifest === null).map((p) => p.name) };
+  const { Hasher, problem, walk } = await import('../store/verify.ts');
   const hasher = new Hasher();
   const bad = (p: string, what: string) => check.damage.push({ path: p, what });
 

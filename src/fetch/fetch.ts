@@ -16,7 +16,7 @@
  * has failed, the error lists each one with its reason, because "could not
  * fetch" alone sends the user to find out what we already knew.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatSize, settings } from '../settings.ts';

@@ -22,9 +22,10 @@
  * other is a full rehash (a write always changes ctime). A file whose
  * bytes are wrong is removed, to be fetched again.
  */
-import * as crypto from 'node:crypto';
+const crypto = process.getBuiltinModule('node:crypto');
 import { once } from 'node:events';
-import * as fs from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { homeLayout } from '../home.ts';
@@ -61,7 +62,7 @@ export class HashMismatch extends Error {
 }
 
 /** What a stat of a verified file shows; any write to it changes ctime. */
-function signature(st: fs.BigIntStats): string {
+function signature(st: BigIntStats): string {
   return `size ${st.size} mtime ${st.mtimeNs} ctime ${st.ctimeNs} ino ${st.ino} dev ${st.dev}\n`;
 }
 

@@ -11,7 +11,7 @@
  * block) and renamed into place. A block that is already there is the
  * same bytes (it is named by their hash) and is written again harmlessly.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';

@@ -26,7 +26,7 @@
  * node.ts, only when a node is started, so commands that never touch IPFS
  * do not pay for them.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { ipfsPaths } from './config.ts';
 import { UsageError } from '../errors.ts';
 

@@ -19,7 +19,7 @@
  * With PKG_IPFS_GATEWAY_LISTEN set it also serves its blocks as a
  * trustless HTTP gateway (gateway.ts) and prints `gateway: http://…`.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddOptions } from './client.ts';

@@ -18,8 +18,8 @@
  * changed or gone since is a block this node does not have (and a warning
  * on stderr), never wrong bytes.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
+const { createHash } = process.getBuiltinModule('node:crypto');
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';

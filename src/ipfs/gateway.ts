@@ -24,7 +24,7 @@
  */
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
-import { createHash } from 'node:crypto';
+const { createHash } = process.getBuiltinModule('node:crypto');
 import { CID } from 'multiformats/cid';
 import { walkPath } from 'ipfs-unixfs-exporter';
 import { carHeader, dagBlocks, isIdentity, sectionPrefix, type DagScope } from './car.ts';

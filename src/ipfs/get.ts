@@ -4,7 +4,7 @@
  * when complete, so PATH is either what it was or the whole thing. Works
  * with any IpfsClient (the daemon's or an in-process node).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { IpfsClient, ReadOptions } from './client.ts';

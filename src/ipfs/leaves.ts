@@ -15,7 +15,7 @@
  * Everything above the leaves (the balanced tree, directories) stays the
  * importer's.
  */
-import { createHash } from 'node:crypto';
+const { createHash } = process.getBuiltinModule('node:crypto');
 import type { BufferImporter } from 'ipfs-unixfs-importer';
 import type { CID } from 'multiformats/cid';
 

@@ -25,7 +25,8 @@
  * use. Blocks stay until `peerpkgs gc` (collectGarbage) removes those no
  * pin reaches.
  */
-import * as fs from 'node:fs';
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import type { Helia } from '@helia/interface';
 import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import type { Fetch } from '@libp2p/fetch';
@@ -448,7 +449,7 @@ export class LocalNode implements IpfsClient {
 /** Adds a file or directory into the repo's blocks, or with nocopy a file's leaves into the filestore: what add does, node or not. */
 async function addToRepo(file: string, opts: AddOptions, blockWriter: ReturnType<typeof blockFiles>, filestore: Filestore): Promise<string> {
   if (!opts.nocopy) return addPath(file, blockWriter, opts);
-  let st: fs.Stats;
+  let st: Stats;
   try {
     st = fs.statSync(file);
   } catch (e) {

@@ -14,7 +14,8 @@
  *
  * Blocks are hashed by multiformats' sha256, which in Node is node:crypto.
  */
-import * as fs from 'node:fs';
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { ImportCandidate, ImporterOptions } from 'ipfs-unixfs-importer';
 import type { UnixFSEntry } from 'ipfs-unixfs-exporter';
@@ -86,7 +87,7 @@ async function addLean(read: ReadAt, size: number, store: WritableStorage & Leaf
 
 /** Adds a file or directory; returns the root CID. */
 export async function addPath(file: string, blockstore: WritableStorage, o: AddOptions = {}): Promise<string> {
-  let st: fs.Stats;
+  let st: Stats;
   try {
     st = await fs.promises.stat(file);
   } catch (e) {

@@ -14,7 +14,7 @@
  * Every write goes to a temporary file renamed over the database, under a
  * lock, so neither a crash nor two pinning processes lose rows.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { TreeError, at, display } from '../tree/errors.ts';

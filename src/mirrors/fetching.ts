@@ -6,7 +6,7 @@
  * one it did not use. It is the process's shared client (src/ipfs/shared.ts):
  * packages fetched at the same time, and the package caches, use one node.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import type { Distfile, Source } from '../fetch/fetch.ts';
 import { ipfsPaths } from '../ipfs/config.ts';
 import { settings } from '../settings.ts';

@@ -5,7 +5,7 @@
  * The rec parser is the tree's own (tree/rec.ts); each record is checked
  * as a row of our database would be, and a bad one is named by file:line.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { parseRec } from '../tree/rec.ts';
 import { TreeError, at, display } from '../tree/errors.ts';
 import { recordProblem, type MirrorRecord } from './db.ts';

@@ -7,7 +7,7 @@
  * Anyone with the tree and a route to this node can then fetch it from the
  * mirror when its urls are gone.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { fetchDistfile, type FetchOptions } from '../fetch/fetch.ts';
 import { readFetch } from '../tree/package.ts';

@@ -14,8 +14,8 @@
  *                it, the pkghash texts it was made from kept for `why`, and
  *                what its provenance needs (store/build-record.ts)
  */
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
+const crypto = process.getBuiltinModule('node:crypto');
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { RuleError, type BuildContext, type RunContext } from '../engine/rules.ts';
 import { plural } from '../engine/log.ts';

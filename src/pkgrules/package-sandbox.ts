@@ -16,7 +16,7 @@
  * Loaded by the build rule on first use (the fetch, archive and sandbox
  * layers cost a no-op run their load time).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { DistfileStore } from '../fetch/store.ts';
 import { fetchAll } from '../fetch/fetchfile.ts';

@@ -5,7 +5,7 @@
  * uses (archive/compare.ts); a reproducible output's unpacked copy is checked
  * too, for venvs, roots and exports are made from it, not from the archive.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { readManifest } from '../archive/manifest.ts';
 import { compareOutputs } from '../archive/compare.ts';

@@ -9,7 +9,7 @@
  * This module stays small because every redo run loads it: the matcher
  * only looks at names, and the code that builds is imported on first use.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { Rule, BuildContext } from '../engine/rules.ts';
 import { isSeedDir } from '../tree/seed-dir.ts';

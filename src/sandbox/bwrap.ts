@@ -19,7 +19,7 @@
  * --die-with-parent kills the build if the engine dies.
  */
 import { spawn, type StdioOptions } from 'node:child_process';
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { Socket } from 'node:net';
 import * as os from 'node:os';
 import { withFifo } from '../engine/fifo.ts';

@@ -21,8 +21,8 @@
  * pool, and a root is made once per closure.
  */
 import { PeerpkgsError } from '../errors.ts';
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
+const crypto = process.getBuiltinModule('node:crypto');
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { removeTreeSync } from '../archive/files.ts';
 import { planMerge, writeMerged, MergeConflictError, type MergePlan, type Output } from '../archive/merge.ts';

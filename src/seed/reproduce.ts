@@ -16,7 +16,7 @@
  * no redo state), so every package of generation 2 is built afresh: the
  * pkghash of each changes with the seed's sha256 anyway.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { Engine } from '../engine/engine.ts';
 import { homeLayout } from '../home.ts';

@@ -16,7 +16,7 @@
  * It lives in store/, below both the package rules that write it and the
  * cache that publishes it, so that neither imports the other.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import { withTemporaryFile } from '../archive/temporary.ts';
 
 export const BUILT_SUFFIX = '.built';

@@ -21,7 +21,7 @@
  * generation, a venv) holds: the trees keep their own archives, and a
  * checkout built after a gc builds again, as after a gc in Nix.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { homeLayout } from '../home.ts';
 import { recordSha256, recordedSha256 } from './outputs.ts';

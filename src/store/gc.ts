@@ -30,7 +30,8 @@
  * output where a build would take it for whole. The caller runs this
  * under roots.ts's exclusively(), so no build or install uses the store.
  */
-import * as fs from 'node:fs';
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { homeLayout } from '../home.ts';
 import { PACKAGE_LINK } from './logs.ts';
@@ -179,7 +180,7 @@ export function collect(garbage: Garbage[], dryRun = false): void {
 }
 
 /** Bytes the tree `dir` holds on disk, each inode once; `unlock` makes each directory writable on the way. */
-function walk(dir: string, st: fs.Stats, unlock: boolean, seen = new Set<string>()): number {
+function walk(dir: string, st: Stats, unlock: boolean, seen = new Set<string>()): number {
   let n = st.blocks * 512;
   if (unlock && (st.mode & 0o700) !== 0o700) fs.chmodSync(dir, 0o700);
   for (const name of fs.readdirSync(dir)) {

@@ -8,8 +8,8 @@
  * archive/extract.ts computes the same hash while it unpacks: it is below
  * this layer, and hashing there saves a second read.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
+const { createHash } = process.getBuiltinModule('node:crypto');
+const fs = process.getBuiltinModule('node:fs');
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { boundedBytes, type ExtractOptions } from '../archive/extract.ts';

@@ -12,8 +12,8 @@
  * half log as the last one (the sweep removes it). Only the newest
  * PKG_LOG_KEEP logs of a package are kept.
  */
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
+const crypto = process.getBuiltinModule('node:crypto');
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { pipeline } from 'node:stream/promises';

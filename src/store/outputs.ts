@@ -18,7 +18,7 @@
  * the manifest, for an archive without one), or was unpacked by an older
  * peerpkgs: they are added when it is next used.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 // extract.ts, identity.ts and pack.ts (tar, zlib, streams) are loaded when
 // an archive is read: an install or export of outputs already unpacked,

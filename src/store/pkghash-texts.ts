@@ -11,7 +11,7 @@
  * and a rename, and checked against its name when read: a damaged one is
  * no record at all.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { homeLayout } from '../home.ts';
 import { withTemporaryFile } from '../archive/temporary.ts';

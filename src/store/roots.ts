@@ -24,7 +24,7 @@
  * waits, so that a user's own children may still start), so gc never
  * removes what a running build, venv or install uses.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { homeLayout } from '../home.ts';
 import { temporaryName, removeTemporaryFile, sweepNow } from '../archive/temporary.ts';

@@ -5,7 +5,7 @@
  * under $PEERPKGS_HOME/outputs holds (a hardlink counted once, directories
  * and symlinks as nothing).
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { readManifest, type ManifestEntry } from '../archive/manifest.ts';
 import { ArchiveError } from '../archive/errors.ts';

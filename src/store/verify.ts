@@ -11,8 +11,9 @@
  * venvs and sandbox roots at once; a file that was replaced by another
  * inode, or removed, is put back under its name.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
+const { createHash } = process.getBuiltinModule('node:crypto');
+import type { Stats } from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { namesIn, removeTree } from '../archive/files.ts';
@@ -40,7 +41,7 @@ export interface OutputCheck {
 /** Hashes each inode once: a package's hardlinks and a venv's links into the store are one file. */
 export class Hasher {
   private readonly known = new Map<string, Promise<string>>();
-  of(abs: string, st: fs.Stats): Promise<string> {
+  of(abs: string, st: Stats): Promise<string> {
     const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
     let h = this.known.get(key);
     if (h === undefined) {
@@ -53,7 +54,7 @@ export class Hasher {
 }
 
 const octal = (m: number) => (m & 0o7777).toString(8).padStart(4, '0');
-const kind = (st: fs.Stats) => (st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'special file');
+const kind = (st: Stats) => (st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'special file');
 
 /**
  * What is wrong with `abs` as the manifest entry `e` (of `manifest`)

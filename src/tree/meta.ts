@@ -9,7 +9,7 @@
  * The one reader, used by the package model (a package with a bad meta
  * is a bad tree, found when it is loaded) and by everyone who shows it.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { at, display, TreeError } from './errors.ts';
 import { parseRec } from './rec.ts';

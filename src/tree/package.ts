@@ -13,7 +13,7 @@
  * Everything the pkghash needs is read and hashed here, once, and every
  * mistake is reported with the file and line that holds it.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { TreeError, at, display } from './errors.ts';
 import { parseRec, type RecRecord } from './rec.ts';

@@ -8,7 +8,7 @@
  * built in the sandbox, whatever .do files it carries. Kept apart from
  * package.ts because the engine asks it for every target it looks up.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 
 export const SEED_DO = '.pkg.tar.gz.do';

@@ -6,7 +6,7 @@
  * has), and a fetch file: the sources' records when they were fetched
  * (new-package --url), else one that says its own format.
  */
-import * as fs from 'node:fs';
+const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 
 /** A source fetched into the distfile store, for its fetch record. */
