@@ -480,6 +480,33 @@ describe('IPFS', function () {
       }
     });
 
+    it('a node asks a gateway over connections it keeps, not a new one for each block', async () => {
+      const { gw, dir } = await served();
+      let requests = 0;
+      let connections = 0;
+      // the gateway behind a server that counts: a request a block, and the connections they came over
+      const counter = http.createServer((req, res) => {
+        requests++;
+        void fetch(`${gw}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async (r) => {
+          res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' });
+          res.end(Buffer.from(await r.arrayBuffer()));
+        });
+      });
+      counter.on('connection', () => connections++);
+      await new Promise<void>((r) => counter.listen(0, '127.0.0.1', r));
+      try {
+        const url = `http://127.0.0.1:${(counter.address() as net.AddressInfo).port}`;
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', `${dir}/sub/f`, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: url });
+        assert.equal(got.status, 0, got.stderr);
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+        assert.ok(requests >= 6, `d, d/sub, the file and its three chunks: ${requests} requests`);
+        assert.ok(connections < requests, `${connections} connections for ${requests} requests`);
+      } finally {
+        counter.closeAllConnections();
+        await new Promise((r) => counter.close(r));
+      }
+    });
+
     it('a running daemon fetches through the gateways a command names, as it dials the peers one names', async () => {
       const { gw, dir } = await served();
       const b = await daemon(path.join(s.dir, 'b'));
