@@ -226,7 +226,12 @@ function request(url: URL, opts: HttpGetOptions, redirects: number, start: numbe
     });
     // the headers must come within the base time, however large the body
     expireAt(start + deadline.baseMs, `too slow: no answer in ${seconds(deadline.baseMs)} (PKG_DOWNLOAD_BASE_TIME)`);
-    req.on('socket', (s) => s.on('error', (e) => (socketError ??= e)));
+    req.on('socket', (s) => {
+      // a kept connection serves many requests: each listens to it only while it lasts
+      const onError = (e: Error) => (socketError ??= e);
+      s.on('error', onError);
+      req.once('close', () => s.off('error', onError));
+    });
     req.on('timeout', () => {
       idle = true;
       req.destroy();
