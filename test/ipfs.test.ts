@@ -480,6 +480,38 @@ describe('IPFS', function () {
       }
     });
 
+    it('a node asks a gateway over connections it keeps, not a new one for each block', async () => {
+      const { a, gw } = await served();
+      // 171 chunks of 4 KiB: many requests over each connection kept
+      const added = ipfs(a.home, ['add', '--cid-version', '1', '--chunker', 'size-4096', 'd/sub/f']);
+      assert.equal(added.status, 0, added.stderr);
+      const file = added.stdout.trim();
+      let requests = 0;
+      let connections = 0;
+      // the gateway behind a server that counts: a request a block, and the connections they came over
+      const counter = http.createServer((req, res) => {
+        requests++;
+        void fetch(`${gw}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async (r) => {
+          res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' });
+          res.end(Buffer.from(await r.arrayBuffer()));
+        });
+      });
+      counter.on('connection', () => connections++);
+      await new Promise<void>((r) => counter.listen(0, '127.0.0.1', r));
+      try {
+        const url = `http://127.0.0.1:${(counter.address() as net.AddressInfo).port}`;
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: url });
+        assert.equal(got.status, 0, got.stderr);
+        assert.equal(got.stderr, `saved file ${file} to out\n`, 'and no warning');
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+        assert.ok(requests >= 172, `the file and its 171 chunks: ${requests} requests`);
+        assert.ok(connections < requests / 10, `${connections} connections for ${requests} requests`);
+      } finally {
+        counter.closeAllConnections();
+        await new Promise((r) => counter.close(r));
+      }
+    });
+
     it('a running daemon fetches through the gateways a command names, as it dials the peers one names', async () => {
       const { gw, dir } = await served();
       const b = await daemon(path.join(s.dir, 'b'));

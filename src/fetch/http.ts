@@ -43,6 +43,20 @@ export interface HttpGetOptions {
   headers?: Record<string, string>;
   /** gives up on the request, before or during its body */
   signal?: AbortSignal;
+  /** a keep-alive agent (keepAliveAgent) whose connections serve many requests; by default a connection a request */
+  agent?: Http.Agent;
+}
+
+/**
+ * An agent that keeps connections open between requests, for a client
+ * that asks one server many small things (an IPFS gateway, a block a
+ * request): a new TCP connection for each cost more than the block. Its
+ * idle connections do not keep the process alive (Node unrefs them);
+ * destroy() closes them.
+ */
+export function keepAliveAgent(protocol: 'http:' | 'https:'): Http.Agent {
+  const mod = protocol === 'https:' ? (builtin('node:https') as typeof Https) : (builtin('node:http') as typeof Http);
+  return new mod.Agent({ keepAlive: true });
 }
 
 /** The body of a 200 answer, as it arrives. Errors while reading it are HttpErrors. */
@@ -135,8 +149,10 @@ function request(url: URL, opts: HttpGetOptions, redirects: number, start: numbe
     };
     const done = () => clearTimeout(timer);
     const headers = { 'user-agent': 'peerpkgs', 'accept-encoding': 'identity', ...opts.headers };
-    // agent: false: a connection a request, closed after it, so no idle socket outlives a download
-    const req = getFor(url)(url, { agent: false, timeout: idleMs, headers, signal: opts.signal }, (res) => {
+    // agent: false: a connection a request, closed after it, so no idle socket outlives a download;
+    // a keep-alive agent given serves only its own protocol (a redirect may change it)
+    const agent = opts.agent && (opts.agent as { protocol?: string }).protocol === url.protocol ? opts.agent : false;
+    const req = getFor(url)(url, { agent, timeout: idleMs, headers, signal: opts.signal }, (res) => {
       answered = true;
       const status = res.statusCode ?? 0;
       const location = res.headers.location;
@@ -210,7 +226,12 @@ function request(url: URL, opts: HttpGetOptions, redirects: number, start: numbe
     });
     // the headers must come within the base time, however large the body
     expireAt(start + deadline.baseMs, `too slow: no answer in ${seconds(deadline.baseMs)} (PKG_DOWNLOAD_BASE_TIME)`);
-    req.on('socket', (s) => s.on('error', (e) => (socketError ??= e)));
+    req.on('socket', (s) => {
+      // a kept connection serves many requests: each listens to it only while it lasts
+      const onError = (e: Error) => (socketError ??= e);
+      s.on('error', onError);
+      req.once('close', () => s.off('error', onError));
+    });
     req.on('timeout', () => {
       idle = true;
       req.destroy();

@@ -11,10 +11,7 @@
  * codec is sent without what it links to. Identity CIDs are never sent
  * (their bytes are in the CID).
  */
-import * as dagCbor from '@ipld/dag-cbor';
-import * as dagPb from '@ipld/dag-pb';
-import { UnixFS } from 'ipfs-unixfs';
-import { CID, varint } from 'multiformats';
+import { CID, dagCbor, dagPb, UnixFS, varint } from './deps-dag.ts';
 
 export type DagScope = 'block' | 'entity' | 'all';
 

@@ -47,7 +47,7 @@ export interface DagMods {
 }
 
 export async function loadDagMods(): Promise<DagMods> {
-  const [{ CID }, Digest, dagPb] = await Promise.all([import('multiformats/cid'), import('multiformats/hashes/digest'), import('@ipld/dag-pb')]);
+  const { CID, Digest, dagPb } = await import('./deps-dag.ts');
   return { CID, Digest, dagPb };
 }
 

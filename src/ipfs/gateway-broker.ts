@@ -19,9 +19,10 @@
  * project's own HTTP bounds; were that package a dependency, it would take
  * this one's place in node.ts, given the same URLs.
  */
+import type { Agent } from 'node:http';
 import type { BlockBroker, BlockRetrievalOptions } from '@helia/interface';
 import type { CID } from 'multiformats/cid';
-import { httpGet, HttpError, type Deadline } from '../fetch/http.ts';
+import { httpGet, HttpError, keepAliveAgent, type Deadline } from '../fetch/http.ts';
 import { IpfsError } from './errors.ts';
 
 /** The largest block a gateway may send when Helia does not say (its own default). */
@@ -44,6 +45,8 @@ export class GatewayBroker implements BlockBroker {
   /** gateways that sent a block that was not the CID's: never asked again */
   private readonly liars = new Set<string>();
   private readonly opts: GatewayBrokerOptions;
+  /** connections kept between requests, by protocol: a block a request, and a new connection for each cost more than the block */
+  private readonly agents = new Map<string, Agent>();
 
   constructor(opts: GatewayBrokerOptions) {
     this.opts = opts;
@@ -102,13 +105,28 @@ export class GatewayBroker implements BlockBroker {
     throw new IpfsError(`${cid}: no gateway has it (${failures.join('; ') || 'every gateway sent a wrong block earlier'})`);
   }
 
+  /** Helia stops its brokers when the node closes: the kept connections go with it */
+  stop(): void {
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+  }
+
+  private agentFor(url: URL): Agent {
+    const protocol = url.protocol === 'https:' ? 'https:' : 'http:';
+    let a = this.agents.get(protocol);
+    if (!a) this.agents.set(protocol, (a = keepAliveAgent(protocol)));
+    return a;
+  }
+
   private demote(gateway: string): void {
     const i = this.order.indexOf(gateway);
     if (i >= 0) this.order.push(...this.order.splice(i, 1));
   }
 
   private async fetchBlock(gateway: string, cid: CID, maxBytes: number, signal?: AbortSignal): Promise<Uint8Array> {
-    const got = await httpGet(new URL(`${gateway}/ipfs/${cid}?format=raw`), {
+    const url = new URL(`${gateway}/ipfs/${cid}?format=raw`);
+    const got = await httpGet(url, {
+      agent: this.agentFor(url),
       idleMs: this.opts.idleMs,
       deadline: this.opts.deadline,
       maxBytes,

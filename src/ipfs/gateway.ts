@@ -25,8 +25,8 @@
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
 const { createHash } = process.getBuiltinModule('node:crypto');
-import { CID } from 'multiformats/cid';
-import { walkPath } from 'ipfs-unixfs-exporter';
+import { CID } from './deps-dag.ts';
+import { exporter } from './deps-node.ts';
 import { carHeader, dagBlocks, isIdentity, sectionPrefix, type DagScope } from './car.ts';
 import type { LocalBlocks } from './node.ts';
 import { drained } from '../archive/files.ts';
@@ -165,7 +165,7 @@ async function serveCar(
   };
   let end = cid;
   try {
-    for await (const entry of walkPath([cid.toString(), ...segments].join('/'), recording, { signal })) end = entry.cid;
+    for await (const entry of exporter.walkPath([cid.toString(), ...segments].join('/'), recording, { signal })) end = entry.cid;
   } catch (e) {
     if (e instanceof MissingBlock) throw e;
     if ((e as Error).name === 'NotFoundError') throw new HttpFailure(404, `${pathname}: no such path`);

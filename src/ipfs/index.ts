@@ -4,7 +4,7 @@
  *
  * The face of the folder: another folder imports these modules, or this
  * file, and no other module of it (eslint.config.js says why).
- * Private: blockfiles.ts, car.ts, gateway.ts, gateway-broker.ts, ipns-peers.ts, leaves.ts, node.ts, noise-crypto.ts, protocol.ts, remote.ts.
+ * Private: blockfiles.ts, car.ts, deps-dag.ts, deps-more.ts, deps-node.ts, gateway.ts, gateway-broker.ts, ipns-peers.ts, leaves.ts, node.ts, noise-crypto.ts, protocol.ts, remote.ts.
  */
 export * from './client.ts';
 export * from './config.ts';

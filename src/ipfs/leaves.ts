@@ -40,7 +40,7 @@ interface Mods {
 }
 
 export async function loadLeafMods(): Promise<Mods> {
-  const [dagPb, { UnixFS }, { CID }, Digest] = await Promise.all([import('@ipld/dag-pb'), import('ipfs-unixfs'), import('multiformats/cid'), import('multiformats/hashes/digest')]);
+  const { dagPb, UnixFS, CID, Digest } = await import('./deps-dag.ts');
   return { dagPb, UnixFS, CID, Digest };
 }
 

@@ -16,7 +16,7 @@
  */
 import * as crypto from 'node:crypto';
 import type { ICryptoInterface } from '@libp2p/noise';
-import { Uint8ArrayList } from 'uint8arraylist';
+import { Uint8ArrayList } from './deps-dag.ts';
 
 const ALG = 'chacha20-poly1305';
 const TAG = 16;

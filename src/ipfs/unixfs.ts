@@ -25,7 +25,6 @@ import { IpfsError } from './errors.ts';
 import { leafImporter, loadLeafMods, type LeafStore } from './leaves.ts';
 import type { FileDagOptions, ReadAt } from './file-dag.ts';
 
-type Importer = typeof import('ipfs-unixfs-importer');
 /** a blockstore, or block files that also take a leaf as parts (blockfiles.ts; leaves are then written the fast way, leaves.ts) */
 type WritableStorage = Pick<Blockstore, 'put'> & Partial<LeafStore>;
 
@@ -50,7 +49,7 @@ async function importerOptions(o: AddOptions, store: WritableStorage): Promise<I
     wrapWithDirectory: false,
   };
   if (o.chunkSize !== undefined) {
-    const { fixedSize } = await import('ipfs-unixfs-importer/chunker');
+    const { fixedSize } = await import('./deps-more.ts');
     opts.chunker = fixedSize({ chunkSize: o.chunkSize });
   }
   if (store.putParts) {
@@ -101,7 +100,7 @@ export async function addPath(file: string, blockstore: WritableStorage, o: AddO
       fs.closeSync(fd);
     }
   }
-  const importer: Importer = await import('ipfs-unixfs-importer');
+  const { importer } = await import('./deps-more.ts');
   const opts = await importerOptions(o, blockstore);
   if (st.isFile()) {
     const r = await importer.importByteStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), blockstore, opts);
@@ -122,7 +121,7 @@ export async function addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, blo
     const bytes = data;
     return addLean((into, at, n, pos) => (into.set(bytes.subarray(pos, pos + n), at), Math.min(n, bytes.byteLength - pos)), bytes.byteLength, blockstore, o);
   }
-  const importer: Importer = await import('ipfs-unixfs-importer');
+  const { importer } = await import('./deps-more.ts');
   const opts = await importerOptions(o, blockstore);
   const r = data instanceof Uint8Array ? await importer.importBytes(data, blockstore, opts) : await importer.importByteStream(data, blockstore, opts);
   return r.cid.toString();
