@@ -297,7 +297,7 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
           '\tstd::smatch m;',
           '\tstd::string v = "gcc-10.2.0";',
           '\tstd::regex_search(v, m, std::regex(R"((\\d+)\\.(\\d+)\\.(\\d+))"));',
-          '\tstd::cout << "C++ " << __cplusplus << \' \' << sum << \' \' << dirs << \' \' << m[1] << std::endl;',
+          "\tstd::cout << \"C++ \" << __cplusplus << ' ' << sum << ' ' << dirs << ' ' << m[1] << std::endl;",
           '}',
           '',
         ].join('\n'),
