@@ -1,0 +1,81 @@
+/**
+ * The tree's system packages built with GCC: the kernel's headers
+ * (linux-headers) and libcap, built in a scratch copy of pkg/ and used
+ * from one venv as a user would: its GCC compiles a program against them,
+ * and the commands are called once each.
+ *
+ * CI cannot run it: it has no GCC (the chain takes over an hour to build).
+ * It runs when PKG_TEST_GCC_HOME names a peerpkgs home whose built/ holds
+ * pkg/gcc (GCC is then substituted from it, and so are these packages if
+ * they were built there before; the scratch copy of pkg/ has no outputs):
+ *
+ *   PKG_TEST_GCC_HOME=$HOME/.cache/peerpkgs node node_modules/mocha/bin/mocha.js \
+ *     --no-config --extension ts --timeout 120000 test/tree-sys.test.ts
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { gccTree, userEnv } from './helpers.ts';
+
+const PACKAGES = ['linux-headers', 'libcap'];
+
+describe('the system packages built with GCC (PKG_TEST_GCC_HOME)', function () {
+  // a package missing from the home is built: minutes each
+  this.timeout(3 * 3600_000);
+  let dir: string;
+  let cleanup: (() => void) | undefined;
+  const venvRun = (args: string[], opts: { cwd?: string; input?: string } = {}) => {
+    const r = spawnSync(path.join(dir, 'venv/bin/venv-run'), args, { cwd: opts.cwd ?? dir, env: userEnv(), input: opts.input, encoding: 'utf8', timeout: 120_000 });
+    if (r.error) throw r.error;
+    return r;
+  };
+
+  before(function () {
+    ({ dir, cleanup } = gccTree(this, PACKAGES, ['gcc']));
+  });
+  after(() => cleanup?.());
+
+  it('the kernel headers and libcap compile into a program with the tree’s GCC', () => {
+    fs.writeFileSync(
+      path.join(dir, 'caps.c'),
+      `#include <linux/version.h>
+#include <linux/capability.h>
+#include <asm/unistd.h>
+#include <sys/capability.h>
+#include <stdio.h>
+int main(void) {
+	cap_t caps = cap_from_text("cap_net_raw,cap_net_admin+ep");
+	char *text;
+	if (!caps) return 1;
+	text = cap_to_text(caps, NULL);
+	printf("linux %d.%d.%d, last capability %d, getpid %d, [%s]\\n",
+		LINUX_VERSION_MAJOR, LINUX_VERSION_PATCHLEVEL, LINUX_VERSION_SUBLEVEL,
+		CAP_LAST_CAP, __NR_getpid, text);
+	cap_free(text);
+	cap_free(caps);
+	return LINUX_VERSION_CODE == KERNEL_VERSION(6, 1, 176) ? 0 : 2;
+}
+`,
+    );
+    const cc = venvRun(['cc', '-O2', '-o', 'caps', 'caps.c', '-lcap']);
+    assert.equal(cc.status, 0, cc.stderr);
+    const r = venvRun(['./caps']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'linux 6.1.176, last capability 40, getpid 39, [cap_net_admin,cap_net_raw=ep]\n');
+  });
+
+  it('capsh decodes a capability mask and prints its own state', () => {
+    const d = venvRun(['capsh', '--decode=0x3000']);
+    assert.equal(d.status, 0, d.stderr);
+    assert.equal(d.stdout, '0x0000000000003000=cap_net_admin,cap_net_raw\n');
+    const p = venvRun(['capsh', '--print']);
+    assert.equal(p.status, 0, p.stderr);
+    assert.match(p.stdout, /^Bounding set =/m);
+    assert.match(p.stdout, /^Securebits: /m);
+    // a file without capabilities: getcap says nothing, and succeeds
+    const g = venvRun(['getcap', path.join(dir, 'caps.c')]);
+    assert.equal(g.status, 0, g.stderr);
+    assert.equal(g.stdout, '');
+  });
+});
