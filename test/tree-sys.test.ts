@@ -1,6 +1,6 @@
 /**
  * The tree's system packages built with GCC: the kernel's headers
- * (linux-headers) and libcap, built in a scratch copy of pkg/ and used
+ * (linux-headers), libcap and bubblewrap, built in a scratch copy of pkg/ and used
  * from one venv as a user would: its GCC compiles a program against them,
  * and the commands are called once each.
  *
@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gccTree, userEnv } from './helpers.ts';
 
-const PACKAGES = ['linux-headers', 'libcap'];
+const PACKAGES = ['linux-headers', 'libcap', 'bubblewrap'];
 
 describe('the system packages built with GCC (PKG_TEST_GCC_HOME)', function () {
   // a package missing from the home is built: minutes each
@@ -32,7 +32,7 @@ describe('the system packages built with GCC (PKG_TEST_GCC_HOME)', function () {
   };
 
   before(function () {
-    ({ dir, cleanup } = gccTree(this, PACKAGES, ['gcc']));
+    ({ dir, cleanup } = gccTree(this, PACKAGES, ['gcc', 'busybox']));
   });
   after(() => cleanup?.());
 
@@ -77,5 +77,36 @@ int main(void) {
     const g = venvRun(['getcap', path.join(dir, 'caps.c')]);
     assert.equal(g.status, 0, g.stderr);
     assert.equal(g.stdout, '');
+  });
+
+  it('bwrap runs a command in new namespaces, as another user', function () {
+    assert.equal(venvRun(['bwrap', '--version']).stdout, 'bubblewrap 0.8.0\n');
+    const r = venvRun(['bwrap', '--ro-bind', '/', '/', 'true']);
+    // bwrap is not setuid: it needs user namespaces, which a container may withhold
+    if (r.status !== 0 && /namespace|uid map|Operation not permitted/i.test(r.stderr)) {
+      console.log(`      skipped: bwrap cannot make namespaces here (${r.stderr.trim()})`);
+      this.skip();
+    }
+    assert.equal(r.status, 0, r.stderr);
+    // in its own pid namespace bwrap is the init, and the command pid 2
+    const ns = venvRun([
+      'bwrap',
+      '--ro-bind',
+      '/',
+      '/',
+      '--unshare-user',
+      '--uid',
+      '4242',
+      '--gid',
+      '4242',
+      '--unshare-pid',
+      '--proc',
+      '/proc',
+      'sh',
+      '-c',
+      'id -u; id -g; echo $$',
+    ]);
+    assert.equal(ns.status, 0, ns.stderr);
+    assert.equal(ns.stdout, '4242\n4242\n2\n');
   });
 });
