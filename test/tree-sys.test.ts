@@ -1,5 +1,5 @@
 /**
- * The tree's system packages built with GCC: the kernel's headers
+ * The tree's system packages built with GCC: curl, the kernel's headers
  * (linux-headers), libcap and bubblewrap, built in a scratch copy of pkg/ and used
  * from one venv as a user would: its GCC compiles a program against them,
  * and the commands are called once each.
@@ -13,12 +13,15 @@
  *     --no-config --extension ts --timeout 120000 test/tree-sys.test.ts
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { gccTree, userEnv } from './helpers.ts';
 
-const PACKAGES = ['linux-headers', 'libcap', 'bubblewrap'];
+const PACKAGES = ['curl', 'linux-headers', 'libcap', 'bubblewrap'];
 
 describe('the system packages built with GCC (PKG_TEST_GCC_HOME)', function () {
   // a package missing from the home is built: minutes each
@@ -31,10 +34,78 @@ describe('the system packages built with GCC (PKG_TEST_GCC_HOME)', function () {
     return r;
   };
 
+  /** venv-run without blocking the event loop, for a command talking to a server of this process */
+  const venvRunAsync = (args: string[]) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(path.join(dir, 'venv/bin/venv-run'), args, { cwd: dir, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (status) => resolve({ status, stdout, stderr }));
+    });
+
   before(function () {
-    ({ dir, cleanup } = gccTree(this, PACKAGES, ['gcc', 'busybox']));
+    ({ dir, cleanup } = gccTree(this, PACKAGES, ['gcc', 'busybox', 'openssl']));
   });
   after(() => cleanup?.());
+
+  it('curl --version names its TLS backend, OpenSSL, and zlib', () => {
+    const r = venvRun(['curl', '--version']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^curl 7\.88\.1 \(x86_64-pc-linux-musl\) libcurl\/7\.88\.1 OpenSSL\/3\.0\.20 zlib\/1\.2\.13$/m);
+    assert.match(r.stdout, /^Protocols: .*\bhttps\b/m);
+    assert.match(r.stdout, /^Features: .*\bSSL\b/m);
+  });
+
+  it('curl fetches over https, trusting the certificate it is given, and inflates gzip', async () => {
+    // self-signed certificates made by the tree's openssl: the server's, for 127.0.0.1, and another
+    const selfSigned = (name: string) => {
+      const r = venvRun([
+        'openssl',
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      return { key: fs.readFileSync(path.join(dir, `${name}.key`)), cert: path.join(dir, `${name}.pem`) };
+    };
+    const { key, cert } = selfSigned('server');
+    const other = selfSigned('other').cert;
+    const body = 'served over TLS to curl\n'.repeat(100);
+    const server = https.createServer({ key, cert: fs.readFileSync(cert) }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+      res.end(zlib.gzipSync(body));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      const r = await venvRunAsync(['curl', '-sS', '--compressed', '--cacert', cert, url]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, body);
+      // trusting another certificate only, curl refuses the server's (60: CURLE_PEER_FAILED_VERIFICATION)
+      const refused = await venvRunAsync(['curl', '-sS', '--cacert', other, url]);
+      assert.equal(refused.status, 60, refused.stderr);
+      assert.match(refused.stderr, /SSL certificate problem: self[- ]signed certificate/);
+    } finally {
+      server.close();
+    }
+  });
 
   it('the kernel headers and libcap compile into a program with the tree’s GCC', () => {
     fs.writeFileSync(
