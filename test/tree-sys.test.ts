@@ -1,6 +1,6 @@
 /**
  * The tree's system packages built with GCC: curl, the kernel's headers
- * (linux-headers), libcap and bubblewrap, built in a scratch copy of pkg/ and used
+ * (linux-headers), libcap, bubblewrap and util-linux, built in a scratch copy of pkg/ and used
  * from one venv as a user would: its GCC compiles a program against them,
  * and the commands are called once each.
  *
@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { gccTree, userEnv } from './helpers.ts';
 
-const PACKAGES = ['curl', 'linux-headers', 'libcap', 'bubblewrap'];
+const PACKAGES = ['curl', 'linux-headers', 'libcap', 'bubblewrap', 'util-linux'];
 
 describe('the system packages built with GCC (PKG_TEST_GCC_HOME)', function () {
   // a package missing from the home is built: minutes each
@@ -179,5 +179,27 @@ int main(void) {
     ]);
     assert.equal(ns.status, 0, ns.stderr);
     assert.equal(ns.stdout, '4242\n4242\n2\n');
+  });
+
+  it('util-linux: getopt, uuidgen, hexdump, column and findmnt', () => {
+    const ok = (args: string[], input?: string) => {
+      const r = venvRun(args, { input });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    assert.equal(ok(['getopt', '-o', 'ab:', '-l', 'long:', '--', '-a', '-b', 'x', '--long', 'y', 'z']), " -a -b 'x' --long 'y' -- 'z'\n");
+    // a random UUID (version 4), and the name-based one (version 5) every implementation agrees on
+    assert.match(ok(['uuidgen', '--random']), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$/);
+    assert.equal(ok(['uuidgen', '--sha1', '--namespace', '@dns', '--name', 'example.com']), 'cfbff0d1-9375-5685-968c-48ce8b15ae17\n');
+    assert.equal(ok(['hexdump', '-C'], 'peerpkgs\u0000\u0001\n'), '00000000  70 65 65 72 70 6b 67 73  00 01 0a                 |peerpkgs...|\n0000000b\n');
+    assert.equal(ok(['column', '-t'], 'name size\nlibcap 221048\nbubblewrap 80685\n'), 'name        size\nlibcap      221048\nbubblewrap  80685\n');
+    const fstab = path.join(dir, 'fstab');
+    fs.writeFileSync(fstab, 'UUID=0f2d3b4c-1111-2222-3333-444455556666 / ext4 defaults 0 1\ntmpfs /tmp tmpfs nosuid,nodev 0 0\n');
+    assert.deepEqual(JSON.parse(ok(['findmnt', '-F', fstab, '-J', '-o', 'TARGET,FSTYPE,OPTIONS'])), {
+      filesystems: [
+        { target: '/', fstype: 'ext4', options: 'defaults' },
+        { target: '/tmp', fstype: 'tmpfs', options: 'nosuid,nodev' },
+      ],
+    });
   });
 });
