@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { BIN, scratch, write, run, userEnv, busyboxHttpd, type Run } from './helpers.ts';
+import { BIN, scratch, write, run, userEnv, busyboxHttpd, deadOwnersTemporary, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 20);
@@ -259,6 +259,23 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     const again = run(tree, 'build-packages-ifchange', ['./pkg/c'], env);
     assert.equal(again.status, 0, again.stderr);
     assert.deepEqual(fs.readdirSync(path.join(home, 'build')), []);
+    removeAll(dir);
+  });
+
+  it('a rerun with nothing to build still removes the worker output a killed build left in .redo/tmp', () => {
+    const dir = path.join(shared.dir, 'noop-sweep');
+    const tree = path.join(dir, 'tree');
+    const env = { PEERPKGS_HOME: path.join(dir, 'home') };
+    writeTree(tree);
+    const built = run(tree, 'build-packages-ifchange', ['./pkg/c'], env);
+    assert.equal(built.status, 0, built.stderr);
+    // what a worker's stdout file is named, its engine SIGKILLed after the last build
+    const left = deadOwnersTemporary(path.join(tree, '.redo/tmp/out'));
+    fs.writeFileSync(left, 'half a line');
+    const noop = run(tree, 'build-packages-ifchange', ['./pkg/c'], env);
+    assert.equal(noop.status, 0, noop.stderr);
+    assert.doesNotMatch(noop.stderr, /: built\b/);
+    assert.equal(fs.existsSync(left), false, `${path.basename(left)} is still there`);
     removeAll(dir);
   });
 

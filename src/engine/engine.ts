@@ -22,7 +22,7 @@ import { parseExports, envChanges, envScript } from './env.ts';
 import type { Rule, BuildContext } from './rules.ts';
 import { RuleError, RunContext } from './rules.ts';
 import { Log } from './log.ts';
-import { temporaryName, forget, removeOwnTemporaries, interrupting, sweepsDone } from '../archive/temporary.ts';
+import { temporaryName, forget, removeOwnTemporaries, interrupting, sweep, sweepsDone } from '../archive/temporary.ts';
 import { Paths, findBase, STATE_DIR } from './paths.ts';
 import { BuildError, OK_SOURCE, newJob, addDep, type Job, type Result, type Batch } from './job.ts';
 import { Waits } from './waits.ts';
@@ -100,6 +100,10 @@ export class Engine {
     this.state = new State(this.stateDir);
     this.locks = new Locks(this.stateDir);
     this.state.load();
+    // the stdout files of a killed engine's workers: swept here, as a run
+    // that starts no worker (a no-op, or built-in rules alone) would
+    // otherwise leave them for good (one readdir; close() awaits it)
+    void sweep(path.join(this.stateDir, 'tmp'));
     this.topBatch = { failed: false, keepGoing: opts.keepGoing === true };
     this.slotsLent = new SlotScheduler(
       () => this.jobSlots(),
