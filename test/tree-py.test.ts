@@ -1,7 +1,8 @@
 /**
- * Python 3 and ninja built with the tree's GCC (pkg/gcc), in a scratch
- * copy of pkg/, and used from one venv as a user would: python3 importing
- * the extension modules built into it, ninja running a build.ninja.
+ * Python 3, ninja and CMake built with the tree's GCC (pkg/gcc), in a
+ * scratch copy of pkg/, and used from one venv as a user would: python3
+ * importing the extension modules built into it, ninja running a
+ * build.ninja, cmake configuring a C++ project for ninja and GCC.
  *
  * CI cannot run it: it has no GCC (the chain takes over an hour to build).
  * It runs when PKG_TEST_GCC_HOME names a peerpkgs home whose built/ holds
@@ -18,9 +19,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gccTree, userEnv } from './helpers.ts';
 
-const PACKAGES = ['python3', 'ninja'];
+const PACKAGES = ['python3', 'ninja', 'cmake'];
 
-describe('python3 and ninja built with GCC (PKG_TEST_GCC_HOME)', function () {
+describe('python3, ninja and cmake built with GCC (PKG_TEST_GCC_HOME)', function () {
   this.timeout(4 * 60 * 60_000);
   let dir: string;
   let cleanup: (() => void) | undefined;
@@ -38,8 +39,9 @@ describe('python3 and ninja built with GCC (PKG_TEST_GCC_HOME)', function () {
   };
 
   before(function () {
-    // busybox in the venv: ninja runs each command with /bin/sh, and this one with tr
-    ({ dir, cleanup } = gccTree(this, PACKAGES, ['busybox']));
+    // busybox in the venv: ninja runs each command with /bin/sh, and this one
+    // with tr; GCC, for cmake's project
+    ({ dir, cleanup } = gccTree(this, PACKAGES, ['busybox', 'gcc']));
   });
   after(() => cleanup?.());
 
@@ -77,5 +79,30 @@ describe('python3 and ninja built with GCC (PKG_TEST_GCC_HOME)', function () {
     assert.match(first.stdout, /\[1\/1\] tr a-z A-Z < in\.txt > out\.txt/);
     assert.equal(fs.readFileSync(path.join(work, 'out.txt'), 'utf8'), 'HELLO\n');
     assert.equal(venvRun(['ninja'], { cwd: work }).stdout, 'ninja: no work to do.\n');
+  });
+
+  it('cmake configures a C++17 project for ninja, which builds it with GCC, and the program runs', () => {
+    assert.match(venvRun(['cmake', '--version']).stdout, /^cmake version 3\.25\.1$/m);
+    const src = path.join(dir, 'cmake-src');
+    fs.mkdirSync(src);
+    fs.writeFileSync(
+      path.join(src, 'CMakeLists.txt'),
+      'cmake_minimum_required(VERSION 3.20)\nproject(hello CXX)\nset(CMAKE_CXX_STANDARD 17)\nadd_library(greet STATIC greet.cc)\nadd_executable(hello main.cc)\ntarget_link_libraries(hello greet)\n',
+    );
+    fs.writeFileSync(path.join(src, 'greet.cc'), '#include <string>\n#include <string_view>\nstd::string greet(std::string_view who) { return "hello, " + std::string(who); }\n');
+    fs.writeFileSync(
+      path.join(src, 'main.cc'),
+      '#include <iostream>\n#include <optional>\n#include <string>\n#include <string_view>\nstd::string greet(std::string_view);\nint main(int argc, char **argv) {\n\tstd::optional<std::string_view> who;\n\tif (argc > 1) who = argv[1];\n\tstd::cout << greet(who.value_or("world")) << std::endl;\n}\n',
+    );
+    const configured = venvRun(['cmake', '-G', 'Ninja', '-S', 'cmake-src', '-B', 'cmake-build']);
+    assert.equal(configured.status, 0, configured.stdout + configured.stderr);
+    assert.match(configured.stdout, /^-- The CXX compiler identification is GNU 12\.2\.0$/m);
+    assert.match(configured.stdout, /^-- Build files have been written to: .*\/cmake-build$/m);
+    assert.ok(fs.existsSync(path.join(dir, 'cmake-build/build.ninja')), 'cmake wrote no build.ninja');
+    const built = venvRun(['cmake', '--build', 'cmake-build']);
+    assert.equal(built.status, 0, built.stdout + built.stderr);
+    assert.match(built.stdout, /\[\d\/\d\] Linking CXX executable hello/);
+    assert.equal(venvRun(['cmake-build/hello', 'peerpkgs']).stdout, 'hello, peerpkgs\n');
+    assert.equal(venvRun(['cmake', '--build', 'cmake-build']).stdout, 'ninja: no work to do.\n');
   });
 });
