@@ -19,7 +19,8 @@
  * person, and a key on a build machine must not silently vouch for itself
  * on every machine that copies its home.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+const { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } = process.getBuiltinModule('node:crypto');
 const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { settingPlace, settings } from '../settings.ts';

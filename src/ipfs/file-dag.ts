@@ -20,7 +20,7 @@
  * no mode or mtime): directories and anything else go to the importer.
  * test/ipfs-cid.test.ts holds both to kubo's recorded CIDs and to each other.
  */
-import { createHash, webcrypto } from 'node:crypto';
+const { createHash, webcrypto } = process.getBuiltinModule('node:crypto');
 import type { CID } from 'multiformats/cid';
 import { IpfsError } from './errors.ts';
 import { fileData, frame, RAW, SHA256, type LeafStore } from './leaves.ts';

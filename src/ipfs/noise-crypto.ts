@@ -14,7 +14,8 @@
  * bytes on the wire are the same; small frames (the handshake's), hashing
  * and X25519 are left to noise's defaults.
  */
-import * as crypto from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+const crypto = process.getBuiltinModule('node:crypto');
 import type { ICryptoInterface } from '@libp2p/noise';
 import { Uint8ArrayList } from './deps-dag.ts';
 
@@ -25,8 +26,8 @@ const SMALL = 1200;
 
 export function noiseCrypto(base: ICryptoInterface): ICryptoInterface {
   // a CipherState keeps its key in one Uint8Array for the connection's life
-  const keys = new WeakMap<Uint8Array, crypto.KeyObject>();
-  const key = (k: Uint8Array): crypto.KeyObject => {
+  const keys = new WeakMap<Uint8Array, KeyObject>();
+  const key = (k: Uint8Array): KeyObject => {
     let o = keys.get(k);
     if (!o) {
       o = crypto.createSecretKey(k);
