@@ -279,6 +279,32 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     removeAll(dir);
   });
 
+  it("the redo engine's socket directory, left in $TMPDIR by a SIGKILL, goes with the next engine's run", async () => {
+    const dir = path.join(shared.dir, 'engine-socket');
+    const tmp = path.join(dir, 'tmp');
+    fs.mkdirSync(tmp, { recursive: true });
+    // all.do runs a real redo-ifchange, which talks to the engine through its socket
+    write(dir, {
+      'all.do': 'redo-ifchange part\necho "$REDO_ENGINE" >../engine-path\nexec sleep 60\n',
+      'part.do': 'echo part\n',
+    });
+    const killed = startGroup(dir, 'redo', ['all'], { TMPDIR: tmp });
+    const told = path.join(shared.dir, 'engine-path');
+    while (!fs.existsSync(told) || fs.readFileSync(told, 'utf8') === '') await new Promise((r) => setTimeout(r, 20));
+    process.kill(-killed.p.pid!, 'SIGKILL');
+    await killed.exited;
+    await groupGone(killed.p.pid!);
+    const socketDir = path.dirname(fs.readFileSync(told, 'utf8').trim());
+    assert.equal(path.dirname(socketDir), tmp, 'the engine did not make its socket in $TMPDIR');
+    assert.ok(fs.existsSync(socketDir), 'the SIGKILL left nothing to sweep: the test tests nothing');
+    write(dir, { 'all.do': 'redo-ifchange part\necho done\n' });
+    const rerun = run(dir, 'redo', ['all'], { TMPDIR: tmp });
+    assert.equal(rerun.status, 0, rerun.stderr);
+    assert.equal(fs.existsSync(socketDir), false, `${path.basename(socketDir)} is still in $TMPDIR`);
+    assert.deepEqual(temporariesUnder(tmp), [], 'left in $TMPDIR');
+    fs.rmSync(told);
+    removeAll(dir);
+  });
   for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
     it(`a build stopped by ${signal} removes its own temporaries before it exits`, async () => {
       const dir = path.join(shared.dir, `signal-${signal}`);

@@ -149,10 +149,20 @@ export async function removeTemporary(tmp: string): Promise<void> {
   live.delete(tmp);
 }
 
-/** Remove a temporary file now, for writers that cannot wait. */
+/** Remove a temporary file now, for writers that cannot wait; or a
+ * directory of our own (writable, as temporaryDir makes one), and what is in it. */
 export function removeTemporaryFile(tmp: string): void {
-  fs.rmSync(tmp, { force: true });
+  fs.rmSync(tmp, { recursive: true, force: true });
   live.delete(tmp);
+}
+
+/** A new private directory (0700) under a temporary name beside `final`:
+ * removed by its owner (removeTemporaryFile), or on a signal, or swept by
+ * the next writer in its directory once its owner is dead. */
+export function temporaryDir(final: string): string {
+  const dir = temporaryName(final);
+  fs.mkdirSync(dir, 0o700);
+  return dir;
 }
 
 /**

@@ -26,12 +26,12 @@
  * arguments of ifchange and redo carry the flags of a nested `redo -j4 x`
  * (requestArgs, parseRequestFlags).
  */
-const fs = process.getBuiltinModule('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type * as netTypes from 'node:net';
 import { net } from './lazy.ts';
 import { BuildError } from './job.ts';
+import { temporaryDir, removeTemporaryFile } from '../archive/temporary.ts';
 
 /** A request from a running job, as sent in a Q message. */
 export interface Request {
@@ -122,7 +122,8 @@ export class Server {
    * message means (null: none of ours); `handle` answers its requests.
    */
   static async listen<J>(job: (id: string) => J | null, handle: (job: J | null, req: Request) => Promise<number>): Promise<Server> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redo-'));
+    // named as our temporaries are: one a SIGKILL leaves is swept by the next engine to start
+    const dir = temporaryDir(path.join(os.tmpdir(), 'redo-engine'));
     const server = net().createServer((conn) => {
       const parser = new MessageParser();
       let asker: J | null = null;
@@ -145,7 +146,7 @@ export class Server {
 
   async close(): Promise<void> {
     await new Promise<void>((r) => this.server.close(() => r()));
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    removeTemporaryFile(this.dir);
   }
 }
 
