@@ -66,9 +66,10 @@ describe('build logs and progress', function () {
     assert.match(r.stderr, /^1 package built, 1 failed in \d/m);
 
     const logs = logsOf('bad');
-    assert.equal(logs.length, 2, logs.join(' '));
+    assert.equal(logs.length, 3, logs.join(' '));
     assert.match(logs[0]!, /^\d{8}T\d{9}Z-failed\.log\.gz$/);
-    assert.equal(logs[1], 'last');
+    assert.equal(logs[1], logs[0]!.replace('.log.gz', '.times.gz'), 'its times beside it');
+    assert.equal(logs[2], 'last');
     const shown = peerpkgs(['log', './pkg/bad']);
     assert.equal(shown.status, 0, shown.stderr);
     const all = Array.from({ length: 30 }, (_, i) => `out ${i + 1}\n`).join('') + 'esc \x1b[2J end\n';
@@ -99,6 +100,52 @@ describe('build logs and progress', function () {
     assert.match(zlib.gunzipSync(fs.readFileSync(file)).toString(), /^out 1\n/, 'gzip-compressed');
   });
 
+  it('--times puts when each line came beside it, and --phases adds a build up by what its steps do', () => {
+    // a configure and a make that take the time they are told: each step's share is known from below
+    write(dir, {
+      '!pkg/steps/build': '#!/bin/sh\nset -eux\n./configure --prefix=/usr\nCFLAGS=-O2 ./make -j2\n./make check\n./make install DESTDIR="$DESTDIR"\n',
+      'pkg/steps/build-deps': '../seed\n',
+      '!pkg/steps/files/configure': '#!/bin/sh\nsleep 0.2\necho configured\n',
+      '!pkg/steps/files/make':
+        '#!/bin/sh\ncase $1 in\ncheck) sleep 0.6; echo "all 3 tests passed" ;;\ninstall) mkdir -p "${2#DESTDIR=}/share"; echo made >"${2#DESTDIR=}/share/made" ;;\n*) sleep 0.4 ;;\nesac\n',
+    });
+    const b = build(['./pkg/steps']);
+    assert.equal(b.status, 0, b.stderr);
+
+    const timed = peerpkgs(['log', '--times', './pkg/steps']);
+    assert.equal(timed.status, 0, timed.stderr);
+    const rows = timed.stdout.trimEnd().split('\n');
+    const lines = rows.map((r) => /^ *(\d+\.\d{3}) {2}(.*)$/.exec(r));
+    assert.ok(
+      lines.every((m) => m),
+      timed.stdout,
+    );
+    assert.deepEqual(
+      lines.map((m) => m![2]),
+      peerpkgs(['log', './pkg/steps']).stdout.trimEnd().split('\n'),
+      'the same lines as without --times',
+    );
+    const at = (text: string) => Number(lines.find((m) => m![2] === text)![1]);
+    assert.ok(at('+ CFLAGS=-O2 ./make -j2') - at("+ ./configure '--prefix=/usr'") >= 0.2, timed.stdout);
+    assert.ok(at('+ ./make check') - at('+ CFLAGS=-O2 ./make -j2') >= 0.4, timed.stdout);
+
+    const phases = peerpkgs(['log', '--phases', '--json', './pkg/steps', './pkg/seed']);
+    assert.equal(phases.status, 0, phases.stderr);
+    const j = JSON.parse(phases.stdout) as { packages: Array<{ package: string; ms: Record<string, number> }>; notLogged: string[] };
+    assert.deepEqual(j.notLogged, ['pkg/seed'], "a seed's .do keeps no log");
+    const ms = j.packages[0]!.ms;
+    assert.equal(j.packages[0]!.package, 'pkg/steps');
+    assert.ok(ms.configure! >= 200 && ms.compile! >= 400 && ms.test! >= 600, JSON.stringify(ms));
+    const parts = ['sandbox', 'sources', 'unpack', 'configure', 'compile', 'test', 'install', 'other', 'pack'].map((k) => ms[k]!);
+    assert.ok(Math.abs(parts.reduce((a, b) => a + b) - ms.total!) <= parts.length, `the columns add up to the total: ${JSON.stringify(ms)}`);
+
+    const table = peerpkgs(['log', '--phases', './pkg/steps']);
+    assert.match(table.stdout, /^ +total s +sandbox +sources +unpack +configure +compile +test +install +other +pack\npkg\/steps +(\d+\.\d +){9}\d+\.\d\nshare +100%/);
+    const none = peerpkgs(['log', '--phases', './pkg/seed']);
+    assert.equal(none.status, 11, none.stderr);
+    assert.match(none.stderr, /no build of it is logged with its times/);
+  });
+
   it('keeps PKG_LOG_KEEP logs a package, the newest, and refuses a count that is no count', () => {
     noisy('a', 1);
     const env = { PKG_LOG_KEEP: '2' };
@@ -109,6 +156,7 @@ describe('build logs and progress', function () {
     }
     const logs = logsOf('a');
     assert.equal(logs.filter((n) => n.endsWith('-ok.log.gz')).length, 2, logs.join(' '));
+    assert.equal(logs.filter((n) => n.endsWith('-ok.times.gz')).length, 2, `the times of the logs that went go too: ${logs.join(' ')}`);
     const list = peerpkgs(['log', '--list', './pkg/a'], env).stdout.trim().split('\n');
     assert.equal(list.length, 2);
     assert.equal(
@@ -159,7 +207,7 @@ describe('build logs and progress', function () {
     const r = peerpkgs(['log', './pkg/never']);
     assert.equal(r.status, 11, r.stderr);
     assert.equal(r.stderr, 'peerpkgs: pkg/never: no build of it is logged (not built here yet, substituted from a cache, or a seed taken by its .do)\n');
-    assert.match(peerpkgs(['log', '--help']).stdout, /^usage: peerpkgs log \[--list\] PKGDIR/);
+    assert.match(peerpkgs(['log', '--help']).stdout, /^usage: peerpkgs log \[--list \| --times\] PKGDIR\n {7}peerpkgs log --phases \[--json\] PKGDIR\.\.\.\n/);
     for (const bad of [[], ['./pkg/never', './pkg/seed'], ['--frob', './pkg/never']]) {
       const u = peerpkgs(['log', ...bad]);
       assert.equal(u.status, 2, u.stderr);
@@ -245,5 +293,36 @@ describe('build logs and progress', function () {
     /* eslint-enable no-control-regex */
     assert.doesNotMatch(r.stdout, /slow-line/, 'build lines go to the log only');
     assert.match(r.stdout, /^fetching src-\d+\.bin \(97\.7 KiB\) from http:\S+\r\nfetched src-\d+\.bin: /m, 'a download in plain lines, under no second status line');
+  });
+});
+
+describe('what a build step does, by its shell trace', () => {
+  it('counts each traced command of a real build script by what it does', async () => {
+    const { stepOf } = await import('../src/store/log-phases.ts');
+    const cases: Array<[string, string]> = [
+      ['tar -xJf binutils_2.40.orig.tar.xz', 'unpack'],
+      ['patch -p1 -i ../musl-gcc3.patch', 'unpack'],
+      ["CC=cc CFLAGS=-O2 ./configure '--prefix=/usr' --disable-nls", 'configure'],
+      ["../gcc-12.2.0/configure '--prefix=/usr'", 'configure'],
+      ["CC=cc CXX=c++ ./bootstrap '--prefix=/usr' '--parallel=2'", 'configure'],
+      ['cmake -G Ninja ..', 'configure'],
+      ['cmake --build b', 'compile'],
+      ["make -j2 'MAKEINFO=true'", 'compile'],
+      ['make', 'compile'],
+      ['cc -O2 -o t t.c', 'compile'],
+      ['make -j2 check', 'test'],
+      ["make test 'CC=cc'", 'test'],
+      ['bin/ctest -j2 --output-on-failure', 'test'],
+      ['./testfixture test/where.test', 'test'],
+      ['./python -m test -j2 test_json', 'test'],
+      ["make install 'DESTDIR=/destdir'", 'install'],
+      ['make install-binaries install-libraries', 'install'],
+      ['cd gcc-12.2.0', 'other'],
+      ['rm -rf /destdir/usr/share', 'other'],
+    ];
+    assert.deepEqual(
+      cases.map(([line]) => [line, stepOf(line)]),
+      cases,
+    );
   });
 });

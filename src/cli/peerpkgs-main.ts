@@ -102,8 +102,8 @@ and gets its fetch record (url, sha256, size), and the script unpacks it.
     run: ofTree('newPackage'),
   },
   log: {
-    usage: '[--list] PKGDIR',
-    help: "Print the log of the package's last build, failed or not (kept compressed under\n$PEERPKGS_HOME/logs); --list: the kept logs, oldest first. Exit status 11 when none is.\n",
+    usage: '[--list | --times] PKGDIR\n       peerpkgs log --phases [--json] PKGDIR...',
+    help: "Print the log of the package's last build, failed or not (kept compressed under\n$PEERPKGS_HOME/logs). Exit status 11 when none is.\n\n  --list     the kept logs, oldest first\n  --times    each line after the seconds from the build script's start to when it came\n  --phases   where each package's last build took its time: assembling the sandbox,\n             laying out the sources, the build script's steps by what its trace (set -x)\n             shows them doing (unpack, configure, compile, test, install, other), and\n             packing; in seconds, with the sum and each column's share\n",
     env: ['PEERPKGS_HOME', 'PKG_LOG_KEEP'],
     run: async (args) => (await import('./log-command.ts')).logCommand(args),
   },

@@ -165,16 +165,27 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
   const deps = sandbox.buildClosure(g, dir);
   await ctx.ifchange(deps.map((d) => path.join(d, '.pkg.tar.gz')));
 
+  // each phase timed for the log's times (store/logs.ts): where a build's time goes
+  let t = performance.now();
+  const lap = (): number => {
+    const now = performance.now();
+    const ms = now - t;
+    t = now;
+    return ms;
+  };
   const root = await sandbox.packageRoot(g, dir, home);
   ctx.log(`sandbox root: ${plural(root.layers, 'package')}, ${root.reused ? 'reused' : `assembled in ${root.ms.toFixed(0)} ms`}`);
+  const phases: import('../store/logs.ts').BuildPhases = { sandbox: lap(), sources: 0, build: 0 };
   const work = await sandbox.makeWorkDir(pkg, home, progressFor(ctx.progressOutput));
+  phases.sources = lap();
 
   const { BuildLog } = await import('../store/logs.ts');
   const log = new BuildLog(home, dir);
   const output = buildOutput(ctx, log);
   ctx.began();
+  log.began();
   // a log that cannot be kept (a full disk) does not fail the build
-  const keepLog = (ok: boolean) => log.end(ok).catch((e: Error) => ctx.log(`its log could not be kept: ${e.message}`));
+  const keepLog = (ok: boolean) => log.end(ok, phases).catch((e: Error) => ctx.log(`its log could not be kept: ${e.message}`));
   let r: Awaited<ReturnType<typeof sandbox.runPackageSandbox>>;
   try {
     r = await sandbox.runPackageSandbox({
@@ -185,11 +196,13 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
       jobserver: ctx.jobserver(),
     });
   } catch (e) {
+    phases.build = lap();
     await keepLog(false);
     throw e;
   }
-  await keepLog(r.status === 0);
+  phases.build = lap();
   if (r.status !== 0) {
+    await keepLog(false);
     const why = output.noSpace ? `; ${noSpaceReason(work.dir, settings().sandboxTmpBytes)}` : '';
     const failed = `${pkg.name}: build failed (${r.signal ?? `exit ${r.status}`})${why}`;
     // kept to be looked into, until the package is built again
@@ -197,7 +210,14 @@ async function buildPackage(dir: string, ctx: BuildContext): Promise<void> {
     if (kept) sandbox.recordFailure(work, pkg, failed);
     throw new RuleError(`${failed}${kept}`, r.status || 1);
   }
-  const packed = await packDir(work.dest, ctx.out, { relativeSymlinks: true });
+  // the log is of the build script, which succeeded, whether packing does or not
+  let packed: Awaited<ReturnType<typeof packDir>>;
+  try {
+    packed = await packDir(work.dest, ctx.out, { relativeSymlinks: true });
+  } finally {
+    phases.pack = lap();
+    await keepLog(true);
+  }
   // The record names the file by inode: the new archive's, which the rename
   // keeps; or, when the bytes are the same as the target's (the engine then
   // keeps the old file), the target's

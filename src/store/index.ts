@@ -10,6 +10,7 @@ export * from './build-record.ts';
 export * from './built.ts';
 export * from './gc.ts';
 export * from './identity.ts';
+export * from './log-phases.ts';
 export * from './logs.ts';
 export * from './outputs.ts';
 export * from './pkghash-texts.ts';
