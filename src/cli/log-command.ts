@@ -8,7 +8,7 @@
  * took its time (store/log-phases.ts), and the sum over all of them.
  */
 import { PeerpkgsError } from '../errors.ts';
-import { printLog, lastLog, listLogs, logTimes } from '../store/logs.ts';
+import { printLog, lastLog, listLogs, logLines, logTimes, type KeptLog } from '../store/logs.ts';
 import { buildTime, STEPS, type BuildTime } from '../store/log-phases.ts';
 import { peerpkgsHome } from '../home.ts';
 import { EXIT, UsageError, parse, packageDirs, rel } from './frame.ts';
@@ -22,7 +22,7 @@ export async function logCommand(argv: string[]): Promise<number> {
   const dir = packageDirs(positionals)[0]!;
   const home = peerpkgsHome();
   const logs = listLogs(home, dir);
-  const last = lastOf(home, dir);
+  const last = lastOf(home, dir, logs);
   if (values.list) {
     for (const l of logs) process.stdout.write(`${l.when.toISOString()}  ${l.ok ? 'ok    ' : 'failed'}  ${l.file}\n`);
     return EXIT.ok;
@@ -38,9 +38,9 @@ export async function logCommand(argv: string[]): Promise<number> {
 }
 
 /** The package's last kept log; an error when there is none. */
-function lastOf(home: string, dir: string): string {
+function lastOf(home: string, dir: string, logs: KeptLog[]): string {
   const last = lastLog(home, dir);
-  if (!last || !listLogs(home, dir).some((l) => l.file === last)) {
+  if (!last || !logs.some((l) => l.file === last)) {
     throw new PeerpkgsError(`${rel(dir)}: no build of it is logged (not built here yet, substituted from a cache, or a seed taken by its .do)`, EXIT.notFound);
   }
   return last;
@@ -49,9 +49,7 @@ function lastOf(home: string, dir: string): string {
 function printTimed(file: string, dir: string): void {
   const times = logTimes(file);
   if (!times) throw new PeerpkgsError(`${rel(dir)}: its last log was kept without times (by an older peerpkgs): build it again`, EXIT.notFound);
-  const zlib = process.getBuiltinModule('node:zlib');
-  const fs = process.getBuiltinModule('node:fs');
-  const lines = zlib.gunzipSync(fs.readFileSync(file)).toString('latin1').split('\n');
+  const lines = logLines(file);
   const out: string[] = [];
   times.lines.forEach((ms, i) => out.push(`${(ms / 1000).toFixed(3).padStart(9)}  ${lines[i] ?? ''}\n`));
   process.stdout.write(Buffer.from(out.join(''), 'latin1'));

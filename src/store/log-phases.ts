@@ -6,10 +6,8 @@
  * line starts one, which lasts until the next; a step is counted by what
  * CMD does (unpacking, configuring, compiling, testing, installing).
  */
-const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
-import * as zlib from 'node:zlib';
-import { logTimes } from './logs.ts';
+import { logLines, logTimes } from './logs.ts';
 
 export const STEPS = ['unpack', 'configure', 'compile', 'test', 'install', 'other'] as const;
 export type Step = (typeof STEPS)[number];
@@ -62,7 +60,7 @@ export function stepOf(line: string): Step {
 export function buildTime(file: string): BuildTime | null {
   const times = logTimes(file);
   if (!times) return null;
-  const lines = zlib.gunzipSync(fs.readFileSync(file)).toString('latin1').split('\n');
+  const lines = logLines(file);
   const steps = Object.fromEntries(STEPS.map((s) => [s, 0])) as Record<Step, number>;
   const build = times.phases.build ?? times.lines.at(-1) ?? 0;
   let step: Step = 'other';

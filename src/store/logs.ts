@@ -107,6 +107,11 @@ export function logTimes(file: string): LogTimes | null {
   return { phases, lines: rest.filter((l) => l !== '').map(Number) };
 }
 
+/** The lines of the log `file`, decompressed, each as its bytes came (latin1: one char a byte). */
+export function logLines(file: string): string[] {
+  return zlib.gunzipSync(fs.readFileSync(file)).toString('latin1').split('\n');
+}
+
 /** The log of one build, written as its lines come. */
 export class BuildLog {
   private readonly dir: string;
