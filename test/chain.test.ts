@@ -3,16 +3,23 @@
  * package's dependency graph, as `peerpkgs graph` prints it, ends at
  * pkg/seed and nowhere else, so no binary but the seed's enters a closure;
  * and every record of every fetch file has one sha256 and a url. The
- * compiler chain's packages (m4, tar, gmp, mpfr, mpc, binutils, gcc-3,
- * musl-gcc3, gcc-10) are named,
- * so that losing one fails here too.
+ * compiler chain's packages (m4, tar-tcc, gmp, mpfr, mpc, binutils-tcc,
+ * gcc-3, musl-gcc3, gcc-10, gcc-12) are named, so that losing one fails
+ * here too; and the final toolchain (binutils, musl, make, tar, gcc) is
+ * compiled by the chain's last GCC, which every other package that builds
+ * with GCC leaves alone.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO, run } from './helpers.ts';
 
-const CHAIN = ['m4', 'tar', 'gmp', 'mpfr', 'mpc', 'binutils', 'gcc-3', 'musl-gcc3', 'gcc-10'];
+const CHAIN = ['m4', 'tar-tcc', 'gmp', 'mpfr', 'mpc', 'binutils-tcc', 'gcc-3', 'musl-gcc3', 'gcc-10', 'gcc-12'];
+const FINAL = ['binutils', 'musl', 'make', 'tar', 'gcc'];
+const deps = (name: string, kind: string): string[] => {
+  const file = path.join(REPO, 'pkg', name, kind);
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+};
 
 const packages = fs
   .readdirSync(path.join(REPO, 'pkg'), { withFileTypes: true })
@@ -59,6 +66,26 @@ describe('the real tree: structure', function () {
 
   it('has the compiler chain packages', () => {
     for (const name of CHAIN) assert.ok(packages.includes(name), `pkg/${name} is missing`);
+  });
+
+  it("compiles the final toolchain with the chain's GCC 12, and the final GCC runs with the binutils and musl it compiled", () => {
+    for (const name of FINAL) {
+      assert.ok(deps(name, 'build-deps').includes('../gcc-12'), `pkg/${name} is not compiled by ../gcc-12`);
+      assert.ok(!deps(name, 'build-deps').some((d) => d.startsWith('../seed')), `pkg/${name} builds on the seed, whose cc is tcc`);
+    }
+    const info = run(REPO, 'peerpkgs', ['info', '--json', './pkg/gcc']);
+    assert.equal(info.status, 0, info.stderr);
+    const closure = (JSON.parse(info.stdout) as { closure: string[] }[])[0]!.closure.map((d) => path.basename(d));
+    assert.deepEqual(closure.sort(), ['binutils', 'musl']);
+  });
+
+  it("builds every other package that needs a C compiler with the final GCC and make, never the chain's", () => {
+    const users = packages.filter((n) => !FINAL.includes(n) && deps(n, 'build-deps').includes('../gcc'));
+    assert.ok(users.length >= 30, `only ${users.length} packages build with ../gcc`);
+    for (const name of packages.filter((n) => !FINAL.includes(n) && !CHAIN.includes(n))) {
+      const bad = deps(name, 'build-deps').filter((d) => ['../gcc-12', '../gcc-10', '../make-tcc'].includes(d));
+      assert.deepEqual(bad, [], `pkg/${name}/build-deps`);
+    }
   });
 
   for (const name of packages) {

@@ -4,7 +4,7 @@
  * sha256 must be the one pkg/seed/fetch records, on every machine),
  * bootstrap/import-sources puts the sources from Debian's archive in the
  * distfile store, and zlib, lua, pngcheck and pigz (both linked against
- * zlib's libz.a), xz and make are built from source in the sandbox on that
+ * zlib's libz.a), xz and make (pkg/make-tcc: make as tcc compiles it) are built from source in the sandbox on that
  * seed, with no download, and run from a venv. The tree builds zlib, lua,
  * xz, pigz and pngcheck with GCC; here they are put back on the seed's tcc
  * (ON_TCC), as CI has no GCC 12. Of the compiler chain, CI builds what fits
@@ -122,30 +122,30 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
   });
 
   it("imports the sources from Debian's archive, naming what no Debian tarball matches", () => {
-    // musl too: make links the tree's musl (pkg/make/build-deps)
-    const r = bootstrap('import-sources', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make', './pkg/musl');
+    // musl too: make links the tree's musl (pkg/make-tcc/build-deps)
+    const r = bootstrap('import-sources', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make-tcc', './pkg/musl-tcc');
     assert.equal(r.status, 0, r.stdout + r.stderr);
     for (const line of [
       /^pkg\/zlib: zlib_1\.2\.13\.dfsg\.orig\.tar\.bz2: imported from Debian's /m,
       /^pkg\/lua: lua-5\.4\.4\.tar\.gz: imported from Debian's lua5\.4_5\.4\.4\.orig\.tar\.gz /m,
       /^pkg\/pngcheck: pngcheck-3\.0\.3\.tar\.gz: imported from Debian's /m,
       /^pkg\/xz: xz-5\.4\.1\.tar\.xz: imported from Debian's xz-utils_5\.4\.1\.orig\.tar\.xz /m,
-      /^pkg\/make: make-dfsg_4\.4\.1\.orig\.tar\.xz: NOT MATCHED \(Debian's make-dfsg 4\.3-4\.1 has make-dfsg_4\.3\.orig\.tar\.gz .*\): fetched from its urls$/m,
+      /^pkg\/make-tcc: make-dfsg_4\.4\.1\.orig\.tar\.xz: NOT MATCHED \(Debian's make-dfsg 4\.3-4\.1 has make-dfsg_4\.3\.orig\.tar\.gz .*\): fetched from its urls$/m,
       /^pkg\/pigz: pigz_2\.8\.orig\.tar\.xz: NOT MATCHED \(.*\): fetched from its urls$/m,
-      /^pkg\/musl: musl-1\.2\.3\.tar\.gz: imported from Debian's musl_1\.2\.3\.orig\.tar\.gz /m,
+      /^pkg\/musl-tcc: musl-1\.2\.3\.tar\.gz: imported from Debian's musl_1\.2\.3\.orig\.tar\.gz /m,
     ])
       assert.match(r.stdout, line);
   });
 
   it('builds zlib, lua, pngcheck, pigz, xz and make from source on the seed, with no download', () => {
-    const r = run(dir, 'build-packages-ifchange', ['-j2', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make'], env);
+    const r = run(dir, 'build-packages-ifchange', ['-j2', './pkg/zlib', './pkg/lua', './pkg/pngcheck', './pkg/pigz', './pkg/xz', './pkg/make-tcc'], env);
     assert.equal(r.status, 0, r.stderr.slice(-4000));
-    for (const p of ['seed', 'zlib', 'lua', 'pngcheck', 'pigz', 'untar-v7', 'xz', 'make']) assert.match(r.stderr, new RegExp(`^\\[[\\d/ :]+\\] pkg/${p}: built\\b`, 'm'));
+    for (const p of ['seed', 'zlib', 'lua', 'pngcheck', 'pigz', 'untar-v7', 'xz', 'make-tcc']) assert.match(r.stderr, new RegExp(`^\\[[\\d/ :]+\\] pkg/${p}: built\\b`, 'm'));
     assert.doesNotMatch(r.stderr, /^fetching /m, 'import-sources left nothing to download');
   });
 
   it('runs make, lua, xz, pigz and pngcheck from a venv of them', () => {
-    const v = run(dir, 'venv', ['-o', 'venv', './pkg/make', './pkg/lua', './pkg/xz', './pkg/pigz', './pkg/pngcheck'], env);
+    const v = run(dir, 'venv', ['-o', 'venv', './pkg/make-tcc', './pkg/lua', './pkg/xz', './pkg/pigz', './pkg/pngcheck'], env);
     assert.equal(v.status, 0, v.stderr);
     assert.match(venvRun(['make', '--version']).stdout.toString(), /^GNU Make 4\.4\.1$/m);
     assert.equal(venvRun(['lua', '-e', 'print(1)']).stdout.toString(), '1\n');
@@ -241,12 +241,12 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
   // GCC 10 (about 20 minutes on 2 cores); GCC 12 is the README's.
   it("builds the compiler chain's first stages from source, binutils, GCC 3.4.6 (C and C++) and musl by it, and compiles with them", function () {
     this.timeout(60 * 60_000);
-    const imported = bootstrap('import-sources', './pkg/tar', './pkg/binutils', './pkg/gcc-3', './pkg/musl-gcc3');
+    const imported = bootstrap('import-sources', './pkg/tar-tcc', './pkg/binutils-tcc', './pkg/gcc-3', './pkg/musl-gcc3');
     assert.equal(imported.status, 0, imported.stdout + imported.stderr);
     assert.match(imported.stdout, /^pkg\/gcc-3: gcc-h8300-hms_3\.4\.6\+dfsg2\.orig\.tar\.gz: /m);
     helloPackage(
       'hello-gcc3',
-      ['seed-nolibc', 'binutils', 'gcc-3', 'musl-gcc3'],
+      ['seed-nolibc', 'binutils-tcc', 'gcc-3', 'musl-gcc3'],
       {
         'c.c': '#include <stdio.h>\nint main(void) { printf("C %ld\\n", __STDC_VERSION__); return 0; }\n',
         'cc.cc': '#include <iostream>\n#include <vector>\nint main() { std::vector<int> v(3, 7); std::cout << "C++ " << v.size() * v[0] << std::endl; }\n',
@@ -254,7 +254,7 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
       ['PATH=/opt/gcc-3.4.6/bin:$PATH', 'gcc -std=gnu99 -O2 -o hello-c c.c', 'g++ -O2 -o hello-c++ cc.cc'],
     );
     // (GNU tar is built already: pkg/unpack runs it)
-    const runIn = buildAndRun(['binutils', 'gcc-3', 'musl-gcc3', 'hello-gcc3'], 50);
+    const runIn = buildAndRun(['binutils-tcc', 'gcc-3', 'musl-gcc3', 'hello-gcc3'], 50);
     assert.equal(runIn('hello-c'), 'C 199901\n');
     assert.equal(runIn('hello-c++'), 'C++ 21\n');
   });
@@ -266,7 +266,7 @@ describe('the real package tree (pkg/) on the bootstrap seed', function () {
     assert.match(imported.stdout, /^pkg\/gcc-10: gcc-10_10\.2\.1\.orig\.tar\.xz: /m);
     helloPackage(
       'hello-gcc10',
-      ['seed-nolibc', 'binutils', 'gcc-10', 'musl-gcc3'],
+      ['seed-nolibc', 'binutils-tcc', 'gcc-10', 'musl-gcc3'],
       {
         'c.c': [
           '#include <stdio.h>',

@@ -160,7 +160,7 @@ describe('seed reproduce, the real seed', function () {
     copyTreeInputs(path.join(REPO, 'pkg'), path.join(tree, 'pkg'));
     const r = run(tree, 'peerpkgs', ['seed', 'reproduce', '-j2'], { PEERPKGS_HOME: home }, 19 * 60_000);
     assert.equal(r.status, 0, r.stdout + r.stderr.slice(-4000));
-    for (const c of ['tcc', 'musl', 'busybox', 'make', 'seed']) assert.match(r.stdout, new RegExp(`^${c} +identical$`, 'm'));
+    for (const c of ['tcc', 'musl-tcc', 'busybox', 'make-tcc', 'seed']) assert.match(r.stdout, new RegExp(`^${c} +identical$`, 'm'));
     assert.match(r.stdout, /^fixpoint: /m);
   });
 });

@@ -2,8 +2,8 @@
  * `peerpkgs seed reproduce`: p2pkgs' promise that every bootstrap package
  * can be reproduced exactly via the package tree itself, checked.
  *
- * Generation 1 is the seed's components (pkg/tcc, pkg/musl, pkg/busybox,
- * pkg/make: a compiler, a libc, a shell with utilities, make) built by the
+ * Generation 1 is the seed's components (pkg/tcc, pkg/musl-tcc, pkg/busybox,
+ * pkg/make-tcc: a compiler, a libc, a shell with utilities, make) built by the
  * tree from the bootstrap seed (pkg/seed), and packed as a seed: their
  * outputs merged, with the directories a sandbox mounts, as one
  * deterministic archive. Generation 2 is the same components built by a copy
@@ -34,7 +34,7 @@ import { temporaryName, forget } from '../archive/temporary.ts';
 import { PeerpkgsError } from '../errors.ts';
 
 /** The packages a seed is made of, in the tree's pkg/. */
-export const SEED_COMPONENTS = ['tcc', 'musl', 'busybox', 'make'];
+export const SEED_COMPONENTS = ['tcc', 'musl-tcc', 'busybox', 'make-tcc'];
 
 /** What a sandbox mounts over: a seed has them, as bootstrap/make-seed's has. */
 const MOUNT_POINTS = ['dev', 'etc', 'home', 'proc', 'tmp'];
