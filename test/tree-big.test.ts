@@ -1,7 +1,8 @@
 /**
  * The tree's larger GCC-built packages, perl, openssl, nginx and git,
  * built in a scratch copy of pkg/ and run from one venv, each program
- * called once as a user would.
+ * called once as a user would; and the tree serving itself: git clones and
+ * fetches over http from the tree's nginx.
  *
  * CI cannot run it: it has no GCC (the chain takes over an hour to build).
  * It runs when PKG_TEST_GCC_HOME names a peerpkgs home whose built/ holds
@@ -12,7 +13,8 @@
  *     --no-config --extension ts --timeout 120000 test/tree-big.test.ts
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as net from 'node:net';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -99,5 +101,106 @@ describe('the larger packages built with GCC (PKG_TEST_GCC_HOME)', function () {
     assert.equal(git('log', '--format=%an %s'), 'A U Thor first\n');
     // the blob's id is the SHA-1 of its header and content, as any git computes it
     assert.equal(git('rev-parse', 'HEAD:hello.txt').trim(), createHash('sha1').update('blob 6\0hello\n').digest('hex'));
+  });
+  it("git clones and fetches over http from the tree's own nginx (git-remote-http, libcurl and OpenSSL linked in)", async () => {
+    const at = {
+      GIT_AUTHOR_DATE: '2000-01-01T00:00:00Z',
+      GIT_COMMITTER_DATE: '2000-01-01T00:00:00Z',
+      GIT_AUTHOR_NAME: 'A U Thor',
+      GIT_AUTHOR_EMAIL: 'a@example.org',
+      GIT_COMMITTER_NAME: 'A U Thor',
+      GIT_COMMITTER_EMAIL: 'a@example.org',
+    };
+    const git = (cwd: string, ...args: string[]) => {
+      const r = venvRun(['git', ...args], { cwd, env: at });
+      assert.equal(r.status, 0, `git ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    // the origin, served as files (git's "dumb" http protocol: any web
+    // server will do, given the index update-server-info writes)
+    const www = path.join(dir, 'www');
+    const work = path.join(dir, 'origin-work');
+    fs.mkdirSync(work, { recursive: true });
+    git(work, 'init', '-b', 'main');
+    fs.writeFileSync(path.join(work, 'a.txt'), 'one\n');
+    git(work, 'add', 'a.txt');
+    git(work, 'commit', '-m', 'one');
+    git(dir, 'clone', '--bare', work, path.join(www, 'repo.git'));
+    git(path.join(www, 'repo.git'), 'update-server-info');
+
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+      srv.on('error', reject);
+    });
+    const prefix = path.join(dir, 'nginx-git');
+    fs.mkdirSync(prefix);
+    const conf = [
+      'daemon off;',
+      'error_log stderr;',
+      'pid nginx.pid;',
+      'events {}',
+      'http {',
+      '  access_log off;',
+      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${t};`),
+      '  server {',
+      `    listen 127.0.0.1:${port};`,
+      `    location / { root ${www}; }`,
+      '  }',
+      '}',
+    ];
+    fs.writeFileSync(path.join(prefix, 'nginx.conf'), conf.join('\n') + '\n');
+    const nginx = spawn(path.join(dir, 'venv/bin/venv-run'), ['nginx', '-e', 'stderr', '-p', prefix, '-c', 'nginx.conf'], {
+      cwd: dir,
+      env: userEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
+    let log = '';
+    nginx.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    try {
+      const url = `http://127.0.0.1:${port}/repo.git`;
+      // up when it answers
+      for (let i = 0; ; i++) {
+        const up = await fetch(`${url}/HEAD`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (up) break;
+        assert.ok(i < 100 && nginx.exitCode === null, `nginx did not come up: ${log}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      git(dir, 'clone', url, 'clone');
+      const clone = path.join(dir, 'clone');
+      assert.equal(fs.readFileSync(path.join(clone, 'a.txt'), 'utf8'), 'one\n');
+      assert.equal(git(clone, 'log', '--format=%s'), 'one\n');
+      assert.equal(git(clone, 'config', 'remote.origin.url').trim(), url);
+
+      // a second commit reaches the clone by git pull
+      fs.writeFileSync(path.join(work, 'a.txt'), 'one\ntwo\n');
+      git(work, 'commit', '-am', 'two');
+      git(work, 'push', path.join(www, 'repo.git'), 'main');
+      git(path.join(www, 'repo.git'), 'update-server-info');
+      git(clone, 'pull', '--ff-only');
+      assert.equal(git(clone, 'log', '--format=%s'), 'two\none\n');
+      assert.equal(fs.readFileSync(path.join(clone, 'a.txt'), 'utf8'), 'one\ntwo\n');
+
+      // a missing repository is git's own error; https is there: OpenSSL
+      // speaks TLS to a server that answers in plain http, and says so
+      const missing = venvRun(['git', 'ls-remote', `http://127.0.0.1:${port}/nosuch.git`]);
+      assert.equal(missing.status, 128);
+      assert.match(missing.stderr, /repository 'http:\/\/127\.0\.0\.1:\d+\/nosuch\.git\/' not found/);
+      const https = venvRun(['git', 'ls-remote', `https://127.0.0.1:${port}/repo.git`]);
+      assert.equal(https.status, 128);
+      assert.match(https.stderr, /unable to access 'https:\/\/127\.0\.0\.1:\d+\/repo\.git\/': .*(SSL|TLS|wrong version number)/i);
+    } finally {
+      try {
+        process.kill(-nginx.pid!, 'SIGTERM');
+      } catch {
+        /* gone already */
+      }
+    }
   });
 });
