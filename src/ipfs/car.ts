@@ -12,13 +12,9 @@
  * (their bytes are in the CID).
  */
 import { CID, dagCbor, dagPb, UnixFS, varint } from './deps-dag.ts';
+import { RAW, DAG_PB, DAG_CBOR, IDENTITY } from './codes.ts';
 
 export type DagScope = 'block' | 'entity' | 'all';
-
-const RAW = 0x55;
-const DAG_PB = 0x70;
-const DAG_CBOR = 0x71;
-const IDENTITY = 0x00;
 
 export function isIdentity(cid: CID): boolean {
   return cid.multihash.code === IDENTITY;

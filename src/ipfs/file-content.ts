@@ -16,6 +16,7 @@
 import type { PBNode } from '@ipld/dag-pb';
 import type { CID } from 'multiformats/cid';
 import { IpfsError } from './errors.ts';
+import { RAW } from './codes.ts';
 
 export interface ContentMods {
   dagPb: typeof import('@ipld/dag-pb');
@@ -34,8 +35,6 @@ export async function wholeBlock(parts: AsyncIterable<Uint8Array> | Iterable<Uin
   for await (const p of parts) got.push(p);
   return got.length === 1 ? got[0]! : Buffer.concat(got);
 }
-
-const RAW = 0x55;
 
 /** The bytes of the file whose root is `root` (its decoded dag-pb node, or a raw block). */
 export async function* fileContent(

@@ -23,7 +23,8 @@
 const { createHash, webcrypto } = process.getBuiltinModule('node:crypto');
 import type { CID } from 'multiformats/cid';
 import { IpfsError } from './errors.ts';
-import { fileData, frame, RAW, SHA256, type LeafStore } from './leaves.ts';
+import { fileData, frame, type LeafStore } from './leaves.ts';
+import { RAW, SHA256 } from './codes.ts';
 
 export interface FileDagOptions {
   cidVersion: 0 | 1;

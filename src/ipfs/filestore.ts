@@ -23,6 +23,7 @@ const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
+import { SHA256 } from './codes.ts';
 
 type Base32 = typeof import('multiformats/bases/base32').base32upper;
 
@@ -104,7 +105,7 @@ export class Filestore {
       return null;
     }
     const digest = createHash('sha256').update(block).digest();
-    if (cid.multihash.code !== 0x12 || !digest.equals(cid.multihash.digest)) {
+    if (cid.multihash.code !== SHA256 || !digest.equals(cid.multihash.digest)) {
       process.stderr.write(`ipfs: warning: ${ref.file} has changed since it was added: its bytes at ${ref.offset} are no longer the block ${cid}\n`);
       return null;
     }

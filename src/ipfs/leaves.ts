@@ -18,6 +18,7 @@
 const { createHash } = process.getBuiltinModule('node:crypto');
 import type { BufferImporter } from 'ipfs-unixfs-importer';
 import type { CID } from 'multiformats/cid';
+import { RAW, SHA256 } from './codes.ts';
 
 /** where a leaf's bytes are in the file being added: what the filestore records instead of the block */
 export interface LeafPlace {
@@ -43,9 +44,6 @@ export async function loadLeafMods(): Promise<Mods> {
   const { dagPb, UnixFS, CID, Digest } = await import('./deps-dag.ts');
   return { dagPb, UnixFS, CID, Digest };
 }
-
-export const SHA256 = 0x12;
-export const RAW = 0x55;
 
 function varint(out: number[], n: number): void {
   while (n >= 0x80) {

@@ -43,6 +43,7 @@ import { addBytes, addPath, toEntry } from './unixfs.ts';
 import { blockFiles, listBlockFiles, withFastPut } from './blockfiles.ts';
 import { Filestore } from './filestore.ts';
 import { frame, type LeafPlace } from './leaves.ts';
+import { RAW } from './codes.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { fileContent, wholeBlock } from './file-content.ts';
 import { recordBitswapMatches, sha256HashedOnce } from './hashed-once.ts';
@@ -286,7 +287,7 @@ export class LocalNode implements IpfsClient {
         for (let i = 0; i < children.length; i += 32) {
           const batch = await Promise.all(
             children.slice(i, i + 32).map(async (c) => {
-              if (c.cid.code === 0x55) return { name: c.name, cid: c.cid.toString(), size: Number(c.size), type: 'file' as const };
+              if (c.cid.code === RAW) return { name: c.name, cid: c.cid.toString(), size: Number(c.size), type: 'file' as const };
               const e = await this.mods.exporter.exporter(c.cid, this.helia.blockstore, { signal: wd.signal });
               wd.kick();
               return { ...toEntry(e), name: c.name };
@@ -413,7 +414,7 @@ export class LocalNode implements IpfsClient {
     try {
       for (const b of listBlockFiles(this.blocksDir, this.mods.base32upper)) {
         // a pin is kept by multihash: the codec of the CID asked with does not matter
-        const cid = CID.createV1(0x55, digest.decode(b.multihash));
+        const cid = CID.createV1(RAW, digest.decode(b.multihash));
         if (await this.helia.pins.isPinned(cid)) {
           kept++;
           continue;
