@@ -480,35 +480,119 @@ describe('IPFS', function () {
       }
     });
 
-    it('a node asks a gateway over connections it keeps, not a new one for each block', async () => {
-      const { a, gw } = await served();
-      // 171 chunks of 4 KiB: many requests over each connection kept
-      const added = ipfs(a.home, ['add', '--cid-version', '1', '--chunker', 'size-4096', 'd/sub/f']);
-      assert.equal(added.status, 0, added.stderr);
-      const file = added.stdout.trim();
-      let requests = 0;
-      let connections = 0;
-      // the gateway behind a server that counts: a request a block, and the connections they came over
-      const counter = http.createServer((req, res) => {
-        requests++;
+    /**
+     * The gateway `gw` behind a server that counts the requests and the
+     * connections they came over, and that may answer a CAR otherwise
+     * (`car`: the gateway's CAR in, what to send out; null: 406, as a
+     * gateway that serves only raw blocks answers).
+     */
+    async function counted(gw: string, car?: (body: Buffer) => Buffer | null) {
+      const seen = { requests: 0, cars: 0, connections: 0 };
+      const server = http.createServer((req, res) => {
+        seen.requests++;
+        const isCar = /format=car/.test(req.url ?? '');
+        if (isCar) seen.cars++;
         void fetch(`${gw}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async (r) => {
+          let body: Buffer | null = Buffer.from(await r.arrayBuffer());
+          if (isCar && car && r.status === 200) body = car(body);
+          if (body === null) {
+            res.writeHead(406);
+            res.end('only raw blocks here\n');
+            return;
+          }
           res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' });
-          res.end(Buffer.from(await r.arrayBuffer()));
+          res.end(body);
         });
       });
-      counter.on('connection', () => connections++);
-      await new Promise<void>((r) => counter.listen(0, '127.0.0.1', r));
+      server.on('connection', () => seen.connections++);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return {
+        url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+        seen,
+        close: async () => {
+          server.closeAllConnections();
+          await new Promise((r) => server.close(r));
+        },
+      };
+    }
+
+    /** d/sub/f added again in 171 chunks of 4 KiB: one interior node, the file's root, over 171 leaves */
+    async function servedInChunks() {
+      const { a, gw } = await served();
+      const added = ipfs(a.home, ['add', '--cid-version', '1', '--chunker', 'size-4096', 'd/sub/f']);
+      assert.equal(added.status, 0, added.stderr);
+      return { gw, file: added.stdout.trim() };
+    }
+
+    it("a node gets a file's blocks from a gateway in one CAR, not a request a block", async () => {
+      const { gw, file } = await servedInChunks();
+      const proxy = await counted(gw);
       try {
-        const url = `http://127.0.0.1:${(counter.address() as net.AddressInfo).port}`;
-        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: url });
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: proxy.url });
         assert.equal(got.status, 0, got.stderr);
         assert.equal(got.stderr, `saved file ${file} to out\n`, 'and no warning');
         assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
-        assert.ok(requests >= 172, `the file and its 171 chunks: ${requests} requests`);
-        assert.ok(connections < requests / 10, `${connections} connections for ${requests} requests`);
+        // the root as a raw block, then the CAR
+        assert.equal(proxy.seen.cars, 1);
+        assert.ok(proxy.seen.requests <= 3, `${proxy.seen.requests} requests`);
+        // and the blocks are kept, as blocks from a peer are: served again with no gateway
+        const again = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'again'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_TIMEOUT: '2' });
+        assert.equal(again.status, 0, again.stderr);
+        assert.ok(fs.readFileSync(path.join(s.dir, 'again')).equals(content()));
       } finally {
-        counter.closeAllConnections();
-        await new Promise((r) => counter.close(r));
+        await proxy.close();
+      }
+    });
+
+    it('a node asks a gateway that serves no CAR for a block at a time, over connections it keeps', async () => {
+      const { gw, file } = await servedInChunks();
+      const proxy = await counted(gw, () => null);
+      try {
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: proxy.url });
+        assert.equal(got.status, 0, got.stderr);
+        assert.equal(got.stderr, `saved file ${file} to out\n`, 'and no warning');
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+        assert.ok(proxy.seen.requests >= 172, `the file and its 171 chunks: ${proxy.seen.requests} requests`);
+        assert.ok(proxy.seen.connections < proxy.seen.requests / 10, `${proxy.seen.connections} connections for ${proxy.seen.requests} requests`);
+      } finally {
+        await proxy.close();
+      }
+    });
+
+    it('a CAR cut short is used as far as it goes, and the rest is asked for a block at a time', async () => {
+      const { gw, file } = await servedInChunks();
+      const proxy = await counted(gw, (car) => car.subarray(0, Math.floor(car.length / 2)));
+      try {
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: proxy.url });
+        assert.equal(got.status, 0, got.stderr);
+        assert.equal(got.stderr, `saved file ${file} to out\n`, 'and no warning');
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+        assert.equal(proxy.seen.cars, 1);
+        assert.ok(proxy.seen.requests > 60 && proxy.seen.requests < 120, `half the chunks a block at a time: ${proxy.seen.requests} requests`);
+      } finally {
+        await proxy.close();
+      }
+    });
+
+    it("a gateway whose CAR holds a block that is not its CID's is not asked again, and the file comes whole from another", async () => {
+      const { gw, file } = await servedInChunks();
+      // the last byte of the CAR is the last chunk's
+      const liar = await counted(gw, (car) => {
+        const bad = Buffer.from(car);
+        bad[bad.length - 1] ^= 0xff;
+        return bad;
+      });
+      try {
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_GATEWAYS: `${liar.url} ${gw}` });
+        assert.equal(got.status, 0, got.stderr);
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+        const warned = new RegExp(`^ipfs: warning: ${liar.url} sent a block that is not (\\S+); not asking it again$`, 'm').exec(got.stderr);
+        assert.ok(warned, got.stderr);
+        assert.notEqual(warned[1], file, 'a chunk, not the root');
+        assert.equal(liar.seen.cars, 1);
+        assert.equal(liar.seen.requests, 2, 'the root, then the CAR: nothing after the wrong block');
+      } finally {
+        await liar.close();
       }
     });
 

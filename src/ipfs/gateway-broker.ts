@@ -24,6 +24,7 @@ import type { BlockBroker, BlockRetrievalOptions } from '@helia/interface';
 import type { CID } from 'multiformats/cid';
 import { httpGet, HttpError, keepAliveAgent, type Deadline } from '../fetch/http.ts';
 import { IpfsError } from './errors.ts';
+import type { CarBlock } from './car-fetch.ts';
 
 /** The largest block a gateway may send when Helia does not say (its own default). */
 const MAX_BLOCK = 2 * 1024 * 1024;
@@ -103,6 +104,41 @@ export class GatewayBroker implements BlockBroker {
       return block;
     }
     throw new IpfsError(`${cid}: no gateway has it (${failures.join('; ') || 'every gateway sent a wrong block earlier'})`);
+  }
+
+  /**
+   * The blocks of the file or directory `root` as one CAR from the first
+   * gateway that answers (car-fetch.ts checks each block), or null when
+   * none does: then the blocks are asked for one at a time. `maxBytes`
+   * bounds the CAR.
+   */
+  async car(root: CID, maxBytes: number, signal?: AbortSignal): Promise<{ gateway: string; blocks: AsyncIterable<CarBlock> } | null> {
+    const { carBlocks } = await import('./car-fetch.ts');
+    for (const gateway of [...this.order]) {
+      if (this.liars.has(gateway)) continue;
+      const url = new URL(`${gateway}/ipfs/${root}?format=car&dag-scope=entity`);
+      try {
+        const got = await httpGet(url, {
+          agent: this.agentFor(url),
+          idleMs: this.opts.idleMs,
+          deadline: this.opts.deadline,
+          maxBytes,
+          maxWhat: `the ${maxBytes} bytes the file's CAR may have`,
+          headers: { accept: 'application/vnd.ipld.car; version=1; order=dfs; dups=y' },
+          signal,
+        });
+        return { gateway, blocks: carBlocks(got.body, root) };
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        if (!(e instanceof HttpError && (e.status === 404 || e.status === 410))) this.demote(gateway);
+      }
+    }
+    return null;
+  }
+
+  /** A gateway whose CAR held a wrong block: asked for nothing again by this process. */
+  distrust(gateway: string): void {
+    this.liars.add(gateway);
   }
 
   /** Helia stops its brokers when the node closes: the kept connections go with it */

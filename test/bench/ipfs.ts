@@ -16,8 +16,9 @@
  *     file: the filestore), against `openssl dgst -sha256` of the same file;
  *   - ipfs substitute: substitute() with PKG_CACHE_URL=ipfs://CID in a
  *     child process whose node (B) dials A: its time includes starting B;
- *   - gateway substitute: the same, B not dialling A but fetching every
- *     block from A's trustless gateway (PKG_IPFS_GATEWAYS);
+ *   - gateway substitute: the same, B not dialling A but fetching the
+ *     blocks from A's trustless gateway (PKG_IPFS_GATEWAYS): the root
+ *     block, then the file in one CAR;
  *   - http substitute: the same call with the nginx URL;
  *   - ipfs get: `peerpkgs ipfs get CID/<pkghash>.tar.gz -o FILE` on a
  *     fresh B, the raw transfer.
