@@ -26,6 +26,9 @@ import { httpGet, HttpError, keepAliveAgent, type Deadline } from '../fetch/http
 import { IpfsError } from './errors.ts';
 import type { CarBlock } from './car-fetch.ts';
 
+/** A gateway's answers to a CAR request that say it serves none, or not this one: no failure of the gateway's. */
+const NO_CAR = new Set([400, 404, 406, 410, 501]);
+
 /** The largest block a gateway may send when Helia does not say (its own default). */
 const MAX_BLOCK = 2 * 1024 * 1024;
 
@@ -110,9 +113,12 @@ export class GatewayBroker implements BlockBroker {
    * The blocks of the file or directory `root` as one CAR from the first
    * gateway that answers (car-fetch.ts checks each block), or null when
    * none does: then the blocks are asked for one at a time. `maxBytes`
-   * bounds the CAR.
+   * bounds the CAR. A gateway is given half the idle time for it, so that
+   * a silent one leaves the time to ask for the blocks otherwise; a
+   * gateway that answers that it has no CAR (400, 404, 406, 410, 501) is
+   * not held against it.
    */
-  async car(root: CID, maxBytes: number, signal?: AbortSignal): Promise<{ gateway: string; blocks: AsyncIterable<CarBlock> } | null> {
+  async car(root: CID, maxBytes: number, signal?: AbortSignal): Promise<{ gateway: string; blocks: AsyncIterable<CarBlock>; close: () => void } | null> {
     const { carBlocks } = await import('./car-fetch.ts');
     for (const gateway of [...this.order]) {
       if (this.liars.has(gateway)) continue;
@@ -120,17 +126,17 @@ export class GatewayBroker implements BlockBroker {
       try {
         const got = await httpGet(url, {
           agent: this.agentFor(url),
-          idleMs: this.opts.idleMs,
+          idleMs: Math.max(1, Math.floor(this.opts.idleMs / 2)),
           deadline: this.opts.deadline,
           maxBytes,
           maxWhat: `the ${maxBytes} bytes the file's CAR may have`,
           headers: { accept: 'application/vnd.ipld.car; version=1; order=dfs; dups=y' },
           signal,
         });
-        return { gateway, blocks: carBlocks(got.body, root) };
+        return { gateway, blocks: carBlocks(got.body, root), close: got.close };
       } catch (e) {
         if (signal?.aborted) throw e;
-        if (!(e instanceof HttpError && (e.status === 404 || e.status === 410))) this.demote(gateway);
+        if (!(e instanceof HttpError && e.status !== null && NO_CAR.has(e.status))) this.demote(gateway);
       }
     }
     return null;
@@ -139,6 +145,12 @@ export class GatewayBroker implements BlockBroker {
   /** A gateway whose CAR held a wrong block: asked for nothing again by this process. */
   distrust(gateway: string): void {
     this.liars.add(gateway);
+  }
+
+  /** A gateway that failed: asked after the others from now on. */
+  demote(gateway: string): void {
+    const i = this.order.indexOf(gateway);
+    if (i >= 0) this.order.push(...this.order.splice(i, 1));
   }
 
   /** Helia stops its brokers when the node closes: the kept connections go with it */
@@ -152,11 +164,6 @@ export class GatewayBroker implements BlockBroker {
     let a = this.agents.get(protocol);
     if (!a) this.agents.set(protocol, (a = keepAliveAgent(protocol)));
     return a;
-  }
-
-  private demote(gateway: string): void {
-    const i = this.order.indexOf(gateway);
-    if (i >= 0) this.order.push(...this.order.splice(i, 1));
   }
 
   private async fetchBlock(gateway: string, cid: CID, maxBytes: number, signal?: AbortSignal): Promise<Uint8Array> {

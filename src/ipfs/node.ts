@@ -280,12 +280,20 @@ export class LocalNode implements IpfsClient {
     const opened = await broker.car(root, Math.ceil(size * 1.1) + 2 ** 20, signal);
     if (!opened) return null;
     const { CarPrefetch } = await import('./car-fetch.ts');
+    const gw = opened.gateway;
     return new CarPrefetch(opened.blocks, {
       // the window's blocks and as many more: a leaf is 256 KiB
       ahead: 16 * 256 * 1024,
-      onWrong: (cid) => {
-        broker.distrust(opened.gateway);
-        process.stderr.write(`ipfs: warning: ${opened.gateway} sent a block that is not ${cid}; not asking it again\n`);
+      stop: opened.close,
+      events: {
+        wrong: (what) => {
+          broker.distrust(gw);
+          process.stderr.write(`ipfs: warning: ${gw} sent ${what}; not asking it again\n`);
+        },
+        failed: (why) => {
+          broker.demote(gw);
+          process.stderr.write(`ipfs: warning: ${gw}: the CAR of ${root} broke off (${why}); the rest comes a block at a time\n`);
+        },
       },
     });
   }
