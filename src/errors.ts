@@ -23,6 +23,7 @@ export const EXIT = {
   damaged: 9, // peerpkgs verify: an output or venv is not as its manifest says; verify-provenance: not of this archive
   untrusted: 10, // verify-provenance: a signature that does not verify, or none by a trusted key; a catalog refused
   notFound: 11, // peerpkgs log: no build of the package is logged; info/install NAME: no catalog has it
+  stalled: 12, // internal: every job of a build waits on another and nothing runs (the jobs are named)
 } as const;
 
 /**

@@ -243,6 +243,16 @@ describe('redo', function () {
   });
 
   describe('failures', () => {
+    it('says, naming the jobs, when a build stalls with every job waiting and nothing running (12), not what Node would', () => {
+      // a rule whose build waits for what never comes: the engine's own deadlock looks the same from outside
+      // (a .do waiting on it would be a process the engine waits for: a hang, not this)
+      write(dir, { 'rules.mjs': "export const rules = [{ name: 'stuck', version: '1', matches: (rel) => rel.startsWith('stuck'), build: () => new Promise(() => {}) }];\n" });
+      const r = run(dir, 'redo', ['-j1', 'stuck', 'stuck2'], { REDO_RULES: path.join(dir, 'rules.mjs') });
+      assert.equal(r.status, 12, r.stderr);
+      assert.match(r.stderr, /^redo: internal error: the build stalled, every job waiting on another \(jobs: stuck stuck2; waiting for a slot: stuck2\)$/m);
+      assert.doesNotMatch(r.stderr, /unsettled top-level await/);
+    });
+
     it('passes on the exit status and names the target; keeps the old target and its deps', () => {
       write(dir, { 'x.do': 'redo-ifchange in; if grep -q bad in; then exit 42; fi; cat in', in: 'good\n' });
       assert.equal(run(dir, 'redo-ifchange', ['x']).status, 0);

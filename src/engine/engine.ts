@@ -26,6 +26,7 @@ import { temporaryName, forget, removeOwnTemporaries, interrupting, sweep, sweep
 import { Paths, findBase, STATE_DIR } from './paths.ts';
 import { BuildError, OK_SOURCE, newJob, addDep, type Job, type Result, type Batch } from './job.ts';
 import { Waits } from './waits.ts';
+import { EXIT } from '../errors.ts';
 import { SlotScheduler } from './slots.ts';
 import { commit, rmTmp } from './commit.ts';
 import { Decision } from './ood.ts';
@@ -136,9 +137,26 @@ export class Engine {
   async build(targets: string[], force: boolean, cwd = process.cwd()): Promise<number> {
     const rels = targets.map((t) => this.paths.relFrom(cwd, t));
     if (this.opts.shuffle) shuffle(rels);
-    const results = await Promise.all(rels.map((t) => this.noting(this.topBatch, this.ensure(t, force, null))));
-    const failed = results.find((r) => !r.ok);
-    return failed ? failed.status || 1 : 0;
+    // Node ends a process whose event loop empties, even with this build's
+    // promise pending: then every job waits on another and nothing runs
+    // (a deadlock of the engine's). Said as such, naming the jobs, rather
+    // than as Node's "unsettled top-level await" and its exit status 13.
+    const stalled = () => {
+      const jobs = [...this.jobs.values()].map((j) => this.log.show(j.target));
+      const slot = this.slotsLent.waiting().map((t) => this.log.show(t));
+      process.stderr.write(
+        `redo: internal error: the build stalled, every job waiting on another (jobs: ${jobs.join(' ') || 'none'}; waiting for a slot: ${slot.join(' ') || 'none'})\n`,
+      );
+      process.exit(EXIT.stalled);
+    };
+    process.once('beforeExit', stalled);
+    try {
+      const results = await Promise.all(rels.map((t) => this.noting(this.topBatch, this.ensure(t, force, null))));
+      const failed = results.find((r) => !r.ok);
+      return failed ? failed.status || 1 : 0;
+    } finally {
+      process.off('beforeExit', stalled);
+    }
   }
 
   /** The signal policy, for the commands' SIGINT, SIGTERM and SIGHUP

@@ -72,6 +72,11 @@ export class SlotScheduler {
     });
   }
 
+  /** The jobs waiting for a slot (for a report of a stalled build). */
+  waiting(): string[] {
+    return this.waiters.map((w) => w.job.target);
+  }
+
   release(job: SlotJob): void {
     if (job.borrowed) this.giveBack(job.borrowed);
     else this.tokens().release();
