@@ -33,6 +33,35 @@ describe('the larger packages built with GCC (PKG_TEST_GCC_HOME)', function () {
     return r;
   };
 
+  /**
+   * DIR/NAME holding an nginx.conf that serves `root` on 127.0.0.1:`port`
+   * (`http` lines added to its http block). nginx's own defaults put logs
+   * and temporary files under /var: here, under the prefix. As root, its
+   * workers would be nobody, who cannot read the scratch directory.
+   */
+  const nginxPrefix = (name: string, port: number, root: string, http: string[] = []): string => {
+    const prefix = path.join(dir, name);
+    fs.mkdirSync(prefix);
+    const conf = [
+      'daemon off;',
+      ...(process.getuid?.() === 0 ? ['user root;'] : []),
+      'error_log stderr;',
+      'pid nginx.pid;',
+      'events {}',
+      'http {',
+      '  access_log off;',
+      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${t};`),
+      ...http.map((l) => `  ${l}`),
+      '  server {',
+      `    listen 127.0.0.1:${port};`,
+      `    location / { root ${root}; }`,
+      '  }',
+      '}',
+    ];
+    fs.writeFileSync(path.join(prefix, 'nginx.conf'), conf.join('\n') + '\n');
+    return prefix;
+  };
+
   before(function () {
     // busybox: the shell git runs its helpers through (a local clone's upload-pack)
     ({ dir, cleanup } = gccTree(this, PACKAGES, ['busybox']));
@@ -58,25 +87,7 @@ describe('the larger packages built with GCC (PKG_TEST_GCC_HOME)', function () {
   });
 
   it('nginx -t accepts a minimal configuration', () => {
-    const prefix = path.join(dir, 'nginx');
-    fs.mkdirSync(prefix);
-    // nginx's own defaults put logs and temporary files under /var: here, under the prefix
-    const conf = [
-      'daemon off;',
-      'error_log stderr;',
-      'pid nginx.pid;',
-      'events {}',
-      'http {',
-      '  access_log off;',
-      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${t};`),
-      '  gzip on;',
-      '  server {',
-      '    listen 127.0.0.1:18080;',
-      '    location / { root html; }',
-      '  }',
-      '}',
-    ];
-    fs.writeFileSync(path.join(prefix, 'nginx.conf'), conf.join('\n') + '\n');
+    const prefix = nginxPrefix('nginx', 18080, 'html', ['gzip on;']);
     const r = venvRun(['nginx', '-e', 'stderr', '-p', prefix, '-c', 'nginx.conf', '-t']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /the configuration file .*nginx\.conf syntax is ok/);
@@ -136,25 +147,7 @@ describe('the larger packages built with GCC (PKG_TEST_GCC_HOME)', function () {
       });
       srv.on('error', reject);
     });
-    const prefix = path.join(dir, 'nginx-git');
-    fs.mkdirSync(prefix);
-    const conf = [
-      'daemon off;',
-      // as root, nginx's workers would be nobody, who cannot read the scratch directory
-      ...(process.getuid?.() === 0 ? ['user root;'] : []),
-      'error_log stderr;',
-      'pid nginx.pid;',
-      'events {}',
-      'http {',
-      '  access_log off;',
-      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${t};`),
-      '  server {',
-      `    listen 127.0.0.1:${port};`,
-      `    location / { root ${www}; }`,
-      '  }',
-      '}',
-    ];
-    fs.writeFileSync(path.join(prefix, 'nginx.conf'), conf.join('\n') + '\n');
+    const prefix = nginxPrefix('nginx-git', port, www);
     const nginx = spawn(path.join(dir, 'venv/bin/venv-run'), ['nginx', '-e', 'stderr', '-p', prefix, '-c', 'nginx.conf'], {
       cwd: dir,
       env: userEnv(),
