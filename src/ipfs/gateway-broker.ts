@@ -98,9 +98,8 @@ export class GatewayBroker implements BlockBroker {
           await options.validateFn(block);
         } catch (e) {
           if (options.signal?.aborted) throw e;
-          this.liars.add(gateway);
           failures.push(`${gateway}: sent a block that is not ${cid}`);
-          process.stderr.write(`ipfs: warning: ${gateway} sent a block that is not ${cid}; not asking it again\n`);
+          this.distrust(gateway, `a block that is not ${cid}`);
           continue;
         }
       }
@@ -142,9 +141,10 @@ export class GatewayBroker implements BlockBroker {
     return null;
   }
 
-  /** A gateway whose CAR held a wrong block: asked for nothing again by this process. */
-  distrust(gateway: string): void {
+  /** A gateway that sent `what` (a wrong block, a CAR of another root): warned of, and asked for nothing again by this process. */
+  distrust(gateway: string, what: string): void {
     this.liars.add(gateway);
+    process.stderr.write(`ipfs: warning: ${gateway} sent ${what}; not asking it again\n`);
   }
 
   /** A gateway that failed: asked after the others from now on. */

@@ -286,10 +286,7 @@ export class LocalNode implements IpfsClient {
       ahead: 16 * 256 * 1024,
       stop: opened.close,
       events: {
-        wrong: (what) => {
-          broker.distrust(gw);
-          process.stderr.write(`ipfs: warning: ${gw} sent ${what}; not asking it again\n`);
-        },
+        wrong: (what) => broker.distrust(gw, what),
         failed: (why) => {
           broker.demote(gw);
           process.stderr.write(`ipfs: warning: ${gw}: the CAR of ${root} broke off (${why}); the rest comes a block at a time\n`);
