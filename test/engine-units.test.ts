@@ -55,7 +55,7 @@ describe('engine units', function () {
     let slots: SlotScheduler;
     beforeEach(() => {
       tokens = new FakeTokens(1);
-      waits = new Waits();
+      waits = new Waits((from, to) => slots.waitsGrew(from, to));
       slots = new SlotScheduler(
         () => tokens,
         (from, to) => waits.reaches(from, to),
@@ -93,6 +93,30 @@ describe('engine units', function () {
       await settle();
       assert.equal(waiting.done, true);
       assert.equal(other.borrowed, a.id);
+    });
+
+    it('a slot lent and free goes to a waiter its lender comes to wait for only later', async () => {
+      const a = job(1, 'a');
+      await slots.acquire(a);
+      const other = job(2, 'x');
+      const waiting = track(slots.acquire(other));
+      slots.lend(a); // a waits for nothing yet that reaches x: the slot stays free
+      await settle();
+      assert.equal(waiting.done, false);
+      const never = new Promise<void>(() => {});
+      void waits.waitFor('a', 'b', never);
+      await settle();
+      assert.equal(waiting.done, false, 'b is no way to x');
+      void waits.waitFor('b', 'x', never); // b's check went on, to x
+      await settle();
+      assert.equal(waiting.done, true);
+      assert.equal(other.borrowed, a.id);
+      const resumed = track(slots.reclaim(a));
+      await settle();
+      assert.equal(resumed.done, false, 'x runs on the slot');
+      slots.release(other);
+      await settle();
+      assert.equal(resumed.done, true);
     });
 
     it('the lender resumes on its slot only once the borrower gives it back', async () => {

@@ -68,7 +68,8 @@ export class Engine {
   private readonly rules: Rule[];
   private readonly paths: Paths;
   private readonly decision: Decision;
-  private readonly waits = new Waits();
+  // a new wait may let a slot lent and free go to a job waiting for one
+  private readonly waits = new Waits((from, to) => this.slotsLent.waitsGrew(from, to));
   private readonly slotsLent: SlotScheduler;
   private readonly locks: Locks;
   private readonly env: NodeJS.ProcessEnv;

@@ -5,7 +5,8 @@
  * redo-ifchange, it lends that slot to what it waits for: its own
  * descendants, or a build it waits on that another job started. Never to
  * a sibling waiting in the queue: so -j1 runs one thing at a time, in
- * depth-first order, as redo users expect.
+ * depth-first order, as redo users expect. What it waits for may come to
+ * light only after it lent the slot (waitsGrew): the wait graph tells.
  */
 
 /** What the scheduler needs of a job. */
@@ -121,5 +122,33 @@ export class SlotScheduler {
     }
     l.free++;
     this.reclaimers.get(lender)?.();
+  }
+
+  /**
+   * `from` has come to wait for `to` (Waits). A blocked job's wait for a
+   * build may be found after it lent its slot, and after that slot came
+   * back free: when what it asked for is checked, not built, the check
+   * goes on once an earlier dependency is built (on that very slot), and
+   * only then reaches a build another job started, which waits for a slot
+   * (holding its target's lock, as the top-level targets of a -j1 run do).
+   * No slot is given back then, so the lent one, free, goes to that waiter
+   * here, or neither would ever run. Only a path through the new wait can
+   * be new: a lender that reaches `from`, a waiter that `to` reaches.
+   */
+  waitsGrew(from: string, to: string): void {
+    if (this.waiters.length === 0) return;
+    for (const [lender, l] of this.lent) {
+      if (l.free === 0 || (l.target !== from && !this.reaches(l.target, from))) continue;
+      for (let i = 0; l.free > 0 && i < this.waiters.length;) {
+        const w = this.waiters[i]!;
+        if (w.job.target !== to && !this.reaches(to, w.job.target)) {
+          i++;
+          continue;
+        }
+        this.waiters.splice(i, 1);
+        l.free--;
+        w.take(lender);
+      }
+    }
   }
 }

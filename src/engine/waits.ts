@@ -7,12 +7,22 @@
 export class Waits {
   /** target -> targets it is waiting for */
   private readonly waits = new Map<string, Set<string>>();
+  private readonly grew: (from: string, to: string) => void;
+
+  /** @param grew told of each new wait, as it is made: what `reaches`
+   * answers may have changed (the slot scheduler must look again) */
+  constructor(grew: (from: string, to: string) => void = () => {}) {
+    this.grew = grew;
+  }
 
   /** `from` waits for `t` until `p` settles. */
   waitFor<T>(from: string, t: string, p: Promise<T>): Promise<T> {
     let w = this.waits.get(from);
     if (!w) this.waits.set(from, (w = new Set()));
-    w.add(t);
+    if (!w.has(t)) {
+      w.add(t);
+      this.grew(from, t);
+    }
     return p.finally(() => w.delete(t));
   }
 
