@@ -3,8 +3,10 @@
  * PEERPKGS_HOME, in its own process, as another machine would run it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, userEnv } from './helpers.ts';
+import { BlockPacks } from '../src/ipfs/packs.ts';
 
 export interface Daemon {
   home: string;
@@ -53,4 +55,16 @@ export async function startDaemon(home: string, env: NodeJS.ProcessEnv = {}): Pr
       return exited;
     },
   };
+}
+
+/** The blocks a home's IPFS repo holds: in its packs, and as block files of before them. */
+export function storedBlocks(home: string): number {
+  const packs = new BlockPacks(path.join(home, 'ipfs/packs'));
+  let files: string[] = [];
+  try {
+    files = (fs.readdirSync(path.join(home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  return packs.list().length + files.length;
 }

@@ -13,7 +13,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { BIN, exists, read, run, scratch, start, userEnv, write, busyboxHttpd, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage, simplePackage } from './seed.ts';
-import { startDaemon, type Daemon } from './ipfs-peer.ts';
+import { startDaemon, storedBlocks, type Daemon } from './ipfs-peer.ts';
+import { BlockPacks } from '../src/ipfs/packs.ts';
 
 /** The CIDv1 form of a CID, as IPNS records carry it. */
 async function cidV1(cid: string): Promise<string> {
@@ -162,7 +163,7 @@ describe('IPFS', function () {
       const added = ipfs(home, ['add', 'big']);
       assert.equal(added.status, 0, added.stderr);
       assert.ok(!exists(home, 'ipfs/identity'), 'no node: a node makes its identity first');
-      assert.ok(exists(home, 'ipfs/blocks'));
+      assert.equal(storedBlocks(home), 3, 'three equal leaves are one block, then the short last leaf and the root');
       assert.equal(ipfs(home, ['cat', added.stdout.trim()]).stdout, fs.readFileSync(path.join(s.dir, 'big'), 'utf8'));
       const pinned = ipfs(path.join(s.dir, 'other'), ['add', '--pin', 'big']);
       assert.equal(pinned.status, 0, pinned.stderr);
@@ -172,6 +173,57 @@ describe('IPFS', function () {
   });
 
   describe('between two nodes', () => {
+    /** 3 MiB whose 256 KiB leaves all differ */
+    const pattern = (): Buffer => {
+      const b = Buffer.alloc(3 << 20);
+      for (let i = 0; i < b.length; i += 4) b.writeUInt32LE((i * 2654435761) >>> 0, i);
+      return b;
+    };
+
+    it('a file comes from a daemon in one CAR over libp2p, each block checked: a peer whose CAR holds a wrong block is not asked for one again', async () => {
+      const a = await daemon(path.join(s.dir, 'a'));
+      const data = pattern();
+      fs.writeFileSync(path.join(s.dir, 'f.bin'), data);
+      const cid = ipfs(a.home, ['add', '--pin', 'f.bin']).stdout.trim();
+      const got = ipfs(path.join(s.dir, 'b'), ['get', cid, '-o', 'out'], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(got.status, 0, got.stderr);
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(data));
+      assert.doesNotMatch(got.stderr, /warning/);
+      // one byte of the tenth leaf changed where A keeps it
+      const packs = path.join(a.home, 'ipfs/packs');
+      const pack = path.join(packs, fs.readdirSync(packs)[0]!);
+      const at = fs.readFileSync(pack).indexOf(data.subarray(10 * 262144 + 1000, 10 * 262144 + 1064));
+      assert.ok(at > 0, 'the leaf is in the pack');
+      const fd = fs.openSync(pack, 'r+');
+      fs.writeSync(fd, Buffer.from([data[10 * 262144 + 1000]! ^ 0xff]), 0, 1, at);
+      fs.closeSync(fd);
+      const bad = ipfs(path.join(s.dir, 'c'), ['get', cid, '-o', 'out2'], { PKG_IPFS_PEERS: a.addr, PKG_IPFS_TIMEOUT: '3' });
+      assert.equal(bad.status, 8, bad.stderr);
+      assert.match(bad.stderr, new RegExp(`^ipfs: warning: peer ${a.peerId} sent a block that is not \\S+; not asking it for a CAR again$`, 'm'));
+      assert.ok(!fs.existsSync(path.join(s.dir, 'out2')), 'nothing of a failed get is left');
+    });
+
+    it('a CAR a peer cuts short is said so, and the rest is asked for block by block', async () => {
+      const home = path.join(s.dir, 'a');
+      const data = pattern();
+      fs.writeFileSync(path.join(s.dir, 'f.bin'), data);
+      const cid = ipfs(home, ['add', '--pin', 'f.bin']).stdout.trim();
+      // A keeps only the first half of the leaves
+      const packs = new BlockPacks(path.join(home, 'ipfs/packs'));
+      const probes = [6, 7, 8, 9, 10, 11].map((i) => data.subarray(i * 262144, i * 262144 + 64));
+      const dropped = await packs.rewrite(async (mh) => {
+        const block = (await packs.read(mh))!;
+        return !probes.some((p) => block.includes(p));
+      });
+      await packs.close();
+      assert.equal(dropped.length, 6);
+      const a = await daemon(home);
+      const got = ipfs(path.join(s.dir, 'b'), ['get', cid, '-o', 'out'], { PKG_IPFS_PEERS: a.addr, PKG_IPFS_TIMEOUT: '3' });
+      assert.equal(got.status, 8, got.stderr);
+      assert.match(got.stderr, new RegExp(`^ipfs: warning: peer ${a.peerId}: the CAR of ${cid} broke off \\(.+\\); the rest comes a block at a time$`, 'm'));
+      assert.match(got.stderr, /could not find .* on any connected peer within 3 s/);
+    });
+
     it('a directory added on A is fetched by B, which dials A from PKG_IPFS_PEERS', async () => {
       const a = await daemon(path.join(s.dir, 'a'));
       const big = Buffer.alloc(3 << 20);
@@ -220,8 +272,7 @@ describe('IPFS', function () {
       assert.equal(added.status, 0, added.stderr);
       const cid = added.stdout.trim();
       assert.equal(cid, ipfs(a.home, ['add', '-n', 'src.bin']).stdout.trim(), 'the CID add prints for the same bytes');
-      const blockFiles = (fs.readdirSync(path.join(a.home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data'));
-      assert.equal(blockFiles.length, 1, 'the root alone is a block file; its three leaves are read from src.bin');
+      assert.equal(storedBlocks(a.home), 1, 'the root alone is a block in the repo; its three leaves are read from src.bin');
       const got = ipfs(path.join(s.dir, 'b'), ['get', cid, '-o', 'out'], { PKG_IPFS_PEERS: a.addr });
       assert.equal(got.status, 0, got.stderr);
       assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(data));
@@ -293,8 +344,6 @@ describe('IPFS', function () {
   });
 
   describe('gc', () => {
-    /** The block files of a home's blockstore. */
-    const blockFiles = (home: string): string[] => (fs.readdirSync(path.join(home, 'ipfs/blocks'), { recursive: true }) as string[]).filter((f) => f.endsWith('.data')).sort();
     /** Two files of four blocks each (three 256 KiB leaves and a root): one added pinned, one not. */
     const addTwo = (home: string): { pinned: string; loose: string } => {
       for (const [name, seed] of [
@@ -315,17 +364,18 @@ describe('IPFS', function () {
     it('deletes the blocks no pin reaches, says what it freed as its own kind, and lists them with --dry-run', () => {
       const home = path.join(s.dir, 'home');
       const { pinned, loose } = addTwo(home);
-      const before = blockFiles(home);
-      assert.equal(before.length, 8);
+      const packs = () => fs.readdirSync(path.join(home, 'ipfs/packs')).map((p) => [p, fs.statSync(path.join(home, 'ipfs/packs', p)).size]);
+      const before = packs();
+      assert.equal(storedBlocks(home), 8);
       const dry = gc(home, ['--dry-run']);
       assert.equal(dry.status, 0, dry.stderr);
       assert.match(dry.stdout, /^would free IPFS blocks: 4 \(\d+(\.\d)? KiB\)$/m);
-      assert.equal(dry.stdout.split('\n').filter((l) => /^would delete \S+\/ipfs\/blocks\/\w\w\/B\w+\.data$/.test(l)).length, 4);
-      assert.deepEqual(blockFiles(home), before, 'a dry run deletes nothing');
+      assert.equal(dry.stdout.split('\n').filter((l) => /^would delete block \w+ in \S+\/ipfs\/packs\/[\w-]+\.pack$/.test(l)).length, 4);
+      assert.deepEqual(packs(), before, 'a dry run changes no pack');
       const r = gc(home);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /^freed IPFS blocks: 4 \(\d+(\.\d)? KiB\)$/m);
-      assert.equal(blockFiles(home).length, 4);
+      assert.equal(storedBlocks(home), 4);
       const offline = { PKG_IPFS_TIMEOUT: '1' };
       const kept = ipfs(home, ['cat', pinned], offline);
       assert.equal(kept.status, 0, kept.stderr);
@@ -341,7 +391,7 @@ describe('IPFS', function () {
       const r = gc(d.home);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /^freed IPFS blocks: 4 /m);
-      assert.equal(blockFiles(d.home).length, 4);
+      assert.equal(storedBlocks(d.home), 4);
       assert.equal(ipfs(d.home, ['cat', pinned]).stdout, fs.readFileSync(path.join(s.dir, 'pinned.bin')).toString('utf8'));
       assert.equal(ipfs(d.home, ['cat', loose], { PKG_IPFS_TIMEOUT: '1' }).status, 8);
       // and takes new blocks as before

@@ -1,81 +1,22 @@
 /**
- * Writing blocks straight into blockstore-fs's layout, for `ipfs add`.
- *
- * blockstore-fs (as Helia uses it) stores a block as
- * `<dir>/<last 2 chars>/<B + base32 of the multihash>.data`; its put makes
- * the directory and writes through a temporary file with retries on every
- * call, and Helia's put on top also announces each block to bitswap. When
- * adding, nobody can be waiting for blocks that did not exist, so blocks
- * are written here: the directory made once, the file written under a
- * temporary name (which does not end in .data, so it is never taken for a
- * block) and renamed into place. A block that is already there is the
- * same bytes (it is named by their hash) and is written again harmlessly.
+ * The blockstore as Helia sees it: blocks are written into packs
+ * (packs.ts), and read from the packs, then from blockstore-fs's block
+ * files (one file a block: what the store held before packs, still read
+ * and collected), then from the filestore (a leaf of a file added with
+ * nocopy, filestore.ts).
  */
 const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
-import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 import type { Filestore } from './filestore.ts';
+import type { BlockPacks } from './packs.ts';
 
 type Base32 = typeof import('multiformats/bases/base32').base32upper;
 
-export interface BlockFiles {
-  put(cid: CID, bytes: Uint8Array): Promise<CID>;
-  /** a block given as parts, written without joining them (leaves.ts) */
-  putParts(cid: CID, parts: Uint8Array[]): Promise<CID>;
-}
-
 /** where blockstore-fs keeps the block of `cid` under `dir` (its next-to-last sharding) */
-function blockPath(dir: string, base32upper: Base32, cid: CID): { name: string; sub: string; file: string } {
+function blockPath(dir: string, base32upper: Base32, cid: CID): string {
   const name = base32upper.encode(cid.multihash.bytes);
-  const sub = path.join(dir, name.slice(-2));
-  return { name, sub, file: path.join(sub, `${name}.data`) };
-}
-
-export function blockFiles(dir: string, base32upper: Base32): BlockFiles {
-  const made = new Set<string>();
-  const putParts = async (cid: CID, parts: Uint8Array[]): Promise<CID> => {
-    const { name, sub, file } = blockPath(dir, base32upper, cid);
-    if (!made.has(sub)) {
-      await fs.promises.mkdir(sub, { recursive: true });
-      made.add(sub);
-    }
-    // in the store's top directory: one to sweep of what a crash left, not one a block
-    const tmp = temporaryName(path.join(dir, `${name}.data`));
-    // on libuv's threads: the next leaf is hashed meanwhile (the importer
-    // asks for several at once); measured 25% faster than writing in line
-    try {
-      const fh = await fs.promises.open(tmp, 'w');
-      try {
-        let left = parts.reduce((k, p) => k + p.byteLength, 0);
-        for (let views = parts; left > 0;) {
-          const { bytesWritten } = await fh.writev(views);
-          left -= bytesWritten;
-          views = skip(views, bytesWritten);
-        }
-      } finally {
-        await fh.close();
-      }
-      await fs.promises.rename(tmp, file);
-    } finally {
-      removeTemporaryFile(tmp); // all of it on an error, nothing after the rename
-    }
-    return cid;
-  };
-  return { putParts, put: (cid, bytes) => putParts(cid, [bytes]) };
-}
-
-/** `parts` without their first `k` bytes (after a short write) */
-function skip(parts: Uint8Array[], k: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const p of parts) {
-    if (k >= p.byteLength) k -= p.byteLength;
-    else {
-      out.push(k ? p.subarray(k) : p);
-      k = 0;
-    }
-  }
-  return out;
+  return path.join(dir, name.slice(-2), `${name}.data`);
 }
 
 type Bytes = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
@@ -88,43 +29,62 @@ async function whole(val: Bytes): Promise<Uint8Array> {
 }
 
 /**
- * `store` (a blockstore-fs on `dir`) whose put and putMany write as above:
- * what Helia stores as blocks arrive from peers goes the fast way too.
- * A get reads the block in one read into one buffer: blockstore-fs's
- * streams it in 64 KiB pieces, which bitswap's sender then joins one
+ * `store` (a blockstore-fs on `dir`) whose put and putMany append to the
+ * packs: blocks arriving from peers are stored as added ones are. A get
+ * reads the block in one read into one buffer: blockstore-fs's streamed a
+ * block file in 64 KiB pieces, which bitswap's sender then joined one
  * piece at a time (it-to-buffer), copying a 256 KiB block some 2.5 times
- * over; that garbage set off a full collection every few dozen blocks.
- * A block with no file may be a leaf in the filestore (filestore.ts), which
- * `has` and `get` ask too. Everything else (delete, listing) is
- * blockstore-fs's own.
+ * over. `has` and `get` ask the packs, the block files and the filestore
+ * in turn; a delete drops a block from both stores. Everything else
+ * (listing) is blockstore-fs's own.
  */
-export function withFastPut<T extends object>(store: T, dir: string, base32upper: Base32, filestore?: Filestore): T {
-  const writer = blockFiles(dir, base32upper);
-  const put = async (cid: CID, val: Bytes) => writer.put(cid, await whole(val));
+export function withPacks<T extends object>(store: T, packs: BlockPacks, dir: string, base32upper: Base32, filestore?: Filestore): T {
+  // a home made since the packs has no block files: not looked for, each miss cost a failed access(2) and its exception
+  const files = listBlockFiles(dir, base32upper, 1).length > 0;
+  const put = async (cid: CID, val: Bytes) => packs.put(cid, await whole(val));
   async function* putMany(source: Iterable<{ cid: CID; bytes: Bytes }> | AsyncIterable<{ cid: CID; bytes: Bytes }>): AsyncGenerator<CID> {
     for await (const { cid, bytes } of source) yield await put(cid, bytes);
   }
-  async function* get(cid: CID, options?: { signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
-    options?.signal?.throwIfAborted();
-    let block: Uint8Array | null;
+  const fromFile = async (cid: CID, signal?: AbortSignal): Promise<Uint8Array | null> => {
+    if (!files) return null;
     try {
-      block = await fs.promises.readFile(blockPath(dir, base32upper, cid).file, { signal: options?.signal });
+      return await fs.promises.readFile(blockPath(dir, base32upper, cid), { signal });
     } catch (e) {
       if ((e as Error).name === 'AbortError') throw e;
-      // a leaf of a file added with nocopy is in that file
-      block = (await filestore?.get(cid)) ?? null;
-      // the error blockstore-fs gives, which Helia and the exporter recognise by name
-      if (!block) throw Object.assign(new Error(String(e)), { name: 'NotFoundError' });
+      return null;
     }
+  };
+  async function* get(cid: CID, options?: { signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
+    options?.signal?.throwIfAborted();
+    // a leaf of a file added with nocopy is in that file
+    const block = (await packs.get(cid)) ?? (await fromFile(cid, options?.signal)) ?? (await filestore?.get(cid));
+    // the error blockstore-fs gives, which Helia and the exporter recognise by name
+    if (!block) throw Object.assign(new Error(`${cid}: not in the blockstore`), { name: 'NotFoundError' });
     yield block;
   }
-  const has = async (cid: CID, options?: object): Promise<boolean> => filestore?.has(cid) || (store as unknown as { has(c: CID, o?: object): Promise<boolean> }).has(cid, options);
+  const base = store as unknown as { has(c: CID, o?: object): Promise<boolean>; delete(c: CID, o?: object): Promise<void> };
+  const has = async (cid: CID, options?: object): Promise<boolean> => packs.has(cid) || filestore?.has(cid) || (files && base.has(cid, options));
+  // (Helia's own gc deletes, which peerpkgs does not use: `peerpkgs gc` rewrites the packs once, node.ts)
+  const drop = async (cids: CID[], options?: object): Promise<void> => {
+    const gone = new Set(cids.map((c) => Buffer.from(c.multihash.bytes).toString('latin1')));
+    await packs.rewrite((mh) => !gone.has(Buffer.from(mh).toString('latin1')));
+    for (const c of cids) await base.delete(c, options);
+  };
+  const del = (cid: CID, options?: object) => drop([cid], options);
+  async function* deleteMany(source: Iterable<CID> | AsyncIterable<CID>, options?: object): AsyncGenerator<CID> {
+    const cids: CID[] = [];
+    for await (const c of source) cids.push(c);
+    await drop(cids, options);
+    yield* cids;
+  }
   return new Proxy(store, {
     get(target, key) {
       if (key === 'put') return put;
       if (key === 'putMany') return putMany;
       if (key === 'get') return get;
       if (key === 'has') return has;
+      if (key === 'delete') return del;
+      if (key === 'deleteMany') return deleteMany;
       const v = Reflect.get(target, key, target);
       return typeof v === 'function' ? v.bind(target) : v;
     },
@@ -140,10 +100,10 @@ export interface BlockFile {
 
 /**
  * Every block file under `dir`, read from the names alone (listing the
- * blockstore would read every block). A name that does not decode is not
- * a block of ours and is not listed.
+ * blockstore would read every block), or the first `atMost` of them. A
+ * name that does not decode is not a block of ours and is not listed.
  */
-export function listBlockFiles(dir: string, base32upper: Base32): BlockFile[] {
+export function listBlockFiles(dir: string, base32upper: Base32, atMost = Infinity): BlockFile[] {
   const out: BlockFile[] = [];
   const entries = (d: string) => {
     try {
@@ -166,6 +126,7 @@ export function listBlockFiles(dir: string, base32upper: Base32): BlockFile[] {
       const file = path.join(dir, sub.name, f.name);
       const st = fs.statSync(file, { throwIfNoEntry: false });
       if (st) out.push({ file, multihash, diskBytes: st.blocks * 512 });
+      if (out.length >= atMost) return out;
     }
   }
   return out;

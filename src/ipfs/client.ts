@@ -76,8 +76,8 @@ export interface PublishOptions {
 
 /** What a garbage collection of the blockstore found unpinned (and, unless a dry run, removed). */
 export interface CollectedBlocks {
-  /** each block no pin reaches: its CID (CIDv1, raw: the block's multihash), its file, the bytes it took */
-  removed: Array<{ cid: string; file: string; bytes: number }>;
+  /** each block no pin reaches: its CID (CIDv1, raw: the block's multihash), its file (or, `packed`, the pack that held it), the bytes it took */
+  removed: Array<{ cid: string; file: string; bytes: number; packed?: boolean }>;
   /** blocks kept because a pin reaches them */
   kept: number;
 }

@@ -20,6 +20,8 @@ import { homeLayout } from '../home.ts';
 export interface IpfsPaths {
   dir: string;
   blocks: string;
+  /** the packs of blocks (packs.ts); `blocks` holds block files of before them */
+  packs: string;
   datastore: string;
   filestore: string;
   identity: string;
@@ -33,6 +35,7 @@ export function ipfsPaths(home: string): IpfsPaths {
   return {
     dir,
     blocks: path.join(dir, 'blocks'),
+    packs: path.join(dir, 'packs'),
     datastore: path.join(dir, 'datastore'),
     filestore: path.join(dir, 'filestore'),
     identity: path.join(dir, 'identity'),

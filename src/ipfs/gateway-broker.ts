@@ -27,7 +27,7 @@ import { IpfsError } from './errors.ts';
 import type { CarBlock } from './car-fetch.ts';
 
 /** A gateway's answers to a CAR request that say it serves none, or not this one: no failure of the gateway's. */
-const NO_CAR = new Set([400, 404, 406, 410, 501]);
+export const NO_CAR = new Set([400, 404, 406, 410, 501]);
 
 /** The largest block a gateway may send when Helia does not say (its own default). */
 const MAX_BLOCK = 2 * 1024 * 1024;
@@ -118,21 +118,18 @@ export class GatewayBroker implements BlockBroker {
    * not held against it.
    */
   async car(root: CID, maxBytes: number, signal?: AbortSignal): Promise<{ gateway: string; blocks: AsyncIterable<CarBlock>; close: () => void } | null> {
-    const { carBlocks } = await import('./car-fetch.ts');
     for (const gateway of [...this.order]) {
       if (this.liars.has(gateway)) continue;
-      const url = new URL(`${gateway}/ipfs/${root}?format=car&dag-scope=entity`);
+      const url = new URL(`${gateway}/ipfs/${root}`);
       try {
-        const got = await httpGet(url, {
+        const got = await requestCar(url, root, {
           agent: this.agentFor(url),
           idleMs: Math.max(1, Math.floor(this.opts.idleMs / 2)),
           deadline: this.opts.deadline,
           maxBytes,
-          maxWhat: `the ${maxBytes} bytes the file's CAR may have`,
-          headers: { accept: 'application/vnd.ipld.car; version=1; order=dfs; dups=y' },
           signal,
         });
-        return { gateway, blocks: carBlocks(got.body, root), close: got.close };
+        return { gateway, ...got };
       } catch (e) {
         if (signal?.aborted) throw e;
         if (!(e instanceof HttpError && e.status !== null && NO_CAR.has(e.status))) this.demote(gateway);
@@ -181,4 +178,29 @@ export class GatewayBroker implements BlockBroker {
     for await (const chunk of got.body) parts.push(chunk);
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
+}
+
+/**
+ * GET the CAR of the file or directory `url` names (`…/ipfs/{root}`)
+ * through `agent`, as the trustless gateway specification asks for it:
+ * its blocks as they come, each checked by car-fetch.ts, and a close that
+ * gives up the transfer. An answer other than 200 is an HttpError.
+ */
+export async function requestCar(
+  url: URL,
+  root: CID,
+  o: { agent: Agent; idleMs: number; deadline: Deadline; maxBytes: number; signal?: AbortSignal },
+): Promise<{ blocks: AsyncIterable<CarBlock>; close: () => void }> {
+  const { carBlocks } = await import('./car-fetch.ts');
+  url.search = '?format=car&dag-scope=entity';
+  const got = await httpGet(url, {
+    agent: o.agent,
+    idleMs: o.idleMs,
+    deadline: o.deadline,
+    maxBytes: o.maxBytes,
+    maxWhat: `the ${o.maxBytes} bytes the file's CAR may have`,
+    headers: { accept: 'application/vnd.ipld.car; version=1; order=dfs; dups=y' },
+    signal: o.signal,
+  });
+  return { blocks: carBlocks(got.body, root), close: got.close };
 }

@@ -242,10 +242,16 @@ async function handle(local: LocalBlocks, req: Http.IncomingMessage, res: Http.S
   }
 }
 
-/** Serves `local`'s blocks on `listen` until closed. */
-export async function serveGateway(local: LocalBlocks, listen: { host: string; port: number }): Promise<Gateway> {
+/** The gateway as an HTTP server of `local`'s blocks, listening nowhere yet: on a port (serveGateway), or on libp2p streams (http-p2p.ts). */
+export function gatewayServer(local: LocalBlocks): Http.Server {
   const server = http.createServer((req, res) => void handle(local, req, res));
   server.maxConnections = MAX_CONNECTIONS;
+  return server;
+}
+
+/** Serves `local`'s blocks on `listen` until closed. */
+export async function serveGateway(local: LocalBlocks, listen: { host: string; port: number }): Promise<Gateway> {
+  const server = gatewayServer(local);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

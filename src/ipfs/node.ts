@@ -15,11 +15,15 @@
  * finds peers on the local network by multicast DNS, dials each it finds
  * (libp2p only files them away), and a node that listens answers others'
  * queries with its addresses. The gateways of PKG_IPFS_GATEWAYS, if any, are a
- * second source of blocks (gateway-broker.ts). Only the Helia class is
+ * second source of blocks (gateway-broker.ts). A whole file is asked for
+ * as one CAR, of a gateway or else of a connected peer that serves the
+ * gateway over libp2p (the daemon does: http-p2p.ts), before bitswap asks
+ * for what it did not bring. Only the Helia class is
  * loaded from the `helia` package, not its index, which would load all of
  * the above.
  *
- * State: blocks in blockstore-fs (one file a block), the datastore (pins,
+ * State: blocks in packs (packs.ts; block files of blockstore-fs, one a
+ * block, from before the packs are still read), the datastore (pins,
  * the keychain holding IPNS keys, IPNS records) in datastore-fs, the peer
  * identity as a protobuf private key in `identity` (0600), made on first
  * use. Blocks stay until `peerpkgs gc` (collectGarbage) removes those no
@@ -40,7 +44,8 @@ import { ipfsPaths, nodeSettings, type NodeSettings } from './config.ts';
 import { settings as readSettings } from '../settings.ts';
 import { IpfsError, IpfsNotFound, IpfsUnreachable } from './errors.ts';
 import { addBytes, addPath, toEntry } from './unixfs.ts';
-import { blockFiles, listBlockFiles, withFastPut } from './blockfiles.ts';
+import { listBlockFiles, withPacks } from './blockfiles.ts';
+import { BlockPacks } from './packs.ts';
 import { Filestore } from './filestore.ts';
 import { frame, type LeafPlace } from './leaves.ts';
 import { RAW } from './codes.ts';
@@ -48,7 +53,7 @@ import { noiseCrypto } from './noise-crypto.ts';
 import { fileContent, wholeBlock } from './file-content.ts';
 import { recordBitswapMatches, sha256HashedOnce } from './hashed-once.ts';
 import type { GatewayBroker } from './gateway-broker.ts';
-import type { CarPrefetch } from './car-fetch.ts';
+import type { CarBlock, CarPrefetch } from './car-fetch.ts';
 import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
 
 const VERSION = '0.1.0';
@@ -137,8 +142,9 @@ export class LocalNode implements IpfsClient {
   private ipnsApi: IPNS | null = null;
   private readonly republish: boolean;
   private closed = false;
-  /** where added blocks go: straight to the files (blockfiles.ts) */
-  private readonly blockWriter: ReturnType<typeof blockFiles>;
+  /** where blocks go, added or fetched (packs.ts) */
+  private readonly packs: BlockPacks;
+  /** block files of before the packs, still read and collected */
   private readonly blocksDir: string;
   /** the blocks this node holds, never asked of the network: what its gateway serves (gateway.ts) */
   readonly localBlocks: LocalBlocks;
@@ -148,11 +154,20 @@ export class LocalNode implements IpfsClient {
   /** where the leaves of files added with nocopy are */
   private readonly filestore: Filestore;
 
-  constructor(helia: Helia & { libp2p: Node }, settings: NodeSettings, mods: Mods, republish: boolean, blocksDir: string, localBlocks: LocalBlocks, filestore: Filestore) {
+  constructor(
+    helia: Helia & { libp2p: Node },
+    settings: NodeSettings,
+    mods: Mods,
+    republish: boolean,
+    blocksDir: string,
+    packs: BlockPacks,
+    localBlocks: LocalBlocks,
+    filestore: Filestore,
+  ) {
     this.helia = helia;
     this.filestore = filestore;
     this.localBlocks = localBlocks;
-    this.blockWriter = blockFiles(blocksDir, mods.base32upper);
+    this.packs = packs;
     this.blocksDir = blocksDir;
     this.libp2p = helia.libp2p;
     this.settings = settings;
@@ -199,14 +214,14 @@ export class LocalNode implements IpfsClient {
   }
 
   async addFile(file: string, opts: AddOptions = {}): Promise<string> {
-    const cid = await addToRepo(file, opts, this.blockWriter, this.filestore);
+    const cid = await addToRepo(file, opts, this.packs, this.filestore);
     if (opts.pin) await this.pin(cid);
     else await this.announce(cid);
     return cid;
   }
 
   async addBytes(data: AsyncIterable<Uint8Array> | Uint8Array, opts: AddOptions = {}): Promise<string> {
-    const cid = await addBytes(data, this.blockWriter, opts);
+    const cid = await addBytes(data, this.packs, opts);
     if (opts.pin) await this.pin(cid);
     else await this.announce(cid);
     return cid;
@@ -269,30 +284,77 @@ export class LocalNode implements IpfsClient {
   }
 
   /**
-   * The file's blocks in one CAR from a gateway (car-fetch.ts), when there
-   * are gateways and its first block is not here already; null otherwise,
-   * or when no gateway answers. `size` is the file's: the CAR may hold a
+   * The file's blocks in one CAR, when its first block is not here
+   * already: from a gateway, else from a connected peer that serves the
+   * gateway over libp2p (http-p2p.ts); null when none does, and the blocks
+   * are asked for one at a time. `size` is the file's: the CAR may hold a
    * tenth more (the interior nodes, a CID before each block) and a MiB.
    */
   private async carFor(root: CID, first: CID | undefined, size: number, signal: AbortSignal): Promise<CarPrefetch | null> {
+    if (!first || (await this.localBlocks.has(first))) return null;
+    const maxBytes = Math.ceil(size * 1.1) + 2 ** 20;
     const broker = this.gatewayBroker;
-    if (!broker || !first || (await this.localBlocks.has(first))) return null;
-    const opened = await broker.car(root, Math.ceil(size * 1.1) + 2 ** 20, signal);
+    const fromGateway = await broker?.car(root, maxBytes, signal);
+    const opened = fromGateway ? { source: fromGateway.gateway, ...fromGateway } : await this.peerCar(root, maxBytes, signal);
     if (!opened) return null;
     const { CarPrefetch } = await import('./car-fetch.ts');
-    const gw = opened.gateway;
+    const { source } = opened;
     return new CarPrefetch(opened.blocks, {
       // the window's blocks and as many more: a leaf is 256 KiB
       ahead: 16 * 256 * 1024,
       stop: opened.close,
       events: {
-        wrong: (what) => broker.distrust(gw, what),
+        wrong: (what) => (fromGateway ? broker!.distrust(source, what) : this.distrustPeer(source, what)),
         failed: (why) => {
-          broker.demote(gw);
-          process.stderr.write(`ipfs: warning: ${gw}: the CAR of ${root} broke off (${why}); the rest comes a block at a time\n`);
+          if (fromGateway) broker!.demote(source);
+          process.stderr.write(`ipfs: warning: ${source}: the CAR of ${root} broke off (${why}); the rest comes a block at a time\n`);
         },
       },
     });
+  }
+
+  /** peers that sent a block that was not its CID's in a CAR: not asked for a CAR again */
+  private readonly carLiars = new Set<string>();
+
+  private distrustPeer(peer: string, what: string): void {
+    this.carLiars.add(peer);
+    process.stderr.write(`ipfs: warning: ${peer} sent ${what}; not asking it for a CAR again\n`);
+  }
+
+  /**
+   * The CAR of `root` from the first connected peer that serves the
+   * gateway over libp2p and has it; null when none does. A peer that lacks
+   * the root answers 404 at once; one that fails is passed over.
+   */
+  private async peerCar(root: CID, maxBytes: number, signal: AbortSignal): Promise<{ source: string; blocks: AsyncIterable<CarBlock>; close: () => void } | null> {
+    const peers = [...new Map(this.libp2p.getConnections().map((c) => [c.remotePeer.toString(), c.remotePeer])).values()];
+    let http: typeof import('./http-p2p.ts') | undefined;
+    for (const peer of peers) {
+      const name = `peer ${peer}`;
+      if (this.carLiars.has(name)) continue;
+      const protocols = await this.libp2p.peerStore.get(peer).then(
+        (p) => p.protocols,
+        () => [] as string[],
+      );
+      http ??= await import('./http-p2p.ts');
+      // none known yet: identify has not answered, and a dial of the protocol says soon enough
+      if (protocols.length && !protocols.includes(http.HTTP_PROTOCOL)) continue;
+      const agent = http.streamAgent((s) => this.libp2p.dialProtocol(peer, http!.HTTP_PROTOCOL, { signal: AbortSignal.any([s, signal]) }));
+      try {
+        const { requestCar } = await import('./gateway-broker.ts');
+        const got = await requestCar(new URL(`http://libp2p.invalid/ipfs/${root}`), root, {
+          agent,
+          idleMs: Math.max(1, Math.floor(this.settings.timeoutMs / 2)),
+          deadline: this.settings.gatewayDeadline,
+          maxBytes,
+          signal,
+        });
+        return { source: name, ...got };
+      } catch (e) {
+        if (signal.aborted) throw e;
+      }
+    }
+    return null;
   }
 
   async stat(p: string, opts: ReadOptions = {}): Promise<Entry> {
@@ -444,12 +506,13 @@ export class LocalNode implements IpfsClient {
     const { CID, digest } = this.mods;
     const removed: CollectedBlocks['removed'] = [];
     let kept = 0;
+    // a pin is kept by multihash: the codec of the CID asked with does not matter
+    const cidOf = (multihash: Uint8Array) => CID.createV1(RAW, digest.decode(multihash));
     // Helia's own lock against its gc: its puts (blocks arriving from peers) wait meanwhile
     const release = await (this.helia.blockstore as unknown as { lock: { writeLock(): Promise<() => void> } }).lock.writeLock();
     try {
       for (const b of listBlockFiles(this.blocksDir, this.mods.base32upper)) {
-        // a pin is kept by multihash: the codec of the CID asked with does not matter
-        const cid = CID.createV1(RAW, digest.decode(b.multihash));
+        const cid = cidOf(b.multihash);
         if (await this.helia.pins.isPinned(cid)) {
           kept++;
           continue;
@@ -457,6 +520,12 @@ export class LocalNode implements IpfsClient {
         if (!opts.dryRun) fs.rmSync(b.file, { force: true });
         removed.push({ cid: cid.toString(), file: b.file, bytes: b.diskBytes });
       }
+      const keep = async (multihash: Uint8Array) => {
+        const pinned = await this.helia.pins.isPinned(cidOf(multihash));
+        if (pinned) kept++;
+        return pinned;
+      };
+      for (const b of await this.packs.rewrite(keep, opts.dryRun)) removed.push({ cid: cidOf(b.multihash).toString(), file: b.file, bytes: b.bytes, packed: true });
     } finally {
       release();
     }
@@ -477,12 +546,13 @@ export class LocalNode implements IpfsClient {
     this.closed = true;
     await this.helia.stop();
     await this.libp2p.stop();
+    await this.packs.close();
   }
 }
 
 /** Adds a file or directory into the repo's blocks, or with nocopy a file's leaves into the filestore: what add does, node or not. */
-async function addToRepo(file: string, opts: AddOptions, blockWriter: ReturnType<typeof blockFiles>, filestore: Filestore): Promise<string> {
-  if (!opts.nocopy) return addPath(file, blockWriter, opts);
+async function addToRepo(file: string, opts: AddOptions, packs: BlockPacks, filestore: Filestore): Promise<string> {
+  if (!opts.nocopy) return addPath(file, packs, opts);
   let st: Stats;
   try {
     st = fs.statSync(file);
@@ -493,7 +563,7 @@ async function addToRepo(file: string, opts: AddOptions, blockWriter: ReturnType
   // the blocks above the leaves are written; the leaves' places are recorded
   const leaves: Parameters<Filestore['record']>[2] = [];
   const store = {
-    put: (cid: CID, bytes: Uint8Array) => blockWriter.put(cid, bytes),
+    put: (cid: CID, bytes: Uint8Array) => packs.put(cid, bytes),
     putParts: (cid: CID, _parts: Uint8Array[], place: LeafPlace) => void leaves.push({ cid, ...place }),
   };
   const root = await addPath(file, store, opts);
@@ -512,7 +582,12 @@ export async function addWithoutNode(home: string, file: string, opts: AddOption
   const { dagPb, base32upper } = await import('./deps-dag.ts');
   const paths = ipfsPaths(home);
   const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb }, n));
-  return addToRepo(file, opts, blockFiles(paths.blocks, base32upper), filestore);
+  const packs = new BlockPacks(paths.packs);
+  try {
+    return await addToRepo(file, opts, packs, filestore);
+  } finally {
+    await packs.close();
+  }
 }
 
 /** The node's own blockstore, below Helia: a get never goes to the network. */
@@ -586,7 +661,8 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   ] = await Promise.all([import('./deps-node.ts'), import('./deps-dag.ts')]);
   const privateKey = await loadIdentity(paths.identity);
   const filestore = new Filestore(paths.filestore, base32upper, (n) => frame({ dagPb }, n));
-  const blockstore = withFastPut(new FsBlockstore(paths.blocks), paths.blocks, base32upper, filestore);
+  const packs = new BlockPacks(paths.packs);
+  const blockstore = withPacks(new FsBlockstore(paths.blocks), packs, paths.blocks, base32upper, filestore);
   const datastore = new FsDatastore(paths.datastore);
   await blockstore.open();
   await datastore.open();
@@ -601,7 +677,12 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
       addresses: { listen: settings.listen },
       transports: [tcp()],
       connectionEncrypters: [noise({ crypto: noiseCrypto(defaultCrypto) })],
-      streamMuxers: [yamux()],
+      // a stream's receive window at most 4 MiB, not Yamux's 16: what a paused
+      // reader holds is what was granted, so a CAR read over libp2p
+      // (http-p2p.ts) held 32 MiB and peaked at 185 MB RSS (256 MB file);
+      // 4 MiB: 146-150 MB and no slower on loopback (2.8 s against 3.0-3.5 s).
+      // At 4 MiB a round trip, a 50 ms link still carries 80 MB/s a stream.
+      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: 4 * 2 ** 20 } })],
       services: services as never,
       start: false,
     })) as unknown as Node;
@@ -636,11 +717,17 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
     { CID, exporter, multiaddr, peerIdFromString, base32upper, dagPb, UnixFS, digest },
     opts.serve ?? false,
     paths.blocks,
+    packs,
     blockstore,
     filestore,
   );
   await node.useGateways(settings.gateways);
-  if (opts.serve) await node.serveIpns();
+  if (opts.serve) {
+    await node.serveIpns();
+    // the gateway to every connected peer, over libp2p: a file in one CAR rather than block by block (http-p2p.ts)
+    const [{ gatewayServer }, { HTTP_PROTOCOL, serveOverStreams }] = await Promise.all([import('./gateway.ts'), import('./http-p2p.ts')]);
+    await libp2p.handle(HTTP_PROTOCOL, serveOverStreams(gatewayServer(blockstore)), { maxInboundStreams: 32 });
+  }
   if (settings.peers.length) {
     for (const f of await node.connect(settings.peers)) process.stderr.write(`ipfs: warning: could not connect to ${f.addr}: ${f.error}\n`);
   }

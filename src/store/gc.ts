@@ -215,7 +215,7 @@ export async function ipfsGarbage(home: string, dryRun: boolean, env: NodeJS.Pro
   try {
     const r = await client.collectGarbage({ dryRun });
     for (const b of r.removed) {
-      g.items.push([b.file]);
+      g.items.push([b.packed ? `block ${b.cid} in ${b.file}` : b.file]);
       g.bytes += b.bytes;
     }
   } finally {

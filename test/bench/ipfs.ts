@@ -54,11 +54,12 @@ const CHILD = substituteChild(repo, PKGHASH, { log: true });
 const ADD = `
 const [file, blocks] = process.argv.slice(1);
 const { addPath } = await import(${JSON.stringify(path.join(repo, 'dist/ipfs/unixfs.js'))});
-const { blockFiles } = await import(${JSON.stringify(path.join(repo, 'dist/ipfs/blockfiles.js'))});
+const { BlockPacks } = await import(${JSON.stringify(path.join(repo, 'dist/ipfs/packs.js'))});
 const { base32upper } = await import('multiformats/bases/base32');
 const t0 = process.hrtime.bigint();
-const store = blocks === '-' ? { put: async (c) => c, putParts: async (c) => c } : blockFiles(blocks, base32upper);
+const store = blocks === '-' ? { put: async (c) => c, putParts: async (c) => c } : new BlockPacks(blocks);
 const cid = await addPath(file, store);
+await store.close?.();
 console.log(JSON.stringify({ s: Number(process.hrtime.bigint() - t0) / 1e9, cid }));
 `;
 

@@ -40,7 +40,10 @@ const fs = await import('node:fs');
 const { base32upper } = await import('multiformats/bases/base32');
 const { CID } = await import('multiformats/cid');
 const { FsBlockstore } = await import('blockstore-fs');
-const { blockFiles, withFastPut } = await import(${dist('blockfiles.js')});
+const { withPacks } = await import(${dist('blockfiles.js')});
+const { BlockPacks } = await import(${dist('packs.js')});
+const packs = new BlockPacks(blocks + '/packs');
+const ours = async () => withPacks(await store(), packs, blocks, base32upper);
 const { addPath } = await import(${dist('unixfs.js')});
 const { fileContent, wholeBlock } = await import(${dist('file-content.js')});
 const helia = mode.endsWith('helia') || mode === 'add-helia-ourfiles' ? await import('@helia/unixfs') : null;
@@ -53,17 +56,18 @@ const { fixedSize } = await import('ipfs-unixfs-importer/chunker');
 const opts = { cidVersion: 0, rawLeaves: false, profile: 'unixfs-v0-2015', layout: balanced({ maxChildrenPerNode: 174 }), chunker: fixedSize({ chunkSize: 262144 }) };
 let cid, bytes = 0;
 const t0 = process.hrtime.bigint();
-if (mode === 'add-ours') cid = await addPath(file, blockFiles(blocks, base32upper));
+if (mode === 'add-ours') cid = await addPath(file, packs);
 else if (mode === 'add-helia') cid = await helia.unixfs({ blockstore: await store() }).addByteStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), opts);
-else if (mode === 'add-helia-ourfiles') cid = await helia.unixfs({ blockstore: withFastPut(await store(), blocks, base32upper) }).addByteStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), opts);
+else if (mode === 'add-helia-ourfiles') cid = await helia.unixfs({ blockstore: await ours() }).addByteStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), opts);
 else if (mode === 'cat-ours') {
-  const s = withFastPut(await store(), blocks, base32upper);
+  const s = await ours();
   const root = dagPb.decode(await wholeBlock(s.get(CID.parse(want))));
   for await (const c of fileContent({ dagPb, UnixFS }, root, (c, signal) => wholeBlock(s.get(c, { signal })), { window: 16 })) bytes += c.byteLength;
 } else if (mode === 'cat-helia') {
-  const s = withFastPut(await store(), blocks, base32upper);
+  const s = await ours();
   for await (const c of helia.unixfs({ blockstore: s }).cat(CID.parse(want), { blockReadConcurrency: 16 })) bytes += c.byteLength;
 }
+await packs.close();
 const s = Number(process.hrtime.bigint() - t0) / 1e9;
 console.log(JSON.stringify({ s, cid: cid?.toString?.() ?? cid, bytes }));
 `;

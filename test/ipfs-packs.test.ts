@@ -1,0 +1,160 @@
+/**
+ * The blockstore's packs (src/ipfs/packs.ts): blocks appended to a few
+ * large files, found again by another process, kept whole through a
+ * crash, and rewritten by garbage collection.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CID } from 'multiformats/cid';
+import * as Digest from 'multiformats/hashes/digest';
+import { BlockPacks } from '../src/ipfs/packs.ts';
+import { scratch } from './helpers.ts';
+
+const RAW = 0x55;
+
+function block(n: number, size = 1000): { cid: CID; bytes: Buffer } {
+  const bytes = Buffer.alloc(size, n % 256);
+  bytes.writeUInt32LE(n, 0);
+  const cid = CID.createV1(RAW, Digest.create(0x12, createHash('sha256').update(bytes).digest()));
+  return { cid, bytes };
+}
+
+const packFiles = (dir: string): string[] =>
+  fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith('.pack'))
+    .sort();
+
+describe('ipfs packs', () => {
+  let s: ReturnType<typeof scratch>;
+  let dir: string;
+  beforeEach(() => {
+    s = scratch();
+    dir = path.join(s.dir, 'packs');
+  });
+  afterEach(() => s.cleanup());
+
+  it('appends blocks to one pack, reads them back, and another process finds them', async () => {
+    const a = new BlockPacks(dir);
+    const blocks = Array.from({ length: 20 }, (_, i) => block(i));
+    await Promise.all(blocks.map((b) => a.put(b.cid, b.bytes)));
+    await a.put(blocks[0]!.cid, blocks[0]!.bytes); // already there: not written again
+    assert.equal(packFiles(dir).length, 1, 'one pack for the process');
+    for (const b of blocks) assert.deepEqual(await a.get(b.cid), b.bytes);
+    assert.equal(await a.get(block(99).cid), null);
+    assert.equal(a.has(block(99).cid), false);
+    await a.close();
+    const size = fs.statSync(path.join(dir, packFiles(dir)[0]!)).size;
+    assert.equal(size, 8 + 20 * (1 + 34 + 4 + 1000), 'each block once: its header and bytes after the magic');
+
+    const b = new BlockPacks(dir);
+    assert.equal(b.list().length, 20);
+    for (const x of blocks) {
+      assert.ok(b.has(x.cid));
+      assert.deepEqual(await b.get(x.cid), x.bytes);
+    }
+    // a second writer writes a pack of its own
+    const more = block(20);
+    await b.putParts(more.cid, [more.bytes.subarray(0, 10), more.bytes.subarray(10)]);
+    await b.close();
+    assert.equal(packFiles(dir).length, 2);
+    const c = new BlockPacks(dir);
+    assert.deepEqual(await c.get(more.cid), more.bytes, 'a block given in parts reads back whole');
+    await c.close();
+  });
+
+  it('keeps the whole records of a pack a crash cut short, and ignores a file that is not a pack', async () => {
+    const a = new BlockPacks(dir);
+    const blocks = Array.from({ length: 3 }, (_, i) => block(i));
+    for (const b of blocks) await a.put(b.cid, b.bytes);
+    await a.close();
+    const file = path.join(dir, packFiles(dir)[0]!);
+    fs.truncateSync(file, fs.statSync(file).size - 500); // the third block half written
+    fs.writeFileSync(path.join(dir, 'junk.pack'), 'not a pack at all');
+    const stderr = captureStderr();
+    let b: BlockPacks;
+    try {
+      b = new BlockPacks(dir);
+    } finally {
+      stderr.restore();
+    }
+    assert.match(stderr.text, /junk\.pack: not a pack of blocks; ignored/);
+    assert.equal(b.list().length, 2);
+    assert.deepEqual(await b.get(blocks[1]!.cid), blocks[1]!.bytes);
+    assert.equal(b.has(blocks[2]!.cid), false, 'a block cut short is not a block');
+    await b.put(blocks[2]!.cid, blocks[2]!.bytes); // fetched again: into a pack of its own
+    assert.deepEqual(await b.get(blocks[2]!.cid), blocks[2]!.bytes);
+    await b.close();
+  });
+
+  it('rewrite keeps what it is told to: a pack untouched, a pack removed, a pack rewritten; a dry run changes nothing', async () => {
+    const blocks = Array.from({ length: 9 }, (_, i) => block(i));
+    for (const group of [blocks.slice(0, 3), blocks.slice(3, 6), blocks.slice(6, 9)]) {
+      const p = new BlockPacks(dir);
+      for (const b of group) await p.put(b.cid, b.bytes);
+      await p.close();
+    }
+    const [first, second, third] = packFiles(dir);
+    // the first pack all kept, the second all dropped, the third one of three kept
+    const hex = (mh: Uint8Array) => Buffer.from(mh).toString('hex');
+    const keep = new Set([0, 1, 2, 8].map((i) => hex(blocks[i]!.cid.multihash.bytes)));
+    const keepFn = (mh: Uint8Array) => keep.has(hex(mh));
+    const p = new BlockPacks(dir);
+    const sizes = () => packFiles(dir).map((n) => [n, fs.statSync(path.join(dir, n)).size]);
+    const before = sizes();
+    const would = await p.rewrite(keepFn, true);
+    assert.equal(would.length, 5);
+    assert.deepEqual(sizes(), before, 'a dry run changes no pack');
+    const dropped = await p.rewrite(keepFn);
+    assert.deepEqual(
+      dropped.map((d) => d.bytes),
+      Array(5).fill(1 + 34 + 4 + 1000),
+    );
+    assert.deepEqual(new Set(dropped.map((d) => path.basename(d.file))), new Set([second, third]));
+    const after = packFiles(dir);
+    assert.ok(after.includes(first!), 'a pack all of whose blocks stay is left as it is');
+    assert.ok(!after.includes(second!) && !after.includes(third!), 'the dropped and the rewritten packs are gone');
+    assert.equal(after.length, 2, 'the kept block of the third pack is in a new pack');
+    await p.close();
+    const q = new BlockPacks(dir);
+    assert.equal(q.list().length, 4);
+    for (const i of [0, 1, 2, 8]) assert.deepEqual(await q.get(blocks[i]!.cid), blocks[i]!.bytes);
+    for (const i of [3, 4, 5, 6, 7]) assert.equal(q.has(blocks[i]!.cid), false);
+    assert.deepEqual(await q.rewrite(() => true), [], 'nothing more to drop');
+    assert.equal(packFiles(dir).length, 2, 'and nothing rewritten');
+    await q.close();
+  });
+
+  it('drops a block held twice (a crash during a rewrite) from one of its packs', async () => {
+    const b = block(1);
+    const w = new BlockPacks(dir);
+    await w.put(b.cid, b.bytes);
+    await w.put(block(2).cid, block(2).bytes);
+    await w.close();
+    // a rewrite copied the pack's blocks, then stopped before removing it
+    const [only] = packFiles(dir);
+    fs.copyFileSync(path.join(dir, only!), path.join(dir, `zz-${only}`));
+    const p = new BlockPacks(dir);
+    assert.equal(p.list().length, 2);
+    assert.deepEqual(await p.rewrite(() => true), []);
+    assert.equal(packFiles(dir).length, 1, 'the copy the index does not point at is gone');
+    assert.deepEqual(await p.get(b.cid), b.bytes);
+    assert.deepEqual(await p.get(block(2).cid), block(2).bytes);
+    await p.close();
+  });
+});
+
+function captureStderr(): { text: string; restore(): void } {
+  const write = process.stderr.write.bind(process.stderr);
+  const out = {
+    text: '',
+    restore: () => void (process.stderr.write = write),
+  };
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    out.text += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  return out;
+}
