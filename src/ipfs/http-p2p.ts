@@ -28,17 +28,23 @@ export const HTTP_PROTOCOL = '/http/1.1';
 /**
  * What a paused stream may hold before libp2p resets it. A pause only
  * stops Yamux granting the sender more window: what was granted still
- * arrives, and a resume grants a whole window again (Yamux's grows to
- * 16 MiB), so a CAR read more slowly than it came was seen to hold 32 MiB
- * here, where libp2p's default of 4 MiB reset it mid-way. What a peer can
- * send is bounded by the window all the same (Yamux refuses more).
+ * arrives. The node caps a stream's window at 4 MiB (node.ts); with
+ * Yamux's 16 MiB a CAR read more slowly than it came held 16 MiB here and
+ * 16 more in the socket, where libp2p's default of 4 MiB reset it mid-way.
  */
-const READ_BUFFER = 48 * 2 ** 20;
+const READ_BUFFER = 16 * 2 ** 20;
 /** what the Node side holds before the stream is paused: enough for a few frames, so it is not paused and resumed at every one */
 const SOCKET_BUFFER = 2 ** 20;
 
-/** `stream` as a Node Duplex with the socket methods Node's HTTP code calls (no-ops: the stream has no socket options). */
+/** `stream` as a Node Duplex with the socket methods Node's HTTP code calls: setTimeout as a socket's, the others no-ops (a stream has no socket options). */
 export function streamSocket(stream: Stream): Duplex {
+  // as a socket's: 'timeout' once nothing has come or gone for `ms` (0: never), which Node's HTTP client turns into the request's
+  let idleMs = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const active = () => {
+    clearTimeout(idle);
+    if (idleMs > 0 && !socket.destroyed) idle = setTimeout(() => socket.emit('timeout'), idleMs).unref();
+  };
   let ended = false;
   stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, READ_BUFFER);
   const end = () => {
@@ -50,6 +56,7 @@ export function streamSocket(stream: Stream): Duplex {
   const socket = new Duplex({
     readableHighWaterMark: SOCKET_BUFFER,
     write(chunk: Buffer, _enc, cb) {
+      active();
       try {
         if (stream.send(chunk)) cb();
         else stream.onDrain().then(() => cb(), cb);
@@ -91,8 +98,15 @@ export function streamSocket(stream: Stream): Duplex {
     if (e.error) socket.destroy(e.error);
     else end();
   });
+  stream.addEventListener('message', active);
+  socket.on('close', () => clearTimeout(idle));
   return Object.assign(socket, {
-    setTimeout: () => socket,
+    setTimeout: (ms: number, cb?: () => void) => {
+      idleMs = ms;
+      if (cb) socket.once('timeout', cb);
+      active();
+      return socket;
+    },
     setNoDelay: () => socket,
     setKeepAlive: () => socket,
     ref: () => socket,
