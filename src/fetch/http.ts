@@ -45,6 +45,8 @@ export interface HttpGetOptions {
   signal?: AbortSignal;
   /** a keep-alive agent (keepAliveAgent) whose connections serve many requests; by default a connection a request */
   agent?: Http.Agent;
+  /** redirects followed at most (default 5); 0 for a server that must answer itself (a peer over libp2p, whose redirect would send us to any host) */
+  maxRedirects?: number;
 }
 
 /**
@@ -164,7 +166,9 @@ function request(url: URL, opts: HttpGetOptions, redirects: number, start: numbe
         reject(e);
       };
       if (REDIRECTS.has(status) && location) {
-        if (redirects >= MAX_REDIRECTS) return refuse(new HttpError(`too many redirects (more than ${MAX_REDIRECTS})`, { transient: false }));
+        const most = opts.maxRedirects ?? MAX_REDIRECTS;
+        if (redirects >= most)
+          return refuse(new HttpError(most ? `too many redirects (more than ${most})` : `redirected to ${location}, which is not followed here`, { transient: false }));
         let next: URL;
         try {
           next = new URL(location, url);

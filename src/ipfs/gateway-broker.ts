@@ -189,7 +189,7 @@ export class GatewayBroker implements BlockBroker {
 export async function requestCar(
   url: URL,
   root: CID,
-  o: { agent: Agent; idleMs: number; deadline: Deadline; maxBytes: number; signal?: AbortSignal },
+  o: { agent: Agent; idleMs: number; deadline: Deadline; maxBytes: number; maxRedirects?: number; signal?: AbortSignal },
 ): Promise<{ blocks: AsyncIterable<CarBlock>; close: () => void }> {
   const { carBlocks } = await import('./car-fetch.ts');
   url.search = '?format=car&dag-scope=entity';
@@ -201,6 +201,7 @@ export async function requestCar(
     maxWhat: `the ${o.maxBytes} bytes the file's CAR may have`,
     headers: { accept: 'application/vnd.ipld.car; version=1; order=dfs; dups=y' },
     signal: o.signal,
+    ...(o.maxRedirects !== undefined ? { maxRedirects: o.maxRedirects } : {}),
   });
   return { blocks: carBlocks(got.body, root), close: got.close };
 }

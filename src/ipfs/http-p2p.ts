@@ -37,13 +37,18 @@ const READ_BUFFER = 16 * 2 ** 20;
 const SOCKET_BUFFER = 2 ** 20;
 
 /** `stream` as a Node Duplex with the socket methods Node's HTTP code calls: setTimeout as a socket's, the others no-ops (a stream has no socket options). */
-export function streamSocket(stream: Stream): Duplex {
-  // as a socket's: 'timeout' once nothing has come or gone for `ms` (0: never), which Node's HTTP client turns into the request's
+export function streamSocket(stream: Stream, opts: { closeIdleMs?: number } = {}): Duplex {
+  // as a socket's: 'timeout' once nothing has come or gone for `ms` (0: never), which Node's HTTP client turns into the request's;
+  // and, with closeIdleMs, destroyed once idle that long, whatever Node's HTTP code sets
   let idleMs = 0;
   let idle: NodeJS.Timeout | undefined;
+  let dead: NodeJS.Timeout | undefined;
   const active = () => {
     clearTimeout(idle);
-    if (idleMs > 0 && !socket.destroyed) idle = setTimeout(() => socket.emit('timeout'), idleMs).unref();
+    clearTimeout(dead);
+    if (socket.destroyed) return;
+    if (idleMs > 0) idle = setTimeout(() => socket.emit('timeout'), idleMs).unref();
+    if (opts.closeIdleMs) dead = setTimeout(() => socket.destroy(new Error('idle')), opts.closeIdleMs).unref();
   };
   let ended = false;
   stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, READ_BUFFER);
@@ -59,7 +64,7 @@ export function streamSocket(stream: Stream): Duplex {
       active();
       try {
         if (stream.send(chunk)) cb();
-        else stream.onDrain().then(() => cb(), cb);
+        else drained(cb);
       } catch (e) {
         cb(e as Error);
       }
@@ -71,10 +76,34 @@ export function streamSocket(stream: Stream): Duplex {
       if (stream.readStatus === 'paused') stream.resume();
     },
     destroy(err, cb) {
-      if (stream.status === 'open') stream.abort(err ?? new Error('closed'));
+      // an exchange that went well closes the stream (Node destroys the socket
+      // at its end); only a failure resets it, as the peer should then see
+      if (stream.status === 'open') {
+        if (err) stream.abort(err);
+        else {
+          // nothing more is read: what the peer may still send is dropped, not waited for
+          if (!ended) stream.closeRead().catch(() => {});
+          stream.close().catch((e: Error) => stream.abort(e));
+        }
+      }
       cb(err);
     },
   });
+  // the next 'drain' (stream.onDrain()'s promise is made once and stays
+  // resolved after the first, which let every later write through at once:
+  // a reader that stopped made the sender queue a whole CAR)
+  const drained = (cb: (e?: Error | null) => void) => {
+    const onDrain = () => {
+      stream.removeEventListener('close', onClose);
+      cb();
+    };
+    const onClose = () => {
+      stream.removeEventListener('drain', onDrain);
+      cb(new Error('the stream closed'));
+    };
+    stream.addEventListener('drain', onDrain, { once: true });
+    stream.addEventListener('close', onClose, { once: true });
+  };
   // paused after the resume that dispatched the message, not during it: a
   // pause inside resume() is undone by the window update resume() sends
   // after dispatching, and the sender would go on unchecked
@@ -99,7 +128,11 @@ export function streamSocket(stream: Stream): Duplex {
     else end();
   });
   stream.addEventListener('message', active);
-  socket.on('close', () => clearTimeout(idle));
+  socket.on('close', () => {
+    clearTimeout(idle);
+    clearTimeout(dead);
+  });
+  active();
   return Object.assign(socket, {
     setTimeout: (ms: number, cb?: () => void) => {
       idleMs = ms;
@@ -114,9 +147,27 @@ export function streamSocket(stream: Stream): Duplex {
   });
 }
 
-/** Serves `server`'s requests on every stream of HTTP_PROTOCOL; the server itself listens nowhere. */
+/** The most streams served at once, over all connections (libp2p bounds them a connection), as the gateway's port bounds its connections. */
+const MAX_STREAMS = 256;
+/** A stream that neither sends nor takes anything this long is closed: Node's own request timeouts start only on a server that listens. */
+const SERVE_IDLE_MS = 60_000;
+
+/**
+ * Serves `server`'s requests on every stream of HTTP_PROTOCOL; the server
+ * itself listens nowhere. A client may half-close its side once its
+ * request is sent, as libp2p's HTTP allows.
+ */
 export function serveOverStreams(server: Http.Server): (stream: Stream) => void {
-  return (stream) => void server.emit('connection', streamSocket(stream));
+  // (Node's HTTP server keeps this setting, unlisted, on the server object; false ends the response of a client that half-closed)
+  (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  let live = 0;
+  return (stream) => {
+    if (live >= MAX_STREAMS) return stream.abort(new Error('too many HTTP streams at once'));
+    live++;
+    const socket = streamSocket(stream, { closeIdleMs: SERVE_IDLE_MS });
+    socket.once('close', () => live--);
+    server.emit('connection', socket);
+  };
 }
 
 /** An HTTP Agent whose every connection is a new stream `open` gives: requests through it go to one peer. */

@@ -347,6 +347,8 @@ export class LocalNode implements IpfsClient {
           idleMs: Math.max(1, Math.floor(this.settings.timeoutMs / 2)),
           deadline: this.settings.gatewayDeadline,
           maxBytes,
+          // a peer answers for itself: its redirect would send this node to any host it names
+          maxRedirects: 0,
           signal,
         });
         return { source: name, ...got };

@@ -12,20 +12,24 @@
  * made a file of every 256 KiB of it.
  *
  * Each process appends to a pack of its own, never to another's, so two
- * processes on one home never write the same file; a pack is closed at
- * PACK_LIMIT and the next put starts another. A record is written whole by
- * one positional write, and found in this process once that write is
- * done. The index (multihash → pack, offset, length) is read from the
- * packs' record headers, which a scan walks from one to the next: at
- * start, and again on a miss (at most once a second), which finds what
- * other processes have appended since. A scan stops at the first header
- * that is not whole or not a multihash, or whose data runs past the end of
- * the file: a record still being written, or one a crash cut short, is not
- * a block. Nothing is ever changed in place: `rewrite` (garbage
- * collection) copies the records it keeps into the current pack, then
- * removes the old one, so a crash between the two leaves a block twice,
- * never none; the copy the index does not point at is dropped by the next
- * rewrite.
+ * processes on one home never write the same file (one BlockPacks a
+ * directory in a process); a pack is closed at PACK_LIMIT and the next put
+ * starts another. Records are written in the order their places were
+ * taken, one at a time, so a pack only grows by whole records, and a
+ * record is found in this process once its write is done. A write that
+ * fails ends the pack: the puts queued after it fail too. The index
+ * (multihash → pack, offset, length) is read from the packs' record
+ * headers, which a scan walks from one to the next: at start, and again on
+ * a miss (at most once a second), which finds what other processes have
+ * appended since. A scan stops at the first header that is not whole or
+ * not a multihash, or whose data runs past the end of the file: a record
+ * still being written, or the last one a crash cut short, is not a block.
+ * Nothing is ever changed in place: `rewrite` (garbage collection) copies
+ * the records it keeps into the current pack and syncs it to disk before
+ * it removes the old one, so a crash (or a power cut) between the two
+ * leaves a block twice, never none; the copy the index does not point at
+ * is dropped by the next rewrite. A read of a pack a rewrite removes
+ * meanwhile reads the block where it went.
  */
 const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
@@ -45,6 +49,22 @@ interface Pack {
   scanned: number;
   /** for reads, opened on the first */
   reader?: Promise<import('node:fs/promises').FileHandle>;
+  /** reads under way: a pack a rewrite removed is closed after the last */
+  reads: number;
+  /** removed by a rewrite: its blocks are elsewhere now, or gone */
+  removed?: boolean;
+}
+
+interface Writer {
+  pack: Pack;
+  fh: Promise<import('node:fs/promises').FileHandle>;
+  /** where the next record goes */
+  end: number;
+  /** the last write: the next waits for it */
+  tail: Promise<void>;
+  /** the error of a write that failed: the ones after it fail too */
+  broken?: Error;
+  writing: Set<Promise<void>>;
 }
 
 interface Place {
@@ -54,6 +74,12 @@ interface Place {
   length: number;
   /** where its record starts */
   record: number;
+}
+
+/** a block of the index: its key (the multihash as latin1) and where it is */
+interface Indexed {
+  key: string;
+  place: Place;
 }
 
 /** One block of a pack, as `list` and `rewrite` give it. */
@@ -92,7 +118,9 @@ export class BlockPacks {
   private readonly packs = new Map<string, Pack>();
   /** puts under way, by multihash: a second put of the same block waits for the first */
   private readonly pending = new Map<string, Promise<void>>();
-  private writer: { pack: Pack; fh: Promise<import('node:fs/promises').FileHandle>; end: number; writing: Set<Promise<void>> } | null = null;
+  private writer: Writer | null = null;
+  /** writers closed at PACK_LIMIT, still finishing their writes */
+  private readonly closing = new Set<Promise<void>>();
   private lastScan = 0;
 
   constructor(dir: string) {
@@ -113,7 +141,7 @@ export class BlockPacks {
     for (const name of names) {
       if (!name.endsWith('.pack')) continue;
       let pack = this.packs.get(name);
-      if (!pack) this.packs.set(name, (pack = { file: path.join(this.dir, name), scanned: 0 }));
+      if (!pack) this.packs.set(name, (pack = { file: path.join(this.dir, name), scanned: 0, reads: 0 }));
       if (pack !== this.writer?.pack) this.scanPack(pack);
     }
   }
@@ -179,14 +207,27 @@ export class BlockPacks {
 
   /** The block whose multihash is `mh`, as get gives it. */
   async read(mh: Uint8Array): Promise<Buffer | null> {
-    await this.pending.get(keyOf(mh));
-    const place = this.find(mh);
-    if (!place) return null;
-    const block = Buffer.allocUnsafe(place.length);
-    const fh = await (place.pack.reader ??= fs.promises.open(place.pack.file, 'r'));
-    const { bytesRead } = await fh.read(block, 0, place.length, place.at);
-    if (bytesRead !== place.length) throw new Error(`${place.pack.file}: a block at ${place.at} is cut short`);
-    return block;
+    const key = keyOf(mh);
+    await this.pending.get(key)?.catch(() => {}); // a put that failed: a miss
+    for (;;) {
+      const place = this.find(mh);
+      if (!place) return null;
+      const { pack } = place;
+      pack.reads++;
+      try {
+        const block = Buffer.allocUnsafe(place.length);
+        const fh = await (pack.reader ??= fs.promises.open(pack.file, 'r'));
+        const { bytesRead } = await fh.read(block, 0, place.length, place.at);
+        if (bytesRead !== place.length) throw new Error(`${pack.file}: a block at ${place.at} is cut short`);
+        return block;
+      } catch (e) {
+        // a rewrite moved it meanwhile: read it where it is now
+        if (pack.removed || this.index.get(key) !== place) continue;
+        throw e;
+      } finally {
+        if (--pack.reads === 0 && pack.removed) void closeReader(pack);
+      }
+    }
   }
 
   put(cid: CID, bytes: Uint8Array): Promise<CID> {
@@ -216,11 +257,15 @@ export class BlockPacks {
     head[0] = mh.length;
     head.set(mh, 1);
     head.writeUInt32LE(length, 1 + mh.length);
-    // the place is taken now, before any await: puts under way at once write side by side
+    // the place is taken now, before any await; the writes go in the order of
+    // their places, one at a time, so that the pack only ever grows by whole
+    // records: a scan (here or in another process) never finds a header
+    // whose bytes are not all written, nor a gap before a later record
     const w = this.currentWriter();
     const record = w.end;
     w.end += head.length + length;
-    const done = (async () => {
+    const done = w.tail.then(async () => {
+      if (w.broken) throw w.broken;
       const fh = await w.fh;
       let views: Uint8Array[] = [head, ...parts];
       for (let at = record, left = head.length + length; left > 0;) {
@@ -229,25 +274,30 @@ export class BlockPacks {
         at += bytesWritten;
         views = skip(views, bytesWritten);
       }
-    })();
+    });
+    // what follows a record not written whole is not written at all: the next put starts a new pack
+    w.tail = done.catch((e: Error) => {
+      w.broken ??= e;
+      if (this.writer === w) void this.closeWriter(w);
+    });
     w.writing.add(done);
     try {
       await done;
-    } catch (e) {
-      // what follows a record not written whole would be hidden from other processes' scans: the next put starts a new pack
-      if (this.writer === w) void this.closeWriter(w);
-      throw e;
     } finally {
       w.writing.delete(done);
     }
     this.index.set(keyOf(mh), { pack: w.pack, at: record + head.length, length, record });
   }
 
-  private currentWriter(): NonNullable<BlockPacks['writer']> {
+  private currentWriter(): Writer {
     if (this.writer && this.writer.end < PACK_LIMIT) return this.writer;
-    if (this.writer) void this.closeWriter(this.writer);
+    if (this.writer) {
+      const closing = this.closeWriter(this.writer);
+      this.closing.add(closing);
+      void closing.finally(() => this.closing.delete(closing));
+    }
     const name = `${Date.now().toString(36)}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.pack`;
-    const pack: Pack = { file: path.join(this.dir, name), scanned: 0 };
+    const pack: Pack = { file: path.join(this.dir, name), scanned: 0, reads: 0 };
     this.packs.set(name, pack);
     const fh = (async () => {
       await fs.promises.mkdir(this.dir, { recursive: true });
@@ -256,11 +306,11 @@ export class BlockPacks {
       return h;
     })();
     fh.catch(() => {}); // the puts waiting on it see the error
-    this.writer = { pack, fh, end: MAGIC.length, writing: new Set() };
+    this.writer = { pack, fh, end: MAGIC.length, tail: Promise.resolve(), writing: new Set() };
     return this.writer;
   }
 
-  private async closeWriter(w: NonNullable<BlockPacks['writer']>): Promise<void> {
+  private async closeWriter(w: Writer): Promise<void> {
     if (this.writer === w) this.writer = null;
     await Promise.allSettled(w.writing);
     w.pack.scanned = w.end;
@@ -270,10 +320,22 @@ export class BlockPacks {
   /** Waits for the puts under way and closes the files. */
   async close(): Promise<void> {
     if (this.writer) await this.closeWriter(this.writer);
-    for (const pack of this.packs.values()) {
-      const reader = pack.reader;
-      pack.reader = undefined;
-      await (await reader?.catch(() => null))?.close();
+    await Promise.all(this.closing);
+    for (const pack of this.packs.values()) await closeReader(pack);
+  }
+
+  /** The current pack's bytes, and its name in the directory, on disk. */
+  private async syncWriter(): Promise<void> {
+    const w = this.writer;
+    if (!w) return;
+    await w.tail;
+    if (w.broken) throw w.broken;
+    await (await w.fh).datasync();
+    const dir = await fs.promises.open(this.dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
     }
   }
 
@@ -295,10 +357,11 @@ export class BlockPacks {
   async rewrite(keep: (multihash: Uint8Array) => boolean | Promise<boolean>, dryRun = false): Promise<PackedBlock[]> {
     if (this.writer) await this.closeWriter(this.writer);
     this.scan();
-    const byPack = new Map<Pack, Array<{ key: string; place: Place }>>();
+    const byPack = new Map<Pack, Indexed[]>();
     for (const pack of this.packs.values()) byPack.set(pack, []);
     for (const [key, place] of this.index) byPack.get(place.pack)!.push({ key, place });
     const dropped: PackedBlock[] = [];
+    const plans: Array<{ pack: Pack; blocks: Indexed[]; kept: Indexed[] }> = [];
     for (const [pack, blocks] of byPack) {
       const kept: typeof blocks = [];
       for (const b of blocks) {
@@ -308,24 +371,41 @@ export class BlockPacks {
       }
       const size = fs.statSync(pack.file, { throwIfNoEntry: false })?.size ?? 0;
       const keptBytes = kept.reduce((k, b) => k + recordBytes(b.key, b.place), 0);
-      if (dryRun || (kept.length === blocks.length && MAGIC.length + keptBytes === size)) continue;
+      if (!(kept.length === blocks.length && MAGIC.length + keptBytes === size)) plans.push({ pack, blocks, kept });
+    }
+    if (dryRun) return dropped;
+    // the packs with nothing to keep first: removing them frees space, copying takes it
+    plans.sort((a, b) => a.kept.length - b.kept.length);
+    for (const { pack, blocks, kept } of plans) {
       for (const b of kept) {
         const mh = Buffer.from(b.key, 'latin1');
         const bytes = await this.read(mh);
         this.index.delete(b.key); // so that it is written again, into the current pack
-        await this.store(mh, [bytes!]);
+        try {
+          await this.store(mh, [bytes!]);
+        } catch (e) {
+          this.index.set(b.key, b.place);
+          throw e;
+        }
       }
-      if (this.writer) await Promise.allSettled(this.writer.writing);
+      // the copies on disk before the pack that held them goes, power cut or not
+      if (kept.length) await this.syncWriter();
       for (const b of blocks) if (this.index.get(b.key)?.pack === pack) this.index.delete(b.key);
-      const reader = pack.reader;
-      pack.reader = undefined;
-      await (await reader?.catch(() => null))?.close();
+      pack.removed = true;
+      if (pack.reads === 0) await closeReader(pack);
       fs.rmSync(pack.file, { force: true });
       this.packs.delete(path.basename(pack.file));
     }
     if (this.writer) await this.closeWriter(this.writer);
     return dropped;
   }
+}
+
+/** Closes `pack`'s read handle, if it has one. */
+async function closeReader(pack: Pack): Promise<void> {
+  const reader = pack.reader;
+  pack.reader = undefined;
+  await (await reader?.catch(() => null))?.close();
 }
 
 /** `parts` without their first `k` bytes (after a short write) */

@@ -207,7 +207,8 @@ function walk(dir: string, st: Stats, unlock: boolean, seen = new Set<string>())
  */
 export async function ipfsGarbage(home: string, dryRun: boolean, env: NodeJS.ProcessEnv = process.env): Promise<Garbage> {
   const g: Garbage = { kind: 'IPFS blocks', items: [], bytes: 0 };
-  if (!fs.existsSync(ipfsPaths(home).blocks)) return g;
+  const paths = ipfsPaths(home);
+  if (!fs.existsSync(paths.blocks) && !fs.existsSync(paths.packs)) return g;
   const { openIpfs } = await import('../ipfs/client.ts');
   // the pins and blocks are all here: no peer, gateway or DHT to ask
   const quiet = { ...env, PKG_IPFS_PEERS: '', PKG_IPFS_GATEWAYS: '', PKG_IPFS_DHT: 'no' };
