@@ -15,7 +15,8 @@
  * processes on one home never write the same file (one BlockPacks a
  * directory in a process); a pack is closed at PACK_LIMIT and the next put
  * starts another. Records are written in the order their places were
- * taken, one at a time, so a pack only grows by whole records, and a
+ * taken, one write at a time (those queued meanwhile together, in one
+ * writev), so a pack only grows by whole records, and a
  * record is found in this process once its write is done. A write that
  * fails ends the pack: the puts queued after it fail too. The index
  * (multihash → pack, offset, length) is read from the packs' record
@@ -40,6 +41,8 @@ const MAGIC = Buffer.from('PKGPACK1');
 export const PACK_LIMIT = 64 * 2 ** 20;
 /** the longest multihash a record can hold (its length is one byte) */
 const MAX_MULTIHASH = 255;
+/** the most buffers one writev takes (Linux's IOV_MAX is 1024) */
+const MAX_IOV = 1000;
 /** how often a miss may scan the packs again for what other processes appended */
 const RESCAN_MS = 1000;
 
@@ -60,8 +63,12 @@ interface Writer {
   fh: Promise<import('node:fs/promises').FileHandle>;
   /** where the next record goes */
   end: number;
-  /** the last write: the next waits for it */
-  tail: Promise<void>;
+  /** records waiting to be written, in the order of their places */
+  queue: Array<{ views: Uint8Array[]; bytes: number; resolve(): void; reject(e: Error): void }>;
+  /** the writes under way, while there are any (flush) */
+  flushing: Promise<void> | null;
+  /** where the next write goes: the end of what is written */
+  written: number;
   /** the error of a write that failed: the ones after it fail too */
   broken?: Error;
   writing: Set<Promise<void>>;
@@ -257,29 +264,16 @@ export class BlockPacks {
     head[0] = mh.length;
     head.set(mh, 1);
     head.writeUInt32LE(length, 1 + mh.length);
-    // the place is taken now, before any await; the writes go in the order of
-    // their places, one at a time, so that the pack only ever grows by whole
+    // the place is taken now, before any await; the records are written in
+    // the order of their places, those queued meanwhile together in one
+    // writev, one write at a time, so that the pack only ever grows by whole
     // records: a scan (here or in another process) never finds a header
     // whose bytes are not all written, nor a gap before a later record
     const w = this.currentWriter();
     const record = w.end;
     w.end += head.length + length;
-    const done = w.tail.then(async () => {
-      if (w.broken) throw w.broken;
-      const fh = await w.fh;
-      let views: Uint8Array[] = [head, ...parts];
-      for (let at = record, left = head.length + length; left > 0;) {
-        const { bytesWritten } = await fh.writev(views, at);
-        left -= bytesWritten;
-        at += bytesWritten;
-        views = skip(views, bytesWritten);
-      }
-    });
-    // what follows a record not written whole is not written at all: the next put starts a new pack
-    w.tail = done.catch((e: Error) => {
-      w.broken ??= e;
-      if (this.writer === w) void this.closeWriter(w);
-    });
+    const done = new Promise<void>((resolve, reject) => w.queue.push({ views: [head, ...parts], bytes: head.length + length, resolve, reject }));
+    w.flushing ??= this.flush(w);
     w.writing.add(done);
     try {
       await done;
@@ -287,6 +281,40 @@ export class BlockPacks {
       w.writing.delete(done);
     }
     this.index.set(keyOf(mh), { pack: w.pack, at: record + head.length, length, record });
+  }
+
+  /** Writes `w`'s queued records, each batch in one writev at the end of what is written; a failure fails the batch and every record after it. */
+  private async flush(w: Writer): Promise<void> {
+    try {
+      const fh = await w.fh.catch((e: Error) => {
+        w.broken ??= e;
+        return null;
+      });
+      while (w.queue.length) {
+        let n = 0;
+        for (let iov = 0; n < w.queue.length && iov + w.queue[n]!.views.length <= MAX_IOV; n++) iov += w.queue[n]!.views.length;
+        const batch = w.queue.splice(0, Math.max(n, 1));
+        try {
+          if (w.broken || !fh) throw w.broken ?? new Error('no pack to write to');
+          let views = batch.flatMap((r) => r.views);
+          let left = batch.reduce((k, r) => k + r.bytes, 0);
+          while (left > 0) {
+            const { bytesWritten } = await fh.writev(views, w.written);
+            left -= bytesWritten;
+            w.written += bytesWritten;
+            views = skip(views, bytesWritten);
+          }
+          for (const r of batch) r.resolve();
+        } catch (e) {
+          // what follows a record not written whole is not written at all: the next put starts a new pack
+          w.broken ??= e as Error;
+          for (const r of batch) r.reject(e as Error);
+          if (this.writer === w) void this.closeWriter(w);
+        }
+      }
+    } finally {
+      w.flushing = null;
+    }
   }
 
   private currentWriter(): Writer {
@@ -306,7 +334,7 @@ export class BlockPacks {
       return h;
     })();
     fh.catch(() => {}); // the puts waiting on it see the error
-    this.writer = { pack, fh, end: MAGIC.length, tail: Promise.resolve(), writing: new Set() };
+    this.writer = { pack, fh, end: MAGIC.length, queue: [], flushing: null, written: MAGIC.length, writing: new Set() };
     return this.writer;
   }
 
@@ -328,7 +356,7 @@ export class BlockPacks {
   private async syncWriter(): Promise<void> {
     const w = this.writer;
     if (!w) return;
-    await w.tail;
+    await Promise.allSettled(w.writing);
     if (w.broken) throw w.broken;
     await (await w.fh).datasync();
     const dir = await fs.promises.open(this.dir, 'r');
