@@ -9,7 +9,7 @@ const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
 import type { Filestore } from './filestore.ts';
-import type { BlockPacks } from './packs.ts';
+import { keyOf, type BlockPacks } from './packs.ts';
 
 type Base32 = typeof import('multiformats/bases/base32').base32upper;
 
@@ -66,8 +66,8 @@ export function withPacks<T extends object>(store: T, packs: BlockPacks, dir: st
   const has = async (cid: CID, options?: object): Promise<boolean> => packs.has(cid) || filestore?.has(cid) || (files && base.has(cid, options));
   // (Helia's own gc deletes, which peerpkgs does not use: `peerpkgs gc` rewrites the packs once, node.ts)
   const drop = async (cids: CID[], options?: object): Promise<void> => {
-    const gone = new Set(cids.map((c) => Buffer.from(c.multihash.bytes).toString('latin1')));
-    await packs.rewrite((mh) => !gone.has(Buffer.from(mh).toString('latin1')));
+    const gone = new Set(cids.map((c) => keyOf(c.multihash.bytes)));
+    await packs.rewrite((mh) => !gone.has(keyOf(mh)));
     for (const c of cids) await base.delete(c, options);
   };
   const del = (cid: CID, options?: object) => drop([cid], options);

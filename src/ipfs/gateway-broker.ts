@@ -27,7 +27,7 @@ import { IpfsError } from './errors.ts';
 import type { CarBlock } from './car-fetch.ts';
 
 /** A gateway's answers to a CAR request that say it serves none, or not this one: no failure of the gateway's. */
-export const NO_CAR = new Set([400, 404, 406, 410, 501]);
+const NO_CAR = new Set([400, 404, 406, 410, 501]);
 
 /** The largest block a gateway may send when Helia does not say (its own default). */
 const MAX_BLOCK = 2 * 1024 * 1024;

@@ -117,6 +117,7 @@ export function streamSocket(stream: Stream, opts: { closeIdleMs?: number } = {}
     });
   };
   stream.addEventListener('message', (e) => {
+    active();
     // a list's parts one by one: its subarray() would join them into a copy
     let more = true;
     for (const b of e.data instanceof Uint8Array ? [e.data] : e.data) more = socket.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -127,7 +128,6 @@ export function streamSocket(stream: Stream, opts: { closeIdleMs?: number } = {}
     if (e.error) socket.destroy(e.error);
     else end();
   });
-  stream.addEventListener('message', active);
   socket.on('close', () => {
     clearTimeout(idle);
     clearTimeout(dead);

@@ -328,7 +328,8 @@ export class LocalNode implements IpfsClient {
    */
   private async peerCar(root: CID, maxBytes: number, signal: AbortSignal): Promise<{ source: string; blocks: AsyncIterable<CarBlock>; close: () => void } | null> {
     const peers = [...new Map(this.libp2p.getConnections().map((c) => [c.remotePeer.toString(), c.remotePeer])).values()];
-    let http: typeof import('./http-p2p.ts') | undefined;
+    if (!peers.length) return null;
+    const [http, { requestCar }] = await Promise.all([import('./http-p2p.ts'), import('./gateway-broker.ts')]);
     for (const peer of peers) {
       const name = `peer ${peer}`;
       if (this.carLiars.has(name)) continue;
@@ -336,12 +337,10 @@ export class LocalNode implements IpfsClient {
         (p) => p.protocols,
         () => [] as string[],
       );
-      http ??= await import('./http-p2p.ts');
       // none known yet: identify has not answered, and a dial of the protocol says soon enough
       if (protocols.length && !protocols.includes(http.HTTP_PROTOCOL)) continue;
-      const agent = http.streamAgent((s) => this.libp2p.dialProtocol(peer, http!.HTTP_PROTOCOL, { signal: AbortSignal.any([s, signal]) }));
+      const agent = http.streamAgent((s) => this.libp2p.dialProtocol(peer, http.HTTP_PROTOCOL, { signal: AbortSignal.any([s, signal]) }));
       try {
-        const { requestCar } = await import('./gateway-broker.ts');
         const got = await requestCar(new URL(`http://libp2p.invalid/ipfs/${root}`), root, {
           agent,
           idleMs: Math.max(1, Math.floor(this.settings.timeoutMs / 2)),
@@ -510,23 +509,19 @@ export class LocalNode implements IpfsClient {
     let kept = 0;
     // a pin is kept by multihash: the codec of the CID asked with does not matter
     const cidOf = (multihash: Uint8Array) => CID.createV1(RAW, digest.decode(multihash));
+    const keep = async (multihash: Uint8Array) => {
+      const pinned = await this.helia.pins.isPinned(cidOf(multihash));
+      if (pinned) kept++;
+      return pinned;
+    };
     // Helia's own lock against its gc: its puts (blocks arriving from peers) wait meanwhile
     const release = await (this.helia.blockstore as unknown as { lock: { writeLock(): Promise<() => void> } }).lock.writeLock();
     try {
       for (const b of listBlockFiles(this.blocksDir, this.mods.base32upper)) {
-        const cid = cidOf(b.multihash);
-        if (await this.helia.pins.isPinned(cid)) {
-          kept++;
-          continue;
-        }
+        if (await keep(b.multihash)) continue;
         if (!opts.dryRun) fs.rmSync(b.file, { force: true });
-        removed.push({ cid: cid.toString(), file: b.file, bytes: b.diskBytes });
+        removed.push({ cid: cidOf(b.multihash).toString(), file: b.file, bytes: b.diskBytes });
       }
-      const keep = async (multihash: Uint8Array) => {
-        const pinned = await this.helia.pins.isPinned(cidOf(multihash));
-        if (pinned) kept++;
-        return pinned;
-      };
       for (const b of await this.packs.rewrite(keep, opts.dryRun)) removed.push({ cid: cidOf(b.multihash).toString(), file: b.file, bytes: b.bytes, packed: true });
     } finally {
       release();

@@ -100,7 +100,8 @@ export interface PackedBlock {
 /** the bytes a block's record takes in its pack */
 const recordBytes = (key: string, p: { length: number }): number => 1 + key.length + 4 + p.length;
 
-const keyOf = (multihash: Uint8Array): string => Buffer.from(multihash.buffer, multihash.byteOffset, multihash.byteLength).toString('latin1');
+/** a block's key in the index: its multihash's bytes as a latin1 string */
+export const keyOf = (multihash: Uint8Array): string => Buffer.from(multihash.buffer, multihash.byteOffset, multihash.byteLength).toString('latin1');
 
 /** whether `mh` is one multihash: an unsigned-varint code and length, then that many bytes of digest */
 function isMultihash(mh: Uint8Array): boolean {
