@@ -151,6 +151,33 @@ describe('engine units', function () {
       await settle();
       assert.equal(tokens.free, 1);
     });
+    it('a job blocked on two requests at once lends its one slot once, and resumes on it after the last', async () => {
+      // redo-ifchange x & redo-ifchange y & wait: at -j1, x and y one at a time
+      const a = job(1, 'a');
+      await slots.acquire(a);
+      slots.lend(a);
+      slots.lend(a);
+      const x = job(2, 'x', a);
+      const y = job(3, 'y', a);
+      await slots.acquire(x);
+      const yRuns = track(slots.acquire(y));
+      await settle();
+      assert.equal(yRuns.done, false, 'one slot, lent once: y waits for x');
+      slots.release(x);
+      await settle();
+      assert.equal(yRuns.done, true);
+      assert.equal(y.borrowed, a.id);
+      await slots.reclaim(a); // x's request answered: y's still waits, on the slot
+      const resumed = track(slots.reclaim(a));
+      await settle();
+      assert.equal(resumed.done, false, 'y still runs on the slot');
+      slots.release(y);
+      await settle();
+      assert.equal(resumed.done, true);
+      slots.release(a); // the token goes to y's request for one, which gives it back
+      await settle();
+      assert.equal(tokens.free, 1, 'one token, home once');
+    });
   });
 
   describe('wait graph', () => {
@@ -164,6 +191,16 @@ describe('engine units', function () {
       assert.deepEqual(waits.cycleThrough('a', 'a'), ['a', 'a']);
       assert.equal(waits.reaches('a', 'c'), true);
       assert.equal(waits.reaches('c', 'a'), false);
+    });
+
+    it('keeps a wait two requests make until both have settled', async () => {
+      const waits = new Waits();
+      let settleFirst!: () => void;
+      const first = waits.waitFor('a', 'b', new Promise<void>((r) => (settleFirst = r)));
+      void waits.waitFor('a', 'b', new Promise<void>(() => {}));
+      settleFirst();
+      await first;
+      assert.equal(waits.reaches('a', 'b'), true, 'the second request still waits for b');
     });
 
     it('forgets a wait once what it waited for settles', async () => {

@@ -79,4 +79,36 @@ describe('redo slots', function () {
     assert.doesNotMatch(again.stderr, /stalled/);
     assert.equal(read(dir, 'py.out'), 'py');
   });
+
+  it('runs the builds of a job that asks for two targets at once (redo-ifchange x & redo-ifchange y & wait) one at a time at -j1', () => {
+    // all's one slot is lent once, not once a request: at -j1 x and y do not
+    // overlap, and all resumes once both are answered (before the fix both
+    // ran at once, and the second answer found the slot taken back: a crash)
+    write(dir, {
+      'rules.mjs': `
+        import * as fs from 'node:fs';
+        let running = 0;
+        let most = 0;
+        const leaf = (name) => ({ name, version: '1', matches: (rel) => rel === name, build: async (ctx) => {
+          most = Math.max(most, ++running);
+          await new Promise((r) => setTimeout(r, 100));
+          running--;
+          fs.writeFileSync(ctx.out, name);
+        } });
+        export const rules = [
+          { name: 'all', version: '1', matches: (rel) => rel === 'all', build: async (ctx) => {
+            await Promise.all([ctx.ifchange(['x']), ctx.ifchange(['y'])]);
+            fs.writeFileSync(ctx.out, 'at most ' + most + ' at once');
+          } },
+          leaf('x'),
+          leaf('y'),
+        ];
+      `,
+    });
+    const env = { REDO_RULES: path.join(dir, 'rules.mjs') };
+    const r = run(dir, 'redo-ifchange', ['-j1', 'all'], env, 30_000);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(read(dir, 'all'), 'at most 1 at once');
+    assert.equal(read(dir, 'y'), 'y');
+  });
 });

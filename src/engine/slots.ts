@@ -25,8 +25,10 @@ export interface Tokens {
 }
 
 export class SlotScheduler {
-  /** slots lent by blocked jobs (by id), with how many are free right now */
-  private readonly lent = new Map<number, { target: string; free: number }>();
+  /** slots lent by blocked jobs (by id), with how many are free right now and
+   * how many of the job's requests are waiting (a .do may run several at once,
+   * `redo-ifchange a & redo-ifchange b & wait`: its one slot is lent once) */
+  private readonly lent = new Map<number, { target: string; free: number; requests: number }>();
   private readonly waiters: Array<{ job: SlotJob; take: (lender: number) => void }> = [];
   private readonly reclaimers = new Map<number, () => void>();
   private readonly tokens: () => Tokens;
@@ -84,14 +86,24 @@ export class SlotScheduler {
     job.borrowed = 0;
   }
 
-  /** `job` blocks on a request: what it waits for may run on its slot. */
+  /** `job` blocks on a request: what it waits for may run on its slot (lent already when another of its requests waits). */
   lend(job: SlotJob): void {
-    if (!this.lent.has(job.id)) this.lent.set(job.id, { target: job.target, free: 0 });
+    const l = this.lent.get(job.id);
+    if (l) {
+      l.requests++;
+      return;
+    }
+    this.lent.set(job.id, { target: job.target, free: 0, requests: 1 });
     this.giveBack(job.id);
   }
 
-  /** The blocked job resumes on the slot it lent, once it is back. */
+  /** A request of the blocked job is answered: once its last is, the job resumes on the slot it lent, when that is back. */
   async reclaim(job: SlotJob): Promise<void> {
+    const l = this.lent.get(job.id);
+    if (l && l.requests > 1) {
+      l.requests--;
+      return;
+    }
     while (!((this.lent.get(job.id)?.free ?? 0) > 0)) {
       await new Promise<void>((r) => this.reclaimers.set(job.id, r));
       this.reclaimers.delete(job.id);

@@ -5,8 +5,8 @@
  * whether a build is one a blocked job waits for.
  */
 export class Waits {
-  /** target -> targets it is waiting for */
-  private readonly waits = new Map<string, Set<string>>();
+  /** target -> targets it is waiting for, each with how many of its requests wait for it (two may, at once) */
+  private readonly waits = new Map<string, Map<string, number>>();
   private readonly grew: (from: string, to: string) => void;
 
   /** @param grew told of each new wait, as it is made: what `reaches`
@@ -18,12 +18,15 @@ export class Waits {
   /** `from` waits for `t` until `p` settles. */
   waitFor<T>(from: string, t: string, p: Promise<T>): Promise<T> {
     let w = this.waits.get(from);
-    if (!w) this.waits.set(from, (w = new Set()));
-    if (!w.has(t)) {
-      w.add(t);
-      this.grew(from, t);
-    }
-    return p.finally(() => w.delete(t));
+    if (!w) this.waits.set(from, (w = new Map()));
+    const n = w.get(t) ?? 0;
+    w.set(t, n + 1);
+    if (n === 0) this.grew(from, t);
+    return p.finally(() => {
+      const left = w.get(t)! - 1;
+      if (left > 0) w.set(t, left);
+      else w.delete(t);
+    });
   }
 
   /** If `to` (transitively) waits for `from`, the path from→to→…→from. */
@@ -34,7 +37,7 @@ export class Waits {
       if (n === from) return trail;
       if (seen.has(n)) return null;
       seen.add(n);
-      for (const m of this.waits.get(n) ?? []) {
+      for (const m of this.waits.get(n)?.keys() ?? []) {
         const r = walk(m, [...trail, m]);
         if (r) return r;
       }
@@ -49,7 +52,7 @@ export class Waits {
     const stack = [from];
     while (stack.length) {
       const n = stack.pop()!;
-      for (const m of this.waits.get(n) ?? []) {
+      for (const m of this.waits.get(n)?.keys() ?? []) {
         if (m === to) return true;
         if (!seen.has(m)) {
           seen.add(m);
