@@ -4,6 +4,7 @@
  * crash, and rewritten by garbage collection.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -127,6 +128,63 @@ describe('ipfs packs', () => {
     await b.put(blocks[2]!.cid, blocks[2]!.bytes); // fetched again: into a pack of its own
     assert.deepEqual(await b.get(blocks[2]!.cid), blocks[2]!.bytes);
     await b.close();
+  });
+
+  it('reads a closed pack from the index left beside it, not record by record, unless that index is not of the pack as it is', async () => {
+    const a = new BlockPacks(dir);
+    const blocks = Array.from({ length: 20 }, (_, i) => block(i));
+    for (const b of blocks) await a.put(b.cid, b.bytes);
+    await a.close();
+    const [name] = packFiles(dir);
+    const file = path.join(dir, name!);
+    assert.ok(fs.existsSync(file + '.idx'), 'the writer left the index of the pack it closed');
+    // the first record's header spoilt: the headers give nothing now, the index all 20
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from([0]), 0, 1, 8);
+    const fromIndex = new BlockPacks(dir);
+    assert.equal(fromIndex.list().length, 20);
+    for (const b of blocks) assert.deepEqual(await fromIndex.get(b.cid), b.bytes);
+    await fromIndex.close();
+    // the pack grown by a byte: the index is not of it, and its headers are read
+    fs.writeSync(fd, Buffer.from([0]), 0, 1, fs.fstatSync(fd).size);
+    assert.equal(new BlockPacks(dir).list().length, 0, 'the index is passed over: the spoilt header stops the scan');
+    fs.writeSync(fd, Buffer.from([34]), 0, 1, 8);
+    fs.closeSync(fd);
+    assert.equal(new BlockPacks(dir).list().length, 20, 'the headers, mended, give the blocks');
+    // an index with a byte changed is passed over too
+    fs.truncateSync(file, fs.statSync(file).size - 1);
+    const idx = fs.readFileSync(file + '.idx');
+    idx[30]! ^= 1;
+    fs.writeFileSync(file + '.idx', idx);
+    fs.writeFileSync(file, Buffer.concat([fs.readFileSync(file).subarray(0, 8), Buffer.from([0]), fs.readFileSync(file).subarray(9)]));
+    assert.equal(new BlockPacks(dir).list().length, 0, 'a changed index is not read');
+  });
+
+  it("removes a pack's index with the pack, an index whose pack is gone, and the half-made index of a writer that died", async () => {
+    const a = new BlockPacks(dir);
+    const kept = block(1);
+    await a.put(kept.cid, kept.bytes);
+    await a.put(block(2).cid, block(2).bytes);
+    await a.close();
+    const [old] = packFiles(dir);
+    fs.writeFileSync(path.join(dir, 'gone.pack.idx'), 'an index without its pack');
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    fs.writeFileSync(path.join(dir, `${old}.idx.${dead}.tmp`), 'half made');
+    fs.writeFileSync(path.join(dir, `${old}.idx.${process.pid}.tmp`), "a live writer's");
+    const p = new BlockPacks(dir);
+    assert.ok(!fs.existsSync(path.join(dir, 'gone.pack.idx')), 'the index without a pack is removed');
+    assert.deepEqual(await p.rewrite((mh) => Buffer.from(mh).equals(kept.cid.multihash.bytes)), [
+      { multihash: Buffer.from(block(2).cid.multihash.bytes), file: path.join(dir, old!), bytes: 1 + 34 + 4 + 1000 },
+    ]);
+    await p.close();
+    const [now] = packFiles(dir);
+    assert.notEqual(now, old);
+    assert.deepEqual(
+      fs.readdirSync(dir).sort(),
+      [now!, `${now}.idx`, `${old}.idx.${process.pid}.tmp`].sort(),
+      "the old pack and its index gone, the new one indexed, the dead writer's temporary swept",
+    );
+    assert.deepEqual(await new BlockPacks(dir).get(kept.cid), kept.bytes);
   });
 
   it('rewrite keeps what it is told to: a pack untouched, a pack removed, a pack rewritten; a dry run changes nothing', async () => {

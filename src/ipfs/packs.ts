@@ -25,6 +25,13 @@
  * appended since. A scan stops at the first header that is not whole or
  * not a multihash, or whose data runs past the end of the file: a record
  * still being written, or the last one a crash cut short, is not a block.
+ * A pack its writer closed is sealed: nothing is appended to it again, and
+ * the writer leaves its index beside it (`NAME.pack.idx`: the pack's size,
+ * each record's multihash, place and length, and their sha-256), read in
+ * one go instead of a read a record (1,035 records, 256 MB: 50-80 ms of
+ * every command's start, one read here), and never scanned again. An
+ * index that is not whole, or not of the pack's present size, is ignored
+ * and the headers are read.
  * Nothing is ever changed in place: `rewrite` (garbage collection) copies
  * the records it keeps into the current pack and syncs it to disk before
  * it removes the old one, so a crash (or a power cut) between the two
@@ -33,10 +40,14 @@
  * meanwhile reads the block where it went.
  */
 const fs = process.getBuiltinModule('node:fs');
+const { createHash } = process.getBuiltinModule('node:crypto');
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
 
 const MAGIC = Buffer.from('PKGPACK1');
+/** a sealed pack's index: NAME.pack.idx */
+const IDX_MAGIC = Buffer.from('PKGIDX01');
+const IDX = '.idx';
 /** a pack is closed once it holds this much; the next put starts another */
 export const PACK_LIMIT = 64 * 2 ** 20;
 /** the longest multihash a record can hold (its length is one byte) */
@@ -56,6 +67,8 @@ interface Pack {
   reads: number;
   /** removed by a rewrite: its blocks are elsewhere now, or gone */
   removed?: boolean;
+  /** closed by its writer: nothing is appended to it any more (its index says what it holds) */
+  sealed?: boolean;
 }
 
 interface Writer {
@@ -72,6 +85,8 @@ interface Writer {
   /** the error of a write that failed: the ones after it fail too */
   broken?: Error;
   writing: Set<Promise<void>>;
+  /** the records written, for the index made when the pack is closed */
+  records: Array<{ mh: Uint8Array; record: number; length: number }>;
 }
 
 interface Place {
@@ -146,11 +161,85 @@ export class BlockPacks {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw e;
     }
+    const present = new Set(names);
     for (const name of names) {
+      if (name.endsWith('.pack' + IDX) && !present.has(name.slice(0, -IDX.length))) {
+        // the index of a pack a rewrite removed (it removes the index first; a crash between)
+        fs.rmSync(path.join(this.dir, name), { force: true });
+        continue;
+      }
       if (!name.endsWith('.pack')) continue;
       let pack = this.packs.get(name);
       if (!pack) this.packs.set(name, (pack = { file: path.join(this.dir, name), scanned: 0, reads: 0 }));
-      if (pack !== this.writer?.pack) this.scanPack(pack);
+      if (pack.sealed || pack === this.writer?.pack) continue;
+      if (!(present.has(name + IDX) && this.readIndex(pack))) this.scanPack(pack);
+    }
+  }
+
+  /** Reads a sealed pack's index into the index; false when there is none that is whole and of the pack as it is (its headers are read then). */
+  private readIndex(pack: Pack): boolean {
+    let idx: Buffer;
+    let size: number;
+    try {
+      idx = fs.readFileSync(pack.file + IDX);
+      size = fs.statSync(pack.file).size;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+    const body = idx.subarray(0, Math.max(0, idx.length - 32));
+    if (idx.length < IDX_MAGIC.length + 12 + 32 || !idx.subarray(0, IDX_MAGIC.length).equals(IDX_MAGIC)) return false;
+    if (!createHash('sha256').update(body).digest().equals(idx.subarray(body.length))) return false;
+    if (Number(body.readBigUInt64LE(IDX_MAGIC.length)) !== size) return false;
+    const places: Array<[string, Place]> = [];
+    let at = IDX_MAGIC.length + 12;
+    for (let n = body.readUInt32LE(IDX_MAGIC.length + 8); n > 0; n--) {
+      const mhLength = body[at] ?? 0;
+      if (at + 1 + mhLength + 8 > body.length) return false;
+      const mh = body.subarray(at + 1, at + 1 + mhLength);
+      const record = body.readUInt32LE(at + 1 + mhLength);
+      const length = body.readUInt32LE(at + 5 + mhLength);
+      const dataAt = record + 1 + mhLength + 4;
+      if (!isMultihash(mh) || record < MAGIC.length || dataAt + length > size) return false;
+      places.push([keyOf(mh), { pack, at: dataAt, length, record }]);
+      at += 1 + mhLength + 8;
+    }
+    if (at !== body.length) return false;
+    for (const [key, place] of places) this.index.set(key, place);
+    pack.scanned = size;
+    pack.sealed = true;
+    return true;
+  }
+
+  /** Leaves the index of `w`'s pack beside it, now that it is closed; a pack a failed write ended gets none (its headers say what it holds). */
+  private async writeIndex(w: Writer): Promise<void> {
+    if (w.broken || w.written !== w.end) return;
+    const head = Buffer.alloc(IDX_MAGIC.length + 12);
+    IDX_MAGIC.copy(head);
+    head.writeBigUInt64LE(BigInt(w.end), IDX_MAGIC.length);
+    head.writeUInt32LE(w.records.length, IDX_MAGIC.length + 8);
+    const parts: Buffer[] = [head];
+    for (const r of w.records) {
+      const e = Buffer.allocUnsafe(1 + r.mh.length + 8);
+      e[0] = r.mh.length;
+      e.set(r.mh, 1);
+      e.writeUInt32LE(r.record, 1 + r.mh.length);
+      e.writeUInt32LE(r.length, 5 + r.mh.length);
+      parts.push(e);
+    }
+    const hash = createHash('sha256');
+    for (const p of parts) hash.update(p);
+    parts.push(hash.digest());
+    // a temporary name first: a reader sees the whole index or none (a crash's leftover goes at the next rewrite)
+    const tmp = `${w.pack.file}${IDX}.${process.pid}.tmp`;
+    try {
+      await fs.promises.writeFile(tmp, Buffer.concat(parts));
+      await fs.promises.rename(tmp, w.pack.file + IDX);
+      w.pack.sealed = true;
+    } catch (e) {
+      await fs.promises.rm(tmp, { force: true });
+      // only slower: the next process reads the headers
+      process.stderr.write(`ipfs: warning: ${w.pack.file}${IDX}: not written (${(e as Error).message}); the pack's headers will be read instead\n`);
     }
   }
 
@@ -282,6 +371,7 @@ export class BlockPacks {
       w.writing.delete(done);
     }
     this.index.set(keyOf(mh), { pack: w.pack, at: record + head.length, length, record });
+    w.records.push({ mh: head.subarray(1, 1 + mh.length), record, length });
   }
 
   /** Writes `w`'s queued records, each batch in one writev at the end of what is written; a failure fails the batch and every record after it. */
@@ -335,7 +425,7 @@ export class BlockPacks {
       return h;
     })();
     fh.catch(() => {}); // the puts waiting on it see the error
-    this.writer = { pack, fh, end: MAGIC.length, queue: [], flushing: null, written: MAGIC.length, writing: new Set() };
+    this.writer = { pack, fh, end: MAGIC.length, queue: [], flushing: null, written: MAGIC.length, writing: new Set(), records: [] };
     return this.writer;
   }
 
@@ -344,6 +434,7 @@ export class BlockPacks {
     await Promise.allSettled(w.writing);
     w.pack.scanned = w.end;
     await (await w.fh.catch(() => null))?.close();
+    await this.writeIndex(w);
   }
 
   /** Waits for the puts under way and closes the files. */
@@ -386,6 +477,8 @@ export class BlockPacks {
   async rewrite(keep: (multihash: Uint8Array) => boolean | Promise<boolean>, dryRun = false): Promise<PackedBlock[]> {
     if (this.writer) await this.closeWriter(this.writer);
     this.scan();
+    // the indexes that writers which have died left half made
+    if (!dryRun) for (const name of fs.readdirSync(this.dir)) if (deadWritersTemporary(name)) fs.rmSync(path.join(this.dir, name), { force: true });
     const byPack = new Map<Pack, Indexed[]>();
     for (const pack of this.packs.values()) byPack.set(pack, []);
     for (const [key, place] of this.index) byPack.get(place.pack)!.push({ key, place });
@@ -422,11 +515,24 @@ export class BlockPacks {
       for (const b of blocks) if (this.index.get(b.key)?.pack === pack) this.index.delete(b.key);
       pack.removed = true;
       if (pack.reads === 0) await closeReader(pack);
+      fs.rmSync(pack.file + IDX, { force: true });
       fs.rmSync(pack.file, { force: true });
       this.packs.delete(path.basename(pack.file));
     }
     if (this.writer) await this.closeWriter(this.writer);
     return dropped;
+  }
+}
+
+/** Whether `name` is an index being written (NAME.pack.idx.PID.tmp) by a process that is no more. */
+function deadWritersTemporary(name: string): boolean {
+  const m = /\.pack\.idx\.(\d+)\.tmp$/.exec(name);
+  if (!m) return false;
+  try {
+    process.kill(Number(m[1]), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 
