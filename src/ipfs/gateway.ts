@@ -119,6 +119,24 @@ async function write(res: Http.ServerResponse, chunk: Uint8Array): Promise<boole
   return !res.destroyed;
 }
 
+/**
+ * Writes a CAR section's prefix and block as one chunk, in one write to
+ * the socket (corked: a writev, and one message on a libp2p stream rather
+ * than a small one for the prefix), then waits while the socket is full.
+ * The socket's state, not write's answer: a corked response answers false
+ * for a big chunk and then never says 'drain'.
+ */
+async function writeSection(res: Http.ServerResponse, prefix: Uint8Array, block: Uint8Array): Promise<boolean> {
+  if (res.destroyed) return false;
+  res.cork();
+  res.write(prefix);
+  res.write(block);
+  res.uncork();
+  const socket = res.socket;
+  if (socket?.writableNeedDrain) await drained(socket);
+  return !res.destroyed;
+}
+
 function fail(res: Http.ServerResponse, status: number, message: string, head: boolean): void {
   const body = `${message}\n`;
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff' });
@@ -187,7 +205,7 @@ async function serveCar(
   };
   try {
     for await (const { cid: c, bytes } of sections()) {
-      if (!(await write(res, sectionPrefix(c, bytes.byteLength))) || !(await write(res, bytes))) return;
+      if (!(await writeSection(res, sectionPrefix(c, bytes.byteLength), bytes))) return;
     }
   } catch {
     // a block under the root is not here: the client must see the CAR is incomplete

@@ -20,6 +20,7 @@ import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
 import type { Stream } from '@libp2p/interface';
+import { Uint8ArrayList } from './deps-dag.ts';
 
 const http = createRequire(import.meta.url)('node:http') as typeof Http;
 
@@ -58,16 +59,25 @@ export function streamSocket(stream: Stream, opts: { closeIdleMs?: number } = {}
       socket.push(null);
     }
   };
+  const send = (data: Uint8Array | Uint8ArrayList, cb: (e?: Error | null) => void) => {
+    active();
+    try {
+      if (stream.send(data)) cb();
+      else drained(cb);
+    } catch (e) {
+      cb(e as Error);
+    }
+  };
   const socket = new Duplex({
     readableHighWaterMark: SOCKET_BUFFER,
     write(chunk: Buffer, _enc, cb) {
-      active();
-      try {
-        if (stream.send(chunk)) cb();
-        else drained(cb);
-      } catch (e) {
-        cb(e as Error);
-      }
+      send(chunk, cb);
+    },
+    // what was written while corked (a CAR section's prefix and its block)
+    // goes as one message: one Yamux frame, and Noise frames of up to 64 KiB,
+    // rather than a small frame of its own for every piece
+    writev(chunks: Array<{ chunk: Buffer }>, cb) {
+      send(new Uint8ArrayList(...chunks.map((c) => c.chunk)), cb);
     },
     final(cb) {
       stream.close().then(() => cb(), cb);
