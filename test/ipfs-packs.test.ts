@@ -184,7 +184,9 @@ describe('ipfs packs', () => {
       [now!, `${now}.idx`, `${old}.idx.${process.pid}.tmp`].sort(),
       "the old pack and its index gone, the new one indexed, the dead writer's temporary swept",
     );
-    assert.deepEqual(await new BlockPacks(dir).get(kept.cid), kept.bytes);
+    const reread = new BlockPacks(dir);
+    assert.deepEqual(await reread.get(kept.cid), kept.bytes);
+    await reread.close();
   });
 
   it('rewrite keeps what it is told to: a pack untouched, a pack removed, a pack rewritten; a dry run changes nothing', async () => {
