@@ -189,6 +189,32 @@ describe('ipfs packs', () => {
     await reread.close();
   });
 
+  it("seals the pack of a writer that died before closing it, and leaves a live writer's open", async () => {
+    const a = new BlockPacks(dir);
+    const blocks = Array.from({ length: 5 }, (_, i) => block(i));
+    for (const b of blocks) await a.put(b.cid, b.bytes);
+    await a.close();
+    const [made] = packFiles(dir);
+    fs.rmSync(path.join(dir, `${made}.idx`)); // as a killed writer leaves it: no index
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const orphan = made!.replace(/-\d+-/, `-${dead}-`);
+    const live = made!.replace(/-\d+-/, `-${process.ppid}-`).replace(/\.pack$/, 'x.pack');
+    fs.renameSync(path.join(dir, made!), path.join(dir, orphan));
+    fs.copyFileSync(path.join(dir, orphan), path.join(dir, live));
+    const p = new BlockPacks(dir);
+    assert.equal(p.list().length, 5);
+    assert.ok(fs.existsSync(path.join(dir, `${orphan}.idx`)), "the dead writer's pack is sealed");
+    assert.ok(!fs.existsSync(path.join(dir, `${live}.idx`)), 'a live writer may still append to its own');
+    // the index it wrote is read, not the headers: spoil the first header
+    const fd = fs.openSync(path.join(dir, orphan), 'r+');
+    fs.writeSync(fd, Buffer.from([0]), 0, 1, 8);
+    fs.closeSync(fd);
+    fs.rmSync(path.join(dir, live));
+    const q = new BlockPacks(dir);
+    for (const b of blocks) assert.deepEqual(await q.get(b.cid), b.bytes);
+    await q.close();
+  });
+
   it('rewrite keeps what it is told to: a pack untouched, a pack removed, a pack rewritten; a dry run changes nothing', async () => {
     const blocks = Array.from({ length: 9 }, (_, i) => block(i));
     const made: string[] = [];

@@ -32,7 +32,9 @@
  * page cache dropped: 17-20 ms against 102-120 ms, at every start of a
  * node), and never scanned again. An
  * index that is not whole, or not of the pack's present size, is ignored
- * and the headers are read.
+ * and the headers are read. The pack of a writer that died before closing
+ * it (the pid in its name is no process's) is sealed by the next process
+ * that reads its headers.
  * Nothing is ever changed in place: `rewrite` (garbage collection) copies
  * the records it keeps into the current pack and syncs it to disk before
  * it removes the old one, so a crash (or a power cut) between the two
@@ -173,7 +175,36 @@ export class BlockPacks {
       let pack = this.packs.get(name);
       if (!pack) this.packs.set(name, (pack = { file: path.join(this.dir, name), scanned: 0, reads: 0 }));
       if (pack.sealed || pack === this.writer?.pack) continue;
-      if (!(present.has(name + IDX) && this.readIndex(pack))) this.scanPack(pack);
+      if (present.has(name + IDX) && this.readIndex(pack)) continue;
+      this.scanPack(pack);
+      this.sealOrphan(pack);
+    }
+  }
+
+  /**
+   * Seals a pack whose writer died before closing it (a crash, a kill):
+   * nobody appends to it again, so its index is written here, and its
+   * headers are not read again by this process nor by the next. The
+   * writer is known by the pid in the pack's name; a pid that is alive
+   * (the writer, or another process that took its number) leaves it as it is.
+   */
+  private sealOrphan(pack: Pack): void {
+    const pid = /^[0-9a-z]+-(\d+)-[0-9a-z]+\.pack$/.exec(path.basename(pack.file))?.[1];
+    if (!pid || Number(pid) === process.pid || !processGone(Number(pid))) return;
+    let size: number;
+    try {
+      size = fs.statSync(pack.file).size;
+    } catch {
+      return; // removed meanwhile
+    }
+    const records = [...this.index].filter(([, p]) => p.pack === pack).map(([key, p]) => ({ mh: Buffer.from(key, 'latin1'), record: p.record, length: p.length }));
+    const tmp = `${pack.file}${IDX}.${process.pid}.tmp`;
+    try {
+      fs.writeFileSync(tmp, indexBytes(size, records));
+      fs.renameSync(tmp, pack.file + IDX);
+      pack.sealed = true;
+    } catch {
+      fs.rmSync(tmp, { force: true }); // only slower: its headers are read again next time
     }
   }
 
@@ -215,26 +246,10 @@ export class BlockPacks {
   /** Leaves the index of `w`'s pack beside it, now that it is closed; a pack a failed write ended gets none (its headers say what it holds). */
   private async writeIndex(w: Writer): Promise<void> {
     if (w.broken || w.written !== w.end) return;
-    const head = Buffer.alloc(IDX_MAGIC.length + 12);
-    IDX_MAGIC.copy(head);
-    head.writeBigUInt64LE(BigInt(w.end), IDX_MAGIC.length);
-    head.writeUInt32LE(w.records.length, IDX_MAGIC.length + 8);
-    const parts: Buffer[] = [head];
-    for (const r of w.records) {
-      const e = Buffer.allocUnsafe(1 + r.mh.length + 8);
-      e[0] = r.mh.length;
-      e.set(r.mh, 1);
-      e.writeUInt32LE(r.record, 1 + r.mh.length);
-      e.writeUInt32LE(r.length, 5 + r.mh.length);
-      parts.push(e);
-    }
-    const hash = createHash('sha256');
-    for (const p of parts) hash.update(p);
-    parts.push(hash.digest());
     // a temporary name first: a reader sees the whole index or none (a crash's leftover goes at the next rewrite)
     const tmp = `${w.pack.file}${IDX}.${process.pid}.tmp`;
     try {
-      await fs.promises.writeFile(tmp, Buffer.concat(parts));
+      await fs.promises.writeFile(tmp, indexBytes(w.end, w.records));
       await fs.promises.rename(tmp, w.pack.file + IDX);
       w.pack.sealed = true;
     } catch (e) {
@@ -525,16 +540,41 @@ export class BlockPacks {
   }
 }
 
-/** Whether `name` is an index being written (NAME.pack.idx.PID.tmp) by a process that is no more. */
-function deadWritersTemporary(name: string): boolean {
-  const m = /\.pack\.idx\.(\d+)\.tmp$/.exec(name);
-  if (!m) return false;
+/** A sealed pack's index: its magic, the pack's size, the records' count, each record (multihash length, multihash, place, data length), then the sha-256 of all that. */
+function indexBytes(packSize: number, records: Array<{ mh: Uint8Array; record: number; length: number }>): Buffer {
+  const head = Buffer.alloc(IDX_MAGIC.length + 12);
+  IDX_MAGIC.copy(head);
+  head.writeBigUInt64LE(BigInt(packSize), IDX_MAGIC.length);
+  head.writeUInt32LE(records.length, IDX_MAGIC.length + 8);
+  const parts: Buffer[] = [head];
+  for (const r of records) {
+    const e = Buffer.allocUnsafe(1 + r.mh.length + 8);
+    e[0] = r.mh.length;
+    e.set(r.mh, 1);
+    e.writeUInt32LE(r.record, 1 + r.mh.length);
+    e.writeUInt32LE(r.length, 5 + r.mh.length);
+    parts.push(e);
+  }
+  const hash = createHash('sha256');
+  for (const p of parts) hash.update(p);
+  parts.push(hash.digest());
+  return Buffer.concat(parts);
+}
+
+/** Whether no process has the number `pid` (one that exists but is not ours to signal is alive). */
+function processGone(pid: number): boolean {
   try {
-    process.kill(Number(m[1]), 0);
+    process.kill(pid, 0);
     return false;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
+}
+
+/** Whether `name` is an index being written (NAME.pack.idx.PID.tmp) by a process that is no more. */
+function deadWritersTemporary(name: string): boolean {
+  const m = /\.pack\.idx\.(\d+)\.tmp$/.exec(name);
+  return m !== null && processGone(Number(m[1]));
 }
 
 /** Closes `pack`'s read handle, if it has one. */
