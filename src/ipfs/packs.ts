@@ -46,6 +46,7 @@ const fs = process.getBuiltinModule('node:fs');
 const { createHash } = process.getBuiltinModule('node:crypto');
 import * as path from 'node:path';
 import type { CID } from 'multiformats/cid';
+import { isAlive } from '../engine/locks.ts';
 
 const MAGIC = Buffer.from('PKGPACK1');
 /** a sealed pack's index: NAME.pack.idx */
@@ -88,8 +89,6 @@ interface Writer {
   /** the error of a write that failed: the ones after it fail too */
   broken?: Error;
   writing: Set<Promise<void>>;
-  /** the records written, for the index made when the pack is closed */
-  records: Array<{ mh: Uint8Array; record: number; length: number }>;
 }
 
 interface Place {
@@ -190,21 +189,34 @@ export class BlockPacks {
    */
   private sealOrphan(pack: Pack): void {
     const pid = /^[0-9a-z]+-(\d+)-[0-9a-z]+\.pack$/.exec(path.basename(pack.file))?.[1];
-    if (!pid || Number(pid) === process.pid || !processGone(Number(pid))) return;
+    if (!pid || Number(pid) === process.pid || isAlive(Number(pid))) return;
     let size: number;
     try {
       size = fs.statSync(pack.file).size;
     } catch {
       return; // removed meanwhile
     }
+    this.seal(pack, size); // not sealed: only slower, its headers are read again next time
+  }
+
+  /**
+   * Writes the index of `pack`, `size` bytes that nothing is appended to
+   * any more, from what the index holds of it, and marks it sealed; the
+   * error when it could not be written. A temporary name first: a reader
+   * sees the whole index or none (a crash's leftover goes at the next
+   * rewrite).
+   */
+  private seal(pack: Pack, size: number): Error | null {
     const records = [...this.index].filter(([, p]) => p.pack === pack).map(([key, p]) => ({ mh: Buffer.from(key, 'latin1'), record: p.record, length: p.length }));
     const tmp = `${pack.file}${IDX}.${process.pid}.tmp`;
     try {
       fs.writeFileSync(tmp, indexBytes(size, records));
       fs.renameSync(tmp, pack.file + IDX);
       pack.sealed = true;
-    } catch {
-      fs.rmSync(tmp, { force: true }); // only slower: its headers are read again next time
+      return null;
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      return e as Error;
     }
   }
 
@@ -244,19 +256,11 @@ export class BlockPacks {
   }
 
   /** Leaves the index of `w`'s pack beside it, now that it is closed; a pack a failed write ended gets none (its headers say what it holds). */
-  private async writeIndex(w: Writer): Promise<void> {
+  private writeIndex(w: Writer): void {
     if (w.broken || w.written !== w.end) return;
-    // a temporary name first: a reader sees the whole index or none (a crash's leftover goes at the next rewrite)
-    const tmp = `${w.pack.file}${IDX}.${process.pid}.tmp`;
-    try {
-      await fs.promises.writeFile(tmp, indexBytes(w.end, w.records));
-      await fs.promises.rename(tmp, w.pack.file + IDX);
-      w.pack.sealed = true;
-    } catch (e) {
-      await fs.promises.rm(tmp, { force: true });
-      // only slower: the next process reads the headers
-      process.stderr.write(`ipfs: warning: ${w.pack.file}${IDX}: not written (${(e as Error).message}); the pack's headers will be read instead\n`);
-    }
+    const e = this.seal(w.pack, w.end);
+    // only slower: the next process reads the headers
+    if (e) process.stderr.write(`ipfs: warning: ${w.pack.file}${IDX}: not written (${e.message}); the pack's headers will be read instead\n`);
   }
 
   private scanPack(pack: Pack): void {
@@ -387,7 +391,6 @@ export class BlockPacks {
       w.writing.delete(done);
     }
     this.index.set(keyOf(mh), { pack: w.pack, at: record + head.length, length, record });
-    w.records.push({ mh: head.subarray(1, 1 + mh.length), record, length });
   }
 
   /** Writes `w`'s queued records, each batch in one writev at the end of what is written; a failure fails the batch and every record after it. */
@@ -441,7 +444,7 @@ export class BlockPacks {
       return h;
     })();
     fh.catch(() => {}); // the puts waiting on it see the error
-    this.writer = { pack, fh, end: MAGIC.length, queue: [], flushing: null, written: MAGIC.length, writing: new Set(), records: [] };
+    this.writer = { pack, fh, end: MAGIC.length, queue: [], flushing: null, written: MAGIC.length, writing: new Set() };
     return this.writer;
   }
 
@@ -450,7 +453,7 @@ export class BlockPacks {
     await Promise.allSettled(w.writing);
     w.pack.scanned = w.end;
     await (await w.fh.catch(() => null))?.close();
-    await this.writeIndex(w);
+    this.writeIndex(w);
   }
 
   /** Waits for the puts under way and closes the files. */
@@ -561,20 +564,10 @@ function indexBytes(packSize: number, records: Array<{ mh: Uint8Array; record: n
   return Buffer.concat(parts);
 }
 
-/** Whether no process has the number `pid` (one that exists but is not ours to signal is alive). */
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
 /** Whether `name` is an index being written (NAME.pack.idx.PID.tmp) by a process that is no more. */
 function deadWritersTemporary(name: string): boolean {
   const m = /\.pack\.idx\.(\d+)\.tmp$/.exec(name);
-  return m !== null && processGone(Number(m[1]));
+  return m !== null && !isAlive(Number(m[1]));
 }
 
 /** Closes `pack`'s read handle, if it has one. */
