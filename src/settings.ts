@@ -105,6 +105,8 @@ export const VARIABLES: Record<string, string> = {
   PKG_IPFS_MDNS: 'yes: find IPFS peers on the local network by multicast DNS, and answer their queries (default no)',
   PKG_IPFS_GATEWAYS: 'trustless HTTP gateways to fetch IPFS blocks from, each checked against its CID',
   PKG_IPFS_GATEWAY_LISTEN: 'a multiaddr the daemon serves its blocks on as a trustless HTTP gateway (default: none)',
+  PKG_IPFS_GATEWAY_ANNOUNCE: "where peers are told the daemon's gateway is, when a proxy or cache on its host serves it (default: where it listens)",
+  PKG_IPFS_PEER_GATEWAYS: "no: take a peer's files over libp2p only, never from the HTTP gateway it announces on its own address (default yes)",
   PKG_SANDBOX_TMP_SIZE: "bytes a build's /tmp and /dev/shm may hold (default 4G)",
   PKG_MAX_DOWNLOAD_SIZE: 'bytes a source without a size: field may have',
   PKG_MAX_UNPACK_SIZE: 'bytes a cached package without output-size may unpack to',
@@ -140,6 +142,10 @@ export interface Settings {
   ipfsGateways: string[];
   /** PKG_IPFS_GATEWAY_LISTEN: where the daemon serves a trustless gateway (unset: it serves none) */
   ipfsGatewayListen: { host: string; port: number } | undefined;
+  /** PKG_IPFS_GATEWAY_ANNOUNCE: where peers are told the gateway is (unset: where it listens) */
+  ipfsGatewayAnnounce: { host: string; port: number }[] | undefined;
+  /** PKG_IPFS_PEER_GATEWAYS: whether a file's CAR is asked of the gateway a connected peer announces on its own address */
+  ipfsPeerGateways: boolean;
   /** PKG_SANDBOX_TMP_SIZE: bytes the sandbox's /tmp may hold */
   sandboxTmpBytes: number;
   /** PKG_MAX_DOWNLOAD_SIZE: bytes a source without a `size:` field may have */
@@ -238,9 +244,18 @@ function gatewayUrls(name: string, value: string | undefined): string[] {
 function tcpListen(name: string, value: string | undefined): { host: string; port: number } | undefined {
   const addrs = words(value);
   if (addrs.length === 0) return undefined;
-  const m = addrs.length === 1 ? /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d{1,5})$/.exec(addrs[0]!) : null;
-  if (!m || Number(m[3]) > 65535) throw new SettingsError(`${name}: ${value}: expected one address such as /ip4/127.0.0.1/tcp/8080`);
-  return { host: m[2]!, port: Number(m[3]) };
+  if (addrs.length !== 1) throw new SettingsError(`${name}: ${value}: expected one address such as /ip4/127.0.0.1/tcp/8080`);
+  return tcpAddrs(name, value, 'one address')[0];
+}
+
+/** /ip4/HOST/tcp/PORT or /ip6/HOST/tcp/PORT addresses, each an IP address and a port. */
+function tcpAddrs(name: string, value: string | undefined, what = 'an address'): { host: string; port: number }[] {
+  return words(value).map((a) => {
+    const m = /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d{1,5})$/.exec(a);
+    if (!m || Number(m[3]) > 65535 || !(m[1] === 'ip4' ? /^\d{1,3}(\.\d{1,3}){3}$/ : /^[\da-f:.]*:[\da-f:.]*$/i).test(m[2]!))
+      throw new SettingsError(`${name}: ${a}: expected ${what} such as /ip4/127.0.0.1/tcp/8080`);
+    return { host: m[2]!, port: Number(m[3]) };
+  });
 }
 
 // reads every variable whatever the others' values: the fields the
@@ -261,6 +276,8 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     ipfsMdns: parseFlag('PKG_IPFS_MDNS', env.PKG_IPFS_MDNS, false),
     ipfsGateways: gatewayUrls('PKG_IPFS_GATEWAYS', env.PKG_IPFS_GATEWAYS),
     ipfsGatewayListen: tcpListen('PKG_IPFS_GATEWAY_LISTEN', env.PKG_IPFS_GATEWAY_LISTEN),
+    ipfsGatewayAnnounce: env.PKG_IPFS_GATEWAY_ANNOUNCE?.trim() ? tcpAddrs('PKG_IPFS_GATEWAY_ANNOUNCE', env.PKG_IPFS_GATEWAY_ANNOUNCE) : undefined,
+    ipfsPeerGateways: parseFlag('PKG_IPFS_PEER_GATEWAYS', env.PKG_IPFS_PEER_GATEWAYS, true),
     // bwrap's --size takes up to 2^63 bytes, well above the bound every size has (2^53)
     sandboxTmpBytes: parseSize('PKG_SANDBOX_TMP_SIZE', env.PKG_SANDBOX_TMP_SIZE, DEFAULTS.sandboxTmpBytes),
     maxDownloadBytes: parseSize('PKG_MAX_DOWNLOAD_SIZE', env.PKG_MAX_DOWNLOAD_SIZE, DEFAULTS.maxDownloadBytes),
@@ -296,6 +313,7 @@ const DEFAULT_TEXT: Record<string, string> = {
   PKG_IPFS_TIMEOUT: String(DEFAULTS.ipfsTimeoutMs / 1000),
   PKG_IPFS_DHT: 'no',
   PKG_IPFS_MDNS: 'no',
+  PKG_IPFS_PEER_GATEWAYS: 'yes',
   PKG_SANDBOX_TMP_SIZE: formatSize(DEFAULTS.sandboxTmpBytes),
   PKG_MAX_DOWNLOAD_SIZE: formatSize(DEFAULTS.maxDownloadBytes),
   PKG_MAX_UNPACK_SIZE: formatSize(DEFAULTS.maxUnpackBytes),

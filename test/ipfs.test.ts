@@ -537,13 +537,13 @@ describe('IPFS', function () {
      * (`car`: the gateway's CAR in, what to send out; null: 406, as a
      * gateway that serves only raw blocks answers).
      */
-    async function counted(gw: string, car?: (body: Buffer) => Buffer | null) {
+    async function counted(gw: string | (() => string), car?: (body: Buffer) => Buffer | null, host = '127.0.0.1') {
       const seen = { requests: 0, cars: 0, connections: 0 };
       const server = http.createServer((req, res) => {
         seen.requests++;
         const isCar = /format=car/.test(req.url ?? '');
         if (isCar) seen.cars++;
-        void fetch(`${gw}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async (r) => {
+        void fetch(`${typeof gw === 'string' ? gw : gw()}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async (r) => {
           let body: Buffer | null = Buffer.from(await r.arrayBuffer());
           if (isCar && car && r.status === 200) body = car(body);
           if (body === null) {
@@ -556,9 +556,10 @@ describe('IPFS', function () {
         });
       });
       server.on('connection', () => seen.connections++);
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      await new Promise<void>((r) => server.listen(0, host, r));
       return {
-        url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+        url: `http://${host}:${(server.address() as net.AddressInfo).port}`,
+        port: (server.address() as net.AddressInfo).port,
         seen,
         close: async () => {
           server.closeAllConnections();
@@ -650,6 +651,55 @@ describe('IPFS', function () {
       }
     });
 
+    it('a node takes a file from the gateway a connected peer announces on its own address, not over libp2p, unless told not to', async () => {
+      // a cache in front of A's gateway, on A's host: A tells its peers to use it
+      let target = '';
+      const proxy = await counted(() => target);
+      // and one on another host (127.0.0.2), which a peer must not be sent to
+      const elsewhere = await counted(() => target, undefined, '127.0.0.2');
+      try {
+        const a = await daemon(path.join(s.dir, 'a'), { ...GATEWAY, PKG_IPFS_GATEWAY_ANNOUNCE: `/ip4/127.0.0.1/tcp/${proxy.port} /ip4/127.0.0.2/tcp/${elsewhere.port}` });
+        target = a.gateway!;
+        assert.doesNotMatch(read(a.home, 'ipfs/addrs'), /\/http/, 'a gateway is no address to dial');
+        assert.doesNotMatch(a.output(), /^listening: .*\/http/m);
+        fs.writeFileSync(path.join(s.dir, 'f'), content());
+        const file = ipfs(a.home, ['add', '--pin', 'f']).stdout.trim();
+        // (started, not run: the proxies answer from this process)
+        const got = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out'], { PEERPKGS_HOME: path.join(s.dir, 'b'), PKG_IPFS_PEERS: a.addr });
+        assert.equal(got.status, 0, got.stderr);
+        assert.equal(got.stderr, `saved file ${file} to out\n`, 'and no warning');
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+        assert.equal(proxy.seen.cars, 1, 'the file came in one CAR from the gateway A announced');
+        assert.equal(elsewhere.seen.requests, 0, 'the one on another host than the peer is not asked');
+        // told not to: over libp2p, as from a peer with no gateway
+        const own = await start(s.dir, 'peerpkgs', ['ipfs', 'get', file, '-o', 'out2'], {
+          PEERPKGS_HOME: path.join(s.dir, 'c'),
+          PKG_IPFS_PEERS: a.addr,
+          PKG_IPFS_PEER_GATEWAYS: 'no',
+        });
+        assert.equal(own.status, 0, own.stderr);
+        assert.ok(fs.readFileSync(path.join(s.dir, 'out2')).equals(content()));
+        assert.equal(proxy.seen.requests, 1, 'nothing more through the gateway');
+      } finally {
+        await proxy.close();
+        await elsewhere.close();
+      }
+    });
+
+    it('a gateway a peer announces that fails is warned about once, and the file comes over libp2p', async () => {
+      // a port nothing listens on: the gateway is down
+      const closed = await counted('http://127.0.0.1:1');
+      await closed.close();
+      const a = await daemon(path.join(s.dir, 'a'), { ...GATEWAY, PKG_IPFS_GATEWAY_ANNOUNCE: `/ip4/127.0.0.1/tcp/${closed.port}` });
+      fs.writeFileSync(path.join(s.dir, 'f'), content());
+      const file = ipfs(a.home, ['add', '--pin', 'f']).stdout.trim();
+      const got = ipfs(path.join(s.dir, 'b'), ['get', file, '-o', 'out'], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(got.status, 0, got.stderr);
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(content()));
+      assert.match(got.stderr, new RegExp(`^ipfs: warning: peer ${a.peerId}: its gateway http://127\\.0\\.0\\.1:${closed.port}: .*connection refused.*; asking over libp2p$`, 'm'));
+      assert.equal(got.stderr.match(/warning/g)?.length, 1, got.stderr);
+    });
+
     it('a running daemon fetches through the gateways a command names, as it dials the peers one names', async () => {
       const { gw, dir } = await served();
       const b = await daemon(path.join(s.dir, 'b'));
@@ -666,6 +716,9 @@ describe('IPFS', function () {
       const listen = ipfs(path.join(s.dir, 'b'), ['daemon'], { PKG_IPFS_GATEWAY_LISTEN: '127.0.0.1:8080' });
       assert.equal(listen.status, 2);
       assert.equal(listen.stderr, 'peerpkgs: PKG_IPFS_GATEWAY_LISTEN: 127.0.0.1:8080: expected one address such as /ip4/127.0.0.1/tcp/8080\n');
+      const announce = ipfs(path.join(s.dir, 'b'), ['daemon'], { PKG_IPFS_GATEWAY_ANNOUNCE: '/ip4/127.0.0.1/tcp/8080 /ip4/example.org/tcp/80' });
+      assert.equal(announce.status, 2);
+      assert.equal(announce.stderr, 'peerpkgs: PKG_IPFS_GATEWAY_ANNOUNCE: /ip4/example.org/tcp/80: expected an address such as /ip4/127.0.0.1/tcp/8080\n');
     });
   });
 

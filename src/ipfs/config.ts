@@ -60,6 +60,10 @@ export interface NodeSettings {
   gateways: string[];
   /** where the daemon serves its blocks as a trustless gateway (gateway.ts), if it does */
   gatewayListen: { host: string; port: number } | undefined;
+  /** where peers are told that gateway is (PKG_IPFS_GATEWAY_ANNOUNCE); undefined: where it listens */
+  gatewayAnnounce: { host: string; port: number }[] | undefined;
+  /** whether a file is asked of the gateway a connected peer announces on its own address (PKG_IPFS_PEER_GATEWAYS) */
+  peerGateways: boolean;
   /** how long a block from a gateway may take (PKG_DOWNLOAD_BASE_TIME, PKG_DOWNLOAD_MIN_RATE) */
   gatewayDeadline: { baseMs: number; minRate: number };
 }
@@ -75,6 +79,8 @@ export function nodeSettings(env: NodeJS.ProcessEnv = process.env): NodeSettings
     mdns: s.ipfsMdns,
     gateways: [...s.ipfsGateways],
     gatewayListen: s.ipfsGatewayListen,
+    gatewayAnnounce: s.ipfsGatewayAnnounce,
+    peerGateways: s.ipfsPeerGateways,
     gatewayDeadline: { baseMs: s.downloadBaseMs, minRate: s.downloadMinRate },
   };
 }

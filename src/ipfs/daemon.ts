@@ -17,13 +17,16 @@
  * and says so.
  *
  * With PKG_IPFS_GATEWAY_LISTEN set it also serves its blocks as a
- * trustless HTTP gateway (gateway.ts) and prints `gateway: http://…`.
+ * trustless HTTP gateway (gateway.ts) and prints `gateway: http://…`. It
+ * tells its peers where (an /http multiaddr among those identify sends,
+ * or those of PKG_IPFS_GATEWAY_ANNOUNCE), and a peer on that address
+ * reads whole files from the gateway rather than over libp2p (node.ts).
  */
 const fs = process.getBuiltinModule('node:fs');
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddOptions } from './client.ts';
-import { ipfsPaths, nodeSettings } from './config.ts';
+import { ipfsPaths, nodeSettings, type IpfsPaths } from './config.ts';
 import { IpfsError } from './errors.ts';
 import { startNode, type LocalNode } from './node.ts';
 import { encodeError, ERROR_TRAILER, statusOf } from './protocol.ts';
@@ -175,12 +178,30 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
     fs.rmSync(paths.socket, { force: true });
     opts.out(`removed a stale socket: ${paths.socket}`);
   }
-  const listen = nodeSettings(opts.env).listen;
+  const { listen, gatewayListen, gatewayAnnounce } = nodeSettings(opts.env);
+  // the gateway listens first, so that the node can tell peers where it is
+  let gateway: Gateway | undefined;
+  if (gatewayListen) gateway = await (await import('./gateway.ts')).listenGateway(gatewayListen);
+  const announce = gateway ? (await import('./gateway.ts')).gatewayMultiaddrs(gatewayAnnounce ?? [gateway]) : [];
+  let node: LocalNode | undefined;
+  try {
+    node = await startServing(opts, paths, listen, announce);
+    gateway?.serve(node.localBlocks);
+    await serveApi(opts, paths, node, gateway?.url, listen, stopped);
+  } finally {
+    // the gateway before the node its requests read from
+    await gateway?.close();
+    await node?.close();
+  }
+}
+
+/** The node, listening where it did last time if it can (lastPorts), else on `listen`. */
+async function startServing(opts: DaemonOptions, paths: IpfsPaths, listen: string[], announce: string[]): Promise<LocalNode> {
   const again = lastPorts(paths.listen, listen);
   let node: LocalNode | undefined;
   if (again.some((a, i) => a !== listen[i])) {
     try {
-      node = await startNode({ home: opts.home, env: opts.env, serve: true, listen: again });
+      node = await startNode({ home: opts.home, env: opts.env, serve: true, listen: again, announce });
     } catch (e) {
       // libp2p's message lists each address with its error's stack: the error's own line says it
       const message = (e as Error).message;
@@ -189,18 +210,11 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
       opts.out(`could not listen on ${was} as last time (${why}): listening on a new port; peers given the old address need the new one`);
     }
   }
-  node ??= await startNode({ home: opts.home, env: opts.env, serve: true, listen });
-  const gatewayListen = nodeSettings(opts.env).gatewayListen;
-  let gateway: Gateway | undefined;
-  if (gatewayListen) {
-    const { serveGateway } = await import('./gateway.ts');
-    try {
-      gateway = await serveGateway(node.localBlocks, gatewayListen);
-    } catch (e) {
-      await node.close();
-      throw e;
-    }
-  }
+  return node ?? (await startNode({ home: opts.home, env: opts.env, serve: true, listen, announce }));
+}
+
+/** Serves the API on the socket, says where the node is (and its gateway), and serves until `stopped`. */
+async function serveApi(opts: DaemonOptions, paths: IpfsPaths, node: LocalNode, gatewayUrl: string | undefined, listen: string[], stopped: Promise<void>): Promise<void> {
   const server = http.createServer((req, res) => void handle(node, req, res));
   try {
     await new Promise<void>((resolve, reject) => {
@@ -208,29 +222,27 @@ async function serve(opts: DaemonOptions, stopped: Promise<void>): Promise<void>
       server.listen(paths.socket, () => resolve());
     });
   } catch (e) {
-    await gateway?.close();
-    await node.close();
     throw new IpfsError(`could not listen on ${paths.socket}: ${(e as Error).message}`);
   }
   fs.chmodSync(paths.socket, 0o600);
   const id = await node.id();
-  const addrs = id.addrs.map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${id.peerId}`));
+  // the node's own addresses: those of its gateway (/http) are told to peers, but cannot be dialled
+  const dialable = id.addrs.filter((a) => !/\/http(\/|$)/.test(a));
+  const addrs = dialable.map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${id.peerId}`));
   withTemporaryFile(paths.addrs, (tmp) => {
     fs.writeFileSync(tmp, [id.peerId, ...addrs].join('\n') + '\n');
     fs.renameSync(tmp, paths.addrs);
   });
-  rememberPorts(paths.listen, listen, id.addrs);
+  rememberPorts(paths.listen, listen, dialable);
   opts.out(`peer id: ${id.peerId}`);
   for (const a of addrs) opts.out(`listening: ${a}`);
-  if (gateway) opts.out(`gateway: ${gateway.url}`);
+  if (gatewayUrl) opts.out(`gateway: ${gatewayUrl}`);
   opts.out(`api: ${paths.socket}`);
   opts.out('ready');
 
   await stopped;
   server.close();
   server.closeAllConnections();
-  await gateway?.close();
-  await node.close();
   fs.rmSync(paths.socket, { force: true });
   fs.rmSync(paths.addrs, { force: true });
 }

@@ -182,19 +182,19 @@ export class GatewayBroker implements BlockBroker {
 
 /**
  * GET the CAR of the file or directory `url` names (`…/ipfs/{root}`)
- * through `agent`, as the trustless gateway specification asks for it:
+ * (through `agent`, if given), as the trustless gateway specification asks for it:
  * its blocks as they come, each checked by car-fetch.ts, and a close that
  * gives up the transfer. An answer other than 200 is an HttpError.
  */
 export async function requestCar(
   url: URL,
   root: CID,
-  o: { agent: Agent; idleMs: number; deadline: Deadline; maxBytes: number; maxRedirects?: number; signal?: AbortSignal },
+  o: { agent?: Agent; idleMs: number; deadline: Deadline; maxBytes: number; maxRedirects?: number; signal?: AbortSignal },
 ): Promise<{ blocks: AsyncIterable<CarBlock>; close: () => void }> {
   const { carBlocks } = await import('./car-fetch.ts');
   url.search = '?format=car&dag-scope=entity';
   const got = await httpGet(url, {
-    agent: o.agent,
+    ...(o.agent ? { agent: o.agent } : {}),
     idleMs: o.idleMs,
     deadline: o.deadline,
     maxBytes: o.maxBytes,

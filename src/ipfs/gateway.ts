@@ -24,6 +24,7 @@
  */
 import type * as Http from 'node:http';
 import { createRequire } from 'node:module';
+import * as os from 'node:os';
 const { createHash } = process.getBuiltinModule('node:crypto');
 import { CID } from './deps-dag.ts';
 import { exporter } from './deps-node.ts';
@@ -43,6 +44,11 @@ const MAX_CONNECTIONS = 256;
 export interface Gateway {
   /** http://HOST:PORT, with the port the server was given */
   url: string;
+  /** the address it listens on, with that port */
+  host: string;
+  port: number;
+  /** serves `local`'s blocks from now on; until then every request is answered 503 */
+  serve(local: LocalBlocks): void;
   close(): Promise<void>;
 }
 
@@ -260,16 +266,42 @@ async function handle(local: LocalBlocks, req: Http.IncomingMessage, res: Http.S
   }
 }
 
-/** The gateway as an HTTP server of `local`'s blocks, listening nowhere yet: on a port (serveGateway), or on libp2p streams (http-p2p.ts). */
-export function gatewayServer(local: LocalBlocks): Http.Server {
-  const server = http.createServer((req, res) => void handle(local, req, res));
+/** The gateway as an HTTP server of `local`'s blocks, listening nowhere yet: on a port (listenGateway), or on libp2p streams (http-p2p.ts). */
+export function gatewayServer(local: LocalBlocks | (() => LocalBlocks | undefined)): Http.Server {
+  const server = http.createServer((req, res) => {
+    const blocks = typeof local === 'function' ? local() : local;
+    if (blocks) void handle(blocks, req, res);
+    else fail(res, 503, 'the node is starting', req.method === 'HEAD');
+  });
   server.maxConnections = MAX_CONNECTIONS;
   return server;
 }
 
-/** Serves `local`'s blocks on `listen` until closed. */
-export async function serveGateway(local: LocalBlocks, listen: { host: string; port: number }): Promise<Gateway> {
-  const server = gatewayServer(local);
+/**
+ * The multiaddrs that tell peers where a gateway is: /ip4|ip6/HOST/tcp/PORT/http,
+ * as IPFS writes an HTTP provider's address. An unspecified host (0.0.0.0,
+ * ::) is each address of this machine it stands for, as libp2p expands its
+ * own listen addresses. A peer uses one only if it is on the address it
+ * reached this node at (node.ts).
+ */
+export function gatewayMultiaddrs(addrs: { host: string; port: number }[]): string[] {
+  const out = new Set<string>();
+  const local = Object.values(os.networkInterfaces()).flatMap((l) => l ?? []);
+  for (const { host, port } of addrs) {
+    const hosts = host === '0.0.0.0' ? local.filter((i) => i.family === 'IPv4').map((i) => i.address) : host === '::' ? local.map((i) => i.address) : [host];
+    for (const h of hosts) out.add(`/${h.includes(':') ? 'ip6' : 'ip4'}/${h}/tcp/${port}/http`);
+  }
+  return [...out];
+}
+
+/**
+ * Listens on `listen` until closed, and serves the blocks given to
+ * serve(): the daemon listens before it starts its node, so that the node
+ * can tell peers where its gateway is.
+ */
+export async function listenGateway(listen: { host: string; port: number }): Promise<Gateway> {
+  let blocks: LocalBlocks | undefined;
+  const server = gatewayServer(() => blocks);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -282,6 +314,9 @@ export async function serveGateway(local: LocalBlocks, listen: { host: string; p
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
     url: `http://${host}:${addr.port}`,
+    host: addr.address,
+    port: addr.port,
+    serve: (local) => (blocks = local),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -15,7 +15,11 @@
  *     --only-hash (nothing stored) and --nocopy (the leaves left in the
  *     file: the filestore), against `openssl dgst -sha256` of the same file;
  *   - ipfs substitute: substitute() with PKG_CACHE_URL=ipfs://CID in a
- *     child process whose node (B) dials A: its time includes starting B;
+ *     child process whose node (B) dials A: its time includes starting B.
+ *     A serves a gateway and announces it, so B reads the file's CAR from
+ *     it over plain HTTP, as any node on A's address would;
+ *   - libp2p substitute: the same with PKG_IPFS_PEER_GATEWAYS=no: the CAR
+ *     over a libp2p stream (Noise, Yamux), as from a peer with no gateway;
  *   - gateway substitute: the same, B not dialling A but fetching the
  *     blocks from A's trustless gateway (PKG_IPFS_GATEWAYS): the root
  *     block, then the file in one CAR;
@@ -151,11 +155,12 @@ async function main(): Promise<void> {
     nocopy: [] as number[],
     hash: [] as number[],
     ipfs: [] as number[],
+    libp2p: [] as number[],
     gateway: [] as number[],
     http: [] as number[],
     get: [] as number[],
   };
-  const rss = { ipfs: 0, gateway: 0, http: 0 };
+  const rss = { ipfs: 0, libp2p: 0, gateway: 0, http: 0 };
   try {
     const cid = timed(peerpkgs, ['ipfs', 'add', '--pin', cacheDir], { PEERPKGS_HOME: homeA }).stdout.trim();
     const homeB = path.join(dir, 'b');
@@ -177,6 +182,7 @@ async function main(): Promise<void> {
 
       for (const [kind, url, route] of [
         ['ipfs', `ipfs://${cid}`, { PKG_IPFS_PEERS: a.addr }],
+        ['libp2p', `ipfs://${cid}`, { PKG_IPFS_PEERS: a.addr, PKG_IPFS_PEER_GATEWAYS: 'no' }],
         ['gateway', `ipfs://${cid}`, { PKG_IPFS_GATEWAYS: a.gateway }],
         ['http', nginx.url, {}],
       ] as const) {
@@ -216,15 +222,18 @@ async function main(): Promise<void> {
   row('add --nocopy: peerpkgs ipfs add --nocopy', m.nocopy, times.nocopy);
   row('substitute from http:// (nginx)', m.http, times.http);
   row('substitute from ipfs:// (node B <- daemon A)', m.ipfs, times.ipfs);
+  row('  the same over libp2p alone (no peer gateway)', m.libp2p, times.libp2p);
   row("substitute from ipfs:// (B <- A's gateway)", m.gateway, times.gateway);
   row('peerpkgs ipfs get (node B <- daemon A)', m.get, times.get);
   console.log('');
-  console.log(`ipfs substitute against http: ${(m.http / m.ipfs).toFixed(2)}× (target ≥ 0.60); through the gateway: ${(m.http / m.gateway).toFixed(2)}×`);
+  console.log(
+    `ipfs substitute against http: ${(m.http / m.ipfs).toFixed(2)}× (target ≥ 0.60); over libp2p alone: ${(m.http / m.libp2p).toFixed(2)}×; through the gateway: ${(m.http / m.gateway).toFixed(2)}×`,
+  );
   console.log(`add against openssl: ${(m.hash / m.importer).toFixed(2)}× the import, ${(m.hash / m.add).toFixed(2)}× the command (target ≥ 0.50)`);
   console.log(`add --only-hash against openssl: ${(m.hash / m.onlyHash).toFixed(2)}× the import, ${(m.hash / m.onlyHashCmd).toFixed(2)}× the command (target ≥ 0.80)`);
   console.log(`add --nocopy (the filestore) against openssl: ${(m.hash / m.nocopy).toFixed(2)}× the command (target ≥ 0.80)`);
   console.log(
-    `peak RSS of the substitute process: ${rss.ipfs.toFixed(0)} MB ipfs (B <- A), ${rss.gateway.toFixed(0)} MB through the gateway, ${rss.http.toFixed(0)} MB http (target ≤ 150 MB for 1 GB)`,
+    `peak RSS of the substitute process: ${rss.ipfs.toFixed(0)} MB ipfs (B <- A), ${rss.libp2p.toFixed(0)} MB over libp2p alone, ${rss.gateway.toFixed(0)} MB through the gateway, ${rss.http.toFixed(0)} MB http (target ≤ 150 MB for 1 GB)`,
   );
   console.log(
     `DHT: ipfs get of a 1 MB file only a node two hops away holds, C knowing only the hub B: ${dht.viaDht.toFixed(3)}s; ` +
