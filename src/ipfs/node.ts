@@ -355,9 +355,9 @@ export class LocalNode implements IpfsClient {
    * (PKG_IPFS_PEER_GATEWAYS), else over libp2p; null when none does. A
    * peer that lacks the root answers 404 at once; one that fails is passed
    * over. Over plain HTTP the bytes go as through any gateway, with no
-   * libp2p framing or encryption to pay for (256 MB: 1.5-1.9 CPU-seconds
-   * less for the reader, see the README); every block is checked against
-   * its CID either way.
+   * libp2p framing or encryption to pay for (a 256 MB file: 1.0-1.6
+   * CPU-seconds less for the reader, README ¹⁷); every block is checked
+   * against its CID either way.
    */
   private async peerCar(root: CID, maxBytes: number, signal: AbortSignal): Promise<{ source: string; blocks: AsyncIterable<CarBlock>; close: () => void } | null> {
     const peers = [...new Map(this.libp2p.getConnections().map((c) => [c.remotePeer.toString(), c.remotePeer])).values()];
@@ -370,8 +370,6 @@ export class LocalNode implements IpfsClient {
         (p) => p.protocols,
         () => [] as string[],
       );
-      // none known yet: identify has not answered, and a dial of the protocol says soon enough
-      if (protocols.length && !protocols.includes(http.HTTP_PROTOCOL)) continue;
       const ask = (url: string, agent?: Http.Agent) =>
         requestCar(new URL(`${url}/ipfs/${root}`), root, {
           ...(agent ? { agent } : {}),
@@ -383,7 +381,8 @@ export class LocalNode implements IpfsClient {
           signal,
         });
       const direct = this.settings.peerGateways ? await this.peerGateway(peer) : undefined;
-      if (direct && !(Date.now() - (this.failedGateways.get(direct) ?? -Infinity) < GATEWAY_RETRY_MS)) {
+      const failedAt = direct ? this.failedGateways.get(direct) : undefined;
+      if (direct && (failedAt === undefined || Date.now() - failedAt >= GATEWAY_RETRY_MS)) {
         try {
           return { source: name, ...(await ask(direct)) };
         } catch (e) {
@@ -394,6 +393,8 @@ export class LocalNode implements IpfsClient {
           process.stderr.write(`ipfs: warning: ${name}: its gateway ${direct}: ${(e as Error).message}; asking over libp2p\n`);
         }
       }
+      // none known yet: identify has not answered, and a dial of the protocol says soon enough
+      if (protocols.length && !protocols.includes(http.HTTP_PROTOCOL)) continue;
       const agent = http.streamAgent((s) => this.libp2p.dialProtocol(peer, http.HTTP_PROTOCOL, { signal: AbortSignal.any([s, signal]) }));
       try {
         return { source: name, ...(await ask('http://libp2p.invalid', agent)) };
