@@ -349,6 +349,49 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     assert.deepEqual(fs.readdirSync(dir), []);
   });
 
+  it('a process started by work under way while the build stops is stopped too, before the build exits', () => {
+    // a child that outlives SIGTERM for a moment and starts another then:
+    // looked for once, the late one would be left running
+    const dir = path.join(shared.dir, 'late-process');
+    fs.mkdirSync(dir, { recursive: true });
+    const late = path.join(dir, 'late.pid');
+    const module = path.resolve('src/engine/worker.ts');
+    const child = `trap '' TERM; sleep 0.3; sleep 60 & echo $! > ${late}.tmp; mv ${late}.tmp ${late}; wait`;
+    const script = `
+      import { spawn } from 'node:child_process';
+      import * as fs from 'node:fs';
+      const { stopDescendants } = await import(${JSON.stringify(module)});
+      spawn('sh', ['-c', ${JSON.stringify(child)}], { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 100));
+      await stopDescendants(1000);
+      console.log(fs.existsSync(${JSON.stringify(late)}) ? fs.readFileSync(${JSON.stringify(late)}, 'utf8').trim() : '');
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const pid = Number(r.stdout.trim());
+    assert.ok(pid > 0, 'the late process was not started: the test tests nothing');
+    // gone, or a zombie waiting for whoever adopted it to reap it
+    const state = fs.existsSync(`/proc/${pid}/stat`) ? fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] : 'gone';
+    if (state !== 'gone' && state !== 'Z') process.kill(pid, 'SIGKILL');
+    assert.ok(state === 'gone' || state === 'Z', `the process started after the stop began outlived it (state ${state})`);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('no sandbox starts once the process is stopping on a signal', () => {
+    const script = `
+      const t = await import(${JSON.stringify(path.resolve('src/archive/temporary.ts'))});
+      const { runSandboxed } = await import(${JSON.stringify(path.resolve('src/sandbox/bwrap.ts'))});
+      t.interrupting();
+      await runSandboxed({ root: '/', work: '/tmp', destdir: '/tmp', argv: ['true'] }).then(
+        () => console.log('started'),
+        (e) => console.log(e.message),
+      );
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'sandbox: not started: peerpkgs is stopping on a signal');
+  });
+
   it(`after each of ${KILLS} kills at random moments, a rerun gives a clean build's outputs and leaves nothing behind`, async () => {
     const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
     process.stdout.write(`      crash seed: ${seed} (replay with CRASH_SEED=${seed})\n`);

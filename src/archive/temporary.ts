@@ -124,6 +124,11 @@ export function keep(tmp: string): boolean {
   return true;
 }
 
+/** Whether the process is stopping on a signal: nothing new is to be started. */
+export function stopping(): boolean {
+  return interrupted;
+}
+
 /** From now on nothing is kept: the process is stopping (see removeOwnTemporaries). */
 export function interrupting(): void {
   if (interrupted) return;

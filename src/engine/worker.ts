@@ -215,13 +215,21 @@ function running(pid: number): boolean {
  * Stop every process this one started, and their children: SIGTERM, then
  * SIGKILL for what still runs after `graceMs`. Resolves once none runs, so
  * that what they were writing (a sandboxed build's work directory) can be
- * removed without them writing on.
+ * removed without them writing on. The processes are looked for again
+ * each round: work under way when the signal came may start one after the
+ * first look (a sandbox spawned by a build that was setting up), and it is
+ * stopped as the others were.
  */
 export async function stopDescendants(graceMs = 2000): Promise<void> {
-  let pids = descendants(process.pid);
-  for (const pid of pids) tryKill(pid);
-  for (let waited = 0; (pids = pids.filter(running)).length > 0; waited += 20) {
-    if (waited === graceMs) for (const pid of pids) tryKill(pid, 'SIGKILL');
+  const told = new Set<number>();
+  for (let waited = 0; ; waited += 20) {
+    const pids = descendants(process.pid).filter(running);
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      if (waited >= graceMs) tryKill(pid, 'SIGKILL');
+      else if (!told.has(pid)) tryKill(pid);
+      told.add(pid);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -22,6 +22,7 @@ import { spawn, type StdioOptions } from 'node:child_process';
 const fs = process.getBuiltinModule('node:fs');
 import { Socket } from 'node:net';
 import * as os from 'node:os';
+import { stopping } from '../archive/temporary.ts';
 import { withFifo } from '../engine/fifo.ts';
 import { settings } from '../settings.ts';
 
@@ -219,6 +220,9 @@ function readLines(fd: number, onLine: (line: Buffer) => void): Promise<void> {
 }
 
 export async function runSandboxed(opts: SandboxOptions): Promise<{ status: number; signal: string | null }> {
+  // a build that was setting up as the signal came starts nothing the
+  // stopping process would then have to look for and stop
+  if (stopping()) throw new Error('sandbox: not started: peerpkgs is stopping on a signal');
   for (const p of [...MOUNT_POINTS.dirs, ...MOUNT_POINTS.files]) {
     if (!fs.existsSync(`${opts.root}/${p}`)) throw new Error(`sandbox: ${opts.root} has no /${p} to mount on: make the root with assembleRoot()`);
   }
