@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { BIN, scratch, write, run, userEnv, busyboxHttpd, deadOwnersTemporary, type Run } from './helpers.ts';
+import { BIN, scratch, write, run, userEnv, busyboxHttpd, deadOwnersTemporary, processState, type Run } from './helpers.ts';
 import { makeSeedTarball, writeSeedPackage } from './seed.ts';
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 20);
@@ -371,7 +371,7 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     const pid = Number(r.stdout.trim());
     assert.ok(pid > 0, 'the late process was not started: the test tests nothing');
     // gone, or a zombie waiting for whoever adopted it to reap it
-    const state = fs.existsSync(`/proc/${pid}/stat`) ? fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] : 'gone';
+    const state = processState(pid);
     if (state !== 'gone' && state !== 'Z') process.kill(pid, 'SIGKILL');
     assert.ok(state === 'gone' || state === 'Z', `the process started after the stop began outlived it (state ${state})`);
     fs.rmSync(dir, { recursive: true, force: true });

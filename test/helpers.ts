@@ -131,6 +131,16 @@ export function deadOwnersTemporary(final: string): string {
   return path.join(path.dirname(final), `${base.startsWith('.') ? base : `.${base}`}.tmp-${dead}-${start}-${h.toString(16).padStart(8, '0')}-0000abcd`);
 }
 
+/** A process's state letter from /proc (S, R, Z, ...), or 'gone'. */
+export function processState(pid: number): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0]!;
+  } catch {
+    return 'gone';
+  }
+}
+
 /** Asserts that `value` (a command's --json output) has the shape test/schemas/NAME.schema.json documents. */
 export async function assertSchema(name: string, value: unknown): Promise<void> {
   const { Ajv } = await import('ajv');

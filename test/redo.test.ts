@@ -654,7 +654,7 @@ export const rules = [
       run(dir, 'redo', ['slow']);
       write(dir, { 'slow.do': 'sleep 30 & echo $! >sleeper.pid; wait; echo new' });
       const { spawn } = await import('node:child_process');
-      const { userEnv, BIN } = await import('./helpers.ts');
+      const { userEnv, BIN, processState } = await import('./helpers.ts');
       const p = spawn(path.join(BIN, 'redo'), ['slow'], { cwd: dir, env: userEnv(), stdio: 'ignore' });
       for (let i = 0; i < 200 && !exists(dir, 'sleeper.pid'); i++) await new Promise((r) => setTimeout(r, 25));
       const sleeper = Number(read(dir, 'sleeper.pid'));
@@ -665,7 +665,7 @@ export const rules = [
       assert.equal(status, 143);
       await new Promise((r) => setTimeout(r, 200));
       // gone, or a zombie waiting for whoever adopted it to reap it
-      const state = fs.existsSync(`/proc/${sleeper}/stat`) ? fs.readFileSync(`/proc/${sleeper}/stat`, 'utf8').split(') ')[1]![0] : 'gone';
+      const state = processState(sleeper);
       assert.ok(state === 'gone' || state === 'Z', `the .do's sleep was stopped (state ${state})`);
       assert.equal(read(dir, 'slow'), 'old\n');
     });

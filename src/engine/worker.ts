@@ -201,16 +201,6 @@ function tryKill(pid: number, signal: NodeJS.Signals = 'SIGTERM'): void {
   }
 }
 
-/** Is `pid` still running (there, and not a zombie waiting to be reaped)? */
-function running(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Stop every process this one started, and their children: SIGTERM, then
  * SIGKILL for what still runs after `graceMs`. Resolves once none runs, so
@@ -223,7 +213,7 @@ function running(pid: number): boolean {
 export async function stopDescendants(graceMs = 2000): Promise<void> {
   const told = new Set<number>();
   for (let waited = 0; ; waited += 20) {
-    const pids = descendants(process.pid).filter(running);
+    const pids = descendants(process.pid);
     if (pids.length === 0) return;
     for (const pid of pids) {
       if (waited >= graceMs) tryKill(pid, 'SIGKILL');
@@ -234,17 +224,20 @@ export async function stopDescendants(graceMs = 2000): Promise<void> {
   }
 }
 
-/** Every process below `root`, from /proc (children before grandchildren). */
+/** Every process below `root` still running, from /proc (children before
+ * grandchildren); not the zombies waiting to be reaped, which have no
+ * children and take no signal. */
 function descendants(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state === 'Z') continue;
+      const list = children.get(Number(ppid)) ?? [];
       list.push(Number(name));
-      children.set(ppid, list);
+      children.set(Number(ppid), list);
     } catch {
       /* exited while we looked */
     }
