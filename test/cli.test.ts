@@ -244,4 +244,57 @@ describe('the command frame', function () {
       });
     }
   });
+
+  describe('the wrapper, bin/peerpkgs', () => {
+    // what Node was started with (malloc settings | heap sizes), seen by a
+    // module Node loads before peerpkgs's own code; and what the .do file
+    // that redo runs was given
+    const show = "process.getBuiltinModule('node:fs').appendFileSync(process.env.SEEN, `node: ${process.env.GLIBC_TUNABLES ?? 'unset'} | ${process.execArgv.join(' ')}\\n`);\n";
+    const doFile = 'echo "do: ${GLIBC_TUNABLES-unset}" >> "$SEEN"; : > $3\n';
+    const tuned = 'glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=8388608';
+    const IPFS_HEAP = '--max-semi-space-size=2 --initial-old-space-size=32';
+    const cases: [string, NodeJS.ProcessEnv, string][] = [
+      [
+        'with an ipfs:// cache, the process runs with its malloc settings and the .do file gets none',
+        { PKG_CACHE_URL: 'ipfs://bafkqaaa' },
+        `node: ${tuned} | ${IPFS_HEAP}\ndo: unset\n`,
+      ],
+      [
+        "with an ipfs:// cache, the user's own settings come after the process's, and the .do file gets the user's alone",
+        { PKG_CACHE_URL: 'ipfs://bafkqaaa', GLIBC_TUNABLES: 'glibc.malloc.tcache_count=7' },
+        `node: ${tuned}:glibc.malloc.tcache_count=7 | ${IPFS_HEAP}\ndo: glibc.malloc.tcache_count=7\n`,
+      ],
+      [
+        "with no ipfs:// cache, the user's settings alone everywhere",
+        { GLIBC_TUNABLES: 'glibc.malloc.tcache_count=7' },
+        'node: glibc.malloc.tcache_count=7 | --max-semi-space-size=1\ndo: glibc.malloc.tcache_count=7\n',
+      ],
+    ];
+    cases.forEach(([what, extra, expected], i) => {
+      it(what, () => {
+        const dir = path.join(s.dir, `wrapper-${i}`);
+        write(dir, { 'out.do': doFile, 'show.mjs': show });
+        const seen = path.join(dir, 'seen');
+        const env: NodeJS.ProcessEnv = {
+          PEERPKGS_HOME: path.join(dir, 'home'),
+          NODE_OPTIONS: `--import=${path.join(dir, 'show.mjs')}`,
+          SEEN: seen,
+          GLIBC_TUNABLES: undefined,
+          ...extra,
+        };
+        const r = run(dir, 'redo', ['out'], env);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(fs.readFileSync(seen, 'utf8'), expected);
+      });
+    });
+    it('ipfs add runs with the malloc settings and the heap that start fastest', () => {
+      const dir = path.join(s.dir, 'wrapper-add');
+      write(dir, { 'show.mjs': show, file: 'some bytes\n' });
+      const seen = path.join(dir, 'seen');
+      const r = run(dir, 'peerpkgs', ['ipfs', 'add', '-n', 'file'], { NODE_OPTIONS: `--import=${path.join(dir, 'show.mjs')}`, SEEN: seen, GLIBC_TUNABLES: undefined });
+      assert.equal(r.status, 0, r.stderr);
+      // no old generation size: with one, Node compiles its own modules from source
+      assert.equal(fs.readFileSync(seen, 'utf8'), `node: ${tuned} | --max-semi-space-size=2\n`);
+    });
+  });
 });

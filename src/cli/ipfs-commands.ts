@@ -160,7 +160,7 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       const p = parse(argv, ['--cid-version', '--chunker'], ['--raw-leaves', '--pin', '--hidden', '-n', '--only-hash', '--nocopy']);
       const file = one(p, 'file or directory to add');
       // here, not in the node (maybe the daemon's): a missing file is the command line's mistake
-      (await import('node:fs')).statSync(file);
+      process.getBuiltinModule('node:fs').statSync(file);
       const opts = addOptions(p);
       if (p.flags.has('-n') || p.flags.has('--only-hash')) {
         if (opts.pin) throw new UsageError('--pin and --only-hash: nothing is stored to pin');
@@ -270,7 +270,7 @@ export async function ipfsCommand(argv: string[], io: CommandIO = stdio): Promis
 
 /** Adds DIR to IPFS, pinned, and publishes it under KEY if given; prints the URLs to put in PKG_CACHE_URL. */
 export async function publishCacheDir(dir: string, key: string | undefined, cidVersion: 0 | 1 | undefined, io: CommandIO = stdio): Promise<{ cid: string; name?: string }> {
-  const fs = await import('node:fs');
+  const fs = process.getBuiltinModule('node:fs');
   if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new IpfsError(`${dir}: not a directory`);
   const { publishCacheDir: publish } = await import('../cache/ipfs-cache.ts');
   return withClient(io, (c) => publish(c, dir, { key, cidVersion, say: (url) => io.out(`${url}\n`) }));

@@ -5,7 +5,9 @@
 // streams, promises, readline and watchers; crypto's webcrypto and keys)
 // load in every command whether it uses them or not.
 import { enableCompileCache } from 'node:module';
+import { restoreWrapperEnv } from './wrapper-env.ts';
 
 enableCompileCache?.();
+restoreWrapperEnv();
 const { run } = await import('./peerpkgs-main.ts');
 await run(process.argv.slice(2));

@@ -68,7 +68,7 @@ export class RemoteIpfs implements IpfsClient {
   }
 
   async addFile(file: string, opts: AddOptions = {}): Promise<string> {
-    const { resolve } = await import('node:path');
+    const { resolve } = process.getBuiltinModule('node:path');
     return (await this.call<{ cid: string }>('POST', 'add', { path: resolve(file), ...addQuery(opts) })).cid;
   }
 

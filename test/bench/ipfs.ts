@@ -70,13 +70,15 @@ await store.close?.();
 console.log(JSON.stringify({ s: Number(process.hrtime.bigint() - t0) / 1e9, cid }));
 `;
 
-/** the heap sizes bin/peerpkgs gives a build process with this PKG_CACHE_URL (read from it, so they cannot drift apart) */
-function heapFlags(url: string): string[] {
+/** the heap sizes and malloc settings bin/peerpkgs gives a build process with this PKG_CACHE_URL (read from it, so they cannot drift apart) */
+function wrapperSettings(url: string): { nodeArgs: string[]; env: NodeJS.ProcessEnv } {
   const wrapper = fs.readFileSync(peerpkgs, 'utf8');
   const ipfs = /heap='([^']+)'/.exec(wrapper)?.[1];
   const other = /^heap=(\S+)$/m.exec(wrapper)?.[1];
-  if (!ipfs || !other) throw new Error(`${peerpkgs}: no heap sizes found`);
-  return (/^(ipfs|ipns):/.test(url) ? ipfs : other).split(' ');
+  const malloc = /^\s*malloc=(\S+)$/m.exec(wrapper)?.[1];
+  if (!ipfs || !other || !malloc) throw new Error(`${peerpkgs}: no heap sizes or malloc settings found`);
+  if (!/^(ipfs|ipns):/.test(url)) return { nodeArgs: other.split(' '), env: {} };
+  return { nodeArgs: ipfs.split(' '), env: { GLIBC_TUNABLES: malloc } };
 }
 
 const timed = (cmd: string, args: string[], env: NodeJS.ProcessEnv) => run(cmd, args, { env: { ...process.env, ...env }, settle: true, showStderr: true });
@@ -168,6 +170,8 @@ async function main(): Promise<void> {
     const cid = timed(peerpkgs, ['ipfs', 'add', '--pin', cacheDir], { PEERPKGS_HOME: homeA }).stdout.trim();
     const homeB = path.join(dir, 'b');
     const work = path.join(dir, 'work');
+    // the import in a process of its own gets the malloc settings `peerpkgs ipfs add` runs with
+    const addEnv = wrapperSettings('ipfs://').env;
     for (let rep = 0; rep < reps; rep++) {
       // adding: into a fresh repo each time, where no daemon runs: the command writes the blocks itself.
       // Each add that writes blocks runs where the one before it wrote as much and was removed, so
@@ -180,9 +184,9 @@ async function main(): Promise<void> {
       fs.rmSync(homeAdd, { recursive: true, force: true });
       times.add.push(timed(peerpkgs, ['ipfs', 'add', file], { PEERPKGS_HOME: homeAdd }).s);
       fs.rmSync(homeAdd, { recursive: true, force: true });
-      times.importer.push(child(ADD, [file, path.join(homeAdd, 'blocks')]).s);
+      times.importer.push(child(ADD, [file, path.join(homeAdd, 'blocks')], addEnv).s);
       fs.rmSync(homeAdd, { recursive: true, force: true });
-      times.onlyHash.push(child(ADD, [file, '-']).s);
+      times.onlyHash.push(child(ADD, [file, '-'], addEnv).s);
       times.onlyHashCmd.push(timed(peerpkgs, ['ipfs', 'add', '-n', file], { PEERPKGS_HOME: homeAdd }).s);
       fs.rmSync(homeAdd, { recursive: true, force: true });
       times.nocopy.push(timed(peerpkgs, ['ipfs', 'add', '--nocopy', file], { PEERPKGS_HOME: homeAdd }).s);
@@ -202,7 +206,8 @@ async function main(): Promise<void> {
         removeTreeSync(work); // unpacked outputs are read-only
         fs.mkdirSync(homeB, { recursive: true });
         fs.copyFileSync(path.join(home, 'trusted-keys'), path.join(homeB, 'trusted-keys'));
-        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, ...route }, heapFlags(url));
+        const { nodeArgs, env } = wrapperSettings(url);
+        const r = child(CHILD, [url, homeB, work], { PEERPKGS_HOME: homeB, ...env, ...route }, nodeArgs);
         if (!fs.existsSync(path.join(work, 'outputs', sha256, 'share/big/data0.bin'))) throw new Error(`${kind}: substitute unpacked nothing`);
         times[kind].push(r.s);
         rss[kind] = Math.max(rss[kind], r.rssMB ?? 0);
