@@ -14,6 +14,7 @@ import * as zlib from 'node:zlib';
 import { BIN, scratch, write, run, userEnv, type Run } from './helpers.ts';
 import { seededTrees, simplePackage } from './seed.ts';
 import { startNginx } from './nginx.ts';
+import { formatBytes } from '../src/fetch/progress.ts';
 
 /* eslint-disable no-control-regex -- what must not be printed */
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
@@ -249,7 +250,7 @@ describe('build logs and progress', function () {
     assert.doesNotMatch(build(['./pkg/a']).stderr, /out 1/);
   });
 
-  it('a substituted package gets one line', async () => {
+  it('a substituted package gets one line; on a terminal, its archive coming is in the status line', async function () {
     write(dir, simplePackage('a', 'a'));
     assert.equal(peerpkgs(['key', 'generate', 'me']).status, 0);
     const cacheDir = path.join(dir, 'cache');
@@ -257,8 +258,12 @@ describe('build logs and progress', function () {
     const nginx = await startNginx(cacheDir);
     const other = scratch();
     try {
-      for (const p of ['a', 'seed'])
-        fs.cpSync(path.join(dir, 'pkg', p), path.join(other.dir, 'pkg', p), { recursive: true, filter: (f) => !/\.pkg\.tar\.gz(\.sha256)?$|\.pkghash$/.test(f) });
+      // the tree without what was built in it, in a checkout of its own
+      const checkout = (to: string) => {
+        for (const p of ['a', 'seed'])
+          fs.cpSync(path.join(dir, 'pkg', p), path.join(to, 'pkg', p), { recursive: true, filter: (f) => !/\.pkg\.tar\.gz(\.sha256)?$|\.pkghash$/.test(f) });
+      };
+      checkout(other.dir);
       const env = { PEERPKGS_HOME: path.join(other.dir, 'home'), PKG_CACHE_URL: nginx.url, PKG_TRUSTED_KEYS: path.join(home, 'keys/me.pub'), PKG_FORCE_BINARY: 'yes' };
       const r = run(other.dir, 'build-packages-ifchange', ['./pkg/a'], env);
       assert.equal(r.status, 0, r.stderr);
@@ -266,6 +271,25 @@ describe('build logs and progress', function () {
       assert.equal(lines.length, 1, r.stderr);
       assert.match(lines[0]!, /^\[1\/2 [\d:]+\] pkg\/a: substituted from http:\/\/127\.0\.0\.1:\d+ \(signed by ed25519:[0-9a-f]{16}\)$/);
       assert.match(r.stderr, /^1 package substituted in /m);
+
+      if (spawnSync('script', ['--version']).error) {
+        if (process.env.CI === 'true') throw new Error('script(1) is missing: CI must have util-linux');
+        return this.skip();
+      }
+      const size = formatBytes(fs.statSync(path.join(dir, 'pkg/a/.pkg.tar.gz')).size);
+      const second = path.join(other.dir, 'second');
+      checkout(second);
+      const tty = spawnSync('script', ['-qfec', `${path.join(BIN, 'build-packages-ifchange')} ./pkg/a`, '/dev/null'], {
+        cwd: second,
+        env: userEnv({ ...env, PEERPKGS_HOME: path.join(second, 'home') }),
+        encoding: 'utf8',
+        input: '',
+      });
+      assert.equal(tty.status, 0, tty.stdout + tty.stderr);
+      /* eslint-disable no-control-regex -- the terminal's codes are the point */
+      assert.match(tty.stdout, new RegExp(`\\r\\[0/2 [\\d:]+\\] fetching pkg/a [\\d.]+ (B|KiB)/${size.replace('.', '\\.')}\\x1b\\[K`), 'the status line');
+      assert.match(tty.stdout, /\r\x1b\[K\[1\/2 [\d:]+\] pkg\/a: substituted from /, 'the line that stays clears it first');
+      /* eslint-enable no-control-regex */
     } finally {
       await nginx.stop();
       other.cleanup();

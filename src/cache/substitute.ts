@@ -40,6 +40,7 @@ import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
 import { isProvenanceOf, MAX_PROVENANCE_BYTES, ProvenanceError, verifyProvenance } from './provenance.ts';
 import { formatSize, settings } from '../settings.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
+import type { Transfer } from '../fetch/progress.ts';
 
 export interface SubstituteOptions {
   pkghash: string;
@@ -56,6 +57,8 @@ export interface SubstituteOptions {
   /** uncompressed bytes an entry whose .info has no output-size may unpack to (default: PKG_MAX_UNPACK_SIZE) */
   maxUnpackBytes?: number;
   log(line: string): void;
+  /** told of the archive's bytes as they come (a build's status line) */
+  transfer?(total: number): Transfer;
 }
 
 export interface Hit {
@@ -130,7 +133,14 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
   const required = cache.requireProvenance ? await provenanceOf(cache, info, opts.trusted) : null;
   const carried = cache.requireProvenance ? null : provenanceOf(cache, info, opts.trusted).catch(() => null);
   const tmp = temporaryName(opts.target); // the caller's to rename into place
-  await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes));
+  const transfer = opts.transfer?.(info.archiveSize) ?? { advance() {}, done() {}, abort() {} };
+  try {
+    await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes), transfer);
+    transfer.done();
+  } catch (e) {
+    transfer.abort();
+    throw e;
+  }
   const provenance = required ?? (await carried);
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';
@@ -174,7 +184,7 @@ function unpackBound(info: Info, cap: number): ExtractOptions {
 }
 
 /** The one streaming pass: archive bytes checked, kept in `tmp` (to become `archive`), and unpacked into outputsDir/<sha256>. */
-async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string, archive: string, bound: ExtractOptions): Promise<void> {
+async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string, archive: string, bound: ExtractOptions, transfer: Transfer): Promise<void> {
   const name = `${info.pkghash}.tar.gz`;
   const got = await cache.get(name, { maxBytes: info.archiveSize }).catch((e: unknown) => {
     throw e instanceof CacheError ? new CacheError(`${name}: ${e.message}`) : e;
@@ -197,6 +207,7 @@ async function receive(cache: Cache, info: Info, tmp: string, outputsDir: string
         n += chunk.length;
         if (n > info.archiveSize) throw new EntryError(`${name} is longer than the ${info.archiveSize} bytes its .info says`);
         hash.update(chunk);
+        transfer.advance(chunk.length);
         if (!out.write(chunk)) await drained(out);
         yield chunk;
       }

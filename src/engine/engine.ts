@@ -501,6 +501,7 @@ export class Engine {
       began: () => this.log.began(job.target),
       output: (line) => this.log.output(job.target, line),
       substituted: (how) => this.log.substituted(job.target, job.depth, how, job.err),
+      transfer: (total) => this.log.transfer(job.target, total),
       progressOutput: this.log.progressOutput(),
       jobserver: () => this.jobSlots().forChild(),
       run: this.run,

@@ -18,7 +18,7 @@
  */
 const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
-import type { ProgressOutput } from './rules.ts';
+import type { ProgressOutput, Transfer } from './rules.ts';
 
 // C0 controls, DEL and C1 controls; with `lines`, \n stays a line break;
 // with `tabs`, \t stays layout (a build's own output)
@@ -147,6 +147,11 @@ export class Log {
   /** The target was taken from a cache, `how` says from where, instead of built. */
   substituted(_t: string, depth: number, how: string, to?: string): void {
     this.note(depth, `substituted ${how}`, to);
+  }
+
+  /** Bytes coming for `t` (a cache's archive): redo shows none of them. */
+  transfer(_t: string, _total: number): Transfer {
+    return { advance() {}, done() {}, abort() {} };
   }
 
   /** Where a rule's progress (a download's) goes: this log's stream,

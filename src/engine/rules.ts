@@ -37,6 +37,9 @@ export interface BuildContext {
   output(line: Buffer): void;
   /** the target was taken from a cache, not built; `how`: "from URL …" */
   substituted(how: string): void;
+  /** bytes of the target coming from elsewhere (a cache's archive of
+   * `total` bytes), told as they come: for progress */
+  transfer(total: number): Transfer;
   /** where the rule's own progress goes (a download's), through the run's
    * Log: a terminal to redraw a line on, or not */
   readonly progressOutput: ProgressOutput;
@@ -71,6 +74,14 @@ export class RunContext {
   forget(): void {
     this.values.clear();
   }
+}
+
+/** Bytes moving, told as they move: a download's (fetch/progress.ts), a cache's archive's (BuildContext.transfer). */
+export interface Transfer {
+  advance(bytes: number): void;
+  done(): void;
+  /** it failed; whoever moved it says why */
+  abort(): void;
 }
 
 /** A stream progress is written to (fetch/progress.ts's Output). */

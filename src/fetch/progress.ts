@@ -8,12 +8,9 @@
  *
  * The downloader only reports; it never knows which of the two it talks to.
  */
-export interface Transfer {
-  advance(bytes: number): void;
-  done(): void;
-  /** The download failed; the fetcher says why in a note. */
-  abort(): void;
-}
+import type { Transfer } from '../engine/rules.ts';
+
+export type { Transfer };
 
 export interface Progress {
   /** total: the size, when the source announced it */

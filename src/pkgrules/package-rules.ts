@@ -130,6 +130,7 @@ async function substituteFromCache(dir: string, ctx: BuildContext, home: string)
     outputsDir: homeLayout.outputs(home),
     closure: g.closure(dir).map((d) => g.pkghash(d)),
     log: (line) => ctx.log(line),
+    transfer: (total) => ctx.transfer(total),
   });
   if ('hit' in r) {
     recordSha256(r.hit.tmp, r.hit.sha256, ctx.target);

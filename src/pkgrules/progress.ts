@@ -6,7 +6,8 @@
  * look into it; at the end, what was done. A build's own lines go to its
  * kept log (store/logs.ts) and, with -v, to the terminal too, each after
  * its package's name. On a terminal a status line under them says what is
- * building now, redrawn in place; anywhere else (CI, a pipe, a file) plain
+ * building now, and how much of each archive coming from a cache has come,
+ * redrawn in place; anywhere else (CI, a pipe, a file) plain
  * lines only, without a control code.
  *
  * One engine process runs every rule of a run (a .do's redo-ifchange is a
@@ -17,6 +18,7 @@ import * as path from 'node:path';
 import { Log, plural, printable } from '../engine/log.ts';
 import { RunContext, type ProgressOutput } from '../engine/rules.ts';
 import { packageGraph } from './package-rules.ts';
+import { formatBytes, type Transfer } from '../fetch/progress.ts';
 
 /** Lines of a failed build shown with its failure. */
 export const TAIL_LINES = 20;
@@ -27,6 +29,8 @@ interface Building {
   /** made by a .do on the host, which writes to the terminal itself, and keeps no log */
   host?: boolean;
   substituted?: boolean;
+  /** its archive coming from a cache: bytes come of total */
+  fetch?: { bytes: number; total: number };
   /** the last lines of its output, escaped */
   tail: string[];
 }
@@ -129,6 +133,31 @@ export class PackageLog extends Log {
     this.line(t, `substituted ${printable(how)}`);
   }
 
+  /** A cache's archive coming for `t`: its bytes in the status line, redrawn at most ten times a second. */
+  override transfer(t: string, total: number): Transfer {
+    const job = this.jobs.get(t);
+    if (!job) return super.transfer(t, total);
+    const fetch = { bytes: 0, total };
+    job.fetch = fetch;
+    this.timer ??= setInterval(() => this.draw(), 1000).unref();
+    this.draw();
+    let drawn = Date.now();
+    const end = () => {
+      if (job.fetch === fetch) job.fetch = undefined;
+      this.draw();
+    };
+    return {
+      advance: (n) => {
+        fetch.bytes += n;
+        if (Date.now() - drawn < 100) return;
+        drawn = Date.now();
+        this.draw();
+      },
+      done: end,
+      abort: end,
+    };
+  }
+
   override settled(t: string, ok: boolean): void {
     if (!isPackage(t)) return;
     const job = this.jobs.get(t);
@@ -210,13 +239,15 @@ export class PackageLog extends Log {
     if (!this.live || this.timer === null) return;
     const now = Date.now();
     const building = [...this.jobs].filter(([, j]) => j.began).map(([t, j]) => `${this.name(t)} ${duration(now - j.began!)}`);
+    const fetching = [...this.jobs].filter(([, j]) => j.fetch).map(([t, j]) => `${this.name(t)} ${formatBytes(j.fetch!.bytes)}/${formatBytes(j.fetch!.total)}`);
+    const doing = [...(building.length ? [`building ${building.join(', ')}`] : []), ...(fetching.length ? [`fetching ${fetching.join(', ')}`] : [])];
     // a .do's lines reach the terminal without us: no line of ours to write them over
-    if (!building.length || [...this.jobs.values()].some((j) => j.host)) {
+    if (!doing.length || [...this.jobs.values()].some((j) => j.host)) {
       if (this.drawn) this.stream.write('\r\x1b[K');
       this.drawn = false;
       return;
     }
-    const text = `${this.prefix()} building ${building.join(', ')}`;
+    const text = `${this.prefix()} ${doing.join('; ')}`;
     // a pty without a size (script(1) on a pipe) says 0 columns
     const width = Math.max((this.stream.columns || 80) - 1, 20);
     this.stream.write(`\r${text.slice(0, width)}\x1b[K`);
