@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseCatalog, type Catalog } from '../src/cache/catalog.ts';
-import { scratch, write, run, userEnv, assertSchema, type Run } from './helpers.ts';
+import { BIN, scratch, write, run, userEnv, assertSchema, type Run } from './helpers.ts';
 import { startNginx, type Nginx } from './nginx.ts';
 import { seededTree, binPackage } from './seed.ts';
 
@@ -208,6 +208,24 @@ describe('catalogs', function () {
       const verified = user(h, url, ['verify']);
       assert.equal(verified.status, 0, verified.stdout + verified.stderr);
     }
+  });
+
+  it('install draws a bar of each archive coming on a terminal', function () {
+    if (spawnSync('script', ['--version']).error) {
+      if (process.env.CI === 'true') throw new Error('script(1) is missing: CI must have util-linux');
+      return this.skip();
+    }
+    publish('install-tty', ['./pkg/b']);
+    const env = userEnv({ PEERPKGS_HOME: freshHome(), PKG_CACHE_URL: `${nginx.url}/install-tty`, PKG_TRUSTED_KEYS: alicePub });
+    const tty = spawnSync('script', ['-qfec', `${path.join(BIN, 'peerpkgs')} install b`, '/dev/null'], { cwd: empty, env, encoding: 'utf8', input: '' });
+    assert.equal(tty.status, 0, tty.stdout);
+    /* eslint-disable no-control-regex -- the terminal's codes are the point */
+    for (const p of ['seed', 'a', 'b']) {
+      assert.match(tty.stdout, new RegExp(`\\r${p} \\[ {20}\\] 0 B/[\\d.]+ (B|KiB|MiB) `), `${p}'s bar`);
+      assert.match(tty.stdout, new RegExp(`\\r\\x1b\\[Kfetched ${p}: [\\d.]+ (B|KiB|MiB) in `), `${p}'s line that stays`);
+    }
+    assert.match(tty.stdout, /\r\x1b\[Kb: from http:\S+, signed by /, 'the line each substitution says, after the bar is cleared');
+    /* eslint-enable no-control-regex */
   });
 
   it('upgrade takes the newest entry of the name from the catalog the package came from', () => {

@@ -442,6 +442,13 @@ describe('fetch', function () {
       assert.ok(out.startsWith('\r\x1b[Kfetched foo-1.0.tar.gz: 1.0 KiB in '), JSON.stringify(out));
     });
 
+    it('takes a terminal that says it has 0 columns (a pty without a size) as 80 wide', () => {
+      let out = '';
+      const progress = new BarProgress({ write: (s: string) => (out += s), isTTY: true, columns: 0 });
+      progress.begin('foo-1.0.tar.gz', 'http://x/foo', 2048);
+      assert.match(out, /^\rfoo-1\.0\.tar\.gz \[ {20}\] 0 B\/2\.0 KiB /);
+    });
+
     it('redraws the status line at most ten times a second', () => {
       let out = '';
       const progress = new BarProgress({ write: (s: string) => (out += s), isTTY: true });

@@ -5,7 +5,7 @@
  * PEERPKGS_HOMEs) that a build substitutes from.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -179,6 +179,32 @@ describe('IPFS', function () {
       for (let i = 0; i < b.length; i += 4) b.writeUInt32LE((i * 2654435761) >>> 0, i);
       return b;
     };
+
+    it('ipfs get draws a bar on a terminal, and off one says only where it saved', async function () {
+      if (spawnSync('script', ['--version']).error) {
+        if (process.env.CI === 'true') throw new Error('script(1) is missing: CI must have util-linux');
+        return this.skip();
+      }
+      const a = await daemon(path.join(s.dir, 'a'));
+      fs.writeFileSync(path.join(s.dir, 'f.bin'), pattern());
+      const cid = ipfs(a.home, ['add', '--pin', 'f.bin']).stdout.trim();
+      const plain = ipfs(path.join(s.dir, 'b'), ['get', cid, '-o', 'plain'], { PKG_IPFS_PEERS: a.addr });
+      assert.equal(plain.status, 0, plain.stderr);
+      assert.equal(plain.stderr, `saved file ${cid} to plain\n`);
+      const tty = spawnSync('script', ['-qfec', `${path.join(BIN, 'peerpkgs')} ipfs get ${cid} -o out`, '/dev/null'], {
+        cwd: s.dir,
+        env: userEnv({ PEERPKGS_HOME: path.join(s.dir, 'c'), PKG_IPFS_PEERS: a.addr }),
+        encoding: 'utf8',
+        input: '',
+      });
+      assert.equal(tty.status, 0, tty.stdout);
+      /* eslint-disable no-control-regex -- the terminal's codes are the point */
+      assert.match(tty.stdout, /\rout \[[# ]{20}\] [\d.]+ (B|KiB|MiB)\/3\.0 MiB /, 'the bar');
+      assert.match(tty.stdout, /\r\x1b\[Kfetched out: 3\.0 MiB in [\d.]+ s/, 'the line that stays');
+      /* eslint-enable no-control-regex */
+      assert.match(tty.stdout, new RegExp(`saved file ${cid} to out`));
+      assert.ok(fs.readFileSync(path.join(s.dir, 'out')).equals(pattern()));
+    });
 
     it('a file comes from a daemon in one CAR over libp2p, each block checked: a peer whose CAR holds a wrong block is warned about', async () => {
       const a = await daemon(path.join(s.dir, 'a'));

@@ -40,7 +40,7 @@ import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
 import { isProvenanceOf, MAX_PROVENANCE_BYTES, ProvenanceError, verifyProvenance } from './provenance.ts';
 import { formatSize, settings } from '../settings.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
-import type { Transfer } from '../fetch/progress.ts';
+import { NO_TRANSFER, type Transfer } from '../engine/rules.ts';
 
 export interface SubstituteOptions {
   pkghash: string;
@@ -57,8 +57,8 @@ export interface SubstituteOptions {
   /** uncompressed bytes an entry whose .info has no output-size may unpack to (default: PKG_MAX_UNPACK_SIZE) */
   maxUnpackBytes?: number;
   log(line: string): void;
-  /** told of the archive's bytes as they come (a build's status line) */
-  transfer?(total: number): Transfer;
+  /** told of the archive's bytes as they come, from the cache `from` names (a build's status line, install's bar) */
+  transfer?(total: number, from: string): Transfer;
 }
 
 export interface Hit {
@@ -133,7 +133,7 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
   const required = cache.requireProvenance ? await provenanceOf(cache, info, opts.trusted) : null;
   const carried = cache.requireProvenance ? null : provenanceOf(cache, info, opts.trusted).catch(() => null);
   const tmp = temporaryName(opts.target); // the caller's to rename into place
-  const transfer = opts.transfer?.(info.archiveSize) ?? { advance() {}, done() {}, abort() {} };
+  const transfer = opts.transfer?.(info.archiveSize, cache.url) ?? NO_TRANSFER;
   try {
     await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes), transfer);
     transfer.done();

@@ -16,6 +16,7 @@ import { forget, removeTemporaryFile } from '../archive/temporary.ts';
 import { usingStore } from '../store/roots.ts';
 import { catalogsOf, closureOf, newest, newestByName, type Catalog, type CatalogEntry } from '../cache/catalog.ts';
 import { cacheConfig, substitute } from '../cache/substitute.ts';
+import { progressFor } from '../fetch/progress.ts';
 import { parseCacheUrls, type Cache } from '../cache/backends.ts';
 import type { TrustedKeys } from '../cache/keys.ts';
 import type { ProfilePackage } from '../export/profile.ts';
@@ -145,12 +146,24 @@ export async function fromOrigin(cacheUrl: string, name: string, prog: string): 
 async function substituteClosure(hit: { cache: Cache; catalog: Catalog; entry: CatalogEntry }, caches: Cache[], trusted: TrustedKeys, home: string): Promise<ProfilePackage[]> {
   const outputsDir = homeLayout.outputs(home);
   const out: ProfilePackage[] = [];
+  // each archive's bytes in a bar on a terminal; elsewhere the line each substitution says is enough
+  const progress = process.stderr.isTTY ? progressFor(process.stderr) : null;
   for (const { entry: e, deps } of closureOf(hit.catalog, hit.entry)) {
     // the output's archive is kept beside it, so `verify --repair` has it and gc takes both
     const target = path.join(outputsDir, `${e.outputSha256}.tar.gz`);
     if (!fs.existsSync(path.join(outputsDir, e.outputSha256))) {
       fs.mkdirSync(outputsDir, { recursive: true });
-      const r = await substitute({ pkghash: e.pkghash, name: e.name, target, caches, trusted, outputsDir, closure: e.closure, log: (l) => tell(`${l}\n`) });
+      const r = await substitute({
+        pkghash: e.pkghash,
+        name: e.name,
+        target,
+        caches,
+        trusted,
+        outputsDir,
+        closure: e.closure,
+        log: (l) => tell(`${l}\n`),
+        transfer: progress ? (total, from) => progress.begin(e.name, from, total) : undefined,
+      });
       if (!('hit' in r))
         throw new PeerpkgsError(`${e.name}: no cache has a usable binary package (pkghash ${e.pkghash}): ${r.tried.map((t) => `${t.cache}: ${t.reason}`).join('; ')}`);
       if (r.hit.sha256 !== e.outputSha256) {

@@ -18,7 +18,7 @@
  */
 const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
-import type { ProgressOutput, Transfer } from './rules.ts';
+import { NO_TRANSFER, type ProgressOutput, type Transfer } from './rules.ts';
 
 // C0 controls, DEL and C1 controls; with `lines`, \n stays a line break;
 // with `tabs`, \t stays layout (a build's own output)
@@ -151,7 +151,7 @@ export class Log {
 
   /** Bytes coming for `t` (a cache's archive): redo shows none of them. */
   transfer(_t: string, _total: number): Transfer {
-    return { advance() {}, done() {}, abort() {} };
+    return NO_TRANSFER;
   }
 
   /** Where a rule's progress (a download's) goes: this log's stream,

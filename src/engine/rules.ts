@@ -84,6 +84,9 @@ export interface Transfer {
   abort(): void;
 }
 
+/** A transfer nobody watches. */
+export const NO_TRANSFER: Transfer = Object.freeze({ advance() {}, done() {}, abort() {} });
+
 /** A stream progress is written to (fetch/progress.ts's Output). */
 export interface ProgressOutput {
   write(s: string): unknown;

@@ -8,7 +8,7 @@
  *
  * The downloader only reports; it never knows which of the two it talks to.
  */
-import type { Transfer } from '../engine/rules.ts';
+import { NO_TRANSFER, type Transfer } from '../engine/rules.ts';
 
 export type { Transfer };
 
@@ -30,7 +30,7 @@ export function progressFor(out: Output = process.stderr): Progress {
 }
 
 export const silentProgress: Progress = {
-  begin: () => ({ advance() {}, done() {}, abort() {} }),
+  begin: () => NO_TRANSFER,
   note() {},
 };
 
@@ -131,7 +131,8 @@ export class BarProgress implements Progress {
       const done = t.total ? `${formatBytes(t.bytes)}/${formatBytes(t.total)}` : formatBytes(t.bytes);
       return `${t.name} ${bar(t.bytes, t.total)}${done} ${rate(t.bytes, now - t.start)}`;
     });
-    const width = Math.max((this.out.columns ?? 80) - 1, 20);
+    // a pty without a size (script(1) on a pipe) says 0 columns
+    const width = Math.max((this.out.columns || 80) - 1, 20);
     this.out.write(`\r${parts.join(' | ').slice(0, width)}\x1b[K`);
   }
 }
