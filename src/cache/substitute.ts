@@ -40,7 +40,7 @@ import { loadTrustedKeys, type TrustedKeys } from './keys.ts';
 import { isProvenanceOf, MAX_PROVENANCE_BYTES, ProvenanceError, verifyProvenance } from './provenance.ts';
 import { formatSize, settings } from '../settings.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
-import { NO_TRANSFER, type Transfer } from '../engine/rules.ts';
+import { moving, NO_TRANSFER, type Transfer } from '../engine/rules.ts';
 
 export interface SubstituteOptions {
   pkghash: string;
@@ -134,13 +134,7 @@ async function fromCache(cache: Cache, opts: SubstituteOptions): Promise<Hit | n
   const carried = cache.requireProvenance ? null : provenanceOf(cache, info, opts.trusted).catch(() => null);
   const tmp = temporaryName(opts.target); // the caller's to rename into place
   const transfer = opts.transfer?.(info.archiveSize, cache.url) ?? NO_TRANSFER;
-  try {
-    await receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes), transfer);
-    transfer.done();
-  } catch (e) {
-    transfer.abort();
-    throw e;
-  }
+  await moving(transfer, () => receive(cache, info, tmp, opts.outputsDir, opts.target, unpackBound(info, opts.maxUnpackBytes ?? settings().maxUnpackBytes), transfer));
   const provenance = required ?? (await carried);
   const comment = signer ? opts.trusted.get(signer)?.comment : '';
   const by = signer ? `signed by ${signer}${comment ? ` (${comment})` : ''}` : 'not signed by a trusted key';

@@ -87,6 +87,19 @@ export interface Transfer {
 /** A transfer nobody watches. */
 export const NO_TRANSFER: Transfer = Object.freeze({ advance() {}, done() {}, abort() {} });
 
+/** Runs `work`, then ends `transfer` as it went: done, or aborted and the error passed on. */
+export async function moving<T>(transfer: Transfer, work: () => Promise<T>): Promise<T> {
+  let result: T;
+  try {
+    result = await work();
+  } catch (e) {
+    transfer.abort();
+    throw e;
+  }
+  transfer.done();
+  return result;
+}
+
 /** A stream progress is written to (fetch/progress.ts's Output). */
 export interface ProgressOutput {
   write(s: string): unknown;

@@ -23,6 +23,7 @@ import { formatSize, settings } from '../settings.ts';
 import { DistfileStore, HashMismatch, checkSha256, type Bytes } from './store.ts';
 import { errnoReason, httpGet, HttpError, type Deadline } from './http.ts';
 import { progressFor, type Progress, type Transfer } from './progress.ts';
+import { moving } from '../engine/rules.ts';
 import { PeerpkgsError, EXIT } from '../errors.ts';
 
 /** One source archive of a package, as its fetch file names it. */
@@ -182,12 +183,11 @@ async function attempt(source: Source, want: Distfile, opts: FetchOptions, progr
   }
   const transfer = progress.begin(want.file, source.describe(), opened.size);
   try {
-    const body = counted(opened.body, transfer, want, maxBytes, maxWhat);
-    const stored = await (want.sha256 ? opts.store.put(want.sha256, body) : opts.store.putNew(body));
-    transfer.done();
-    return stored;
+    return await moving(transfer, () => {
+      const body = counted(opened.body, transfer, want, maxBytes, maxWhat);
+      return want.sha256 ? opts.store.put(want.sha256, body) : opts.store.putNew(body);
+    });
   } catch (e) {
-    transfer.abort();
     opened.close?.();
     throw e;
   }

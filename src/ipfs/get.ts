@@ -13,7 +13,7 @@ import type { IpfsClient, ReadOptions } from './client.ts';
 import { IpfsError } from './errors.ts';
 import { temporaryName, forget } from '../archive/temporary.ts';
 import type { Progress } from '../fetch/progress.ts';
-import { NO_TRANSFER, type Transfer } from '../engine/rules.ts';
+import { moving, NO_TRANSFER, type Transfer } from '../engine/rules.ts';
 
 async function catTo(ipfs: IpfsClient, p: string, file: string, opts: ReadOptions, transfer: Transfer): Promise<void> {
   const out = fs.createWriteStream(file, { flags: 'wx', mode: 0o644 });
@@ -46,20 +46,18 @@ export async function getToPath(ipfs: IpfsClient, p: string, dest: string, opts:
   // one transfer for the whole of it: a directory's size is not known before its files are listed
   const transfer = progress?.begin(path.basename(target), p, st.type === 'file' ? st.size : undefined) ?? NO_TRANSFER;
   try {
-    if (st.type === 'dir') await fetchTree(ipfs, p, tmp, opts, transfer);
-    else if (st.type === 'symlink') fs.symlinkSync(st.target ?? '', tmp);
-    else await catTo(ipfs, p, tmp, opts, transfer);
-    try {
-      fs.renameSync(tmp, target);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EISDIR' || code === 'ENOTDIR') throw new IpfsError(`${dest}: exists and is in the way (remove it first)`);
-      throw e;
-    }
-    transfer.done();
-  } catch (e) {
-    transfer.abort();
-    throw e;
+    await moving(transfer, async () => {
+      if (st.type === 'dir') await fetchTree(ipfs, p, tmp, opts, transfer);
+      else if (st.type === 'symlink') fs.symlinkSync(st.target ?? '', tmp);
+      else await catTo(ipfs, p, tmp, opts, transfer);
+      try {
+        fs.renameSync(tmp, target);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EISDIR' || code === 'ENOTDIR') throw new IpfsError(`${dest}: exists and is in the way (remove it first)`);
+        throw e;
+      }
+    });
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
     forget(tmp);
