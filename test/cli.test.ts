@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, run, scratch, userEnv, write } from './helpers.ts';
+import { startDaemon } from './ipfs-peer.ts';
 import { EXIT, PeerpkgsError, SIGNAL_EXIT, UsageError, explain } from '../src/errors.ts';
 import { TreeError } from '../src/tree/errors.ts';
 import { FetchError } from '../src/fetch/fetch.ts';
@@ -286,6 +287,30 @@ describe('the command frame', function () {
         assert.equal(r.status, 0, r.stderr);
         assert.equal(fs.readFileSync(seen, 'utf8'), expected);
       });
+    });
+    it('with an ipfs:// cache and a daemon running, a build and an ipfs command start on the default heap; the daemon keeps its own', async () => {
+      const dir = path.join(s.dir, 'wrapper-daemon');
+      write(dir, { 'out.do': doFile, 'show.mjs': show, file: 'some bytes\n' });
+      const seen = path.join(dir, 'seen');
+      const home = path.join(dir, 'home');
+      const env: NodeJS.ProcessEnv = { PEERPKGS_HOME: home, NODE_OPTIONS: `--import=${path.join(dir, 'show.mjs')}`, SEEN: seen, GLIBC_TUNABLES: undefined };
+      const d = await startDaemon(home, env);
+      try {
+        assert.equal(fs.readFileSync(seen, 'utf8'), `node: ${tuned} | ${IPFS_HEAP}\n`, 'the daemon moves the blocks');
+        fs.rmSync(seen);
+        const r = run(dir, 'redo', ['out'], { ...env, PKG_CACHE_URL: 'ipfs://bafkqaaa' });
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(fs.readFileSync(seen, 'utf8'), 'node: unset | --max-semi-space-size=1\ndo: unset\n');
+        fs.rmSync(seen);
+        const cid = run(dir, 'peerpkgs', ['ipfs', 'add', 'file'], env);
+        assert.equal(cid.status, 0, cid.stderr);
+        fs.rmSync(seen);
+        const cat = run(dir, 'peerpkgs', ['ipfs', 'cat', cid.stdout.trim()], env);
+        assert.equal(cat.stdout, 'some bytes\n', cat.stderr);
+        assert.equal(fs.readFileSync(seen, 'utf8'), 'node: unset | --max-semi-space-size=1\n');
+      } finally {
+        await d.stop();
+      }
     });
     it('ipfs add runs with the malloc settings and the heap that start fastest', () => {
       const dir = path.join(s.dir, 'wrapper-add');
