@@ -16,7 +16,7 @@ import { forget, removeTemporaryFile } from '../archive/temporary.ts';
 import { usingStore } from '../store/roots.ts';
 import { catalogsOf, closureOf, newest, newestByName, type Catalog, type CatalogEntry } from '../cache/catalog.ts';
 import { cacheConfig, substitute } from '../cache/substitute.ts';
-import { progressFor } from '../fetch/progress.ts';
+import { barOnTerminal } from '../fetch/progress.ts';
 import { parseCacheUrls, type Cache } from '../cache/backends.ts';
 import type { TrustedKeys } from '../cache/keys.ts';
 import type { ProfilePackage } from '../export/profile.ts';
@@ -147,7 +147,7 @@ async function substituteClosure(hit: { cache: Cache; catalog: Catalog; entry: C
   const outputsDir = homeLayout.outputs(home);
   const out: ProfilePackage[] = [];
   // each archive's bytes in a bar on a terminal; elsewhere the line each substitution says is enough
-  const progress = process.stderr.isTTY ? progressFor(process.stderr) : null;
+  const progress = barOnTerminal(process.stderr);
   for (const { entry: e, deps } of closureOf(hit.catalog, hit.entry)) {
     // the output's archive is kept beside it, so `verify --repair` has it and gc takes both
     const target = path.join(outputsDir, `${e.outputSha256}.tar.gz`);
@@ -162,7 +162,7 @@ async function substituteClosure(hit: { cache: Cache; catalog: Catalog; entry: C
         outputsDir,
         closure: e.closure,
         log: (l) => tell(`${l}\n`),
-        transfer: progress ? (total, from) => progress.begin(e.name, from, total) : undefined,
+        transfer: (total, from) => progress.begin(e.name, from, total),
       });
       if (!('hit' in r))
         throw new PeerpkgsError(`${e.name}: no cache has a usable binary package (pkghash ${e.pkghash}): ${r.tried.map((t) => `${t.cache}: ${t.reason}`).join('; ')}`);

@@ -198,7 +198,7 @@ async function run(sub: string, argv: string[], io: CommandIO): Promise<number> 
       if (!dest) throw new UsageError('name where to write it with -o PATH');
       const { getToPath } = await import('../ipfs/get.ts');
       // a bar on a terminal; elsewhere the line below says it all
-      const progress = io === stdio && process.stderr.isTTY ? (await import('../fetch/progress.ts')).progressFor(process.stderr) : undefined;
+      const progress = io === stdio ? (await import('../fetch/progress.ts')).barOnTerminal(process.stderr) : undefined;
       const kind = await withClient(io, async (c) => getToPath(c, await resolveAddress(c, target), dest, {}, progress));
       io.err(`saved ${kind === 'dir' ? 'directory' : kind} ${target} to ${dest}\n`);
       return EXIT.ok;

@@ -34,6 +34,11 @@ export const silentProgress: Progress = {
   note() {},
 };
 
+/** A bar on a terminal, nothing elsewhere: for a command whose own lines already say what came. */
+export function barOnTerminal(out: Output = process.stderr): Progress {
+  return out.isTTY ? new BarProgress(out) : silentProgress;
+}
+
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
