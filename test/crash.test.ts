@@ -355,7 +355,7 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     const dir = path.join(shared.dir, 'late-process');
     fs.mkdirSync(dir, { recursive: true });
     const late = path.join(dir, 'late.pid');
-    const module = path.resolve('src/engine/worker.ts');
+    const module = path.resolve('src/engine/stop.ts');
     const child = `trap '' TERM; sleep 0.3; sleep 60 & echo $! > ${late}.tmp; mv ${late}.tmp ${late}; wait`;
     const script = `
       import { spawn } from 'node:child_process';
@@ -375,6 +375,33 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     if (state !== 'gone' && state !== 'Z') process.kill(pid, 'SIGKILL');
     assert.ok(state === 'gone' || state === 'Z', `the process started after the stop began outlived it (state ${state})`);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a sandbox stopped at any moment of its start leaves none of its processes running', () => {
+    // bwrap's sandbox init waits on the outer bwrap through its start, and
+    // asks to die with it only after: signalled together, the outer one
+    // died first and left the init running, adopted by the system
+    const mark = `stopped-sandbox-${process.pid}`;
+    const module = path.resolve('src/engine/stop.ts');
+    const argv = ['--unshare-user', '--unshare-net', '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev'];
+    const script = `
+      import { spawn } from 'node:child_process';
+      const { stopDescendants } = await import(${JSON.stringify(module)});
+      for (let i = 0; i < 60; i++) {
+        spawn('bwrap', [...${JSON.stringify(argv)}, '--die-with-parent', '--new-session', '--setenv', 'MARK', ${JSON.stringify(mark)}, '--', 'sleep', '60'], { stdio: 'ignore' });
+        // stopped 0 to 6 ms into its start: the outer bwrap before, during and after its clone
+        const until = performance.now() + (i % 40) * 0.15;
+        while (performance.now() < until);
+        await stopDescendants();
+      }
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const left = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(mark));
+    for (const l of left) process.kill(Number(l.trim().split(' ')[0]), 'SIGKILL');
+    assert.deepEqual(left, [], 'sandbox processes outlived the stop');
   });
 
   it('no sandbox starts once the process is stopping on a signal', () => {

@@ -166,9 +166,11 @@ export class Engine {
    * this process's temporaries, and close. */
   async interrupt(): Promise<void> {
     interrupting(); // a build failing now was stopped: its work directory goes too
-    this.pool?.stop();
-    const { stopDescendants } = await import('./worker.ts');
+    // the workers' jobs first, with all else below us (a worker stopped
+    // first would leave its job's processes to the system's init)
+    const { stopDescendants } = await import('./stop.ts');
     await stopDescendants();
+    this.pool?.stop();
     await removeOwnTemporaries();
     await this.close();
   }

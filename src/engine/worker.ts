@@ -24,9 +24,10 @@ import type { Socket } from 'node:net';
 const fs = process.getBuiltinModule('node:fs');
 import * as path from 'node:path';
 import { JOBSERVER_R, JOBSERVER_W } from './jobserver.ts';
-import { temporaryName, removeTemporaryFile } from '../archive/temporary.ts';
+import { temporaryName, removeTemporaryFile, stopping } from '../archive/temporary.ts';
 import { MessageParser, parseRequest, answer, type Request } from './protocol.ts';
 import { shQuote } from './env.ts';
+import { descendants, tryKill } from './stop.ts';
 
 export const CHANNEL_FD = 9;
 /** the job's stderr as it started, kept to tell when a .do redirects the
@@ -193,66 +194,6 @@ export class Worker {
   }
 }
 
-function tryKill(pid: number, signal: NodeJS.Signals = 'SIGTERM'): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    /* gone already */
-  }
-}
-
-/**
- * Stop every process this one started, and their children: SIGTERM, then
- * SIGKILL for what still runs after `graceMs`. Resolves once none runs, so
- * that what they were writing (a sandboxed build's work directory) can be
- * removed without them writing on. The processes are looked for again
- * each round: work under way when the signal came may start one after the
- * first look (a sandbox spawned by a build that was setting up), and it is
- * stopped as the others were.
- */
-export async function stopDescendants(graceMs = 2000): Promise<void> {
-  const told = new Set<number>();
-  for (let waited = 0; ; waited += 20) {
-    const pids = descendants(process.pid);
-    if (pids.length === 0) return;
-    for (const pid of pids) {
-      if (waited >= graceMs) tryKill(pid, 'SIGKILL');
-      else if (!told.has(pid)) tryKill(pid);
-      told.add(pid);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Every process below `root` still running, from /proc (children before
- * grandchildren); not the zombies waiting to be reaped, which have no
- * children and take no signal. */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (state === 'Z') continue;
-      const list = children.get(Number(ppid)) ?? [];
-      list.push(Number(name));
-      children.set(Number(ppid), list);
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const c of children.get(p) ?? []) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(root);
-  return out;
-}
-
 /** Workers are made on demand and reused; a nested build needs one more. */
 export class WorkerPool {
   private idle: Worker[] = [];
@@ -274,6 +215,8 @@ export class WorkerPool {
     let w = this.idle.pop();
     while (w && !w.alive) w = this.idle.pop();
     if (!w) {
+      // a job that comes as the process stops on a signal starts no shell the stop would then have to find
+      if (stopping()) throw new Error('redo: no job started: stopping on a signal');
       fs.mkdirSync(this.outDir, { recursive: true });
       // temporaries: a killed engine's are swept by the next one
       w = new Worker(this.env(), this.jobFds(), temporaryName(path.join(this.outDir, 'out')), temporaryName(path.join(JOB_DIR, 'redo-job')));
