@@ -404,6 +404,30 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     assert.deepEqual(left, [], 'sandbox processes outlived the stop');
   });
 
+  it('a process that traps SIGTERM and starts sandboxes as the build stops leaves none of them running', () => {
+    // what it starts after the first signal is as young as any sandbox at
+    // the first, and is frozen before it is signalled, as they were
+    const mark = `trapping-sandbox-${process.pid}`;
+    const module = path.resolve('src/engine/stop.ts');
+    const bwrap = `bwrap --unshare-user --unshare-net --unshare-pid --ro-bind / / --proc /proc --dev /dev --die-with-parent --new-session --setenv MARK ${mark} -- sleep 60`;
+    const script = `
+      import { spawn } from 'node:child_process';
+      const { stopDescendants } = await import(${JSON.stringify(module)});
+      for (let i = 0; i < 3; i++) {
+        spawn('sh', ['-c', ${JSON.stringify(`trap : TERM; while :; do ${bwrap} & sleep 0.01; done`)}], { stdio: 'ignore' });
+        await new Promise((r) => setTimeout(r, 100));
+        await stopDescendants();
+      }
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const left = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(mark));
+    for (const l of left) process.kill(Number(l.trim().split(' ')[0]), 'SIGKILL');
+    assert.deepEqual(left, [], 'sandbox processes outlived the stop');
+  });
+
   it('no sandbox starts once the process is stopping on a signal', () => {
     const script = `
       const t = await import(${JSON.stringify(path.resolve('src/archive/temporary.ts'))});

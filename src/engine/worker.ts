@@ -185,7 +185,9 @@ export class Worker {
   stop(): void {
     fs.closeSync(this.jobFd);
     if (!this.dead) {
-      if (this.busy && this.proc.pid) for (const pid of descendants(this.proc.pid)) tryKill(pid);
+      // on a signal, stopDescendants stops them, frozen first: killed here
+      // too, a parent could die before a child that counts on it
+      if (this.busy && this.proc.pid && !stopping()) for (const pid of descendants(this.proc.pid)) tryKill(pid);
       this.chan.end();
       this.chan.destroy();
       this.proc.kill('SIGTERM');
@@ -215,8 +217,11 @@ export class WorkerPool {
     let w = this.idle.pop();
     while (w && !w.alive) w = this.idle.pop();
     if (!w) {
-      // a job that comes as the process stops on a signal starts no shell the stop would then have to find
-      if (stopping()) throw new Error('redo: no job started: stopping on a signal');
+      // a job that comes as the process stops on a signal starts no shell the
+      // stop would then have to find; it fails, as a worker killed under it
+      // does, and does not throw, which would end the build (and close the
+      // engine) while the stop is still freezing the others
+      if (stopping()) return { status: 255, out: '', done: () => {} };
       fs.mkdirSync(this.outDir, { recursive: true });
       // temporaries: a killed engine's are swept by the next one
       w = new Worker(this.env(), this.jobFds(), temporaryName(path.join(this.outDir, 'out')), temporaryName(path.join(JOB_DIR, 'redo-job')));
