@@ -377,6 +377,19 @@ describe('crashes leave nothing wrong and nothing behind', function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Runs `script` (which starts sandboxes marked `mark` and stops them)
+   * in a process of its own; returns the marked processes still running
+   * after it, killed so as not to outlive the test. */
+  function stopInChild(script: string, mark: string): string[] {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const left = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(mark));
+    for (const l of left) process.kill(Number(l.trim().split(' ')[0]), 'SIGKILL');
+    return left;
+  }
+
   it('a sandbox stopped at any moment of its start leaves none of its processes running', () => {
     // bwrap's sandbox init waits on the outer bwrap through its start, and
     // asks to die with it only after: signalled together, the outer one
@@ -395,13 +408,7 @@ describe('crashes leave nothing wrong and nothing behind', function () {
         await stopDescendants();
       }
     `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    const left = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.includes(mark));
-    for (const l of left) process.kill(Number(l.trim().split(' ')[0]), 'SIGKILL');
-    assert.deepEqual(left, [], 'sandbox processes outlived the stop');
+    assert.deepEqual(stopInChild(script, mark), [], 'sandbox processes outlived the stop');
   });
 
   it('a process that traps SIGTERM and starts sandboxes as the build stops leaves none of them running', () => {
@@ -419,13 +426,7 @@ describe('crashes leave nothing wrong and nothing behind', function () {
         await stopDescendants();
       }
     `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
-    assert.equal(r.status, 0, r.stderr);
-    const left = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.includes(mark));
-    for (const l of left) process.kill(Number(l.trim().split(' ')[0]), 'SIGKILL');
-    assert.deepEqual(left, [], 'sandbox processes outlived the stop');
+    assert.deepEqual(stopInChild(script, mark), [], 'sandbox processes outlived the stop');
   });
 
   it('no sandbox starts once the process is stopping on a signal', () => {

@@ -76,6 +76,9 @@ export class Engine {
   private jobserver: JobServer | null = null;
   private pool: WorkerPool | null = null;
   private server: Server | null = null;
+  /** the stop on a signal, once begun (interrupt), and the close, once asked */
+  private stopping: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
   private readonly memo = new Map<string, Result | Promise<Result>>();
   /** the targets asked for with `redo` in this run: their rules make them afresh (BuildContext.afresh) */
   private readonly forced = new Set<string>();
@@ -166,17 +169,30 @@ export class Engine {
    * this process's temporaries, and close. */
   async interrupt(): Promise<void> {
     interrupting(); // a build failing now was stopped: its work directory goes too
-    // the workers' jobs first, with all else below us (a worker stopped
-    // first would leave its job's processes to the system's init)
-    const { stopDescendants } = await import('./stop.ts');
-    await stopDescendants();
-    this.pool?.stop();
-    await removeOwnTemporaries();
+    this.stopping ??= (async () => {
+      // the workers' jobs first, with all else below us (a worker stopped
+      // first would leave its job's processes to the system's init)
+      const { stopDescendants } = await import('./stop.ts');
+      await stopDescendants();
+      this.pool?.stop();
+      await removeOwnTemporaries();
+    })();
+    await this.stopping;
     await this.close();
   }
 
-  /** Stop workers, fold our journal into the snapshot, drop our locks. */
-  async close(): Promise<void> {
+  /** Stop workers, fold our journal into the snapshot, drop our locks;
+   * once, whoever asks. A build whose jobs failed because a signal stopped
+   * them returns, and its command closes the engine, while the stop may
+   * still be at work: the locks and the state wait for it. */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      await this.stopping;
+      await this.closeNow();
+    })());
+  }
+
+  private async closeNow(): Promise<void> {
     await sweepsDone();
     this.pool?.stop();
     this.jobserver?.close();

@@ -23,8 +23,9 @@
  *      SIGSTOP and what it has a handler for, and its death ends
  *      everything in its namespace; then all SIGCONT;
  *   4. every 20 ms the tree is frozen again, and what was started meanwhile
- *      is told as in 3; what still runs 2 s after the first is sent
- *      SIGKILL, frozen as well. It resolves once none runs.
+ *      is told as in 3; what still runs 2 s after the first SIGTERM is
+ *      sent SIGKILL, frozen as well. It resolves once none runs (or 10 s
+ *      after the SIGKILL: a process in the kernel for good is left).
  */
 const fs = process.getBuiltinModule('node:fs');
 
@@ -118,11 +119,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * one) adds its child first. And the look that ends it is one begun after
  * all were seen stopped: a look lists the processes before it reads their
  * states, and a child added between the two would not be listed. One
- * continued meanwhile (a nested build's own stop) is sent SIGSTOP again.
- * Bounded by `budgetMs`, for one that cannot be stopped (setuid) or waits
- * in the kernel. Returns the last look, and the processes new to `ours`.
+ * continued meanwhile (a nested build's own stop) is sent SIGSTOP again;
+ * one we may not signal (EPERM: setuid) goes into `unstoppable` and is not
+ * waited for. Bounded by `budgetMs`, for one that waits in the kernel (D)
+ * and stops only once out of it. Returns the last look, and the processes
+ * new to `ours`.
  */
-async function freeze(ours: Map<number, string>, unstoppable: Set<number>, budgetMs: number): Promise<{ all: Map<number, Proc>; found: number[] }> {
+async function freeze(ours: Map<number, string>, unstoppable: Map<number, string>, budgetMs: number): Promise<{ all: Map<number, Proc>; found: number[] }> {
   const until = performance.now() + budgetMs;
   const found: number[] = [];
   for (let settled = false; ;) {
@@ -132,8 +135,8 @@ async function freeze(ours: Map<number, string>, unstoppable: Set<number>, budge
       ours.set(pid, all.get(pid)!.start);
       found.push(pid);
     }
-    const moving = stillOurs(ours, all).filter((pid) => all.get(pid)!.state !== 'T' && all.get(pid)!.state !== 't' && !unstoppable.has(pid));
-    for (const pid of moving) if (tryKill(pid, 'SIGSTOP') === 'EPERM') unstoppable.add(pid);
+    const moving = stillOurs(ours, all).filter((pid) => all.get(pid)!.state !== 'T' && all.get(pid)!.state !== 't' && unstoppable.get(pid) !== all.get(pid)!.start);
+    for (const pid of moving) if (tryKill(pid, 'SIGSTOP') === 'EPERM') unstoppable.set(pid, all.get(pid)!.start);
     const still = fresh.length === 0 && moving.length === 0;
     if ((still && settled) || performance.now() > until) return { all, found };
     settled = still;
@@ -144,25 +147,26 @@ async function freeze(ours: Map<number, string>, unstoppable: Set<number>, budge
 /**
  * Stop every process this one started, and theirs, as the module's comment
  * says: frozen, then SIGTERM (SIGKILL for a sandbox's init), then SIGKILL
- * for what still runs after `graceMs`. Each round freezes the tree again
- * before it signals anything, for what a process started meanwhile (one
- * that traps SIGTERM and starts a sandbox) is as young as any at the first.
- * Resolves once none runs, so that what they were writing (a sandboxed
- * build's work directory) can be removed without them writing on; or,
- * what SIGKILL has not ended 10 s after it was sent (a process in the
- * kernel for good), left.
+ * for what still runs `graceMs` after the SIGTERM. Each round freezes the
+ * tree again before it signals anything, for what a process started
+ * meanwhile (one that traps SIGTERM and starts a sandbox) is as young as
+ * any at the first. Resolves once none runs, so that what they were
+ * writing (a sandboxed build's work directory) can be removed without them
+ * writing on; what we may not signal, and what SIGKILL has not ended 10 s
+ * on (a process in the kernel for good), it leaves.
  */
 export async function stopDescendants(graceMs = 2000): Promise<void> {
   const ours = new Map<number, string>(); // pid → start time
-  const unstoppable = new Set<number>();
-  const began = performance.now();
+  const unstoppable = new Map<number, string>(); // the same, of those we may not signal
+  let told: number | undefined; // when the first SIGTERM went
   for (;;) {
-    const elapsed = performance.now() - began;
-    const { all, found } = await freeze(ours, unstoppable, Math.max(100, graceMs - elapsed));
-    const running = stillOurs(ours, all);
-    if (running.length === 0 || elapsed > graceMs + 10_000) return;
-    if (elapsed >= graceMs) for (const pid of running) tryKill(pid, 'SIGKILL');
+    const since = told === undefined ? 0 : performance.now() - told;
+    const { all, found } = await freeze(ours, unstoppable, Math.min(1000, Math.max(100, graceMs - since)));
+    const running = stillOurs(ours, all).filter((pid) => unstoppable.get(pid) !== all.get(pid)!.start);
+    if (running.length === 0 || since > graceMs + 10_000) return;
+    if (since >= graceMs) for (const pid of running) tryKill(pid, 'SIGKILL');
     else for (const pid of found) if (running.includes(pid)) tryKill(pid, isNamespaceInit(pid) ? 'SIGKILL' : 'SIGTERM');
+    told ??= performance.now();
     for (const pid of running) tryKill(pid, 'SIGCONT');
     await sleep(20);
   }

@@ -214,14 +214,14 @@ export class WorkerPool {
   /** Run a job; `out` is the file holding what it wrote to stdout. Call
    * `done()` once that file has been used: the worker is reused after. */
   async run(spec: JobSpec, handlers: JobHandlers): Promise<{ status: number; out: string; done: () => void }> {
+    // a job that comes as the process stops on a signal starts no shell the
+    // stop would then have to find; it fails, as a worker killed under it
+    // does, and does not throw, which would end the build while the stop
+    // is still freezing the others
+    if (stopping()) return { status: 255, out: '', done: () => {} };
     let w = this.idle.pop();
     while (w && !w.alive) w = this.idle.pop();
     if (!w) {
-      // a job that comes as the process stops on a signal starts no shell the
-      // stop would then have to find; it fails, as a worker killed under it
-      // does, and does not throw, which would end the build (and close the
-      // engine) while the stop is still freezing the others
-      if (stopping()) return { status: 255, out: '', done: () => {} };
       fs.mkdirSync(this.outDir, { recursive: true });
       // temporaries: a killed engine's are swept by the next one
       w = new Worker(this.env(), this.jobFds(), temporaryName(path.join(this.outDir, 'out')), temporaryName(path.join(JOB_DIR, 'redo-job')));
