@@ -185,9 +185,7 @@ export class Worker {
   stop(): void {
     fs.closeSync(this.jobFd);
     if (!this.dead) {
-      // on a signal, stopDescendants stops them, frozen first: killed here
-      // too, a parent could die before a child that counts on it
-      if (this.busy && this.proc.pid && !stopping()) for (const pid of descendants(this.proc.pid)) tryKill(pid);
+      if (this.busy && this.proc.pid) for (const pid of descendants(this.proc.pid)) tryKill(pid);
       this.chan.end();
       this.chan.destroy();
       this.proc.kill('SIGTERM');
