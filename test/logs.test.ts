@@ -189,14 +189,17 @@ describe('build logs and progress', function () {
     const p = spawn(path.join(BIN, 'build-packages-ifchange'), ['./pkg/a'], { cwd: dir, env: userEnv({ PEERPKGS_HOME: home }), detached: true, stdio: 'ignore' });
     const exited = new Promise((r) => p.on('close', r));
     const temporaries = () => logsOf('a').filter((n) => n.includes('.tmp-'));
-    // the log is opened as the build begins
-    for (let i = 0; temporaries().length === 0; i++) {
+    // the log is opened as the build begins; the link naming the package is
+    // made under a temporary name just before, and is no sign of the log
+    const halfLogs = () => temporaries().filter((n) => n.startsWith('.log.gz.tmp-'));
+    for (let i = 0; halfLogs().length === 0; i++) {
       assert.ok(i < 600, 'the build never began');
       await new Promise((r) => setTimeout(r, 50));
     }
     process.kill(-p.pid!, 'SIGKILL');
     await exited;
-    assert.equal(temporaries().length, 1, 'the half log, under its temporary name');
+    assert.deepEqual(temporaries(), halfLogs(), 'nothing but the half log is left under a temporary name');
+    assert.equal(halfLogs().length, 1, 'the half log, under its temporary name');
     assert.equal(peerpkgs(['log', './pkg/a']).status, 11, 'is no log of a build');
     write(dir, { '!pkg/a/build': '#!/bin/sh\necho again\nmkdir -p "$DESTDIR"\n' });
     assert.equal(build(['./pkg/a']).status, 0);
