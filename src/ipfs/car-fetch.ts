@@ -31,7 +31,7 @@ import { CID as CIDClass, dagCbor, varint, Uint8ArrayList } from './deps-dag.ts'
 import { IDENTITY, SHA256 } from './codes.ts';
 import { IpfsError } from './errors.ts';
 
-const { createHash } = process.getBuiltinModule('node:crypto');
+const { subtle } = process.getBuiltinModule('node:crypto').webcrypto;
 
 /** The largest section read: a block as big as Helia takes (2 MiB), and its CID. */
 const MAX_SECTION = 2 * 1024 * 1024 + 256;
@@ -118,12 +118,14 @@ export async function* carBlocks(body: AsyncIterable<Uint8Array>, root: CID): As
  * Whether `bytes` are the block `cid` names: its sha-256, or the bytes
  * themselves for an identity CID; null for a hash this code does not
  * compute (the tree makes sha-256 alone), which proves nothing either way.
+ * The sha-256 is WebCrypto's, computed on libuv's threads: the main thread,
+ * which a substitution's unpacking keeps busy, hashes none of the blocks.
  */
-export function blockMatches(cid: CID, bytes: Uint8Array): boolean | null {
+export async function blockMatches(cid: CID, bytes: Uint8Array): Promise<boolean | null> {
   const mh = cid.multihash;
   if (mh.code === IDENTITY) return Buffer.from(mh.digest).equals(bytes);
   if (mh.code !== SHA256) return null;
-  return createHash('sha256').update(bytes).digest().equals(mh.digest);
+  return Buffer.from(await subtle.digest('SHA-256', bytes)).equals(mh.digest);
 }
 
 /** What a CarPrefetch hears of the gateway that sent the CAR. */
@@ -204,7 +206,8 @@ export class CarPrefetch {
           return false;
         }
         const { cid, bytes } = r.value;
-        const matches = blockMatches(cid, bytes);
+        const matches = await blockMatches(cid, bytes);
+        if (this.over) return false; // closed while the block was hashed
         if (matches === false) {
           this.over = true;
           this.events.wrong(`a block that is not ${cid}`);
