@@ -545,6 +545,28 @@ export const rules = [
       assert.deepEqual(runsOf(dir), ['run']);
     });
 
+    it('a redo process does not build again what another built after it started, lock free or not', async () => {
+      write(dir, {
+        'slow.do': 'echo run >>runs.log; echo done',
+        'a.do': 'redo-ifchange slow; echo a',
+        // b's process reads its state as it starts, then asks for slow only
+        // once a's process has built it and exited: the lock is free by then
+        'b.do': 'touch b-began; while [ ! -e go ]; do sleep 0.05; done; redo-ifchange slow; echo b',
+      });
+      const b = start(dir, 'redo', ['b']);
+      for (let i = 0; !exists(dir, 'b-began'); i++) {
+        assert.ok(i < 600, 'b never began');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const ra = run(dir, 'redo', ['a']);
+      assert.equal(ra.status, 0, ra.stderr);
+      write(dir, { go: '' });
+      const rb = await b;
+      assert.equal(rb.status, 0, rb.stderr);
+      assert.deepEqual(runsOf(dir), ['run']);
+      assert.equal(read(dir, 'b'), 'b\n');
+    });
+
     it('real redo-* commands reach the running build from any interpreter', () => {
       write(dir, {
         '!py.do': '#!/usr/bin/env python3\nimport subprocess, sys\nsubprocess.check_call(["redo-ifchange", "dep"])\nprint(open("dep").read().strip() + "!")\n',
@@ -656,8 +678,14 @@ export const rules = [
       const { spawn } = await import('node:child_process');
       const { userEnv, BIN, processState } = await import('./helpers.ts');
       const p = spawn(path.join(BIN, 'redo'), ['slow'], { cwd: dir, env: userEnv(), stdio: 'ignore' });
-      for (let i = 0; i < 200 && !exists(dir, 'sleeper.pid'); i++) await new Promise((r) => setTimeout(r, 25));
-      const sleeper = Number(read(dir, 'sleeper.pid'));
+      // the shell makes the file before it writes the pid into it: wait for a whole line
+      const pidLine = () => (exists(dir, 'sleeper.pid') ? read(dir, 'sleeper.pid') : '');
+      for (let i = 0; !pidLine().endsWith('\n'); i++) {
+        assert.ok(i < 400, 'the .do never started its sleep');
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const sleeper = Number(pidLine());
+      assert.ok(sleeper > 0, pidLine());
       const status = await new Promise<number | null>((resolve) => {
         p.on('exit', (code) => resolve(code));
         p.kill('SIGTERM');

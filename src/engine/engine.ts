@@ -352,13 +352,18 @@ export class Engine {
     this.locks.register();
     const waited = await this.locks.lock(t, (pid) => this.log.info(`${this.log.show(t)}: waiting for redo process ${pid}, which is building it`));
     try {
-      if (waited) {
-        // someone else built it while we waited: look again
-        this.state.refresh();
-        const rec = this.state.targets.get(t);
-        if (rec && !this.state.intents.has(t) && !(await this.decision.depsChanged(rec, from))) {
-          return OK_SOURCE(rec.id);
-        }
+      // Another redo process may have built it since our state was read:
+      // while we waited for the lock, or before we asked for it (one that
+      // started first and finished it, or has exited since). Its records
+      // are on disk by now (it flushes before it unlocks while another
+      // process is registered, and when it exits): look again. A refresh
+      // reads only what other processes appended; a record of our own
+      // that was there all along is not looked at twice (`redo` builds
+      // what it is asked to whatever is up to date).
+      this.state.refresh();
+      const rec = this.state.targets.get(t);
+      if (rec && !this.state.intents.has(t) && (waited || this.state.builtElsewhere.has(t)) && !(await this.decision.depsChanged(rec, from))) {
+        return OK_SOURCE(rec.id);
       }
       const rule = lookup.found!.kind === 'do' ? this.paths.rel(lookup.found!.dofile) : `builtin:${lookup.found!.rule.name}`;
       const job = newJob(this.nextJob++, t, rule, from, from?.err);

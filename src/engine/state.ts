@@ -114,6 +114,8 @@ export class State {
   readonly files = new Map<string, FileRecord>();
   /** some record could not be read: targets may have been forgotten */
   damaged = false;
+  /** targets another process recorded since our load, as a refresh read them: built there while we ran */
+  readonly builtElsewhere = new Set<string>();
   private journalFd = -1;
   private pending: string[] = [];
   private journalPath = '';
@@ -156,7 +158,7 @@ export class State {
     for (const j of journals) {
       if (j === this.journalPath) continue;
       try {
-        this.readRecords(j, j, true);
+        this.readRecords(j, j, true, true);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         // folded into the snapshot meanwhile: reread everything
@@ -174,7 +176,7 @@ export class State {
       .map((n) => path.join(jdir, n));
   }
 
-  private readRecords(file: string, key: string | null, mustExist = false): void {
+  private readRecords(file: string, key: string | null, mustExist = false, others = false): void {
     let data: string;
     const from = key ? (this.readOffsets.get(key) ?? 0) : 0;
     try {
@@ -208,7 +210,7 @@ export class State {
       recs = null;
     }
     if (recs) {
-      for (const rec of recs) this.apply(rec);
+      for (const rec of recs) this.apply(rec, others);
       return;
     }
     this.damaged = true;
@@ -224,17 +226,18 @@ export class State {
       } catch {
         continue;
       }
-      this.apply(rec);
+      this.apply(rec, others);
     }
   }
 
-  private apply(rec: AnyRecord): void {
+  private apply(rec: AnyRecord, others = false): void {
     if (typeof rec !== 'object' || rec === null || typeof rec.seq !== 'number') return;
     if (rec.seq > this.seqLast) this.seqLast = rec.seq;
     if ('t' in rec && typeof rec.t === 'string' && Array.isArray(rec.deps)) {
       const old = this.targets.get(rec.t);
       if (old && old.seq > rec.seq) return;
       this.targets.set(rec.t, rec);
+      if (others) this.builtElsewhere.add(rec.t);
       const intent = this.intents.get(rec.t);
       if (intent !== undefined && intent < rec.seq) this.intents.delete(rec.t);
     } else if ('b' in rec && typeof rec.b === 'string') {
