@@ -239,7 +239,10 @@ describe('the command frame', function () {
         write(tree, { 'pkg/slow/.pkg.tar.gz.do': 'touch started; exec sleep 60\n' });
         const p = spawn(path.join(BIN, 'build-packages-ifchange'), ['./pkg/slow'], { cwd: tree, env: userEnv({ PEERPKGS_HOME: path.join(tree, 'home') }), stdio: 'ignore' });
         const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-        for (let i = 0; i < 400 && !fs.existsSync(path.join(tree, 'pkg/slow/started')); i++) await new Promise((r) => setTimeout(r, 25));
+        for (let i = 0; !fs.existsSync(path.join(tree, 'pkg/slow/started')); i++) {
+          assert.ok(i < 800, 'the build never began');
+          await new Promise((r) => setTimeout(r, 25));
+        }
         p.kill(signal);
         assert.equal(await exited, SIGNAL_EXIT[signal]);
       });
