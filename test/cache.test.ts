@@ -907,8 +907,13 @@ describe('binary package caches', function () {
       assert.deepEqual(listAll(dir), ['.lock'], 'nothing written while the lock is held');
       const lib = g.pkghash(path.join(tree, 'pkg/lib'));
       const archive = path.join(tree, 'pkg/lib/.pkg.tar.gz');
+      // what the holder of the lock writes, in place before it lets go: were the lock let go
+      // first, the waiting process could take it before this one and add lib itself
+      const other = path.join(work, 'other');
+      fs.mkdirSync(other);
+      await addToCache({ dir: other, packages: [{ pkghash: lib, name: 'lib', archive, closure: [] }], signKey: alice });
+      for (const f of fs.readdirSync(other)) fs.renameSync(path.join(other, f), path.join(dir, f));
       fs.rmSync(path.join(dir, '.lock'));
-      await addToCache({ dir, packages: [{ pkghash: lib, name: 'lib', archive, closure: [] }], signKey: alice });
       const r = await p.done;
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`^already there \\S+ ${lib} \\(signed by ${alice.id}\\)$`, 'm'));
